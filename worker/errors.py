@@ -1,0 +1,63 @@
+"""One error hierarchy for omitama-notify.
+
+Every message is written for the person who has to act on it (staff, the ILS
+integrator, the operator): it says what is wrong and, where it can, what to do.
+"""
+
+from __future__ import annotations
+
+
+class NotifyError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(NotifyError):
+    """Raised when settings are missing or invalid; names the key at fault."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"setting {key}: {problem}")
+
+
+class EventError(NotifyError):
+    """Raised when an ILS event fails validation; names the field at fault."""
+
+    def __init__(self, field: str, problem: str, *, event_id: str | None = None,
+                 event_type: str | None = None) -> None:
+        self.field = field
+        self.problem = problem
+        self.event_id = event_id
+        self.event_type = event_type
+        super().__init__(f"{field}: {problem}" if field else problem)
+
+
+class AddressError(NotifyError):
+    """Raised when an e-mail address is refused; the message is readable by staff."""
+
+
+class StoreError(NotifyError):
+    """Raised when Redis cannot be reached or holds something unexpected."""
+
+
+class ReviewError(NotifyError):
+    """Raised when a staff action cannot be carried out (not pending, wrong code, …)."""
+
+
+class DeliveryError(NotifyError):
+    """Raised when a message could not be handed to the relay."""
+
+    def __init__(self, message: str, *, code: int | None = None, text: str = "",
+                 command: str = "") -> None:
+        self.code = code
+        self.text = text
+        self.command = command
+        super().__init__(message)
+
+
+class TransientDeliveryError(DeliveryError):
+    """Raised for failures worth retrying: 4xx replies, refused connections, timeouts."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Raised for 5xx replies: the relay will not take this message for this recipient."""
