@@ -1,0 +1,210 @@
+"""Typed settings: ``settings.toml`` plus ``OMITAMA_NOTIFY_<SECTION>__<KEY>`` overrides.
+
+Loaded once per process (:func:`get_settings`) and passed explicitly to the code
+that needs it; domain code never reads the environment itself. A bad or missing
+setting raises :class:`~worker.errors.ConfigError` naming the key, which the CLI
+prints as one line before exiting.
+
+Relative paths (outbox, templates, var/) are resolved against the folder of the
+settings file, so the worker behaves the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .errors import ConfigError
+
+ENV_PREFIX = "OMITAMA_NOTIFY_"
+ENV_FILE = "OMITAMA_NOTIFY_SETTINGS"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedisSettings(_Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    # dramatiq's own key namespace; the ILS writes into it, so the default is the contract.
+    namespace: str = "dramatiq"
+    # prefix of every key this worker owns (see worker/keys.py)
+    key_prefix: str = "omitama:"
+    # start a private redis-server under var/ when nothing answers at `url` (first runs)
+    start_private: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v
+
+
+class SmtpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(25, ge=1, le=65535)
+    username: str = ""
+    # Secrets belong in the environment (OMITAMA_NOTIFY_SMTP__PASSWORD), never in the file.
+    password: SecretStr = SecretStr("")
+    starttls: bool = False
+    tls: bool = False
+    timeout: float = Field(30.0, gt=0, le=600)
+    validate_certs: bool = True
+    cert_bundle: str = ""
+    # connections kept open per worker process; reused across messages
+    pool_size: int = Field(4, ge=1, le=64)
+    helo_name: str = ""
+
+
+class MailSettings(_Section):
+    transport: Literal["smtp", "outbox"] = "outbox"
+    from_address: str = "lib@city.omitama.ibaraki.jp"
+    from_name: str = "小美玉市立図書館"
+    outbox_dir: Path = Path("var/outbox")
+    templates_dir: Path = Path("templates/mail")
+    charset: Literal["utf-8", "iso-2022-jp"] = "utf-8"
+    # right-hand side of every Message-ID we mint, so bounces can be traced back
+    message_id_domain: str = "city.omitama.ibaraki.jp"
+
+    @field_validator("from_address")
+    @classmethod
+    def _simple_address(cls, v: str) -> str:
+        if any(c in v for c in "\r\n<>\",; ") or v.count("@") != 1:
+            raise ValueError("must be a plain address like lib@city.omitama.ibaraki.jp")
+        return v
+
+    @field_validator("from_name", "message_id_domain")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        if any(ord(c) < 32 or c in "<>@\"" for c in v):
+            raise ValueError("must be one line without < > @ or quotes")
+        return v
+
+
+class WorkerSettings(_Section):
+    processes: int = Field(1, ge=1, le=64)
+    threads: int = Field(8, ge=1, le=256)
+
+
+class DeliverySettings(_Section):
+    min_backoff_s: float = Field(30, gt=0)
+    max_backoff_s: float = Field(1800, gt=0)
+    # give up on a relay that keeps failing after this long, whatever the deadline
+    max_retry_hours: float = Field(24, gt=0)
+    # retries stop this many hours before the pickup window closes, so staff can still phone
+    phone_margin_hours: float = Field(48, ge=0)
+    # how long a worker may hold a hold's "sending" lease before another may take over
+    lease_s: float = Field(120, gt=0)
+    # hold records are kept this many days after pickup_by (bounce tracing needs them)
+    retention_days: int = Field(60, ge=1)
+
+
+class Branch(_Section):
+    name: str
+    address: str
+    phone: str
+    hours: str = ""
+
+
+class Settings(_Section):
+    redis: RedisSettings = RedisSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    mail: MailSettings = MailSettings()
+    worker: WorkerSettings = WorkerSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    branches: dict[str, Branch]
+    # folder the settings were read from; relative paths are resolved against it
+    base_dir: Path = PROJECT_ROOT
+
+    @field_validator("branches")
+    @classmethod
+    def _some_branches(cls, v: dict[str, Branch]) -> dict[str, Branch]:
+        if not v:
+            raise ValueError("at least one branch is needed")
+        return v
+
+    def path(self, p: Path) -> Path:
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.path(self.mail.outbox_dir)
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.path(self.mail.templates_dir)
+
+    @property
+    def var_dir(self) -> Path:
+        return self.base_dir / "var"
+
+
+def settings_file(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    if env.get(ENV_FILE):
+        return Path(env[ENV_FILE]).resolve()
+    here = Path.cwd() / "settings.toml"
+    return here if here.exists() else PROJECT_ROOT / "settings.toml"
+
+
+def _apply_env(data: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
+    """Overlay OMITAMA_NOTIFY_A__B[__C] variables; returns key → variable name."""
+    origin: dict[str, str] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_FILE:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        if len(parts) < 2 or not all(parts):
+            raise ConfigError(name, "expected OMITAMA_NOTIFY_<SECTION>__<KEY>")
+        node = data
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(name, f"{part} is not a section")
+            node = child
+        node[parts[-1]] = value
+        origin[".".join(parts)] = name
+    return origin
+
+
+def _key_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if len(parts) >= 2:
+        return f"[{'.'.join(parts[:-1])}] {parts[-1]}"
+    return parts[0] if parts else "?"
+
+
+def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if environ is None else environ)
+    path = path or settings_file(env)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), "settings file not found (set OMITAMA_NOTIFY_SETTINGS)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(str(path), f"not valid TOML: {e}") from None
+    origin = _apply_env(data, env)
+    data["base_dir"] = path.parent
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = _key_name(err["loc"])
+        dotted = ".".join(str(p) for p in err["loc"])
+        source = f" (from {origin[dotted]})" if dotted in origin else f" (in {path.name})"
+        msg = "is missing" if err["type"] == "missing" else (
+            "is not a known setting" if err["type"] == "extra_forbidden" else err["msg"])
+        raise ConfigError(key, msg + source) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    return load_settings()
