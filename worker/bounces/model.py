@@ -1,0 +1,186 @@
+"""The bounce vocabulary: one result type and one table of reasons.
+
+Reason names follow the taxonomy of the Sisimai bounce analyser
+(https://libsisimai.org, BSD 2-Clause, (C) azumakuniyuki and the sisimai
+development team), plus four outcomes that are not bounces: ``vacation``,
+``delivered``, ``feedback`` and ``delayed``.
+
+Two flags are derived here, in one place, so callers never re-decide them:
+
+* ``permanent``: the remote side says retrying will not help (a 5xx reply or a
+  ``5.x.x`` status, or a failure that is permanent by nature when no code is
+  given).  A reason in :data:`SOFT_REASONS` is never permanent even with a 5xx
+  code: a full mailbox or a rate limit clears by itself.  4xx and delay
+  warnings are never permanent.
+* ``misconfigured_recipient``: the *patron* must change a setting so that our
+  mail gets through (see :data:`MISCONFIGURED_REASONS` and
+  :func:`is_misconfigured`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+#: Every reason this package can return, with a one-line meaning.
+REASONS: dict[str, str] = {
+    # -- the recipient's address or mailbox ------------------------------------------------
+    "userunknown": "the local part does not exist at the destination (5.1.1)",
+    "hostunknown": "the recipient's domain does not exist or has no usable MX/A (5.1.2)",
+    "hasmoved": "the mailbox has moved and mail is not forwarded (5.1.6)",
+    "mailboxfull": "the recipient's mailbox is over quota (5.2.2); usually clears",
+    "suspend": "the recipient's account or phone line is suspended or disabled",
+    "filtered": "refused by the recipient's own filter or settings (carrier domain/sender filters)",
+    "notaccept": "the destination accepts no mail at all (null MX, 521/556)",
+    # -- our sender, IP or message ------------------------------------------------------------
+    "rejected": "the destination refused our envelope sender (MAIL FROM) or its domain",
+    "blocked": "refused because of our sending IP address or host name",
+    "badreputation": "refused because of our IP's or domain's reputation",
+    "requireptr": "our sending IP has no (valid) PTR record",
+    "authfailure": "SPF, DKIM or DMARC checks failed",
+    "spamdetected": "the content was judged to be spam",
+    "virusdetected": "the content was judged to carry malware",
+    "policyviolation": "refused under the destination's own policy",
+    "securityerror": "a security requirement failed (authentication, TLS, certificates)",
+    "failedstarttls": "STARTTLS could not be negotiated",
+    "contenterror": "a header or format problem in the message",
+    "notcompliantrfc": "the message is not RFC 5322 compliant (for example duplicate headers)",
+    "mesgtoobig": "the message is larger than the destination accepts",
+    "exceedlimit": "the message exceeds some other limit",
+    "syntaxerror": "SMTP command syntax or sequence error (501/503)",
+    # -- transport and systems ----------------------------------------------------------------
+    "toomanyconn": "too many connections or recipients at once; temporary",
+    "speeding": "rate-limited: we send too fast",
+    "norelaying": "relaying denied: wrong MX or a relay misconfiguration on our side",
+    "systemerror": "an error on the remote system",
+    "systemfull": "the remote system's disk is full",
+    "mailererror": "a local delivery program (pipe, procmail) failed",
+    "networkerror": "DNS, routing or connection failure",
+    "expired": "delivery was given up after retrying for too long",
+    "onhold": "a failure, but too little information to say why",
+    "undefined": "a failure whose reason could not be detected",
+    # -- not bounces ----------------------------------------------------------------------------
+    "delayed": "a 'still retrying' warning; the message may yet be delivered",
+    "vacation": "an auto-reply or out-of-office message (RFC 3834)",
+    "delivered": "a success report (Action: delivered, status 2.x.x)",
+    "feedback": "an ARF abuse or feedback-loop report",
+}
+
+#: Outcomes that are not bounces.
+NOT_BOUNCES: frozenset[str] = frozenset({"delayed", "vacation", "delivered", "feedback"})
+
+#: Failures that clear by themselves even when reported with a 5xx code.
+SOFT_REASONS: frozenset[str] = frozenset(
+    {"mailboxfull", "toomanyconn", "speeding", "systemfull", "expired", "onhold", "undefined"}
+)
+
+#: Failures that are permanent by nature when the bounce carries no code at all.
+HARD_BY_NATURE: frozenset[str] = frozenset(
+    {"userunknown", "hostunknown", "hasmoved", "notaccept", "suspend", "filtered"}
+)
+
+#: Reasons that mean the patron must change a setting (their own filter) so mail arrives.
+#: ``filtered`` is the core case (docomo/au/SoftBank reception refusal, 指定受信).
+MISCONFIGURED_REASONS: frozenset[str] = frozenset({"filtered"})
+
+#: Japanese mobile-carrier mail domains.  There, ``rejected`` (our sender refused) and a
+#: permanent ``policyviolation`` are the subscriber's own sender/domain filter, not a
+#: problem on the library side.
+CARRIER_DOMAINS: tuple[str, ...] = (
+    "docomo.ne.jp", "ezweb.ne.jp", "au.com", "softbank.ne.jp", "i.softbank.jp",
+    "vodafone.ne.jp", "disney.ne.jp", "y-mobile.ne.jp", "ymobile.ne.jp", "ymobile1.ne.jp",
+    "emobile.ne.jp", "pdx.ne.jp", "willcom.com", "wcm.ne.jp", "uqmobile.jp", "rakumail.jp",
+)
+
+
+def is_carrier_address(address: str | None) -> bool:
+    """True when the address's domain is (a subdomain of) a Japanese mobile carrier's."""
+    if not address or "@" not in address:
+        return False
+    domain = address.rsplit("@", 1)[1].lower()
+    return any(domain == d or domain.endswith("." + d) for d in CARRIER_DOMAINS)
+
+
+def is_misconfigured(reason: str | None, recipient: str | None, permanent: bool) -> bool:
+    """Whether the patron's own settings are the likely cause.
+
+    * ``filtered``: always (the recipient's filter refused us).
+    * ``rejected`` at a Japanese mobile carrier: carriers refuse a sender because the
+      subscriber asked them to (受信拒否 / 指定受信); elsewhere it is our side's problem.
+    * a permanent ``policyviolation`` at a carrier: the carrier's family/URL filters.
+    """
+    if reason in MISCONFIGURED_REASONS:
+        return True
+    if reason == "rejected" and is_carrier_address(recipient):
+        return True
+    if reason == "policyviolation" and permanent and is_carrier_address(recipient):
+        return True
+    return False
+
+
+def is_permanent(reason: str | None, status: str | None, reply_code: int | None) -> bool:
+    """Whether the failure is permanent (see the module docstring)."""
+    if reason is None or reason in NOT_BOUNCES or reason in SOFT_REASONS:
+        return False
+    klass = None
+    if status and status[0] in "245":
+        klass = status[0]
+    elif reply_code is not None and 200 <= reply_code < 600:
+        klass = str(reply_code)[0]
+    if klass is not None:
+        return klass == "5"
+    return reason in HARD_BY_NATURE
+
+
+JSON_KEYS: tuple[str, ...] = (
+    "file", "is_bounce", "recipient", "original_message_id", "reason", "permanent",
+    "misconfigured_recipient", "status", "diagnostic",
+)
+
+
+@dataclass(frozen=True)
+class BounceResult:
+    """What one bounce (or non-bounce) says about one recipient."""
+
+    is_bounce: bool
+    recipient: str | None = None  # lowercase-domain canonical address, unquoted local part
+    original_message_id: str | None = None  # with angle brackets
+    reason: str | None = None  # a key of REASONS
+    permanent: bool = False  # hard bounce: retrying will not help
+    misconfigured_recipient: bool = False  # the patron must change a setting
+    status: str | None = None  # enhanced status code such as "5.1.1"
+    diagnostic: str | None = None  # unfolded diagnostic text, as the remote side wrote it
+    reply_code: int | None = None  # SMTP reply code such as 550
+
+    def as_json(self, file: str) -> dict[str, Any]:
+        """The `bounces classify --json` object for this result (exactly the DESIGN keys)."""
+        return {
+            "file": file,
+            "is_bounce": self.is_bounce,
+            "recipient": self.recipient,
+            "original_message_id": self.original_message_id,
+            "reason": self.reason,
+            "permanent": self.permanent,
+            "misconfigured_recipient": self.misconfigured_recipient,
+            "status": self.status,
+            "diagnostic": self.diagnostic,
+        }
+
+
+def make_result(*, reason: str | None, recipient: str | None, status: str | None,
+                diagnostic: str | None, reply_code: int | None,
+                original_message_id: str | None) -> BounceResult:
+    """Build a result, deriving is_bounce, permanent and misconfigured_recipient."""
+    is_bounce = reason is not None and reason not in NOT_BOUNCES
+    permanent = is_bounce and is_permanent(reason, status, reply_code)
+    return BounceResult(
+        is_bounce=is_bounce,
+        recipient=recipient,
+        original_message_id=original_message_id,
+        reason=reason,
+        permanent=permanent,
+        misconfigured_recipient=is_bounce and is_misconfigured(reason, recipient, permanent),
+        status=status,
+        diagnostic=diagnostic,
+        reply_code=reply_code,
+    )

@@ -1,0 +1,256 @@
+"""Lenient MIME reading for bounce mails: never raises, always returns text.
+
+Bounce mails are often broken: charsets are mislabelled (ISO-2022-JP that is really
+EUC-JP, Shift_JIS or UTF-8), base64 is truncated, MIME boundaries are missing, and the
+returned original message may be inline text.  :func:`load` turns any bytes into a
+:class:`ParsedMail` whose fields are plain ``str`` with LF line endings.
+"""
+
+from __future__ import annotations
+
+import codecs
+import email
+import email.header
+import email.message
+import re
+from dataclasses import dataclass, field
+
+#: Bounces larger than this are cut; everything we need is near the top.
+MAX_BYTES = 2 * 1024 * 1024
+#: Text kept per MIME part.
+MAX_PART_CHARS = 200_000
+
+#: Charsets tried, in order, after the declared one.  EUC-JP goes before CP932
+#: because EUC-JP bytes usually also "decode" (wrongly) as CP932, not the reverse.
+FALLBACK_CHARSETS: tuple[str, ...] = ("utf-8", "iso-2022-jp", "euc-jp", "cp932")
+
+_CHARSET_ALIASES = {
+    "iso-2022-jp": "iso2022_jp_ext", "shift_jis": "cp932", "shift-jis": "cp932",
+    "sjis": "cp932", "x-sjis": "cp932", "windows-31j": "cp932", "euc-jp": "euc_jis_2004",
+    "x-euc-jp": "euc_jis_2004", "us-ascii": "ascii", "unknown-8bit": "utf-8",
+    "ks_c_5601-1987": "cp949", "gb2312": "gb18030", "gbk": "gb18030",
+}
+
+
+def _codec(name: str | None) -> str | None:
+    if not name:
+        return None
+    name = name.strip().strip('"').lower()
+    name = _CHARSET_ALIASES.get(name, name)
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def decode_bytes(data: bytes, declared: str | None = None) -> str:
+    """Decode bytes with the declared charset if it fits, else the first that does."""
+    if not data:
+        return ""
+    tried: list[str] = []
+    for name in (declared, *FALLBACK_CHARSETS):
+        codec = _codec(name)
+        if codec is None or codec in tried:
+            continue
+        tried.append(codec)
+        if codec.startswith("iso2022") and any(b > 0x7F for b in data[:4096]):
+            continue  # 8-bit bytes cannot be ISO-2022-JP: the label lies
+        try:
+            return data.decode(codec)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    return data.decode("utf-8", errors="replace")
+
+
+def _surrogate_bytes(text: str) -> bytes:
+    """Recover the raw bytes of a header that compat32 read with surrogateescape."""
+    try:
+        return text.encode("ascii", errors="surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", errors="replace")
+
+
+def decode_header_value(value: object) -> str:
+    """Decode a header value (encoded-words, raw 8-bit) into one unfolded line."""
+    if value is None:
+        return ""
+    text = str(value)
+    try:
+        chunks = email.header.decode_header(text)
+        out: list[str] = []
+        for chunk, charset in chunks:
+            if isinstance(chunk, bytes):
+                raw = chunk if charset else _surrogate_bytes(chunk.decode("ascii", "surrogateescape"))
+                out.append(decode_bytes(raw, charset))
+            else:
+                out.append(decode_bytes(_surrogate_bytes(chunk)))
+        text = "".join(out)
+    except Exception:  # noqa: BLE001 - a header must never stop classification
+        text = decode_bytes(_surrogate_bytes(text))
+    return " ".join(text.split())
+
+
+@dataclass
+class ParsedMail:
+    """The parts of a mail a bounce classifier looks at, as decoded text."""
+
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case name -> first value
+    content_type: str = ""
+    report_type: str = ""
+    body: str = ""  # human-readable bounce text (original message removed when found)
+    dsn: str = ""  # message/delivery-status blocks, "Field: value" lines, blocks split by a blank line
+    feedback: str = ""  # message/feedback-report fields
+    original: str = ""  # headers (and start) of the returned original message
+    part_types: list[str] = field(default_factory=list)
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+
+def _fields_text(msg: email.message.Message) -> str:
+    lines = []
+    for name, value in msg.items():
+        lines.append(f"{name}: {decode_header_value(value)}")
+    return "\n".join(lines)
+
+
+def _part_bytes(part: email.message.Message) -> bytes:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001
+        payload = None
+    if isinstance(payload, bytes):
+        return payload
+    raw = part.get_payload()
+    if isinstance(raw, str):
+        return _surrogate_bytes(raw)
+    return b""
+
+
+def _part_text(part: email.message.Message) -> str:
+    data = _part_bytes(part)[: MAX_PART_CHARS * 2]
+    try:
+        charset = part.get_content_charset()
+    except Exception:  # noqa: BLE001
+        charset = None
+    text = decode_bytes(data, charset).replace("\r\n", "\n").replace("\r", "\n")
+    if part.get_content_subtype() == "html":
+        text = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>", "\n", text)
+        text = re.sub(r"<[^>]*>", " ", text)
+        text = re.sub(r"&nbsp;", " ", text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return text[:MAX_PART_CHARS]
+
+
+def _blocks_text(part: email.message.Message) -> str:
+    """message/delivery-status (or feedback-report) as text, whatever the parser made of it."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return "\n\n".join(_fields_text(b) for b in payload if isinstance(b, email.message.Message))
+    return _part_text(part)
+
+
+def _walk(part: email.message.Message, out: ParsedMail, depth: int = 0) -> None:
+    if depth > 20:
+        return
+    try:
+        ctype = part.get_content_type()
+    except Exception:  # noqa: BLE001
+        ctype = "text/plain"
+    out.part_types.append(ctype)
+    if ctype in ("message/delivery-status", "message/global-delivery-status"):
+        out.dsn += _blocks_text(part) + "\n\n"
+        return
+    if ctype == "message/feedback-report":
+        out.feedback += _blocks_text(part) + "\n\n"
+        return
+    if ctype in ("message/rfc822", "message/global", "message/partial", "text/rfc822-headers",
+                 "message/rfc822-headers", "message/global-headers"):
+        payload = part.get_payload()
+        if isinstance(payload, list) and payload and isinstance(payload[0], email.message.Message):
+            inner = payload[0]
+            out.original += _fields_text(inner) + "\n\n"
+        else:
+            out.original += _part_text(part) + "\n\n"
+        return
+    if part.is_multipart():
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            for sub in payload:
+                if isinstance(sub, email.message.Message):
+                    _walk(sub, out, depth + 1)
+        return
+    if ctype.startswith("text/") or ctype in ("application/octet-stream",) and depth == 0:
+        out.body += _part_text(part) + "\n"
+
+
+# Lines that start the returned original message inside plain text.
+_ORIGINAL_MARKER = re.compile(
+    r"^[ \t>]*(?:-{2,}|={2,}|_{2,})?[ \t]*(?:"
+    r".*original message|.*this is a copy of|.*below this line is a copy|.*returned message|"
+    r".*unsent message|.*message text follows|.*headers of the (?:original|returned)|"
+    r".*original message header|.*included message|.*message header follows|"
+    r"content-type: message/rfc822|.*元のメッセージ|.*元メッセージ|.*送信メール"
+    r")",
+    re.IGNORECASE | re.MULTILINE,
+)
+_HEADER_START = re.compile(
+    r"^(?:Return-Path|Received|From|To|Subject|Message-I[Dd]|Date|Delivered-To|MIME-Version)"
+    r":[ \t]", re.IGNORECASE)
+_HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:[ \t]|^[ \t]+\S")
+
+
+def split_original(text: str) -> tuple[str, str]:
+    """Split plain bounce text into (bounce text, returned original message)."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if i > 2 and _ORIGINAL_MARKER.match(line) and not re.search(
+                r"(?i)original message (?:was|is)\b", line):
+            return "\n".join(lines[:i]), "\n".join(lines[i + 1:])
+        if _HEADER_START.match(line) and (i == 0 or not lines[i - 1].strip()
+                                           or re.match(r"^[-=_ ]{5,}$", lines[i - 1])):
+            block = lines[i:i + 12]
+            run = 0
+            for candidate in block:
+                if not _HEADER_LINE.match(candidate):
+                    break
+                run += 1 if _HEADER_START.match(candidate) else 0
+            if run >= 3 and i > 0:
+                return "\n".join(lines[:i]), "\n".join(lines[i:])
+    return text, ""
+
+
+def load(raw: bytes) -> ParsedMail:
+    """Parse any bytes into a ParsedMail; never raises."""
+    out = ParsedMail()
+    if not isinstance(raw, (bytes, bytearray)):
+        raw = bytes(str(raw), "utf-8", errors="replace")
+    raw = bytes(raw[:MAX_BYTES])
+    try:
+        msg = email.message_from_bytes(raw)
+    except Exception:  # noqa: BLE001
+        out.body = decode_bytes(raw).replace("\r\n", "\n")
+        return out
+    for name, value in msg.items():
+        key = name.lower()
+        if key not in out.headers:
+            out.headers[key] = decode_header_value(value)
+    try:
+        out.content_type = msg.get_content_type()
+        out.report_type = (msg.get_param("report-type") or "")  # type: ignore[assignment]
+        if not isinstance(out.report_type, str):
+            out.report_type = str(out.report_type)
+        out.report_type = out.report_type.lower()
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        _walk(msg, out)
+    except Exception:  # noqa: BLE001 - fall back to the raw text
+        out.body = decode_bytes(raw).replace("\r\n", "\n")
+    if out.body and not out.original:
+        out.body, out.original = split_original(out.body)
+    elif out.body:
+        body, inline = split_original(out.body)
+        if inline and len(body) > 40:
+            out.body = body
+            out.original = inline + "\n\n" + out.original
+    return out

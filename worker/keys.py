@@ -1,0 +1,66 @@
+"""Every Redis key the worker owns, in one place.
+
+All keys start with ``[redis] key_prefix`` (default ``omitama:``); dramatiq's own
+keys live under ``[redis] namespace`` and are listed in the README.
+
+==========================  =====  ===========================================  ==========================
+key                         type   content                                      lifetime
+==========================  =====  ===========================================  ==========================
+hold:{hold_id}              hash   status, lease, attempts, token, event JSON,  pickup_by + retention_days
+                                   outcome fields (see lua/*.lua)
+notice:{token}              str    hold_id of the notice with Message-ID token  as its hold
+calls                       hash   hold_id → JSON entry of the phone-call list  until staff mark it called
+calls:due                   zset   hold_id, score = pickup_by as YYYYMMDD       with ``calls``
+called                      list   JSON of each call staff marked done          kept (audit)
+patron:{card}               hash   contact state and addresses                  kept
+audit:{card}                list   JSON audit entries, append-only              kept
+failures                    list   JSON delivery failures, append-only          kept
+rejected                    hash   fingerprint → JSON of a refused event        kept (staff review)
+rejected:order              zset   fingerprint, score = received ms             with ``rejected``
+==========================  =====  ===========================================  ==========================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "omitama:"
+
+    def hold(self, hold_id: str) -> str:
+        return f"{self.prefix}hold:{hold_id}"
+
+    def notice(self, token: str) -> str:
+        return f"{self.prefix}notice:{token}"
+
+    @property
+    def calls(self) -> str:
+        return f"{self.prefix}calls"
+
+    @property
+    def calls_due(self) -> str:
+        return f"{self.prefix}calls:due"
+
+    @property
+    def called(self) -> str:
+        return f"{self.prefix}called"
+
+    def patron(self, card: str) -> str:
+        return f"{self.prefix}patron:{card}"
+
+    def audit(self, card: str) -> str:
+        return f"{self.prefix}audit:{card}"
+
+    @property
+    def failures(self) -> str:
+        return f"{self.prefix}failures"
+
+    @property
+    def rejected(self) -> str:
+        return f"{self.prefix}rejected"
+
+    @property
+    def rejected_order(self) -> str:
+        return f"{self.prefix}rejected:order"

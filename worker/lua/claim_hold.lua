@@ -1,0 +1,35 @@
+-- Claim the right to send the ready notice of one hold (idempotency by hold_id).
+-- KEYS[1] hold:{hold_id}   KEYS[2] notice:{token} (used only when the hold is new)
+-- ARGV[1] now_ms  ARGV[2] lease_ms  ARGV[3] token  ARGV[4] hold_id  ARGV[5] ttl_s
+-- ARGV[6..] field/value pairs stored on first claim (event JSON, card, branch, …)
+-- Returns {"claimed", token, attempts, first_ms} | {"done", status} | {"busy", ms_left}
+local hold = KEYS[1]
+local now = tonumber(ARGV[1])
+local lease = tonumber(ARGV[2])
+local status = redis.call("HGET", hold, "status")
+
+if status == "sending" then
+  local until_ms = tonumber(redis.call("HGET", hold, "lease_until") or "0")
+  if until_ms > now then
+    return {"busy", tostring(until_ms - now)}
+  end
+elseif status and status ~= "retrying" then
+  return {"done", status}
+end
+
+if not status then
+  redis.call("HSET", hold, "status", "sending", "lease_until", now + lease,
+             "token", ARGV[3], "attempts", 1, "first_ms", now)
+  for i = 6, #ARGV, 2 do
+    redis.call("HSET", hold, ARGV[i], ARGV[i + 1])
+  end
+  redis.call("SET", KEYS[2], ARGV[4], "EX", ARGV[5])
+  redis.call("EXPIRE", hold, ARGV[5])
+  return {"claimed", ARGV[3], "1", tostring(now)}
+end
+
+-- a retry, or a lease left behind by a worker that died mid-send
+redis.call("HSET", hold, "status", "sending", "lease_until", now + lease)
+local attempts = redis.call("HINCRBY", hold, "attempts", 1)
+return {"claimed", redis.call("HGET", hold, "token"), tostring(attempts),
+        redis.call("HGET", hold, "first_ms")}

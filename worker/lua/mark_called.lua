@@ -1,0 +1,13 @@
+-- Staff phoned the patron about a hold on the call list.
+-- KEYS[1] calls  KEYS[2] calls:due  KEYS[3] hold:{hold_id}  KEYS[4] called
+-- ARGV[1] hold_id  ARGV[2] record JSON (appended to `called`)  ARGV[3] now_ms
+-- Returns the call-list entry JSON, or false when the hold is not on the list.
+local entry = redis.call("HGET", KEYS[1], ARGV[1])
+if not entry then
+  return false
+end
+redis.call("HDEL", KEYS[1], ARGV[1])
+redis.call("ZREM", KEYS[2], ARGV[1])
+redis.call("HSET", KEYS[3], "status", "called", "called_ms", ARGV[3])
+redis.call("RPUSH", KEYS[4], ARGV[2])
+return entry
