@@ -1,0 +1,72 @@
+"""One recipient's failure as read from a bounce, before a reason is decided."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ADDRESS = re.compile(
+    r"""(?:"[^"\r\n]{1,64}"|[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]{1,64})@"""
+    r"""[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}\.)+[A-Za-z0-9\-]{1,62}""")
+_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_REPLY = re.compile(r"(?<![\d.\-])([245][0-7]\d)(?:[ \-]|$)")
+
+
+@dataclass
+class Fact:
+    """What a bounce says about one recipient (all fields optional)."""
+
+    recipient: str | None = None
+    action: str = ""  # DSN Action: failed, delayed, delivered, relayed, expanded, …
+    status: str = ""  # enhanced status such as 5.1.1
+    diagnostic: str = ""  # unfolded diagnostic text
+    diagnostic_type: str = ""  # "SMTP", "X-UNIX", … from Diagnostic-Code
+    reply_code: int | None = None
+    command: str = ""  # SMTP command the reply answered: HELO, EHLO, MAIL, RCPT, DATA, …
+    remote_mta: str = ""
+    reason: str = ""  # set by a format-specific detector when it knows better
+
+
+def canonical_address(text: str | None) -> str | None:
+    """The first address in ``text``: angle brackets and quotes removed, domain lower-cased."""
+    if not text:
+        return None
+    match = _ADDRESS.search(text)
+    if not match:
+        return None
+    local, _, domain = match.group(0).rpartition("@")
+    local = local.strip()
+    if len(local) >= 2 and local[0] == '"' and local[-1] == '"':
+        local = local[1:-1]
+    local = local.lstrip(".") if local.startswith("..") else local
+    return f"{local}@{domain.rstrip('.').lower()}"
+
+
+def all_addresses(text: str) -> list[str]:
+    """Every address in ``text``, canonical, in order of first appearance."""
+    seen: list[str] = []
+    for match in _ADDRESS.finditer(text or ""):
+        addr = canonical_address(match.group(0))
+        if addr and addr not in seen:
+            seen.append(addr)
+    return seen
+
+
+def find_status(text: str) -> str:
+    """The first enhanced status code (RFC 3463) in ``text`` or ""."""
+    match = _STATUS.search(text or "")
+    if not match:
+        return ""
+    return ".".join(match.groups())
+
+
+def find_reply_code(text: str) -> int | None:
+    """The first SMTP reply code (2xx/4xx/5xx) at a word start in ``text``."""
+    for match in _REPLY.finditer(text or ""):
+        return int(match.group(1))
+    return None
+
+
+def unfold(text: str) -> str:
+    """Collapse all whitespace runs into one space."""
+    return " ".join((text or "").split())

@@ -1,0 +1,177 @@
+"""The only Redis I/O of the worker (dramatiq's broker aside).
+
+Atomic steps are Lua scripts in ``worker/lua/`` (loaded once per client);
+key names come from :mod:`worker.keys`. Every method is async: the actors run
+on dramatiq's event-loop thread, the CLI under ``asyncio.run``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .contacts import Contact, ContactState
+from .errors import StoreError
+from .keys import Keys
+
+_LUA = Path(__file__).with_name("lua")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def safe_url(url: str) -> str:
+    """The Redis URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+@dataclass(frozen=True)
+class Claim:
+    verdict: str            # "claimed" | "done" | "busy"
+    token: str = ""
+    attempts: int = 0
+    first_ms: int = 0
+    status: str = ""        # for "done": the status the hold already has
+    busy_ms: int = 0        # for "busy": how long the other worker's lease still runs
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class Store:
+    def __init__(self, client: aioredis.Redis, keys: Keys, url: str = "") -> None:
+        self.r = client
+        self.k = keys
+        self.url = url
+        self._claim = client.register_script((_LUA / "claim_hold.lua").read_text())
+        self._finish = client.register_script((_LUA / "finish_hold.lua").read_text())
+        self._close = client.register_script((_LUA / "close_hold.lua").read_text())
+        self._called = client.register_script((_LUA / "mark_called.lua").read_text())
+
+    @classmethod
+    def connect(cls, url: str, prefix: str) -> "Store":
+        client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return cls(client, Keys(prefix), url)
+
+    async def close(self) -> None:
+        await self.r.aclose()
+
+    async def ping(self) -> None:
+        try:
+            await self.r.ping()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            raise StoreError(f"cannot reach Redis at {safe_url(self.url)}: {e}") from None
+
+    # -- patrons ---------------------------------------------------------------
+
+    async def get_contact(self, card: str) -> Contact:
+        h = await self.r.hgetall(self.k.patron(card))
+        if not h:
+            return Contact(card)
+        return Contact(card, ContactState(h.get("state", "none")), h.get("address") or None,
+                       h.get("envelope") or None, h.get("pending_address") or None)
+
+    async def set_contact(self, card: str, state: ContactState, *, address: str | None = None,
+                          envelope: str | None = None, staff: str = "worker", why: str = "",
+                          branch: str | None = None, what: str = "") -> None:
+        """Set a patron's contact state and append the change to the audit log."""
+        fields = {"state": state.value, "address": address or "", "envelope": envelope or "",
+                  "updated_ms": now_ms()}
+        entry = {"what": what or f"state → {state.value}", "staff": staff, "why": why,
+                 "branch": branch, "state": state.value}
+        async with self.r.pipeline(transaction=True) as p:
+            p.hset(self.k.patron(card), mapping=fields)
+            p.rpush(self.k.audit(card), _dumps({"at": now_ms(), **entry}))
+            await p.execute()
+
+    async def audit(self, card: str, entry: dict[str, Any]) -> None:
+        await self.r.rpush(self.k.audit(card), _dumps({"at": now_ms(), **entry}))
+
+    async def history(self, card: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in await self.r.lrange(self.k.audit(card), 0, -1)]
+
+    # -- holds -----------------------------------------------------------------
+
+    async def claim_hold(self, hold_id: str, *, token: str, lease_ms: int, ttl_s: int,
+                         fields: dict[str, str]) -> Claim:
+        args: list[Any] = [now_ms(), lease_ms, token, hold_id, ttl_s]
+        for k, v in fields.items():
+            args += [k, v]
+        res = await self._claim(keys=[self.k.hold(hold_id), self.k.notice(token)], args=args)
+        if res[0] == "claimed":
+            return Claim("claimed", token=res[1], attempts=int(res[2]), first_ms=int(res[3]))
+        if res[0] == "busy":
+            return Claim("busy", busy_ms=int(res[1]))
+        return Claim("done", status=res[1])
+
+    async def finish_hold(self, hold_id: str, outcome: str, token: str, *,
+                          fields: dict[str, Any] | None = None,
+                          call: dict[str, Any] | None = None, due: int = 0) -> str:
+        args: list[Any] = [outcome, token, hold_id, _dumps(call) if call else "", due]
+        for k, v in (fields or {}).items():
+            args += [k, v if isinstance(v, str) else _dumps(v)]
+        return await self._finish(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due],
+                                  args=args)
+
+    async def close_hold(self, hold_id: str, status: str, ttl_s: int) -> str:
+        return await self._close(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due],
+                                 args=[status, hold_id, now_ms(), ttl_s])
+
+    async def get_hold(self, hold_id: str) -> dict[str, str]:
+        return await self.r.hgetall(self.k.hold(hold_id))
+
+    async def hold_for_token(self, token: str) -> str | None:
+        return await self.r.get(self.k.notice(token))
+
+    # -- the phone-call list ---------------------------------------------------
+
+    async def calls(self, branch: str | None = None) -> list[dict[str, Any]]:
+        ids = await self.r.zrange(self.k.calls_due, 0, -1)
+        if not ids:
+            return []
+        rows = [json.loads(x) for x in await self.r.hmget(self.k.calls, ids) if x]
+        return [r for r in rows if branch is None or r.get("pickup_branch") == branch]
+
+    async def mark_called(self, hold_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
+        entry = await self._called(
+            keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called],
+            args=[hold_id, _dumps({"at": now_ms(), **record}), now_ms()])
+        return json.loads(entry) if entry else None
+
+    # -- delivery failures and refused events ----------------------------------
+
+    async def add_failure(self, entry: dict[str, Any]) -> None:
+        await self.r.rpush(self.k.failures, _dumps({"at": now_ms(), **entry}))
+
+    async def failures(self) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in await self.r.lrange(self.k.failures, 0, -1)]
+
+    async def add_rejected(self, fingerprint: str, entry: dict[str, Any]) -> bool:
+        """Keep a refused event once per fingerprint; False if it was already kept."""
+        at = now_ms()
+        added = await self.r.hsetnx(self.k.rejected, fingerprint,
+                                    _dumps({"received_at": at, **entry}))
+        if added:
+            await self.r.zadd(self.k.rejected_order, {fingerprint: at})
+        return bool(added)
+
+    async def rejected(self) -> list[dict[str, Any]]:
+        ids = await self.r.zrange(self.k.rejected_order, 0, -1)
+        if not ids:
+            return []
+        return [json.loads(x) for x in await self.r.hmget(self.k.rejected, ids) if x]
