@@ -1,0 +1,568 @@
+"""Patron e-mail addresses: normalise, validate, classify, mask.
+
+Pure functions, no I/O (except the optional DNS check inside email-validator when
+``check_dns=True``), so the registration flow, the mailer, the bounce matcher and the
+staff views all agree on what an address is.
+
+Why this is more than a call to ``email_validator.validate_email``:
+
+* Patrons type on Japanese keyboards: full-width ``ＴＡＲＯ＠ｄｏｃｏｍｏ．ｎｅ．ｊｐ`` and
+  ideographic spaces are common. email-validator does not NFKC-normalise (it accepts the
+  full-width form as an SMTPUTF8 address), so we normalise first.
+* Until April 2009 docomo and au let customers pick local parts that break RFC 5322
+  (``taro..yamada@docomo.ne.jp``, ``hanako.@ezweb.ne.jp``). Patrons still use them. The
+  only valid way to write such a mailbox is with a quoted local part
+  (``"taro..yamada"@docomo.ne.jp``, RFC 5322 §3.4.1: the quotes are not part of the
+  address), so we keep two forms: ``display`` (unquoted, for people and matching) and
+  ``envelope`` (quoted when needed, for RCPT TO and the To header).
+* A typo in the domain (``docomo.co.jp``) is a valid address that silently never arrives.
+  We flag likely typos for staff instead of refusing them, because the patron is on the
+  phone with staff anyway before the address is approved.
+
+Every refusal is an :class:`worker.errors.AddressError` whose message a member of staff
+can read. Messages never echo the raw input (it may carry header-injection text); they
+name the offending characters instead.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from email_validator import (
+    EmailNotValidError,
+    EmailUndeliverableError,
+    ValidatedEmail,
+    validate_email,
+)
+
+from worker.errors import AddressError
+
+__all__ = [
+    "Address",
+    "KNOWN_DOMAINS",
+    "LEGACY_DOMAINS",
+    "carrier_of",
+    "mask_address",
+    "normalise_address",
+    "suggest_domain",
+]
+
+#: RFC 5321 §4.5.3.1.3: a path is at most 256 octets including the angle brackets.
+MAX_ADDRESS_LENGTH = 254
+#: RFC 5321 §4.5.3.1.1.
+MAX_LOCAL_LENGTH = 64
+
+# --------------------------------------------------------------------------------------
+# Carriers
+# --------------------------------------------------------------------------------------
+
+#: Mail domain → Japanese mobile carrier. A domain also matches its subdomains
+#: (``d.vodafone.ne.jp`` → softbank). Only the carriers' *carrier mail* domains are here,
+#: because the point is to tell staff which filter screen the patron has to open.
+_CARRIER_DOMAINS: dict[str, str] = {
+    # NTT docomo: i-mode / sp-mode / ドコモメール all use docomo.ne.jp.
+    "docomo.ne.jp": "docomo",
+    # KDDI au: ezweb.ne.jp (the original EZweb mail), au.com (offered from 2018-05-15,
+    # to new users and to existing users who choose to move, keeping their local part),
+    # and the business-line variants of both.
+    "ezweb.ne.jp": "au",
+    "au.com": "au",
+    "biz.ezweb.ne.jp": "au",
+    "biz.au.com": "au",
+    # SoftBank: S!メール (softbank.ne.jp), Eメール(i) for iPhone/iPad (i.softbank.jp),
+    # addresses kept from the Vodafone/J-Phone era ({d,h,t,c,r,k,n,s,q}.vodafone.ne.jp),
+    # and Disney Mobile on SoftBank (disney.ne.jp), whose filters live in My SoftBank too.
+    "softbank.ne.jp": "softbank",
+    "i.softbank.jp": "softbank",
+    "vodafone.ne.jp": "softbank",
+    "disney.ne.jp": "softbank",
+    # Rakuten Mobile's carrier mail 「楽メール」 uses rakumail.jp. (rakuten.jp is not
+    # mapped: we could not confirm that it is a Rakuten Mobile mailbox domain.)
+    "rakumail.jp": "rakuten",
+    # Y!mobile MMS mail: ymobile.ne.jp; y-mobile.ne.jp was the domain of early Y!mobile
+    # (ex-EMOBILE) lines. Y!mobile's Yahoo-based mail (yahoo.ne.jp) is web mail with
+    # Yahoo! filters, so it gets the generic advice, not the carrier one.
+    "ymobile.ne.jp": "ymobile",
+    "y-mobile.ne.jp": "ymobile",
+}
+
+# --------------------------------------------------------------------------------------
+# Legacy (pre-2009, RFC-violating) carrier local parts
+# --------------------------------------------------------------------------------------
+
+#: Domains where we accept local parts with a leading dot, a trailing dot or ``..``.
+#: Kept narrow on purpose: anywhere else such an address is far more likely a typo than a
+#: real mailbox, and accepting it would hide the mistake.
+#:
+#: * docomo.ne.jp — docomo's own page "特殊な形式のアドレス(RFC違反アドレス)のご利用について"
+#:   (docomo.ne.jp/service/docomo_mail/rfc_add/) says customers from before 2009 may
+#:   still hold ``docomo..ab1234yz@docomo.ne.jp`` / ``docomo-ab1234yz.@docomo.ne.jp``.
+#: * ezweb.ne.jp — au allowed ``..`` and ``.@`` until spring 2009 (au's old address-change
+#:   page warned that such addresses may fail with some providers; several FAQ pages list
+#:   ezweb.ne.jp with docomo.ne.jp as the domains holding RFC-violating addresses).
+#: * au.com — since 2018-05-15 au lets ezweb.ne.jp users move to au.com *keeping the
+#:   local part*, so a pre-2009 ezweb local part can live on at au.com.
+#: * biz.ezweb.ne.jp — the business-line EZweb mail ran on the same system and rules.
+#: * i.softbank.jp — Eメール(i) started with the iPhone 3G in 2008, before the 2009
+#:   clean-up; FAQ pages of mail senders (comipo, IRIS PLAZA) list @i.softbank.jp among
+#:   the carrier domains with RFC-violating addresses created before March 2009.
+#:
+#: Deliberately NOT included: softbank.ne.jp, *.vodafone.ne.jp, disney.ne.jp — reports
+#: from the period say SoftBank (ex J-Phone/Vodafone) addresses followed the RFC, and no
+#: source we found lists them; ymobile / rakumail / biz.au.com — issued long after 2009.
+LEGACY_DOMAINS: frozenset[str] = frozenset(
+    {"docomo.ne.jp", "ezweb.ne.jp", "au.com", "biz.ezweb.ne.jp", "i.softbank.jp"}
+)
+
+#: Characters a legacy local part may contain: RFC 5322 atext plus the dot. Anything
+#: else (spaces, quotes, backslashes, non-ASCII) is refused even at a legacy domain,
+#: which is why we never turn on ``allow_quoted_local`` for arbitrary input.
+_LEGACY_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
+
+# --------------------------------------------------------------------------------------
+# Typo suggestions
+# --------------------------------------------------------------------------------------
+
+#: Consumer mail domains in common use in Japan, most likely first (the order breaks
+#: ties when several are equally close). A domain here — or a subdomain of one, such as
+#: ``abc.ocn.ne.jp`` or ``jcom.home.ne.jp`` — is never flagged as a typo. Note the real
+#: ones that look like typos: hotmail.co.jp, yahoo.ne.jp (Y!mobile), au.com, outlook.jp.
+KNOWN_DOMAINS: tuple[str, ...] = (
+    # carrier mail
+    "docomo.ne.jp", "ezweb.ne.jp", "au.com", "softbank.ne.jp", "i.softbank.jp",
+    "ymobile.ne.jp", "y-mobile.ne.jp", "rakumail.jp", "uqmobile.jp", "disney.ne.jp",
+    "vodafone.ne.jp", "biz.ezweb.ne.jp", "biz.au.com",
+    # free / web mail
+    "gmail.com", "yahoo.co.jp", "yahoo.ne.jp", "icloud.com", "outlook.jp", "outlook.com",
+    "hotmail.co.jp", "hotmail.com", "live.jp", "live.com", "msn.com", "me.com", "mac.com",
+    "googlemail.com", "ymail.ne.jp", "yahoo.com", "ymail.com", "aol.com", "mail.com",
+    "email.com", "proton.me", "protonmail.com", "excite.co.jp",
+    # Japanese ISPs (several give customers a per-user subdomain)
+    "nifty.com", "biglobe.ne.jp", "ocn.ne.jp", "so-net.ne.jp", "plala.or.jp",
+    "dion.ne.jp", "ybb.ne.jp", "home.ne.jp", "zaq.ne.jp", "nttpc.ne.jp", "odn.ne.jp",
+    "eonet.ne.jp", "commufa.jp", "enjoy.ne.jp", "wakwak.com", "asahi-net.or.jp",
+)
+_KNOWN_SET: frozenset[str] = frozenset(KNOWN_DOMAINS)
+
+#: Misspellings that the generic rules below would miss or get wrong.
+_EXPLICIT_TYPOS: dict[str, str] = {
+    "docomo.jp": "docomo.ne.jp",
+    "docomo.com": "docomo.ne.jp",
+    "docomo.ne": "docomo.ne.jp",
+    "ezweb.ne": "ezweb.ne.jp",
+    "ezweb.jp": "ezweb.ne.jp",
+    "ezweb.com": "ezweb.ne.jp",
+    "au.ne.jp": "au.com",
+    "au.co.jp": "au.com",
+    "softbank.jp": "softbank.ne.jp",
+    "softbank.com": "softbank.ne.jp",
+    "i.softbank.co.jp": "i.softbank.jp",
+    "i.softbank.ne.jp": "i.softbank.jp",
+    "softbank.i.jp": "i.softbank.jp",
+    "gmail.co.jp": "gmail.com",
+    "gmail.jp": "gmail.com",
+    "gmail.ne.jp": "gmail.com",
+    "gmail.c": "gmail.com",
+    "gmail.cm": "gmail.com",
+    "icloud.co.jp": "icloud.com",
+    "icloud.jp": "icloud.com",
+    "outlook.co.jp": "outlook.jp",
+    "outlook.ne.jp": "outlook.jp",
+    "yahoo.jp": "yahoo.co.jp",
+    "yahoo.co": "yahoo.co.jp",
+    "yahoo.cojp": "yahoo.co.jp",
+    "yahoo.co.jp.jp": "yahoo.co.jp",
+    "yahoo.com.jp": "yahoo.co.jp",
+    "hotmail.jp": "hotmail.co.jp",
+}
+
+#: Second-level suffixes people swap for one another (ne.jp / co.jp / or.jp / jp / com).
+_SWAPPABLE_SUFFIXES: tuple[str, ...] = (".co.jp", ".ne.jp", ".or.jp", ".com", ".net", ".jp")
+
+# --------------------------------------------------------------------------------------
+# Result type
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Address:
+    """A validated patron address in the forms each consumer needs.
+
+    ``display`` is what staff and patrons see and what we compare on; ``envelope`` is
+    what goes on the wire (RCPT TO and To header) — they differ only for legacy carrier
+    addresses (quoted local part) and internationalised domains (A-label on the wire);
+    ``key`` is the canonical form bounces are matched on, because flufl.bounce reports the
+    quoted form and aiosmtpd the unquoted one.
+    """
+
+    display: str
+    envelope: str
+    key: str
+    domain: str
+    carrier: str | None
+    legacy: bool
+    typo_suggestion: str | None
+
+
+# --------------------------------------------------------------------------------------
+# Public functions
+# --------------------------------------------------------------------------------------
+
+
+def carrier_of(domain: str) -> str | None:
+    """Return the Japanese mobile carrier whose mail service owns ``domain``, else None.
+
+    Staff need it to tell the patron which filter screen to open; the mailer and the
+    bounce classifier use it to pick carrier-specific rules. Subdomains match their
+    parent (``d.vodafone.ne.jp`` → ``softbank``).
+    """
+    name = _clean_domain(domain)
+    while name:
+        carrier = _CARRIER_DOMAINS.get(name)
+        if carrier is not None:
+            return carrier
+        _, dot, rest = name.partition(".")
+        name = rest if dot else ""
+    return None
+
+
+def suggest_domain(domain: str) -> str | None:
+    """Return the known mail domain ``domain`` is probably a typo of, or None.
+
+    A hint for staff, not a verdict: a real but unusual domain may be close to a known
+    one. Known domains and their subdomains are never flagged.
+    """
+    name = _clean_domain(domain)
+    if not name or _is_known(name):
+        return None
+    explicit = _EXPLICIT_TYPOS.get(name)
+    if explicit is not None:
+        return explicit
+    if "." not in name:  # "taro@docomo": the patron stopped after the provider's name
+        return next((k for k in KNOWN_DOMAINS if k.split(".", 1)[0] == name), None)
+    swapped = _suffix_swap(name)
+    if swapped is not None:
+        return swapped
+    return _nearest_known(name)
+
+
+def normalise_address(raw: str, *, check_dns: bool = False) -> Address:
+    """Validate a patron-entered address and return its normalised forms.
+
+    Raises :class:`AddressError` (and nothing else) with a short English reason staff can
+    read to the patron. ``check_dns`` turns on email-validator's MX/A lookup; it is off by
+    default because registration must work offline and in tests (offline, the lookup
+    rejects every domain).
+    """
+    try:
+        return _normalise(raw, check_dns=check_dns)
+    except AddressError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the contract is "AddressError, never else"
+        raise AddressError(f"The address could not be checked ({type(exc).__name__}).") from exc
+
+
+def mask_address(addr: str) -> str:
+    """Return ``addr`` safe for logs: ``t***@docomo.ne.jp``.
+
+    Reveals at most the first character of the local part, and the domain only when it
+    looks like a domain (so a header-injection attempt cannot smuggle text into the log).
+    Never raises: it is called on whatever arrived, including garbage.
+    """
+    if not isinstance(addr, str):
+        return "***"
+    text = unicodedata.normalize("NFKC", addr).strip()
+    if not text:
+        return "***"
+    local, domain = _split_for_mask(text)
+    first = ""
+    for ch in local:
+        if ch != '"':
+            first = ch
+            break
+    if first and (not first.isprintable() or first.isspace()):
+        first = "?"
+    masked_local = f"{first}***"
+    if domain is None:
+        return masked_local
+    domain = domain.lower()
+    if 0 < len(domain) <= 253 and re.fullmatch(r"[a-z0-9.-]+", domain):
+        return f"{masked_local}@{domain}"
+    return f"{masked_local}@?"
+
+
+# --------------------------------------------------------------------------------------
+# Internals
+# --------------------------------------------------------------------------------------
+
+
+def _normalise(raw: str, *, check_dns: bool) -> Address:
+    """Do the work of :func:`normalise_address`; may raise anything, the caller wraps."""
+    if not isinstance(raw, str):
+        raise AddressError("The address is missing.")
+    text = unicodedata.normalize("NFKC", raw).strip()
+    if not text:
+        raise AddressError("The address is empty.")
+    _refuse_bad_characters(text)
+    if len(text) > MAX_ADDRESS_LENGTH:
+        raise AddressError(
+            f"The address is too long ({len(text)} characters; at most {MAX_ADDRESS_LENGTH})."
+        )
+    _refuse_wrong_shape(text)
+
+    local, _, domain = text.rpartition("@")
+    local = _unquote(local)
+    if "@" in local:
+        raise AddressError("The address has more than one @.")
+    if not local:
+        raise AddressError("Nothing before the @.")
+    if not domain:
+        raise AddressError("Nothing after the @.")
+    if len(local) > MAX_LOCAL_LENGTH:
+        raise AddressError(
+            f"The part before @ is too long ({len(local)} characters; at most {MAX_LOCAL_LENGTH})."
+        )
+    non_ascii = [ch for ch in local if ord(ch) > 127]
+    if non_ascii:
+        # SMTPUTF8 policy: refused. Japanese carriers and the library's relay cannot be
+        # assumed to support SMTPUTF8 (RFC 6531), and such mail would bounce or vanish.
+        shown = ", ".join(f"'{ch}'" for ch in dict.fromkeys(non_ascii))
+        raise AddressError(
+            f"Only ASCII letters, digits and symbols are allowed before the @ (found {shown})."
+        )
+    if domain.startswith("["):
+        raise AddressError("An IP address after the @ is not accepted; use a domain name.")
+    domain = domain.replace("\u3002", ".")  # ideographic full stop typed as a dot
+    if "." not in domain:
+        hint = _hint(suggest_domain(domain))
+        raise AddressError(f"The part after @ must be a domain with a dot, such as docomo.ne.jp.{hint}")
+    labels = _clean_domain(domain).split(".")
+    if "localhost" in labels or labels[-1] == "localdomain":
+        # email-validator refuses bare "localhost" but not "localhost.localdomain".
+        raise AddressError("The part after @ is a local machine name, not a mail domain.")
+
+    if _has_legacy_dots(local):
+        return _legacy_address(local, domain, check_dns=check_dns)
+    return _standard_address(local, domain, check_dns=check_dns)
+
+
+def _standard_address(local: str, domain: str, *, check_dns: bool) -> Address:
+    """Validate an RFC-conforming address with email-validator's defaults, no quoting."""
+    v = _validate(f"{local}@{domain}", check_dns=check_dns, quoted=False)
+    ascii_domain = (v.ascii_domain or v.domain).lower()
+    local_part = v.local_part
+    return Address(
+        display=f"{local_part}@{v.domain}",
+        envelope=f"{v.ascii_local_part or local_part}@{ascii_domain}",
+        key=f"{local_part}@{ascii_domain}",
+        domain=ascii_domain,
+        carrier=carrier_of(ascii_domain),
+        legacy=False,
+        typo_suggestion=_typo_address(local_part, ascii_domain),
+    )
+
+
+def _legacy_address(local: str, domain: str, *, check_dns: bool) -> Address:
+    """Accept a pre-2009 carrier local part (``..``, leading/trailing dot), quoted.
+
+    Follows the recipe in library-facts §3: only for :data:`LEGACY_DOMAINS`, only atext
+    and dots, then re-validated in quoted form with ``allow_quoted_local=True``.
+    """
+    lowered = _clean_domain(domain)
+    if lowered not in LEGACY_DOMAINS:
+        suggestion = suggest_domain(lowered)
+        hint = (
+            f" Did you mean {local}@{suggestion}?"
+            if suggestion in LEGACY_DOMAINS
+            else ""
+        )
+        raise AddressError(
+            "A dot at the start or end of the part before @, or two dots in a row, is only "
+            "accepted for old docomo/au/SoftBank iPhone addresses (docomo.ne.jp, ezweb.ne.jp, "
+            f"au.com, i.softbank.jp).{hint}"
+        )
+    if not _LEGACY_LOCAL.match(local):
+        bad = ", ".join(f"'{ch}'" for ch in dict.fromkeys(ch for ch in local if not _LEGACY_LOCAL.match(ch)))
+        raise AddressError(f"The part before @ contains characters that are not allowed ({bad}).")
+    v = _validate(f'"{local}"@{lowered}', check_dns=check_dns, quoted=True)
+    ascii_domain = (v.ascii_domain or v.domain).lower()
+    envelope = f'"{local}"@{ascii_domain}'
+    if len(envelope) > MAX_ADDRESS_LENGTH:
+        raise AddressError(
+            f"The address is too long once quoted ({len(envelope)} characters; at most "
+            f"{MAX_ADDRESS_LENGTH})."
+        )
+    return Address(
+        display=f"{local}@{ascii_domain}",
+        envelope=envelope,
+        key=f"{local}@{ascii_domain}",
+        domain=ascii_domain,
+        carrier=carrier_of(ascii_domain),
+        legacy=True,
+        typo_suggestion=None,
+    )
+
+
+def _validate(candidate: str, *, check_dns: bool, quoted: bool) -> ValidatedEmail:
+    """Call email-validator with our fixed policy and translate its errors."""
+    try:
+        return validate_email(
+            candidate,
+            allow_smtputf8=False,
+            allow_quoted_local=quoted,
+            allow_domain_literal=False,
+            allow_display_name=False,
+            allow_empty_local=False,
+            check_deliverability=check_dns,
+        )
+    except EmailUndeliverableError as exc:
+        raise AddressError(f"The domain does not accept mail: {exc}") from exc
+    except EmailNotValidError as exc:
+        raise AddressError(f"Not a valid address: {exc}") from exc
+
+
+def _refuse_bad_characters(text: str) -> None:
+    """Refuse line breaks and every other control/invisible character.
+
+    CR/LF first and by name, because that is the header/SMTP injection attempt staff
+    should recognise; the rest (NUL, tab, zero-width space, BOM…) are named by code point.
+    """
+    if "\r" in text or "\n" in text or "\u2028" in text or "\u2029" in text:
+        raise AddressError("The address contains a line break (CR/LF); this is never allowed.")
+    bad = [ch for ch in text if unicodedata.category(ch)[0] == "C"]
+    if bad:
+        shown = ", ".join(f"U+{ord(ch):04X}" for ch in dict.fromkeys(bad))
+        raise AddressError(f"The address contains a control or invisible character ({shown}).")
+
+
+def _refuse_wrong_shape(text: str) -> None:
+    """Refuse things that are not one bare address: names, brackets, lists, spaces, @."""
+    if "<" in text or ">" in text:
+        before = text.split("<", 1)[0].strip()
+        if before:
+            raise AddressError(
+                "Enter only the address, without a name in front of it (e.g. taro@docomo.ne.jp)."
+            )
+        raise AddressError("Enter the address without angle brackets < >.")
+    if "," in text or ";" in text:
+        raise AddressError("Only one address can be registered (found a comma or semicolon).")
+    if any(ch.isspace() for ch in text):
+        raise AddressError("The address contains a space.")
+    count = text.count("@")
+    if count == 0:
+        raise AddressError("The address has no @.")
+    if count > 1 and not text.startswith('"'):
+        raise AddressError("The address has more than one @.")
+
+
+def _unquote(local: str) -> str:
+    """Strip one pair of quotes around the local part (they are not part of the address).
+
+    Only a plain quoted string is unwrapped; escapes and inner quotes are refused
+    because no patron address needs them and they only widen the attack surface.
+    """
+    if len(local) >= 2 and local.startswith('"') and local.endswith('"'):
+        inner = local[1:-1]
+        if '"' in inner or "\\" in inner:
+            raise AddressError("The part before @ contains quotes or backslashes.")
+        return inner
+    if '"' in local or "\\" in local:
+        raise AddressError("The part before @ contains quotes or backslashes.")
+    return local
+
+
+def _has_legacy_dots(local: str) -> bool:
+    """True for the dot patterns RFC 5322 forbids but pre-2009 carriers allowed."""
+    return local.startswith(".") or local.endswith(".") or ".." in local
+
+
+def _typo_address(local: str, domain: str) -> str | None:
+    """Return the full suggested address for a likely domain typo, or None."""
+    suggestion = suggest_domain(domain)
+    return f"{local}@{suggestion}" if suggestion else None
+
+
+def _hint(suggestion: str | None) -> str:
+    """Format an optional ``Did you mean`` tail for refusal messages."""
+    return f" Did you mean {suggestion}?" if suggestion else ""
+
+
+def _clean_domain(domain: str) -> str:
+    """Lower-case, NFKC and strip a trailing dot, for table look-ups."""
+    if not isinstance(domain, str):
+        return ""
+    return unicodedata.normalize("NFKC", domain).strip().lower().rstrip(".")
+
+
+def _is_known(name: str) -> bool:
+    """True when ``name`` is a known mail domain or a subdomain of one."""
+    if name in _KNOWN_SET:
+        return True
+    return any(name.endswith("." + known) for known in _KNOWN_SET)
+
+
+def _suffix_swap(name: str) -> str | None:
+    """Suggest the known domain with the same name but another suffix (co.jp ↔ ne.jp …)."""
+    for suffix in _SWAPPABLE_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            base = name[: -len(suffix)]
+            for known in KNOWN_DOMAINS:
+                for other in _SWAPPABLE_SUFFIXES:
+                    if other != suffix and known == base + other:
+                        return known
+            return None
+    return None
+
+
+def _nearest_known(name: str) -> str | None:
+    """Return the closest known domain within a small edit distance, or None.
+
+    The allowed distance grows with the length of the known domain: short names like
+    au.com or me.com are never fuzzy-matched (too many real domains are one letter
+    away), 8–11 characters allow one edit, longer names two.
+    """
+    best: str | None = None
+    best_distance = 3
+    for known in KNOWN_DOMAINS:
+        if len(known) < 8:
+            continue
+        allowed = 1 if len(known) <= 11 else 2
+        if abs(len(known) - len(name)) > allowed:
+            continue
+        distance = _osa_distance(name, known, limit=allowed)
+        if distance <= allowed and distance < best_distance:
+            best, best_distance = known, distance
+    return best
+
+
+def _osa_distance(a: str, b: str, *, limit: int) -> int:
+    """Optimal-string-alignment edit distance (adjacent transpositions cost 1).
+
+    ``gmial.com`` is one slip from ``gmail.com``, which plain Levenshtein counts as two.
+    Returns ``limit + 1`` as soon as the distance is known to exceed ``limit``.
+    """
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def _split_for_mask(text: str) -> tuple[str, str | None]:
+    """Split for masking: a quoted local part may hold '@', otherwise the first '@' wins."""
+    if text.startswith('"'):
+        close = text.find('"', 1)
+        if close != -1 and text[close + 1 : close + 2] == "@":
+            return text[: close + 1], text[close + 2 :]
+    local, at, domain = text.partition("@")
+    return local, (domain if at else None)
