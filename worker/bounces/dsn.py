@@ -49,7 +49,7 @@ def parse(text: str) -> tuple[dict[str, str], list[Fact]]:
             message.setdefault(name, value)
             continue
         if name in ("final-recipient", "original-recipient"):
-            if current is None or "final-recipient" in seen or name in seen:
+            if current is None or name in seen or seen & {"action", "status", "diagnostic-code"}:
                 start()
             assert current is not None
             address = canonical_address(value.split(";", 1)[-1])

@@ -1,0 +1,73 @@
+"""Host-specific rules: Japanese mobile carriers first, then big mailbox providers.
+
+A rule applies when the recipient's domain, the Remote-MTA or the bounce text names the
+host.  Knowledge of how these hosts answer comes from the Sisimai project's
+``rhost/for-*.go`` and ``lhost/*`` modules (BSD 2-Clause License, (C) azumakuniyuki and
+the sisimai development team) and from the carriers' own support pages; the code is ours.
+
+* NTT docomo (``mfsmax.docomo.ne.jp``): ``550 Unknown user`` at **RCPT** is a real unknown
+  user; at **DATA** (or with ``Status: 5.2.0``) it is the subscriber's reception filter.
+* au/KDDI (``msmx.au.com``, ``*.ezweb.ne.jp``): ``550 : User unknown`` with an *empty*
+  address is the filter; ``550 <addr>: User unknown`` is a real unknown user.
+* EZweb's own non-DSN "Mail System Error - Returned Mail" states its reason in prose.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from .fact import Fact
+
+Rule = Callable[[Fact, str], str]
+
+
+def _docomo(fact: Fact, text: str) -> str:
+    diag = fact.diagnostic.lower()
+    if fact.status in ("5.1.1",):
+        return "userunknown"
+    if fact.status == "5.2.0":
+        return "filtered"
+    for reason, fragments in (("mailboxfull", ("552 too much mail data",)),
+                              ("syntaxerror", ("503 bad sequence of commands",
+                                               "504 command parameter not implemented")),
+                              ("toomanyconn", ("552 too many recipients",))):
+        if any(f in diag for f in fragments):
+            return reason
+    if "550 unknown user" in diag:
+        if fact.command == "RCPT":
+            return "userunknown"
+        if fact.command == "DATA":
+            return "filtered"
+    return ""
+
+
+def _kddi(fact: Fact, text: str) -> str:
+    diag = fact.diagnostic.lower()
+    if "550 : user unknown" in diag:
+        return "filtered"
+    if ">: user unknown" in diag:
+        return "userunknown"
+    return ""
+
+
+#: host suffix -> rule.  Matched against Remote-MTA, then the recipient domain.
+RHOSTS: tuple[tuple[tuple[str, ...], Rule], ...] = (
+    (("mfsmax.docomo.ne.jp",), _docomo),
+    (("msmx.au.com", ".ezweb.ne.jp"), _kddi),
+)
+
+
+def host_rule(fact: Fact, mail_text: str) -> str:
+    """A reason from the host-specific rules, or ""."""
+    remote = (fact.remote_mta or "").lower()
+    domain = (fact.recipient or "").rsplit("@", 1)[-1].lower()
+    hosts = [h for h in re.findall(r"[a-z0-9.-]+\.[a-z]{2,}", mail_text.lower()[:20000])]
+    for suffixes, rule in RHOSTS:
+        for suffix in suffixes:
+            bare = suffix.lstrip(".")
+            if remote.endswith(bare) or domain.endswith(bare) or bare in hosts:
+                reason = rule(fact, mail_text)
+                if reason:
+                    return reason
+    return ""

@@ -1,0 +1,175 @@
+"""Entry points: classify a bounce mail, or an SMTP reply seen at send time."""
+
+from __future__ import annotations
+
+import re
+
+from . import dsn, mta, parse, rules
+from .carriers import host_rule
+from .fact import Fact, all_addresses, canonical_address, find_reply_code, find_status, unfold
+from .model import BounceResult, make_result
+
+_MESSAGE_ID = re.compile(r"(?im)^message-id:[ \t]*\n?[ \t]*(<[^>\s]+>)")
+_AUTO_REPLY_SUBJECT = re.compile(
+    r"(?i)\b(?:out of (?:the )?office|auto(?:matic)?[ -]?(?:reply|response|responder)|"
+    r"autoreply|vacation|abwesenheit|absence|away from)\b|^auto:|自動応答|自動返信|不在")
+_DELAY_SUBJECT = re.compile(
+    r"(?i)\(delay\)|delayed mail|delivery (?:status notification )?\(?delay|warning: could not send|"
+    r"delivery delayed|still being retried|message delayed|delayed delivery")
+
+
+def original_message_id(mail: parse.ParsedMail) -> str | None:
+    """Message-ID of the returned original message, with angle brackets."""
+    match = _MESSAGE_ID.search(mail.original)
+    if match:
+        return match.group(1)
+    for name in ("in-reply-to", "references"):
+        ids = re.findall(r"<[^>\s]+@[^>\s]+>", mail.header(name))
+        if ids:
+            return ids[-1]
+    return None
+
+
+def _is_vacation(mail: parse.ParsedMail) -> bool:
+    auto = mail.header("auto-submitted").lower()
+    if auto.startswith("auto-generated") or mail.dsn:
+        return False
+    if auto.startswith("auto-replied") or auto.startswith("auto-notified"):
+        return True
+    if mail.header("x-autoreply") or mail.header("x-autorespond") or \
+            mail.header("x-autoresponder") or mail.header("x-vacation"):
+        return True
+    if mail.header("precedence").lower() == "auto_reply":
+        return True
+    return bool(_AUTO_REPLY_SUBJECT.search(mail.header("subject")))
+
+
+def _facts(mail: parse.ParsedMail) -> list[Fact]:
+    facts: list[Fact] = []
+    if mail.dsn:
+        _, facts = dsn.parse(mail.dsn)
+    if not facts and re.search(r"(?im)^\s*final-recipient\s*:", mail.body):
+        _, facts = dsn.parse(mail.body)
+    text_facts = mta.text_facts(mail)
+    if not facts:
+        return text_facts
+    by_recipient = {f.recipient: f for f in text_facts}
+    for fact in facts:
+        human = by_recipient.get(fact.recipient) or (text_facts[0] if len(text_facts) == 1 else None)
+        if human is not None:
+            if not fact.diagnostic:
+                fact.diagnostic = human.diagnostic
+                fact.reply_code = human.reply_code
+            if not fact.command:
+                fact.command = human.command or mta.command_of(fact.diagnostic)
+            if not fact.status:
+                fact.status = human.status
+        if not fact.command:
+            fact.command = mta.command_of(fact.diagnostic)
+        if not fact.diagnostic_type and (fact.status or fact.reply_code):
+            fact.diagnostic_type = "SMTP"
+    return facts
+
+
+def _not_bounce(reason: str | None, recipient: str | None = None,
+                message_id: str | None = None, diagnostic: str | None = None) -> BounceResult:
+    return make_result(reason=reason, recipient=recipient, status=None, diagnostic=diagnostic,
+                       reply_code=None, original_message_id=message_id)
+
+
+def _classify(raw: bytes) -> list[BounceResult]:
+    mail = parse.load(raw)
+    message_id = original_message_id(mail)
+
+    if mail.feedback or mail.report_type == "feedback-report":
+        recipients = all_addresses(" ".join(
+            v for k, v in dsn.fields(mail.feedback) if k in ("original-rcpt-to", "removal-recipient")))
+        recipients = recipients or [mta.original_recipient(mail)]  # type: ignore[list-item]
+        return [_not_bounce("feedback", r, message_id) for r in recipients]
+
+    if not mail.dsn and not _looks_like_bounce(mail) and _is_vacation(mail):
+        return [_not_bounce("vacation", canonical_address(mail.header("from")), message_id)]
+
+    if not mail.dsn and not mail.body.strip():
+        return [_not_bounce(None, None, message_id)]
+
+    facts = _facts(mail)
+    delay_warning = bool(_DELAY_SUBJECT.search(mail.header("subject")))
+    if facts and all(f.action in ("delayed", "relayed", "expanded", "delivered", "") for f in facts) \
+            and any(f.action == "delayed" for f in facts):
+        delay_warning = True
+    if any(f.action == "failed" for f in facts):
+        delay_warning = False
+
+    looks_like_bounce = bool(mail.dsn) or _looks_like_bounce(mail)
+    results: list[BounceResult] = []
+    for fact in facts:
+        if fact.action == "delayed" or (delay_warning and fact.action != "failed"):
+            reason = "delayed"
+        elif not looks_like_bounce:
+            results.append(_not_bounce(None, fact.recipient, message_id))
+            continue
+        else:
+            reason = rules.find_reason(fact, extra=lambda f: host_rule(f, mail.body + mail.dsn))
+        results.append(make_result(
+            reason=reason, recipient=fact.recipient, status=fact.status or None,
+            diagnostic=fact.diagnostic or None, reply_code=fact.reply_code,
+            original_message_id=message_id))
+    return results or [_not_bounce(None, None, message_id)]
+
+
+_BOUNCE_SUBJECT = re.compile(
+    r"(?i)undeliver|returned mail|delivery (?:status|failure|failed|notification|problem)|"
+    r"failure notice|mail delivery|non[- ]?delivery|could not be delivered|not delivered|"
+    r"mail system error|rejected|bounce|error|failed|unzustellbar|配信|不達|エラー|返送")
+_BOUNCE_FROM = re.compile(r"(?i)mailer-daemon|postmaster|mail delivery|mail-daemon|maildelivery")
+
+
+def _looks_like_bounce(mail: parse.ParsedMail) -> bool:
+    """A non-DSN mail is taken for a bounce when its sender or subject says so."""
+    if _BOUNCE_FROM.search(mail.header("from")) or _BOUNCE_FROM.search(mail.header("return-path")):
+        return True
+    if mail.header("return-path").strip() in ("<>", ""):
+        if _BOUNCE_SUBJECT.search(mail.header("subject")):
+            return True
+    if _BOUNCE_SUBJECT.search(mail.header("subject")):
+        return True
+    return bool(mail.header("x-failed-recipients"))
+
+
+def classify_mail(raw: bytes) -> list[BounceResult]:
+    """Classify one mail: one result per failed recipient.
+
+    A mail that is not a bounce gives one result with ``is_bounce=False`` and reason
+    None, or ``vacation``/``delivered``/``feedback``/``delayed`` when that fits.  Never
+    raises: whatever goes wrong inside gives a not-a-bounce result that says so.
+    """
+    try:
+        return _classify(bytes(raw or b""))
+    except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
+        return [_not_bounce(None, diagnostic=f"not classified: {type(exc).__name__}: {exc}")]
+
+
+def classify_smtp_reply(code: int, text: str, *, command: str = "RCPT",
+                        recipient: str | None = None) -> BounceResult:
+    """Classify a reply the relay gave at send time (e.g. 550 "5.1.1 … User unknown").
+
+    2xx gives ``delivered``; 4xx replies are never permanent.
+    """
+    diagnostic = unfold(f"{code} {text}" if not str(text).lstrip().startswith(str(code)) else text)
+    address = canonical_address(recipient) if recipient else None
+    status = find_status(diagnostic)
+    reply = code if isinstance(code, int) and 200 <= code < 600 else find_reply_code(diagnostic)
+    if reply is not None and 200 <= reply < 300:
+        reason = "delivered"
+    else:
+        fact = Fact(recipient=address or canonical_address(text), status=status,
+                    diagnostic=diagnostic, diagnostic_type="SMTP", reply_code=reply,
+                    command=(command or "").upper().replace("RCPT TO", "RCPT")
+                    .replace("MAIL FROM", "MAIL"), action="failed")
+        if fact.command == "END OF DATA":
+            fact.command = "DATA"
+        reason = rules.find_reason(fact, extra=lambda f: host_rule(f, ""))
+        address = fact.recipient
+    return make_result(reason=reason, recipient=address, status=status or None,
+                       diagnostic=diagnostic, reply_code=reply, original_message_id=None)

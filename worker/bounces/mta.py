@@ -1,0 +1,128 @@
+"""Bounces without (usable) RFC 3464 fields: Postfix, Sendmail, Exim, qmail, Exchange,
+Gmail, Yahoo, Courier, Domino, … written as plain text.
+
+The detectors here read the human-readable part of a bounce and return one
+:class:`~worker.bounces.fact.Fact` per failed recipient.  They are deliberately
+generic: each recipient's *block* is the text from the line naming it to the line
+naming the next one, and the block's reply code, status and wording are what the rules
+in :mod:`worker.bounces.rules` look at.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .fact import Fact, all_addresses, canonical_address, find_reply_code, find_status, unfold
+from .parse import ParsedMail
+
+_COMMANDS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)in reply to (?:the )?(rcpt to|mail from|end of data|data|helo|ehlo|"
+                r"starttls|auth|connect)"), ""),
+    (re.compile(r"(?i)(?:smtp error from remote (?:mail server|mailer) )?after "
+                r"(rcpt to|mail from|end of data|data|helo|ehlo|initial connection|"
+                r"pipelined data|starttls|auth)"), ""),
+    (re.compile(r"(?im)^\s*>>> (rcpt to|mail from|data|helo|ehlo|starttls|auth)\b"), ""),
+    (re.compile(r"(?i)\b(rcpt to|mail from)\s*:?\s*<"), ""),
+)
+_COMMAND_NAMES = {
+    "rcpt to": "RCPT", "mail from": "MAIL", "end of data": "DATA", "data": "DATA",
+    "pipelined data": "DATA", "helo": "HELO", "ehlo": "EHLO", "starttls": "STARTTLS",
+    "auth": "AUTH", "connect": "CONN", "initial connection": "CONN",
+}
+
+#: Local parts that are never the failed recipient.
+_SYSTEM_LOCALS = re.compile(
+    r"^(?:postmaster|mailer-daemon|mailer_daemon|mail-daemon|maildaemon|daemon|root|"
+    r"nobody|noreply|no-reply|bounce|bounces|abuse|hostmaster|webmaster|admin)$", re.I)
+
+#: A line with an SMTP-looking failure on it.
+_ERROR_HINT = re.compile(
+    r"(?i)(?<![\d.])[45]\d\d[ \-]|\b[45]\.\d{1,3}\.\d{1,3}\b|unknown|not exist|rejected|refused|"
+    r"denied|blocked|full|quota|invalid|disabled|suspend|failed|error|expired|timed? ?out|"
+    r"spam|filter|not found|no such|giving up|couldn't|could not|unable|unavailable|"
+    r"見つかりません|存在しません|拒否|容量|エラー|宛先")
+
+
+def command_of(text: str) -> str:
+    """The SMTP command a failure answered (RCPT, MAIL, DATA, …) or ""."""
+    found = ""
+    for pattern, _ in _COMMANDS:
+        matches = pattern.findall(text or "")
+        if matches:
+            found = _COMMAND_NAMES.get(matches[-1].lower(), "")
+            if found:
+                return found
+    return found
+
+
+def excluded_addresses(mail: ParsedMail) -> set[str]:
+    """The bounce's own From/To/Return-Path: never the failed recipient."""
+    out: set[str] = set()
+    for name in ("from", "to", "return-path", "reply-to", "sender", "errors-to"):
+        for addr in all_addresses(mail.header(name)):
+            out.add(addr)
+    return out
+
+
+def _is_recipient_candidate(addr: str, excluded: set[str]) -> bool:
+    local = addr.split("@", 1)[0]
+    return addr not in excluded and not _SYSTEM_LOCALS.match(local)
+
+
+def original_recipient(mail: ParsedMail) -> str | None:
+    """The To/Delivered-To of the returned original message, if it is there."""
+    for name in ("x-failed-recipients", "to", "delivered-to", "x-original-to", "envelope-to"):
+        match = re.search(rf"(?im)^{name}:[ \t]*(.*(?:\n[ \t].*)*)", mail.original)
+        if match:
+            addr = canonical_address(match.group(1))
+            if addr:
+                return addr
+    return None
+
+
+def text_facts(mail: ParsedMail) -> list[Fact]:
+    """Facts from the human-readable text of a bounce (see the module docstring)."""
+    text = mail.body
+    lines = text.split("\n")
+    excluded = excluded_addresses(mail)
+    failed_header = all_addresses(mail.header("x-failed-recipients"))
+
+    # 1. Where is each candidate recipient first named?
+    first_line: dict[str, int] = {}
+    for index, line in enumerate(lines):
+        for addr in all_addresses(line):
+            if addr not in first_line and _is_recipient_candidate(addr, excluded):
+                first_line[addr] = index
+    candidates = failed_header or list(first_line)
+    if failed_header:
+        for addr in failed_header:
+            first_line.setdefault(addr, 0)
+
+    # 2. Each candidate's block runs to the line naming the next candidate.
+    starts = sorted((first_line[a], a) for a in candidates if a in first_line)
+    facts: list[Fact] = []
+    for position, (start, addr) in enumerate(starts):
+        end = starts[position + 1][0] if position + 1 < len(starts) else len(lines)
+        end = min(end, start + 25) if end > start else start + 25
+        block = "\n".join(lines[start:end])
+        if not _ERROR_HINT.search(block.replace(addr, "")):
+            continue
+        facts.append(_fact_from_block(addr, block))
+
+    # 3. Nobody named in an error block: one fact from the whole text.
+    if not facts:
+        recipient = (failed_header[0] if failed_header else None) or original_recipient(mail) \
+            or (candidates[0] if candidates else None)
+        error_lines = [ln for ln in lines if _ERROR_HINT.search(ln)]
+        facts.append(_fact_from_block(recipient, "\n".join(error_lines) or text))
+    return facts
+
+
+def _fact_from_block(recipient: str | None, block: str) -> Fact:
+    diagnostic = unfold(block)
+    fact = Fact(recipient=recipient, diagnostic=diagnostic)
+    fact.status = find_status(diagnostic)
+    fact.reply_code = find_reply_code(diagnostic)
+    fact.command = command_of(block)
+    fact.diagnostic_type = "SMTP" if (fact.status or fact.reply_code) else ""
+    return fact
