@@ -302,10 +302,14 @@ def _normalise(raw: str, *, check_dns: bool) -> Address:
     """Do the work of :func:`normalise_address`; may raise anything, the caller wraps."""
     if not isinstance(raw, str):
         raise AddressError("The address is missing.")
-    text = unicodedata.normalize("NFKC", raw).strip()
+    # NFKC turns the ideographic space U+3000 and NBSP into U+0020, so stripping plain
+    # spaces covers them. Only spaces are stripped: a CR, LF or tab anywhere — even at
+    # the end — is refused, because it never belongs in an address.
+    text = unicodedata.normalize("NFKC", raw)
+    _refuse_bad_characters(text)
+    text = text.strip(" ")
     if not text:
         raise AddressError("The address is empty.")
-    _refuse_bad_characters(text)
     if len(text) > MAX_ADDRESS_LENGTH:
         raise AddressError(
             f"The address is too long ({len(text)} characters; at most {MAX_ADDRESS_LENGTH})."

@@ -53,7 +53,7 @@ _ADVICE: dict[str, str] = {
     ),
     "au": (
         "auメールをお使いの場合は、auメールアプリの「メール設定」から"
-        "「迷惑メールフィルター」を開き、「受信リスト設定（受信リストに登録）」に"
+        "「迷惑メールフィルター」を開き、「受信リスト設定（受信リストに登録）」に "
         "{sender} を登録してください。ドメインで登録する場合は {domain} です。"
     ),
     "softbank": (
@@ -108,5 +108,5 @@ def allow_sender_advice(carrier: str | None, sender: str) -> str:
     """
     if not isinstance(sender, str) or "@" not in sender:
         raise ValueError(f"sender must be an e-mail address, got {sender!r}")
-    template = _ADVICE.get(carrier, _ADVICE[None]) if carrier is not None else _ADVICE[None]
+    template = _ADVICE.get(carrier, _ADVICE[None])
     return template.format(sender=sender.strip(), domain=sender_domain(sender))
