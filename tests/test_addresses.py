@@ -70,6 +70,8 @@ INVALID: list[tuple[str, str]] = [
     ('ta"ro@docomo.ne.jp', "quotes or backslashes"),
     ('"ta\\"ro"@docomo.ne.jp', "quotes or backslashes"),
     ("taro..ya(ma)da@docomo.ne.jp", "not allowed ('(', ')')"),
+    ("...@docomo.ne.jp", "no letters or digits"),
+    (".t" + "x" * 62 + "@docomo.ne.jp", "too long once quoted (66"),
     ("taro@docomo.ne.jp.", "Not a valid address"),
     ("taro@docomo..ne.jp", "two periods"),
     ("taro@ex_ample.jp", "invalid characters"),
@@ -226,6 +228,8 @@ def test_legacy_domains_are_a_documented_narrow_set() -> None:
 def test_limits_are_inclusive() -> None:
     local = "t" * 64
     assert normalise_address(f"{local}@docomo.ne.jp").display == f"{local}@docomo.ne.jp"
+    legacy_local = "t" * 60 + ".."  # 62 + 2 quotes = 64 on the wire
+    assert normalise_address(f"{legacy_local}@docomo.ne.jp").envelope == f'"{legacy_local}"@docomo.ne.jp'
     domain = ".".join(["a" * 60, "b" * 60, "c" * 60, "d" * 58]) + ".jp"  # 241 characters
     addr = "t" * (254 - len(domain) - 1) + "@" + domain
     assert len(addr) == 254

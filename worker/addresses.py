@@ -388,8 +388,18 @@ def _legacy_address(local: str, domain: str, *, check_dns: bool) -> Address:
             f"au.com, i.softbank.jp).{hint}"
         )
     if not _LEGACY_LOCAL.match(local):
-        bad = ", ".join(f"'{ch}'" for ch in dict.fromkeys(ch for ch in local if not _LEGACY_LOCAL.match(ch)))
+        bad = ", ".join(
+            f"'{ch}'" for ch in dict.fromkeys(ch for ch in local if not _LEGACY_LOCAL.match(ch))
+        )
         raise AddressError(f"The part before @ contains characters that are not allowed ({bad}).")
+    if not any(ch.isalnum() for ch in local):
+        raise AddressError("The part before @ has no letters or digits.")
+    if len(local) + 2 > MAX_LOCAL_LENGTH:
+        # RFC 5321 counts the quotes: the quoted local part must fit in 64 octets.
+        raise AddressError(
+            f"The part before @ is too long once quoted ({len(local) + 2} characters; "
+            f"at most {MAX_LOCAL_LENGTH})."
+        )
     v = _validate(f'"{local}"@{lowered}', check_dns=check_dns, quoted=True)
     ascii_domain = (v.ascii_domain or v.domain).lower()
     envelope = f'"{local}"@{ascii_domain}'
