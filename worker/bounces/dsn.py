@@ -70,7 +70,9 @@ def parse(text: str) -> tuple[dict[str, str], list[Fact]]:
         elif name == "diagnostic-code":
             kind, _, rest = value.partition(";")
             if rest or kind.strip().upper() in ("SMTP", "X-UNIX", "X-POSTFIX", "X-LOCAL"):
-                current.diagnostic_type = kind.strip().upper()
+                kind = kind.strip().upper()
+                # Postfix writes its own findings (DNS, connection) as X-Postfix.
+                current.diagnostic_type = "SMTP" if kind in ("X-POSTFIX", "X-SMTP") else kind
                 current.diagnostic = unfold(rest)
             else:
                 current.diagnostic = unfold(value)

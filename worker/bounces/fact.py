@@ -24,6 +24,7 @@ class Fact:
     reply_code: int | None = None
     command: str = ""  # SMTP command the reply answered: HELO, EHLO, MAIL, RCPT, DATA, …
     remote_mta: str = ""
+    context: str = ""  # human-readable text about this recipient, matched with the diagnostic
     reason: str = ""  # set by a format-specific detector when it knows better
 
 

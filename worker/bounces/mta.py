@@ -22,12 +22,15 @@ _COMMANDS: tuple[tuple[re.Pattern[str], str], ...] = (
                 r"(rcpt to|mail from|end of data|data|helo|ehlo|initial connection|"
                 r"pipelined data|starttls|auth)"), ""),
     (re.compile(r"(?im)^\s*>>> (rcpt to|mail from|data|helo|ehlo|starttls|auth)\b"), ""),
+    (re.compile(r"(?i)most progress was (rcpt to|mail from|data)"), ""),
+    (re.compile(r"(?i)smtp command\W+(rcpt to|mail from|data|helo|ehlo|rcpt|mail)\b"), ""),
     (re.compile(r"(?i)\b(rcpt to|mail from)\s*:?\s*<"), ""),
 )
 _COMMAND_NAMES = {
     "rcpt to": "RCPT", "mail from": "MAIL", "end of data": "DATA", "data": "DATA",
     "pipelined data": "DATA", "helo": "HELO", "ehlo": "EHLO", "starttls": "STARTTLS",
-    "auth": "AUTH", "connect": "CONN", "initial connection": "CONN",
+    "auth": "AUTH", "connect": "CONN", "initial connection": "CONN", "rcpt": "RCPT",
+    "mail": "MAIL",
 }
 
 #: Local parts that are never the failed recipient.
@@ -123,6 +126,6 @@ def _fact_from_block(recipient: str | None, block: str) -> Fact:
     fact = Fact(recipient=recipient, diagnostic=diagnostic)
     fact.status = find_status(diagnostic)
     fact.reply_code = find_reply_code(diagnostic)
-    fact.command = command_of(block)
+    fact.command = command_of(diagnostic)
     fact.diagnostic_type = "SMTP" if (fact.status or fact.reply_code) else ""
     return fact

@@ -74,6 +74,14 @@ def decode_header_value(value: object) -> str:
     """Decode a header value (encoded-words, raw 8-bit) into one unfolded line."""
     if value is None:
         return ""
+    if isinstance(value, email.header.Header):  # compat32 hands back raw 8-bit as a Header
+        pieces = []
+        for chunk, charset in getattr(value, "_chunks", []):
+            if str(charset) == "unknown-8bit":
+                pieces.append(decode_bytes(_surrogate_bytes(chunk)))
+            else:
+                pieces.append(str(chunk))
+        return " ".join("".join(pieces).split())
     text = str(value)
     try:
         chunks = email.header.decode_header(text)
@@ -172,26 +180,59 @@ def _walk(part: email.message.Message, out: ParsedMail, depth: int = 0) -> None:
         else:
             out.original += _part_text(part) + "\n\n"
         return
-    if part.is_multipart():
+    if part.is_multipart() or ctype.startswith("multipart/"):
         payload = part.get_payload()
-        if isinstance(payload, list):
+        if isinstance(payload, list) and payload:
             for sub in payload:
                 if isinstance(sub, email.message.Message):
                     _walk(sub, out, depth + 1)
+            return
+        repaired = _repair_multipart(payload) if isinstance(payload, str) else None
+        if repaired is not None:
+            _walk(repaired, out, depth + 1)
+        else:
+            out.body += _part_text(part) + "\n"
         return
     if ctype.startswith("text/") or ctype in ("application/octet-stream",) and depth == 0:
         out.body += _part_text(part) + "\n"
 
 
+_BOUNDARY_LINE = re.compile(r"^--([^\s]{6,}?)(?:--)?[ \t]*$", re.MULTILINE)
+
+
+def _repair_multipart(payload: str) -> email.message.Message | None:
+    """Re-read a multipart body whose declared boundary is wrong or missing."""
+    counts: dict[str, int] = {}
+    for match in _BOUNDARY_LINE.finditer(payload):
+        counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+    if not counts:
+        return None
+    boundary = max(counts, key=lambda b: counts[b])
+    if counts[boundary] < 2 or '"' in boundary:
+        return None
+    head = f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n'
+    try:
+        repaired = email.message_from_bytes(_surrogate_bytes(head + payload))
+    except Exception:  # noqa: BLE001
+        return None
+    inner = repaired.get_payload()
+    return repaired if isinstance(inner, list) and inner else None
+
+
 # Lines that start the returned original message inside plain text.
+_MARKER_WORDS = (
+    r"original message|copy of (?:the|your) (?:original )?message|returned message|unsent message|"
+    r"message text|headers? of (?:the )?(?:original|returned)|original message header|"
+    r"included message|message header follows|header of the original|元のメッセージ|元メッセージ|"
+    r"送信メール|原文"
+)
 _ORIGINAL_MARKER = re.compile(
-    r"^[ \t>]*(?:-{2,}|={2,}|_{2,})?[ \t]*(?:"
-    r".*original message|.*this is a copy of|.*below this line is a copy|.*returned message|"
-    r".*unsent message|.*message text follows|.*headers of the (?:original|returned)|"
-    r".*original message header|.*included message|.*message header follows|"
-    r"content-type: message/rfc822|.*元のメッセージ|.*元メッセージ|.*送信メール"
-    r")",
-    re.IGNORECASE | re.MULTILINE,
+    r"^[ \t>]*(?:(?:-{2,}|={2,}|_{2,}|\*{2,}).*(?:" + _MARKER_WORDS + r")"
+    r"|(?:---? ?)?below this line is a copy|original message follows|"
+    r"(?:the )?original message (?:headers?|is attached|follows)|"
+    r"content-type: message/rfc822|included is a copy of the message header|"
+    r"your original message)",
+    re.IGNORECASE,
 )
 _HEADER_START = re.compile(
     r"^(?:Return-Path|Received|From|To|Subject|Message-I[Dd]|Date|Delivered-To|MIME-Version)"

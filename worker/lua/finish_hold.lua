@@ -2,6 +2,7 @@
 -- KEYS[1] hold:{hold_id}  KEYS[2] calls  KEYS[3] calls:due
 -- ARGV[1] outcome  ARGV[2] token  ARGV[3] hold_id  ARGV[4] call entry JSON ("" unless phoned)
 -- ARGV[5] due score  ARGV[6..] field/value pairs to store on the hold
+-- Applies to a hold we own (sending) or one waiting for a retry (a give-up).
 -- Returns the hold's status afterwards. A hold cancelled or picked up while we
 -- were sending keeps that status and never reaches the call list.
 local hold = KEYS[1]
@@ -10,7 +11,7 @@ local status = redis.call("HGET", hold, "status")
 for i = 6, #ARGV, 2 do
   redis.call("HSET", hold, ARGV[i], ARGV[i + 1])
 end
-if status ~= "sending" or redis.call("HGET", hold, "token") ~= ARGV[2] then
+if (status ~= "sending" and status ~= "retrying") or redis.call("HGET", hold, "token") ~= ARGV[2] then
   return status or "missing"
 end
 redis.call("HSET", hold, "status", outcome)

@@ -1,0 +1,110 @@
+"""Dramatiq actors: one per ILS event type, named as the type, on queue ``notifications``.
+
+Each actor is thin: validate the event (a refusal is kept for ``review
+rejected`` and the message acknowledged), call the domain code, and turn
+"try again later" into ``dramatiq.Retry`` with the delay the policy chose.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable, Callable
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+
+from . import holds, patrons
+from .broker import GAVE_UP_ACTOR, MALFORMED_ACTOR, QUEUE, RAW_SHA, build_broker
+from .events import HoldReady, parse_event
+from .intake import accept, reject
+from .runtime import get_runtime
+from .settings import get_settings
+
+log = logging.getLogger(__name__)
+broker = build_broker(get_settings())
+
+# Errors other than our own Retry (Redis down, a bug) are retried this many times
+# with dramatiq's backoff (15 s doubling, ~1 h in all), then the hold is phoned.
+ERROR_RETRIES = 8
+
+
+def _retry_when(retries: int, exc: BaseException) -> bool:
+    return isinstance(exc, dramatiq.Retry) or retries < ERROR_RETRIES
+
+
+def _message_key() -> str | None:
+    msg = CurrentMessage.get_current_message()
+    if msg is None:
+        return None
+    return msg.options.get(RAW_SHA) or f"msg:{msg.message_id}"
+
+
+def event_actor(fn: Callable[[Any], Awaitable[None]]) -> dramatiq.Actor:
+    return dramatiq.actor(fn, actor_name=fn.__name__, queue_name=QUEUE,
+                          retry_when=_retry_when, on_retry_exhausted=GAVE_UP_ACTOR)
+
+
+def _retry_if_needed(result: holds.Result) -> None:
+    if result.outcome in (holds.Outcome.RETRY, holds.Outcome.BUSY):
+        raise dramatiq.Retry(result.detail or result.outcome.value, delay=result.delay_ms)
+
+
+@event_actor
+async def hold_ready(event: Any) -> None:
+    rt = get_runtime()
+    ev = await accept(rt.store, event, "hold_ready", rt.branches, key=_message_key())
+    if ev is not None:
+        assert isinstance(ev, HoldReady)
+        _retry_if_needed(await holds.notify_hold_ready(rt, ev))
+
+
+@event_actor
+async def hold_cancelled(event: Any) -> None:
+    rt = get_runtime()
+    ev = await accept(rt.store, event, "hold_cancelled", rt.branches, key=_message_key())
+    if ev is not None:
+        await holds.close_hold(rt, ev.hold_id, "cancelled")  # type: ignore[union-attr]
+
+
+@event_actor
+async def hold_picked_up(event: Any) -> None:
+    rt = get_runtime()
+    ev = await accept(rt.store, event, "hold_picked_up", rt.branches, key=_message_key())
+    if ev is not None:
+        await holds.close_hold(rt, ev.hold_id, "picked_up")  # type: ignore[union-attr]
+
+
+@event_actor
+async def address_registered(event: Any) -> None:
+    rt = get_runtime()
+    ev = await accept(rt.store, event, "address_registered", rt.branches, key=_message_key())
+    if ev is not None:
+        await patrons.address_registered(rt, ev, key=_message_key())  # type: ignore[arg-type]
+
+
+@event_actor
+async def address_removed(event: Any) -> None:
+    rt = get_runtime()
+    ev = await accept(rt.store, event, "address_removed", rt.branches, key=_message_key())
+    if ev is not None:
+        await patrons.address_removed(rt, ev)  # type: ignore[arg-type]
+
+
+@dramatiq.actor(actor_name=MALFORMED_ACTOR, queue_name=QUEUE, max_retries=5)
+async def malformed(raw: str, problem: str) -> None:
+    """A message that was not a valid envelope (see worker.broker): keep it, once."""
+    await reject(get_runtime().store, raw, problem, key=_message_key())
+
+
+@dramatiq.actor(actor_name=GAVE_UP_ACTOR, queue_name=QUEUE, max_retries=5)
+async def gave_up(message: dict[str, Any], info: dict[str, Any]) -> None:
+    """An event actor failed ERROR_RETRIES times: make sure no ready hold goes unannounced."""
+    rt = get_runtime()
+    error = (message.get("options", {}).get("traceback") or "").strip().splitlines()[-1:]
+    detail = error[0] if error else "worker error"
+    log.error("gave up on %s message %s after %s retries: %s", message.get("actor_name"),
+              message.get("message_id"), info.get("retries"), detail)
+    if message.get("actor_name") == "hold_ready":
+        ev = parse_event(message["args"][0], rt.branches)
+        assert isinstance(ev, HoldReady)
+        await holds.give_up(rt, ev, detail)

@@ -1,0 +1,67 @@
+"""``omitama-notify enqueue``: validate events and put the valid ones on the queue.
+
+Input is one JSON event, or JSON lines (one event per line). Each refusal is
+printed with the field at fault and kept for ``review rejected``, like a refusal
+met by the worker; valid events are enqueued as ordinary dramatiq messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, TextIO
+
+from .errors import EventError
+from .events import parse_event
+from .intake import reject
+from .settings import Settings
+from .store import Store
+
+
+def split_events(text: str) -> list[tuple[int, Any, str | None]]:
+    """(line, decoded value, JSON error) for a single document or JSON lines."""
+    try:
+        return [(1, json.loads(text), None)]
+    except ValueError:
+        pass
+    out: list[tuple[int, Any, str | None]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append((n, json.loads(line), None))
+        except ValueError as e:
+            out.append((n, line, f"not valid JSON: {e}"))
+    return out
+
+
+def enqueue_text(text: str, settings: Settings, *, source: str, err: TextIO) -> tuple[int, int]:
+    from .actors import broker  # builds the broker from the same settings
+
+    branches = set(settings.branches)
+    ok = 0
+    refusals: list[tuple[Any, str, str | None, str | None]] = []
+    for line, value, problem in split_events(text):
+        try:
+            if problem:
+                raise EventError("", problem)
+            event = parse_event(value, branches)
+        except EventError as e:
+            refusals.append((value, str(e), e.event_id, e.event_type))
+            err.write(f"{source}:{line}: refused: {e}\n")
+            continue
+        broker.get_actor(event.type).send(value)
+        ok += 1
+
+    async def keep() -> None:
+        store = Store.connect(settings.redis.url, settings.redis.key_prefix)
+        try:
+            for value, error, event_id, etype in refusals:
+                await reject(store, value, error, event_id=event_id, event_type=etype,
+                             source="enqueue")
+        finally:
+            await store.close()
+
+    if refusals:
+        asyncio.run(keep())
+    return ok, len(refusals)

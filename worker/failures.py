@@ -1,0 +1,50 @@
+"""Delivery failures as staff see them: classified, with advice to read to the patron."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .addresses import carrier_of, mask_address
+from .bounces import classify_smtp_reply
+from .carriers import DEFAULT_SENDER, allow_sender_advice
+from .errors import DeliveryError
+
+# Advice per reason for the patron, in the words staff would use on the phone.
+_ADVICE: dict[str, str] = {
+    "userunknown": "ご登録のメールアドレスが見つからないため、届きませんでした。"
+                   "アドレスに誤りがないか、現在もお使いかをご確認ください。",
+    "hostunknown": "ご登録のメールアドレスの「@」より後ろ(ドメイン)が見つかりません。"
+                   "アドレスに誤りがないかご確認ください。",
+    "mailboxfull": "受信箱が満杯のため届きませんでした。不要なメールを削除してください。",
+    "suspend": "ご登録のメールアドレスが現在使えない状態(解約・休止など)のようです。"
+               "お使いのアドレスをご確認ください。",
+    "hasmoved": "ご登録のメールアドレスは変更されたようです。新しいアドレスを登録してください。",
+}
+_GENERIC = "メールが届きませんでした。図書館でアドレスと受信設定を確認いたします。"
+
+
+def advice_for(reason: str | None, misconfigured: bool, address: str | None,
+               sender: str = DEFAULT_SENDER) -> str:
+    domain = address.rpartition("@")[2].lower() if address else ""
+    if misconfigured:
+        return allow_sender_advice(carrier_of(domain) if domain else None, sender)
+    return _ADVICE.get(reason or "", _GENERIC)
+
+
+def failure_entry(card: str, hold_id: str | None, address: str, error: DeliveryError,
+                  sender: str = DEFAULT_SENDER) -> dict[str, Any]:
+    """A failure record from a relay's refusal (or a retry horizon that ran out)."""
+    if error.code is not None:
+        result = classify_smtp_reply(error.code, error.text, command=error.command or "RCPT",
+                                     recipient=address.replace('"', ""))
+        reason, permanent = result.reason, result.permanent
+        misconfigured, status = result.misconfigured_recipient, result.status
+        diagnostic = f"{error.code} {error.text}"
+    else:
+        reason, permanent, misconfigured, status = "networkerror", False, False, None
+        diagnostic = str(error)
+    return {"card_number": card, "hold_id": hold_id, "reason": reason, "permanent": permanent,
+            "misconfigured_recipient": misconfigured, "status": status,
+            "diagnostic": diagnostic, "command": error.command or None,
+            "advice": advice_for(reason, misconfigured, address, sender),
+            "address": mask_address(address), "source": "smtp"}

@@ -1,0 +1,145 @@
+"""Hold notices: decide, send or list for a call, and record — once per hold.
+
+Exactly one notice per hold_id: ``claim_hold.lua`` lets one worker at a time own
+a hold (a lease), and a hold that reached an outcome (sent, phoned, cancelled,
+picked up) is never claimed again, whatever the redeliveries and duplicates.
+
+What happens if the process dies between the relay's 250 and recording "sent":
+the hold stays ``sending`` until its lease (``[delivery] lease_s``) runs out;
+dramatiq redelivers the message once the dead worker's heartbeat expires, the
+new claim finds the expired lease and sends again. The patron may then get the
+same notice twice — with the *same* Message-ID, which many mail apps fold into
+one. We chose a possible duplicate over a possible silence; the window is the
+few hundred microseconds between reading the 250 and one Redis round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from .addresses import mask_address
+from .compose import new_token
+from .contacts import CALL_REASON_JA, CallReason, decide_contact
+from .errors import PermanentDeliveryError, TransientDeliveryError
+from .events import HoldReady
+from .failures import failure_entry
+from .jdate import TOKYO, now_tokyo
+from .policy import next_retry_delay_s, pickup_passed, retention_s, retry_horizon
+from .runtime import Runtime
+from .store import Claim
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    SENT = "sent"            # handed to the relay (or written to the outbox)
+    PHONED = "phoned"        # put on the staff phone-call list
+    RETRY = "retry"          # transient failure; try again after delay_ms
+    BUSY = "busy"            # another worker holds the lease; look again later
+    DUPLICATE = "duplicate"  # this hold already reached an outcome
+    CLOSED = "closed"        # cancelled or picked up while we worked on it
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    delay_ms: int = 0
+    detail: str = ""
+
+
+def _due(ev: HoldReady) -> int:
+    return int(ev.pickup_by.strftime("%Y%m%d"))
+
+
+async def _phone(rt: Runtime, ev: HoldReady, claim: Claim, reason: CallReason,
+                 detail: str = "") -> Result:
+    call = {"hold_id": ev.hold_id, "card_number": ev.card_number,
+            "pickup_branch": ev.pickup_branch, "pickup_by": ev.pickup_by.isoformat(),
+            "reason": reason.value, "reason_ja": CALL_REASON_JA[reason],
+            "title": ev.item.title, "added_at": now_tokyo().isoformat(timespec="seconds"),
+            "detail": detail}
+    status = await rt.store.finish_hold(ev.hold_id, "phoned", claim.token, call=call,
+                                        due=_due(ev), fields={"reason": reason.value})
+    if status != "phoned":
+        log.info("hold %s: %s before it reached the call list", ev.hold_id, status)
+        return Result(Outcome.CLOSED, detail=status)
+    log.info("hold %s: on the phone-call list of %s (%s)", ev.hold_id, ev.pickup_branch,
+             reason.value)
+    return Result(Outcome.PHONED, detail=reason.value)
+
+
+async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
+    d = rt.settings.delivery
+    sender = rt.settings.mail.from_address
+    now = now_tokyo()
+    claim = await rt.store.claim_hold(
+        ev.hold_id, token=new_token(), lease_ms=int(d.lease_s * 1000),
+        ttl_s=retention_s(ev.pickup_by, now, d),
+        fields={"event": ev.model_dump_json(), "card_number": ev.card_number,
+                "pickup_branch": ev.pickup_branch, "pickup_by": ev.pickup_by.isoformat()})
+    if claim.verdict == "done":
+        log.info("hold %s: already %s; duplicate ignored", ev.hold_id, claim.status)
+        return Result(Outcome.DUPLICATE, detail=claim.status)
+    if claim.verdict == "busy":
+        return Result(Outcome.BUSY, delay_ms=claim.busy_ms + 1000)
+
+    if pickup_passed(ev.pickup_by, now):
+        return await _phone(rt, ev, claim, CallReason.PICKUP_PASSED)
+    decision = decide_contact(ev.contact, await rt.store.get_contact(ev.card_number))
+    if not decision.by_email:
+        assert decision.reason is not None
+        return await _phone(rt, ev, claim, decision.reason)
+
+    assert decision.envelope is not None
+    notice = rt.composer.hold_ready(ev, decision.envelope, claim.token)
+    try:
+        reply = await rt.transport.send(notice)
+    except PermanentDeliveryError as e:
+        await rt.store.add_failure(failure_entry(ev.card_number, ev.hold_id, decision.envelope, e, sender))
+        return await _phone(rt, ev, claim, CallReason.BOUNCED, f"{e.code} {e.text}")
+    except TransientDeliveryError as e:
+        first = datetime.fromtimestamp(claim.first_ms / 1000, TOKYO)
+        delay = next_retry_delay_s(claim.attempts, now, retry_horizon(first, ev.pickup_by, d), d)
+        if delay is None:
+            await rt.store.add_failure(
+                failure_entry(ev.card_number, ev.hold_id, decision.envelope, e, sender))
+            return await _phone(rt, ev, claim, CallReason.DELIVERY_FAILED, str(e))
+        await rt.store.finish_hold(ev.hold_id, "retrying", claim.token,
+                                   fields={"last_error": str(e)})
+        log.warning("hold %s: attempt %d failed (%s); retrying in %.0f s", ev.hold_id,
+                    claim.attempts, e, delay)
+        return Result(Outcome.RETRY, delay_ms=int(delay * 1000), detail=str(e))
+
+    status = await rt.store.finish_hold(
+        ev.hold_id, "sent", claim.token,
+        fields={"message_id": notice.message_id, "sent_ms": int(now.timestamp() * 1000),
+                "to": mask_address(decision.envelope), "relay_reply": reply[:200]})
+    log.info("hold %s: notice %s sent to %s", ev.hold_id, notice.message_id,
+             mask_address(decision.envelope))
+    return Result(Outcome.SENT if status == "sent" else Outcome.CLOSED, detail=status)
+
+
+async def close_hold(rt: Runtime, hold_id: str, status: str) -> str:
+    """hold_cancelled / hold_picked_up: drop an unsent notice, leave the call list."""
+    before = await rt.store.close_hold(hold_id, status, ttl_s=rt.settings.delivery.retention_days * 86400)
+    log.info("hold %s: %s (was %s)", hold_id, status, before)
+    return before
+
+
+async def give_up(rt: Runtime, ev: HoldReady, detail: str) -> Result:
+    """The worker failed on this hold again and again (a bug, Redis trouble): rather
+    than lose it, put it on the call list so staff phone the patron."""
+    h = await rt.store.get_hold(ev.hold_id)
+    if h.get("status") in ("sending", "retrying"):
+        claim = Claim("claimed", token=h["token"])
+    else:
+        claim = await rt.store.claim_hold(
+            ev.hold_id, token=new_token(), lease_ms=int(rt.settings.delivery.lease_s * 1000),
+            ttl_s=retention_s(ev.pickup_by, now_tokyo(), rt.settings.delivery),
+            fields={"event": ev.model_dump_json(), "card_number": ev.card_number})
+        if claim.verdict != "claimed":
+            return Result(Outcome.DUPLICATE, detail=claim.status)
+    return await _phone(rt, ev, claim, CallReason.WORKER_ERROR, detail)
