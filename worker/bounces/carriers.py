@@ -58,8 +58,72 @@ RHOSTS: tuple[tuple[tuple[str, ...], Rule], ...] = (
 )
 
 
+#: Provider-specific wordings, precise enough to trust wherever they appear.  Each row:
+#: (reason, lower-case fragment).  First match wins, so specific rows come first.
+PROVIDER_PHRASES: tuple[tuple[str, str], ...] = (
+    # EZweb / au (KDDI) prose
+    ("filtered", "rejected by the domain filter"),
+    ("suspend", "the user(s) account is disabled"),
+    ("expired", "remote host is not responding"),
+    ("mailboxfull", "as their mailbox is full"),
+    ("mailboxfull", "メールボックスが一杯"),
+    # Google (Gmail, Workspace)
+    ("notaccept", "doesn't receive email according to the administrator"),
+    ("networkerror", "responded with code nxdomain"),
+    ("mailboxfull", "inbox is out of storage space"),
+    ("speeding", "receiving mail at a rate that prevents additional messages"),
+    ("badreputation", "very low reputation of the sending"),
+    ("authfailure", "fails to pass authentication checks"),
+    ("authfailure", "is not accepted due to domain's dmarc policy"),
+    ("blocked", "ip not in whitelist for rcpt domain"),
+    ("blocked", "an unusual rate of unsolicited mail"),
+    ("failedstarttls", "tls required for rcpt domain"),
+    ("failedstarttls", "must issue a starttls command first"),
+    ("notcompliantrfc", "not rfc 5322 compliant"),
+    # Microsoft (Exchange, Office 365, Outlook.com)
+    ("userunknown", "the recipient name is not recognized"),
+    ("userunknown", "resolver.adr.recipnotfound"),
+    ("userunknown", "resolver.adr.recipientnotfound"),
+    ("userunknown", "resolver.adr.exrecipnotfound"),
+    ("userunknown", "unknown recipient or mailbox unavailable"),
+    ("userunknown", "recipient not found by smtp address lookup"),
+    ("userunknown", "wasn’t found at the destination domain"),
+    ("userunknown", "wasn't found at the destination domain"),
+    ("networkerror", "message expired, dns query failed"),
+    ("expired", "message expired, connection refused"),
+    ("blocked", "banned sending ip"),
+    ("mesgtoobig", "resolver.rst.recipsizelimit"),
+    # Tencent (QQ), GoDaddy, others
+    ("toomanyconn", "ip frequency limited"),
+    ("toomanyconn", "connection frequency limited"),
+    ("authfailure", "dmarc check failed"),
+    ("speeding", "has sent to too many recipients this hour"),
+    ("blocked", "spamhaus.org/query/bl"),
+    ("rejected", "facebook.com/response_codes?ip="),
+    # qmail, sendmail wordings that the generic tables get wrong
+    ("notaccept", "couldn't find a mail exchanger or ip address"),
+    ("systemerror", "unable to contact ldap server"),
+    ("systemfull", "insufficient disk space; try again later"),
+)
+
+
+def provider_phrase(text: str) -> str:
+    """A reason from :data:`PROVIDER_PHRASES`, or ""."""
+    lowered = text.lower()
+    for reason, fragment in PROVIDER_PHRASES:
+        if fragment in lowered:
+            return reason
+    return ""
+
+
 def host_rule(fact: Fact, mail_text: str) -> str:
     """A reason from the host-specific rules, or ""."""
+    domain = (fact.recipient or "").rsplit("@", 1)[-1].lower()
+    if domain == "googlegroups.com" or domain.endswith(".googlegroups.com"):
+        return "rejected"  # Google Groups: not allowed to post / no such group
+    phrase = provider_phrase(fact.diagnostic + " " + fact.context)
+    if phrase:
+        return phrase
     remote = (fact.remote_mta or "").lower()
     domain = (fact.recipient or "").rsplit("@", 1)[-1].lower()
     hosts = [h for h in re.findall(r"[a-z0-9.-]+\.[a-z]{2,}", mail_text.lower()[:20000])]

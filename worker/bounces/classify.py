@@ -124,6 +124,10 @@ _BOUNCE_SUBJECT = re.compile(
     r"(?i)undeliver|returned mail|delivery (?:status|failure|failed|notification|problem)|"
     r"failure notice|mail delivery|non[- ]?delivery|could not be delivered|not delivered|"
     r"mail system error|rejected|bounce|error|failed|unzustellbar|配信|不達|エラー|返送")
+_BOUNCE_BODY = re.compile(
+    r"(?i)could not be delivered to|was not delivered|undeliverable|delivery (?:has )?failed|"
+    r"permanent (?:fatal )?error|did not reach the following|unable to deliver|"
+    r"送信できませんでした|配信できませんでした|届きませんでした")
 _BOUNCE_FROM = re.compile(r"(?i)mailer-daemon|postmaster|mail delivery|mail-daemon|maildelivery")
 
 
@@ -136,7 +140,9 @@ def _looks_like_bounce(mail: parse.ParsedMail) -> bool:
             return True
     if _BOUNCE_SUBJECT.search(mail.header("subject")):
         return True
-    return bool(mail.header("x-failed-recipients"))
+    if mail.header("x-failed-recipients"):
+        return True
+    return bool(_BOUNCE_BODY.search(mail.body[:5000]))
 
 
 def classify_mail(raw: bytes) -> list[BounceResult]:

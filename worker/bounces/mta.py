@@ -103,14 +103,16 @@ def text_facts(mail: ParsedMail) -> list[Fact]:
 
     # 2. Each candidate's block runs to the line naming the next candidate.
     starts = sorted((first_line[a], a) for a in candidates if a in first_line)
-    facts: list[Fact] = []
+    blocks: list[tuple[str, str]] = []
     for position, (start, addr) in enumerate(starts):
         end = starts[position + 1][0] if position + 1 < len(starts) else len(lines)
         end = min(end, start + 25) if end > start else start + 25
-        block = "\n".join(lines[start:end])
-        if not _ERROR_HINT.search(block.replace(addr, "")):
-            continue
-        facts.append(_fact_from_block(addr, block))
+        # The first recipient's reason is often written just above it (EZweb, KDDI).
+        begin = max(0, start - 4) if position == 0 else start
+        blocks.append((addr, "\n".join(lines[begin:end])))
+    facts = [_fact_from_block(a, b) for a, b in blocks if _ERROR_HINT.search(b.replace(a, ""))]
+    if not facts and len(blocks) == 1:
+        facts = [_fact_from_block(*blocks[0])]
 
     # 3. Nobody named in an error block: one fact from the whole text.
     if not facts:
