@@ -35,10 +35,12 @@ def _docomo(fact: Fact, text: str) -> str:
         if any(f in diag for f in fragments):
             return reason
     if "550 unknown user" in diag:
+        # At RCPT a real unknown user; at DATA the subscriber's filter refused our sender
+        # (Sisimai v5.2 calls it "rejected"; see model.is_misconfigured for carriers).
         if fact.command == "RCPT":
             return "userunknown"
         if fact.command == "DATA":
-            return "filtered"
+            return "rejected"
     return ""
 
 
@@ -62,6 +64,7 @@ RHOSTS: tuple[tuple[tuple[str, ...], Rule], ...] = (
 #: (reason, lower-case fragment).  First match wins, so specific rows come first.
 PROVIDER_PHRASES: tuple[tuple[str, str], ...] = (
     # EZweb / au (KDDI) prose
+    ("filtered", "each of the following recipients was rejected by a remote mail server"),
     ("filtered", "rejected by the domain filter"),
     ("suspend", "the user(s) account is disabled"),
     ("expired", "remote host is not responding"),
@@ -100,6 +103,14 @@ PROVIDER_PHRASES: tuple[tuple[str, str], ...] = (
     ("speeding", "has sent to too many recipients this hour"),
     ("blocked", "spamhaus.org/query/bl"),
     ("rejected", "facebook.com/response_codes?ip="),
+    ("userunknown", "rcp-p1 http://postmaster.facebook.com"),
+    ("filtered", "rcp-p2 http://postmaster.facebook.com"),
+    # Gmail's own (non-DSN) notices, GMX, Domino/Notes, Trend Micro
+    ("expired", "the recipient server did not accept our requests to connect"),
+    ("expired", "delivery retry timeout exceeded"),
+    ("userunknown", "not listed in domino directory"),
+    ("userunknown", "not listed in public name & address book"),
+    ("userunknown", "please check if address is correct"),
     # qmail, sendmail wordings that the generic tables get wrong
     ("notaccept", "couldn't find a mail exchanger or ip address"),
     ("systemerror", "unable to contact ldap server"),
@@ -114,6 +125,13 @@ def provider_phrase(text: str) -> str:
         if fragment in lowered:
             return reason
     return ""
+
+
+def carrier_host(fact: Fact) -> bool:
+    """Whether the failure came from a Japanese mobile carrier's mail servers."""
+    remote = (fact.remote_mta or "").lower()
+    return any(remote.endswith(h) for h in ("docomo.ne.jp", "ezweb.ne.jp", "au.com",
+                                              "softbank.ne.jp", "softbank.jp"))
 
 
 def host_rule(fact: Fact, mail_text: str) -> str:

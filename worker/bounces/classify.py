@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from . import dsn, mta, parse, rules
-from .carriers import host_rule
+from .carriers import carrier_host, host_rule
 from .fact import Fact, all_addresses, canonical_address, find_reply_code, find_status, unfold
 from .model import BounceResult, make_result
 
@@ -52,6 +52,8 @@ def _facts(mail: parse.ParsedMail) -> list[Fact]:
         _, facts = dsn.parse(mail.body)
     text_facts = mta.text_facts(mail)
     if not facts:
+        if len(text_facts) == 1 and not text_facts[0].command:
+            text_facts[0].command = mta.command_of(unfold(mail.body))
         return text_facts
     by_recipient = {f.recipient: f for f in text_facts}
     for fact in facts:
@@ -68,6 +70,8 @@ def _facts(mail: parse.ParsedMail) -> list[Fact]:
                 fact.status = human.status
         if not fact.command:
             fact.command = mta.command_of(fact.diagnostic)
+        if not fact.command and len(facts) == 1:
+            fact.command = mta.command_of(unfold(mail.body))
         if not fact.diagnostic_type and (fact.status or fact.reply_code):
             fact.diagnostic_type = "SMTP"
     return facts
@@ -116,7 +120,7 @@ def _classify(raw: bytes) -> list[BounceResult]:
         results.append(make_result(
             reason=reason, recipient=fact.recipient, status=fact.status or None,
             diagnostic=fact.diagnostic or None, reply_code=fact.reply_code,
-            original_message_id=message_id))
+            original_message_id=message_id, carrier=carrier_host(fact)))
     return results or [_not_bounce(None, None, message_id)]
 
 

@@ -49,7 +49,8 @@ def parse(text: str) -> tuple[dict[str, str], list[Fact]]:
             message.setdefault(name, value)
             continue
         if name in ("final-recipient", "original-recipient"):
-            if current is None or name in seen or seen & {"action", "status", "diagnostic-code"}:
+            if current is None or name in seen or (
+                    current.recipient is not None and seen & {"action", "status", "diagnostic-code"}):
                 start()
             assert current is not None
             address = canonical_address(value.split(";", 1)[-1])
@@ -65,6 +66,8 @@ def parse(text: str) -> tuple[dict[str, str], list[Fact]]:
             current.action = value.split()[0].lower() if value.split() else ""
         elif name == "status":
             current.status = find_status(value)
+            if current.status.endswith(".0.0") and find_status(current.diagnostic)[1:] not in ("", ".0.0"):
+                current.status = current.status[0] + find_status(current.diagnostic)[1:]
         elif name == "remote-mta":
             current.remote_mta = value.split(";", 1)[-1].strip().lower()
         elif name == "diagnostic-code":
@@ -72,13 +75,16 @@ def parse(text: str) -> tuple[dict[str, str], list[Fact]]:
             if rest or kind.strip().upper() in ("SMTP", "X-UNIX", "X-POSTFIX", "X-LOCAL"):
                 kind = kind.strip().upper()
                 # Postfix writes its own findings (DNS, connection) as X-Postfix.
-                current.diagnostic_type = "SMTP" if kind in ("X-POSTFIX", "X-SMTP") else kind
+                current.diagnostic_type = kind if kind.startswith("X-UNIX") else "SMTP"
                 current.diagnostic = unfold(rest)
             else:
                 current.diagnostic = unfold(value)
             current.reply_code = find_reply_code(current.diagnostic)
-            if not current.status:
-                current.status = find_status(current.diagnostic)
+            specific = find_status(current.diagnostic)
+            if not current.status or (current.status.endswith(".0.0") and specific
+                                      and not specific.endswith(".0.0")
+                                      and specific[0] == current.status[0]):
+                current.status = specific or current.status
         elif name == "x-actual-recipient" and current.recipient is None:
             current.recipient = canonical_address(value.split(";", 1)[-1])
     return message, [f for f in facts if f.recipient or f.status or f.diagnostic]

@@ -54,11 +54,10 @@ def all_addresses(text: str) -> list[str]:
 
 
 def find_status(text: str) -> str:
-    """The first enhanced status code (RFC 3463) in ``text`` or ""."""
-    match = _STATUS.search(text or "")
-    if not match:
-        return ""
-    return ".".join(match.groups())
+    """The first specific (not x.0.0) enhanced status code in ``text``, else the first, else ""."""
+    found = [".".join(m.groups()) for m in _STATUS.finditer(text or "")]
+    specific = [code for code in found if not code.endswith(".0.0")]
+    return (specific or found or [""])[0]
 
 
 def find_reply_code(text: str) -> int | None:

@@ -101,7 +101,8 @@ def is_carrier_address(address: str | None) -> bool:
     return any(domain == d or domain.endswith("." + d) for d in CARRIER_DOMAINS)
 
 
-def is_misconfigured(reason: str | None, recipient: str | None, permanent: bool) -> bool:
+def is_misconfigured(reason: str | None, recipient: str | None, permanent: bool,
+                     carrier: bool = False) -> bool:
     """Whether the patron's own settings are the likely cause.
 
     * ``filtered``: always (the recipient's filter refused us).
@@ -111,9 +112,10 @@ def is_misconfigured(reason: str | None, recipient: str | None, permanent: bool)
     """
     if reason in MISCONFIGURED_REASONS:
         return True
-    if reason == "rejected" and is_carrier_address(recipient):
+    carrier = carrier or is_carrier_address(recipient)
+    if reason == "rejected" and carrier:
         return True
-    if reason == "policyviolation" and permanent and is_carrier_address(recipient):
+    if reason == "policyviolation" and permanent and carrier:
         return True
     return False
 
@@ -169,8 +171,12 @@ class BounceResult:
 
 def make_result(*, reason: str | None, recipient: str | None, status: str | None,
                 diagnostic: str | None, reply_code: int | None,
-                original_message_id: str | None) -> BounceResult:
-    """Build a result, deriving is_bounce, permanent and misconfigured_recipient."""
+                original_message_id: str | None, carrier: bool = False) -> BounceResult:
+    """Build a result, deriving is_bounce, permanent and misconfigured_recipient.
+
+    ``carrier`` says the failure came from a Japanese mobile carrier's own servers even
+    when the recipient's domain does not show it.
+    """
     is_bounce = reason is not None and reason not in NOT_BOUNCES
     permanent = is_bounce and is_permanent(reason, status, reply_code)
     return BounceResult(
@@ -179,7 +185,7 @@ def make_result(*, reason: str | None, recipient: str | None, status: str | None
         original_message_id=original_message_id,
         reason=reason,
         permanent=permanent,
-        misconfigured_recipient=is_bounce and is_misconfigured(reason, recipient, permanent),
+        misconfigured_recipient=is_bounce and is_misconfigured(reason, recipient, permanent, carrier),
         status=status,
         diagnostic=diagnostic,
         reply_code=reply_code,

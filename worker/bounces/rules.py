@@ -206,7 +206,7 @@ def find_reason(fact: Fact, *, extra: Callable[[Fact], str] | None = None) -> st
         special = extra(fact)
         if special:
             return special
-    text = (fact.diagnostic + " " + fact.context).lower()
+    text = (fact.diagnostic or fact.context).lower()
     if fact.diagnostic_type in ("SMTP", ""):
         for reason in PROBE_ORDER:
             if _probe(reason, fact, text):

@@ -1,0 +1,187 @@
+"""Test helpers: a real SMTP server that can refuse, a real in-process dramatiq worker."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_wire: list[str]      # the RCPT TO argument exactly as it came over the wire
+    rcpt_tos: list[str]       # as aiosmtpd parsed them (unquoted)
+    data: bytes
+
+
+@dataclass
+class SinkState:
+    messages: list[Received] = field(default_factory=list)
+    connections: int = 0
+    # address (as parsed) → list of replies to give at RCPT, used one per attempt;
+    # the last one repeats. None means accept.
+    rcpt_rules: dict[str, list[str | None]] = field(default_factory=dict)
+    data_reply: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _RecordingSMTP(SMTP):
+    def __init__(self, *args: Any, state: SinkState, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._state = state
+        self._wire: list[str] = []
+
+    def connection_made(self, transport: Any) -> None:
+        with self._state.lock:
+            self._state.connections += 1
+        super().connection_made(transport)
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        self._wire = []
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str) -> None:
+        self._wire.append(arg)
+        await super().smtp_RCPT(arg)
+
+
+class _Handler:
+    def __init__(self, state: SinkState, sink: "SmtpSink") -> None:
+        self.state = state
+        self.sink = sink
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        with self.state.lock:
+            rules = self.state.rcpt_rules.get(address)
+            reply = rules.pop(0) if rules and len(rules) > 1 else (rules[0] if rules else None)
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.state.data_reply:
+            return self.state.data_reply
+        with self.state.lock:
+            self.state.messages.append(Received(
+                envelope.mail_from, list(server._wire), list(envelope.rcpt_tos),  # type: ignore[attr-defined]
+                envelope.original_content or b""))
+        return "250 2.0.0 Ok: queued"
+
+
+class _Controller(Controller):
+    def __init__(self, handler: _Handler, state: SinkState, **kw: Any) -> None:
+        self._sink_state = state
+        super().__init__(handler, **kw)
+
+    def factory(self) -> SMTP:
+        return _RecordingSMTP(self.handler, state=self._sink_state, **self.SMTP_kwargs)
+
+
+class SmtpSink:
+    """aiosmtpd on loopback that records messages and refuses on request."""
+
+    def __init__(self) -> None:
+        self.state = SinkState()
+        self.port = free_port()
+        self.controller = _Controller(_Handler(self.state, self), self.state,
+                                      hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> None:
+        self.controller.start()
+        # aiosmtpd's start() opens one connection to check the server is up
+        with self.state.lock:
+            self.state.connections = 0
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def refuse(self, address: str, *replies: str | None) -> None:
+        self.state.rcpt_rules[address] = list(replies)
+
+    @property
+    def messages(self) -> list[Received]:
+        with self.state.lock:
+            return list(self.state.messages)
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def variant(settings: Any, **sections: dict[str, Any]) -> Any:
+    """A copy of the settings with some keys of some sections replaced."""
+    update = {name: getattr(settings, name).model_copy(update=vals)
+              for name, vals in sections.items()}
+    return settings.model_copy(update=update)
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@contextmanager
+def run_worker(settings: Any, threads: int = 4) -> Iterator[Any]:
+    """A real dramatiq worker (the project's broker, real Redis) in this process."""
+    import dramatiq
+
+    import worker.runtime as rtmod
+    from worker.actors import broker
+    from worker.runtime import Runtime
+
+    rtmod._runtime = Runtime.create(settings)
+    w = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=50)
+    w.start()
+    try:
+        yield rtmod._runtime
+    finally:
+        w.stop(timeout=10_000)
+        # each Worker registers its own middleware on the broker; drop the stopped one
+        broker.middleware[:] = [m for m in broker.middleware
+                                if type(m).__name__ != "_WorkerMiddleware"]
+        rtmod.reset_runtime()
+
+
+def with_store(settings: Any, fn: Callable[[Any], Any]) -> Any:
+    """Run ``await fn(store)`` against the real Redis, from synchronous test code."""
+    from worker.store import Store
+
+    async def go() -> Any:
+        store = Store.connect(settings.redis.url, settings.redis.key_prefix)
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+    return asyncio.run(go())
+
+
+def hold_event(hold_id: str = "H-1", card: str = "C-1", **over: Any) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "event_id": f"ev-{hold_id}", "type": "hold_ready", "hold_id": hold_id,
+        "card_number": card,
+        "item": {"title": "吾輩は猫である", "author": "夏目漱石", "material": "book"},
+        "pickup_branch": "ogawa", "ready_at": "2026-11-29T10:00:00+09:00",
+        "pickup_by": "2099-12-05", "contact": "email", "patron_name": "山田 太郎"}
+    ev.update(over)
+    return ev

@@ -1,0 +1,124 @@
+"""What a non-Python ILS does: raw Redis commands only (HSET + RPUSH in MULTI), as in the README.
+
+Also what it may get wrong: malformed JSON, a missing redis_message_id, an
+unknown actor, a bad event. Each ends in ``review rejected`` once (or, for the
+missing id, is processed and acknowledged), nothing is stranded, and the worker
+goes on with the next good event.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import time
+import uuid
+
+import pytest
+
+from tests.helpers import hold_event, run_worker, wait_for, with_store
+from worker.contacts import ContactState
+
+
+def raw_enqueue(r, ns: str, body: str, rid: str | None = None) -> str:
+    """Exactly the README recipe: HSET the message, then RPUSH its id, in one MULTI."""
+    rid = rid or str(uuid.uuid4())
+    p = r.pipeline(transaction=True)
+    p.hset(f"{ns}:notifications.msgs", rid, body)
+    p.rpush(f"{ns}:notifications", rid)
+    p.execute()
+    return rid
+
+
+def envelope(actor: str, event, rid: str | None, **extra) -> str:
+    options = {"redis_message_id": rid} if rid else {}
+    msg = {"queue_name": "notifications", "actor_name": actor, "args": [event], "kwargs": {},
+           "options": options, "message_id": str(uuid.uuid4()),
+           "message_timestamp": int(time.time() * 1000), **extra}
+    return json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
+
+
+def leftovers(r, ns: str) -> dict[str, int]:
+    acks = sum(r.scard(k) for k in r.scan_iter(f"{ns}:__acks__*"))
+    return {"queue": r.llen(f"{ns}:notifications"), "msgs": r.hlen(f"{ns}:notifications.msgs"),
+            "acks": acks, "dead": r.zcard(f"{ns}:notifications.XQ")}
+
+
+@pytest.fixture
+def outbox_settings(settings, clean_redis, tmp_path):
+    from tests.helpers import variant
+    return variant(settings, mail={"transport": "outbox", "outbox_dir": tmp_path / "outbox"})
+
+
+def test_raw_redis_hold_ready_lands_in_outbox(outbox_settings, clean_redis):
+    s = outbox_settings
+    with_store(s, lambda st: st.set_contact("C-1", ContactState.ACTIVE, address="taro@docomo.ne.jp",
+                                            envelope="taro@docomo.ne.jp"))
+    ns = s.redis.namespace
+    with run_worker(s):
+        rid = str(uuid.uuid4())
+        raw_enqueue(clean_redis, ns, envelope("hold_ready", hold_event("H-1", "C-1"), rid), rid)
+        files = wait_for(lambda: list(s.outbox_dir.glob("*.eml")))
+        wait_for(lambda: leftovers(clean_redis, ns) == {"queue": 0, "msgs": 0, "acks": 0, "dead": 0})
+    [f] = files
+    msg = email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+    assert msg["To"].addresses[0].addr_spec == "taro@docomo.ne.jp"
+    assert "吾輩は猫である" in msg.get_content()
+    assert not list((s.outbox_dir / ".tmp").iterdir())  # nothing half-written left behind
+
+
+BAD_MESSAGES = [
+    ("not json{", "not valid UTF-8 JSON"),
+    (b"\xff\xfe binary".decode("latin-1"), "not valid UTF-8 JSON"),
+    ("[1, 2, 3]", "must be a JSON object"),
+    ('{"queue_name":"notifications","actor_name":"hold_readyy","args":[{}],"kwargs":{},"options":{}}',
+     "actor_name 'hold_readyy' is not an event type"),
+    ('{"queue_name":"notifications","actor_name":"hold_ready","args":[],"kwargs":{},"options":{}}',
+     "exactly one event object"),
+    ('{"queue_name":"notifications","actor_name":"hold_ready","args":[{}],"kwargs":{"x":1},"options":{}}',
+     "kwargs must be an empty object"),
+    ('{"actor_name":"hold_ready","args":[{}],"kwargs":{},"options":{}}', "queue_name is missing"),
+    ('{"queue_name":"notifications","actor_name":"hold_ready","args":[{}],"kwargs":{},"options":{},"bogus":1}',
+     "unknown message field"),
+]
+
+
+@pytest.mark.parametrize("body,expected", BAD_MESSAGES)
+def test_malformed_message_is_kept_once_and_worker_goes_on(outbox_settings, clean_redis, body, expected):
+    s = outbox_settings
+    ns = s.redis.namespace
+    with run_worker(s):
+        raw_enqueue(clean_redis, ns, body)
+        # a good event behind it is still processed
+        rid = str(uuid.uuid4())
+        raw_enqueue(clean_redis, ns, envelope("hold_ready", hold_event("H-2", "C-2", contact="phone"), rid), rid)
+        wait_for(lambda: with_store(s, lambda st: st.calls()))
+        wait_for(lambda: leftovers(clean_redis, ns) == {"queue": 0, "msgs": 0, "acks": 0, "dead": 0})
+    [row] = with_store(s, lambda st: st.rejected())
+    assert expected in row["error"]
+    assert row["raw"].startswith(body[:5])
+
+
+def test_missing_redis_message_id_is_recovered_and_acked(outbox_settings, clean_redis):
+    s = outbox_settings
+    ns = s.redis.namespace
+    with run_worker(s):
+        raw_enqueue(clean_redis, ns, envelope("hold_ready", hold_event("H-3", "C-3", contact="phone"), None))
+        wait_for(lambda: with_store(s, lambda st: st.get_hold("H-3")).get("status") == "phoned")
+        wait_for(lambda: leftovers(clean_redis, ns) == {"queue": 0, "msgs": 0, "acks": 0, "dead": 0})
+    assert with_store(s, lambda st: st.rejected()) == []
+
+
+def test_invalid_event_in_valid_envelope_is_rejected_once(outbox_settings, clean_redis):
+    s = outbox_settings
+    ns = s.redis.namespace
+    bad = hold_event("H-4", "C-4", pickup_branch="tokyo")
+    with run_worker(s):
+        rid = str(uuid.uuid4())
+        raw_enqueue(clean_redis, ns, envelope("hold_ready", bad, rid), rid)
+        wait_for(lambda: with_store(s, lambda st: st.rejected()))
+        wait_for(lambda: leftovers(clean_redis, ns) == {"queue": 0, "msgs": 0, "acks": 0, "dead": 0})
+    [row] = with_store(s, lambda st: st.rejected())
+    assert row["event_id"] == "ev-H-4" and row["type"] == "hold_ready"
+    assert "pickup_branch: unknown branch 'tokyo'" in row["error"]
+    assert json.loads(row["raw"])["pickup_branch"] == "tokyo"
