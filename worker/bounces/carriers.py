@@ -64,7 +64,6 @@ RHOSTS: tuple[tuple[tuple[str, ...], Rule], ...] = (
 #: (reason, lower-case fragment).  First match wins, so specific rows come first.
 PROVIDER_PHRASES: tuple[tuple[str, str], ...] = (
     # EZweb / au (KDDI) prose
-    ("filtered", "each of the following recipients was rejected by a remote mail server"),
     ("filtered", "rejected by the domain filter"),
     ("suspend", "the user(s) account is disabled"),
     ("expired", "remote host is not responding"),
@@ -102,7 +101,6 @@ PROVIDER_PHRASES: tuple[tuple[str, str], ...] = (
     ("authfailure", "dmarc check failed"),
     ("speeding", "has sent to too many recipients this hour"),
     ("blocked", "spamhaus.org/query/bl"),
-    ("rejected", "facebook.com/response_codes?ip="),
     ("userunknown", "rcp-p1 http://postmaster.facebook.com"),
     ("filtered", "rcp-p2 http://postmaster.facebook.com"),
     # Gmail's own (non-DSN) notices, GMX, Domino/Notes, Trend Micro

@@ -60,7 +60,7 @@ def _facts(mail: parse.ParsedMail) -> list[Fact]:
         human = by_recipient.get(fact.recipient) or (text_facts[0] if len(text_facts) == 1 else None)
         if human is not None:
             if human.diagnostic != fact.diagnostic:
-                fact.context = human.diagnostic
+                fact.context = unfold(human.context + " " + human.diagnostic)
             if not fact.diagnostic:
                 fact.diagnostic = human.diagnostic
                 fact.reply_code = human.reply_code

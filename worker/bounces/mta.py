@@ -103,14 +103,15 @@ def text_facts(mail: ParsedMail) -> list[Fact]:
 
     # 2. Each candidate's block runs to the line naming the next candidate.
     starts = sorted((first_line[a], a) for a in candidates if a in first_line)
-    blocks: list[tuple[str, str]] = []
+    blocks: list[tuple[str, str, str]] = []
     for position, (start, addr) in enumerate(starts):
         end = starts[position + 1][0] if position + 1 < len(starts) else len(lines)
         end = min(end, start + 25) if end > start else start + 25
         # The first recipient's reason is often written just above it (EZweb, KDDI).
-        begin = max(0, start - 4) if position == 0 else start
-        blocks.append((addr, "\n".join(lines[begin:end])))
-    facts = [_fact_from_block(a, b) for a, b in blocks if _ERROR_HINT.search(b.replace(a, ""))]
+        above = "\n".join(lines[max(0, start - 4):start]) if position == 0 else ""
+        blocks.append((addr, "\n".join(lines[start:end]), above))
+    facts = [_fact_from_block(a, b, p) for a, b, p in blocks
+             if _ERROR_HINT.search((p + b).replace(a, ""))]
     if not facts and len(blocks) == 1:
         facts = [_fact_from_block(*blocks[0])]
 
@@ -123,9 +124,9 @@ def text_facts(mail: ParsedMail) -> list[Fact]:
     return facts
 
 
-def _fact_from_block(recipient: str | None, block: str) -> Fact:
+def _fact_from_block(recipient: str | None, block: str, above: str = "") -> Fact:
     diagnostic = unfold(block)
-    fact = Fact(recipient=recipient, diagnostic=diagnostic)
+    fact = Fact(recipient=recipient, diagnostic=diagnostic, context=unfold(above))
     fact.status = find_status(diagnostic)
     fact.reply_code = find_reply_code(diagnostic)
     fact.command = command_of(diagnostic)

@@ -120,7 +120,9 @@ def _probe(reason: str, fact: Fact, text: str) -> bool:
         return included(reason, text)
     if reason == "suspend":
         return fact.reply_code == 525 or included(reason, text)
-    if reason in ("hasmoved", "notcompliantrfc", "badreputation", "speeding"):
+    if reason == "hasmoved":
+        return by_status == reason or included(reason, text)
+    if reason in ("notcompliantrfc", "badreputation", "speeding"):
         return included(reason, text)
     if reason == "norelaying":
         return command not in ("CONN", "EHLO", "HELO") and included(reason, text)
@@ -206,7 +208,7 @@ def find_reason(fact: Fact, *, extra: Callable[[Fact], str] | None = None) -> st
         special = extra(fact)
         if special:
             return special
-    text = (fact.diagnostic or fact.context).lower()
+    text = (fact.diagnostic + " " + fact.context).lower()
     if fact.diagnostic_type in ("SMTP", ""):
         for reason in PROBE_ORDER:
             if _probe(reason, fact, text):
