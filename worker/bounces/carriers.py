@@ -94,7 +94,7 @@ PROVIDER_PHRASES: tuple[tuple[str, str], ...] = (
     ("networkerror", "message expired, dns query failed"),
     ("expired", "message expired, connection refused"),
     ("blocked", "banned sending ip"),
-    ("mesgtoobig", "resolver.rst.recipsizelimit"),
+    ("exceedlimit", "resolver.rst.recipsizelimit"),
     # Tencent (QQ), GoDaddy, others
     ("toomanyconn", "ip frequency limited"),
     ("toomanyconn", "connection frequency limited"),

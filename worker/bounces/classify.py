@@ -66,8 +66,10 @@ def _facts(mail: parse.ParsedMail) -> list[Fact]:
                 fact.reply_code = human.reply_code
             if not fact.command:
                 fact.command = human.command or mta.command_of(fact.diagnostic)
-            if not fact.status:
-                fact.status = human.status
+            if not fact.status or (fact.status.endswith(".0.0") and human.status
+                                   and not human.status.endswith(".0.0")
+                                   and human.status[0] == fact.status[0]):
+                fact.status = human.status or fact.status
         if not fact.command:
             fact.command = mta.command_of(fact.diagnostic)
         if not fact.command and len(facts) == 1:
