@@ -38,17 +38,24 @@ def check_token(value: str) -> str:
     return value
 
 
-def encode_words(text: str, charset: str) -> str:
+def encode_words(text: str, charset: str, first_offset: int = 0) -> str:
     """RFC 2047 B-encoding, split so each word stays within 75 characters and every
-    word decodes on its own (an ISO-2022-JP word ends back in ASCII mode)."""
+    word decodes on its own (an ISO-2022-JP word ends back in ASCII mode).
+    ``first_offset`` is how much of the first line the header name already uses,
+    so that line too stays within 78 characters."""
     label, codec = _CODECS[charset]
+    # Events already refuse control characters; this is the second lock on the door:
+    # a CR/LF inside an encoded word is inert on the wire but trips decoders.
+    text = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text)
     prefix, suffix = f"=?{label}?B?", "?="
     budget = _MAX_WORD - len(prefix) - len(suffix)
+    first_budget = min(budget, 78 - first_offset - len(prefix) - len(suffix))
     words: list[str] = []
     chunk = ""
     for ch in text:
         trial = chunk + ch
-        if len(base64.b64encode(trial.encode(codec))) > budget and chunk:
+        limit = budget if words else first_budget
+        if len(base64.b64encode(trial.encode(codec))) > limit and chunk:
             words.append(chunk)
             chunk = ch
         else:
@@ -59,16 +66,18 @@ def encode_words(text: str, charset: str) -> str:
                         for w in words)
 
 
-def header_text(text: str, charset: str) -> str:
+def header_text(name: str, text: str, charset: str) -> str:
     """A header value: kept as is when it is short printable ASCII, else encoded words."""
-    if text.isascii() and text.isprintable() and len(text) < 70:
+    if text.isascii() and text.isprintable() and len(name) + len(text) < 76:
         return text
-    return encode_words(text, charset)
+    return encode_words(text, charset, first_offset=len(name) + 2)
 
 
-def mailbox(name: str, addr: str, charset: str) -> str:
+def mailbox(header: str, name: str, addr: str, charset: str) -> str:
     check_addr_spec(addr)
-    return f"{encode_words(name, charset)} <{addr}>" if name else f"<{addr}>"
+    # folded before the address so the line stays within 78 characters
+    return (f"{encode_words(name, charset, first_offset=len(header) + 2)}\r\n <{addr}>"
+            if name else f"<{addr}>")
 
 
 def build_text_message(*, from_name: str, from_addr: str, to_addr: str, subject: str,
@@ -90,9 +99,9 @@ def build_text_message(*, from_name: str, from_addr: str, to_addr: str, subject:
             payload += CRLF
         cte = "7bit"
     headers = [
-        ("From", mailbox(from_name, from_addr, charset)),
+        ("From", mailbox("From", from_name, from_addr, charset)),
         ("To", f"<{check_addr_spec(to_addr)}>"),
-        ("Subject", header_text(subject, charset)),
+        ("Subject", header_text("Subject", subject, charset)),
         ("Date", format_datetime(date)),
         ("Message-ID", message_id),
         ("MIME-Version", "1.0"),

@@ -1,0 +1,131 @@
+"""The event contract: what every kind of bad input gets (pure; no Redis)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import date
+
+import pytest
+
+from tests.helpers import hold_event
+from worker.errors import EventError
+from worker.events import HoldReady, parse_event, parse_event_json
+
+BRANCHES = {"ogawa", "tamari", "minori"}
+
+
+def refusal(event) -> EventError:
+    with pytest.raises(EventError) as info:
+        parse_event(event, BRANCHES)
+    return info.value
+
+
+def mutated(fn) -> dict:
+    ev = copy.deepcopy(hold_event())
+    fn(ev)
+    return ev
+
+
+def test_valid_hold_ready_is_parsed_with_types():
+    ev = parse_event(hold_event(), BRANCHES)
+    assert isinstance(ev, HoldReady)
+    assert ev.pickup_by == date(2099, 12, 5)
+    assert ev.ready_at.utcoffset().total_seconds() == 9 * 3600
+    assert ev.item.material == "book" and ev.patron_name == "山田 太郎"
+
+
+def test_optional_fields_may_be_absent():
+    ev = mutated(lambda e: (e.pop("patron_name"), e["item"].pop("author")))
+    parsed = parse_event(ev, BRANCHES)
+    assert parsed.patron_name is None and parsed.item.author is None
+
+
+BAD = [
+    # (what, mutation, field, words in the message)
+    ("missing hold_id", lambda e: e.pop("hold_id"), "hold_id", "is required"),
+    ("missing item", lambda e: e.pop("item"), "item", "is required"),
+    ("missing title", lambda e: e["item"].pop("title"), "item.title", "is required"),
+    ("missing event_id", lambda e: e.pop("event_id"), "event_id", "is required"),
+    ("numeric card", lambda e: e.update(card_number=12345), "card_number", "must be a string"),
+    ("numeric hold id", lambda e: e.update(hold_id=7), "hold_id", "must be a string"),
+    ("null title", lambda e: e["item"].update(title=None), "item.title", "must be a string"),
+    ("item is an array", lambda e: e.update(item=["x"]), "item", "must be a JSON object"),
+    ("unknown branch", lambda e: e.update(pickup_branch="mito"), "pickup_branch", "unknown branch 'mito'"),
+    ("branch in Japanese", lambda e: e.update(pickup_branch="小川"), "pickup_branch", "unknown branch"),
+    ("unknown material", lambda e: e["item"].update(material="dvd"), "item.material", "'book', 'magazine' or 'av'"),
+    ("unknown contact", lambda e: e.update(contact="sms"), "contact", "'email' or 'phone'"),
+    ("naive ready_at", lambda e: e.update(ready_at="2026-11-29T10:00:00"), "ready_at", "UTC offset"),
+    ("epoch ready_at", lambda e: e.update(ready_at=1795915273), "ready_at", "valid datetime"),
+    ("garbage ready_at", lambda e: e.update(ready_at="yesterday"), "ready_at", "valid datetime"),
+    ("pickup_by with time", lambda e: e.update(pickup_by="2026-12-05T00:00:00"), "pickup_by", "YYYY-MM-DD"),
+    ("impossible date", lambda e: e.update(pickup_by="2026-02-30"), "pickup_by", "day value is outside"),
+    ("slashed date", lambda e: e.update(pickup_by="2026/12/05"), "pickup_by", "valid date"),
+    ("CRLF in title", lambda e: e["item"].update(title="猫\r\nBcc: evil@x.jp"), "item.title", "control character (U+000D)"),
+    ("LF in patron name", lambda e: e.update(patron_name="山田\n太郎"), "patron_name", "control character (U+000A)"),
+    ("NUL in author", lambda e: e["item"].update(author="漱石\x00"), "item.author", "control character (U+0000)"),
+    ("bidi override in name", lambda e: e.update(patron_name="\u202eevil"), "patron_name", "U+202E"),
+    ("100 KB title", lambda e: e["item"].update(title="猫" * 100_000), "item.title", "at most 500 characters"),
+    ("blank title", lambda e: e["item"].update(title="   "), "item.title", "blank"),
+    ("empty hold id", lambda e: e.update(hold_id=""), "hold_id", "at least 1 character"),
+    ("hold id with space", lambda e: e.update(hold_id="H 1"), "hold_id", "letters, digits"),
+    ("hold id with CRLF", lambda e: e.update(hold_id="H1\r\nX"), "hold_id", "letters, digits"),
+    ("extra field", lambda e: e.update(pickup_brnach="ogawa"), "pickup_brnach", "not a field"),
+    ("extra item field", lambda e: e["item"].update(isbn="978"), "item.isbn", "not a field"),
+    ("boolean contact", lambda e: e.update(contact=True), "contact", "'email' or 'phone'"),
+]
+
+
+@pytest.mark.parametrize("what,mutation,field,words", BAD, ids=[b[0] for b in BAD])
+def test_bad_hold_ready_is_refused_naming_the_field(what, mutation, field, words):
+    err = refusal(mutated(mutation))
+    assert err.field == field
+    assert words in str(err)
+    assert err.event_id == "ev-H-1" or field == "event_id"
+    assert err.event_type == "hold_ready"
+
+
+@pytest.mark.parametrize("payload,words", [
+    ([hold_event()], "must be a JSON object, not list"),
+    ("hold_ready", "must be a JSON object, not str"),
+    (None, "must be a JSON object, not NoneType"),
+    (42, "must be a JSON object, not int"),
+    ({"event_id": "e", "type": "hold_exploded"}, "unknown event type 'hold_exploded'"),
+    ({"event_id": "e"}, "unknown event type None"),
+    ({"event_id": "e", "type": 3}, "unknown event type 3"),
+])
+def test_not_an_event_at_all(payload, words):
+    assert words in str(refusal(payload))
+
+
+def test_not_json_text():
+    with pytest.raises(EventError, match="not valid JSON"):
+        parse_event_json("{'single': 'quotes'}", BRANCHES)
+    with pytest.raises(EventError, match="not valid JSON"):
+        parse_event_json(b"\xff\xfe", BRANCHES)
+
+
+def test_several_faults_are_all_named():
+    err = refusal(mutated(lambda e: (e.pop("hold_id"), e.update(contact="fax"))))
+    assert "hold_id: is required" in str(err) and "contact:" in str(err)
+
+
+@pytest.mark.parametrize("event", [
+    {"event_id": "e1", "type": "address_registered", "card_number": "C1",
+     "email": "taro@docomo.ne.jp", "registered_at": "2026-11-29T10:00:00+09:00",
+     "application_branch": "minori"},
+    {"event_id": "e2", "type": "address_removed", "card_number": "C1",
+     "removed_at": "2026-11-29T10:00:00Z"},
+    {"event_id": "e3", "type": "hold_cancelled", "hold_id": "H1"},
+    {"event_id": "e4", "type": "hold_picked_up", "hold_id": "H1"},
+])
+def test_other_event_types_validate(event):
+    assert parse_event(event, BRANCHES).type == event["type"]
+
+
+def test_other_event_types_refuse_bad_fields():
+    assert refusal({"event_id": "e1", "type": "address_registered", "card_number": "C1",
+                    "email": "x@y.jp", "registered_at": "2026-11-29T10:00:00+09:00",
+                    "application_branch": "tokyo"}).field == "application_branch"
+    assert refusal({"event_id": "e", "type": "hold_cancelled"}).field == "hold_id"
+    assert refusal({"event_id": "e", "type": "address_removed", "card_number": "C1",
+                    "removed_at": "2026-11-29"}).field == "removed_at"
