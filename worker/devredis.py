@@ -28,10 +28,10 @@ def redis_answers(url: str, timeout: float = 1.0) -> bool:
             return bool(client.ping())
         finally:
             client.close()
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
-        return False
     except redis.exceptions.ResponseError:
-        return True  # something answers (e.g. wants a password): not ours to replace
+        return True  # a Redis answers (e.g. wants a password): not ours to replace
+    except (redis.exceptions.RedisError, OSError):
+        return False
 
 
 def redis_server_binary() -> str:

@@ -1,0 +1,110 @@
+"""The command line, run as a newcomer or staff would run it (real processes, real Redis)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import hold_event, run_worker, wait_for, with_store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None):
+    return subprocess.run([sys.executable, "-m", "worker.cli", *args], input=stdin,
+                          capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("env,words", [
+    ({"OMITAMA_NOTIFY_SMTP__PORT": "twenty-five"}, "setting [smtp] port: Input should be a valid integer"),
+    ({"OMITAMA_NOTIFY_SMTP__PORT": "70000"}, "setting [smtp] port: Input should be less than or equal to 65535"),
+    ({"OMITAMA_NOTIFY_MAIL__TRANSPORT": "fax"}, "setting [mail] transport: Input should be 'smtp' or 'outbox'"),
+    ({"OMITAMA_NOTIFY_MAIL__CHARSET": "shift_jis"}, "setting [mail] charset"),
+    ({"OMITAMA_NOTIFY_SMTP__PROT": "25"}, "setting [smtp] prot: is not a known setting (from OMITAMA_NOTIFY_SMTP__PROT)"),
+    ({"OMITAMA_NOTIFY_REDIS__URL": "http://x"}, "setting [redis] url: Value error, must start with redis://"),
+    ({"OMITAMA_NOTIFY_MAIL__FROM_ADDRESS": "lib@x.jp\r\nBcc: y@z.jp"}, "setting [mail] from_address"),
+    ({"OMITAMA_NOTIFY_WORKER__THREADS": "0"}, "setting [worker] threads"),
+    ({"OMITAMA_NOTIFY_SETTINGS": "/nonexistent.toml"}, "settings file not found"),
+    ({"OMITAMA_NOTIFY_BRANCHES__OGAWA__PHONE": "[1]"}, None),  # a string is fine
+])
+def test_bad_settings_stop_with_one_line_naming_the_key(env, words):
+    r = cli("review", "calls", env=env)
+    if words is None:
+        assert r.returncode == 0, r.stderr
+        return
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], r.stderr
+
+
+def test_settings_missing_a_branch_field(tmp_path):
+    bad = tmp_path / "s.toml"
+    bad.write_text('[branches.ogawa]\nname = "小川図書館"\naddress = "x"\n', encoding="utf-8")
+    r = cli("review", "calls", env={"OMITAMA_NOTIFY_SETTINGS": str(bad)})
+    assert r.returncode == 2 and "setting [branches.ogawa] phone: is missing" in r.stderr
+
+
+def test_enqueue_refuses_invalid_and_enqueues_valid(clean_redis, settings):
+    lines = [json.dumps(hold_event("H-1")), json.dumps(hold_event("H-2", pickup_branch="mito")),
+             "not json", "", json.dumps([1])]
+    r = cli("enqueue", "-", stdin="\n".join(lines))
+    assert r.returncode == 1
+    assert "-:2: refused: pickup_branch: unknown branch 'mito'" in r.stderr
+    assert "-:3: refused: not valid JSON" in r.stderr
+    assert "-:5: refused: an event must be a JSON object, not list" in r.stderr
+    assert r.stdout.strip() == "enqueued 1, refused 3"
+    ns = settings.redis.namespace
+    [rid] = clean_redis.lrange(f"{ns}:notifications", 0, -1)
+    msg = json.loads(clean_redis.hget(f"{ns}:notifications.msgs", rid))
+    assert msg["actor_name"] == "hold_ready" and msg["args"][0]["hold_id"] == "H-1"
+    rows = [json.loads(x) for x in cli("review", "rejected", "--json").stdout.splitlines()]
+    assert {row["source"] for row in rows} == {"enqueue"} and len(rows) == 3
+    assert any(row["event_id"] == "ev-H-2" and "mito" in row["error"] for row in rows)
+
+
+def test_enqueue_single_document_and_exit_zero(clean_redis, tmp_path):
+    f = tmp_path / "one.json"
+    f.write_text(json.dumps(hold_event("H-9"), indent=2, ensure_ascii=False), encoding="utf-8")
+    r = cli("enqueue", str(f))
+    assert r.returncode == 0 and r.stdout.strip() == "enqueued 1, refused 0"
+
+
+def test_enqueue_empty_input_is_not_success(clean_redis):
+    r = cli("enqueue", "-", stdin="\n\n")
+    assert r.returncode == 1 and "enqueued 0, refused 0" in r.stdout
+
+
+def test_review_calls_and_called(clean_redis, settings):
+    with run_worker(settings):
+        from worker.actors import hold_ready
+        hold_ready.send(hold_event("H-1", "C-1", contact="phone", pickup_branch="minori"))
+        hold_ready.send(hold_event("H-2", "C-2", contact="phone", pickup_branch="ogawa",
+                                   pickup_by="2099-12-01"))
+        wait_for(lambda: len(with_store(settings, lambda s: s.calls())) == 2)
+    rows = [json.loads(x) for x in cli("review", "calls", "--json").stdout.splitlines()]
+    assert [r["hold_id"] for r in rows] == ["H-2", "H-1"]  # earliest deadline first
+    assert set(rows[0]) >= {"hold_id", "card_number", "pickup_branch", "pickup_by", "reason"}
+    assert rows[0]["reason"] == "chose_phone"
+    minori = cli("review", "calls", "--branch", "minori", "--json").stdout.splitlines()
+    assert [json.loads(x)["hold_id"] for x in minori] == ["H-1"]
+    assert "unknown branch 'mito'" in cli("review", "calls", "--branch", "mito").stderr
+    r = cli("review", "called", "H-1", "--staff", "S07", "--note", "留守電に伝言")
+    assert r.returncode == 0, r.stderr
+    again = cli("review", "called", "H-1", "--staff", "S07")
+    assert again.returncode == 1 and "not on the phone-call list" in again.stderr
+    history = [json.loads(x) for x in cli("review", "history", "C-1", "--json").stdout.splitlines()]
+    assert history[-1]["staff"] == "S07" and history[-1]["why"] == "留守電に伝言"
+    assert cli("review", "called", "H-2", "--staff", "").returncode == 2
+
+
+def test_redis_unreachable_is_one_clear_line():
+    r = cli("review", "calls", env={"OMITAMA_NOTIFY_REDIS__URL": "redis://127.0.0.1:1/0"})
+    assert r.returncode == 1
+    assert r.stderr.strip().startswith("omitama-notify: cannot reach Redis at redis://127.0.0.1:1/0")
+    assert len(r.stderr.strip().splitlines()) == 1
