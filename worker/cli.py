@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from typing import Any, Awaitable, Callable, TextIO
@@ -183,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # commands print what matters themselves; the worker's logging is dramatiq's
+    logging.basicConfig(level=logging.ERROR, format="omitama-notify: %(message)s")
     try:
         settings = get_settings()
         return int(args.fn(args, settings))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -20,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .contacts import Contact, ContactState
 from .errors import StoreError
+from .jdate import TOKYO
 from .keys import Keys
 
 _LUA = Path(__file__).with_name("lua")
@@ -27,6 +29,11 @@ _LUA = Path(__file__).with_name("lua")
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def now_iso() -> str:
+    """Timestamps people read (audit, failures, refusals): ISO 8601 in Tokyo time."""
+    return datetime.now(TOKYO).isoformat(timespec="seconds")
 
 
 def safe_url(url: str) -> str:
@@ -96,7 +103,7 @@ class Store:
                  "branch": branch, "state": state.value}
         async with self.r.pipeline(transaction=True) as p:
             p.hset(self.k.patron(card), mapping=fields)
-            p.rpush(self.k.audit(card), _dumps({"at": now_ms(), **entry}))
+            p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
             await p.execute()
 
     async def register_pending(self, card: str, address: str, envelope: str, *, branch: str,
@@ -109,7 +116,7 @@ class Store:
                  "why": note, "branch": branch, "state": ContactState.PENDING.value}
         async with self.r.pipeline(transaction=True) as p:
             p.hset(self.k.patron(card), mapping=fields)
-            p.rpush(self.k.audit(card), _dumps({"at": now_ms(), **entry}))
+            p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
             await p.execute()
 
     async def remove_address(self, card: str, *, removed_at: str) -> None:
@@ -119,11 +126,11 @@ class Store:
             p.delete(self.k.patron(card))
             p.hset(self.k.patron(card), mapping={"state": ContactState.NONE.value,
                                                  "updated_ms": now_ms()})
-            p.rpush(self.k.audit(card), _dumps({"at": now_ms(), **entry}))
+            p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
             await p.execute()
 
     async def audit(self, card: str, entry: dict[str, Any]) -> None:
-        await self.r.rpush(self.k.audit(card), _dumps({"at": now_ms(), **entry}))
+        await self.r.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
 
     async def history(self, card: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in await self.r.lrange(self.k.audit(card), 0, -1)]
@@ -173,13 +180,13 @@ class Store:
     async def mark_called(self, hold_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
         entry = await self._called(
             keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called],
-            args=[hold_id, _dumps({"at": now_ms(), **record}), now_ms()])
+            args=[hold_id, _dumps({"at": now_iso(), **record}), now_ms()])
         return json.loads(entry) if entry else None
 
     # -- delivery failures and refused events ----------------------------------
 
     async def add_failure(self, entry: dict[str, Any]) -> None:
-        await self.r.rpush(self.k.failures, _dumps({"at": now_ms(), **entry}))
+        await self.r.rpush(self.k.failures, _dumps({"at": now_iso(), **entry}))
 
     async def failures(self) -> list[dict[str, Any]]:
         return [json.loads(x) for x in await self.r.lrange(self.k.failures, 0, -1)]
@@ -188,7 +195,7 @@ class Store:
         """Keep a refused event once per fingerprint; False if it was already kept."""
         at = now_ms()
         added = await self.r.hsetnx(self.k.rejected, fingerprint,
-                                    _dumps({"received_at": at, **entry}))
+                                    _dumps({"received_at": now_iso(), **entry}))
         if added:
             await self.r.zadd(self.k.rejected_order, {fingerprint: at})
         return bool(added)
