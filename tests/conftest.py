@@ -51,7 +51,7 @@ os.environ.update({
 import pytest  # noqa: E402
 import redis  # noqa: E402
 
-from tests.helpers import SmtpSink, run_worker  # noqa: E402,F401
+from tests.helpers import SmtpSink  # noqa: E402
 
 
 @pytest.fixture(scope="session")

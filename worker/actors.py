@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from . import holds, patrons
+from . import holds, registration
 from .broker import GAVE_UP_ACTOR, MALFORMED_ACTOR, QUEUE, RAW_SHA, build_broker
 from .events import HoldReady, parse_event
 from .intake import accept, reject
@@ -79,7 +79,7 @@ async def address_registered(event: Any) -> None:
     rt = get_runtime()
     ev = await accept(rt.store, event, "address_registered", rt.branches, key=_message_key())
     if ev is not None:
-        await patrons.address_registered(rt, ev, key=_message_key())  # type: ignore[arg-type]
+        await registration.register(rt, ev, key=_message_key())  # type: ignore[arg-type]
 
 
 @event_actor
@@ -87,7 +87,7 @@ async def address_removed(event: Any) -> None:
     rt = get_runtime()
     ev = await accept(rt.store, event, "address_removed", rt.branches, key=_message_key())
     if ev is not None:
-        await patrons.address_removed(rt, ev)  # type: ignore[arg-type]
+        await registration.remove(rt.store, ev)  # type: ignore[arg-type]
 
 
 @dramatiq.actor(actor_name=MALFORMED_ACTOR, queue_name=QUEUE, max_retries=5)

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import jinja2
 
+from .carriers import allow_sender_advice
 from .errors import ConfigError
 from .events import HoldReady
 from .jdate import ja_date, now_tokyo
@@ -55,6 +56,8 @@ class Composer:
         try:
             self.hold_subject = self.env.get_template("hold_ready.subject.j2")
             self.hold_body = self.env.get_template("hold_ready.body.j2")
+            self.conf_subject = self.env.get_template("address_confirmation.subject.j2")
+            self.conf_body = self.env.get_template("address_confirmation.body.j2")
         except jinja2.TemplateError as e:
             raise ConfigError("[mail] templates_dir",
                               f"cannot load templates from {settings.templates_dir}: {e}") from None
@@ -71,6 +74,16 @@ class Composer:
         subject = " ".join(self.hold_subject.render(ctx).split())
         body = self.hold_body.render(ctx)
         return self._build(subject, body, recipient, self.message_id(token), date)
+
+    def confirmation(self, recipient: str, code: str, branch_code: str, carrier: str | None,
+                     expires: str, token: str, date: datetime | None = None) -> Notice:
+        """The one mail sent on registration: the receipt code on a line of its own."""
+        ctx = {"code": code, "branch": self.s.branches[branch_code], "expires": expires,
+               "advice": allow_sender_advice(carrier, self.s.mail.from_address),
+               "sender": self.s.mail.from_address}
+        subject = " ".join(self.conf_subject.render(ctx).split())
+        mid = f"<reg.{check_token(token)}@{self.s.mail.message_id_domain}>"
+        return self._build(subject, self.conf_body.render(ctx), recipient, mid, date)
 
     def _build(self, subject: str, body: str, recipient: str, message_id: str,
                date: datetime | None) -> Notice:

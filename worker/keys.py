@@ -12,7 +12,10 @@ notice:{token}              str    hold_id of the notice with Message-ID token  
 calls                       hash   hold_id → JSON entry of the phone-call list  until staff mark it called
 calls:due                   zset   hold_id, score = pickup_by as YYYYMMDD       with ``calls``
 called                      list   JSON of each call staff marked done          kept (audit)
-patron:{card}               hash   contact state and addresses                  kept
+patron:{card}               hash   contact state, approved and pending address, kept
+                                   hashed receipt code (see worker/registry.py)
+pending                     zset   card, score = registration ms (oldest first) while pending
+address:{key}               set    cards holding this address (pending/active)  while any card does
 audit:{card}                list   JSON audit entries, append-only              kept
 failures                    list   JSON delivery failures, append-only          kept
 rejected                    hash   fingerprint → JSON of a refused event        kept (staff review)
@@ -49,6 +52,13 @@ class Keys:
 
     def patron(self, card: str) -> str:
         return f"{self.prefix}patron:{card}"
+
+    @property
+    def pending(self) -> str:
+        return f"{self.prefix}pending"
+
+    def address(self, key: str) -> str:
+        return f"{self.prefix}address:{key}"
 
     def audit(self, card: str) -> str:
         return f"{self.prefix}audit:{card}"

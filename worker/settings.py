@@ -106,6 +106,15 @@ class DeliverySettings(_Section):
     retention_days: int = Field(60, ge=1)
 
 
+class RegistrationSettings(_Section):
+    # how long the receipt code in the confirmation mail stays valid
+    code_ttl_days: float = Field(14, gt=0)
+    # wrong codes before the code locks (staff may still approve without it, with a reason)
+    max_code_tries: int = Field(5, ge=1, le=20)
+    # check the address's domain in DNS on registration (off: offline machines refuse all)
+    check_dns: bool = False
+
+
 class Branch(_Section):
     name: str
     address: str
@@ -119,6 +128,7 @@ class Settings(_Section):
     mail: MailSettings = MailSettings()
     worker: WorkerSettings = WorkerSettings()
     delivery: DeliverySettings = DeliverySettings()
+    registration: RegistrationSettings = RegistrationSettings()
     branches: dict[str, Branch]
     # folder the settings were read from; relative paths are resolved against it
     base_dir: Path = PROJECT_ROOT

@@ -106,29 +106,6 @@ class Store:
             p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
             await p.execute()
 
-    async def register_pending(self, card: str, address: str, envelope: str, *, branch: str,
-                               registered_at: str, note: str = "") -> None:
-        """A new address awaits the patron's call; an approved one stays in use until then."""
-        fields = {"state": ContactState.PENDING.value, "pending_address": address,
-                  "pending_envelope": envelope, "pending_branch": branch,
-                  "pending_at": registered_at, "updated_ms": now_ms()}
-        entry = {"what": "address registered, awaiting phone confirmation", "staff": "website",
-                 "why": note, "branch": branch, "state": ContactState.PENDING.value}
-        async with self.r.pipeline(transaction=True) as p:
-            p.hset(self.k.patron(card), mapping=fields)
-            p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
-            await p.execute()
-
-    async def remove_address(self, card: str, *, removed_at: str) -> None:
-        entry = {"what": "address removed", "staff": "website", "why": f"removed at {removed_at}",
-                 "branch": None, "state": ContactState.NONE.value}
-        async with self.r.pipeline(transaction=True) as p:
-            p.delete(self.k.patron(card))
-            p.hset(self.k.patron(card), mapping={"state": ContactState.NONE.value,
-                                                 "updated_ms": now_ms()})
-            p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
-            await p.execute()
-
     async def audit(self, card: str, entry: dict[str, Any]) -> None:
         await self.r.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
 

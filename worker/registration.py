@@ -1,0 +1,210 @@
+"""E-mail registration: the library's rule, end to end.
+
+A patron registers an address on the website (``address_registered``); we send one
+confirmation mail with a six-digit receipt code to it; the patron phones the branch
+where they filed the internet-service form and reads the code out; staff approve.
+Only then does e-mail become the patron's channel. Until then notices go by phone —
+or to the previously approved address, which a new registration does not take away.
+
+States: none → pending → active; pending → (reject) the state before; any →
+(address_removed) none. A suspended address set aside by a new registration comes
+back if staff reject the new one. Every change is appended to the audit log.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from .addresses import Address, mask_address, normalise_address
+from .carriers import allow_sender_advice, carrier_label
+from .codes import hash_code, new_code, verify_code
+from .compose import new_token
+from .errors import AddressError, PermanentDeliveryError, ReviewError
+from .events import AddressRegistered, AddressRemoved
+from .failures import failure_entry
+from .intake import reject as reject_event
+from .jdate import TOKYO, ja_date
+from .registry import ACTIVE_FIELDS, PENDING_FIELDS, SUSPENDED_FIELDS, Registry, audit_entry
+from .runtime import Runtime
+from .settings import Settings
+from .store import Store, now_ms
+
+log = logging.getLogger(__name__)
+
+
+def registered_change(before: dict[str, str], addr: Address, ev: AddressRegistered,
+                      salt: str, digest: str, expires_ms: int):
+    """The patron record after a registration (pure): (set, delete, audit)."""
+    state = before.get("state") or "none"
+    fields: dict[str, Any] = {
+        "state": "pending", "pending_address": addr.display, "pending_envelope": addr.envelope,
+        "pending_key": addr.key, "pending_branch": ev.application_branch,
+        "pending_at": ev.registered_at.isoformat(), "pending_event": ev.event_id,
+        "pending_carrier": addr.carrier or "", "pending_typo": addr.typo_suggestion or "",
+        "prev_state": before.get("prev_state", "none") if state == "pending" else state,
+        "code_salt": salt, "code_hash": digest, "code_expires_ms": expires_ms,
+        "code_wrong": 0, "confirmation": "sending", "confirmation_detail": ""}
+    drop: list[str] = []
+    if state == "suspended":
+        # the bounced address must not come back into use through "pending with an old address"
+        fields.update({f"suspended_{f}": before.get(f, "") for f in ACTIVE_FIELDS})
+        drop += list(ACTIVE_FIELDS)
+    note = f"typo? did you mean {addr.typo_suggestion}" if addr.typo_suggestion else ""
+    audit = audit_entry("address registered, awaiting the patron's call", "website", note,
+                        ev.application_branch, address=mask_address(addr.display), state="pending")
+    return fields, drop, audit
+
+
+async def register(rt: Runtime, ev: AddressRegistered, key: str | None = None) -> str:
+    """Handle address_registered; returns what happened (refused/duplicate/sent/refused-mail)."""
+    settings, reg = rt.settings, Registry(rt.store)
+    try:
+        addr = normalise_address(ev.email, check_dns=settings.registration.check_dns)
+    except AddressError as e:
+        await rt.store.audit(ev.card_number, audit_entry(
+            "address refused; state unchanged", "website", str(e), ev.application_branch))
+        await reject_event(rt.store, ev.model_dump(mode="json"), f"email: {e}", key=key,
+                           event_id=ev.event_id, event_type=ev.type)
+        return "refused"
+    current = await reg.get(ev.card_number)
+    if current.get("pending_event") == ev.event_id and current.get("confirmation") in ("sent", "refused"):
+        return "duplicate"
+
+    code = new_code()
+    salt, digest = hash_code(code)
+    expires = datetime.now(TOKYO) + timedelta(days=settings.registration.code_ttl_days)
+    card = ev.card_number
+
+    def extra(p, before):  # type: ignore[no-untyped-def]
+        reg.index(p, card, [addr.key], [before.get("pending_key", "")])
+        p.zadd(rt.store.k.pending, {card: now_ms()})
+
+    await reg.change(card, lambda b: registered_change(b, addr, ev, salt, digest,
+                                                       int(expires.timestamp() * 1000)), extra)
+    notice = rt.composer.confirmation(addr.envelope, code, ev.application_branch, addr.carrier,
+                                      ja_date(expires), new_token())
+    try:
+        await rt.transport.send(notice)
+    except PermanentDeliveryError as e:
+        entry = failure_entry(card, None, addr.envelope, e, settings.mail.from_address)
+        await rt.store.add_failure({**entry, "what": "confirmation mail"})
+        await reg.set_confirmation(card, ev.event_id, "refused", f"{e.code} {e.text}")
+        log.warning("card %s: confirmation mail to %s refused: %s", card,
+                    mask_address(addr.display), e)
+        return "refused-mail"
+    # a transient failure propagates: the actor retries, and a new code replaces this one
+    await reg.set_confirmation(card, ev.event_id, "sent", notice.message_id)
+    log.info("card %s: confirmation mail sent to %s", card, mask_address(addr.display))
+    return "sent"
+
+
+def _need_pending(card: str, before: dict[str, str]) -> None:
+    state = before.get("state") or "none"
+    if state != "pending":
+        raise ReviewError(f"card {card} is not awaiting approval (its state is {state}); "
+                          "nothing was changed")
+
+
+async def approve(store: Store, settings: Settings, card: str, staff: str, *,
+                  code: str | None = None, reason: str | None = None) -> dict[str, str]:
+    """Staff approve the pending address, with the code the patron read out, or
+    without it for a stated reason. Returns the record as it was before."""
+    reg = Registry(store)
+    before = await reg.get(card)
+    _need_pending(card, before)
+    if code is None and not (reason or "").strip():
+        raise ReviewError("approving without the code needs a reason")
+    if code is not None:
+        tries = settings.registration.max_code_tries
+        if int(before.get("code_wrong") or 0) >= tries:
+            raise ReviewError(f"the code for card {card} is locked after {tries} wrong tries; "
+                              "approve --without-code with a reason, or ask the patron to register again")
+        if now_ms() > int(before.get("code_expires_ms") or 0):
+            raise ReviewError(f"the code for card {card} has expired; approve --without-code with a"
+                              " reason, or ask the patron to register again for a new code")
+        if not verify_code(code, before.get("code_salt", ""), before.get("code_hash", "")):
+            left = tries - await reg.wrong_code(card)
+            raise ReviewError(f"wrong code for card {card}; {left} tries left" if left > 0 else
+                              f"wrong code for card {card}; the code is now locked")
+    how = "approved after the patron's call (code checked)" if code is not None else \
+        "approved after the patron's call WITHOUT the code"
+
+    def change(b: dict[str, str]):  # type: ignore[no-untyped-def]
+        _need_pending(card, b)
+        fields = {"state": "active", "address": b["pending_address"],
+                  "envelope": b["pending_envelope"], "key": b["pending_key"]}
+        return fields, list(PENDING_FIELDS) + list(SUSPENDED_FIELDS), audit_entry(
+            how, staff, reason or "", b.get("pending_branch"),
+            address=mask_address(b["pending_address"]), state="active")
+
+    def extra(p, b):  # type: ignore[no-untyped-def]
+        reg.index(p, card, [b.get("pending_key", "")],
+                       [b.get("key", ""), b.get("suspended_key", "")])
+        p.zrem(store.k.pending, card)
+
+    return await reg.change(card, change, extra)
+
+
+async def reject(store: Store, card: str, staff: str, reason: str) -> dict[str, str]:
+    """Staff reject the pending address: the patron goes back to the state before."""
+    reg = Registry(store)
+    _need_pending(card, await reg.get(card))
+
+    def change(b: dict[str, str]):  # type: ignore[no-untyped-def]
+        _need_pending(card, b)
+        prev = b.get("prev_state") or "none"
+        fields: dict[str, Any] = {"state": prev}
+        if b.get("suspended_address"):
+            fields.update({f: b.get(f"suspended_{f}", "") for f in ACTIVE_FIELDS})
+        return fields, list(PENDING_FIELDS) + list(SUSPENDED_FIELDS), audit_entry(
+            "registration rejected", staff, reason, b.get("pending_branch"),
+            address=mask_address(b.get("pending_address", "")), state=prev)
+
+    def extra(p, b):  # type: ignore[no-untyped-def]
+        keep = [b.get("key", ""), b.get("suspended_key", "")]
+        reg.index(p, card, [k for k in keep if k], [b.get("pending_key", "")])
+        p.zrem(store.k.pending, card)
+
+    return await reg.change(card, change, extra)
+
+
+async def remove(store: Store, ev: AddressRemoved) -> None:
+    reg, card = Registry(store), ev.card_number
+
+    def change(b: dict[str, str]):  # type: ignore[no-untyped-def]
+        drop = list(ACTIVE_FIELDS) + list(PENDING_FIELDS) + list(SUSPENDED_FIELDS)
+        return {"state": "none"}, drop, audit_entry(
+            "address removed on the website", "website", f"removed at {ev.removed_at.isoformat()}",
+            state="none")
+
+    def extra(p, b):  # type: ignore[no-untyped-def]
+        reg.index(p, card, [], [b.get("key", ""), b.get("pending_key", ""),
+                                b.get("suspended_key", "")])
+        p.zrem(store.k.pending, card)
+
+    await reg.change(card, change, extra)
+
+
+async def pending_view(store: Store, settings: Settings, branch: str | None = None) -> list[dict[str, Any]]:
+    """What staff need on the call, oldest registration first."""
+    reg, rows = Registry(store), []
+    sender = settings.mail.from_address
+    for card, h in await reg.pending():
+        if branch and h.get("pending_branch") != branch:
+            continue
+        carrier = h.get("pending_carrier") or None
+        wrong = int(h.get("code_wrong") or 0)
+        code_state = ("locked" if wrong >= settings.registration.max_code_tries else
+                      "expired" if now_ms() > int(h.get("code_expires_ms") or 0) else "valid")
+        rows.append({
+            "card_number": card, "email": h.get("pending_address"),
+            "application_branch": h.get("pending_branch"), "registered_at": h.get("pending_at"),
+            "carrier": carrier, "carrier_label": carrier_label(carrier),
+            "typo_suggestion": h.get("pending_typo") or None,
+            "shared_with": sorted(await reg.cards_with(h.get("pending_key", "")) - {card}),
+            "confirmation": h.get("confirmation"), "code": code_state,
+            "previous_state": h.get("prev_state"),
+            "read_on_call": allow_sender_advice(carrier, sender)})
+    return rows
