@@ -79,7 +79,10 @@ async def address_registered(event: Any) -> None:
     rt = get_runtime()
     ev = await accept(rt.store, event, "address_registered", rt.branches, key=_message_key())
     if ev is not None:
-        await registration.register(rt, ev, key=_message_key())  # type: ignore[arg-type]
+        outcome = await registration.register(rt, ev, key=_message_key())  # type: ignore[arg-type]
+        if outcome == "busy":
+            raise dramatiq.Retry("another worker is sending this confirmation",
+                                 delay=int(rt.settings.delivery.lease_s * 1000))
 
 
 @event_actor

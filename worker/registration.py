@@ -34,6 +34,11 @@ from .store import Store, now_ms
 log = logging.getLogger(__name__)
 
 
+class _Seen(Exception):
+    def __init__(self, outcome: str) -> None:
+        self.outcome = outcome
+
+
 def registered_change(before: dict[str, str], addr: Address, ev: AddressRegistered,
                       salt: str, digest: str, expires_ms: int):
     """The patron record after a registration (pure): (set, delete, audit)."""
@@ -58,7 +63,9 @@ def registered_change(before: dict[str, str], addr: Address, ev: AddressRegister
 
 
 async def register(rt: Runtime, ev: AddressRegistered, key: str | None = None) -> str:
-    """Handle address_registered; returns what happened (refused/duplicate/sent/refused-mail)."""
+    """Handle address_registered; returns what happened: refused (bad address),
+    duplicate (this event was handled), busy (another worker is sending its mail: try
+    later), sent, refused-mail (the relay refused the confirmation mail)."""
     settings, reg = rt.settings, Registry(rt.store)
     try:
         addr = normalise_address(ev.email, check_dns=settings.registration.check_dns)
@@ -68,10 +75,6 @@ async def register(rt: Runtime, ev: AddressRegistered, key: str | None = None) -
         await reject_event(rt.store, ev.model_dump(mode="json"), f"email: {e}", key=key,
                            event_id=ev.event_id, event_type=ev.type)
         return "refused"
-    current = await reg.get(ev.card_number)
-    if current.get("pending_event") == ev.event_id and current.get("confirmation") in ("sent", "refused"):
-        return "duplicate"
-
     code = new_code()
     salt, digest = hash_code(code)
     expires = datetime.now(TOKYO) + timedelta(days=settings.registration.code_ttl_days)
@@ -81,8 +84,23 @@ async def register(rt: Runtime, ev: AddressRegistered, key: str | None = None) -
         reg.index(p, card, [addr.key], [before.get("pending_key", "")])
         p.zadd(rt.store.k.pending, {card: now_ms()})
 
-    await reg.change(card, lambda b: registered_change(b, addr, ev, salt, digest,
-                                                       int(expires.timestamp() * 1000)), extra)
+    lease_until = now_ms() + int(settings.delivery.lease_s * 1000)
+
+    def change(b: dict[str, str]):  # type: ignore[no-untyped-def]
+        # the same event again (redelivery, duplicate): one confirmation mail, not several
+        if b.get("pending_event") == ev.event_id:
+            if b.get("confirmation") in ("sent", "refused"):
+                raise _Seen("duplicate")
+            if int(b.get("confirmation_lease_ms") or 0) > now_ms():
+                raise _Seen("busy")
+        fields, drop, audit = registered_change(b, addr, ev, salt, digest,
+                                                int(expires.timestamp() * 1000))
+        return {**fields, "confirmation_lease_ms": lease_until}, drop, audit
+
+    try:
+        await reg.change(card, change, extra)
+    except _Seen as seen:
+        return seen.outcome
     notice = rt.composer.confirmation(addr.envelope, code, ev.application_branch, addr.carrier,
                                       ja_date(expires), new_token())
     try:

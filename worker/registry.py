@@ -24,7 +24,7 @@ from .store import Store, _dumps, now_iso, now_ms
 PENDING_FIELDS = ("pending_address", "pending_envelope", "pending_key", "pending_branch",
                    "pending_at", "pending_event", "pending_carrier", "pending_typo", "prev_state",
                    "code_salt", "code_hash", "code_expires_ms", "code_wrong", "confirmation",
-                   "confirmation_detail")
+                   "confirmation_detail", "confirmation_lease_ms")
 ACTIVE_FIELDS = ("address", "envelope", "key")
 SUSPENDED_FIELDS = ("suspended_address", "suspended_envelope", "suspended_key")
 
