@@ -108,3 +108,51 @@ def test_redis_unreachable_is_one_clear_line():
     assert r.returncode == 1
     assert r.stderr.strip().startswith("omitama-notify: cannot reach Redis at redis://127.0.0.1:1/0")
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_review_pending_approve_reject_through_the_cli(clean_redis, settings, tmp_path):
+    import email
+    import email.policy
+    import re
+
+    from tests.helpers import variant
+    s = variant(settings, mail={"outbox_dir": tmp_path / "out"})
+    from worker.actors import address_registered
+    with run_worker(s):
+        for card, addr, branch in [("C1", "taro@docomo.ne.jp", "ogawa"),
+                                   ("C2", "hana@ezweb.ne.jp", "tamari")]:
+            address_registered.send({"event_id": f"r-{card}", "type": "address_registered",
+                                     "card_number": card, "email": addr,
+                                     "registered_at": "2026-11-29T09:30:00+09:00",
+                                     "application_branch": branch})
+        files = wait_for(lambda: len(list((tmp_path / "out").glob("*.eml"))) == 2
+                         and sorted((tmp_path / "out").glob("*.eml")))
+    rows = [json.loads(x) for x in cli("review", "pending", "--json").stdout.splitlines()]
+    assert [r["card_number"] for r in rows] == ["C1", "C2"]
+    assert set(rows[0]) >= {"card_number", "email", "application_branch", "registered_at"}
+    assert rows[0]["registered_at"] == "2026-11-29T09:30:00+09:00"
+    tamari = cli("review", "pending", "--branch", "tamari").stdout
+    assert "card C2" in tamari and "card C1" not in tamari and "read on the call:" in tamari
+    codes = {}
+    for f in files:
+        msg = email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+        codes[msg["To"].addresses[0].addr_spec] = re.search(r"^(\d{6})$", msg.get_content(), re.M)[1]
+    code = codes["taro@docomo.ne.jp"]
+    wrong = "000000" if code != "000000" else "111111"
+    r = cli("review", "approve", "C1", "--staff", "S01", "--code", wrong)
+    assert r.returncode == 1 and "4 tries left" in r.stderr
+    r = cli("review", "approve", "C1", "--staff", "S01")
+    assert r.returncode == 1 and "give --code NNNNNN" in r.stderr
+    r = cli("review", "approve", "C1", "--staff", "S01", "--code", "12345")
+    assert r.returncode == 1 and "six digits" in r.stderr
+    full_width = code.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    r = cli("review", "approve", "C1", "--staff", "S01", "--code", full_width)
+    assert r.returncode == 0 and "approved by S01" in r.stdout, r.stderr
+    r = cli("review", "approve", "C2", "--staff", "S02", "--without-code")
+    assert r.returncode == 1 and "needs --reason" in r.stderr
+    r = cli("review", "reject", "C2", "--staff", "S02", "--reason", "本人と連絡がつかない")
+    assert r.returncode == 0 and "back to none" in r.stdout
+    assert cli("review", "pending", "--json").stdout == ""
+    hist = [json.loads(x) for x in cli("review", "history", "C2", "--json").stdout.splitlines()]
+    assert hist[-1]["what"] == "registration rejected" and hist[-1]["staff"] == "S02"
+    assert hist[-1]["why"] == "本人と連絡がつかない" and hist[-1]["state"] == "none"

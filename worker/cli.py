@@ -13,6 +13,7 @@ import os
 import sys
 
 from .errors import ConfigError, NotifyError
+from .outbox_cli import add_outbox_command
 from .review_cli import add_review_commands
 from .settings import Settings, get_settings
 
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_enqueue)
 
     add_review_commands(sub)
+    add_outbox_command(sub)
 
     b = sub.add_parser("bounces", help="bounce mails").add_subparsers(dest="what", required=True)
     bc = b.add_parser("classify", help="classify bounce mails; changes nothing")
