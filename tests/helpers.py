@@ -132,8 +132,9 @@ def wait_for(cond: Callable[[], Any], timeout: float = 15.0, interval: float = 0
 
 def variant(settings: Any, **sections: dict[str, Any]) -> Any:
     """A copy of the settings with some keys of some sections replaced."""
-    update = {name: getattr(settings, name).model_copy(update=vals)
-              for name, vals in sections.items()}
+    # validated like the real loader, so a test cannot build settings the loader would refuse
+    update = {name: type(getattr(settings, name)).model_validate(
+        {**dict(getattr(settings, name)), **vals}) for name, vals in sections.items()}
     return settings.model_copy(update=update)
 
 
