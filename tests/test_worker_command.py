@@ -1,0 +1,44 @@
+"""`omitama-notify worker` as an operator runs it: a real dramatiq CLI with our settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers import hold_event, wait_for, with_store
+from worker.contacts import ContactState
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_worker_command_processes_events_and_stops_cleanly(clean_redis, settings, tmp_path):
+    outbox = tmp_path / "outbox"
+    env = {**os.environ, "OMITAMA_NOTIFY_MAIL__OUTBOX_DIR": str(outbox),
+           "OMITAMA_NOTIFY_WORKER__PROCESSES": "2", "OMITAMA_NOTIFY_WORKER__THREADS": "2"}
+    with_store(settings, lambda s: s.set_contact("C1", ContactState.ACTIVE,
+                                                 address="a@example.jp", envelope="a@example.jp"))
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        events = "\n".join(json.dumps(hold_event(f"H{i}", "C1")) for i in range(10))
+        r = subprocess.run([sys.executable, "-m", "worker.cli", "enqueue", "-"], input=events,
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: len(list(outbox.glob("*.eml"))) == 10, timeout=60)
+        # dramatiq's heartbeats: one per worker process, plus one from the enqueue producer
+        beats = clean_redis.zcard(f"{settings.redis.namespace}:__heartbeats__")
+        assert beats == 3, beats
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal does
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert f"each mail is written as an .eml file to {outbox}" in out
+    assert "2 process(es) × 2 thread(s)" in out
+    time.sleep(0.1)
+    assert len(list(outbox.glob("*.eml"))) == 10
