@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, Awaitable, Callable, TextIO
 
-from . import registration
+from . import calls, registration
 from .codes import clean_code
 from .errors import NotifyError
 from .settings import Settings
@@ -48,26 +48,16 @@ def cmd_calls(args: argparse.Namespace, s: Settings) -> int:
     _check_branch(args.branch, s)
 
     async def run(store: Store) -> int:
-        rows = await store.calls(args.branch)
-        out = [{k: r.get(k) for k in ("hold_id", "card_number", "pickup_branch", "pickup_by",
-                                      "reason", "reason_ja", "title", "added_at", "detail")}
-               for r in rows]
-        _emit(out, args.json, ["pickup_by", "pickup_branch", "hold_id", "card_number",
-                               "reason_ja", "title"], sys.stdout)
+        rows = await calls.calls_view(store, args.branch)
+        _emit(rows, args.json, ["pickup_by", "pickup_branch", "hold_id", "card_number",
+                                "reason_ja", "title"], sys.stdout)
         return 0
     return with_store(s, run)
 
 
 def cmd_called(args: argparse.Namespace, s: Settings) -> int:
     async def run(store: Store) -> int:
-        entry = await store.mark_called(args.hold_id, {"hold_id": args.hold_id,
-                                                        "staff": args.staff, "note": args.note})
-        if entry is None:
-            raise NotifyError(f"hold {args.hold_id} is not on the phone-call list "
-                              "(already called, cancelled, picked up, or never listed)")
-        await store.audit(entry["card_number"], {
-            "what": f"phoned about hold {args.hold_id}", "staff": args.staff,
-            "why": args.note or "", "branch": entry.get("pickup_branch")})
+        await calls.mark_called(store, args.hold_id, args.staff, args.note)
         print(f"hold {args.hold_id}: marked called by {args.staff}")
         return 0
     return with_store(s, run)
