@@ -90,7 +90,7 @@ async def address_removed(event: Any) -> None:
     rt = get_runtime()
     ev = await accept(rt.store, event, "address_removed", rt.branches, key=_message_key())
     if ev is not None:
-        await registration.remove(rt.store, ev)  # type: ignore[arg-type]
+        await registration.removed_event(rt.store, ev)  # type: ignore[arg-type]
 
 
 @dramatiq.actor(actor_name=MALFORMED_ACTOR, queue_name=QUEUE, max_retries=5)

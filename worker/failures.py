@@ -20,6 +20,26 @@ _ADVICE: dict[str, str] = {
                "お使いのアドレスをご確認ください。",
     "hasmoved": "ご登録のメールアドレスは変更されたようです。新しいアドレスを登録してください。",
 }
+# Each reason in plain Japanese, for staff (the web page and `review failures`).
+REASON_JA: dict[str, str] = {
+    "filtered": "受信拒否設定(迷惑メールフィルター)で届かない",
+    "userunknown": "メールアドレスが存在しない",
+    "hostunknown": "@より後ろ(ドメイン)が存在しない",
+    "mailboxfull": "受信箱が満杯",
+    "suspend": "アドレスが利用停止・解約されている",
+    "hasmoved": "アドレスが変更された",
+    "rejected": "相手側が図書館からのメールを拒否",
+    "blocked": "図書館の送信元が拒否された",
+    "spamdetected": "迷惑メールと判定された",
+    "policyviolation": "相手側の方針により拒否",
+    "expired": "配送期限切れ(届けられなかった)",
+    "networkerror": "通信エラー",
+    "systemerror": "相手側のシステムエラー",
+    "mesgtoobig": "メールが大きすぎる",
+    "notaccept": "相手側がメールを受け付けていない",
+    "delayed": "配送が遅れている",
+    "undefined": "理由不明",
+}
 _GENERIC = "メールが届きませんでした。図書館でアドレスと受信設定を確認いたします。"
 
 

@@ -14,7 +14,7 @@ calls:due                   zset   hold_id, score = pickup_by as YYYYMMDD       
 called                      list   JSON of each call staff marked done          kept (audit)
 patron:{card}               hash   contact state, approved and pending address, kept
                                    hashed receipt code (see worker/registry.py)
-pending                     zset   card, score = registration ms (oldest first) while pending
+pending                     zset   card, score = registered_at ms (oldest first) while pending
 address:{key}               set    cards holding this address (pending/active)  while any card does
 audit:{card}                list   JSON audit entries, append-only              kept
 failures                    list   JSON delivery failures, append-only          kept

@@ -82,7 +82,8 @@ async def register(rt: Runtime, ev: AddressRegistered, key: str | None = None) -
 
     def extra(p, before):  # type: ignore[no-untyped-def]
         reg.index(p, card, [addr.key], [before.get("pending_key", "")])
-        p.zadd(rt.store.k.pending, {card: now_ms()})
+        # oldest first by when the patron registered, not when we processed it
+        p.zadd(rt.store.k.pending, {card: int(ev.registered_at.timestamp() * 1000)})
 
     lease_until = now_ms() + int(settings.delivery.lease_s * 1000)
 
@@ -188,21 +189,26 @@ async def reject(store: Store, card: str, staff: str, reason: str) -> dict[str, 
     return await reg.change(card, change, extra)
 
 
-async def remove(store: Store, ev: AddressRemoved) -> None:
-    reg, card = Registry(store), ev.card_number
+async def removed_event(store: Store, ev: AddressRemoved) -> None:
+    """address_removed from the website."""
+    await remove(store, ev.card_number, staff="website",
+                 why=f"removed on the website at {ev.removed_at.isoformat()}")
+
+
+async def remove(store: Store, card: str, *, staff: str, why: str) -> dict[str, str]:
+    """Back to ``none``: the patron's addresses (approved, pending, suspended) are dropped."""
+    reg = Registry(store)
 
     def change(b: dict[str, str]):  # type: ignore[no-untyped-def]
         drop = list(ACTIVE_FIELDS) + list(PENDING_FIELDS) + list(SUSPENDED_FIELDS)
-        return {"state": "none"}, drop, audit_entry(
-            "address removed on the website", "website", f"removed at {ev.removed_at.isoformat()}",
-            state="none")
+        return {"state": "none"}, drop, audit_entry("address removed", staff, why, state="none")
 
     def extra(p, b):  # type: ignore[no-untyped-def]
         reg.index(p, card, [], [b.get("key", ""), b.get("pending_key", ""),
                                 b.get("suspended_key", "")])
         p.zrem(store.k.pending, card)
 
-    await reg.change(card, change, extra)
+    return await reg.change(card, change, extra)
 
 
 async def pending_view(store: Store, settings: Settings, branch: str | None = None) -> list[dict[str, Any]]:
