@@ -31,14 +31,13 @@ def test_worker_command_processes_events_and_stops_cleanly(clean_redis, settings
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         wait_for(lambda: len(list(outbox.glob("*.eml"))) == 10, timeout=60)
-        # dramatiq's heartbeats: one per worker process, plus one from the enqueue producer
-        beats = clean_redis.zcard(f"{settings.redis.namespace}:__heartbeats__")
-        assert beats == 3, beats
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal does
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert f"each mail is written as an .eml file to {outbox}" in out
     assert "2 process(es) × 2 thread(s)" in out
+    # dramatiq itself says how many worker processes it ran
+    assert out.count("Worker process is ready for action.") == 2, out
     time.sleep(0.1)
     assert len(list(outbox.glob("*.eml"))) == 10
