@@ -17,7 +17,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .fact import Fact
+from .fact import Fact, join_reply_lines
+from .rhosts import provider_rule
+
+_HOST = re.compile(r"[a-z0-9][a-z0-9.-]*\.[a-z]{2,}")
 
 Rule = Callable[[Fact, str], str]
 
@@ -133,16 +136,16 @@ def carrier_host(fact: Fact) -> bool:
 
 
 def host_rule(fact: Fact, mail_text: str) -> str:
-    """A reason from the host-specific rules, or ""."""
+    """A reason from the host-specific rules, or "".
+
+    Order: Google Groups, the Japanese carriers' rules, the big providers' own codes
+    (:mod:`worker.bounces.rhosts`), then the provider wordings in :data:`PROVIDER_PHRASES`.
+    """
     domain = (fact.recipient or "").rsplit("@", 1)[-1].lower()
     if domain == "googlegroups.com" or domain.endswith(".googlegroups.com"):
         return "rejected"  # Google Groups: not allowed to post / no such group
-    phrase = provider_phrase(fact.diagnostic + " " + fact.context)
-    if phrase:
-        return phrase
     remote = (fact.remote_mta or "").lower()
-    domain = (fact.recipient or "").rsplit("@", 1)[-1].lower()
-    hosts = [h for h in re.findall(r"[a-z0-9.-]+\.[a-z]{2,}", mail_text.lower()[:20000])]
+    hosts = sorted(set(_HOST.findall(mail_text.lower()[:20000])))
     for suffixes, rule in RHOSTS:
         for suffix in suffixes:
             bare = suffix.lstrip(".")
@@ -150,4 +153,8 @@ def host_rule(fact: Fact, mail_text: str) -> str:
                 reason = rule(fact, mail_text)
                 if reason:
                     return reason
-    return ""
+    text = (join_reply_lines(fact.diagnostic) + " " + fact.context).lower()
+    reason = provider_rule(fact, join_reply_lines(fact.diagnostic).lower(), hosts)
+    if reason:
+        return reason
+    return provider_phrase(text)

@@ -27,6 +27,10 @@ def fields(text: str) -> list[tuple[str, str]]:
         match = _FIELD.match(line.strip())
         if match:
             out.append((match.group(1).lower(), match.group(2).strip()))
+        elif line.strip() and out and out[-1][0] == "diagnostic-code":
+            # A multi-line SMTP reply whose continuation lines are not indented.
+            name, value = out[-1]
+            out[-1] = (name, value + " " + line.strip())
     return out
 
 

@@ -70,3 +70,22 @@ def find_reply_code(text: str) -> int | None:
 def unfold(text: str) -> str:
     """Collapse all whitespace runs into one space."""
     return " ".join((text or "").split())
+
+
+_CONTINUATION = re.compile(r"^\s*([245]\d\d)([ \-])(?:([245]\.\d{1,3}\.\d{1,3})\s)?")
+
+
+def join_reply_lines(text: str) -> str:
+    """A multi-line SMTP reply as one sentence: drop the repeated ``550-5.2.1`` prefixes.
+
+    ``550-5.2.1 The user is receiving mail at a rate that 550-5.2.1 prevents additional``
+    becomes ``550-5.2.1 The user is receiving mail at a rate that prevents additional``, so
+    phrases split across reply lines can be found.
+    """
+    match = _CONTINUATION.match(text or "")
+    if not match:
+        return text or ""
+    code, status = match.group(1), match.group(3)
+    head, rest = text[:match.end()], text[match.end():]
+    marker = rf"\s{code}[ \-]" + (rf"(?:{re.escape(status)}\s)?" if status else "")
+    return head + re.sub(marker, " ", rest)

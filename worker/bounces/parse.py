@@ -153,7 +153,19 @@ def _blocks_text(part: email.message.Message) -> str:
     """message/delivery-status (or feedback-report) as text, whatever the parser made of it."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        return "\n\n".join(_fields_text(b) for b in payload if isinstance(b, email.message.Message))
+        blocks = []
+        for block in payload:
+            if not isinstance(block, email.message.Message):
+                continue
+            text = _fields_text(block)
+            rest = block.get_payload()
+            if isinstance(rest, str) and rest.strip():
+                # A continuation line without indentation ends the parser's header block;
+                # the remaining fields of that block end up in its "body".
+                rest = decode_bytes(_surrogate_bytes(rest)).replace("\r\n", "\n")
+                text += "\n" + rest.strip("\n")
+            blocks.append(text)
+        return "\n\n".join(blocks)
     return _part_text(part)
 
 

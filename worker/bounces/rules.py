@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .fact import Fact
+from .fact import Fact, join_reply_lines
 
 #: Enhanced status code -> reason (RFC 3463 and later registrations).
 STATUS_REASONS: dict[str, str] = {
@@ -208,7 +208,7 @@ def find_reason(fact: Fact, *, extra: Callable[[Fact], str] | None = None) -> st
         special = extra(fact)
         if special:
             return special
-    text = (fact.diagnostic + " " + fact.context).lower()
+    text = (join_reply_lines(fact.diagnostic) + " " + fact.context).lower()
     if fact.diagnostic_type in ("SMTP", ""):
         for reason in PROBE_ORDER:
             if _probe(reason, fact, text):
