@@ -53,11 +53,15 @@ def parse(text: str) -> tuple[dict[str, str], list[Fact]]:
             message.setdefault(name, value)
             continue
         if name in ("final-recipient", "original-recipient"):
+            address = canonical_address(value.split(";", 1)[-1])
+            # A new block starts with a second Final-/Original-Recipient, or with another
+            # address after this block's Action/Status/Diagnostic-Code (blank line lost).
+            # Amazon SES writes Action first, then Final- and Original-Recipient.
             if current is None or name in seen or (
-                    current.recipient is not None and seen & {"action", "status", "diagnostic-code"}):
+                    current.recipient is not None and address != current.recipient
+                    and seen & {"action", "status", "diagnostic-code"}):
                 start()
             assert current is not None
-            address = canonical_address(value.split(";", 1)[-1])
             if name == "final-recipient" or current.recipient is None:
                 current.recipient = address or current.recipient
             seen.add(name)

@@ -46,6 +46,10 @@ _ERROR_HINT = re.compile(
     r"見つかりません|存在しません|拒否|容量|エラー|宛先")
 
 
+_ALIAS_LINE = re.compile(r"(?i)^\s*\((?:generated|expanded) from\b")
+_ONE_LINE_REPLY = re.compile(r"^\s*[45]\d\d[ -]<[^>\s]+@[^>\s]+>\.\.\.\s*\S")
+
+
 def command_of(text: str) -> str:
     """The SMTP command a failure answered (RCPT, MAIL, DATA, …) or ""."""
     found = ""
@@ -93,6 +97,8 @@ def text_facts(mail: ParsedMail) -> list[Fact]:
     # 1. Where is each candidate recipient first named?
     first_line: dict[str, int] = {}
     for index, line in enumerate(lines):
+        if _ALIAS_LINE.search(line):
+            continue  # Exim: "(generated from alias@…)" names the alias, not the recipient
         for addr in all_addresses(line):
             if addr not in first_line and _is_recipient_candidate(addr, excluded):
                 first_line[addr] = index
@@ -109,6 +115,8 @@ def text_facts(mail: ParsedMail) -> list[Fact]:
         end = min(end, start + 25) if end > start else start + 25
         # The first recipient's reason is often written just above it (EZweb, KDDI).
         above = "\n".join(lines[max(0, start - 4):start]) if position == 0 else ""
+        if _ONE_LINE_REPLY.match(lines[start]):
+            end = start + 1  # sendmail: "554 <addr>... reason" is the whole diagnostic
         blocks.append((addr, "\n".join(lines[start:end]), above))
     facts = [_fact_from_block(a, b, p) for a, b, p in blocks
              if _ERROR_HINT.search((p + b).replace(a, ""))]
@@ -120,6 +128,8 @@ def text_facts(mail: ParsedMail) -> list[Fact]:
         recipient = (failed_header[0] if failed_header else None) or original_recipient(mail) \
             or (candidates[0] if candidates else None)
         error_lines = [ln for ln in lines if _ERROR_HINT.search(ln)]
+        if len(unfold(text)) <= 600:
+            error_lines = [ln for ln in lines if ln.strip()]  # short: the whole text is the reason
         facts.append(_fact_from_block(recipient, "\n".join(error_lines) or text))
     return facts
 
@@ -129,6 +139,10 @@ def _fact_from_block(recipient: str | None, block: str, above: str = "") -> Fact
     fact = Fact(recipient=recipient, diagnostic=diagnostic, context=unfold(above))
     fact.status = find_status(diagnostic)
     fact.reply_code = find_reply_code(diagnostic)
+    if not fact.status and not fact.reply_code and fact.context:
+        # "Could not be delivered because of 550 5.1.1 User unknown" above the address.
+        fact.status = find_status(fact.context)
+        fact.reply_code = find_reply_code(fact.context)
     fact.command = command_of(diagnostic)
     fact.diagnostic_type = "SMTP" if (fact.status or fact.reply_code) else ""
     return fact
