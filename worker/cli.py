@@ -7,12 +7,12 @@ line naming the key (exit 2). ``--json`` output is one JSON object per line.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 
 from .errors import ConfigError, NotifyError
+from .bounce_cli import add_bounce_commands
 from .outbox_cli import add_outbox_command
 from .review_cli import add_review_commands
 from .settings import Settings, get_settings
@@ -54,18 +54,6 @@ def cmd_enqueue(args: argparse.Namespace, s: Settings) -> int:
     return 0 if refused == 0 and ok > 0 else 1
 
 
-def cmd_classify(args: argparse.Namespace, s: Settings) -> int:
-    from .bounces.cli import classify_paths
-
-    for obj in classify_paths(args.paths):
-        if args.json:
-            print(json.dumps(obj, ensure_ascii=False), flush=True)
-        else:
-            print(f"{obj.get('file')}: {obj.get('error') or obj.get('reason')} "
-                  f"{obj.get('status') or ''} {obj.get('recipient') or ''}".rstrip())
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="omitama-notify", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -81,11 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_review_commands(sub)
     add_outbox_command(sub)
 
-    b = sub.add_parser("bounces", help="bounce mails").add_subparsers(dest="what", required=True)
-    bc = b.add_parser("classify", help="classify bounce mails; changes nothing")
-    bc.add_argument("paths", nargs="+")
-    bc.add_argument("--json", action="store_true")
-    bc.set_defaults(fn=cmd_classify)
+    add_bounce_commands(sub)
+    # the staff web page (worker/web) adds its commands here
     return p
 
 

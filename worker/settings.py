@@ -115,6 +115,33 @@ class RegistrationSettings(_Section):
     check_dns: bool = False
 
 
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    # signs session cookies; set OMITAMA_NOTIFY_WEB__SESSION_SECRET in production.
+    # Empty: a random secret per start (everyone is logged out on restart).
+    session_secret: SecretStr = SecretStr("")
+    session_max_age_s: int = Field(8 * 3600, ge=60)
+    # failed logins allowed per staff id (and per client address) in the window
+    login_max_failures: int = Field(5, ge=1)
+    login_window_s: int = Field(900, ge=10)
+
+
+class BounceSettings(_Section):
+    # Mailman-style score: a permanent bounce adds at most one point per day …
+    points_per_day: float = Field(1.0, gt=0)
+    # … the address is suspended when the score reaches this …
+    threshold: float = Field(5.0, gt=0)
+    # … and points older than this no longer count.
+    stale_after_days: float = Field(7.0, gt=0)
+
+
+class MetricsSettings(_Section):
+    host: str = "127.0.0.1"
+    # 0 turns the Prometheus exposition off
+    port: int = Field(9191, ge=0, le=65535)
+
+
 class Branch(_Section):
     name: str
     address: str
@@ -129,6 +156,9 @@ class Settings(_Section):
     worker: WorkerSettings = WorkerSettings()
     delivery: DeliverySettings = DeliverySettings()
     registration: RegistrationSettings = RegistrationSettings()
+    bounces: BounceSettings = BounceSettings()
+    web: WebSettings = WebSettings()
+    metrics: MetricsSettings = MetricsSettings()
     branches: dict[str, Branch]
     # folder the settings were read from; relative paths are resolved against it
     base_dir: Path = PROJECT_ROOT
