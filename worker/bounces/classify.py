@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from . import dsn, mta, parse, rules
+from . import dsn, lhosts, mta, parse, rules
 from .carriers import carrier_host, host_rule
 from .fact import Fact, all_addresses, canonical_address, find_reply_code, find_status, unfold
 from .model import BounceResult, make_result
@@ -95,13 +95,19 @@ def _classify(raw: bytes) -> list[BounceResult]:
         recipients = recipients or [mta.original_recipient(mail)]  # type: ignore[list-item]
         return [_not_bounce("feedback", r, message_id) for r in recipients]
 
-    if not mail.dsn and not _looks_like_bounce(mail) and _is_vacation(mail):
+    if lhosts.ses_json(mail):
+        pass  # an SES notification: never an auto-reply
+    elif not mail.dsn and not _looks_like_bounce(mail) and _is_vacation(mail):
         return [_not_bounce("vacation", canonical_address(mail.header("from")), message_id)]
 
     if not mail.dsn and not mail.body.strip():
         return [_not_bounce(None, None, message_id)]
 
-    facts = _facts(mail)
+    special = lhosts.special_facts(mail)
+    facts = special or _facts(mail)
+    if lhosts.ezweb_filtered(mail):
+        for fact in facts:
+            fact.reason = fact.reason or "filtered"
     delay_warning = bool(_DELAY_SUBJECT.search(mail.header("subject")))
     if facts and all(f.action in ("delayed", "relayed", "expanded", "delivered", "") for f in facts) \
             and any(f.action == "delayed" for f in facts):
@@ -109,7 +115,7 @@ def _classify(raw: bytes) -> list[BounceResult]:
     if any(f.action == "failed" for f in facts):
         delay_warning = False
 
-    looks_like_bounce = bool(mail.dsn) or _looks_like_bounce(mail)
+    looks_like_bounce = bool(mail.dsn) or bool(special) or _looks_like_bounce(mail)
     results: list[BounceResult] = []
     for fact in facts:
         if fact.action == "delayed" or (delay_warning and fact.action != "failed"):
@@ -134,7 +140,7 @@ _BOUNCE_BODY = re.compile(
     r"(?i)could not be delivered to|was not delivered|undeliverable|delivery (?:has )?failed|"
     r"permanent (?:fatal )?error|did not reach the following|unable to deliver|"
     r"送信できませんでした|配信できませんでした|届きませんでした")
-_BOUNCE_FROM = re.compile(r"(?i)mailer-daemon|postmaster|mail delivery|mail-daemon|maildelivery")
+_BOUNCE_FROM = re.compile(r"(?i)mailer-daemon|post_?master|mail delivery|mail-daemon|maildelivery")
 
 
 def _looks_like_bounce(mail: parse.ParsedMail) -> bool:
