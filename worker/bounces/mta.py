@@ -43,6 +43,7 @@ _ERROR_HINT = re.compile(
     r"(?i)(?<![\d.])[45]\d\d[ \-]|\b[45]\.\d{1,3}\.\d{1,3}\b|unknown|not exist|rejected|refused|"
     r"denied|blocked|full|quota|invalid|disabled|suspend|failed|error|expired|timed? ?out|"
     r"spam|filter|not found|no such|giving up|couldn't|could not|unable|unavailable|"
+    r"doesn't have|does not have|no longer|cannot be delivered|undeliverable|"
     r"見つかりません|存在しません|拒否|容量|エラー|宛先")
 
 

@@ -249,6 +249,7 @@ _ORIGINAL_MARKER = re.compile(
 _HEADER_START = re.compile(
     r"^(?:Return-Path|Received|From|To|Subject|Message-I[Dd]|Date|Delivered-To|MIME-Version)"
     r":[ \t]", re.IGNORECASE)
+_ORIGIN_HEADER = re.compile(r"^(?:Return-Path|Received|From|Message-I[Dd]):", re.IGNORECASE)
 _HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:[ \t]|^[ \t]+\S")
 
 
@@ -263,11 +264,13 @@ def split_original(text: str) -> tuple[str, str]:
                                            or re.match(r"^[-=_ ]{5,}$", lines[i - 1])):
             block = lines[i:i + 12]
             run = 0
+            origin = False  # a returned message names its origin; a summary (To/CC/Date) does not
             for candidate in block:
                 if not _HEADER_LINE.match(candidate):
                     break
                 run += 1 if _HEADER_START.match(candidate) else 0
-            if run >= 3 and i > 0:
+                origin = origin or bool(_ORIGIN_HEADER.match(candidate))
+            if run >= 3 and i > 0 and origin:
                 return "\n".join(lines[:i]), "\n".join(lines[i:])
     return text, ""
 

@@ -73,6 +73,7 @@ FALLBACK_ORDER: tuple[str, ...] = (
     "mailboxfull", "authfailure", "badreputation", "speeding", "spamdetected", "virusdetected",
     "policyviolation", "norelaying", "systemerror", "networkerror", "suspend", "contenterror",
     "systemfull", "notaccept", "expired", "failedstarttls", "securityerror", "mailererror",
+    "syntaxerror",
 )
 
 from .patterns import ALIGNED, ANY, NOT_REJECTED  # noqa: E402  (tables are long)
@@ -222,4 +223,6 @@ def find_reason(fact: Fact, *, extra: Callable[[Fact], str] | None = None) -> st
         return "expired"
     if included("vacation", text):
         return "vacation"
-    return "onhold" if text else "undefined"
+    # "undefined" when the bounce says nothing about this recipient beyond its address.
+    said = fact.diagnostic.replace(fact.recipient or "\0", " ")
+    return "onhold" if re.search(r"\w", said) else "undefined"

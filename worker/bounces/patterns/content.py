@@ -8,6 +8,10 @@ code and any Japanese fragments are ours.  See :mod:`worker.bounces.patterns`.
 from __future__ import annotations
 
 ANY: dict[str, tuple[str, ...]] = {
+    "syntaxerror": (
+        # Exim: a header recipient it could not parse ("malformed address: … may not follow …")
+        "recipient addresses that were incorrectly constructed", "malformed address:",
+    ),
     "spamdetected": (
         " - spam", "//www.spamhaus.org/help/help_spam_16.htm", "//dsbl.org/help/help_spam_16.htm",
         "//mail.163.com/help/help_spam_16.htm", "554 5.7.0 reject, id=", "appears to be unsolicited",

@@ -95,6 +95,7 @@ ANY: dict[str, tuple[str, ...]] = {
     ),
     "hasmoved": (" has been replaced by ",),
     "notaccept": (
+        "an mx or srv record indicated no smtp service",  # Exim, for a null MX (RFC 7505)
         "does not accept mail (nullmx)", "host/domain does not accept mail",
         "host does not accept mail", "mail receiving disabled", "name server: .: host not found",
         "no mx record found for domain=", "no route for current request",

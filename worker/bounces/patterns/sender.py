@@ -121,7 +121,10 @@ ANY: dict[str, tuple[str, ...]] = {
         "unauthenticated senders not allowed", "verification failure",
         "you are not authorized to send mail, authentication is required",
     ),
-    "failedstarttls": ("starttls is required to send mail", "tls required but not supported"),
+    "failedstarttls": (
+        "starttls is required to send mail", "tls required but not supported",
+        "remote server does not support tls",  # Gmail: "500 … does not support TLS (state 6)"
+    ),
 }
 
 ALIGNED: dict[str, tuple[tuple[str, ...], ...]] = {

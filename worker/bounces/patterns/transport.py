@@ -23,6 +23,7 @@ ANY: dict[str, tuple[str, ...]] = {
         "your message could not be delivered for more than",
     ),
     "networkerror": (
+        "network error on destination mxs",  # OpenSMTPD
         "could not connect and send the mail to",
         "dns records for the destination computer could not be found",
         "hop count exceeded - possible mail loop", "host is unreachable",
