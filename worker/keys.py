@@ -20,6 +20,11 @@ audit:{card}                list   JSON audit entries, append-only              
 failures                    list   JSON delivery failures, append-only          kept
 rejected                    hash   fingerprint → JSON of a refused event        kept (staff review)
 rejected:order              zset   fingerprint, score = received ms             with ``rejected``
+staff:{staff_id}            hash   staff web account: password hash (argon2),   until ``staff remove``
+                                   branch, created_at (see worker/web/auth.py)
+web:session:{sid}           hash   staff web session: staff id, CSRF token,     session_max_age_s
+                                   created_at; deleted on logout
+web:login_fail:{kind}:{who} str    failed logins per staff id / client address  login_window_s
 ==========================  =====  ===========================================  ==========================
 """
 
@@ -74,3 +79,13 @@ class Keys:
     @property
     def rejected_order(self) -> str:
         return f"{self.prefix}rejected:order"
+
+    def staff(self, staff_id: str) -> str:
+        return f"{self.prefix}staff:{staff_id}"
+
+    def web_session(self, sid: str) -> str:
+        return f"{self.prefix}web:session:{sid}"
+
+    def login_failures(self, kind: str, who: str) -> str:
+        """``kind`` is ``staff`` (a staff id) or ``addr`` (a client address)."""
+        return f"{self.prefix}web:login_fail:{kind}:{who}"
