@@ -167,3 +167,16 @@ def test_smtp_reply_at_a_provider_uses_its_codes() -> None:
                                  command="MAIL", recipient="taro@cox.net")
     assert result.reason == "blocked"
     assert not result.misconfigured_recipient
+
+
+def test_dsn_forwarded_as_an_attachment_is_read() -> None:
+    inner = _dsn("taro@example.org", "550 5.1.1 User unknown", status="5.1.1").decode()
+    raw = ("From: gateway@example.jp\r\nTo: lib@city.omitama.ibaraki.jp\r\n"
+           "Subject: Returned mail\r\nMIME-Version: 1.0\r\n"
+           'Content-Type: multipart/mixed; boundary="OUT"\r\n\r\n'
+           "--OUT\r\nContent-Type: text/plain\r\n\r\n"
+           "----- The following addresses had permanent delivery errors -----\r\n"
+           "--OUT\r\nContent-Type: message/rfc822\r\n\r\n" + inner + "\r\n--OUT--\r\n").encode()
+    [result] = classify_mail(raw)
+    assert result.recipient == "taro@example.org"
+    assert result.reason == "userunknown" and result.status == "5.1.1"

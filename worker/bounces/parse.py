@@ -188,6 +188,9 @@ def _walk(part: email.message.Message, out: ParsedMail, depth: int = 0) -> None:
         payload = part.get_payload()
         if isinstance(payload, list) and payload and isinstance(payload[0], email.message.Message):
             inner = payload[0]
+            if inner.get_content_type() == "multipart/report" and not out.dsn:
+                _walk(inner, out, depth + 1)  # a gateway forwarded the real DSN as an attachment
+                return
             out.original += _fields_text(inner) + "\n\n"
         else:
             out.original += _part_text(part) + "\n\n"

@@ -223,6 +223,4 @@ def find_reason(fact: Fact, *, extra: Callable[[Fact], str] | None = None) -> st
         return "expired"
     if included("vacation", text):
         return "vacation"
-    # "undefined" when the bounce says nothing about this recipient beyond its address.
-    said = fact.diagnostic.replace(fact.recipient or "\0", " ")
-    return "onhold" if re.search(r"\w", said) else "undefined"
+    return "onhold" if text else "undefined"
