@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from .settings import Settings
@@ -21,9 +22,52 @@ def cmd_classify(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
+    from .ingest import ingest_one, read_sources
+    from .review_cli import with_store
+
+    async def run(store: Any) -> int:
+        counts = {"mails": 0, "bounces": 0, "duplicates": 0, "unreadable": 0, "suspended": 0}
+        for name, raw in read_sources(args.path, sys.stdin.buffer):
+            counts["mails"] += 1
+            if isinstance(raw, Exception):
+                counts["unreadable"] += 1
+                _out(args.json, {"file": name, "error": str(raw)})
+                continue
+            for row in await ingest_one(store, s, name, raw):
+                counts["duplicates"] += bool(row.get("duplicate"))
+                counts["bounces"] += bool(row.get("is_bounce"))
+                counts["suspended"] += len(row.get("suspended") or [])
+                _out(args.json, row)
+        if not args.json:
+            print(", ".join(f"{k} {v}" for k, v in counts.items()))
+        return 0
+    return with_store(s, run)
+
+
+def _out(as_json: bool, row: dict[str, Any]) -> None:
+    if as_json:
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+    elif row.get("error"):
+        print(f"{row['file']}: unreadable: {row['error']}")
+    elif row.get("duplicate"):
+        print(f"{row['file']}: already ingested")
+    else:
+        what = (f"{row['reason']} ({'permanent' if row['permanent'] else 'temporary'})"
+                if row["is_bounce"] else f"not a bounce ({row['reason'] or 'ordinary mail'})")
+        trace = f"card {row['card_number']}" if row.get("card_number") else "not traced"
+        extra = f"; suspended {', '.join(row['suspended'])}" if row.get("suspended") else ""
+        hold = f"; hold {row['hold_id']} → {row['hold_action']}" if row.get("hold_action") else ""
+        print(f"{row['file']}: {what}, {row['recipient'] or '-'}, {trace}{hold}{extra}")
+
+
 def add_bounce_commands(sub: Any) -> None:
     b = sub.add_parser("bounces", help="bounce mails").add_subparsers(dest="what", required=True)
     bc = b.add_parser("classify", help="classify bounce mails; changes nothing")
     bc.add_argument("paths", nargs="+")
     bc.add_argument("--json", action="store_true")
     bc.set_defaults(fn=cmd_classify)
+    bi = b.add_parser("ingest", help="ingest bounce mails (file, Maildir, mbox, or - for stdin)")
+    bi.add_argument("path")
+    bi.add_argument("--json", action="store_true")
+    bi.set_defaults(fn=cmd_ingest)

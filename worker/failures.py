@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .addresses import carrier_of, mask_address
-from .bounces import classify_smtp_reply
+from .bounces import BounceResult, classify_smtp_reply
 from .carriers import DEFAULT_SENDER, allow_sender_advice
 from .errors import DeliveryError
 
@@ -51,20 +51,35 @@ def advice_for(reason: str | None, misconfigured: bool, address: str | None,
     return _ADVICE.get(reason or "", _GENERIC)
 
 
+def smtp_result(error: DeliveryError, address: str) -> BounceResult | None:
+    """The relay's refusal through the same classifier as bounce mails (None without a reply)."""
+    if error.code is None:
+        return None
+    return classify_smtp_reply(error.code, error.text, command=error.command or "RCPT",
+                               recipient=address.replace('"', ""))
+
+
+def failure_record(card: str, hold_id: str | None, address: str, result: BounceResult, *,
+                   sender: str = DEFAULT_SENDER, source: str, diagnostic: str | None = None,
+                   **more: Any) -> dict[str, Any]:
+    """One row of ``review failures`` (the keys of DESIGN.md, plus context)."""
+    return {"card_number": card, "hold_id": hold_id, "reason": result.reason,
+            "permanent": result.permanent,
+            "misconfigured_recipient": result.misconfigured_recipient,
+            "status": result.status, "diagnostic": diagnostic or result.diagnostic,
+            "advice": advice_for(result.reason, result.misconfigured_recipient, address, sender),
+            "address": mask_address(address), "source": source, **more}
+
+
 def failure_entry(card: str, hold_id: str | None, address: str, error: DeliveryError,
                   sender: str = DEFAULT_SENDER) -> dict[str, Any]:
     """A failure record from a relay's refusal (or a retry horizon that ran out)."""
-    if error.code is not None:
-        result = classify_smtp_reply(error.code, error.text, command=error.command or "RCPT",
-                                     recipient=address.replace('"', ""))
-        reason, permanent = result.reason, result.permanent
-        misconfigured, status = result.misconfigured_recipient, result.status
-        diagnostic = f"{error.code} {error.text}"
-    else:
-        reason, permanent, misconfigured, status = "networkerror", False, False, None
-        diagnostic = str(error)
-    return {"card_number": card, "hold_id": hold_id, "reason": reason, "permanent": permanent,
-            "misconfigured_recipient": misconfigured, "status": status,
-            "diagnostic": diagnostic, "command": error.command or None,
-            "advice": advice_for(reason, misconfigured, address, sender),
-            "address": mask_address(address), "source": "smtp"}
+    result = smtp_result(error, address)
+    if result is None:
+        return {"card_number": card, "hold_id": hold_id, "reason": "networkerror",
+                "permanent": False, "misconfigured_recipient": False, "status": None,
+                "diagnostic": str(error), "command": None,
+                "advice": advice_for("networkerror", False, address, sender),
+                "address": mask_address(address), "source": "smtp"}
+    return failure_record(card, hold_id, address, result, sender=sender, source="smtp",
+                          diagnostic=f"{error.code} {error.text}", command=error.command or None)

@@ -25,7 +25,8 @@ from .compose import new_token
 from .contacts import CALL_REASON_JA, CallReason, decide_contact
 from .errors import PermanentDeliveryError, TransientDeliveryError
 from .events import HoldReady
-from .failures import failure_entry
+from .bounce_effects import apply_failure
+from .failures import failure_entry, smtp_result
 from .jdate import TOKYO, now_tokyo
 from .policy import next_retry_delay_s, pickup_passed, retention_s, retry_horizon
 from .runtime import Runtime
@@ -98,7 +99,11 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
     try:
         reply = await rt.transport.send(notice)
     except PermanentDeliveryError as e:
-        await rt.store.add_failure(failure_entry(ev.card_number, ev.hold_id, decision.envelope, e, sender))
+        result = smtp_result(e, decision.envelope)
+        assert result is not None  # a permanent refusal always carries the reply
+        await apply_failure(rt.store, rt.settings, result, card=ev.card_number,
+                            hold_id=ev.hold_id, address=decision.envelope, source="smtp",
+                            diagnostic=f"{e.code} {e.text}")
         return await _phone(rt, ev, claim, CallReason.BOUNCED, f"{e.code} {e.text}")
     except TransientDeliveryError as e:
         first = datetime.fromtimestamp(claim.first_ms / 1000, TOKYO)
@@ -114,7 +119,7 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         return Result(Outcome.RETRY, delay_ms=int(delay * 1000), detail=str(e))
 
     status = await rt.store.finish_hold(
-        ev.hold_id, "sent", claim.token,
+        ev.hold_id, "sent", claim.token, card=ev.card_number,
         fields={"message_id": notice.message_id, "sent_ms": int(now.timestamp() * 1000),
                 "to": mask_address(decision.envelope), "relay_reply": reply[:200]})
     log.info("hold %s: notice %s sent to %s", ev.hold_id, notice.message_id,

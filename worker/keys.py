@@ -18,6 +18,11 @@ pending                     zset   card, score = registered_at ms (oldest first)
 address:{key}               set    cards holding this address (pending/active)  while any card does
 audit:{card}                list   JSON audit entries, append-only              kept
 failures                    list   JSON delivery failures, append-only          kept
+bouncescore:{key}           zset   day (YYYY-MM-DD) → bounce points given that  stale_after_days + 1 day
+                                   day, per address key
+bounces                     list   JSON of every ingested mail and its outcome  kept (audit)
+bounces:seen                set    fingerprints of ingested mails (dedup)       kept
+sent:{card}                 list   hold ids of the last notices mailed to card  20 newest
 rejected                    hash   fingerprint → JSON of a refused event        kept (staff review)
 rejected:order              zset   fingerprint, score = received ms             with ``rejected``
 staff:{staff_id}            hash   staff web account: password hash (argon2),   until ``staff remove``
@@ -71,6 +76,20 @@ class Keys:
     @property
     def failures(self) -> str:
         return f"{self.prefix}failures"
+
+    def bounce_score(self, address_key: str) -> str:
+        return f"{self.prefix}bouncescore:{address_key}"
+
+    @property
+    def bounces(self) -> str:
+        return f"{self.prefix}bounces"
+
+    @property
+    def bounces_seen(self) -> str:
+        return f"{self.prefix}bounces:seen"
+
+    def sent(self, card: str) -> str:
+        return f"{self.prefix}sent:{card}"
 
     @property
     def rejected(self) -> str:

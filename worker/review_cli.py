@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, Awaitable, Callable, TextIO
 
-from . import calls, registration
+from . import calls, registration, suspension
 from .codes import clean_code
 from .errors import NotifyError
 from .settings import Settings
@@ -132,6 +132,41 @@ def cmd_reject(args: argparse.Namespace, s: Settings) -> int:
     return with_store(s, run)
 
 
+def cmd_failures(args: argparse.Namespace, s: Settings) -> int:
+    async def run(store: Store) -> int:
+        rows = await suspension.failures_view(store)
+        if args.json:
+            for r in rows:
+                print(json.dumps({k: r.get(k) for k in suspension.FAILURE_FIELDS},
+                                 ensure_ascii=False))
+            return 0
+        if not rows:
+            print("(none)")
+        for r in rows:
+            print(f"{r['at']}  card {r['card_number'] or '-'}  hold {r['hold_id'] or '-'}  "
+                  f"{r['reason']} ({r['reason_ja']}){'  [受信設定]' if r['misconfigured_recipient'] else ''}")
+            print(f"    {r['diagnostic']}")
+            print(f"    伝えること: {r['advice']}")
+        return 0
+    return with_store(s, run)
+
+
+def cmd_reenable(args: argparse.Namespace, s: Settings) -> int:
+    async def run(store: Store) -> int:
+        await suspension.reenable(store, args.card, args.staff, args.reason)
+        print(f"card {args.card}: address re-enabled by {args.staff}")
+        return 0
+    return with_store(s, run)
+
+
+def cmd_remove(args: argparse.Namespace, s: Settings) -> int:
+    async def run(store: Store) -> int:
+        await suspension.remove_address(store, args.card, args.staff, args.reason)
+        print(f"card {args.card}: address removed by {args.staff}; notices go by phone")
+        return 0
+    return with_store(s, run)
+
+
 def _check_branch(branch: str | None, s: Settings) -> None:
     if branch and branch not in s.branches:
         raise NotifyError(f"unknown branch {branch!r}; expected one of {', '.join(s.branches)}")
@@ -167,6 +202,19 @@ def add_review_commands(sub: Any) -> None:
     j.add_argument("--staff", required=True, type=_staff)
     j.add_argument("--reason", required=True, type=_reason)
     j.set_defaults(fn=cmd_reject)
+    f = r.add_parser("failures", help="delivery failures with advice for the patron")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(fn=cmd_failures)
+    e = r.add_parser("reenable", help="re-enable a suspended address")
+    e.add_argument("card")
+    e.add_argument("--staff", required=True, type=_staff)
+    e.add_argument("--reason", required=True, type=_reason)
+    e.set_defaults(fn=cmd_reenable)
+    m = r.add_parser("remove", help="remove a patron's address (notices go by phone)")
+    m.add_argument("card")
+    m.add_argument("--staff", required=True, type=_staff)
+    m.add_argument("--reason", required=True, type=_reason)
+    m.set_defaults(fn=cmd_remove)
     c = r.add_parser("calls", help="the phone-call list, by pickup deadline")
     c.add_argument("--branch")
     c.add_argument("--json", action="store_true")

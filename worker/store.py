@@ -126,14 +126,14 @@ class Store:
             return Claim("busy", busy_ms=int(res[1]))
         return Claim("done", status=res[1])
 
-    async def finish_hold(self, hold_id: str, outcome: str, token: str, *,
+    async def finish_hold(self, hold_id: str, outcome: str, token: str, *, card: str = "",
                           fields: dict[str, Any] | None = None,
                           call: dict[str, Any] | None = None, due: int = 0) -> str:
         args: list[Any] = [outcome, token, hold_id, _dumps(call) if call else "", due]
         for k, v in (fields or {}).items():
             args += [k, v if isinstance(v, str) else _dumps(v)]
-        return await self._finish(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due],
-                                  args=args)
+        return await self._finish(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due,
+                                        self.k.sent(card)], args=args)
 
     async def close_hold(self, hold_id: str, status: str, ttl_s: int) -> str:
         return await self._close(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due],

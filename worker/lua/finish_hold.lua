@@ -1,5 +1,5 @@
 -- Record how a claimed hold ended: sent, phoned (onto the call list) or retrying.
--- KEYS[1] hold:{hold_id}  KEYS[2] calls  KEYS[3] calls:due
+-- KEYS[1] hold:{hold_id}  KEYS[2] calls  KEYS[3] calls:due  KEYS[4] sent:{card}
 -- ARGV[1] outcome  ARGV[2] token  ARGV[3] hold_id  ARGV[4] call entry JSON ("" unless phoned)
 -- ARGV[5] due score  ARGV[6..] field/value pairs to store on the hold
 -- Applies to a hold we own (sending) or one waiting for a retry (a give-up).
@@ -16,7 +16,11 @@ if (status ~= "sending" and status ~= "retrying") or redis.call("HGET", hold, "t
 end
 redis.call("HSET", hold, "status", outcome)
 redis.call("HDEL", hold, "lease_until")
-if outcome == "phoned" then
+if outcome == "sent" then
+  -- the card's recent notices: a bounce without our Message-ID is traced through them
+  redis.call("LPUSH", KEYS[4], ARGV[3])
+  redis.call("LTRIM", KEYS[4], 0, 19)
+elseif outcome == "phoned" then
   redis.call("HSET", KEYS[2], ARGV[3], ARGV[4])
   redis.call("ZADD", KEYS[3], ARGV[5], ARGV[3])
 end
