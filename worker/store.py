@@ -94,15 +94,19 @@ class Store:
                        h.get("envelope") or None, h.get("pending_address") or None)
 
     async def set_contact(self, card: str, state: ContactState, *, address: str | None = None,
-                          envelope: str | None = None, staff: str = "worker", why: str = "",
-                          branch: str | None = None, what: str = "") -> None:
-        """Set a patron's contact state and append the change to the audit log."""
+                          envelope: str | None = None, key: str | None = None,
+                          staff: str = "worker", why: str = "", branch: str | None = None,
+                          what: str = "") -> None:
+        """Set a patron's contact state directly (tests, data migration) with an audit entry;
+        ``key`` also lists the card under that address (see worker/registry.py)."""
         fields = {"state": state.value, "address": address or "", "envelope": envelope or "",
-                  "updated_ms": now_ms()}
+                  "key": key or "", "updated_ms": now_ms()}
         entry = {"what": what or f"state → {state.value}", "staff": staff, "why": why,
                  "branch": branch, "state": state.value}
         async with self.r.pipeline(transaction=True) as p:
             p.hset(self.k.patron(card), mapping=fields)
+            if key:
+                p.sadd(self.k.address(key), card)
             p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
             await p.execute()
 
