@@ -140,7 +140,10 @@ def _probe(reason: str, fact: Fact, text: str) -> bool:
         if by_status == "filtered":
             return included("userunknown", text) or included("filtered", text)
         if command in BEFORE_DATA:
-            return False
+            # Sisimai reads a refusal at RCPT as "user unknown"; but a reply that says the
+            # recipient's own filter refused us (common for a relay relaying a carrier's
+            # answer at send time) is a filter, and only a filter the patron can fix.
+            return included("filtered", text) and not included("userunknown", text)
         return included("filtered", text) or included("userunknown", text)
     if reason == "contenterror":
         if _probe("spamdetected", fact, text):
