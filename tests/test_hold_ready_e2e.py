@@ -55,6 +55,9 @@ def test_active_patron_gets_one_japanese_mail(smtp_settings, smtp_sink):
     assert "小川図書館" in body and "0299-58-5828" in body
     assert msg["Message-ID"] == hold(smtp_settings, "H-1")["message_id"]
     assert calls(smtp_settings) == []
+    # the successful delivery is recorded on the patron too
+    rec = with_store(smtp_settings, lambda s: s.r.hgetall(s.k.patron("C-1")))
+    assert rec["last_sent_hold"] == "H-1" and int(rec["last_sent_ms"]) > 0
 
 
 @pytest.mark.parametrize("contact,state,reason", [

@@ -137,7 +137,7 @@ class Store:
         for k, v in (fields or {}).items():
             args += [k, v if isinstance(v, str) else _dumps(v)]
         return await self._finish(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due,
-                                        self.k.sent(card)], args=args)
+                                        self.k.sent(card), self.k.patron(card)], args=args)
 
     async def close_hold(self, hold_id: str, status: str, ttl_s: int) -> str:
         return await self._close(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due],

@@ -1,5 +1,6 @@
 -- Record how a claimed hold ended: sent, phoned (onto the call list) or retrying.
 -- KEYS[1] hold:{hold_id}  KEYS[2] calls  KEYS[3] calls:due  KEYS[4] sent:{card}
+-- KEYS[5] patron:{card} (its last successful delivery is recorded there)
 -- ARGV[1] outcome  ARGV[2] token  ARGV[3] hold_id  ARGV[4] call entry JSON ("" unless phoned)
 -- ARGV[5] due score  ARGV[6..] field/value pairs to store on the hold
 -- Applies to a hold we own (sending) or one waiting for a retry (a give-up).
@@ -20,6 +21,7 @@ if outcome == "sent" then
   -- the card's recent notices: a bounce without our Message-ID is traced through them
   redis.call("LPUSH", KEYS[4], ARGV[3])
   redis.call("LTRIM", KEYS[4], 0, 19)
+  redis.call("HSET", KEYS[5], "last_sent_hold", ARGV[3], "last_sent_ms", redis.call("HGET", hold, "sent_ms") or "")
 elseif outcome == "phoned" then
   redis.call("HSET", KEYS[2], ARGV[3], ARGV[4])
   redis.call("ZADD", KEYS[3], ARGV[5], ARGV[3])
