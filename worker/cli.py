@@ -16,6 +16,7 @@ from .bounce_cli import add_bounce_commands
 from .outbox_cli import add_outbox_command
 from .review_cli import add_review_commands
 from .settings import Settings, get_settings
+from .web.cli import add_web_commands
 
 
 # -- worker ---------------------------------------------------------------------
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bounce_commands(sub)
     # the staff web page (worker/web) adds its commands here
+    add_web_commands(sub)
     return p
 
 

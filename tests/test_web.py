@@ -1,0 +1,421 @@
+"""The staff web page over HTTP (Starlette's TestClient), against the real Redis.
+
+Data is made by the worker's own functions (registration, hold notices to the
+phone-call list, failures); staff act through the pages, and the audit log must
+carry the staff id of the session, never one from a form field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from tests.helpers import hold_event, variant, with_store
+from worker.contacts import ContactState
+from worker.web.app import create_app
+from worker.web.auth import Accounts
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "kasidasi-2026"
+
+
+@pytest.fixture
+def s(settings, clean_redis, tmp_path):
+    return variant(settings, mail={"outbox_dir": tmp_path / "out"},
+                   web={"login_max_failures": 3, "login_window_s": 600})
+
+
+def add_staff(s, staff_id: str = "S01", branch: str | None = None, password: str = PASSWORD):
+    with_store(s, lambda st: Accounts(st, s.web).add(staff_id, password, branch))
+
+
+def client_for(s, addr: str = "testclient") -> TestClient:
+    return TestClient(create_app(s), follow_redirects=False, client=(addr, 50000))
+
+
+@pytest.fixture
+def web(s):
+    with client_for(s) as c:
+        yield c
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html)[1]
+
+
+def login(c: TestClient, staff_id: str = "S01", password: str = PASSWORD, next_path: str = "/"):
+    page = c.get("/login")
+    return c.post("/login", data={"csrf": csrf_of(page.text), "staff_id": staff_id,
+                                  "password": password, "next": next_path})
+
+
+def logged_in(s, web, staff_id: str = "S01", branch: str | None = None) -> str:
+    add_staff(s, staff_id, branch)
+    r = login(web, staff_id)
+    assert r.status_code == 303 and r.headers["location"] == "/", r.text
+    return csrf_of(web.get("/").text)
+
+
+def act(web, path: str, **form):
+    """POST a form with the session's CSRF token; returns the page redirected to."""
+    token = csrf_of(web.get("/").text)
+    r = web.post(path, data={"csrf": token, **form})
+    assert r.status_code == 303, r.text
+    return web.get(r.headers["location"])
+
+
+def flash(page) -> str:
+    m = re.search(r'<p class="flash (\w+)"[^>]*>(.*?)</p>', page.text, re.S)
+    return f"{m[1]}: {m[2]}" if m else ""
+
+
+# -- data, made by the worker's own functions -------------------------------------
+
+def runtime_do(s, fn):
+    from worker.runtime import Runtime
+
+    async def go():
+        rt = Runtime.create(s)
+        try:
+            return await fn(rt)
+        finally:
+            await rt.close()
+    return asyncio.run(go())
+
+
+def register(s, card: str, address: str, branch: str = "ogawa") -> str:
+    """address_registered handled by the worker's function; returns the mailed code."""
+    from worker import registration
+    from worker.events import parse_event
+
+    ev = parse_event({"event_id": f"reg-{card}", "type": "address_registered",
+                      "card_number": card, "email": address,
+                      "registered_at": "2026-11-29T09:30:00+09:00",
+                      "application_branch": branch}, set(s.branches))
+    assert runtime_do(s, lambda rt: registration.register(rt, ev)) == "sent"
+    for f in sorted(s.outbox_dir.glob("*.eml"), key=lambda p: p.stat().st_mtime, reverse=True):
+        msg = email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+        if msg["To"].addresses[0].addr_spec == address:
+            return re.search(r"^(\d{6})$", msg.get_content(), re.M)[1]
+    raise AssertionError("no confirmation mail")
+
+
+def on_call_list(s, hold_id: str, card: str, **over):
+    from worker import holds
+    from worker.events import parse_event
+
+    ev = parse_event(hold_event(hold_id, card, **{"contact": "phone", **over}), set(s.branches))
+    runtime_do(s, lambda rt: holds.notify_hold_ready(rt, ev))
+
+
+def history(s, card: str) -> list[dict]:
+    return with_store(s, lambda st: st.history(card))
+
+
+def patron(s, card: str) -> dict:
+    return with_store(s, lambda st: st.r.hgetall(st.k.patron(card)))
+
+
+# -- the login wall -----------------------------------------------------------------
+
+def _routes(app):
+    return [(m, r.path) for r in app.routes if isinstance(r, Route)
+            for m in sorted(r.methods or ()) if m != "HEAD"]
+
+
+def test_nothing_is_reachable_without_logging_in(s, web):
+    routes = _routes(web.app)
+    assert ("GET", "/pending") in routes and ("POST", "/failures/reenable") in routes
+    for method, path in routes + [("GET", "/no-such-page"), ("GET", "/patron?card=C1")]:
+        if path == "/login":
+            continue
+        r = web.request(method, path, data={"card": "C1", "staff": "S01"} if method == "POST" else None)
+        assert r.status_code == 303, (method, path)
+        assert r.headers["location"].startswith("/login"), (method, path)
+    assert web.get("/login").status_code == 200
+    assert web.get("/static/style.css").status_code == 200
+
+
+def test_login_logout_and_the_session_dies_with_logout(s, web):
+    add_staff(s, "S01")
+    r = login(web, "S01", "wrong-password")
+    assert r.status_code == 401 and "職員IDまたはパスワードが違います" in r.text
+    r = login(web, "nobody", PASSWORD)
+    assert r.status_code == 401
+    r = login(web, "S01")
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    cookie = r.headers["set-cookie"]
+    assert "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
+    home = web.get("/")
+    assert home.status_code == 200 and "S01" in home.text and "今日の確認事項" in home.text
+    stolen = dict(web.cookies)
+    # logout without the token is refused; with it, the server forgets the session
+    assert web.post("/logout", data={}).status_code == 403
+    r = web.post("/logout", data={"csrf": csrf_of(home.text)})
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert "ログアウトしました" in web.get("/login").text
+    assert web.get("/").status_code == 303
+    with client_for(s) as other:
+        other.cookies.update(stolen)
+        assert other.get("/").status_code == 303  # a copied cookie is worthless after logout
+
+
+def test_login_goes_back_to_the_page_asked_for_but_never_off_site(s, web):
+    add_staff(s, "S01")
+    r = web.get("/calls?branch=ogawa")
+    assert r.headers["location"] == "/login?next=%2Fcalls"
+    assert login(web, "S01", next_path="/calls").headers["location"] == "/calls"
+    for evil in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        with client_for(s) as c:
+            assert login(c, "S01", next_path=evil).headers["location"] == "/"
+
+
+def test_login_needs_its_csrf_token_and_a_tampered_cookie_is_refused(s, web):
+    add_staff(s, "S01")
+    r = web.post("/login", data={"staff_id": "S01", "password": PASSWORD})
+    assert r.status_code == 403
+    login(web, "S01")
+    assert web.get("/").status_code == 200
+    name, value = next(iter(web.cookies.items()))
+    web.cookies.clear()
+    web.cookies.set(name, value[:-3] + ("AAA" if not value.endswith("AAA") else "BBB"))
+    assert web.get("/").status_code == 303
+
+
+def test_security_headers(s, web):
+    r = web.get("/login")
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp  # no script may run
+    assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["cache-control"] == "no-store"
+
+
+def test_throttling_per_staff_id_and_per_client_address(s):
+    add_staff(s, "S01")
+    add_staff(s, "S02")
+    add_staff(s, "S03")
+    with client_for(s, "10.0.0.1") as a:
+        for _ in range(3):
+            assert login(a, "S01", "wrong-password").status_code == 401
+        r = login(a, "S01")  # the right password, but too many failures for S01
+        assert r.status_code == 429 and "一時的にログインできません" in r.text
+        # the same address is throttled for another staff id too
+        assert login(a, "S02").status_code == 429
+    with client_for(s, "10.0.0.2") as b:
+        assert login(b, "S01").status_code == 429  # S01 from anywhere
+        assert login(b, "S02").status_code == 303  # S02 from elsewhere is fine
+    with client_for(s, "10.0.0.3") as c:
+        for i in range(3):
+            assert login(c, f"X{i}", "guess").status_code == 401  # ids that do not exist
+        assert login(c, "S03").status_code == 429
+    ttl = with_store(s, lambda st: st.r.ttl(st.k.login_failures("staff", "S01")))
+    assert 0 < ttl <= 600
+
+
+def test_every_action_refuses_a_post_without_the_csrf_token(s, web):
+    logged_in(s, web)
+    register(s, "C1", "taro@docomo.ne.jp")
+    on_call_list(s, "H1", "C1")
+    with_store(s, lambda st: st.set_contact("C2", ContactState.SUSPENDED,
+                                            address="x@ezweb.ne.jp", envelope="x@ezweb.ne.jp"))
+    actions = [p for m, p in _routes(web.app) if m == "POST" and p != "/login"]
+    assert len(actions) == 7
+    form = {"card": "C1", "code": "123456", "reason": "r", "hold_id": "H1", "note": "n"}
+    for path in actions:
+        assert web.post(path, data=form).status_code == 403, path
+        assert web.post(path, data={**form, "csrf": "forged"}).status_code == 403, path
+    assert patron(s, "C1")["state"] == "pending" and patron(s, "C2")["state"] == "suspended"
+    assert [c["hold_id"] for c in with_store(s, lambda st: st.calls())] == ["H1"]
+    assert web.get("/").status_code == 200  # still logged in
+
+
+# -- pages and actions ------------------------------------------------------------------
+
+def test_pending_page_approve_with_the_code(s, web):
+    logged_in(s, web, "S01", branch="tamari")
+    code = register(s, "C1", "taro@docomo.co.jp", "ogawa")  # a typo the page should flag
+    register(s, "C2", "hana@docomo.ne.jp", "tamari")
+    page = web.get("/pending")
+    assert page.status_code == 200
+    text = page.text
+    assert text.index("玉里") < text.index("小川")  # the staff member's own branch first
+    assert "taro@docomo.co.jp" in text and "taro@docomo.ne.jp" in text  # typo hint
+    assert "ドコモ" in text and "電話で伝えること" in text and "受信リスト" in text
+    only = web.get("/pending?branch=ogawa").text
+    assert "taro@docomo.co.jp" in only and "hana@docomo.ne.jp" not in only
+    wrong = "000000" if code != "000000" else "111111"
+    page = act(web, "/pending/approve", card="C1", code=wrong, staff="EVIL")
+    assert "受付番号が違います。あと 4 回" in flash(page)
+    page = act(web, "/pending/approve", card="C1", code="12345")
+    assert "6桁" in flash(page)
+    full_width = code.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    page = act(web, "/pending/approve", card="C1", code=full_width, staff="EVIL")
+    assert flash(page).startswith("ok:") and "承認しました" in flash(page)
+    assert patron(s, "C1")["state"] == "active"
+    last = history(s, "C1")[-1]
+    assert last["staff"] == "S01" and "code checked" in last["what"]
+    page = act(web, "/pending/approve", card="C1", code=code)
+    assert "承認待ちではありません" in flash(page)
+
+
+def test_pending_approve_without_code_and_reject_need_a_reason(s, web):
+    logged_in(s, web)
+    register(s, "C1", "a@example.jp")
+    register(s, "C2", "b@example.jp")
+    assert "理由が必要" in flash(act(web, "/pending/approve-without-code", card="C1", reason=" "))
+    assert "理由が必要" in flash(act(web, "/pending/reject", card="C2", reason=""))
+    page = act(web, "/pending/approve-without-code", card="C1", reason="来館され本人確認済み",
+               staff="EVIL")
+    assert "受付番号なしで承認" in flash(page)
+    page = act(web, "/pending/reject", card="C2", reason="本人と連絡がつかない", staff="EVIL")
+    assert "却下しました" in flash(page) and "未登録" in flash(page)
+    h1, h2 = history(s, "C1")[-1], history(s, "C2")[-1]
+    assert h1["staff"] == "S01" and "WITHOUT the code" in h1["what"] and h1["why"] == "来館され本人確認済み"
+    assert h2["staff"] == "S01" and h2["what"] == "registration rejected"
+    assert "承認待ちはありません" in web.get("/pending").text
+
+
+def test_calls_page_escapes_titles_and_marks_a_call(s, web):
+    logged_in(s, web, "S07", branch="minori")
+    on_call_list(s, "H1", "C1", pickup_branch="ogawa", pickup_by="2099-12-01",
+                 item={"title": "<script>alert(1)</script>の本", "material": "book"})
+    on_call_list(s, "H2", "C2", pickup_branch="minori", contact="email")
+    page = web.get("/calls")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;の本" in page.text
+    assert "<script>" not in page.text
+    assert page.text.index("美野里") < page.text.index("小川")
+    assert "電話連絡を希望" in page.text and "メールアドレス未登録" in page.text
+    assert "12月1日(火)" in page.text
+    assert "H2" not in web.get("/calls?branch=ogawa").text
+    page = act(web, "/calls/called", hold_id="H1", note="留守電に伝言", staff="EVIL",
+               next="/calls?branch=ogawa")
+    assert page.url.path == "/calls" and "連絡済みにしました" in flash(page)
+    assert [c["hold_id"] for c in with_store(s, lambda st: st.calls())] == ["H2"]
+    last = history(s, "C1")[-1]
+    assert last["staff"] == "S07" and last["why"] == "留守電に伝言"
+    assert "電話連絡リストにありません" in flash(act(web, "/calls/called", hold_id="H1"))
+
+
+def _failure(s, card: str, address: str):
+    """An approved address whose mail was refused by the patron's filter, then suspended."""
+    from worker.addresses import mask_address
+    from worker.failures import advice_for
+
+    with_store(s, lambda st: st.add_failure({
+        "card_number": card, "hold_id": "H9", "reason": "filtered", "permanent": True,
+        "misconfigured_recipient": True, "status": "5.7.1",
+        "diagnostic": f"550 5.7.1 <{address}>: Message rejected due to filtering",
+        "advice": advice_for("filtered", True, address), "address": mask_address(address),
+        "source": "smtp"}))
+    with_store(s, lambda st: st.set_contact(card, ContactState.SUSPENDED, address=address,
+                                            envelope=address, why="filtered: test"))
+
+
+def test_failures_page_reenable_and_remove(s, web):
+    logged_in(s, web, "S03")
+    _failure(s, "C1", "taro@docomo.ne.jp")
+    _failure(s, "C2", "jiro@ezweb.ne.jp")
+    page = web.get("/failures")
+    assert page.status_code == 200
+    assert "詳しい情報" in page.text and "550 5.7.1" in page.text
+    assert "利用者に伝えること" in page.text and "lib@city.omitama.ibaraki.jp" in page.text
+    assert page.text.count('class="primary">メール再開') == 2
+    assert "再開するには理由" in flash(act(web, "/failures/reenable", card="C1", reason=""))
+    page = act(web, "/failures/reenable", card="C1", reason="受信リストに登録したと電話あり",
+               staff="EVIL")
+    assert "再開しました" in flash(page)
+    assert patron(s, "C1")["state"] == "active"
+    assert "停止中ではありません" in flash(act(web, "/failures/reenable", card="C1", reason="x"))
+    page = act(web, "/failures/remove", card="C2", reason="アドレス解約済み", staff="EVIL")
+    assert "削除しました" in flash(page)
+    assert patron(s, "C2")["state"] == "none"
+    assert history(s, "C1")[-1]["staff"] == "S03" and history(s, "C2")[-1]["staff"] == "S03"
+    assert history(s, "C2")[-1]["why"] == "アドレス解約済み"
+
+
+def test_rejected_events_page_escapes_the_raw_payload(s, web):
+    logged_in(s, web)
+    from worker.intake import reject
+    with_store(s, lambda st: reject(st, {"event_id": "bad-1", "type": "hold_ready",
+                                         "item": {"title": "<script>x()</script>"}},
+                                    "item.material: Field required",
+                                    event_id="bad-1", event_type="hold_ready"))
+    page = web.get("/rejected")
+    assert "bad-1" in page.text and "item.material: Field required" in page.text
+    assert "&lt;script&gt;x()&lt;/script&gt;" in page.text and "<script>" not in page.text
+
+
+def test_patron_page_and_home_counts(s, web):
+    logged_in(s, web, "S01", branch="ogawa")
+    register(s, "C1", "taro@docomo.ne.jp", "ogawa")
+    register(s, "C2", "hana@ezweb.ne.jp", "minori")
+    on_call_list(s, "H1", "C1")
+    _failure(s, "C3", "x@softbank.ne.jp")
+    home = web.get("/").text
+    assert re.search(r'id="count-pending">2<', home) and "うち小川図書館 1件" in home
+    assert re.search(r'id="count-calls">1<', home)
+    assert re.search(r'id="count-failures">1<', home)
+    page = web.get("/patron?card=C1")
+    assert "承認待ち" in page.text and "taro@docomo.ne.jp" in page.text
+    assert "H1" in page.text and "address registered" in page.text
+    raw = patron(s, "C1")
+    assert raw["code_hash"] not in page.text and raw["code_salt"] not in page.text
+    assert "記録はありません" in web.get("/patron?card=NOPE").text
+    assert web.get("/patron?card=<b>x</b>").text.count("<b>x</b>") == 0
+
+
+def test_staff_web_shows_a_page_when_redis_is_down(s):
+    down = variant(s, redis={"url": "redis://127.0.0.1:1/0"})
+    with client_for(down) as c:
+        page = c.get("/login")
+        assert page.status_code == 200  # the form itself needs no Redis
+        r = c.post("/login", data={"csrf": csrf_of(page.text), "staff_id": "S01",
+                                   "password": PASSWORD})
+        assert r.status_code == 503 and "Redis に接続できません" in r.text
+        c.cookies.set("omitama_staff", "garbage")
+        assert c.get("/calls").status_code in (303, 503)
+
+
+# -- the staff command ----------------------------------------------------------------
+
+def cli(*args: str, stdin: str | None = None):
+    return subprocess.run([sys.executable, "-m", "worker.cli", *args], input=stdin,
+                          capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={**os.environ})
+
+
+def test_staff_command_adds_changes_and_removes_accounts(s, web):
+    r = cli("staff", "add", "S09", "--branch", "tamari", "--password-stdin", stdin=PASSWORD + "\n")
+    assert r.returncode == 0 and "staff account S09 created" in r.stdout, r.stderr
+    stored = with_store(s, lambda st: st.r.hgetall(st.k.staff("S09")))
+    assert stored["hash"].startswith("$argon2id$") and PASSWORD not in str(stored)
+    again = cli("staff", "add", "S09", "--password-stdin", stdin=PASSWORD + "\n")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    short = cli("staff", "add", "S10", "--password-stdin", stdin="short\n")
+    assert short.returncode == 1 and "at least 8 characters" in short.stderr
+    bad = cli("staff", "add", "S 1", "--password-stdin", stdin=PASSWORD + "\n")
+    assert bad.returncode == 1 and "staff id" in bad.stderr
+    assert cli("staff", "add", "S11", stdin="").returncode == 1  # no terminal, no --password-stdin
+    assert "S09  tamari" in cli("staff", "list").stdout
+    assert login(web, "S09").status_code == 303
+    assert "玉里" in web.get("/").text
+    r = cli("staff", "passwd", "S09", "--password-stdin", stdin="another-password\n")
+    assert r.returncode == 0, r.stderr
+    with client_for(s) as other:
+        assert login(other, "S09").status_code == 401
+        assert login(other, "S09", "another-password").status_code == 303
+    assert cli("staff", "remove", "S09").returncode == 0
+    assert web.get("/").status_code == 303  # the account is gone: so are its sessions
+    assert cli("staff", "remove", "S09").returncode == 1

@@ -1,0 +1,134 @@
+"""The Starlette application: sessions, the login wall, security headers, the pages."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import StoreError
+from ..settings import Settings
+from ..store import Store, safe_url
+from .auth import Accounts
+from .base import TEMPLATES, login_url, make_env, render
+from .routes import calls, failures, home, login, patron, pending, rejected
+
+log = logging.getLogger(__name__)
+
+PUBLIC = ("/login", "/static/")
+COOKIE = "omitama_staff"
+HEADERS = [
+    # no script at all runs on these pages; styles only from us
+    (b"content-security-policy", b"default-src 'none'; style-src 'self'; img-src 'self'; "
+                                 b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cache-control", b"no-store"),
+]
+
+
+class LoginWall:
+    """Nothing but the login page and the stylesheet without a live session; the
+    staff member is put on ``request.state.staff`` for everything else."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (k, v) for k, v in HEADERS if k not in names]
+            await send(message)
+
+        path = scope["path"]
+        accounts = Accounts(scope["app"].state.store, scope["app"].state.settings.web)
+        try:
+            staff = await accounts.session(scope["session"].get("sid"))
+        except (StoreError, RedisConnectionError, RedisTimeoutError, OSError) as e:
+            scope.setdefault("state", {})["staff"] = None
+            await (await store_unreachable(Request(scope), e))(scope, receive, send_with_headers)
+            return
+        scope.setdefault("state", {})["staff"] = staff
+        if staff is None and not path.startswith(PUBLIC):
+            scope["session"].pop("sid", None)
+            response: Response = RedirectResponse(login_url(path), status_code=303)
+            await response(scope, receive, send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)
+
+
+async def store_unreachable(request: Request, exc: Exception) -> Response:
+    log.error("staff web: Redis: %s", exc)
+    return render(request, "error.html", status_code=503, title="データベースに接続できません",
+                  message="Redis に接続できません。システム担当にご連絡ください。"
+                          f"({safe_url(request.app.state.settings.redis.url)})")
+
+
+def routes() -> list[Any]:
+    return [
+        Route("/login", login.login_page, methods=["GET"]),
+        Route("/login", login.login_submit, methods=["POST"]),
+        Route("/logout", login.logout, methods=["POST"]),
+        Route("/", home.home, methods=["GET"]),
+        Route("/pending", pending.page, methods=["GET"]),
+        Route("/pending/approve", pending.approve_with_code, methods=["POST"]),
+        Route("/pending/approve-without-code", pending.approve_without_code, methods=["POST"]),
+        Route("/pending/reject", pending.reject, methods=["POST"]),
+        Route("/calls", calls.page, methods=["GET"]),
+        Route("/calls/called", calls.called, methods=["POST"]),
+        Route("/failures", failures.page, methods=["GET"]),
+        Route("/failures/reenable", failures.reenable, methods=["POST"]),
+        Route("/failures/remove", failures.remove, methods=["POST"]),
+        Route("/rejected", rejected.page, methods=["GET"]),
+        Route("/patron", patron.page, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=TEMPLATES.parent / "static"), name="static"),
+    ]
+
+
+def create_app(settings: Settings, store: Store | None = None) -> Starlette:
+    """The staff web page. ``store`` defaults to one connected from ``[redis]`` at startup."""
+    secret = settings.web.session_secret.get_secret_value() or secrets.token_urlsafe(32)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        own = store is None
+        app.state.store = store or Store.connect(settings.redis.url, settings.redis.key_prefix)
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.store.close()
+
+    app = Starlette(
+        routes=routes(), lifespan=lifespan,
+        middleware=[
+            Middleware(SessionMiddleware, secret_key=secret, session_cookie=COOKIE,
+                       max_age=settings.web.session_max_age_s, same_site="lax",
+                       https_only=False),
+            Middleware(LoginWall),
+        ],
+        exception_handlers={StoreError: store_unreachable,
+                            RedisConnectionError: store_unreachable,
+                            RedisTimeoutError: store_unreachable})
+    app.state.settings = settings
+    app.state.jinja = make_env()
+    return app

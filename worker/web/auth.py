@@ -1,0 +1,178 @@
+"""Staff accounts, sessions, CSRF tokens and login throttling (all in Redis).
+
+- Passwords: argon2id (argon2-cffi's defaults, RFC 9106's second recommended profile);
+  the hash is rehashed on login when the parameters change.
+- Sessions: the signed cookie (Starlette's SessionMiddleware: itsdangerous, HttpOnly,
+  SameSite=Lax) carries only a random session id; the session itself (staff id, CSRF
+  token) is a Redis hash that expires after ``[web] session_max_age_s`` and is deleted
+  on logout, so a copied cookie is worthless after logout or ``staff remove``.
+- CSRF: one random token per session, in a hidden field of every form, compared in
+  constant time on every POST. The login form has its own token in the cookie.
+- Throttling: failed logins are counted per staff id and per client address in a
+  fixed window (``login_window_s``); at ``login_max_failures`` either counter refuses
+  further tries, right or wrong, until the window ends.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from ..errors import NotifyError
+from ..settings import WebSettings
+from ..store import Store, now_iso
+
+STAFF_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+MIN_PASSWORD = 8
+
+_hasher = PasswordHasher()
+_dummy: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """Verified against when the staff id is unknown, so both cases take the same time."""
+    if not _dummy:
+        _dummy.append(_hasher.hash(secrets.token_urlsafe(16)))
+    return _dummy[0]
+
+
+class AccountError(NotifyError):
+    """A staff account cannot be created or changed as asked."""
+
+
+def check_staff_id(staff_id: str) -> str:
+    if not STAFF_ID.fullmatch(staff_id or ""):
+        raise AccountError("a staff id is 1–64 letters, digits or . _ @ - (e.g. S01)")
+    return staff_id
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"the password needs at least {MIN_PASSWORD} characters")
+    if any(ord(c) < 32 for c in password):
+        raise AccountError("the password cannot contain control characters")
+    return password
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+@dataclass(frozen=True)
+class Staff:
+    staff_id: str
+    branch: str | None
+    sid: str
+    csrf: str
+
+
+class Accounts:
+    """Staff accounts and sessions in Redis (keys from :mod:`worker.keys`)."""
+
+    def __init__(self, store: Store, web: WebSettings) -> None:
+        self.store = store
+        self.r = store.r
+        self.k = store.k
+        self.web = web
+
+    # -- accounts ----------------------------------------------------------------
+
+    async def add(self, staff_id: str, password: str, branch: str | None = None, *,
+                  replace: bool = False) -> None:
+        check_staff_id(staff_id)
+        check_password(password)
+        key = self.k.staff(staff_id)
+        fields = {"hash": hash_password(password), "branch": branch or "",
+                  "updated_at": now_iso()}
+        if replace:
+            if not await self.r.exists(key):
+                raise AccountError(f"there is no staff account {staff_id}")
+            await self.r.hset(key, mapping=fields)
+            return
+        if not await self.r.hsetnx(key, "created_at", now_iso()):
+            raise AccountError(f"staff account {staff_id} already exists "
+                               f"(omitama-notify staff passwd {staff_id} sets a new password)")
+        await self.r.hset(key, mapping=fields)
+
+    async def remove(self, staff_id: str) -> bool:
+        return bool(await self.r.delete(self.k.staff(staff_id)))
+
+    async def list(self) -> list[dict[str, str]]:
+        rows = []
+        async for key in self.r.scan_iter(self.k.staff("*"), count=500):
+            h = await self.r.hgetall(key)
+            rows.append({"staff_id": key[len(self.k.staff("")):], "branch": h.get("branch", ""),
+                         "created_at": h.get("created_at", "")})
+        return sorted(rows, key=lambda r: r["staff_id"])
+
+    # -- logging in ----------------------------------------------------------------
+
+    async def throttled(self, staff_id: str, addr: str) -> bool:
+        limit = self.web.login_max_failures
+        counts = await self.r.mget(self.k.login_failures("staff", staff_id),
+                                   self.k.login_failures("addr", addr))
+        return any(int(c or 0) >= limit for c in counts)
+
+    async def _failed(self, staff_id: str, addr: str) -> None:
+        async with self.r.pipeline(transaction=True) as p:
+            for key in (self.k.login_failures("staff", staff_id),
+                        self.k.login_failures("addr", addr)):
+                p.incr(key)
+                p.expire(key, self.web.login_window_s, nx=True)
+            await p.execute()
+
+    async def login(self, staff_id: str, password: str, addr: str) -> str | None:
+        """Check the password; returns a new session id, or None. Raises
+        :class:`Throttled` when too many logins failed for this id or address."""
+        staff_id = staff_id.strip()[:64]
+        if await self.throttled(staff_id, addr):
+            raise Throttled()
+        h = await self.r.hgetall(self.k.staff(staff_id)) if STAFF_ID.fullmatch(staff_id) else {}
+        try:
+            _hasher.verify(h.get("hash") or _dummy_hash(), password)
+            ok = bool(h.get("hash"))
+        except (VerificationError, InvalidHashError):
+            ok = False
+        if not ok:
+            await self._failed(staff_id, addr)
+            return None
+        if _hasher.check_needs_rehash(h["hash"]):
+            await self.r.hset(self.k.staff(staff_id), "hash", hash_password(password))
+        await self.r.delete(self.k.login_failures("staff", staff_id))
+        sid = secrets.token_urlsafe(32)
+        key = self.k.web_session(sid)
+        async with self.r.pipeline(transaction=True) as p:
+            p.hset(key, mapping={"staff": staff_id, "csrf": secrets.token_urlsafe(32),
+                                 "created_at": now_iso()})
+            p.expire(key, self.web.session_max_age_s)
+            await p.execute()
+        return sid
+
+    async def session(self, sid: str | None) -> Staff | None:
+        """The staff member of a live session (and whose account still exists)."""
+        if not sid or not isinstance(sid, str):
+            return None
+        s: dict[str, Any] = await self.r.hgetall(self.k.web_session(sid))
+        if not s.get("staff"):
+            return None
+        account = await self.r.hgetall(self.k.staff(s["staff"]))
+        if not account:
+            return None
+        return Staff(s["staff"], account.get("branch") or None, sid, s["csrf"])
+
+    async def logout(self, sid: str) -> None:
+        await self.r.delete(self.k.web_session(sid))
+
+
+class Throttled(Exception):
+    """Too many failed logins for this staff id or client address."""
+
+
+def same_token(given: Any, expected: str | None) -> bool:
+    return (isinstance(given, str) and bool(expected)
+            and secrets.compare_digest(given.encode(), str(expected).encode()))

@@ -1,0 +1,126 @@
+"""``omitama-notify staff …`` (accounts) and ``omitama-notify staff-web`` (the page)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from typing import Any
+
+from ..errors import NotifyError
+from ..review_cli import with_store
+from ..settings import Settings
+from ..store import Store
+from .auth import Accounts, check_password, check_staff_id
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        return line[:-1] if line.endswith("\n") else line
+    if not sys.stdin.isatty():
+        raise NotifyError("no terminal to ask for the password: use --password-stdin")
+    first = getpass.getpass(f"password for {args.staff_id}: ")
+    check_password(first)
+    if getpass.getpass("the same password again: ") != first:
+        raise NotifyError("the two passwords differ; nothing was changed")
+    return first
+
+
+def _branch(args: argparse.Namespace, s: Settings) -> str | None:
+    b = getattr(args, "branch", None)
+    if b and b not in s.branches:
+        raise NotifyError(f"unknown branch {b!r}; expected one of {', '.join(s.branches)}")
+    return b
+
+
+def cmd_staff_add(args: argparse.Namespace, s: Settings) -> int:
+    check_staff_id(args.staff_id)
+    branch = _branch(args, s)
+    password = check_password(_read_password(args))
+
+    async def run(store: Store) -> int:
+        await Accounts(store, s.web).add(args.staff_id, password, branch)
+        print(f"staff account {args.staff_id} created"
+              + (f" (branch {branch})" if branch else "")
+              + "; log in at the staff web page (omitama-notify staff-web)")
+        return 0
+    return with_store(s, run)
+
+
+def cmd_staff_passwd(args: argparse.Namespace, s: Settings) -> int:
+    check_staff_id(args.staff_id)
+    password = check_password(_read_password(args))
+
+    async def run(store: Store) -> int:
+        accounts = Accounts(store, s.web)
+        current = await store.r.hget(store.k.staff(args.staff_id), "branch")
+        await accounts.add(args.staff_id, password, _branch(args, s) or current, replace=True)
+        print(f"staff account {args.staff_id}: new password set")
+        return 0
+    return with_store(s, run)
+
+
+def cmd_staff_remove(args: argparse.Namespace, s: Settings) -> int:
+    async def run(store: Store) -> int:
+        if not await Accounts(store, s.web).remove(args.staff_id):
+            raise NotifyError(f"there is no staff account {args.staff_id}")
+        print(f"staff account {args.staff_id} removed (its sessions end at once)")
+        return 0
+    return with_store(s, run)
+
+
+def cmd_staff_list(args: argparse.Namespace, s: Settings) -> int:
+    async def run(store: Store) -> int:
+        rows = await Accounts(store, s.web).list()
+        if not rows:
+            print("(none)")
+        for r in rows:
+            print(f"{r['staff_id']}  {r['branch'] or '-'}  created {r['created_at']}")
+        return 0
+    return with_store(s, run)
+
+
+def cmd_staff_web(args: argparse.Namespace, s: Settings) -> int:
+    import uvicorn
+
+    from ..devredis import ensure_redis
+    from .app import create_app
+
+    started = ensure_redis(s.redis.url, s.var_dir / "redis", start_private=s.redis.start_private)
+    if started:
+        print(started, flush=True)
+    host = args.host or s.web.host
+    port = args.port or s.web.port
+    if not s.web.session_secret.get_secret_value():
+        print("note: [web] session_secret is not set; a random one is used, so everyone is "
+              "logged out when this stops (set OMITAMA_NOTIFY_WEB__SESSION_SECRET)", flush=True)
+    print(f"staff web page: http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    uvicorn.run(create_app(s), host=host, port=port, log_level="warning",
+                server_header=False, date_header=False)
+    return 0
+
+
+def add_web_commands(sub: Any) -> None:
+    st = sub.add_parser("staff", help="staff accounts of the web page").add_subparsers(
+        dest="what", required=True)
+    a = st.add_parser("add", help="create an account (asks for the password twice)")
+    a.add_argument("staff_id", metavar="ID")
+    a.add_argument("--branch", help="the staff member's branch: its lists come first")
+    a.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of standard input")
+    a.set_defaults(fn=cmd_staff_add)
+    p = st.add_parser("passwd", help="set a new password for an account")
+    p.add_argument("staff_id", metavar="ID")
+    p.add_argument("--branch", help="change the staff member's branch as well")
+    p.add_argument("--password-stdin", action="store_true")
+    p.set_defaults(fn=cmd_staff_passwd)
+    r = st.add_parser("remove", help="delete an account; its sessions end at once")
+    r.add_argument("staff_id", metavar="ID")
+    r.set_defaults(fn=cmd_staff_remove)
+    ls = st.add_parser("list", help="the accounts")
+    ls.set_defaults(fn=cmd_staff_list)
+    w = sub.add_parser("staff-web", help="serve the staff web page ([web] host and port)")
+    w.add_argument("--host", help="bind address (default [web] host, 127.0.0.1)")
+    w.add_argument("--port", type=int, help="port (default [web] port)")
+    w.set_defaults(fn=cmd_staff_web)

@@ -1,0 +1,27 @@
+"""One patron by card number: contact state, addresses, holds on the call list, audit log."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ... import calls as calls_mod
+from ...registry import Registry
+from ..base import render, store
+
+# what staff may see of the patron record (never the code's hash or salt)
+SHOWN = ("state", "address", "pending_address", "pending_branch", "pending_at", "pending_typo",
+         "confirmation", "suspended_address", "prev_state")
+
+
+async def page(request: Request) -> Response:
+    card = (request.query_params.get("card") or "").strip()[:64]
+    record, history, calls = None, [], []
+    if card:
+        raw = await Registry(store(request)).get(card)
+        record = {k: raw.get(k) for k in SHOWN}
+        history = list(reversed(await store(request).history(card)))  # newest first
+        calls = [c for c in await calls_mod.calls_view(store(request))
+                 if c.get("card_number") == card]
+    return render(request, "patron.html", card=card, record=record, history=history,
+                  calls=calls)
