@@ -17,6 +17,7 @@ from . import holds, registration
 from .broker import GAVE_UP_ACTOR, MALFORMED_ACTOR, QUEUE, RAW_SHA, build_broker
 from .events import HoldReady, parse_event
 from .intake import accept, reject
+from .metrics import count_notice
 from .runtime import get_runtime
 from .settings import get_settings
 
@@ -55,7 +56,9 @@ async def hold_ready(event: Any) -> None:
     ev = await accept(rt.store, event, "hold_ready", rt.branches, key=_message_key())
     if ev is not None:
         assert isinstance(ev, HoldReady)
-        _retry_if_needed(await holds.notify_hold_ready(rt, ev))
+        result = await holds.notify_hold_ready(rt, ev)
+        count_notice(result.outcome.value)
+        _retry_if_needed(result)
 
 
 @event_actor

@@ -56,6 +56,7 @@ async def apply_failure(store: Store, settings: Settings, result: BounceResult, 
     if card:
         cards.add(card)
     today = now_tokyo().date()
+    await bs.count(result.reason)
     verdict = judge(result.reason, result.permanent, result.misconfigured_recipient, today,
                     await bs.scored_days(key), settings.bounces)
     if verdict.points:

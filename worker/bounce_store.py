@@ -30,6 +30,9 @@ class BounceStore:
             p.expire(key, keep_s)
             await p.execute()
 
+    async def count(self, reason: str | None) -> None:
+        await self.r.hincrby(self.k.bounce_reasons, reason or "undefined", 1)
+
     async def first_time(self, fingerprint: str) -> bool:
         """True the first time a mail with this fingerprint is ingested."""
         return bool(await self.r.sadd(self.k.bounces_seen, fingerprint))

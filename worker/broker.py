@@ -26,6 +26,7 @@ from dramatiq.common import dq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware
 
+from .process_setup import ProcessSetup, prometheus_middleware
 from .settings import Settings
 
 QUEUE = "notifications"
@@ -125,6 +126,10 @@ def build_broker(settings: Settings) -> RedisBroker:
     broker.add_middleware(AsyncIO())
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(RecoverRedisId())
+    prometheus = prometheus_middleware(settings)
+    if prometheus is not None:
+        broker.add_middleware(prometheus)
+    broker.add_middleware(ProcessSetup(settings))
     dramatiq.set_encoder(EnvelopeEncoder(lambda: set(broker.actors)))
     dramatiq.set_broker(broker)
     return broker

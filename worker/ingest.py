@@ -128,6 +128,8 @@ async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) ->
             row.update(suspended=effect["suspended"], hold_action=effect["hold"],
                        score=effect["score"])
         else:
+            if r.is_bounce:
+                await bs.count(r.reason)
             row["action"] = "recorded only"
         await bs.log({**row, "fingerprint": fp})
         rows.append(row)

@@ -22,6 +22,8 @@ bouncescore:{key}           zset   day (YYYY-MM-DD) → bounce points given that
                                    day, per address key
 bounces                     list   JSON of every ingested mail and its outcome  kept (audit)
 bounces:seen                set    fingerprints of ingested mails (dedup)       kept
+bounces:reasons             hash   reason → failures recorded (metrics)         kept
+suspended                   set    cards whose address is suspended (metrics)   while suspended
 sent:{card}                 list   hold ids of the last notices mailed to card  20 newest
 rejected                    hash   fingerprint → JSON of a refused event        kept (staff review)
 rejected:order              zset   fingerprint, score = received ms             with ``rejected``
@@ -87,6 +89,14 @@ class Keys:
     @property
     def bounces_seen(self) -> str:
         return f"{self.prefix}bounces:seen"
+
+    @property
+    def bounce_reasons(self) -> str:
+        return f"{self.prefix}bounces:reasons"
+
+    @property
+    def suspended(self) -> str:
+        return f"{self.prefix}suspended"
 
     def sent(self, card: str) -> str:
         return f"{self.prefix}sent:{card}"

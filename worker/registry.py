@@ -56,6 +56,11 @@ class Registry:
                         p.hdel(key, *drop)
                     if fields:
                         p.hset(key, mapping={"updated_ms": now_ms(), **fields})
+                    if "state" in fields:
+                        if fields["state"] == "suspended":
+                            p.sadd(self.k.suspended, card)
+                        else:
+                            p.srem(self.k.suspended, card)
                     if extra:
                         extra(p, before)
                     p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **audit}))

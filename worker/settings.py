@@ -136,6 +136,12 @@ class BounceSettings(_Section):
     stale_after_days: float = Field(7.0, gt=0)
 
 
+class LoggingSettings(_Section):
+    # "json": one JSON object per line (for a log collector); "text": dramatiq's lines
+    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
 class MetricsSettings(_Section):
     host: str = "127.0.0.1"
     # 0 turns the Prometheus exposition off
@@ -159,6 +165,7 @@ class Settings(_Section):
     bounces: BounceSettings = BounceSettings()
     web: WebSettings = WebSettings()
     metrics: MetricsSettings = MetricsSettings()
+    logging: LoggingSettings = LoggingSettings()
     branches: dict[str, Branch]
     # folder the settings were read from; relative paths are resolved against it
     base_dir: Path = PROJECT_ROOT

@@ -107,6 +107,10 @@ class Store:
             p.hset(self.k.patron(card), mapping=fields)
             if key:
                 p.sadd(self.k.address(key), card)
+            if state is ContactState.SUSPENDED:
+                p.sadd(self.k.suspended, card)
+            else:
+                p.srem(self.k.suspended, card)
             p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
             await p.execute()
 

@@ -1,0 +1,36 @@
+"""What every worker process sets up at boot: masked (optionally JSON) logs, metrics."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dramatiq.middleware import Middleware
+
+from . import logs, metrics
+from .keys import Keys
+from .settings import Settings
+
+
+def prometheus_middleware(settings: Settings) -> Middleware | None:
+    """dramatiq's Prometheus middleware on ``[metrics] host:port`` (None when port = 0).
+    Its module reads the address from the environment when imported, hence the order."""
+    if not settings.metrics.port:
+        return None
+    os.environ.setdefault("dramatiq_prom_host", settings.metrics.host)
+    os.environ.setdefault("dramatiq_prom_port", str(settings.metrics.port))
+    os.environ.setdefault("dramatiq_prom_db", str(settings.var_dir / "prometheus"))
+    from dramatiq.middleware.prometheus import Prometheus
+
+    return Prometheus()
+
+
+class ProcessSetup(Middleware):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def after_process_boot(self, broker: Any) -> None:
+        s = self.settings
+        logs.configure(s.logging.format, s.logging.level)
+        if s.metrics.port:
+            metrics.start(s.redis.url, Keys(s.redis.key_prefix), list(s.branches))
