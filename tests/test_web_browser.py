@@ -1,0 +1,231 @@
+"""The staff web page in a real headless Chromium (Debian's ``chromium`` package, driven by
+Playwright): a librarian logs in, approves a patron with the code from the confirmation
+mail, marks a phone call, re-enables a suspended address, and logs out. Data comes from
+a real dramatiq worker and a real SMTP server; screenshots of every page go to
+``test-artifacts/web/``.
+
+Chromium missing: the test fails in CI (``CI=true``) and is skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import free_port, hold_event, run_worker, variant, wait_for, with_store
+from worker.contacts import ContactState
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "test-artifacts" / "web"
+CHROMIUM = os.environ.get("OMITAMA_TEST_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PASSWORD = "kasidasi-2026"
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _need_browser() -> None:
+    missing = []
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        missing.append(f"{CHROMIUM} (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("playwright (pip install -e '.[test]')")
+    if not missing:
+        return
+    why = "browser tests need " + " and ".join(missing)
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(why + " — CI must install it (.ci/run does)", pytrace=False)
+    pytest.skip(why)
+
+
+@pytest.fixture
+def s(settings, smtp_sink, clean_redis):
+    return variant(settings, mail={"transport": "smtp"},
+                   smtp={"port": smtp_sink.port, "pool_size": 1, "timeout": 5},
+                   delivery={"min_backoff_s": 0.2, "max_backoff_s": 0.5, "lease_s": 5})
+
+
+@pytest.fixture
+def server(s):
+    """uvicorn serving the staff web page on a free loopback port, in a thread."""
+    import uvicorn
+
+    from worker.web.app import create_app
+
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(s), host="127.0.0.1", port=port,
+                                        log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    wait_for(lambda: srv.started, timeout=15)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def browser():
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def ws(s, fn):
+    """with_store from a thread of its own: Playwright's sync API keeps an event loop
+    running in this one, where asyncio.run() cannot start another."""
+    with ThreadPoolExecutor(1) as ex:
+        return ex.submit(with_store, s, fn).result()
+
+
+def code_in(message) -> str:
+    body = email.message_from_bytes(message.data, policy=email.policy.default).get_content()
+    return re.findall(r"^(\d{6})$", body, re.M)[0]
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s, smtp_sink,
+                                                                       server):
+    from worker.actors import address_registered, hold_ready
+    from worker.web.auth import Accounts
+
+    # the worker: a registration (confirmation mail with the code) and two holds for the
+    # call list, one with a title that tries to run a script
+    with run_worker(s):
+        address_registered.send({"event_id": "r1", "type": "address_registered",
+                                 "card_number": "2100000003", "email": "taro.minori@docomo.ne.jp",
+                                 "registered_at": "2026-11-29T09:30:00+09:00",
+                                 "application_branch": "minori"})
+        hold_ready.send(hold_event("HX-1001", "2100000001", contact="phone",
+                                   pickup_branch="minori", pickup_by="2099-12-05"))
+        hold_ready.send(hold_event("HX-1002", "2100000002", contact="email",
+                                   pickup_branch="ogawa", pickup_by="2099-12-03",
+                                   item={"title": "<script>alert('x')</script>危険な題名",
+                                         "material": "book"}))
+        wait_for(lambda: smtp_sink.messages and len(ws(s, lambda st: st.calls())) == 2)
+    code = code_in(smtp_sink.messages[0])
+    # a suspended address with the failure that suspended it
+    ws(s, lambda st: st.set_contact("2100000009", ContactState.SUSPENDED,
+                                            address="hanako@ezweb.ne.jp",
+                                            envelope="hanako@ezweb.ne.jp", why="filtered"))
+    from worker.failures import advice_for
+    ws(s, lambda st: st.add_failure({
+        "card_number": "2100000009", "hold_id": "HX-0999", "reason": "filtered",
+        "permanent": True, "misconfigured_recipient": True, "status": "5.2.0",
+        "diagnostic": "550 5.2.0 Message rejected (filtered by the recipient)",
+        "advice": advice_for("filtered", True, "hanako@ezweb.ne.jp"),
+        "address": "h***@ezweb.ne.jp", "source": "smtp"}))
+    from worker.intake import reject
+    ws(s, lambda st: reject(st, {"event_id": "bad-1", "type": "hold_ready",
+                                         "pickup_branch": "mito"},
+                                    "pickup_branch: unknown branch 'mito'",
+                                    event_id="bad-1", event_type="hold_ready"))
+    ws(s, lambda st: Accounts(st, s.web).add("S01", PASSWORD, "minori"))
+
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, locale="ja-JP")
+    page = ctx.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.set_default_timeout(15_000)
+
+    # logged out: every page leads to the login form
+    page.goto(server + "/calls")
+    assert page.url.startswith(server + "/login")
+    shot(page, "01-login")
+    page.fill("input[name=staff_id]", "S01")
+    page.fill("input[name=password]", "wrong password")
+    page.click("button[type=submit]")
+    assert "職員IDまたはパスワードが違います" in page.inner_text("main")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    assert page.url == server + "/calls"  # back to the page asked for
+
+    page.goto(server + "/")
+    assert page.inner_text("#count-pending") == "1"
+    assert page.inner_text("#count-calls") == "2"
+    assert page.inner_text("#count-failures") == "1"
+    shot(page, "02-home")
+
+    # pending approval with the code read out by the patron (typed full-width, as it happens)
+    page.click("nav >> text=メール承認待ち")
+    card = page.locator("#pending-2100000003")
+    assert "taro.minori@docomo.ne.jp" in card.inner_text() and "ドコモ" in card.inner_text()
+    shot(page, "03-pending")
+    card.locator("input[name=code]").fill("000000" if code != "000000" else "111111")
+    card.locator("button.primary").click()
+    assert "あと 4 回" in page.inner_text(".flash.error")
+    shot(page, "04-pending-wrong-code")
+    page.locator("#pending-2100000003 input[name=code]").fill(
+        code.translate(str.maketrans("0123456789", "０１２３４５６７８９")))
+    page.locator("#pending-2100000003 button.primary").click()
+    assert "承認しました" in page.inner_text(".flash.ok")
+    shot(page, "05-pending-approved")
+
+    # the phone-call list: the script-laden title is text, nothing ran
+    page.click("nav >> text=電話連絡リスト")
+    assert "<script>alert('x')</script>危険な題名" in page.inner_text("#call-HX-1002")
+    assert page.locator("section h2").first.inner_text().startswith("美野里")  # own branch first
+    shot(page, "06-calls")
+    row = page.locator("#call-HX-1001")
+    row.locator("input[name=note]").fill("ご本人に伝えました")
+    row.locator("button").click()
+    assert "連絡済みにしました" in page.inner_text(".flash.ok")
+    assert page.locator("#call-HX-1001").count() == 0
+    shot(page, "07-calls-done")
+
+    # delivery failures: re-enable the suspended address
+    page.click("nav >> text=メール不達")
+    assert "受信拒否設定" in page.inner_text("main")
+    page.click("summary >> text=詳しい情報")
+    shot(page, "08-failures")
+    form = page.locator("form[action='/failures/reenable']")
+    form.locator("input[name=reason]").fill("受信リストに登録したと電話あり")
+    form.locator("button").click()
+    assert "再開しました" in page.inner_text(".flash.ok")
+    shot(page, "09-failures-reenabled")
+
+    page.click("nav >> text=受付できなかったデータ")
+    page.click("summary >> text=表示")
+    assert "unknown branch 'mito'" in page.inner_text("main")
+    shot(page, "10-rejected")
+
+    page.click("nav >> text=利用者を調べる")
+    page.fill("main input[name=card]", "2100000003")
+    page.click("main button[type=submit]")
+    assert "メール利用中" in page.inner_text("main")
+    shot(page, "11-patron")
+
+    page.click("text=ログアウト")
+    assert page.url.startswith(server + "/login") and "ログアウトしました" in page.inner_text("main")
+    page.goto(server + "/")
+    assert page.url.startswith(server + "/login")
+    shot(page, "12-logged-out")
+    ctx.close()
+
+    assert dialogs == []  # no script ran
+    for card, what in [("2100000003", "code checked"), ("2100000001", "phoned about hold HX-1001"),
+                       ("2100000009", "address re-enabled")]:
+        last = ws(s, lambda st: st.history(card))[-1]
+        assert what in last["what"] and last["staff"] == "S01", last
+    patron = ws(s, lambda st: st.r.hgetall(st.k.patron("2100000009")))
+    assert patron["state"] == "active"
+    assert len(list(SHOTS.glob("*.png"))) >= 12
