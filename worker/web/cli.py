@@ -8,10 +8,21 @@ import sys
 from typing import Any
 
 from ..errors import NotifyError
-from ..review_cli import with_store
+from ..review_cli import with_store as review_with_store
 from ..settings import Settings
 from ..store import Store
 from .auth import Accounts, check_password, check_staff_id
+
+
+def with_store(s: Settings, fn: Any) -> int:
+    """Like ``review``'s, but first starts the private Redis where settings allow it
+    (so ``staff add`` works on a fresh machine before the worker ever ran)."""
+    from ..devredis import ensure_redis
+
+    started = ensure_redis(s.redis.url, s.var_dir / "redis", start_private=s.redis.start_private)
+    if started:
+        print(started, flush=True)
+    return review_with_store(s, fn)
 
 
 def _read_password(args: argparse.Namespace) -> str:
