@@ -419,3 +419,27 @@ def test_staff_command_adds_changes_and_removes_accounts(s, web):
     assert cli("staff", "remove", "S09").returncode == 0
     assert web.get("/").status_code == 303  # the account is gone: so are its sessions
     assert cli("staff", "remove", "S09").returncode == 1
+
+
+def test_staff_web_command_serves_the_page_on_loopback(s):
+    import httpx
+
+    from tests.helpers import free_port, wait_for
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "staff-web"], cwd=ROOT,
+                            env={**os.environ, "OMITAMA_NOTIFY_WEB__PORT": str(port)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def up():
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            except httpx.HTTPError:
+                return None
+        r = wait_for(up, timeout=20, interval=0.1)
+        assert r.status_code == 303 and r.headers["location"] == "/login"
+        assert "職員ログイン" in httpx.get(f"http://127.0.0.1:{port}/login").text
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0]
+    assert f"staff web page: http://127.0.0.1:{port}/" in out
