@@ -369,7 +369,7 @@ def test_patron_page_and_home_counts(s, web):
     assert re.search(r'id="count-failures">1<', home)
     page = web.get("/patron?card=C1")
     assert "承認待ち" in page.text and "taro@docomo.ne.jp" in page.text
-    assert "H1" in page.text and "address registered" in page.text
+    assert "H1" in page.text and "アドレス登録(本人からの電話待ち)" in page.text
     raw = patron(s, "C1")
     assert raw["code_hash"] not in page.text and raw["code_salt"] not in page.text
     assert "記録はありません" in web.get("/patron?card=NOPE").text

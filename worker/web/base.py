@@ -55,6 +55,33 @@ _ERRORS_JA: list[tuple[re.Pattern[str], str]] = [(re.compile(p), t) for p, t in 
 ]]
 
 
+# audit log entries (English, shared with `review history`) → Japanese for the patron page
+_AUDIT_JA: list[tuple[re.Pattern[str], str]] = [(re.compile(p + "$"), t) for p, t in [
+    (r"address registered, awaiting the patron's call", "アドレス登録(本人からの電話待ち)"),
+    (r"address refused; state unchanged", "アドレスを受付できず(状態は変更なし)"),
+    (r"approved after the patron's call \(code checked\)", "承認(受付番号を確認)"),
+    (r"approved after the patron's call WITHOUT the code", "承認(受付番号なし)"),
+    (r"registration rejected", "登録を却下"),
+    (r"address removed", "アドレス削除"),
+    (r"address suspended", "メール停止(不達)"),
+    (r"approved address suspended \(new one still pending\)",
+     "承認済みアドレスをメール停止(新しいアドレスは承認待ち)"),
+    (r"delivery failure; address not suspended", "メール不達(アドレスは停止せず)"),
+    (r"delivery failure", "メール不達"),
+    (r"address re-enabled", "メール再開"),
+    (r"phoned about hold (.+)", "電話連絡済み(予約 {0})"),
+    (r"state → (\w+)", "状態を変更: {0}"),
+]]
+
+
+def audit_ja(what: str) -> str:
+    for pattern, text in _AUDIT_JA:
+        m = pattern.match(what or "")
+        if m:
+            return text.format(*[STATE_JA.get(g, g) for g in m.groups()])
+    return what
+
+
 def error_ja(message: str) -> str:
     for pattern, text in _ERRORS_JA:
         m = pattern.match(message)
@@ -98,7 +125,8 @@ def make_env() -> jinja2.Environment:
     env.filters.update(ja_datetime=f_datetime, ja_date=f_date,
                        state_ja=lambda s: STATE_JA.get(s or "none", s),
                        confirmation_ja=lambda s: CONFIRMATION_JA.get(s, s),
-                       code_ja=lambda s: CODE_JA.get(s, s), error_ja=error_ja)
+                       code_ja=lambda s: CODE_JA.get(s, s), error_ja=error_ja,
+                       audit_ja=audit_ja)
     return env
 
 
