@@ -13,6 +13,7 @@ import sys
 
 from .errors import ConfigError, NotifyError
 from .bounce_cli import add_bounce_commands
+from .ops_cli import add_ops_commands
 from .outbox_cli import add_outbox_command
 from .review_cli import add_review_commands
 from .settings import Settings, get_settings
@@ -36,6 +37,10 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     print(f"queue 'notifications' on {s.redis.url.split('@')[-1]} (namespace "
           f"{s.redis.namespace!r}); {s.worker.processes} process(es) × {s.worker.threads} "
           "thread(s); Ctrl-C stops", flush=True)
+    if s.metrics.port:
+        from .process_setup import metrics_env
+        metrics_env(s)
+        print(f"metrics: http://{s.metrics.host}:{s.metrics.port}/metrics", flush=True)
     argv = [sys.executable, "-m", "dramatiq", "worker.actors", "--queues", "notifications",
             "--processes", str(s.worker.processes), "--threads", str(s.worker.threads)]
     if args.once:
@@ -69,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_review_commands(sub)
     add_outbox_command(sub)
+    add_ops_commands(sub)
 
     add_bounce_commands(sub)
     # the staff web page (worker/web) adds its commands here

@@ -14,6 +14,7 @@ multiprocess directory, so one scrape sees every worker process:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -50,7 +51,12 @@ def redis_gauges(client: redis.Redis, keys: Keys, branches: list[str]) -> dict[s
 def start(url: str, keys: Keys, branches: list[str]) -> None:
     """In a worker process after boot: create our metrics and the refresher thread."""
     global _notices
-    import prometheus_client as prom  # after dramatiq set PROMETHEUS_MULTIPROC_DIR
+    # dramatiq runs after_* hooks in reverse order, so its Prometheus middleware may not
+    # have set the multiprocess directory yet; it must be set before the first import.
+    from dramatiq.middleware.prometheus import DB_PATH
+
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", DB_PATH)
+    import prometheus_client as prom
 
     _notices = prom.Counter("omitama_notices_total", "Hold notices by outcome.", ["outcome"])
     call_list = prom.Gauge("omitama_call_list", "Holds on the phone-call list, by pickup branch.",

@@ -12,14 +12,21 @@ from .keys import Keys
 from .settings import Settings
 
 
-def prometheus_middleware(settings: Settings) -> Middleware | None:
-    """dramatiq's Prometheus middleware on ``[metrics] host:port`` (None when port = 0).
-    Its module reads the address from the environment when imported, hence the order."""
-    if not settings.metrics.port:
-        return None
+def metrics_env(settings: Settings) -> None:
+    """dramatiq's Prometheus module reads its address from the environment when imported
+    — in the worker processes *and* in dramatiq's main process, which forks the
+    exposition server without importing our module: `omitama-notify worker` calls this
+    before starting dramatiq so every process sees it."""
     os.environ.setdefault("dramatiq_prom_host", settings.metrics.host)
     os.environ.setdefault("dramatiq_prom_port", str(settings.metrics.port))
     os.environ.setdefault("dramatiq_prom_db", str(settings.var_dir / "prometheus"))
+
+
+def prometheus_middleware(settings: Settings) -> Middleware | None:
+    """dramatiq's Prometheus middleware on ``[metrics] host:port`` (None when port = 0)."""
+    if not settings.metrics.port:
+        return None
+    metrics_env(settings)
     from dramatiq.middleware.prometheus import Prometheus
 
     return Prometheus()

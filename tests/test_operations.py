@@ -1,0 +1,121 @@
+"""Operations: `check`, Prometheus metrics, and logs that leak nothing — on a real worker."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from tests.helpers import free_port, hold_event, wait_for, with_store
+from worker import registration
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None):
+    return subprocess.run([sys.executable, "-m", "worker.cli", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=60, input=stdin,
+                          env={**os.environ, **(env or {})})
+
+
+def test_check_passes_on_outbox_and_fails_on_a_dead_relay(clean_redis, tmp_path):
+    ok = cli("check", env={"OMITAMA_NOTIFY_MAIL__OUTBOX_DIR": str(tmp_path)})
+    assert ok.returncode == 0, ok.stdout
+    assert [line.split()[1] for line in ok.stdout.splitlines()] == ["settings", "redis", "mail",
+                                                                     "templates"]
+    bad = cli("check", env={"OMITAMA_NOTIFY_MAIL__TRANSPORT": "smtp",
+                            "OMITAMA_NOTIFY_SMTP__PORT": "1",
+                            "OMITAMA_NOTIFY_REDIS__URL": "redis://127.0.0.1:1/0"})
+    assert bad.returncode == 1
+    lines = bad.stdout.splitlines()
+    assert lines[1].startswith("FAIL  redis") and lines[2].startswith("FAIL  mail")
+    assert lines[3].startswith("ok    templates")
+
+
+def test_check_talks_ehlo_to_a_real_relay(clean_redis, smtp_sink):
+    r = cli("check", env={"OMITAMA_NOTIFY_MAIL__TRANSPORT": "smtp",
+                          "OMITAMA_NOTIFY_SMTP__PORT": str(smtp_sink.port)})
+    assert r.returncode == 0 and f"relay 127.0.0.1:{smtp_sink.port}: EHLO ok" in r.stdout
+
+
+def test_full_run_metrics_and_no_leaks_in_json_logs(clean_redis, settings, smtp_sink, tmp_path):
+    port = free_port()
+    env = {**os.environ, "OMITAMA_NOTIFY_MAIL__TRANSPORT": "smtp",
+           "OMITAMA_NOTIFY_SMTP__PORT": str(smtp_sink.port),
+           "OMITAMA_NOTIFY_LOGGING__FORMAT": "json", "OMITAMA_NOTIFY_LOGGING__LEVEL": "INFO",
+           "OMITAMA_NOTIFY_METRICS__PORT": str(port),
+           "dramatiq_prom_db": str(tmp_path / "prom")}
+    smtp_sink.refuse("kenji.bounce@docomo.ne.jp", "550 5.1.1 <kenji.bounce@docomo.ne.jp>: User unknown")
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    secrets = ["hanako.secret@ezweb.ne.jp", "kenji.bounce@docomo.ne.jp", "山田 花子", "鈴木 健二"]
+    try:
+        reg = {"event_id": "r1", "type": "address_registered", "card_number": "C1",
+               "email": secrets[0], "registered_at": "2026-11-29T09:00:00+09:00",
+               "application_branch": "ogawa"}
+        assert cli("enqueue", "-", env=env, stdin=json.dumps(reg)).returncode == 0
+        wait_for(lambda: smtp_sink.messages, timeout=30)
+        body = email.message_from_bytes(smtp_sink.messages[0].data,
+                                        policy=email.policy.default).get_content()
+        code = re.search(r"^(\d{6})$", body, re.M)[1]
+        secrets.append(code)
+        with_store(settings, lambda st: registration.approve(st, settings, "C1", "S1", code=code))
+        with_store(settings, lambda st: st.set_contact(
+            "C2", __import__("worker.contacts").contacts.ContactState.ACTIVE,
+            address=secrets[1], envelope=secrets[1], key=secrets[1]))
+        events = [hold_event("H1", "C1", patron_name=secrets[2]),
+                  hold_event("H2", "C2", patron_name=secrets[3]),
+                  hold_event("H3", "C3", contact="phone", patron_name=secrets[2])]
+        r = cli("enqueue", "-", env=env, stdin="\n".join(json.dumps(e) for e in events))
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: len(with_store(settings, lambda st: st.calls())) == 2, timeout=30)
+        try:
+            metrics = wait_for(lambda: _scrape(port, "omitama_call_list"), timeout=40)
+        except AssertionError:
+            raise AssertionError("metrics never complete:\n" + str(_scrape(port, ""))) from None
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert 'omitama_notices_total{outcome="sent"} 1.0' in metrics
+    assert 'omitama_notices_total{outcome="phoned"} 2.0' in metrics
+    assert re.search(r'omitama_call_list\{branch="ogawa"\} 2\.0', metrics)
+    assert "omitama_pending_approvals 0.0" in metrics
+    assert "omitama_suspended_addresses 1.0" in metrics
+    assert 'omitama_bounces{reason="userunknown"} 1.0' in metrics
+    assert "dramatiq_messages_total" in metrics
+    json_lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert any("h***@ezweb.ne.jp" in j["msg"] for j in json_lines), out
+    assert any("<hold." in j["msg"] for j in json_lines), out  # Message-IDs stay traceable
+    for secret in secrets:
+        assert secret not in out, f"{secret!r} leaked into the logs"
+
+
+def _scrape(port: int, needle: str) -> str | None:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return None
+    if not needle:
+        return text
+    return text if needle in text and "omitama_suspended_addresses 1.0" in text else None
+
+
+def test_mask_filter_masks_whatever_slips_through(caplog):
+    import logging
+
+    from worker.logs import MaskFilter, mask_text
+    assert mask_text("550 <taro.yamada@docomo.ne.jp> unknown") == "550 <t***@docomo.ne.jp> unknown"
+    assert mask_text("notice <hold.ab12@city.omitama.ibaraki.jp>") == \
+        "notice <hold.ab12@city.omitama.ibaraki.jp>"
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "to %s failed", ("a.b@ezweb.ne.jp",),
+                               None)
+    MaskFilter().filter(record)
+    assert record.getMessage() == "to a***@ezweb.ne.jp failed"

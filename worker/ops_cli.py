@@ -1,0 +1,93 @@
+"""``omitama-notify check``: is this installation ready to send? One line per check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+from datetime import date, datetime
+from typing import Any, Callable
+
+import aiosmtplib
+
+from .compose import Composer
+from .events import HoldReady
+from .jdate import TOKYO
+from .settings import Settings
+from .store import Store, safe_url
+
+
+def _check_redis(s: Settings) -> str:
+    async def go() -> str:
+        store = Store.connect(s.redis.url, s.redis.key_prefix)
+        try:
+            await store.ping()
+            info = await store.r.info("server")
+            return f"Redis {info.get('redis_version')} answers at {safe_url(s.redis.url)}"
+        finally:
+            await store.close()
+    return asyncio.run(go())
+
+
+def _check_relay(s: Settings) -> str:
+    if s.mail.transport == "outbox":
+        s.outbox_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=s.outbox_dir, prefix=".check-"):
+            pass
+        return f"outbox {s.outbox_dir} is writable (transport = outbox: no relay used)"
+    c = s.smtp
+
+    async def go() -> str:
+        import ssl
+        ctx = ssl.create_default_context(cafile=c.cert_bundle) if c.cert_bundle else None
+        smtp = aiosmtplib.SMTP(hostname=c.host, port=c.port, timeout=c.timeout, use_tls=c.tls,
+                               start_tls=True if c.starttls else False,
+                               validate_certs=c.validate_certs, tls_context=ctx,
+                               local_hostname=c.helo_name or None)
+        await smtp.connect()
+        try:
+            said = [f"EHLO ok ({smtp.esmtp_extensions and 'ESMTP' or 'SMTP'})"]
+            if c.tls or c.starttls:
+                said.append("TLS ok")
+            if c.username:
+                await smtp.login(c.username, c.password.get_secret_value())
+                said.append(f"AUTH ok as {c.username}")
+            return f"relay {c.host}:{c.port}: " + ", ".join(said)
+        finally:
+            await smtp.quit()
+    return asyncio.run(go())
+
+
+def _check_templates(s: Settings) -> str:
+    composer = Composer(s)
+    branch = next(iter(s.branches))
+    ev = HoldReady.model_validate({
+        "event_id": "check", "type": "hold_ready", "hold_id": "CHECK", "card_number": "0",
+        "item": {"title": "点検用の資料", "material": "book"}, "pickup_branch": branch,
+        "ready_at": datetime.now(TOKYO), "pickup_by": date.today(), "contact": "email"})
+    n = composer.hold_ready(ev, "check@example.jp", "check")
+    c = composer.confirmation("check@example.jp", "000000", branch, "docomo", "1月1日(木)", "check")
+    return f"templates in {s.templates_dir} render ({len(n.data)} and {len(c.data)} bytes)"
+
+
+CHECKS: list[tuple[str, Callable[[Settings], str]]] = [
+    ("redis", _check_redis), ("mail", _check_relay), ("templates", _check_templates)]
+
+
+def cmd_check(args: argparse.Namespace, s: Settings) -> int:
+    failed = 0
+    print(f"ok    settings  {os.environ.get('OMITAMA_NOTIFY_SETTINGS') or s.base_dir / 'settings.toml'}"
+          f" ({len(s.branches)} branches, transport {s.mail.transport})")
+    for name, check in CHECKS:
+        try:
+            print(f"ok    {name:<9} {check(s)}", flush=True)
+        except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the rest
+            failed += 1
+            print(f"FAIL  {name:<9} {type(e).__name__}: {e}", flush=True)
+    return 1 if failed else 0
+
+
+def add_ops_commands(sub: Any) -> None:
+    c = sub.add_parser("check", help="check settings, Redis, the relay and the templates")
+    c.set_defaults(fn=cmd_check)
