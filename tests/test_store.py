@@ -6,21 +6,14 @@ import asyncio
 
 import pytest
 
+from tests.helpers import with_store
 from worker.contacts import ContactState
 from worker.store import Store, safe_url
 
 
 @pytest.fixture
 def store_run(settings, clean_redis):
-    def run(fn):
-        async def go():
-            store = Store.connect(settings.redis.url, settings.redis.key_prefix)
-            try:
-                return await fn(store)
-            finally:
-                await store.close()
-        return asyncio.run(go())
-    return run
+    return lambda fn: with_store(settings, fn)
 
 
 def test_fifty_concurrent_claims_one_winner(store_run):
