@@ -80,7 +80,8 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         ev.hold_id, token=new_token(), lease_ms=int(d.lease_s * 1000),
         ttl_s=retention_s(ev.pickup_by, now, d),
         fields={"event": ev.model_dump_json(), "card_number": ev.card_number,
-                "pickup_branch": ev.pickup_branch, "pickup_by": ev.pickup_by.isoformat()})
+                "pickup_branch": ev.pickup_branch, "pickup_by": ev.pickup_by.isoformat()},
+        contact_of=ev.card_number)  # the contact comes in the same round trip
     if claim.verdict == "done":
         log.info("hold %s: already %s; duplicate ignored", ev.hold_id, claim.status)
         return Result(Outcome.DUPLICATE, detail=claim.status)
@@ -89,7 +90,7 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
 
     if pickup_passed(ev.pickup_by, now):
         return await _phone(rt, ev, claim, CallReason.PICKUP_PASSED)
-    decision = decide_contact(ev.contact, await rt.store.get_contact(ev.card_number))
+    decision = decide_contact(ev.contact, claim.contact or await rt.store.get_contact(ev.card_number))
     if not decision.by_email:
         assert decision.reason is not None
         return await _phone(rt, ev, claim, decision.reason)

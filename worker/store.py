@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .contacts import Contact, ContactState
@@ -54,6 +55,7 @@ class Claim:
     first_ms: int = 0
     status: str = ""        # for "done": the status the hold already has
     busy_ms: int = 0        # for "busy": how long the other worker's lease still runs
+    contact: Contact | None = None  # the patron's contact, when asked for with the claim
 
 
 def _dumps(obj: Any) -> str:
@@ -87,7 +89,10 @@ class Store:
     # -- patrons ---------------------------------------------------------------
 
     async def get_contact(self, card: str) -> Contact:
-        h = await self.r.hgetall(self.k.patron(card))
+        return self._contact(card, await self.r.hgetall(self.k.patron(card)))
+
+    @staticmethod
+    def _contact(card: str, h: dict[str, str]) -> Contact:
         if not h:
             return Contact(card)
         return Contact(card, ContactState(h.get("state", "none")), h.get("address") or None,
@@ -123,13 +128,34 @@ class Store:
     # -- holds -----------------------------------------------------------------
 
     async def claim_hold(self, hold_id: str, *, token: str, lease_ms: int, ttl_s: int,
-                         fields: dict[str, str]) -> Claim:
+                         fields: dict[str, str], contact_of: str | None = None) -> Claim:
+        """Claim a hold (``claim_hold.lua``). With ``contact_of`` the patron's contact is
+        read in the same round trip (a pipeline of EVALSHA + HGETALL): one Redis round
+        trip per notice less. The read is independent of the claim, so this changes no
+        outcome; when the server lost its script cache (a restart) the claim did not run
+        and is retried the usual way, which loads the script."""
+        keys = [self.k.hold(hold_id), self.k.notice(token)]
         args: list[Any] = [now_ms(), lease_ms, token, hold_id, ttl_s]
         for k, v in fields.items():
             args += [k, v]
-        res = await self._claim(keys=[self.k.hold(hold_id), self.k.notice(token)], args=args)
+        contact = None
+        if contact_of is None:
+            res = await self._claim(keys=keys, args=args)
+        else:
+            async with self.r.pipeline(transaction=False) as p:
+                p.evalsha(self._claim.sha, len(keys), *keys, *args)
+                p.hgetall(self.k.patron(contact_of))
+                res, h = await p.execute(raise_on_error=False)
+            if isinstance(h, Exception):
+                raise h
+            if isinstance(res, NoScriptError):
+                res = await self._claim(keys=keys, args=args)
+            elif isinstance(res, Exception):
+                raise res
+            contact = self._contact(contact_of, h)
         if res[0] == "claimed":
-            return Claim("claimed", token=res[1], attempts=int(res[2]), first_ms=int(res[3]))
+            return Claim("claimed", token=res[1], attempts=int(res[2]), first_ms=int(res[3]),
+                         contact=contact)
         if res[0] == "busy":
             return Claim("busy", busy_ms=int(res[1]))
         return Claim("done", status=res[1])
