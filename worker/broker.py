@@ -122,7 +122,9 @@ class RecoverRedisId(Middleware):
 
 
 def build_broker(settings: Settings) -> RedisBroker:
-    broker = RedisBroker(url=settings.redis.url, namespace=settings.redis.namespace)
+    broker = RedisBroker(url=settings.redis.url, namespace=settings.redis.namespace,
+                         heartbeat_timeout=settings.redis.heartbeat_timeout_ms,
+                         maintenance_chance=settings.redis.maintenance_chance)
     broker.add_middleware(AsyncIO())
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(RecoverRedisId())

@@ -38,6 +38,12 @@ class RedisSettings(_Section):
     key_prefix: str = "omitama:"
     # start a private redis-server under var/ when nothing answers at `url` (first runs)
     start_private: bool = False
+    # dramatiq: a worker silent this long is dead, and its unacknowledged messages are
+    # given to others (at the next queue maintenance); dramatiq's default
+    heartbeat_timeout_ms: int = Field(60_000, ge=100)
+    # dramatiq: out of a million broker commands, how many also run queue maintenance
+    # (re-queue a dead worker's messages, purge old dead letters); dramatiq's default
+    maintenance_chance: int = Field(1000, ge=0, le=1_000_000)
 
     @field_validator("url")
     @classmethod
