@@ -136,7 +136,7 @@ def activate_patrons(space: Space, n: int) -> None:
     async def go() -> None:
         store = Store.connect(REDIS_URL, space.prefix)
         try:
-            sem = asyncio.Semaphore(64)
+            sem = asyncio.Semaphore(8)  # within the store's connection pool
 
             async def one(i: int) -> None:
                 async with sem:

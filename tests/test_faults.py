@@ -1,0 +1,553 @@
+"""Fault tests: nothing lost, nothing sent twice, while things break around the worker.
+
+Each test counts notices expected / delivered / duplicated / lost (by envelope
+recipient: one patron address per hold) and puts the counts in its assertion
+messages. Workers are the real ``omitama-notify worker`` command in a subprocess
+(the dramatiq CLI with the project's settings) unless noted; the relay is aiosmtpd.
+
+The SMTP outage lasts ``OMITAMA_FAULT_OUTAGE_S`` seconds (default 60, as in issue 6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.helpers import SmtpSink, free_port, hold_event, run_worker, variant, wait_for, with_store
+from worker.contacts import ContactState
+from worker.jdate import TOKYO
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTAGE_S = float(os.environ.get("OMITAMA_FAULT_OUTAGE_S", "60"))
+FAST = {  # short backoffs and leases so faults heal in seconds, not hours
+    "OMITAMA_NOTIFY_DELIVERY__MIN_BACKOFF_S": "0.5",
+    "OMITAMA_NOTIFY_DELIVERY__MAX_BACKOFF_S": "2",
+    "OMITAMA_NOTIFY_DELIVERY__LEASE_S": "2",
+    "OMITAMA_NOTIFY_REDIS__HEARTBEAT_TIMEOUT_MS": "3000",
+    "OMITAMA_NOTIFY_REDIS__MAINTENANCE_CHANCE": "1000000",
+    "OMITAMA_NOTIFY_SMTP__TIMEOUT": "5",
+    "OMITAMA_NOTIFY_METRICS__PORT": "0",
+}
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+def addr(i: int) -> str:
+    return f"p{i}@example.jp"
+
+
+def card(i: int) -> str:
+    return f"C{i:05d}"
+
+
+def ev(i: int, **over: Any) -> dict[str, Any]:
+    return hold_event(f"H{i:05d}", card(i), **{"event_id": f"ev-{i}", **over})
+
+
+def activate(settings: Any, indexes: range | list[int], state: ContactState = ContactState.ACTIVE) -> None:
+    async def go(store: Any) -> None:
+        for i in indexes:
+            await store.set_contact(card(i), state, address=addr(i),
+                                    envelope=addr(i) if state is ContactState.ACTIVE else None,
+                                    staff="S01", why="fault test")
+    with_store(settings, go)
+
+
+def envelope(event: Any, actor: str | None = None) -> tuple[str, bytes]:
+    rid = str(uuid.uuid4())
+    msg = {"queue_name": "notifications", "actor_name": actor or event["type"], "args": [event],
+           "kwargs": {}, "options": {"redis_message_id": rid}, "message_id": str(uuid.uuid4()),
+           "message_timestamp": int(time.time() * 1000)}
+    return rid, json.dumps(msg, ensure_ascii=False).encode()
+
+
+def enqueue(client: redis.Redis, payloads: list[Any], *, raw: bool = False,
+            actor: str | None = None) -> None:
+    """The README's producer recipe: HSET + RPUSH in MULTI, pipelined."""
+    q = f"{os.environ['OMITAMA_NOTIFY_REDIS__NAMESPACE']}:notifications"
+    p = client.pipeline(transaction=True)
+    for item in payloads:
+        rid, data = (str(uuid.uuid4()), item) if raw else envelope(item, actor)
+        p.hset(f"{q}.msgs", rid, data)
+        p.rpush(q, rid)
+    p.execute()
+
+
+def drained(client: redis.Redis) -> bool:
+    q = f"{os.environ['OMITAMA_NOTIFY_REDIS__NAMESPACE']}:notifications"
+    return client.hlen(f"{q}.msgs") == 0 and client.hlen(f"{q}.DQ.msgs") == 0
+
+
+def tally(sink: SmtpSink, expected: set[str]) -> dict[str, int]:
+    got = Counter(m.rcpt_tos[0] for m in sink.messages)
+    return {"expected": len(expected), "delivered": len(set(got) & expected),
+            "duplicated": sum(n - 1 for n in got.values() if n > 1),
+            "lost": len(expected - set(got)), "unexpected": len(set(got) - expected)}
+
+
+def statuses(settings: Any, n: int) -> Counter:
+    async def go(store: Any) -> list[str]:
+        p = store.r.pipeline(transaction=False)
+        for i in range(n):
+            p.hget(store.k.hold(f"H{i:05d}"), "status")
+        return await p.execute()
+    return Counter(with_store(settings, go))
+
+
+class WorkerCommand:
+    """``omitama-notify worker`` in its own session; its output is kept for the report."""
+
+    def __init__(self, smtp_port: int, processes: int = 1, threads: int = 8, **env: str) -> None:
+        self.env = {**os.environ, **FAST, "OMITAMA_NOTIFY_MAIL__TRANSPORT": "smtp",
+                    "OMITAMA_NOTIFY_SMTP__PORT": str(smtp_port),
+                    "OMITAMA_NOTIFY_WORKER__PROCESSES": str(processes),
+                    "OMITAMA_NOTIFY_WORKER__THREADS": str(threads), **env}
+        self.processes = processes
+        self.log: list[str] = []
+        self.start()
+
+    def start(self) -> None:
+        self.log.append("---- start\n")
+        self.proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], cwd=ROOT,
+                                     env=self.env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        base = self.ready_count()
+        wait_for(lambda: self.ready_count() - base >= self.processes or self.proc.poll() is not None,
+                 timeout=60)
+        assert self.proc.poll() is None, "worker did not start:\n" + self.tail()
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.log.append(line)
+
+    def ready_count(self) -> int:
+        return sum("Worker process is ready for action" in x for x in list(self.log))
+
+    def worker_pids(self) -> list[int]:
+        start = max(i for i, x in enumerate(self.log) if x == "---- start\n")
+        return [int(m.group(1)) for x in self.log[start:]
+                if "Worker process is ready for action" in x and (m := re.search(r"\[PID (\d+)\]", x))]
+
+    def kill9(self) -> None:
+        """SIGKILL the worker process(es), then the rest of the command: nothing shuts down cleanly."""
+        for pid in self.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+    def tail(self, n: int = 30) -> str:
+        return "".join(self.log[-n:])
+
+
+@pytest.fixture
+def sink():
+    s = SmtpSink()
+    s.start()
+    yield s
+    s.stop()
+
+
+# -- 1. every event three times, some at once ---------------------------------------------
+
+def test_each_event_three_times_some_concurrently_gives_one_notice_per_hold(clean_redis, settings, sink):
+    n = 150
+    activate(settings, range(n))
+    w = WorkerCommand(sink.port, processes=2, threads=4)
+    try:
+        # copies next to each other in the queue are taken by different threads and
+        # processes at the same moment; a third copy (another event_id) comes later
+        enqueue(clean_redis, [e for i in range(n) for e in (ev(i), ev(i))])
+        threads = [threading.Thread(target=enqueue, args=(
+            redis.Redis.from_url(os.environ["OMITAMA_NOTIFY_REDIS__URL"]),
+            [ev(i, event_id=f"again-{i}") for i in range(k, n, 3)])) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wait_for(lambda: len(sink.messages) >= n and drained(clean_redis), timeout=120)
+        time.sleep(0.5)
+    finally:
+        w.stop()
+    c = tally(sink, {addr(i) for i in range(n)})
+    st = statuses(settings, n)
+    assert c["delivered"] == n and c["duplicated"] == 0 and c["lost"] == 0, f"{c}, holds {st}"
+    assert st == Counter({"sent": n}), f"{c}, holds {st}"
+
+
+# -- 2. kill -9 in the middle of 500 notices ------------------------------------------------
+
+def test_kill_9_mid_run_then_restart_loses_nothing(clean_redis, settings, sink):
+    n = 500
+    activate(settings, range(n))
+    w = WorkerCommand(sink.port, processes=1, threads=8)
+    try:
+        enqueue(clean_redis, [ev(i) for i in range(n)])
+        wait_for(lambda: len(sink.messages) >= n // 4, timeout=60)
+        w.kill9()
+        at_kill = len(sink.messages)
+        # in flight: claimed ("sending") but not recorded — only these can be sent twice
+        st = statuses(settings, n)
+        in_flight = st["sending"]
+        assert at_kill < n, f"all {n} were sent before the kill; nothing was tested"
+        w.start()
+        wait_for(lambda: tally(sink, {addr(i) for i in range(n)})["lost"] == 0
+                 and drained(clean_redis), timeout=120)
+        time.sleep(1)
+    finally:
+        w.stop()
+    c = tally(sink, {addr(i) for i in range(n)})
+    st_end = statuses(settings, n)
+    report = (f"{c}; delivered before the kill {at_kill}, in flight at the kill {in_flight}, "
+              f"holds at the end {dict(st_end)}")
+    print(report)
+    assert c["lost"] == 0 and c["delivered"] == n, report
+    assert c["duplicated"] <= in_flight, report
+    assert st_end == Counter({"sent": n}), report
+
+
+# -- 3. the relay down, then back ------------------------------------------------------------
+
+def test_smtp_server_down_then_back_delivers_all_once(clean_redis, settings):
+    n = 60
+    activate(settings, range(n))
+    relay = SmtpSink()  # its port is chosen; nothing listens there until start()
+    w = WorkerCommand(relay.port, processes=1, threads=8)
+    try:
+        enqueue(clean_redis, [ev(i) for i in range(n)])
+        t0 = time.monotonic()
+        wait_for(lambda: statuses(settings, n)["retrying"] == n, timeout=30)
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t0)))
+        outage = time.monotonic() - t0
+        assert statuses(settings, n)["sent"] == 0
+        relay.start()
+        wait_for(lambda: len(relay.messages) >= n and drained(clean_redis), timeout=60)
+        time.sleep(0.5)
+        c = tally(relay, {addr(i) for i in range(n)})
+    finally:
+        w.stop()
+        relay.stop()
+    attempts = with_store(settings, lambda s: s.get_hold("H00000"))["attempts"]
+    st = statuses(settings, n)
+    report = f"{c} after a {outage:.0f} s outage (hold H00000 took {attempts} attempts), holds {dict(st)}"
+    print(report)
+    assert c["delivered"] == n and c["lost"] == 0 and c["duplicated"] == 0, report
+    assert st == Counter({"sent": n}), report
+    assert with_store(settings, lambda s: s.calls()) == [], report
+
+
+# -- 4. Redis restarted in the middle of a run --------------------------------------------------
+
+def test_redis_restart_mid_run_keeps_all_state(settings, tmp_path, sink):
+    from worker.devredis import start_redis
+
+    port = free_port()
+    data = tmp_path / "redis"
+    pid = start_redis(port, data, appendonly=True)
+    url = f"redis://127.0.0.1:{port}/0"
+    s = variant(settings, redis={"url": url})
+    client = redis.Redis.from_url(url)
+    mail, pending, suspended, refused = range(0, 60), range(60, 75), range(75, 80), range(0, 60, 10)
+    activate(s, mail)
+    activate(s, pending, ContactState.PENDING)
+    activate(s, suspended, ContactState.SUSPENDED)
+    for i in refused:
+        sink.refuse(addr(i), "550 5.1.1 <%s>: user unknown" % addr(i))
+    phone = range(80, 100)  # patrons who chose a phone call
+    events = [ev(i, contact="phone" if i in phone else "email") for i in range(100)]
+    old = dict(os.environ)
+    os.environ["OMITAMA_NOTIFY_REDIS__URL"] = url
+    w = WorkerCommand(sink.port, processes=1, threads=8, OMITAMA_NOTIFY_REDIS__URL=url)
+    try:
+        enqueue(client, events[:50])
+        wait_for(lambda: drained(client) and sum(statuses(s, 50).values()) == 50, timeout=60)
+        before = _snapshot(s, 100)
+        enqueue(client, events[50:])
+        wait_for(lambda: sum(statuses(s, 100).values()) >= 60, timeout=60)
+        os.kill(pid, signal.SIGTERM)  # a clean restart: redis writes its append-only file
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=20)
+        time.sleep(1)
+        pid = start_redis(port, data, appendonly=True)
+        wait_for(lambda: drained(client) and set(statuses(s, 100)) <= {"sent", "phoned"},
+                 timeout=120)
+        time.sleep(0.5)
+        after = _snapshot(s, 100)
+    finally:
+        w.stop()
+        os.environ.clear()
+        os.environ.update(old)
+        client.close()
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    expected_mail = {addr(i) for i in mail if i not in refused}
+    c = tally(sink, expected_mail | {addr(i) for i in refused})
+    c_mail = tally(sink, expected_mail)
+    report = f"{c_mail}; holds {dict(statuses_from(after))}; calls {len(after['calls'])}, failures {len(after['failures'])}"
+    print(report)
+    # nothing written before the restart is gone
+    assert after["contacts"] == before["contacts"], report
+    for k, entries in before["audit"].items():
+        assert after["audit"][k][:len(entries)] == entries, report
+    assert set(before["calls"]) <= set(after["calls"]), report
+    assert after["failures"][:len(before["failures"])] == before["failures"], report
+    # and the run finished: every hold decided, every mail patron told once (or bounced)
+    want_calls = {f"H{i:05d}" for i in [*pending, *suspended, *phone, *refused]}
+    assert set(after["calls"]) == want_calls, report
+    assert {f["hold_id"] for f in after["failures"]} == {f"H{i:05d}" for i in refused}, report
+    assert c_mail["lost"] == 0 and c_mail["delivered"] == len(expected_mail), report
+    assert c_mail["duplicated"] <= 8, report  # at most the worker threads' in-flight sends
+    assert c["unexpected"] == 0, report
+
+
+def _snapshot(s: Any, n: int) -> dict[str, Any]:
+    async def go(store: Any) -> dict[str, Any]:
+        return {"contacts": {card(i): await store.r.hgetall(store.k.patron(card(i))) for i in range(n)},
+                "audit": {card(i): await store.history(card(i)) for i in range(n)},
+                "calls": {c["hold_id"]: c for c in await store.calls()},
+                "failures": await store.failures(),
+                "holds": {i: await store.get_hold(f"H{i:05d}") for i in range(n)}}
+    return with_store(s, go)
+
+
+def statuses_from(snap: dict[str, Any]) -> Counter:
+    return Counter(h.get("status") for h in snap["holds"].values())
+
+
+# -- 5. the retry horizon passes the pickup deadline -------------------------------------------
+
+def test_retry_horizon_past_the_deadline_puts_the_hold_on_the_phone_list(clean_redis, settings, sink):
+    # pickup window closes at the end of tomorrow (Tokyo); retries must stop `margin`
+    # before that — here 4 s from now, so a few retries happen and then staff get the call
+    tomorrow = (datetime.now(TOKYO) + timedelta(days=1)).date()
+    deadline = datetime.combine(tomorrow + timedelta(days=1), datetime.min.time(), tzinfo=TOKYO)
+    margin_h = ((deadline - datetime.now(TOKYO)).total_seconds() - 4) / 3600
+    s = variant(settings, mail={"transport": "smtp"}, smtp={"port": sink.port, "timeout": 5},
+                delivery={"min_backoff_s": 0.5, "max_backoff_s": 1, "lease_s": 2,
+                          "phone_margin_hours": margin_h})
+    activate(s, [1, 2])
+    sink.refuse(addr(1), "451 4.7.1 try again later")  # the relay keeps deferring
+    with run_worker(s):
+        from worker.actors import hold_ready
+        hold_ready.send(ev(1, pickup_by=tomorrow.isoformat()))
+        # and an event that arrives after its pickup date
+        hold_ready.send(ev(2, pickup_by=(date.today() - timedelta(days=2)).isoformat()))
+        wait_for(lambda: len(with_store(s, lambda st: st.calls())) == 2, timeout=30)
+    calls = {c["hold_id"]: c for c in with_store(s, lambda st: st.calls())}
+    h1 = with_store(s, lambda st: st.get_hold("H00001"))
+    c = tally(sink, set())
+    report = f"{c}; hold H00001 {h1.get('status')} after {h1.get('attempts')} attempts; calls {calls}"
+    assert calls["H00001"]["reason"] == "delivery_failed" and int(h1["attempts"]) >= 2, report
+    assert calls["H00002"]["reason"] == "pickup_passed", report
+    assert sink.messages == [], report
+    fails = with_store(s, lambda st: st.failures())
+    assert [f["hold_id"] for f in fails] == ["H00001"], report
+
+
+# -- 6. bad input ----------------------------------------------------------------------------
+
+GOOD = hold_event("H-GOOD", "C-GOOD")
+
+
+def _bad(**over: Any) -> dict[str, Any]:
+    e = json.loads(json.dumps(GOOD))
+    for k, v in over.items():
+        if v is ...:
+            e.pop(k)
+        else:
+            e[k] = v
+    return e
+
+
+def _bad_item(**over: Any) -> dict[str, Any]:
+    e = json.loads(json.dumps(GOOD))
+    for k, v in over.items():
+        if v is ...:
+            e["item"].pop(k)
+        else:
+            e["item"][k] = v
+    return e
+
+
+# (event payload, a fragment of the refusal that names what is wrong)
+BAD_EVENTS: list[tuple[Any, str]] = [
+    (_bad(event_id=...), "event_id"),
+    (_bad(event_id=123), "event_id"),
+    (_bad(event_id=""), "event_id"),
+    (_bad(event_id="has space"), "event_id"),
+    (_bad(hold_id=...), "hold_id"),
+    (_bad(hold_id=42), "hold_id"),
+    (_bad(hold_id="H 1"), "hold_id"),
+    (_bad(hold_id="H" * 65), "hold_id"),
+    (_bad(card_number=...), "card_number"),
+    (_bad(card_number=2100000001), "card_number"),
+    (_bad(card_number="21\n00"), "card_number"),
+    (_bad(item=...), "item"),
+    (_bad(item="吾輩は猫である"), "item"),
+    (_bad_item(title=...), "item.title"),
+    (_bad_item(title=""), "item.title"),
+    (_bad_item(title="   "), "item.title"),
+    (_bad_item(title="猫\r\nBcc: evil@example.com"), "item.title"),
+    (_bad_item(title="x" * 501), "item.title"),
+    (_bad_item(title=["a"]), "item.title"),
+    (_bad_item(author="漱石\x00"), "item.author"),
+    (_bad_item(material="dvd"), "item.material"),
+    (_bad_item(material=...), "item.material"),
+    (_bad_item(isbn="4-00-310101-4"), "item.isbn"),
+    (_bad(pickup_branch="tokyo"), "pickup_branch"),
+    (_bad(pickup_branch=...), "pickup_branch"),
+    (_bad(pickup_branch=None), "pickup_branch"),
+    (_bad(ready_at="2026-11-29T10:00:00"), "ready_at"),
+    (_bad(ready_at="yesterday"), "ready_at"),
+    (_bad(ready_at=1764378000), "ready_at"),
+    (_bad(pickup_by="2026/12/05"), "pickup_by"),
+    (_bad(pickup_by="2026-02-30"), "pickup_by"),
+    (_bad(pickup_by=...), "pickup_by"),
+    (_bad(contact="sms"), "contact"),
+    (_bad(contact=...), "contact"),
+    (_bad(patron_name="山田\u2028太郎"), "patron_name"),
+    (_bad(patron_name="山\u202e田"), "patron_name"),
+    (_bad(patron_name="x" * 101), "patron_name"),
+    (_bad(pickup_brnach="ogawa"), "pickup_brnach"),
+    (_bad(type="hold_readied"), "type"),
+    (_bad(type=...), "type"),
+    (["not", "an", "object"], "JSON object"),
+    ("just a string", "JSON object"),
+    (None, "JSON object"),
+    ({}, "type"),
+    (_bad(item={"title": "t", "material": "book", "extra": 1}), "item.extra"),
+]
+
+# raw queue payloads that are not valid envelopes: (bytes, fragment of the refusal)
+BAD_ENVELOPES: list[tuple[bytes, str]] = [
+    (b"not json{", "not valid UTF-8 JSON"),
+    (b"\xff\xfe\x00garbage", "not valid UTF-8 JSON"),
+    (b"[]", "JSON object"),
+    (json.dumps({"queue_name": "notifications", "actor_name": "rm_rf", "args": [GOOD],
+                 "kwargs": {}, "options": {}}).encode(), "actor_name"),
+    (json.dumps({"queue_name": "notifications", "actor_name": "hold_ready", "args": [GOOD, GOOD],
+                 "kwargs": {}, "options": {}}).encode(), "args"),
+    (json.dumps({"queue_name": "notifications", "actor_name": "hold_ready", "args": [],
+                 "kwargs": {"event": GOOD}, "options": {}}).encode(), "kwargs"),
+    (json.dumps({"queue_name": "notifications", "actor_name": "hold_ready",
+                 "kwargs": {}, "options": {}}).encode(), "args"),
+]
+
+
+def _mime(body: bytes, ctype: str = "multipart/report; report-type=delivery-status; boundary=B") -> bytes:
+    return (b"From: MAILER-DAEMON@mx.example.jp\r\nTo: lib@city.omitama.ibaraki.jp\r\n"
+            b"Subject: Undelivered Mail Returned to Sender\r\nContent-Type: " + ctype.encode()
+            + b"\r\n\r\n" + body)
+
+
+BAD_BOUNCES: list[tuple[str, bytes]] = [
+    ("empty", b""),
+    ("one newline", b"\r\n"),
+    ("binary garbage", bytes(range(256)) * 40),
+    ("headers only, no body", b"From: a@b.jp\r\nSubject: hi\r\n"),
+    ("truncated multipart, no closing boundary",
+     _mime(b"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
+           b"Final-Recipient: rfc822; p1@exa")),
+    ("boundary declared, never used", _mime(b"just text, no parts at all\r\n")),
+    ("DSN with no recipient fields",
+     _mime(b"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n--B--\r\n")),
+    ("broken base64 part",
+     _mime(b"--B\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           b"!!!!not base64####\r\n--B--\r\n")),
+    ("unknown charset", b"From: x@y.jp\r\nContent-Type: text/plain; charset=x-klingon\r\n\r\n\xa4\xa2\r\n"),
+    ("10 MB body", b"From: x@y.jp\r\nSubject: big\r\n\r\n" + (b"A" * 998 + b"\r\n") * 10_500),
+    ("deeply nested multiparts",
+     b"From: x@y.jp\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n"
+     + b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1)
+                for i in range(60))),
+    ("NUL bytes in headers", b"From: a\x00b@c.jp\r\nSubject: \x00\x00\r\n\r\nbody\r\n"),
+]
+
+
+def test_bad_input_is_refused_clearly_and_the_worker_goes_on(clean_redis, settings, sink):
+    assert len(BAD_EVENTS) + len(BAD_ENVELOPES) >= 40 and len(BAD_BOUNCES) >= 10
+    s = variant(settings, mail={"transport": "smtp"}, smtp={"port": sink.port, "timeout": 5})
+    activate(s, [7])
+    with run_worker(s):
+        enqueue(clean_redis, [e for e, _ in BAD_EVENTS], actor="hold_ready")
+        enqueue(clean_redis, [b for b, _ in BAD_ENVELOPES], raw=True)
+        enqueue(clean_redis, [ev(7)])  # a good event after all the bad ones
+        wait_for(lambda: drained(clean_redis) and len(sink.messages) == 1, timeout=60)
+        rejected = with_store(s, lambda st: st.rejected())
+    # each refusal is kept once, and says what is wrong
+    by_raw: dict[str, str] = {}
+    for r in rejected:
+        by_raw[r["raw"]] = r["error"]
+    missing, vague = [], []
+    for payload, fragment in BAD_EVENTS:
+        hits = [err for raw, err in by_raw.items() if _same_event(raw, payload)]
+        if not hits:
+            missing.append(payload)
+        elif not any(fragment in err for err in hits):
+            vague.append((fragment, hits[0]))
+    for raw, fragment in BAD_ENVELOPES:
+        errs = [err for r, err in by_raw.items() if r == raw.decode("utf-8", "replace")]
+        if not errs:
+            missing.append(raw)
+        elif fragment not in errs[0]:
+            vague.append((fragment, errs[0]))
+    expected = len(BAD_EVENTS) + len(BAD_ENVELOPES)
+    report = f"bad inputs {expected}, refusals kept {len(rejected)}, not kept {len(missing)}, unclear {len(vague)}"
+    assert not missing, f"{report}: {missing[:3]}"
+    assert not vague, f"{report}: {vague[:3]}"
+    assert len(rejected) == expected, report
+    assert [m.rcpt_tos for m in sink.messages] == [[addr(7)]], report
+    assert with_store(s, lambda st: st.get_hold("H00007"))["status"] == "sent"
+
+    # bounce files: never an exception, never a patron blamed on garbage, quick even at 10 MB
+    from worker.bounces import classify_mail
+    for name, raw in BAD_BOUNCES:
+        t0 = time.monotonic()
+        results = classify_mail(raw)
+        took = time.monotonic() - t0
+        assert results, f"{name}: no result"
+        assert took < 10, f"{name}: {took:.1f} s"
+        for r in results:
+            assert not (r.permanent and r.recipient), f"{name}: blamed {r.recipient} ({r.reason})"
+            assert not r.is_bounce or r.recipient is None or r.reason, f"{name}: {r}"
+
+
+def _same_event(raw: str, payload: Any) -> bool:
+    if raw == payload:  # a string event is kept as it came
+        return True
+    try:
+        return json.loads(raw) == payload
+    except ValueError:
+        return False
