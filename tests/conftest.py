@@ -45,6 +45,8 @@ os.environ.update({
     "OMITAMA_NOTIFY_REDIS__KEY_PREFIX": f"t{_RUN}:",
     "OMITAMA_NOTIFY_REDIS__NAMESPACE": f"t{_RUN}-dramatiq",
     "OMITAMA_NOTIFY_REDIS__START_PRIVATE": "false",
+    # no metrics endpoint unless a test asks for one on its own port
+    "OMITAMA_NOTIFY_METRICS__PORT": "0",
     "OMITAMA_NOTIFY_MAIL__OUTBOX_DIR": str(_TMP / "outbox"),
 })
 

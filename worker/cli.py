@@ -38,8 +38,9 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
           f"{s.redis.namespace!r}); {s.worker.processes} process(es) × {s.worker.threads} "
           "thread(s); Ctrl-C stops", flush=True)
     if s.metrics.port:
-        from .process_setup import metrics_env
+        from .process_setup import metrics_env, wipe_metrics_dir
         metrics_env(s)
+        wipe_metrics_dir()
         print(f"metrics: http://{s.metrics.host}:{s.metrics.port}/metrics", flush=True)
     argv = [sys.executable, "-m", "dramatiq", "worker.actors", "--queues", "notifications",
             "--processes", str(s.worker.processes), "--threads", str(s.worker.threads)]

@@ -17,9 +17,19 @@ def metrics_env(settings: Settings) -> None:
     — in the worker processes *and* in dramatiq's main process, which forks the
     exposition server without importing our module: `omitama-notify worker` calls this
     before starting dramatiq so every process sees it."""
-    os.environ.setdefault("dramatiq_prom_host", settings.metrics.host)
-    os.environ.setdefault("dramatiq_prom_port", str(settings.metrics.port))
+    # the settings decide the address (an inherited variable must not move the endpoint)
+    os.environ["dramatiq_prom_host"] = settings.metrics.host
+    os.environ["dramatiq_prom_port"] = str(settings.metrics.port)
     os.environ.setdefault("dramatiq_prom_db", str(settings.var_dir / "prometheus"))
+
+
+def wipe_metrics_dir() -> None:
+    """prometheus_client's multiprocess files of an earlier run would count forever."""
+    folder = os.environ.get("dramatiq_prom_db")
+    if folder and os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.endswith(".db"):
+                os.remove(os.path.join(folder, name))
 
 
 def prometheus_middleware(settings: Settings) -> Middleware | None:
