@@ -24,8 +24,9 @@ from .settings import get_settings
 log = logging.getLogger(__name__)
 broker = build_broker(get_settings())
 
-# Errors other than our own Retry (Redis down, a bug) are retried this many times
-# with dramatiq's backoff (15 s doubling, ~1 h in all), then the hold is phoned.
+# Errors other than our own Retry (Redis down, a bug) are retried this many times with
+# the [delivery] backoff (30 s doubling up to 30 min: about 2 h in all), then the hold
+# is phoned (see gave_up).
 ERROR_RETRIES = 8
 
 
@@ -41,8 +42,11 @@ def _message_key() -> str | None:
 
 
 def event_actor(fn: Callable[[Any], Awaitable[None]]) -> dramatiq.Actor:
+    d = get_settings().delivery
     return dramatiq.actor(fn, actor_name=fn.__name__, queue_name=QUEUE,
-                          retry_when=_retry_when, on_retry_exhausted=GAVE_UP_ACTOR)
+                          retry_when=_retry_when, on_retry_exhausted=GAVE_UP_ACTOR,
+                          min_backoff=int(d.min_backoff_s * 1000),
+                          max_backoff=int(d.max_backoff_s * 1000))
 
 
 def _retry_if_needed(result: holds.Result) -> None:

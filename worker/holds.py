@@ -113,7 +113,9 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
             await rt.store.add_failure(
                 failure_entry(ev.card_number, ev.hold_id, decision.envelope, e, sender))
             return await _phone(rt, ev, claim, CallReason.DELIVERY_FAILED, str(e))
-        await rt.store.finish_hold(ev.hold_id, "retrying", claim.token,
+        # the sweeper looks again if the retry has not come two leases after it was due
+        look_again = int((now.timestamp() + delay + 2 * d.lease_s) * 1000)
+        await rt.store.finish_hold(ev.hold_id, "retrying", claim.token, due=look_again,
                                    fields={"last_error": str(e)})
         log.warning("hold %s: attempt %d failed (%s); retrying in %.0f s", ev.hold_id,
                     claim.attempts, e, delay)

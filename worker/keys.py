@@ -11,6 +11,7 @@ hold:{hold_id}              hash   status, lease, attempts, token, event JSON,  
 notice:{token}              str    hold_id of the notice with Message-ID token  as its hold
 calls                       hash   hold_id → JSON entry of the phone-call list  until staff mark it called
 calls:due                   zset   hold_id, score = pickup_by as YYYYMMDD       with ``calls``
+inflight                    zset   hold_id → ms after which the sweeper looks at it  while sending/retrying
 called                      list   JSON of each call staff marked done          kept (audit)
 patron:{card}               hash   contact state, approved and pending address, kept
                                    hashed receipt code (see worker/registry.py)
@@ -57,6 +58,10 @@ class Keys:
     @property
     def calls_due(self) -> str:
         return f"{self.prefix}calls:due"
+
+    @property
+    def inflight(self) -> str:
+        return f"{self.prefix}inflight"
 
     @property
     def called(self) -> str:

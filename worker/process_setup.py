@@ -7,7 +7,7 @@ from typing import Any
 
 from dramatiq.middleware import Middleware
 
-from . import logs, metrics
+from . import logs, metrics, sweeper
 from .keys import Keys
 from .settings import Settings
 
@@ -48,6 +48,13 @@ class ProcessSetup(Middleware):
 
     def after_process_boot(self, broker: Any) -> None:
         s = self.settings
+        import sys as _s; _x = os.environ.get("XSWITCH")
+        if _x: _s.setswitchinterval(float(_x))
         logs.configure(s.logging.format, s.logging.level)
         if s.metrics.port:
             metrics.start(s.redis.url, Keys(s.redis.key_prefix), list(s.branches))
+        # (process_boot is a worker-CLI event: in-process test workers get no sweeper thread)
+        actor = broker.get_actor("hold_ready")
+        sweeper.start(s.redis.url, Keys(s.redis.key_prefix), actor.send,
+                      namespace=s.redis.namespace, queue=actor.queue_name,
+                      lease_s=s.delivery.lease_s, interval_s=s.delivery.sweep_interval_s)

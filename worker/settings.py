@@ -108,6 +108,8 @@ class DeliverySettings(_Section):
     phone_margin_hours: float = Field(48, ge=0)
     # how long a worker may hold a hold's "sending" lease before another may take over
     lease_s: float = Field(120, gt=0)
+    # how often each worker process looks for holds and messages that went missing
+    sweep_interval_s: float = Field(30, gt=0)
     # hold records are kept this many days after pickup_by (bounce tracing needs them)
     retention_days: int = Field(60, ge=1)
 

@@ -134,7 +134,7 @@ class Store:
         trip per notice less. The read is independent of the claim, so this changes no
         outcome; when the server lost its script cache (a restart) the claim did not run
         and is retried the usual way, which loads the script."""
-        keys = [self.k.hold(hold_id), self.k.notice(token)]
+        keys = [self.k.hold(hold_id), self.k.notice(token), self.k.inflight]
         args: list[Any] = [now_ms(), lease_ms, token, hold_id, ttl_s]
         for k, v in fields.items():
             args += [k, v]
@@ -167,11 +167,12 @@ class Store:
         for k, v in (fields or {}).items():
             args += [k, v if isinstance(v, str) else _dumps(v)]
         return await self._finish(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due,
-                                        self.k.sent(card), self.k.patron(card)], args=args)
+                                        self.k.sent(card), self.k.patron(card), self.k.inflight],
+                                  args=args)
 
     async def close_hold(self, hold_id: str, status: str, ttl_s: int) -> str:
-        return await self._close(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due],
-                                 args=[status, hold_id, now_ms(), ttl_s])
+        return await self._close(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due,
+                                       self.k.inflight], args=[status, hold_id, now_ms(), ttl_s])
 
     async def get_hold(self, hold_id: str) -> dict[str, str]:
         return await self.r.hgetall(self.k.hold(hold_id))

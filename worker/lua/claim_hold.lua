@@ -1,5 +1,6 @@
 -- Claim the right to send the ready notice of one hold (idempotency by hold_id).
 -- KEYS[1] hold:{hold_id}   KEYS[2] notice:{token} (used only when the hold is new)
+-- KEYS[3] inflight (the sweeper looks at the hold again after two leases)
 -- ARGV[1] now_ms  ARGV[2] lease_ms  ARGV[3] token  ARGV[4] hold_id  ARGV[5] ttl_s
 -- ARGV[6..] field/value pairs stored on first claim (event JSON, card, branch, …)
 -- Returns {"claimed", token, attempts, first_ms} | {"done", status} | {"busy", ms_left}
@@ -25,11 +26,13 @@ if not status then
   end
   redis.call("SET", KEYS[2], ARGV[4], "EX", ARGV[5])
   redis.call("EXPIRE", hold, ARGV[5])
+  redis.call("ZADD", KEYS[3], now + 2 * lease, ARGV[4])
   return {"claimed", ARGV[3], "1", tostring(now)}
 end
 
 -- a retry, or a lease left behind by a worker that died mid-send
 redis.call("HSET", hold, "status", "sending", "lease_until", now + lease)
+redis.call("ZADD", KEYS[3], now + 2 * lease, ARGV[4])
 local attempts = redis.call("HINCRBY", hold, "attempts", 1)
 return {"claimed", redis.call("HGET", hold, "token"), tostring(attempts),
         redis.call("HGET", hold, "first_ms")}

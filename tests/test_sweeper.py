@@ -1,0 +1,81 @@
+"""The sweeper finds holds and messages a Redis outage left behind (real Redis)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
+from worker.keys import Keys
+from worker.sweeper import AckWatch, sweep_once
+
+
+@pytest.fixture
+def s(settings, clean_redis, tmp_path):
+    return variant(settings, mail={"outbox_dir": tmp_path / "out"}, delivery={"lease_s": 1})
+
+
+def claim(s, hold_id: str, lease_ms: int) -> None:
+    ev = hold_event(hold_id, "C1", contact="phone")
+    with_store(s, lambda st: st.claim_hold(hold_id, token="t" + hold_id, lease_ms=lease_ms,
+                                           ttl_s=3600, fields={"event": json.dumps(ev)}))
+
+
+def test_overdue_hold_is_re_enqueued_once_and_then_decided(s, clean_redis):
+    claim(s, "H1", lease_ms=1)       # a worker claimed it, then its message vanished
+    claim(s, "H2", lease_ms=60_000)  # still within its lease: left alone
+    time.sleep(0.01)
+    keys = Keys(s.redis.key_prefix)
+    sent: list[dict] = []
+    assert sweep_once(clean_redis, keys, sent.append, push_ms=60_000) == ["H1"]
+    assert [e["hold_id"] for e in sent] == ["H1"]
+    assert sweep_once(clean_redis, keys, sent.append, push_ms=60_000) == []  # taken once
+    from worker.actors import hold_ready
+    with run_worker(s):
+        hold_ready.send(sent[0])
+        wait_for(lambda: with_store(s, lambda st: st.get_hold("H1")).get("status") == "phoned")
+    # decided holds leave the in-flight index
+    assert clean_redis.zscore(keys.inflight, "H1") is None
+    assert clean_redis.zscore(keys.inflight, "H2") is not None
+
+
+def test_decided_or_closed_holds_are_dropped_from_the_index(s, clean_redis):
+    claim(s, "H3", lease_ms=1)
+    with_store(s, lambda st: st.close_hold("H3", "cancelled", 3600))
+    keys = Keys(s.redis.key_prefix)
+    assert clean_redis.zscore(keys.inflight, "H3") is None
+    assert sweep_once(clean_redis, keys, lambda e: None, push_ms=1000) == []
+
+
+def test_stranded_message_in_a_live_workers_ack_set_is_requeued(s, clean_redis):
+    ns = s.redis.namespace
+    rid = str(uuid.uuid4())
+    ack = f"{ns}:__acks__.live-worker.notifications"
+    clean_redis.hset(f"{ns}:notifications.msgs", rid, "{}")
+    clean_redis.sadd(ack, rid)
+    clean_redis.sadd(f"{ns}:__acks__.live-worker.notifications.DQ", "delayed-retry")
+    watch = AckWatch(ns, "notifications")
+    assert watch.requeue(clean_redis, older_than_s=10, now=100.0) == 0   # first sighting
+    assert watch.requeue(clean_redis, older_than_s=10, now=105.0) == 0   # not long enough
+    assert watch.requeue(clean_redis, older_than_s=10, now=111.0) == 1
+    assert clean_redis.lrange(f"{ns}:notifications", 0, -1) == [rid]
+    assert clean_redis.smembers(ack) == set()
+    # a delayed retry (.DQ acks) is never touched
+    assert clean_redis.smembers(f"{ns}:__acks__.live-worker.notifications.DQ") == {"delayed-retry"}
+    assert watch.requeue(clean_redis, older_than_s=10, now=200.0) == 0
+
+
+def test_a_message_acked_meanwhile_is_not_requeued(s, clean_redis):
+    ns = s.redis.namespace
+    ack = f"{ns}:__acks__.w.notifications"
+    clean_redis.sadd(ack, "m1")
+    clean_redis.hset(f"{ns}:notifications.msgs", "m1", "{}")
+    watch = AckWatch(ns, "notifications")
+    watch.requeue(clean_redis, older_than_s=10, now=0.0)
+    clean_redis.srem(ack, "m1")          # processed and acknowledged after all
+    clean_redis.hdel(f"{ns}:notifications.msgs", "m1")
+    assert watch.requeue(clean_redis, older_than_s=10, now=50.0) == 0
+    assert clean_redis.llen(f"{ns}:notifications") == 0

@@ -1,0 +1,107 @@
+"""The sweeper: no hold may stay undecided because its message went missing.
+
+dramatiq can lose track of a message when Redis goes away at the wrong moment:
+an actor that fails while Redis is down can neither schedule its retry nor be
+acknowledged, and the message stays in the ack set of a worker that is still
+alive, so dramatiq's own maintenance (which only rescues *dead* workers' messages)
+never re-queues it. A thread in each worker process therefore, every
+``[delivery] sweep_interval_s``:
+
+1. re-queues messages that sit in a live worker's ack set of ``notifications``
+   for longer than two leases (no notice takes that long; delayed retries live in
+   the separate ``.DQ`` ack sets and are not touched);
+2. re-enqueues holds listed in ``inflight`` (``sending`` or ``retrying``) long after
+   they should have moved on — the case where even the message is gone.
+
+Both are safe because the claim decides: a hold already decided is a duplicate,
+one whose lease is still held is looked at again later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import redis
+
+from .keys import Keys
+
+log = logging.getLogger(__name__)
+_LUA = Path(__file__).with_name("lua")
+_TAKE = (_LUA / "take_stale.lua").read_text()
+_REQUEUE = (_LUA / "requeue_stranded.lua").read_text()
+
+
+class AckWatch:
+    """Remembers since when each fetched-but-unacknowledged message has been seen."""
+
+    def __init__(self, namespace: str, queue: str) -> None:
+        self.ns, self.queue = namespace, queue
+        self.seen: dict[tuple[str, str], float] = {}
+
+    def stranded(self, client: redis.Redis, older_than_s: float,
+                 now: float | None = None) -> list[tuple[str, str]]:
+        now = time.monotonic() if now is None else now
+        current = set()
+        for key in client.scan_iter(f"{self.ns}:__acks__.*.{self.queue}", count=100):
+            for mid in client.smembers(key):
+                current.add((_text(key), _text(mid)))
+        self.seen = {k: self.seen.get(k, now) for k in current}
+        return [k for k, t in self.seen.items() if now - t >= older_than_s]
+
+    def requeue(self, client: redis.Redis, older_than_s: float, now: float | None = None) -> int:
+        script = client.register_script(_REQUEUE)
+        queue = f"{self.ns}:{self.queue}"
+        done = 0
+        for ack_key, mid in self.stranded(client, older_than_s, now):
+            if script(keys=[ack_key, queue, queue + ".msgs"], args=[mid]):
+                log.warning("message %s: re-queued from a live worker's ack set (stranded)", mid)
+                done += 1
+            self.seen.pop((ack_key, mid), None)
+        return done
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def sweep_once(client: redis.Redis, keys: Keys, send: Callable[[dict[str, Any]], Any],
+               push_ms: int, limit: int = 100) -> list[str]:
+    """Re-enqueue overdue holds; returns their ids."""
+    taken = client.register_script(_TAKE)(keys=[keys.inflight],
+                                          args=[int(time.time() * 1000), limit, push_ms])
+    done = []
+    for raw in taken:
+        hold_id = _text(raw)
+        status, event = client.hmget(keys.hold(hold_id), "status", "event")
+        status = _text(status) if status is not None else None
+        if status not in ("sending", "retrying") or not event:
+            client.zrem(keys.inflight, hold_id)
+            continue
+        send(json.loads(event))
+        log.warning("hold %s: re-enqueued by the sweeper (it was %s, overdue)", hold_id, status)
+        done.append(hold_id)
+    return done
+
+
+def start(url: str, keys: Keys, send: Callable[[dict[str, Any]], Any], *, namespace: str,
+          queue: str, lease_s: float, interval_s: float) -> None:
+    """A daemon thread in each worker process."""
+    client = redis.Redis.from_url(url, socket_timeout=10)
+    watch = AckWatch(namespace, queue)
+    push_ms = int(2 * lease_s * 1000)
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval_s)
+            try:
+                watch.requeue(client, older_than_s=2 * lease_s)
+                sweep_once(client, keys, send, push_ms)
+            except redis.RedisError as e:
+                log.warning("sweeper: cannot reach Redis (%s); will try again", e)
+
+    threading.Thread(target=loop, name="omitama-sweeper", daemon=True).start()
