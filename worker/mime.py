@@ -13,6 +13,7 @@ ids, which :func:`check_addr_spec` and :func:`check_token` vet.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from email.utils import format_datetime
 from datetime import datetime
@@ -38,28 +39,54 @@ def check_token(value: str) -> str:
     return value
 
 
+_CONTROLS = {i: " " for i in (*range(32), 127)}
+
+
+def _b64_len(n: int) -> int:
+    """Length of the base64 text of ``n`` bytes (what ``b64encode`` would return)."""
+    return 4 * ((n + 2) // 3)
+
+
+@functools.lru_cache(maxsize=512)
 def encode_words(text: str, charset: str, first_offset: int = 0) -> str:
     """RFC 2047 B-encoding, split so each word stays within 75 characters and every
     word decodes on its own (an ISO-2022-JP word ends back in ASCII mode).
     ``first_offset`` is how much of the first line the header name already uses,
-    so that line too stays within 78 characters."""
+    so that line too stays within 78 characters.
+
+    Cached: the sender's name and the few distinct subjects repeat message after message."""
     label, codec = _CODECS[charset]
     # Events already refuse control characters; this is the second lock on the door:
     # a CR/LF inside an encoded word is inert on the wire but trips decoders.
-    text = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text)
+    text = text.translate(_CONTROLS)
     prefix, suffix = f"=?{label}?B?", "?="
     budget = _MAX_WORD - len(prefix) - len(suffix)
     first_budget = min(budget, 78 - first_offset - len(prefix) - len(suffix))
     words: list[str] = []
     chunk = ""
-    for ch in text:
-        trial = chunk + ch
-        limit = budget if words else first_budget
-        if len(base64.b64encode(trial.encode(codec))) > limit and chunk:
-            words.append(chunk)
-            chunk = ch
-        else:
-            chunk = trial
+    if codec == "utf-8":
+        # UTF-8 is stateless: a chunk's byte length is the sum of its characters', so the
+        # base64 length is known without encoding each trial (same splits as below)
+        size = 0
+        for ch in text:
+            n = len(ch.encode("utf-8"))
+            limit = budget if words else first_budget
+            if _b64_len(size + n) > limit and chunk:
+                words.append(chunk)
+                chunk, size = ch, n
+            else:
+                chunk += ch
+                size += n
+    else:
+        # ISO-2022-JP is stateful (escape sequences): measure each trial as encoded
+        for ch in text:
+            trial = chunk + ch
+            limit = budget if words else first_budget
+            if len(base64.b64encode(trial.encode(codec))) > limit and chunk:
+                words.append(chunk)
+                chunk = ch
+            else:
+                chunk = trial
     if chunk:
         words.append(chunk)
     return "\r\n ".join(prefix + base64.b64encode(w.encode(codec)).decode("ascii") + suffix
