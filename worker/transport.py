@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import ssl
 import time
 from pathlib import Path
 from typing import Protocol
 
 import aiosmtplib
+from aiosmtplib.email import quote_address
+from aiosmtplib.protocol import (MAX_RESPONSE_LENGTH, PERIOD_REGEX, SMTPProtocol,
+                                 normalize_message_line_endings)
 
 from .compose import Notice
 from .errors import PermanentDeliveryError, TransientDeliveryError
 from .settings import Settings, SmtpSettings
+
+# A plain dot-atom address: aiosmtplib's quote_address() gives exactly ``<addr>`` for it
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                       r"@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 # A pooled connection idle longer than this is checked with NOOP before use:
 # relays drop idle clients, and finding out mid-transaction would cost a retry.
@@ -59,6 +67,108 @@ class OutboxTransport:
 def _refusal(code: int, text: str, command: str, what: str) -> Exception:
     cls = PermanentDeliveryError if code >= 500 else TransientDeliveryError
     return cls(f"relay refused {what}: {code} {text}", code=code, text=text, command=command)
+
+
+def _wire_address(addr: str) -> bytes:
+    """The MAIL/RCPT argument for ``addr``, as aiosmtplib's sendmail would send it."""
+    if _DOT_ATOM.fullmatch(addr):
+        return b"<" + addr.encode("ascii") + b">"
+    return quote_address(addr).encode("ascii")  # quoted local parts and the like
+
+
+class _PipeliningProtocol(SMTPProtocol):
+    """aiosmtplib's protocol, able to read the replies to commands sent in one write
+    (RFC 2920 PIPELINING). aiosmtplib drops data that arrives while a parsed reply
+    waits to be picked up; while pipelined replies are outstanding they are kept."""
+
+    _expect = 0
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self._response_waiter
+        if self._expect and waiter is not None:
+            self._response_pending = True
+            if waiter.done():
+                self._buffer.extend(data)
+                if len(self._buffer) > MAX_RESPONSE_LENGTH:
+                    self.transport.close()  # type: ignore[union-attr]  # desynced: give up
+                return
+        super().data_received(data)
+
+    async def _next_reply(self, timeout: float | None) -> aiosmtplib.SMTPResponse:
+        waiter = self._response_waiter
+        if waiter is not None and not waiter.done() and self._buffer:
+            reply = self._read_response_from_buffer()  # a later reply already here
+            if reply is not None:
+                return reply
+        self._response_pending = True
+        return await self.read_response(timeout=timeout)
+
+    async def pipelined(self, commands: bytes, count: int,
+                        timeout: float | None) -> list[aiosmtplib.SMTPResponse]:
+        """Write ``commands`` at once and read ``count`` replies, in order."""
+        if self._command_lock is None:
+            raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+        async with self._command_lock:
+            self._expect = count
+            try:
+                self._response_pending = True
+                self.write(commands)
+                replies = []
+                while len(replies) < count:
+                    replies.append(await self._next_reply(timeout))
+                    self._expect = count - len(replies)
+                return replies
+            finally:
+                self._expect = 0
+
+
+async def _pipelined_sendmail(client: aiosmtplib.SMTP, sender: str, recipient: str,
+                              data: bytes) -> str:
+    """``client.sendmail(sender, [recipient], data)`` in two round trips instead of four:
+    MAIL, RCPT and DATA in one write (the relay advertised PIPELINING), then the message.
+    Raises what sendmail raises, for the same replies, and resets the envelope after a
+    refusal as sendmail does."""
+    protocol = client.protocol
+    assert protocol is not None
+    if type(protocol) is SMTPProtocol:
+        protocol.__class__ = _PipeliningProtocol
+    assert isinstance(protocol, _PipeliningProtocol)
+    timeout = client.timeout
+    message = normalize_message_line_endings(data)
+    mail = b"MAIL FROM:" + _wire_address(sender)
+    if client.supports_extension("size"):
+        mail += b" SIZE=%d" % len(message)
+    try:
+        try:
+            mail_r, rcpt_r, data_r = await protocol.pipelined(
+                mail + b"\r\nRCPT TO:" + _wire_address(recipient) + b"\r\nDATA\r\n", 3, timeout)
+            if 421 in (mail_r.code, rcpt_r.code, data_r.code):
+                client.close()  # as aiosmtplib does on 421: the relay is going away
+            if data_r.code == 354:
+                # the relay took DATA although MAIL or RCPT failed: end an empty message
+                end = b".\r\n" if mail_r.code != 250 or rcpt_r.code not in (250, 251) else (
+                    PERIOD_REGEX.sub(b"..", message) + b".\r\n")
+                (final,) = await protocol.pipelined(end, 1, timeout)
+            if mail_r.code != 250:
+                raise aiosmtplib.SMTPSenderRefused(mail_r.code, mail_r.message, sender)
+            if rcpt_r.code not in (250, 251):
+                raise aiosmtplib.SMTPRecipientsRefused(
+                    [aiosmtplib.SMTPRecipientRefused(rcpt_r.code, rcpt_r.message, recipient)])
+            if data_r.code != 354:
+                raise aiosmtplib.SMTPDataError(data_r.code, data_r.message)
+            if final.code != 250:
+                raise aiosmtplib.SMTPDataError(final.code, final.message)
+            return final.message
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+            client.close()  # as aiosmtplib does: the protocol may be out of step
+            raise
+    except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
+        if client.is_connected:
+            try:
+                await client.rset()
+            except (ConnectionError, aiosmtplib.SMTPResponseException):
+                pass
+        raise
 
 
 class _Conn:
@@ -116,13 +226,20 @@ class SmtpTransport:
                 raise TransientDeliveryError(
                     f"cannot connect to relay {self.cfg.host}:{self.cfg.port}: {e}") from None
 
+    async def _sendmail(self, client: aiosmtplib.SMTP, notice: Notice) -> str:
+        await client._ehlo_or_helo_if_needed()  # as sendmail does first
+        if client.supports_extension("pipelining") and client.protocol is not None and \
+                type(client.protocol) in (SMTPProtocol, _PipeliningProtocol):
+            return await _pipelined_sendmail(client, notice.sender, notice.recipient, notice.data)
+        _, reply = await client.sendmail(notice.sender, [notice.recipient], notice.data)
+        return reply
+
     async def send(self, notice: Notice) -> str:
         conn = await self.pool.get()
         try:
             await self._ready(conn)
             try:
-                _, reply = await conn.client.sendmail(notice.sender, [notice.recipient],
-                                                      notice.data)
+                reply = await self._sendmail(conn.client, notice)
             except aiosmtplib.SMTPRecipientsRefused as e:
                 r = e.recipients[0]
                 raise _refusal(r.code, r.message, "RCPT", "the recipient") from None
