@@ -76,7 +76,6 @@ class EnvelopeEncoder(JSONEncoder):
         self.actor_names = actor_names
 
     def decode(self, data: bytes) -> dict[str, Any]:
-        sha = raw_sha(data)
         try:
             fields = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
@@ -85,8 +84,9 @@ class EnvelopeEncoder(JSONEncoder):
             problem = envelope_problem(fields, self.actor_names())
         if problem is None:
             if not isinstance(fields["options"].get("redis_message_id"), str):
-                fields["options"][RAW_SHA] = sha
+                fields["options"][RAW_SHA] = raw_sha(data)  # only then: see RecoverRedisId
             return fields
+        sha = raw_sha(data)
         options: dict[str, Any] = {RAW_SHA: sha}
         queue = QUEUE
         if isinstance(fields, dict):
