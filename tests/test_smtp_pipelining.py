@@ -16,7 +16,7 @@ from worker.compose import Notice
 from worker.errors import PermanentDeliveryError, TransientDeliveryError
 from worker.transport import SmtpTransport, _PipeliningProtocol
 
-from helpers import free_port
+from tests.helpers import free_port
 
 
 class _Handler:
