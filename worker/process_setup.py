@@ -48,8 +48,6 @@ class ProcessSetup(Middleware):
 
     def after_process_boot(self, broker: Any) -> None:
         s = self.settings
-        import sys as _s; _x = os.environ.get("XSWITCH")
-        if _x: _s.setswitchinterval(float(_x))
         logs.configure(s.logging.format, s.logging.level)
         if s.metrics.port:
             metrics.start(s.redis.url, Keys(s.redis.key_prefix), list(s.branches))
