@@ -79,3 +79,15 @@ def test_a_message_acked_meanwhile_is_not_requeued(s, clean_redis):
     clean_redis.hdel(f"{ns}:notifications.msgs", "m1")
     assert watch.requeue(clean_redis, older_than_s=10, now=50.0) == 0
     assert clean_redis.llen(f"{ns}:notifications") == 0
+
+
+def test_overdue_delayed_retry_is_requeued_but_a_waiting_one_is_not(s, clean_redis):
+    ns = s.redis.namespace
+    ack = f"{ns}:__acks__.w.notifications.DQ"
+    for mid, eta in (("late", 1_000), ("waiting", 10_000_000)):
+        clean_redis.hset(f"{ns}:notifications.DQ.msgs", mid, json.dumps({"options": {"eta": eta}}))
+        clean_redis.sadd(ack, mid)
+    watch = AckWatch(ns, "notifications")
+    assert watch.requeue_delayed(clean_redis, older_than_s=10, now_ms=100_000) == 1
+    assert clean_redis.lrange(f"{ns}:notifications.DQ", 0, -1) == ["late"]
+    assert clean_redis.smembers(ack) == {"waiting"}

@@ -24,7 +24,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import dq_name
 from dramatiq.encoder import JSONEncoder
-from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware
+from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware, Retries
 
 from .process_setup import ProcessSetup, prometheus_middleware
 from .settings import Settings
@@ -121,10 +121,33 @@ class RecoverRedisId(Middleware):
                             " it cannot be acknowledged", message.message_id)
 
 
+class PatientRetries(Retries):
+    """dramatiq's Retries, but a retry that cannot be scheduled because Redis is away
+    is tried again until Redis answers. Plain Retries logs the failure and lets the
+    worker acknowledge the message once Redis is back: the message — and with it a
+    hold never claimed — would be gone without a trace."""
+
+    PATIENCE_S = 120.0
+
+    def after_process_message(self, broker: dramatiq.Broker, message: Any, *,
+                              result: Any = None, exception: BaseException | None = None) -> None:
+        deadline = time.monotonic() + self.PATIENCE_S
+        while True:
+            try:
+                return super().after_process_message(broker, message, result=result,
+                                                     exception=exception)
+            except (redis.ConnectionError, redis.TimeoutError):
+                if time.monotonic() > deadline:
+                    raise  # not acknowledged either: the sweeper finds it in the ack set
+                time.sleep(1.0)
+
+
 def build_broker(settings: Settings) -> RedisBroker:
     broker = RedisBroker(url=settings.redis.url, namespace=settings.redis.namespace,
                          heartbeat_timeout=settings.redis.heartbeat_timeout_ms,
                          maintenance_chance=settings.redis.maintenance_chance)
+    broker.middleware[:] = [PatientRetries() if type(m) is Retries else m
+                            for m in broker.middleware]
     broker.add_middleware(AsyncIO())
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(RecoverRedisId())

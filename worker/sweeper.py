@@ -8,8 +8,8 @@ never re-queues it. A thread in each worker process therefore, every
 ``[delivery] sweep_interval_s``:
 
 1. re-queues messages that sit in a live worker's ack set of ``notifications``
-   for longer than two leases (no notice takes that long; delayed retries live in
-   the separate ``.DQ`` ack sets and are not touched);
+   for longer than two leases (no notice takes that long), and delayed retries
+   (``.DQ`` ack sets) still unacknowledged two leases past their ``eta``;
 2. re-enqueues holds listed in ``inflight`` (``sending`` or ``retrying``) long after
    they should have moved on — the case where even the message is gone.
 
@@ -64,6 +64,29 @@ class AckWatch:
             self.seen.pop((ack_key, mid), None)
         return done
 
+    def requeue_delayed(self, client: redis.Redis, older_than_s: float,
+                        now_ms: int | None = None) -> int:
+        """Delayed retries (``.DQ``) wait legitimately in a worker's memory until their
+        ``eta``; one still unacknowledged well past its eta was lost there (Redis was
+        down when the worker tried to move it on): put it back on the delayed queue."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        script = client.register_script(_REQUEUE)
+        dq = f"{self.ns}:{self.queue}.DQ"
+        done = 0
+        for key in client.scan_iter(f"{self.ns}:__acks__.*.{self.queue}.DQ", count=100):
+            for raw_mid in client.smembers(key):
+                mid = _text(raw_mid)
+                data = client.hget(dq + ".msgs", mid)
+                try:
+                    eta = int(json.loads(data)["options"].get("eta", 0)) if data else 0
+                except (ValueError, KeyError, TypeError):
+                    eta = 0
+                if now_ms - eta >= older_than_s * 1000 and script(
+                        keys=[_text(key), dq, dq + ".msgs"], args=[mid]):
+                    log.warning("delayed message %s: re-queued, overdue in a live worker", mid)
+                    done += 1
+        return done
+
 
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -100,6 +123,7 @@ def start(url: str, keys: Keys, send: Callable[[dict[str, Any]], Any], *, namesp
             time.sleep(interval_s)
             try:
                 watch.requeue(client, older_than_s=2 * lease_s)
+                watch.requeue_delayed(client, older_than_s=2 * lease_s)
                 sweep_once(client, keys, send, push_ms)
             except redis.RedisError as e:
                 log.warning("sweeper: cannot reach Redis (%s); will try again", e)
