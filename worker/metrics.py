@@ -7,7 +7,7 @@ multiprocess directory, so one scrape sees every worker process:
 * ``omitama_notices_total{outcome}`` — hold notices by outcome (sent, phoned, retry, …);
 * ``omitama_call_list{branch}``, ``omitama_pending_approvals``,
   ``omitama_suspended_addresses``, ``omitama_bounces{reason}`` — read from Redis every
-  ``REFRESH_S`` seconds by each worker process (multiprocess mode ``max``), so they are
+  ``REFRESH_S`` seconds by each worker process (the most recent reading wins), so they are
   right whoever changed the state: a worker, a staff command or ``bounces ingest``.
 """
 
@@ -60,13 +60,13 @@ def start(url: str, keys: Keys, branches: list[str]) -> None:
 
     _notices = prom.Counter("omitama_notices_total", "Hold notices by outcome.", ["outcome"])
     call_list = prom.Gauge("omitama_call_list", "Holds on the phone-call list, by pickup branch.",
-                           ["branch"], multiprocess_mode="max")
+                           ["branch"], multiprocess_mode="livemostrecent")
     pending = prom.Gauge("omitama_pending_approvals", "Registrations awaiting the patron's call.",
-                         multiprocess_mode="max")
+                         multiprocess_mode="livemostrecent")
     suspended = prom.Gauge("omitama_suspended_addresses", "Patrons whose address is suspended.",
-                           multiprocess_mode="max")
+                           multiprocess_mode="livemostrecent")
     bounces = prom.Gauge("omitama_bounces", "Failures recorded, by reason (since the start).",
-                         ["reason"], multiprocess_mode="max")
+                         ["reason"], multiprocess_mode="livemostrecent")
     client = redis.Redis.from_url(url, socket_timeout=5)
     stop = threading.Event()
 
