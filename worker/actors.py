@@ -15,10 +15,11 @@ from dramatiq.middleware import CurrentMessage
 
 from . import holds, registration
 from .broker import GAVE_UP_ACTOR, MALFORMED_ACTOR, QUEUE, RAW_SHA, build_broker
-from .events import HoldReady, parse_event
+from .events import (AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady,
+                     parse_event)
 from .intake import accept, reject
 from .metrics import count_notice
-from .runtime import get_runtime
+from .runtime import Runtime, get_runtime
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -41,63 +42,54 @@ def _message_key() -> str | None:
     return msg.options.get(RAW_SHA) or f"msg:{msg.message_id}"
 
 
-def event_actor(fn: Callable[[Any], Awaitable[None]]) -> dramatiq.Actor:
+def event_actor(handle: Callable[[Runtime, Any, str | None], Awaitable[None]]) -> dramatiq.Actor:
+    """The actor for the event type named like ``handle``: validate the event (a refusal
+    is kept and the message acknowledged), then ``handle(runtime, event, message_key)``."""
+    name = handle.__name__
     d = get_settings().delivery
-    return dramatiq.actor(fn, actor_name=fn.__name__, queue_name=QUEUE,
+
+    async def actor(event: Any) -> None:
+        rt = get_runtime()
+        key = _message_key()
+        ev = await accept(rt.store, event, name, rt.branches, key=key)
+        if ev is not None:
+            await handle(rt, ev, key)
+
+    actor.__name__ = actor.__qualname__ = name
+    return dramatiq.actor(actor, actor_name=name, queue_name=QUEUE,
                           retry_when=_retry_when, on_retry_exhausted=GAVE_UP_ACTOR,
                           min_backoff=int(d.min_backoff_s * 1000),
                           max_backoff=int(d.max_backoff_s * 1000))
 
 
-def _retry_if_needed(result: holds.Result) -> None:
+@event_actor
+async def hold_ready(rt: Runtime, ev: HoldReady, key: str | None) -> None:
+    result = await holds.notify_hold_ready(rt, ev)
+    count_notice(result.outcome.value)
     if result.outcome in (holds.Outcome.RETRY, holds.Outcome.BUSY):
         raise dramatiq.Retry(result.detail or result.outcome.value, delay=result.delay_ms)
 
 
 @event_actor
-async def hold_ready(event: Any) -> None:
-    rt = get_runtime()
-    ev = await accept(rt.store, event, "hold_ready", rt.branches, key=_message_key())
-    if ev is not None:
-        assert isinstance(ev, HoldReady)
-        result = await holds.notify_hold_ready(rt, ev)
-        count_notice(result.outcome.value)
-        _retry_if_needed(result)
+async def hold_cancelled(rt: Runtime, ev: HoldCancelled, key: str | None) -> None:
+    await holds.close_hold(rt, ev.hold_id, "cancelled")
 
 
 @event_actor
-async def hold_cancelled(event: Any) -> None:
-    rt = get_runtime()
-    ev = await accept(rt.store, event, "hold_cancelled", rt.branches, key=_message_key())
-    if ev is not None:
-        await holds.close_hold(rt, ev.hold_id, "cancelled")  # type: ignore[union-attr]
+async def hold_picked_up(rt: Runtime, ev: HoldPickedUp, key: str | None) -> None:
+    await holds.close_hold(rt, ev.hold_id, "picked_up")
 
 
 @event_actor
-async def hold_picked_up(event: Any) -> None:
-    rt = get_runtime()
-    ev = await accept(rt.store, event, "hold_picked_up", rt.branches, key=_message_key())
-    if ev is not None:
-        await holds.close_hold(rt, ev.hold_id, "picked_up")  # type: ignore[union-attr]
+async def address_registered(rt: Runtime, ev: AddressRegistered, key: str | None) -> None:
+    if await registration.register(rt, ev, key=key) == "busy":
+        raise dramatiq.Retry("another worker is sending this confirmation",
+                             delay=int(rt.settings.delivery.lease_s * 1000))
 
 
 @event_actor
-async def address_registered(event: Any) -> None:
-    rt = get_runtime()
-    ev = await accept(rt.store, event, "address_registered", rt.branches, key=_message_key())
-    if ev is not None:
-        outcome = await registration.register(rt, ev, key=_message_key())  # type: ignore[arg-type]
-        if outcome == "busy":
-            raise dramatiq.Retry("another worker is sending this confirmation",
-                                 delay=int(rt.settings.delivery.lease_s * 1000))
-
-
-@event_actor
-async def address_removed(event: Any) -> None:
-    rt = get_runtime()
-    ev = await accept(rt.store, event, "address_removed", rt.branches, key=_message_key())
-    if ev is not None:
-        await registration.removed_event(rt.store, ev)  # type: ignore[arg-type]
+async def address_removed(rt: Runtime, ev: AddressRemoved, key: str | None) -> None:
+    await registration.removed_event(rt.store, ev)
 
 
 @dramatiq.actor(actor_name=MALFORMED_ACTOR, queue_name=QUEUE, max_retries=5)

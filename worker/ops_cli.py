@@ -9,13 +9,12 @@ import tempfile
 from datetime import date, datetime
 from typing import Any, Callable
 
-import aiosmtplib
-
 from .compose import Composer
 from .events import HoldReady
 from .jdate import TOKYO
 from .settings import Settings
 from .store import Store, safe_url
+from .transport import smtp_client
 
 
 def _check_redis(s: Settings) -> str:
@@ -39,19 +38,13 @@ def _check_relay(s: Settings) -> str:
     c = s.smtp
 
     async def go() -> str:
-        import ssl
-        ctx = ssl.create_default_context(cafile=c.cert_bundle) if c.cert_bundle else None
-        smtp = aiosmtplib.SMTP(hostname=c.host, port=c.port, timeout=c.timeout, use_tls=c.tls,
-                               start_tls=True if c.starttls else False,
-                               validate_certs=c.validate_certs, tls_context=ctx,
-                               local_hostname=c.helo_name or None)
-        await smtp.connect()
+        smtp = smtp_client(c)
+        await smtp.connect()  # EHLO, STARTTLS/TLS and AUTH exactly as the worker does them
         try:
-            said = [f"EHLO ok ({smtp.esmtp_extensions and 'ESMTP' or 'SMTP'})"]
+            said = ["EHLO ok"]
             if c.tls or c.starttls:
                 said.append("TLS ok")
             if c.username:
-                await smtp.login(c.username, c.password.get_secret_value())
                 said.append(f"AUTH ok as {c.username}")
             return f"relay {c.host}:{c.port}: " + ", ".join(said)
         finally:

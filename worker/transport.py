@@ -207,16 +207,7 @@ class SmtpTransport:
         self.connects = 0  # how many TCP connections were opened (reuse is measurable)
 
     def _client(self) -> aiosmtplib.SMTP:
-        c = self.cfg
-        tls_context = None
-        if (c.tls or c.starttls) and c.cert_bundle:
-            tls_context = ssl.create_default_context(cafile=c.cert_bundle)
-        return aiosmtplib.SMTP(
-            hostname=c.host, port=c.port, timeout=c.timeout, use_tls=c.tls,
-            start_tls=True if c.starttls else False, validate_certs=c.validate_certs,
-            tls_context=tls_context, local_hostname=c.helo_name or None,
-            username=c.username or None,
-            password=c.password.get_secret_value() or None if c.username else None)
+        return smtp_client(self.cfg)
 
     async def _ready(self, conn: _Conn) -> None:
         client = conn.client
@@ -285,6 +276,20 @@ class SmtpTransport:
                     await conn.client.quit()
                 except (aiosmtplib.SMTPException, OSError):
                     conn.client.close()
+
+
+def smtp_client(c: SmtpSettings) -> aiosmtplib.SMTP:
+    """An unconnected client for the relay in ``[smtp]`` (TLS, certificates, login);
+    ``connect()`` also logs in when a username is set. Used by the pool and by ``check``."""
+    tls_context = None
+    if (c.tls or c.starttls) and c.cert_bundle:
+        tls_context = ssl.create_default_context(cafile=c.cert_bundle)
+    return aiosmtplib.SMTP(
+        hostname=c.host, port=c.port, timeout=c.timeout, use_tls=c.tls,
+        start_tls=True if c.starttls else False, validate_certs=c.validate_certs,
+        tls_context=tls_context, local_hostname=c.helo_name or None,
+        username=c.username or None,
+        password=(c.password.get_secret_value() or None) if c.username else None)
 
 
 def make_transport(settings: Settings) -> Transport:
