@@ -49,7 +49,7 @@ def test_full_run_metrics_and_no_leaks_in_json_logs(clean_redis, settings, smtp_
     port = free_port()
     env = {**os.environ, "OMITAMA_NOTIFY_MAIL__TRANSPORT": "smtp",
            "OMITAMA_NOTIFY_SMTP__PORT": str(smtp_sink.port),
-           "OMITAMA_NOTIFY_LOGGING__FORMAT": "json", "OMITAMA_NOTIFY_LOGGING__LEVEL": "INFO",
+           "OMITAMA_NOTIFY_LOGGING__FORMAT": "json", "OMITAMA_NOTIFY_LOGGING__LEVEL": "DEBUG",
            "OMITAMA_NOTIFY_METRICS__PORT": str(port),
            "dramatiq_prom_db": str(tmp_path / "prom")}
     smtp_sink.refuse("kenji.bounce@docomo.ne.jp", "550 5.1.1 <kenji.bounce@docomo.ne.jp>: User unknown")
@@ -94,6 +94,7 @@ def test_full_run_metrics_and_no_leaks_in_json_logs(clean_redis, settings, smtp_
     json_lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     assert any("h***@ezweb.ne.jp" in j["msg"] for j in json_lines), out
     assert any("<hold." in j["msg"] for j in json_lines), out  # Message-IDs stay traceable
+    assert any(j["msg"] == "event loop: uvloop" for j in json_lines), out
     for secret in secrets:
         assert secret not in out, f"{secret!r} leaked into the logs"
 

@@ -125,8 +125,11 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         ev.hold_id, "sent", claim.token, card=ev.card_number,
         fields={"message_id": notice.message_id, "sent_ms": int(now.timestamp() * 1000),
                 "to": mask_address(decision.envelope), "relay_reply": reply[:200]})
-    log.info("hold %s: notice %s sent to %s", ev.hold_id, notice.message_id,
-             mask_address(decision.envelope))
+    # DEBUG, not INFO: the hold in Redis records the send (Message-ID, masked recipient,
+    # relay reply) and omitama_notices_total counts it; a line per notice relayed through
+    # dramatiq's main process cost ~1/6 of the worker's CPU (README, "Performance")
+    log.debug("hold %s: notice %s sent to %s", ev.hold_id, notice.message_id,
+              mask_address(decision.envelope))
     return Result(Outcome.SENT if status == "sent" else Outcome.CLOSED, detail=status)
 
 

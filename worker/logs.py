@@ -61,6 +61,12 @@ def configure(fmt: str = "text", level: str = "INFO") -> None:
     if not root.handlers:
         logging.basicConfig(level=level)
     root.setLevel(level)
+    # dramatiq's DEBUG lines print whole messages — the event with the patron's name and
+    # address, which no mask can recognise — so its loggers, and the actors' loggers it
+    # names after our module ("Received args=…"), stay at INFO or above
+    quiet = max(logging.INFO, logging.getLevelName(level))
+    for name in ("dramatiq", "worker.actors"):
+        logging.getLogger(name).setLevel(quiet)
     for handler in root.handlers:
         if not any(isinstance(f, MaskFilter) for f in handler.filters):
             handler.addFilter(MaskFilter())

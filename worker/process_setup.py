@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from dramatiq.middleware import Middleware
 
-from . import logs, metrics, sweeper
+from . import logs, loop, metrics, sweeper
 from .keys import Keys
 from .settings import Settings
 
@@ -49,6 +50,8 @@ class ProcessSetup(Middleware):
     def after_process_boot(self, broker: Any) -> None:
         s = self.settings
         logs.configure(s.logging.format, s.logging.level)
+        # before dramatiq's AsyncIO middleware builds its loop (at worker boot)
+        logging.getLogger(__name__).debug("event loop: %s", loop.install())
         if s.metrics.port:
             metrics.start(s.redis.url, Keys(s.redis.key_prefix), list(s.branches))
         # (process_boot is a worker-CLI event: in-process test workers get no sweeper thread)
