@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import hold_event
 from worker.errors import EventError
-from worker.events import HoldReady, parse_event, parse_event_json
+from worker.events import HoldReady, hold_ref, parse_event, parse_event_json
 
 BRANCHES = {"ogawa", "tamari", "minori"}
 
@@ -129,3 +129,42 @@ def test_other_event_types_refuse_bad_fields():
     assert refusal({"event_id": "e", "type": "hold_cancelled"}).field == "hold_id"
     assert refusal({"event_id": "e", "type": "address_removed", "card_number": "C1",
                     "removed_at": "2026-11-29"}).field == "removed_at"
+
+
+# -- what a refused hold_ready still says (it goes to the call list: worker.holds.phone_refused)
+
+def test_a_refused_hold_ready_still_names_its_hold_card_and_branch():
+    bad = mutated(lambda e: e["item"].update(material="dvd"))
+    ref = hold_ref(bad, BRANCHES)
+    assert ref is not None
+    assert (ref.hold_id, ref.card_number, ref.pickup_branch) == (bad["hold_id"], bad["card_number"], "ogawa")
+    assert ref.title == bad["item"]["title"] and ref.pickup_by == date.fromisoformat(bad["pickup_by"])
+
+
+@pytest.mark.parametrize("mutation,title,pickup_by", [
+    (lambda e: e["item"].update(title="猫\r\nBcc: evil@example.com"), None, "kept"),
+    (lambda e: e.update(pickup_by="2026/12/05"), "吾輩は猫である", None),
+    (lambda e: e.update(item="吾輩は猫である", pickup_by=20261205), None, None),
+])
+def test_invalid_parts_are_left_out_of_the_reference(mutation, title, pickup_by):
+    bad = mutated(mutation)
+    ref = hold_ref(bad, BRANCHES)
+    assert ref is not None and ref.title == title
+    assert ref.pickup_by == (date.fromisoformat(bad["pickup_by"]) if pickup_by == "kept" else None)
+
+
+@pytest.mark.parametrize("mutation", [
+    lambda e: e.pop("hold_id"),
+    lambda e: e.update(hold_id="H 1"),
+    lambda e: e.update(card_number=2100000001),
+    lambda e: e.update(pickup_branch="tokyo"),
+    lambda e: e.pop("pickup_branch"),
+    lambda e: e.update(type="hold_cancelled"),  # another event type: not a ready hold
+])
+def test_no_reference_without_a_trustworthy_hold_card_and_branch(mutation):
+    assert hold_ref(mutated(mutation), BRANCHES) is None
+
+
+@pytest.mark.parametrize("payload", [None, "H-1", ["H-1"], {"type": ["hold_ready"]}])
+def test_no_reference_from_what_is_not_an_event(payload):
+    assert hold_ref(payload, BRANCHES) is None

@@ -539,6 +539,10 @@ def test_bad_input_is_refused_clearly_and_the_worker_goes_on(clean_redis, settin
     assert len(rejected) == expected, report
     assert [m.rcpt_tos for m in sink.messages] == [[addr(7)]], report
     assert with_store(s, lambda st: st.get_hold("H00007"))["status"] == "sent"
+    # the bad events that still name hold H-GOOD, its card and branch put it on the call list
+    # (once, whichever came first); the rest name no hold staff could phone about
+    calls = with_store(s, lambda st: st.calls())
+    assert [(c["hold_id"], c["reason"]) for c in calls] == [("H-GOOD", "invalid_event")], report
 
     # bounce files: never an exception, never a patron blamed on garbage, quick even at 10 MB
     from worker.bounces import classify_mail

@@ -122,3 +122,34 @@ def test_invalid_event_in_valid_envelope_is_rejected_once(outbox_settings, clean
     assert row["event_id"] == "ev-H-4" and row["type"] == "hold_ready"
     assert "pickup_branch: unknown branch 'tokyo'" in row["error"]
     assert json.loads(row["raw"])["pickup_branch"] == "tokyo"
+    # no branch to phone from: nothing on any call list (staff read it in review rejected)
+    assert with_store(s, lambda st: st.calls()) == []
+
+
+def test_invalid_hold_ready_naming_its_hold_goes_to_the_call_list_too(outbox_settings, clean_redis):
+    """The hold is ready in the ILS whatever the event got wrong: it is refused for the
+    integrator to fix *and* listed for a phone call, once, even if sent again; a corrected
+    event that follows is a duplicate (the patron is phoned, not also mailed)."""
+    s = outbox_settings
+    ns = s.redis.namespace
+    with_store(s, lambda st: st.set_contact("C-5", ContactState.ACTIVE, address="hanako@example.jp",
+                                            envelope="hanako@example.jp", staff="S01", why="test"))
+    bad = hold_event("H-5", "C-5", pickup_by="12/05")
+    bad["item"]["title"] = "猫\r\nBcc: evil@example.com"
+    with run_worker(s):
+        for _ in range(2):
+            rid = str(uuid.uuid4())
+            raw_enqueue(clean_redis, ns, envelope("hold_ready", bad, rid), rid)
+        wait_for(lambda: leftovers(clean_redis, ns) == {"queue": 0, "msgs": 0, "acks": 0, "dead": 0})
+        rid = str(uuid.uuid4())
+        raw_enqueue(clean_redis, ns, envelope("hold_ready", hold_event("H-5", "C-5"), rid), rid)
+        wait_for(lambda: leftovers(clean_redis, ns) == {"queue": 0, "msgs": 0, "acks": 0, "dead": 0})
+    rows = with_store(s, lambda st: st.rejected())  # once per message sent
+    assert len(rows) == 2 and all("pickup_by" in r["error"] and "item.title" in r["error"] for r in rows)
+    [call] = with_store(s, lambda st: st.calls(branch="ogawa"))
+    assert (call["hold_id"], call["card_number"], call["reason"]) == ("H-5", "C-5", "invalid_event")
+    assert call["reason_ja"] == "予約連携データに不備(内容を確認して電話)"
+    assert call["title"] is None and call["pickup_by"] == ""  # only what was valid
+    assert "pickup_by" in call["detail"]
+    assert with_store(s, lambda st: st.get_hold("H-5"))["status"] == "phoned"
+    assert not list((s.mail.outbox_dir).glob("*.eml"))  # no mail after the phone call

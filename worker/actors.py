@@ -8,6 +8,7 @@ rejected`` and the message acknowledged), call the domain code, and turn
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any, Awaitable, Callable
 
 import dramatiq
@@ -42,16 +43,22 @@ def _message_key() -> str | None:
     return msg.options.get(RAW_SHA) or f"msg:{msg.message_id}"
 
 
-def event_actor(handle: Callable[[Runtime, Any, str | None], Awaitable[None]]) -> dramatiq.Actor:
+Salvage = Callable[[Runtime, Any, str], Awaitable[Any]]
+
+
+def event_actor(handle: Callable[[Runtime, Any, str | None], Awaitable[None]],
+                salvage: Salvage | None = None) -> dramatiq.Actor:
     """The actor for the event type named like ``handle``: validate the event (a refusal
-    is kept and the message acknowledged), then ``handle(runtime, event, message_key)``."""
+    is kept, ``salvage(runtime, payload, error)`` called, and the message acknowledged),
+    then ``handle(runtime, event, message_key)``."""
     name = handle.__name__
     d = get_settings().delivery
 
     async def actor(event: Any) -> None:
         rt = get_runtime()
         key = _message_key()
-        ev = await accept(rt.store, event, name, rt.branches, key=key)
+        ev = await accept(rt.store, event, name, rt.branches, key=key,
+                          salvage=partial(salvage, rt) if salvage else None)
         if ev is not None:
             await handle(rt, ev, key)
 
@@ -62,12 +69,21 @@ def event_actor(handle: Callable[[Runtime, Any, str | None], Awaitable[None]]) -
                           max_backoff=int(d.max_backoff_s * 1000))
 
 
-@event_actor
-async def hold_ready(rt: Runtime, ev: HoldReady, key: str | None) -> None:
+async def _hold_ready(rt: Runtime, ev: HoldReady, key: str | None) -> None:
     result = await holds.notify_hold_ready(rt, ev)
     count_notice(result.outcome.value)
     if result.outcome in (holds.Outcome.RETRY, holds.Outcome.BUSY):
         raise dramatiq.Retry(result.detail or result.outcome.value, delay=result.delay_ms)
+
+
+async def _refused_hold_ready(rt: Runtime, payload: Any, error: str) -> None:
+    result = await holds.phone_refused(rt, payload, error)
+    if result is not None:
+        count_notice(result.outcome.value)
+
+
+_hold_ready.__name__ = "hold_ready"
+hold_ready = event_actor(_hold_ready, salvage=_refused_hold_ready)
 
 
 @event_actor

@@ -24,6 +24,7 @@ class CallReason(StrEnum):
     DELIVERY_FAILED = "delivery_failed"    # retries ran out before the pickup deadline
     PICKUP_PASSED = "pickup_passed"        # the event came after the last day to collect
     WORKER_ERROR = "worker_error"          # the worker could not process it; see the log
+    INVALID_EVENT = "invalid_event"        # the ILS sent a hold_ready the worker refused
 
 
 # What staff read in `review calls` (Japanese, as on the counter).
@@ -36,6 +37,7 @@ CALL_REASON_JA: dict[CallReason, str] = {
     CallReason.DELIVERY_FAILED: "メール送信に失敗(再送期限切れ)",
     CallReason.PICKUP_PASSED: "取置期限後に通知",
     CallReason.WORKER_ERROR: "システムエラー",
+    CallReason.INVALID_EVENT: "予約連携データに不備(内容を確認して電話)",
 }
 
 

@@ -106,6 +106,45 @@ class HoldPickedUp(_Event):
     hold_id: Ident
 
 
+class HoldRef(BaseModel):
+    """What a refused ``hold_ready`` still tells for sure: which hold, whose card, which
+    counter. Enough for staff to phone the patron (worker.holds.phone_refused); the
+    title and the last day are kept only when they are valid themselves."""
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    hold_id: Ident
+    card_number: Ident
+    pickup_branch: str
+    title: _text(500) | None = None  # type: ignore[valid-type]
+    pickup_by: date | None = None
+
+    _branch = field_validator("pickup_branch")(_check_branch)
+
+
+def hold_ref(data: Any, branches: set[str]) -> HoldRef | None:
+    """The hold a refused event addressed to the ``hold_ready`` actor is about, or None
+    when it names no hold, card and branch we can trust — or says it is another type."""
+    if not isinstance(data, dict):
+        return None
+    etype = data.get("type")
+    if isinstance(etype, str) and etype in EVENT_TYPES and etype != "hold_ready":
+        return None
+    fields = {k: data.get(k) for k in ("hold_id", "card_number", "pickup_branch")}
+    item = data.get("item")
+    for key, value in (("title", item.get("title") if isinstance(item, dict) else None),
+                       ("pickup_by", data.get("pickup_by"))):
+        try:  # each optional part on its own: a bad one is left out, not fatal
+            HoldRef.model_validate_json(json.dumps({**fields, key: value}), strict=True,
+                                        context={"branches": branches})
+            fields[key] = value
+        except ValidationError:
+            pass
+    try:
+        return HoldRef.model_validate_json(json.dumps(fields), strict=True,
+                                           context={"branches": branches})
+    except (ValidationError, TypeError, ValueError):
+        return None
+
+
 Event = Union[HoldReady, AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp]
 EVENT_TYPES: dict[str, type[_Event]] = {
     "hold_ready": HoldReady,

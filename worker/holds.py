@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+import json
+from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
 from .addresses import mask_address
 from .compose import new_token
 from .contacts import CALL_REASON_JA, CallReason, decide_contact
 from .errors import PermanentDeliveryError, TransientDeliveryError
-from .events import HoldReady
+from .events import HoldReady, HoldRef, hold_ref
 from .bounce_effects import apply_failure
 from .failures import failure_entry, smtp_result
 from .jdate import TOKYO, now_tokyo
@@ -51,25 +53,51 @@ class Result:
     detail: str = ""
 
 
-def _due(ev: HoldReady) -> int:
-    return int(ev.pickup_by.strftime("%Y%m%d"))
+def _due(day: date) -> int:
+    return int(day.strftime("%Y%m%d"))
 
 
-async def _phone(rt: Runtime, ev: HoldReady, claim: Claim, reason: CallReason,
+async def _phone(rt: Runtime, ev: HoldReady | HoldRef, claim: Claim, reason: CallReason,
                  detail: str = "") -> Result:
+    title = ev.item.title if isinstance(ev, HoldReady) else ev.title
     call = {"hold_id": ev.hold_id, "card_number": ev.card_number,
-            "pickup_branch": ev.pickup_branch, "pickup_by": ev.pickup_by.isoformat(),
+            "pickup_branch": ev.pickup_branch,
+            "pickup_by": ev.pickup_by.isoformat() if ev.pickup_by else "",
             "reason": reason.value, "reason_ja": CALL_REASON_JA[reason],
-            "title": ev.item.title, "added_at": now_tokyo().isoformat(timespec="seconds"),
+            "title": title, "added_at": now_tokyo().isoformat(timespec="seconds"),
             "detail": detail}
+    # a hold whose last day is unknown is listed as due today: phone it first
+    due = _due(ev.pickup_by) if ev.pickup_by else _due(now_tokyo().date())
     status = await rt.store.finish_hold(ev.hold_id, "phoned", claim.token, call=call,
-                                        due=_due(ev), fields={"reason": reason.value})
+                                        due=due, fields={"reason": reason.value})
     if status != "phoned":
         log.info("hold %s: %s before it reached the call list", ev.hold_id, status)
         return Result(Outcome.CLOSED, detail=status)
     log.info("hold %s: on the phone-call list of %s (%s)", ev.hold_id, ev.pickup_branch,
              reason.value)
     return Result(Outcome.PHONED, detail=reason.value)
+
+
+async def phone_refused(rt: Runtime, payload: Any, error: str) -> Result | None:
+    """A ``hold_ready`` that failed validation is kept for ``review rejected`` (the ILS
+    must fix it) *and*, when it still names a hold, card and branch for sure, put on
+    that branch's call list: the hold is ready in the ILS whatever the event got wrong,
+    and no ready hold may go unannounced. Once listed, a corrected event for the same
+    hold is a duplicate: staff phone, no e-mail follows. None when nothing is usable."""
+    ref = hold_ref(payload, rt.branches)
+    if ref is None:
+        return None
+    now = now_tokyo()
+    claim = await rt.store.claim_hold(
+        ref.hold_id, token=new_token(), lease_ms=int(rt.settings.delivery.lease_s * 1000),
+        ttl_s=retention_s(ref.pickup_by or now.date(), now, rt.settings.delivery),
+        fields={"event": json.dumps(payload, ensure_ascii=False)[:64 * 1024],
+                "card_number": ref.card_number, "pickup_branch": ref.pickup_branch,
+                "pickup_by": ref.pickup_by.isoformat() if ref.pickup_by else ""})
+    if claim.verdict != "claimed":  # already handled, or a valid event is being sent now
+        return Result(Outcome.DUPLICATE if claim.verdict == "done" else Outcome.BUSY,
+                      detail=claim.status)
+    return await _phone(rt, ref, claim, CallReason.INVALID_EVENT, error[:500])
 
 
 async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:

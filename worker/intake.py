@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from .errors import EventError
 from .events import Event, parse_event
@@ -45,17 +45,23 @@ async def reject(store: Store, payload: Any, error: str, *, key: str | None = No
 
 
 async def accept(store: Store, payload: Any, expected: str, branches: set[str],
-                 key: str | None = None) -> Event | None:
-    """Validate one event handed to the actor for ``expected``; a refusal is kept
-    and None returned, so the message is acknowledged and the worker goes on."""
+                 key: str | None = None,
+                 salvage: Callable[[Any, str], Awaitable[Any]] | None = None) -> Event | None:
+    """Validate one event handed to the actor for ``expected``; a refusal is kept,
+    ``salvage(payload, error)`` called, and None returned, so the message is
+    acknowledged and the worker goes on."""
     try:
         event = parse_event(payload, branches)
     except EventError as e:
         await reject(store, payload, str(e), key=key, event_id=e.event_id,
                      event_type=e.event_type)
-        return None
-    if event.type != expected:
-        await reject(store, payload, f"type: a {event.type} event was sent to the {expected} "
-                     "actor; use actor_name equal to the event type", key=key)
-        return None
-    return event
+        error = str(e)
+    else:
+        if event.type == expected:
+            return event
+        error = (f"type: a {event.type} event was sent to the {expected} actor; use "
+                 "actor_name equal to the event type")
+        await reject(store, payload, error, key=key)
+    if salvage is not None:
+        await salvage(payload, error)
+    return None
