@@ -43,14 +43,18 @@ def _message_key() -> str | None:
     return msg.options.get(RAW_SHA) or f"msg:{msg.message_id}"
 
 
+Handler = Callable[[Runtime, Any, str | None], Awaitable[None]]
 Salvage = Callable[[Runtime, Any, str], Awaitable[Any]]
 
 
-def event_actor(handle: Callable[[Runtime, Any, str | None], Awaitable[None]],
-                salvage: Salvage | None = None) -> dramatiq.Actor:
+def event_actor(handle: Handler | None = None, *,
+                salvage: Salvage | None = None) -> Any:
     """The actor for the event type named like ``handle``: validate the event (a refusal
     is kept, ``salvage(runtime, payload, error)`` called, and the message acknowledged),
-    then ``handle(runtime, event, message_key)``."""
+    then ``handle(runtime, event, message_key)``. ``@event_actor`` or
+    ``@event_actor(salvage=…)``."""
+    if handle is None:
+        return partial(event_actor, salvage=salvage)
     name = handle.__name__
     d = get_settings().delivery
 
@@ -69,21 +73,18 @@ def event_actor(handle: Callable[[Runtime, Any, str | None], Awaitable[None]],
                           max_backoff=int(d.max_backoff_s * 1000))
 
 
-async def _hold_ready(rt: Runtime, ev: HoldReady, key: str | None) -> None:
-    result = await holds.notify_hold_ready(rt, ev)
-    count_notice(result.outcome.value)
-    if result.outcome in (holds.Outcome.RETRY, holds.Outcome.BUSY):
-        raise dramatiq.Retry(result.detail or result.outcome.value, delay=result.delay_ms)
-
-
 async def _refused_hold_ready(rt: Runtime, payload: Any, error: str) -> None:
     result = await holds.phone_refused(rt, payload, error)
     if result is not None:
         count_notice(result.outcome.value)
 
 
-_hold_ready.__name__ = "hold_ready"
-hold_ready = event_actor(_hold_ready, salvage=_refused_hold_ready)
+@event_actor(salvage=_refused_hold_ready)
+async def hold_ready(rt: Runtime, ev: HoldReady, key: str | None) -> None:
+    result = await holds.notify_hold_ready(rt, ev)
+    count_notice(result.outcome.value)
+    if result.outcome in (holds.Outcome.RETRY, holds.Outcome.BUSY):
+        raise dramatiq.Retry(result.detail or result.outcome.value, delay=result.delay_ms)
 
 
 @event_actor

@@ -141,7 +141,7 @@ def hold_ref(data: Any, branches: set[str]) -> HoldRef | None:
     try:
         return HoldRef.model_validate_json(json.dumps(fields), strict=True,
                                            context={"branches": branches})
-    except (ValidationError, TypeError, ValueError):
+    except ValidationError:
         return None
 
 

@@ -15,9 +15,9 @@ few hundred microseconds between reading the 250 and one Redis round trip.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
-import json
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
