@@ -28,11 +28,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
-import psutil
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tests.worker_command import WorkerCommand  # noqa: E402
+
 PY = sys.executable
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -317,90 +319,22 @@ def raw_rate(sink: Sink, notices: list[Any]) -> float:
 
 # -- the real worker -----------------------------------------------------------------------
 
-class Worker:
-    """``omitama-notify worker`` in its own session, as an operator starts it."""
+class Worker(WorkerCommand):
+    """``omitama-notify worker`` (tests/worker_command.py) on a bench key space, with the
+    Prometheus exposition on, its output saved to LOG_DIR when it stops."""
 
     def __init__(self, space: Space, sink_port: int, *, processes: int | None = None,
                  threads: int | None = None, extra_env: dict[str, str] | None = None) -> None:
-        env = {**os.environ, **space.env(), "OMITAMA_NOTIFY_MAIL__TRANSPORT": "smtp",
-               "OMITAMA_NOTIFY_SMTP__PORT": str(sink_port),
-               # the Prometheus exposition stays on, on a port of its own
-               "OMITAMA_NOTIFY_METRICS__PORT": str(free_port()), **(extra_env or {})}
-        if processes:
-            env["OMITAMA_NOTIFY_WORKER__PROCESSES"] = str(processes)
-        if threads:
-            env["OMITAMA_NOTIFY_WORKER__THREADS"] = str(threads)
-        self.processes = processes or 1
         self.run = space.run
-        self.log: list[str] = []
-        self.proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "omitama-notify"), "worker"],
-                                     cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
-        threading.Thread(target=self._read, daemon=True).start()
-        deadline = time.monotonic() + 60
-        while self.ready() < self.processes:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("worker did not start:\n" + "".join(self.log[-30:]))
-            time.sleep(0.05)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.log.append(line)
-
-    def ready(self) -> int:
-        return sum("Worker process is ready for action" in line for line in list(self.log))
-
-    def worker_pids(self) -> list[int]:
-        """The dramatiq worker processes (children of the dramatiq main process)."""
-        return [int(m.group(1)) for line in list(self.log)
-                if "Worker process is ready for action" in line
-                and (m := re.search(r"\[PID (\d+)\]", line))]
-
-    def peak_rss_mb(self) -> float:
-        """Highest VmHWM (the kernel's peak resident set) of one worker process."""
-        peak = 0
-        for pid in self.worker_pids():
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak = max(peak, int(line.split()[1]))
-            except OSError:
-                pass
-        return peak / 1024
-
-    def cpu_s(self) -> float:
-        """CPU seconds (user + system) used so far by the worker processes and dramatiq's
-        main process: steadier than wall-clock rates on a shared machine."""
-        total = 0
-        for pid in [self.proc.pid, *self.worker_pids()]:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-            except OSError:
-                pass
-        return total / os.sysconf("SC_CLK_TCK")
+        super().__init__(sink_port, processes, threads, **space.env(),
+                         OMITAMA_NOTIFY_METRICS__PORT=str(free_port()), **(extra_env or {}))
 
     def stop(self) -> None:
         try:
-            self._stop()
+            super().stop()
         finally:
             LOG_DIR.mkdir(exist_ok=True)
             (LOG_DIR / f"worker-{self.run}.log").write_text("".join(self.log))
-
-    def _stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-    def errors(self) -> list[str]:
-        return [line for line in self.log if "ERROR" in line or "CRITICAL" in line or
-                "Traceback" in line]
 
 
 def worker_rate(space: Space, sink: Sink, n: int, *, processes: int | None = None,

@@ -10,13 +10,9 @@ The SMTP outage lasts ``OMITAMA_FAULT_OUTAGE_S`` seconds (default 60, as in issu
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -29,12 +25,12 @@ import pytest
 import redis
 
 from tests.helpers import SmtpSink, free_port, hold_event, run_worker, variant, wait_for, with_store
+from tests.worker_command import WorkerCommand
 from worker.contacts import ContactState
 from worker.jdate import TOKYO
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 OUTAGE_S = float(os.environ.get("OMITAMA_FAULT_OUTAGE_S", "60"))
 FAST = {  # short backoffs and leases so faults heal in seconds, not hours
     "OMITAMA_NOTIFY_DELIVERY__MIN_BACKOFF_S": "0.5",
@@ -112,66 +108,6 @@ def statuses(settings: Any, n: int) -> Counter:
     return Counter(with_store(settings, go))
 
 
-class WorkerCommand:
-    """``omitama-notify worker`` in its own session; its output is kept for the report."""
-
-    def __init__(self, smtp_port: int, processes: int = 1, threads: int = 8, **env: str) -> None:
-        self.env = {**os.environ, **FAST, "OMITAMA_NOTIFY_MAIL__TRANSPORT": "smtp",
-                    "OMITAMA_NOTIFY_SMTP__PORT": str(smtp_port),
-                    "OMITAMA_NOTIFY_WORKER__PROCESSES": str(processes),
-                    "OMITAMA_NOTIFY_WORKER__THREADS": str(threads), **env}
-        self.processes = processes
-        self.log: list[str] = []
-        self.start()
-
-    def start(self) -> None:
-        self.log.append("---- start\n")
-        self.proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], cwd=ROOT,
-                                     env=self.env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
-        base = self.ready_count()
-        wait_for(lambda: self.ready_count() - base >= self.processes or self.proc.poll() is not None,
-                 timeout=60)
-        assert self.proc.poll() is None, "worker did not start:\n" + self.tail()
-
-    def _read(self, proc: subprocess.Popen) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self.log.append(line)
-
-    def ready_count(self) -> int:
-        return sum("Worker process is ready for action" in x for x in list(self.log))
-
-    def worker_pids(self) -> list[int]:
-        start = max(i for i, x in enumerate(self.log) if x == "---- start\n")
-        return [int(m.group(1)) for x in self.log[start:]
-                if "Worker process is ready for action" in x and (m := re.search(r"\[PID (\d+)\]", x))]
-
-    def kill9(self) -> None:
-        """SIGKILL the worker process(es), then the rest of the command: nothing shuts down cleanly."""
-        for pid in self.worker_pids():
-            os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-    def tail(self, n: int = 30) -> str:
-        return "".join(self.log[-n:])
-
-
 @pytest.fixture
 def sink():
     s = SmtpSink()
@@ -185,7 +121,7 @@ def sink():
 def test_each_event_three_times_some_concurrently_gives_one_notice_per_hold(clean_redis, settings, sink):
     n = 150
     activate(settings, range(n))
-    w = WorkerCommand(sink.port, processes=2, threads=4)
+    w = WorkerCommand(sink.port, processes=2, threads=4, **FAST)
     try:
         # copies next to each other in the queue are taken by different threads and
         # processes at the same moment; a third copy (another event_id) comes later
@@ -212,7 +148,7 @@ def test_each_event_three_times_some_concurrently_gives_one_notice_per_hold(clea
 def test_kill_9_mid_run_then_restart_loses_nothing(clean_redis, settings, sink):
     n = 500
     activate(settings, range(n))
-    w = WorkerCommand(sink.port, processes=1, threads=8)
+    w = WorkerCommand(sink.port, processes=1, threads=8, **FAST)
     try:
         enqueue(clean_redis, [ev(i) for i in range(n)])
         wait_for(lambda: len(sink.messages) >= n // 4, timeout=60)
@@ -244,7 +180,7 @@ def test_smtp_server_down_then_back_delivers_all_once(clean_redis, settings):
     n = 60
     activate(settings, range(n))
     relay = SmtpSink()  # its port is chosen; nothing listens there until start()
-    w = WorkerCommand(relay.port, processes=1, threads=8)
+    w = WorkerCommand(relay.port, processes=1, threads=8, **FAST)
     try:
         enqueue(clean_redis, [ev(i) for i in range(n)])
         t0 = time.monotonic()
@@ -289,7 +225,7 @@ def test_redis_restart_mid_run_keeps_all_state(settings, tmp_path, sink):
     events = [ev(i, contact="phone" if i in phone else "email") for i in range(100)]
     old = dict(os.environ)
     os.environ["OMITAMA_NOTIFY_REDIS__URL"] = url
-    w = WorkerCommand(sink.port, processes=1, threads=8, OMITAMA_NOTIFY_REDIS__URL=url)
+    w = WorkerCommand(sink.port, processes=1, threads=8, **FAST, OMITAMA_NOTIFY_REDIS__URL=url)
     try:
         enqueue(client, events[:50])
         wait_for(lambda: drained(client) and sum(statuses(s, 50).values()) == 50, timeout=60)
