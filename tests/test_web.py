@@ -172,6 +172,21 @@ def test_login_logout_and_the_session_dies_with_logout(s, web):
         assert other.get("/").status_code == 303  # a copied cookie is worthless after logout
 
 
+def test_behind_a_tls_proxy_the_session_cookie_is_secure(s):
+    add_staff(s, "S01")
+    assert "secure" not in login_cookie(s, "http://testserver").lower()  # the default: plain HTTP
+    secure = variant(s, web={"secure_cookies": True})
+    cookie = login_cookie(secure, "https://testserver").lower()
+    assert "; secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+
+
+def login_cookie(s, base_url: str) -> str:
+    with TestClient(create_app(s), follow_redirects=False, base_url=base_url) as c:
+        r = login(c)
+        assert r.status_code == 303, r.text
+        return r.headers["set-cookie"]
+
+
 def test_login_goes_back_to_the_page_asked_for_but_never_off_site(s, web):
     add_staff(s, "S01")
     r = web.get("/calls?branch=ogawa")

@@ -133,6 +133,9 @@ class WebSettings(_Section):
     # failed logins allowed per staff id (and per client address) in the window
     login_max_failures: int = Field(5, ge=1)
     login_window_s: int = Field(900, ge=10)
+    # true when staff reach the page over HTTPS (a TLS proxy in front of it): the session
+    # cookie is then marked Secure, so a browser never sends it over plain HTTP
+    secure_cookies: bool = False
 
 
 class BounceSettings(_Section):

@@ -123,7 +123,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         middleware=[
             Middleware(SessionMiddleware, secret_key=secret, session_cookie=COOKIE,
                        max_age=settings.web.session_max_age_s, same_site="lax",
-                       https_only=False),
+                       https_only=settings.web.secure_cookies),
             Middleware(LoginWall),
         ],
         exception_handlers={StoreError: store_unreachable,
