@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import json
 import os
 import re
 import subprocess
@@ -434,6 +435,14 @@ def test_staff_command_adds_changes_and_removes_accounts(s, web):
     assert cli("staff", "remove", "S09").returncode == 0
     assert web.get("/").status_code == 303  # the account is gone: so are its sessions
     assert cli("staff", "remove", "S09").returncode == 1
+    # every change is in the account log, with who made it — and never a password or hash
+    log = [json.loads(x) for x in cli("staff", "log", "--json").stdout.splitlines()]
+    assert [(e["staff_id"], e["what"], e["branch"]) for e in log] == [
+        ("S09", "created", "tamari"), ("S09", "password set", "tamari"), ("S09", "removed", "")]
+    assert all(e["by"] and e["at"] for e in log)
+    text = cli("staff", "log").stdout
+    assert "S09  created (branch tamari)  by " in text and "S09  removed  by " in text
+    assert not any(x in text for x in (PASSWORD, "another-password", "$argon2"))
 
 
 def test_staff_web_command_serves_the_page_on_loopback(s):

@@ -30,6 +30,8 @@ rejected                    hash   fingerprint → JSON of a refused event      
 rejected:order              zset   fingerprint, score = received ms             with ``rejected``
 staff:{staff_id}            hash   staff web account: password hash (argon2),   until ``staff remove``
                                    branch, created_at (see worker/web/auth.py)
+stafflog                    list   JSON of each account change (created,        kept (audit)
+                                   password set, removed) and who made it
 web:session:{sid}           hash   staff web session: staff id, CSRF token,     session_max_age_s
                                    created_at; deleted on logout
 web:login_fail:{kind}:{who} str    failed logins per staff id / client address  login_window_s
@@ -116,6 +118,11 @@ class Keys:
 
     def staff(self, staff_id: str) -> str:
         return f"{self.prefix}staff:{staff_id}"
+
+    @property
+    def staff_log(self) -> str:
+        # not under "staff:": "log" is a valid staff id, and `staff list` scans staff:*
+        return f"{self.prefix}stafflog"
 
     def web_session(self, sid: str) -> str:
         return f"{self.prefix}web:session:{sid}"

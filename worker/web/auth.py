@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -83,7 +84,9 @@ class Accounts:
     # -- accounts ----------------------------------------------------------------
 
     async def add(self, staff_id: str, password: str, branch: str | None = None, *,
-                  replace: bool = False) -> None:
+                  replace: bool = False, by: str = "") -> None:
+        """Create an account (or, with ``replace``, set its password and branch); ``by``
+        names who did it (the OS user running the command) for the account log."""
         check_staff_id(staff_id)
         check_password(password)
         key = self.k.staff(staff_id)
@@ -93,14 +96,29 @@ class Accounts:
             if not await self.r.exists(key):
                 raise AccountError(f"there is no staff account {staff_id}")
             await self.r.hset(key, mapping=fields)
+            await self._log(staff_id, "password set", by, branch)
             return
         if not await self.r.hsetnx(key, "created_at", now_iso()):
             raise AccountError(f"staff account {staff_id} already exists "
                                f"(omitama-notify staff passwd {staff_id} sets a new password)")
         await self.r.hset(key, mapping=fields)
+        await self._log(staff_id, "created", by, branch)
 
-    async def remove(self, staff_id: str) -> bool:
-        return bool(await self.r.delete(self.k.staff(staff_id)))
+    async def remove(self, staff_id: str, by: str = "") -> bool:
+        removed = bool(await self.r.delete(self.k.staff(staff_id)))
+        if removed:
+            await self._log(staff_id, "removed", by)
+        return removed
+
+    async def _log(self, staff_id: str, what: str, by: str, branch: str | None = None) -> None:
+        # never the password or its hash: who, what, when
+        await self.r.rpush(self.k.staff_log, json.dumps(
+            {"at": now_iso(), "staff_id": staff_id, "what": what, "branch": branch or "",
+             "by": by}, ensure_ascii=False))
+
+    async def log(self) -> list[dict[str, str]]:
+        """Every account change, oldest first."""
+        return [json.loads(x) for x in await self.r.lrange(self.k.staff_log, 0, -1)]
 
     async def list(self) -> list[dict[str, str]]:
         rows = []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
+import os
 import sys
 from typing import Any
 
@@ -51,7 +53,7 @@ def cmd_staff_add(args: argparse.Namespace, s: Settings) -> int:
     password = check_password(_read_password(args))
 
     async def run(store: Store) -> int:
-        await Accounts(store, s.web).add(args.staff_id, password, branch)
+        await Accounts(store, s.web).add(args.staff_id, password, branch, by=_operator())
         print(f"staff account {args.staff_id} created"
               + (f" (branch {branch})" if branch else "")
               + "; log in at the staff web page (omitama-notify staff-web)")
@@ -66,7 +68,8 @@ def cmd_staff_passwd(args: argparse.Namespace, s: Settings) -> int:
     async def run(store: Store) -> int:
         accounts = Accounts(store, s.web)
         current = await store.r.hget(store.k.staff(args.staff_id), "branch")
-        await accounts.add(args.staff_id, password, _branch(args, s) or current, replace=True)
+        await accounts.add(args.staff_id, password, _branch(args, s) or current, replace=True,
+                           by=_operator())
         print(f"staff account {args.staff_id}: new password set")
         return 0
     return with_store(s, run)
@@ -74,7 +77,7 @@ def cmd_staff_passwd(args: argparse.Namespace, s: Settings) -> int:
 
 def cmd_staff_remove(args: argparse.Namespace, s: Settings) -> int:
     async def run(store: Store) -> int:
-        if not await Accounts(store, s.web).remove(args.staff_id):
+        if not await Accounts(store, s.web).remove(args.staff_id, by=_operator()):
             raise NotifyError(f"there is no staff account {args.staff_id}")
         print(f"staff account {args.staff_id} removed (its sessions end at once)")
         return 0
@@ -90,6 +93,33 @@ def cmd_staff_list(args: argparse.Namespace, s: Settings) -> int:
             print(f"{r['staff_id']}  {r['branch'] or '-'}  created {r['created_at']}")
         return 0
     return with_store(s, run)
+
+
+def cmd_staff_log(args: argparse.Namespace, s: Settings) -> int:
+    async def run(store: Store) -> int:
+        rows = await Accounts(store, s.web).log()
+        if args.json:
+            for r in rows:
+                print(json.dumps(r, ensure_ascii=False))
+            return 0
+        if not rows:
+            print("(none)")
+        for r in rows:
+            print(f"{r['at']}  {r['staff_id']}  {r['what']}"
+                  + (f" (branch {r['branch']})" if r.get("branch") else "")
+                  + f"  by {r.get('by') or '?'}")
+        return 0
+    return with_store(s, run)
+
+
+def _operator() -> str:
+    """Who runs the command, for the account log: the OS user (and sudo's caller)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container, say)
+        user = f"uid {os.getuid()}"
+    caller = os.environ.get("SUDO_USER")
+    return f"{caller} (as {user})" if caller and caller != user else user
 
 
 def cmd_staff_web(args: argparse.Namespace, s: Settings) -> int:
@@ -131,6 +161,9 @@ def add_web_commands(sub: Any) -> None:
     r.set_defaults(fn=cmd_staff_remove)
     ls = st.add_parser("list", help="the accounts")
     ls.set_defaults(fn=cmd_staff_list)
+    lg = st.add_parser("log", help="every account change: created, password set, removed, and by whom")
+    lg.add_argument("--json", action="store_true", help="one JSON object per line")
+    lg.set_defaults(fn=cmd_staff_log)
     w = sub.add_parser("staff-web", help="serve the staff web page ([web] host and port)")
     w.add_argument("--host", help="bind address (default [web] host, 127.0.0.1)")
     w.add_argument("--port", type=int, help="port (default [web] port)")
