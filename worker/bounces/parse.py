@@ -8,94 +8,17 @@ returned original message may be inline text.  :func:`load` turns any bytes into
 
 from __future__ import annotations
 
-import codecs
 import email
-import email.header
 import email.message
 import re
 from dataclasses import dataclass, field
+
+from .charsets import decode_bytes, decode_header_value, surrogate_bytes
 
 #: Bounces larger than this are cut; everything we need is near the top.
 MAX_BYTES = 2 * 1024 * 1024
 #: Text kept per MIME part.
 MAX_PART_CHARS = 200_000
-
-#: Charsets tried, in order, after the declared one.  EUC-JP goes before CP932
-#: because EUC-JP bytes usually also "decode" (wrongly) as CP932, not the reverse.
-FALLBACK_CHARSETS: tuple[str, ...] = ("utf-8", "iso-2022-jp", "euc-jp", "cp932")
-
-_CHARSET_ALIASES = {
-    "iso-2022-jp": "iso2022_jp_ext", "shift_jis": "cp932", "shift-jis": "cp932",
-    "sjis": "cp932", "x-sjis": "cp932", "windows-31j": "cp932", "euc-jp": "euc_jis_2004",
-    "x-euc-jp": "euc_jis_2004", "us-ascii": "ascii", "unknown-8bit": "utf-8",
-    "ks_c_5601-1987": "cp949", "gb2312": "gb18030", "gbk": "gb18030",
-}
-
-
-def _codec(name: str | None) -> str | None:
-    if not name:
-        return None
-    name = name.strip().strip('"').lower()
-    name = _CHARSET_ALIASES.get(name, name)
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return None
-
-
-def decode_bytes(data: bytes, declared: str | None = None) -> str:
-    """Decode bytes with the declared charset if it fits, else the first that does."""
-    if not data:
-        return ""
-    tried: list[str] = []
-    for name in (declared, *FALLBACK_CHARSETS):
-        codec = _codec(name)
-        if codec is None or codec in tried:
-            continue
-        tried.append(codec)
-        if codec.startswith("iso2022") and any(b > 0x7F for b in data[:4096]):
-            continue  # 8-bit bytes cannot be ISO-2022-JP: the label lies
-        try:
-            return data.decode(codec)
-        except (UnicodeDecodeError, LookupError):
-            continue
-    return data.decode("utf-8", errors="replace")
-
-
-def _surrogate_bytes(text: str) -> bytes:
-    """Recover the raw bytes of a header that compat32 read with surrogateescape."""
-    try:
-        return text.encode("ascii", errors="surrogateescape")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", errors="replace")
-
-
-def decode_header_value(value: object) -> str:
-    """Decode a header value (encoded-words, raw 8-bit) into one unfolded line."""
-    if value is None:
-        return ""
-    if isinstance(value, email.header.Header):  # compat32 hands back raw 8-bit as a Header
-        pieces = []
-        for chunk, charset in getattr(value, "_chunks", []):
-            if str(charset) == "unknown-8bit":
-                pieces.append(decode_bytes(_surrogate_bytes(chunk)))
-            else:
-                pieces.append(str(chunk))
-        return " ".join("".join(pieces).split())
-    text = str(value)
-    try:
-        chunks = email.header.decode_header(text)
-        out: list[str] = []
-        for chunk, charset in chunks:
-            if isinstance(chunk, bytes):
-                raw = chunk if charset else _surrogate_bytes(chunk.decode("ascii", "surrogateescape"))
-                out.append(decode_bytes(raw, charset))
-            else:
-                out.append(decode_bytes(_surrogate_bytes(chunk)))
-        text = "".join(out)
-    except Exception:  # noqa: BLE001 - a header must never stop classification
-        text = decode_bytes(_surrogate_bytes(text))
-    return " ".join(text.split())
 
 
 @dataclass
@@ -131,7 +54,7 @@ def _part_bytes(part: email.message.Message) -> bytes:
         return payload
     raw = part.get_payload()
     if isinstance(raw, str):
-        return _surrogate_bytes(raw)
+        return surrogate_bytes(raw)
     return b""
 
 
@@ -162,7 +85,7 @@ def _blocks_text(part: email.message.Message) -> str:
             if isinstance(rest, str) and rest.strip():
                 # A continuation line without indentation ends the parser's header block;
                 # the remaining fields of that block end up in its "body".
-                rest = decode_bytes(_surrogate_bytes(rest)).replace("\r\n", "\n")
+                rest = decode_bytes(surrogate_bytes(rest)).replace("\r\n", "\n")
                 text += "\n" + rest.strip("\n")
             blocks.append(text)
         return "\n\n".join(blocks)
@@ -227,7 +150,7 @@ def _repair_multipart(payload: str) -> email.message.Message | None:
         return None
     head = f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n'
     try:
-        repaired = email.message_from_bytes(_surrogate_bytes(head + payload))
+        repaired = email.message_from_bytes(surrogate_bytes(head + payload))
     except Exception:  # noqa: BLE001
         return None
     inner = repaired.get_payload()
