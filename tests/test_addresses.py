@@ -16,10 +16,10 @@ from worker.addresses import (
     LEGACY_DOMAINS,
     Address,
     carrier_of,
-    mask_address,
     normalise_address,
     suggest_domain,
 )
+from worker.masking import mask_address
 from worker.carriers import (
     CARRIERS,
     DEFAULT_SENDER,

@@ -326,7 +326,7 @@ def test_calls_page_escapes_titles_and_marks_a_call(s, web):
 
 def _failure(s, card: str, address: str):
     """An approved address whose mail was refused by the patron's filter, then suspended."""
-    from worker.addresses import mask_address
+    from worker.masking import mask_address
     from worker.failures import advice_for
 
     with_store(s, lambda st: st.add_failure({

@@ -1,4 +1,4 @@
-"""Patron e-mail addresses: normalise, validate, classify, mask.
+"""Patron e-mail addresses: normalise, validate, classify (masking: worker/masking.py).
 
 Pure functions, no I/O (except the optional DNS check inside email-validator when
 ``check_dns=True``), so the registration flow, the mailer, the bounce matcher and the
@@ -26,7 +26,6 @@ name the offending characters instead.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -46,7 +45,6 @@ __all__ = [
     "KNOWN_DOMAINS",
     "LEGACY_DOMAINS",
     "carrier_of",
-    "mask_address",
     "normalise_address",
     "suggest_domain",
 ]
@@ -100,35 +98,6 @@ def normalise_address(raw: str, *, check_dns: bool = False) -> Address:
         raise
     except Exception as exc:  # noqa: BLE001 - the contract is "AddressError, never else"
         raise AddressError(f"The address could not be checked ({type(exc).__name__}).") from exc
-
-
-def mask_address(addr: str) -> str:
-    """Return ``addr`` safe for logs: ``t***@docomo.ne.jp``.
-
-    Reveals at most the first character of the local part, and the domain only when it
-    looks like a domain (so a header-injection attempt cannot smuggle text into the log).
-    Never raises: it is called on whatever arrived, including garbage.
-    """
-    if not isinstance(addr, str):
-        return "***"
-    text = unicodedata.normalize("NFKC", addr).strip()
-    if not text:
-        return "***"
-    local, domain = _split_for_mask(text)
-    first = ""
-    for ch in local:
-        if ch != '"':
-            first = ch
-            break
-    if first and (not first.isprintable() or first.isspace()):
-        first = "?"
-    masked_local = f"{first}***"
-    if domain is None:
-        return masked_local
-    domain = domain.lower()
-    if 0 < len(domain) <= 253 and re.fullmatch(r"[a-z0-9.-]+", domain):
-        return f"{masked_local}@{domain}"
-    return f"{masked_local}@?"
 
 
 # --------------------------------------------------------------------------------------
@@ -339,13 +308,3 @@ def _typo_address(local: str, domain: str) -> str | None:
 def _hint(suggestion: str | None) -> str:
     """Format an optional ``Did you mean`` tail for refusal messages."""
     return f" Did you mean {suggestion}?" if suggestion else ""
-
-
-def _split_for_mask(text: str) -> tuple[str, str | None]:
-    """Split for masking: a quoted local part may hold '@', otherwise the first '@' wins."""
-    if text.startswith('"'):
-        close = text.find('"', 1)
-        if close != -1 and text[close + 1 : close + 2] == "@":
-            return text[: close + 1], text[close + 2 :]
-    local, at, domain = text.partition("@")
-    return local, (domain if at else None)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .addresses import carrier_of, mask_address
+from .addresses import carrier_of
+from .masking import mask_address
 from .bounces import BounceResult, classify_smtp_reply
 from .carriers import DEFAULT_SENDER, allow_sender_advice
 from .errors import DeliveryError

@@ -22,7 +22,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from .addresses import mask_address
+from .masking import mask_address
 from .compose import new_token
 from .contacts import CALL_REASON_JA, CallReason, decide_contact
 from .errors import PermanentDeliveryError, TransientDeliveryError

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from .addresses import mask_address
+from .masking import mask_address
 from .bounce_effects import address_key, apply_failure
 from .bounce_store import BounceStore
 from .bounces import BounceResult, classify_mail

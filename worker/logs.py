@@ -13,7 +13,7 @@ import logging
 import re
 from datetime import datetime, timezone
 
-from .addresses import mask_address
+from .masking import mask_address
 
 _ADDRESS = re.compile(r'(?:"[^"\s@]{1,64}"|[A-Za-z0-9!#$%&\'*+/=?^_`{|}~.-]{1,64})@'
                       r"[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")

@@ -17,7 +17,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from .addresses import Address, mask_address, normalise_address
+from .addresses import Address, normalise_address
+from .masking import mask_address
 from .carriers import allow_sender_advice, carrier_label
 from .codes import hash_code, new_code, verify_code
 from .compose import new_token
