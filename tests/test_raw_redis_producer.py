@@ -153,3 +153,31 @@ def test_invalid_hold_ready_naming_its_hold_goes_to_the_call_list_too(outbox_set
     assert "pickup_by" in call["detail"]
     assert with_store(s, lambda st: st.get_hold("H-5"))["status"] == "phoned"
     assert not list((s.mail.outbox_dir).glob("*.eml"))  # no mail after the phone call
+
+
+def test_a_refused_hold_ready_the_worker_gave_up_on_is_still_listed(outbox_settings):
+    """If listing a refused hold_ready failed again and again (Redis trouble, say), the
+    gave_up actor lists it when it runs, as hold_ready would have — it does not choke on
+    the invalid event."""
+    import asyncio
+
+    import worker.runtime as rtmod
+    from worker.actors import gave_up
+    from worker.runtime import Runtime
+
+    s = outbox_settings
+    bad = hold_event("H-6", "C-6", pickup_by="soon")
+    message = {"actor_name": "hold_ready", "message_id": "m-6", "args": [bad],
+               "options": {"traceback": "Traceback …\nredis.exceptions.ConnectionError: gone"}}
+
+    async def go() -> None:
+        rtmod._runtime = Runtime.create(s)
+        try:
+            await gave_up.fn.__wrapped__(message, {"retries": 8})  # the coroutine itself
+        finally:
+            await rtmod._runtime.close()
+            rtmod.reset_runtime()
+    asyncio.run(go())
+    [call] = with_store(s, lambda st: st.calls())
+    assert (call["hold_id"], call["reason"]) == ("H-6", "invalid_event")
+    assert "pickup_by" in call["detail"]

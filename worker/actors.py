@@ -16,6 +16,7 @@ from dramatiq.middleware import CurrentMessage
 
 from . import holds, registration
 from .broker import GAVE_UP_ACTOR, MALFORMED_ACTOR, QUEUE, RAW_SHA, build_broker
+from .errors import EventError
 from .events import (AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady,
                      parse_event)
 from .intake import accept, reject
@@ -124,6 +125,11 @@ async def gave_up(message: dict[str, Any], info: dict[str, Any]) -> None:
     log.error("gave up on %s message %s after %s retries: %s", message.get("actor_name"),
               message.get("message_id"), info.get("retries"), detail)
     if message.get("actor_name") == "hold_ready":
-        ev = parse_event(message["args"][0], rt.branches)
-        assert isinstance(ev, HoldReady)
-        await holds.give_up(rt, ev, detail)
+        payload = message["args"][0]
+        try:
+            ev = parse_event(payload, rt.branches)
+        except EventError as e:  # refused, and listing it failed again and again: list it now
+            await _refused_hold_ready(rt, payload, str(e))
+            return
+        if isinstance(ev, HoldReady):
+            await holds.give_up(rt, ev, detail)
