@@ -321,6 +321,33 @@ def test_retry_horizon_past_the_deadline_puts_the_hold_on_the_phone_list(clean_r
     assert [f["hold_id"] for f in fails] == ["H00001"], report
 
 
+# -- 5b. a hold the worker fails on again and again -----------------------------------------
+
+def test_a_hold_the_worker_keeps_failing_on_ends_on_the_phone_list(clean_redis, settings, sink):
+    """A bug or corrupt data makes every attempt at one hold raise: after the error retries
+    (worker.actors.ERROR_RETRIES) the hold is phoned as worker_error, not lost, and the
+    hold beside it is mailed as usual."""
+    activate(settings, [1, 2])
+    # a contact record corrupted past the registration checks: no notice can be built for it
+    with_store(settings, lambda st: st.r.hset(st.k.patron(card(1)), "envelope",
+                                              addr(1) + "\r\nBcc: evil@example.com"))
+    w = WorkerCommand(sink.port, processes=1, threads=8, **FAST)
+    try:
+        enqueue(clean_redis, [ev(1), ev(2)])
+        wait_for(lambda: with_store(settings, lambda st: st.calls()), timeout=120)
+        wait_for(lambda: drained(clean_redis), timeout=30)
+    finally:
+        w.stop()
+    calls = with_store(settings, lambda st: st.calls())
+    h1 = with_store(settings, lambda st: st.get_hold("H00001"))
+    report = f"{tally(sink, {addr(2)})}; H00001 {h1.get('status')} after {h1.get('attempts')} attempts"
+    assert [(c["hold_id"], c["reason"]) for c in calls] == [("H00001", "worker_error")], report
+    assert "not a plain address" in calls[0]["detail"], report
+    assert h1["status"] == "phoned" and int(h1["attempts"]) >= 2, report
+    assert [m.rcpt_tos for m in sink.messages] == [[addr(2)]], report  # nothing to evil@
+    assert "gave up on hold_ready" in "".join(w.log), report
+
+
 # -- 6. bad input ----------------------------------------------------------------------------
 
 GOOD = hold_event("H-GOOD", "C-GOOD")
