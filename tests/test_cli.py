@@ -43,6 +43,22 @@ def test_bad_settings_stop_with_one_line_naming_the_key(env, words):
     assert len(lines) == 1 and words in lines[0], r.stderr
 
 
+def test_worker_does_not_start_with_templates_that_do_not_render(tmp_path):
+    missing = cli("worker", env={"OMITAMA_NOTIFY_MAIL__TEMPLATES_DIR": str(tmp_path / "none")})
+    assert missing.returncode == 2 and "[mail] templates_dir" in missing.stderr, missing.stderr
+    assert "cannot load templates" in missing.stderr
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in (ROOT / "templates" / "mail").iterdir():
+        (broken / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+    body = broken / "hold_ready.body.j2"
+    body.write_text(body.read_text(encoding="utf-8") + "{{ no_such_field }}\n", encoding="utf-8")
+    r = cli("worker", env={"OMITAMA_NOTIFY_MAIL__TEMPLATES_DIR": str(broken)})
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "does not render" in lines[0] and "no_such_field" in lines[0]
+
+
 def test_settings_missing_a_branch_field(tmp_path):
     bad = tmp_path / "s.toml"
     bad.write_text('[branches.ogawa]\nname = "小川図書館"\naddress = "x"\n', encoding="utf-8")

@@ -9,7 +9,10 @@ import tempfile
 from datetime import date, datetime
 from typing import Any, Callable
 
+import jinja2
+
 from .compose import Composer
+from .errors import ConfigError
 from .events import HoldReady
 from .jdate import TOKYO
 from .settings import Settings
@@ -52,7 +55,17 @@ def _check_relay(s: Settings) -> str:
     return asyncio.run(go())
 
 
-def _check_templates(s: Settings) -> str:
+def check_templates(s: Settings) -> str:
+    """Load and render both notices with sample data (``check``, and the worker at start:
+    a template that fails would otherwise fail every notice until the hold is phoned)."""
+    try:
+        return _render_samples(s)
+    except jinja2.TemplateError as e:  # loading errors are ConfigErrors already
+        raise ConfigError("[mail] templates_dir",
+                          f"a template in {s.templates_dir} does not render: {e}") from None
+
+
+def _render_samples(s: Settings) -> str:
     composer = Composer(s)
     branch = next(iter(s.branches))
     ev = HoldReady.model_validate({
@@ -65,7 +78,7 @@ def _check_templates(s: Settings) -> str:
 
 
 CHECKS: list[tuple[str, Callable[[Settings], str]]] = [
-    ("redis", _check_redis), ("mail", _check_relay), ("templates", _check_templates)]
+    ("redis", _check_redis), ("mail", _check_relay), ("templates", check_templates)]
 
 
 def cmd_check(args: argparse.Namespace, s: Settings) -> int:
