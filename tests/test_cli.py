@@ -84,6 +84,23 @@ def test_enqueue_refuses_invalid_and_enqueues_valid(clean_redis, settings):
     assert any(row["event_id"] == "ev-H-2" and "mito" in row["error"] for row in rows)
 
 
+def test_enqueue_lists_a_refused_hold_ready_for_a_phone_call(clean_redis, settings):
+    """As in the worker: refused (exit 1, kept) and, naming its hold, on the call list."""
+    bad = hold_event("H-3", "C-3", pickup_by="next friday")
+    unusable = hold_event("H 4", "C-4", item={"title": "x", "material": "dvd"})
+    r = cli("enqueue", "-", stdin=json.dumps(bad) + "\n" + json.dumps(unusable))
+    assert r.returncode == 1 and r.stdout.strip() == "enqueued 0, refused 2"
+    assert "-:1: refused: pickup_by" in r.stderr
+    assert "-:1: the hold it names is on the phone-call list instead (invalid_event)" in r.stderr
+    assert "-:2: the hold" not in r.stderr  # "H 4" is no hold id: refused only
+    calls = [json.loads(x) for x in cli("review", "calls", "--json").stdout.splitlines()]
+    assert [(c["hold_id"], c["reason"], c["pickup_by"]) for c in calls] == [("H-3", "invalid_event", "")]
+    # sent again: refused again, listed once
+    again = cli("enqueue", "-", stdin=json.dumps(bad))
+    assert again.returncode == 1 and "phone-call list" not in again.stderr
+    assert len(cli("review", "calls", "--json").stdout.splitlines()) == 1
+
+
 def test_enqueue_single_document_and_exit_zero(clean_redis, tmp_path):
     f = tmp_path / "one.json"
     f.write_text(json.dumps(hold_event("H-9"), indent=2, ensure_ascii=False), encoding="utf-8")

@@ -75,7 +75,7 @@ def event_actor(handle: Handler | None = None, *,
 
 
 async def _refused_hold_ready(rt: Runtime, payload: Any, error: str) -> None:
-    result = await holds.phone_refused(rt, payload, error)
+    result = await holds.phone_refused(rt.store, rt.settings, payload, error)
     if result is not None:
         count_notice(result.outcome.value)
 

@@ -2,7 +2,9 @@
 
 Input is one JSON event, or JSON lines (one event per line). Each refusal is
 printed with the field at fault and kept for ``review rejected``, like a refusal
-met by the worker; valid events are enqueued as ordinary dramatiq messages.
+met by the worker — and a refused ``hold_ready`` that still names its hold goes on
+the call list, as in the worker (worker.holds.phone_refused). Valid events are
+enqueued as ordinary dramatiq messages.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, TextIO
 
 from .errors import EventError
 from .events import parse_event
+from .holds import Outcome, phone_refused
 from .intake import reject
 from .settings import Settings
 from .store import Store
@@ -40,14 +43,14 @@ def enqueue_text(text: str, settings: Settings, *, source: str, err: TextIO) -> 
 
     branches = set(settings.branches)
     ok = 0
-    refusals: list[tuple[Any, str, str | None, str | None]] = []
+    refusals: list[tuple[int, Any, str, str | None, str | None]] = []
     for line, value, problem in split_events(text):
         try:
             if problem:
                 raise EventError("", problem)
             event = parse_event(value, branches)
         except EventError as e:
-            refusals.append((value, str(e), e.event_id, e.event_type))
+            refusals.append((line, value, str(e), e.event_id, e.event_type))
             err.write(f"{source}:{line}: refused: {e}\n")
             continue
         broker.get_actor(event.type).send(value)
@@ -56,9 +59,13 @@ def enqueue_text(text: str, settings: Settings, *, source: str, err: TextIO) -> 
     async def keep() -> None:
         store = Store.connect(settings.redis.url, settings.redis.key_prefix)
         try:
-            for value, error, event_id, etype in refusals:
+            for line, value, error, event_id, etype in refusals:
                 await reject(store, value, error, event_id=event_id, event_type=etype,
                              source="enqueue")
+                listed = await phone_refused(store, settings, value, error)
+                if listed is not None and listed.outcome is Outcome.PHONED:
+                    err.write(f"{source}:{line}: the hold it names is on the phone-call list "
+                              "instead (invalid_event)\n")
         finally:
             await store.close()
 

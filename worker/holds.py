@@ -32,7 +32,8 @@ from .failures import failure_entry, smtp_result
 from .jdate import TOKYO, now_tokyo
 from .policy import next_retry_delay_s, pickup_passed, retention_s, retry_horizon
 from .runtime import Runtime
-from .store import Claim
+from .settings import Settings
+from .store import Claim, Store
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def _due(day: date) -> int:
     return int(day.strftime("%Y%m%d"))
 
 
-async def _phone(rt: Runtime, ev: HoldReady | HoldRef, claim: Claim, reason: CallReason,
+async def _phone(store: Store, ev: HoldReady | HoldRef, claim: Claim, reason: CallReason,
                  detail: str = "") -> Result:
     title = ev.item.title if isinstance(ev, HoldReady) else ev.title
     call = {"hold_id": ev.hold_id, "card_number": ev.card_number,
@@ -68,7 +69,7 @@ async def _phone(rt: Runtime, ev: HoldReady | HoldRef, claim: Claim, reason: Cal
             "detail": detail}
     # a hold whose last day is unknown is listed as due today: phone it first
     due = _due(ev.pickup_by) if ev.pickup_by else _due(now_tokyo().date())
-    status = await rt.store.finish_hold(ev.hold_id, "phoned", claim.token, call=call,
+    status = await store.finish_hold(ev.hold_id, "phoned", claim.token, call=call,
                                         due=due, fields={"reason": reason.value})
     if status != "phoned":
         log.info("hold %s: %s before it reached the call list", ev.hold_id, status)
@@ -78,26 +79,28 @@ async def _phone(rt: Runtime, ev: HoldReady | HoldRef, claim: Claim, reason: Cal
     return Result(Outcome.PHONED, detail=reason.value)
 
 
-async def phone_refused(rt: Runtime, payload: Any, error: str) -> Result | None:
+async def phone_refused(store: Store, settings: Settings, payload: Any,
+                        error: str) -> Result | None:
     """A ``hold_ready`` that failed validation is kept for ``review rejected`` (the ILS
     must fix it) *and*, when it still names a hold, card and branch for sure, put on
     that branch's call list: the hold is ready in the ILS whatever the event got wrong,
     and no ready hold may go unannounced. Once listed, a corrected event for the same
-    hold is a duplicate: staff phone, no e-mail follows. None when nothing is usable."""
-    ref = hold_ref(payload, rt.branches)
+    hold is a duplicate: staff phone, no e-mail follows. None when nothing is usable.
+    (The worker's hold_ready actor and ``omitama-notify enqueue`` both call this.)"""
+    ref = hold_ref(payload, set(settings.branches))
     if ref is None:
         return None
     now = now_tokyo()
-    claim = await rt.store.claim_hold(
-        ref.hold_id, token=new_token(), lease_ms=int(rt.settings.delivery.lease_s * 1000),
-        ttl_s=retention_s(ref.pickup_by or now.date(), now, rt.settings.delivery),
+    claim = await store.claim_hold(
+        ref.hold_id, token=new_token(), lease_ms=int(settings.delivery.lease_s * 1000),
+        ttl_s=retention_s(ref.pickup_by or now.date(), now, settings.delivery),
         fields={"event": json.dumps(payload, ensure_ascii=False)[:64 * 1024],
                 "card_number": ref.card_number, "pickup_branch": ref.pickup_branch,
                 "pickup_by": ref.pickup_by.isoformat() if ref.pickup_by else ""})
     if claim.verdict != "claimed":  # already handled, or a valid event is being sent now
         return Result(Outcome.DUPLICATE if claim.verdict == "done" else Outcome.BUSY,
                       detail=claim.status)
-    return await _phone(rt, ref, claim, CallReason.INVALID_EVENT, error[:500])
+    return await _phone(store, ref, claim, CallReason.INVALID_EVENT, error[:500])
 
 
 async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
@@ -117,11 +120,11 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         return Result(Outcome.BUSY, delay_ms=claim.busy_ms + 1000)
 
     if pickup_passed(ev.pickup_by, now):
-        return await _phone(rt, ev, claim, CallReason.PICKUP_PASSED)
+        return await _phone(rt.store, ev, claim, CallReason.PICKUP_PASSED)
     decision = decide_contact(ev.contact, claim.contact or await rt.store.get_contact(ev.card_number))
     if not decision.by_email:
         assert decision.reason is not None
-        return await _phone(rt, ev, claim, decision.reason)
+        return await _phone(rt.store, ev, claim, decision.reason)
 
     assert decision.envelope is not None
     notice = rt.composer.hold_ready(ev, decision.envelope, claim.token)
@@ -133,14 +136,14 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         await apply_failure(rt.store, rt.settings, result, card=ev.card_number,
                             hold_id=ev.hold_id, address=decision.envelope, source="smtp",
                             diagnostic=f"{e.code} {e.text}")
-        return await _phone(rt, ev, claim, CallReason.BOUNCED, f"{e.code} {e.text}")
+        return await _phone(rt.store, ev, claim, CallReason.BOUNCED, f"{e.code} {e.text}")
     except TransientDeliveryError as e:
         first = datetime.fromtimestamp(claim.first_ms / 1000, TOKYO)
         delay = next_retry_delay_s(claim.attempts, now, retry_horizon(first, ev.pickup_by, d), d)
         if delay is None:
             await rt.store.add_failure(
                 failure_entry(ev.card_number, ev.hold_id, decision.envelope, e, sender))
-            return await _phone(rt, ev, claim, CallReason.DELIVERY_FAILED, str(e))
+            return await _phone(rt.store, ev, claim, CallReason.DELIVERY_FAILED, str(e))
         # the sweeper looks again if the retry has not come two leases after it was due
         look_again = int((now.timestamp() + delay + 2 * d.lease_s) * 1000)
         await rt.store.finish_hold(ev.hold_id, "retrying", claim.token, due=look_again,
@@ -181,4 +184,4 @@ async def give_up(rt: Runtime, ev: HoldReady, detail: str) -> Result:
             fields={"event": ev.model_dump_json(), "card_number": ev.card_number})
         if claim.verdict != "claimed":
             return Result(Outcome.DUPLICATE, detail=claim.status)
-    return await _phone(rt, ev, claim, CallReason.WORKER_ERROR, detail)
+    return await _phone(rt.store, ev, claim, CallReason.WORKER_ERROR, detail)
