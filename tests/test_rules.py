@@ -71,3 +71,14 @@ def test_records_outlive_the_deadline_for_late_bounces():
     keep = retention_s(date(2026, 12, 5), now, D)
     assert keep > (pickup_deadline(date(2026, 12, 5)) - now).total_seconds() + 59 * 86400
     assert retention_s(date(2020, 1, 1), now, D) == 86400
+
+
+def test_activity_summary_counts_and_starts_again():
+    from worker import activity
+
+    activity.take()
+    for outcome in ["sent", "phoned", "sent", "duplicate", "sent"]:
+        activity.note(outcome)
+    counts = activity.take()
+    assert activity.summary(counts, 60) == "notices in the last 60 s: sent 3, phoned 1, duplicate 1"
+    assert activity.take() == {}  # a quiet minute prints nothing

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_worker_command_processes_events_and_stops_cleanly(clean_redis, settings, tmp_path):
     outbox = tmp_path / "outbox"
     env = {**os.environ, "OMITAMA_NOTIFY_MAIL__OUTBOX_DIR": str(outbox),
-           "OMITAMA_NOTIFY_WORKER__PROCESSES": "2", "OMITAMA_NOTIFY_WORKER__THREADS": "2"}
+           "OMITAMA_NOTIFY_WORKER__PROCESSES": "2", "OMITAMA_NOTIFY_WORKER__THREADS": "2",
+           "OMITAMA_NOTIFY_LOGGING__SUMMARY_INTERVAL_S": "0.5"}
     with_store(settings, lambda s: s.set_contact("C1", ContactState.ACTIVE,
                                                  address="a@example.jp", envelope="a@example.jp"))
     proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], cwd=ROOT, env=env,
@@ -31,6 +33,7 @@ def test_worker_command_processes_events_and_stops_cleanly(clean_redis, settings
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         wait_for(lambda: len(list(outbox.glob("*.eml"))) == 10, timeout=60)
+        time.sleep(1.2)  # a summary interval and then some
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal does
         out, _ = proc.communicate(timeout=60)
@@ -41,3 +44,6 @@ def test_worker_command_processes_events_and_stops_cleanly(clean_redis, settings
     assert out.count("Worker process is ready for action.") == 2, out
     time.sleep(0.1)
     assert len(list(outbox.glob("*.eml"))) == 10
+    # the per-notice lines are DEBUG; each process says at INFO what it did, and no more
+    sent = [int(n) for n in re.findall(r"notices in the last 0\.5 s: sent (\d+)", out)]
+    assert sum(sent) == 10, out

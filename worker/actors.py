@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from . import holds, registration
+from . import activity, holds, registration
 from .broker import GAVE_UP_ACTOR, MALFORMED_ACTOR, QUEUE, RAW_SHA, build_broker
 from .errors import EventError
 from .events import (AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady,
@@ -74,16 +74,21 @@ def event_actor(handle: Handler | None = None, *,
                           max_backoff=int(d.max_backoff_s * 1000))
 
 
+def _outcome(result: holds.Result) -> None:
+    count_notice(result.outcome.value)
+    activity.note(result.outcome.value)
+
+
 async def _refused_hold_ready(rt: Runtime, payload: Any, error: str) -> None:
     result = await holds.phone_refused(rt.store, rt.settings, payload, error)
     if result is not None:
-        count_notice(result.outcome.value)
+        _outcome(result)
 
 
 @event_actor(salvage=_refused_hold_ready)
 async def hold_ready(rt: Runtime, ev: HoldReady, key: str | None) -> None:
     result = await holds.notify_hold_ready(rt, ev)
-    count_notice(result.outcome.value)
+    _outcome(result)
     if result.outcome in (holds.Outcome.RETRY, holds.Outcome.BUSY):
         raise dramatiq.Retry(result.detail or result.outcome.value, delay=result.delay_ms)
 
@@ -132,4 +137,4 @@ async def gave_up(message: dict[str, Any], info: dict[str, Any]) -> None:
             await _refused_hold_ready(rt, payload, str(e))
             return
         if isinstance(ev, HoldReady):
-            await holds.give_up(rt, ev, detail)
+            _outcome(await holds.give_up(rt, ev, detail))

@@ -8,7 +8,7 @@ from typing import Any
 
 from dramatiq.middleware import Middleware
 
-from . import logs, loop, metrics, sweeper
+from . import activity, logs, loop, metrics, sweeper
 from .keys import Keys
 from .settings import Settings
 
@@ -52,6 +52,7 @@ class ProcessSetup(Middleware):
         logs.configure(s.logging.format, s.logging.level)
         # before dramatiq's AsyncIO middleware builds its loop (at worker boot)
         logging.getLogger(__name__).debug("event loop: %s", loop.install())
+        activity.start(s.logging.summary_interval_s)
         if s.metrics.port:
             metrics.start(s.redis.url, Keys(s.redis.key_prefix), list(s.branches))
         # (process_boot is a worker-CLI event: in-process test workers get no sweeper thread)

@@ -151,6 +151,8 @@ class LoggingSettings(_Section):
     # "json": one JSON object per line (for a log collector); "text": dramatiq's lines
     format: Literal["text", "json"] = "text"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # each worker process logs what it did with hold notices this often (0: never)
+    summary_interval_s: float = Field(60.0, ge=0)
 
 
 class MetricsSettings(_Section):
