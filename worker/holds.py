@@ -22,14 +22,14 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from .masking import mask_address
+from .bounce_effects import apply_failure
 from .compose import new_token
 from .contacts import CALL_REASON_JA, CallReason, decide_contact
 from .errors import PermanentDeliveryError, TransientDeliveryError
 from .events import HoldReady, HoldRef, hold_ref
-from .bounce_effects import apply_failure
 from .failures import failure_entry, smtp_result
 from .jdate import TOKYO, now_tokyo
+from .masking import mask_address
 from .policy import next_retry_delay_s, pickup_passed, retention_s, retry_horizon
 from .runtime import Runtime
 from .settings import Settings
@@ -70,7 +70,7 @@ async def _phone(store: Store, ev: HoldReady | HoldRef, claim: Claim, reason: Ca
     # a hold whose last day is unknown is listed as due today: phone it first
     due = _due(ev.pickup_by) if ev.pickup_by else _due(now_tokyo().date())
     status = await store.finish_hold(ev.hold_id, "phoned", claim.token, call=call,
-                                        due=due, fields={"reason": reason.value})
+                                     due=due, fields={"reason": reason.value})
     if status != "phoned":
         log.info("hold %s: %s before it reached the call list", ev.hold_id, status)
         return Result(Outcome.CLOSED, detail=status)
