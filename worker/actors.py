@@ -16,9 +16,7 @@ from dramatiq.middleware import CurrentMessage
 
 from . import activity, holds, registration
 from .broker import GAVE_UP_ACTOR, MALFORMED_ACTOR, QUEUE, RAW_SHA, build_broker
-from .errors import EventError
-from .events import (AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady,
-                     parse_event)
+from .events import AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady
 from .intake import accept, reject
 from .metrics import count_notice
 from .runtime import Runtime, get_runtime
@@ -68,10 +66,10 @@ def event_actor(handle: Handler | None = None, *,
             await handle(rt, ev, key)
 
     actor.__name__ = actor.__qualname__ = name
-    return dramatiq.actor(actor, actor_name=name, queue_name=QUEUE,
+    return dramatiq.actor(actor_name=name, queue_name=QUEUE,
                           retry_when=_retry_when, on_retry_exhausted=GAVE_UP_ACTOR,
                           min_backoff=int(d.min_backoff_s * 1000),
-                          max_backoff=int(d.max_backoff_s * 1000))
+                          max_backoff=int(d.max_backoff_s * 1000))(actor)
 
 
 def _outcome(result: holds.Result) -> None:
@@ -130,11 +128,6 @@ async def gave_up(message: dict[str, Any], info: dict[str, Any]) -> None:
     log.error("gave up on %s message %s after %s retries: %s", message.get("actor_name"),
               message.get("message_id"), info.get("retries"), detail)
     if message.get("actor_name") == "hold_ready":
-        payload = message["args"][0]
-        try:
-            ev = parse_event(payload, rt.branches)
-        except EventError as e:  # refused, and listing it failed again and again: list it now
-            await _refused_hold_ready(rt, payload, str(e))
-            return
-        if isinstance(ev, HoldReady):
-            _outcome(await holds.give_up(rt, ev, detail))
+        result = await holds.give_up(rt, message["args"][0], detail)
+        if result is not None:
+            _outcome(result)

@@ -63,7 +63,8 @@ async def apply_failure(store: Store, settings: Settings, result: BounceResult, 
         keep = timedelta(days=settings.bounces.stale_after_days + 1)
         await bs.add_points(key, today, verdict.points, int(keep.total_seconds()))
     sender = settings.mail.from_address
-    for c in sorted(cards) or [None]:
+    recipients: list[str | None] = [*sorted(cards)] or [None]  # no card known: one record
+    for c in recipients:
         await store.add_failure(failure_record(
             c or "", hold_id if c == card else None, address, result, sender=sender,
             source=source, diagnostic=diagnostic, score=verdict.score,

@@ -76,6 +76,7 @@ class EnvelopeEncoder(JSONEncoder):
         self.actor_names = actor_names
 
     def decode(self, data: bytes) -> dict[str, Any]:
+        problem: str | None
         try:
             fields = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:

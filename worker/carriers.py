@@ -44,7 +44,7 @@ GENERIC_LABEL = "携帯会社以外のメール（Gmail・iCloudメールなど�
 
 # One template per carrier. {sender} and {domain} are filled in; keep each one short
 # enough to read aloud, in です・ます, and naming both the address and the domain.
-_ADVICE: dict[str, str] = {
+_ADVICE: dict[str | None, str] = {
     "docomo": (
         "ドコモメールをお使いの場合は、My docomo（またはドコモメールアプリ）の"
         "「メール設定」から「受信リスト設定」を開き、{sender} を受信リストに登録してください。"

@@ -16,10 +16,12 @@ from __future__ import annotations
 import json
 import unicodedata
 from datetime import date
+from collections.abc import Collection
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints,
                       ValidationError, ValidationInfo, field_validator)
+from pydantic_core import ErrorDetails
 
 from .errors import EventError
 
@@ -120,7 +122,7 @@ class HoldRef(BaseModel):
     _branch = field_validator("pickup_branch")(_check_branch)
 
 
-def hold_ref(data: Any, branches: set[str]) -> HoldRef | None:
+def hold_ref(data: Any, branches: Collection[str]) -> HoldRef | None:
     """The hold a refused event addressed to the ``hold_ready`` actor is about, or None
     when it names no hold, card and branch we can trust — or says it is another type."""
     if not isinstance(data, dict):
@@ -166,7 +168,7 @@ _FRIENDLY = {
 }
 
 
-def _describe(err: dict[str, Any]) -> tuple[str, str]:
+def _describe(err: ErrorDetails) -> tuple[str, str]:
     field = ".".join(str(p) for p in err["loc"])
     msg = _FRIENDLY.get(err["type"]) or err["msg"]
     if err["type"] == "string_too_long":
@@ -179,7 +181,7 @@ def _describe(err: dict[str, Any]) -> tuple[str, str]:
     return field, msg
 
 
-def parse_event(data: Any, branches: set[str] | None = None) -> Event:
+def parse_event(data: Any, branches: Collection[str] | None = None) -> Event:
     """Validate one decoded event; raises EventError naming every field at fault."""
     if not isinstance(data, dict):
         raise EventError("", f"an event must be a JSON object, not {type(data).__name__}")
@@ -204,7 +206,7 @@ def parse_event(data: Any, branches: set[str] | None = None) -> Event:
         raise err from None
 
 
-def parse_event_json(text: str | bytes, branches: set[str] | None = None) -> Event:
+def parse_event_json(text: str | bytes, branches: Collection[str] | None = None) -> Event:
     """Parse a JSON document holding one event."""
     try:
         data = json.loads(text)

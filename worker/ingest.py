@@ -44,9 +44,9 @@ def read_sources(path: str, stdin: BinaryIO | None = None) -> Iterator[tuple[str
     try:
         if p.is_dir():
             if (p / "cur").is_dir() or (p / "new").is_dir():
-                box = mailbox.Maildir(str(p), factory=None, create=False)
-                for key in sorted(box.keys()):
-                    yield from _one(f"{path}:{key}", lambda k=key: box.get_bytes(k))
+                maildir = mailbox.Maildir(str(p), factory=None, create=False)
+                for key in sorted(maildir.keys()):
+                    yield from _one(f"{path}:{key}", lambda k=key: maildir.get_bytes(k))
             else:
                 for f in sorted(x for x in p.iterdir() if x.is_file()):
                     yield from read_sources(str(f))
@@ -112,9 +112,9 @@ async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) ->
     bs = BounceStore(store)
     fp = fingerprint(raw)
     if not await bs.first_time(fp):
-        row = {"file": name, "duplicate": True, "fingerprint": fp}
-        await bs.log(row)
-        return [row]
+        dup: dict[str, Any] = {"file": name, "duplicate": True, "fingerprint": fp}
+        await bs.log(dup)
+        return [dup]
     rows = []
     for r in classify_mail(raw):
         card, hold_id, hold, how = await trace(store, settings, r) if r.is_bounce else (None, None, None, "")

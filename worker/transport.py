@@ -113,7 +113,7 @@ class _PipeliningProtocol(SMTPProtocol):
             try:
                 self._response_pending = True
                 self.write(commands)
-                replies = []
+                replies: list[aiosmtplib.SMTPResponse] = []
                 while len(replies) < count:
                     replies.append(await self._next_reply(timeout))
                     self._expect = count - len(replies)

@@ -104,6 +104,10 @@ class Accounts:
         await self.r.hset(key, mapping=fields)
         await self._log(staff_id, "created", by, branch)
 
+    async def branch(self, staff_id: str) -> str | None:
+        """The account's branch (None: none set, or no such account)."""
+        return await self.r.hget(self.k.staff(staff_id), "branch") or None
+
     async def remove(self, staff_id: str, by: str = "") -> bool:
         removed = bool(await self.r.delete(self.k.staff(staff_id)))
         if removed:

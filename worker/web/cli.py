@@ -67,7 +67,7 @@ def cmd_staff_passwd(args: argparse.Namespace, s: Settings) -> int:
 
     async def run(store: Store) -> int:
         accounts = Accounts(store, s.web)
-        current = await store.r.hget(store.k.staff(args.staff_id), "branch")
+        current = await accounts.branch(args.staff_id)
         await accounts.add(args.staff_id, password, _branch(args, s) or current, replace=True,
                            by=_operator())
         print(f"staff account {args.staff_id}: new password set")
