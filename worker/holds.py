@@ -25,8 +25,8 @@ from typing import Any
 from .bounce_effects import apply_failure
 from .compose import new_token
 from .contacts import CALL_REASON_JA, CallReason, decide_contact
-from .errors import PermanentDeliveryError, TransientDeliveryError
-from .events import HoldReady, HoldRef, hold_ref
+from .errors import EventError, PermanentDeliveryError, TransientDeliveryError
+from .events import HoldReady, HoldRef, hold_ref, parse_event
 from .failures import failure_entry, smtp_result
 from .jdate import TOKYO, now_tokyo
 from .masking import mask_address
@@ -171,9 +171,17 @@ async def close_hold(rt: Runtime, hold_id: str, status: str) -> str:
     return before
 
 
-async def give_up(rt: Runtime, ev: HoldReady, detail: str) -> Result:
-    """The worker failed on this hold again and again (a bug, Redis trouble): rather
-    than lose it, put it on the call list so staff phone the patron."""
+async def give_up(rt: Runtime, payload: Any, detail: str) -> Result | None:
+    """The worker failed on this hold_ready again and again (a bug, Redis trouble):
+    rather than lose the hold, put it on the call list so staff phone the patron —
+    as ``worker_error``, or as ``invalid_event`` when the event was refused (listing it
+    is what failed). None when the payload names no hold to phone about."""
+    try:
+        ev = parse_event(payload, rt.branches)
+    except EventError as e:
+        return await phone_refused(rt.store, rt.settings, payload, str(e))
+    if not isinstance(ev, HoldReady):
+        return None
     h = await rt.store.get_hold(ev.hold_id)
     if h.get("status") in ("sending", "retrying"):
         claim = Claim("claimed", token=h["token"])

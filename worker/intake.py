@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Collection
 from typing import Any, Awaitable, Callable
 
 from .errors import EventError
@@ -44,7 +45,7 @@ async def reject(store: Store, payload: Any, error: str, *, key: str | None = No
     return added
 
 
-async def accept(store: Store, payload: Any, expected: str, branches: set[str],
+async def accept(store: Store, payload: Any, expected: str, branches: Collection[str],
                  key: str | None = None,
                  salvage: Callable[[Any, str], Awaitable[Any]] | None = None) -> Event | None:
     """Validate one event handed to the actor for ``expected``; a refusal is kept,

@@ -8,6 +8,7 @@ worker, ``asyncio.run`` in the CLI.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from .compose import Composer
 from .settings import Settings, get_settings
@@ -27,9 +28,9 @@ class Runtime:
         return cls(settings, Store.connect(settings.redis.url, settings.redis.key_prefix),
                    Composer(settings), make_transport(settings))
 
-    @property
-    def branches(self) -> set[str]:
-        return set(self.settings.branches)
+    @cached_property
+    def branches(self) -> frozenset[str]:
+        return frozenset(self.settings.branches)
 
     async def close(self) -> None:
         await self.transport.close()
