@@ -121,7 +121,10 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
                                    pickup_branch="ogawa", pickup_by="2099-12-03",
                                    item={"title": "<script>alert('x')</script>危険な題名",
                                          "material": "book"}))
-        wait_for(lambda: smtp_sink.messages and len(ws(s, lambda st: st.calls())) == 2)
+        # an event the ILS got wrong: refused, and its hold listed for a call all the same
+        hold_ready.send(hold_event("HX-1003", "2100000004", pickup_branch="tamari",
+                                   pickup_by="12/20"))
+        wait_for(lambda: smtp_sink.messages and len(ws(s, lambda st: st.calls())) == 3)
     code = code_in(smtp_sink.messages[0])
     # a suspended address with the failure that suspended it
     ws(s, lambda st: st.set_contact("2100000009", ContactState.SUSPENDED,
@@ -161,7 +164,7 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
 
     page.goto(server + "/")
     assert page.inner_text("#count-pending") == "1"
-    assert page.inner_text("#count-calls") == "2"
+    assert page.inner_text("#count-calls") == "3"
     assert page.inner_text("#count-failures") == "1"
     shot(page, "02-home")
 
@@ -184,6 +187,10 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
     page.click("nav >> text=電話連絡リスト")
     assert "<script>alert('x')</script>危険な題名" in page.inner_text("#call-HX-1002")
     assert page.locator("section h2").first.inner_text().startswith("美野里")  # own branch first
+    refused = page.locator("#call-HX-1003")
+    assert "予約連携データに不備" in refused.inner_text() and "不明(ILSで確認)" in refused.inner_text()
+    assert "urgent" in (refused.get_attribute("class") or "")  # last day unknown: phone first
+    assert "pickup_by" in (refused.locator("td").nth(1).get_attribute("title") or "")
     shot(page, "06-calls")
     row = page.locator("#call-HX-1001")
     row.locator("input[name=note]").fill("ご本人に伝えました")
