@@ -95,6 +95,7 @@ def test_enqueue_lists_a_refused_hold_ready_for_a_phone_call(clean_redis, settin
     assert "-:2: the hold" not in r.stderr  # "H 4" is no hold id: refused only
     calls = [json.loads(x) for x in cli("review", "calls", "--json").stdout.splitlines()]
     assert [(c["hold_id"], c["reason"], c["pickup_by"]) for c in calls] == [("H-3", "invalid_event", "")]
+    assert cli("review", "calls").stdout.startswith("-  ogawa  H-3  C-3  予約連携データに不備")
     # sent again: refused again, listed once
     again = cli("enqueue", "-", stdin=json.dumps(bad))
     assert again.returncode == 1 and "phone-call list" not in again.stderr

@@ -27,7 +27,8 @@ def _emit(rows: list[dict[str, Any]], as_json: bool, fields: list[str], out: Tex
     if not rows:
         out.write("(none)\n")
     for row in rows:
-        out.write("  ".join(str(row.get(f, "") if row.get(f) is not None else "-")
+        # an empty field (a refused event's unknown last day, say) shows as "-", not a gap
+        out.write("  ".join(str(row[f]) if row.get(f) not in (None, "") else "-"
                             for f in fields) + "\n")
 
 
