@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 
 log = logging.getLogger(__name__)
@@ -37,17 +38,16 @@ def summary(counts: dict[str, int], interval_s: float) -> str:
     return f"notices in the last {interval_s:g} s: " + ", ".join(f"{k} {n}" for k, n in parts)
 
 
-def start(interval_s: float) -> threading.Event:
-    """A daemon thread logging the summary every ``interval_s`` (0: none). Set the
-    returned event to stop it."""
-    stop = threading.Event()
+def start(interval_s: float) -> None:
+    """A daemon thread logging the summary every ``interval_s`` (0: none); it ends with
+    the worker process."""
     if interval_s <= 0:
-        return stop
+        return
 
     def run() -> None:
-        while not stop.wait(interval_s):
+        while True:
+            time.sleep(interval_s)
             counts = take()
             if counts:
                 log.info("%s", summary(counts, interval_s))
     threading.Thread(target=run, name="omitama-activity", daemon=True).start()
-    return stop
