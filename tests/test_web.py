@@ -363,7 +363,7 @@ def test_failures_page_reenable_and_remove(s, web):
 
 def test_rejected_events_page_escapes_the_raw_payload(s, web):
     logged_in(s, web)
-    from worker.intake import reject
+    from worker.refusals import reject
     with_store(s, lambda st: reject(st, {"event_id": "bad-1", "type": "hold_ready",
                                          "item": {"title": "<script>x()</script>"}},
                                     "item.material: Field required",

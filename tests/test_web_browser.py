@@ -137,7 +137,7 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
         "diagnostic": "550 5.2.0 Message rejected (filtered by the recipient)",
         "advice": advice_for("filtered", True, "hanako@ezweb.ne.jp"),
         "address": "h***@ezweb.ne.jp", "source": "smtp"}))
-    from worker.intake import reject
+    from worker.refusals import reject
     ws(s, lambda st: reject(st, {"event_id": "bad-1", "type": "hold_ready",
                                          "pickup_branch": "mito"},
                                     "pickup_branch: unknown branch 'mito'",

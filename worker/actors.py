@@ -8,7 +8,6 @@ rejected`` and the message acknowledged), call the domain code, and turn
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import Any, Awaitable, Callable
 
 import dramatiq
@@ -17,7 +16,8 @@ from dramatiq.middleware import CurrentMessage
 from . import activity, holds, registration
 from .broker import GAVE_UP_ACTOR, MALFORMED_ACTOR, QUEUE, RAW_SHA, build_broker
 from .events import AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady
-from .intake import accept, reject
+from .intake import Refused, accept
+from .refusals import reject
 from .metrics import count_notice
 from .runtime import Runtime, get_runtime
 from .settings import get_settings
@@ -43,27 +43,24 @@ def _message_key() -> str | None:
 
 
 Handler = Callable[[Runtime, Any, str | None], Awaitable[None]]
-Salvage = Callable[[Runtime, Any, str], Awaitable[Any]]
 
 
-def event_actor(handle: Handler | None = None, *,
-                salvage: Salvage | None = None) -> Any:
+def event_actor(handle: Handler) -> Any:
     """The actor for the event type named like ``handle``: validate the event (a refusal
-    is kept, ``salvage(runtime, payload, error)`` called, and the message acknowledged),
-    then ``handle(runtime, event, message_key)``. ``@event_actor`` or
-    ``@event_actor(salvage=…)``."""
-    if handle is None:
-        return partial(event_actor, salvage=salvage)
+    is kept — see worker.intake — and the message acknowledged), then
+    ``handle(runtime, event, message_key)``."""
     name = handle.__name__
     d = get_settings().delivery
 
     async def actor(event: Any) -> None:
         rt = get_runtime()
         key = _message_key()
-        ev = await accept(rt.store, event, name, rt.branches, key=key,
-                          salvage=partial(salvage, rt) if salvage else None)
-        if ev is not None:
-            await handle(rt, ev, key)
+        got = await accept(rt, event, name, key=key)
+        if isinstance(got, Refused):
+            if got.listed is not None:  # a refused hold_ready, listed for a call
+                _outcome(got.listed)
+            return
+        await handle(rt, got, key)
 
     actor.__name__ = actor.__qualname__ = name
     return dramatiq.actor(actor_name=name, queue_name=QUEUE,
@@ -77,13 +74,7 @@ def _outcome(result: holds.Result) -> None:
     activity.note(result.outcome.value)
 
 
-async def _refused_hold_ready(rt: Runtime, payload: Any, error: str) -> None:
-    result = await holds.phone_refused(rt.store, rt.settings, payload, error)
-    if result is not None:
-        _outcome(result)
-
-
-@event_actor(salvage=_refused_hold_ready)
+@event_actor
 async def hold_ready(rt: Runtime, ev: HoldReady, key: str | None) -> None:
     result = await holds.notify_hold_ready(rt, ev)
     _outcome(result)

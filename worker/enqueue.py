@@ -2,9 +2,9 @@
 
 Input is one JSON event, or JSON lines (one event per line). Each refusal is
 printed with the field at fault and kept for ``review rejected``, like a refusal
-met by the worker — and a refused ``hold_ready`` that still names its hold goes on
-the call list, as in the worker (worker.holds.phone_refused). Valid events are
-enqueued as ordinary dramatiq messages.
+met by the worker — and a refused event that still names a hold goes on the call
+list, as in the worker (worker.intake.refuse). Valid events are enqueued as
+ordinary dramatiq messages.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, TextIO
 
 from .errors import EventError
 from .events import parse_event
-from .holds import Outcome, phone_refused
-from .intake import reject
+from .holds import Outcome
+from .intake import refuse
 from .settings import Settings
 from .store import Store
 
@@ -60,9 +60,8 @@ def enqueue_text(text: str, settings: Settings, *, source: str, err: TextIO) -> 
         store = Store.connect(settings.redis.url, settings.redis.key_prefix)
         try:
             for line, value, error, event_id, etype in refusals:
-                await reject(store, value, error, event_id=event_id, event_type=etype,
-                             source="enqueue")
-                listed = await phone_refused(store, settings, value, error)
+                listed = await refuse(store, settings, value, error, listable=True,
+                                      event_id=event_id, event_type=etype, source="enqueue")
                 if listed is not None and listed.outcome is Outcome.PHONED:
                     err.write(f"{source}:{line}: the hold it names is on the phone-call list "
                               "instead (invalid_event)\n")

@@ -86,7 +86,7 @@ async def phone_refused(store: Store, settings: Settings, payload: Any,
     that branch's call list: the hold is ready in the ILS whatever the event got wrong,
     and no ready hold may go unannounced. Once listed, a corrected event for the same
     hold is a duplicate: staff phone, no e-mail follows. None when nothing is usable.
-    (The worker's hold_ready actor and ``omitama-notify enqueue`` both call this.)"""
+    (Called by worker.intake.refuse for both ways in, and by give_up.)"""
     ref = hold_ref(payload, set(settings.branches))
     if ref is None:
         return None

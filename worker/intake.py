@@ -1,68 +1,58 @@
-"""Accept or refuse what arrives: every refusal is kept once for ``review rejected``."""
+"""Accept or refuse what arrives: every refusal is kept once for ``review rejected``,
+and a refused hold_ready that still names its hold goes on the call list."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-from collections.abc import Collection
-from typing import Any, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from .errors import EventError
 from .events import Event, parse_event
+from .holds import Result, phone_refused
+from .refusals import reject
+from .runtime import Runtime
+from .settings import Settings
 from .store import Store
 
-log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class Refused:
+    """What :func:`accept` gives for a refused event: the reason, and for a refused
+    ``hold_ready`` that still named its hold, how listing it for a call went."""
+    error: str
+    listed: Result | None = None
 
 
-def fingerprint(raw: str | bytes) -> str:
-    return hashlib.sha256(raw.encode("utf-8", "surrogateescape")
-                          if isinstance(raw, str) else raw).hexdigest()[:32]
+async def refuse(store: Store, settings: Settings, payload: Any, error: str, *,
+                 listable: bool, key: str | None = None, event_id: str | None = None,
+                 event_type: str | None = None, source: str = "queue") -> Result | None:
+    """Keep a refused event once (:func:`reject`) and, when ``listable`` (it was meant as
+    a hold_ready), put the hold it still names on the call list
+    (:func:`worker.holds.phone_refused`): the hold is ready in the ILS whatever the event
+    got wrong. Both ways in — the queue and ``omitama-notify enqueue`` — refuse through here."""
+    await reject(store, payload, error, key=key, event_id=event_id, event_type=event_type,
+                 source=source)
+    if not listable:
+        return None
+    return await phone_refused(store, settings, payload, error)
 
 
-def _raw_text(payload: Any) -> str:
-    if isinstance(payload, (bytes, bytearray)):
-        return bytes(payload).decode("utf-8", "replace")
-    if isinstance(payload, str):
-        return payload
-    return json.dumps(payload, ensure_ascii=False, default=repr)
-
-
-async def reject(store: Store, payload: Any, error: str, *, key: str | None = None,
-                 event_id: str | None = None, event_type: str | None = None,
-                 source: str = "queue") -> bool:
-    """Keep a refused event (once per ``key``, by default its content)."""
-    raw = _raw_text(payload)
-    if isinstance(payload, dict):
-        event_id = event_id or (payload.get("event_id") if isinstance(payload.get("event_id"), str) else None)
-        event_type = event_type or (payload.get("type") if isinstance(payload.get("type"), str) else None)
-    added = await store.add_rejected(key or fingerprint(raw), {
-        "event_id": event_id, "type": event_type, "error": error, "source": source,
-        "raw": raw[:256 * 1024]})
-    if added:
-        log.warning("event refused: %s (event_id=%s type=%s source=%s)",
-                    error, event_id, event_type, source)
-    return added
-
-
-async def accept(store: Store, payload: Any, expected: str, branches: Collection[str],
-                 key: str | None = None,
-                 salvage: Callable[[Any, str], Awaitable[Any]] | None = None) -> Event | None:
-    """Validate one event handed to the actor for ``expected``; a refusal is kept,
-    ``salvage(payload, error)`` called, and None returned, so the message is
-    acknowledged and the worker goes on."""
+async def accept(rt: Runtime, payload: Any, expected: str,
+                 key: str | None = None) -> Event | Refused:
+    """Validate one event handed to the actor for ``expected``. A refusal is kept (and,
+    for ``hold_ready``, its hold listed) and returned as :class:`Refused`, so the message
+    is acknowledged and the worker goes on."""
+    listable = expected == "hold_ready"
     try:
-        event = parse_event(payload, branches)
+        event = parse_event(payload, rt.branches)
     except EventError as e:
-        await reject(store, payload, str(e), key=key, event_id=e.event_id,
-                     event_type=e.event_type)
         error = str(e)
-    else:
-        if event.type == expected:
-            return event
-        error = (f"type: a {event.type} event was sent to the {expected} actor; use "
-                 "actor_name equal to the event type")
-        await reject(store, payload, error, key=key)
-    if salvage is not None:
-        await salvage(payload, error)
-    return None
+        listed = await refuse(rt.store, rt.settings, payload, error, listable=listable,
+                              key=key, event_id=e.event_id, event_type=e.event_type)
+        return Refused(error, listed)
+    if event.type == expected:
+        return event
+    error = (f"type: a {event.type} event was sent to the {expected} actor; use "
+             "actor_name equal to the event type")
+    return Refused(error, await refuse(rt.store, rt.settings, payload, error,
+                                       listable=listable, key=key))

@@ -25,7 +25,7 @@ from .compose import new_token
 from .errors import AddressError, PermanentDeliveryError, ReviewError
 from .events import AddressRegistered, AddressRemoved
 from .failures import failure_entry
-from .intake import reject as reject_event
+from .refusals import reject as reject_event
 from .jdate import TOKYO, ja_date
 from .registry import ACTIVE_FIELDS, PENDING_FIELDS, SUSPENDED_FIELDS, Registry, audit_entry
 from .runtime import Runtime

@@ -1,0 +1,46 @@
+"""Keep what was refused, once, for ``review rejected`` (staff and the ILS team read it).
+
+The lowest step of refusing: the worker's intake (and through it ``omitama-notify
+enqueue``), the malformed-message actor and registration all keep their refusals here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+def fingerprint(raw: str | bytes) -> str:
+    return hashlib.sha256(raw.encode("utf-8", "surrogateescape")
+                          if isinstance(raw, str) else raw).hexdigest()[:32]
+
+
+def _raw_text(payload: Any) -> str:
+    if isinstance(payload, (bytes, bytearray)):
+        return bytes(payload).decode("utf-8", "replace")
+    if isinstance(payload, str):
+        return payload
+    return json.dumps(payload, ensure_ascii=False, default=repr)
+
+
+async def reject(store: Store, payload: Any, error: str, *, key: str | None = None,
+                 event_id: str | None = None, event_type: str | None = None,
+                 source: str = "queue") -> bool:
+    """Keep a refused event (once per ``key``, by default its content)."""
+    raw = _raw_text(payload)
+    if isinstance(payload, dict):
+        event_id = event_id or (payload.get("event_id") if isinstance(payload.get("event_id"), str) else None)
+        event_type = event_type or (payload.get("type") if isinstance(payload.get("type"), str) else None)
+    added = await store.add_rejected(key or fingerprint(raw), {
+        "event_id": event_id, "type": event_type, "error": error, "source": source,
+        "raw": raw[:256 * 1024]})
+    if added:
+        log.warning("event refused: %s (event_id=%s type=%s source=%s)",
+                    error, event_id, event_type, source)
+    return added
