@@ -20,7 +20,7 @@ from collections.abc import Collection
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints,
-                      ValidationError, ValidationInfo, field_validator)
+                      TypeAdapter, ValidationError, ValidationInfo, field_validator)
 from pydantic_core import ErrorDetails
 
 from .errors import EventError
@@ -122,6 +122,18 @@ class HoldRef(BaseModel):
     _branch = field_validator("pickup_branch")(_check_branch)
 
 
+_TITLE = TypeAdapter(_text(500))
+_DAY = TypeAdapter(date)
+
+
+def _valid(adapter: TypeAdapter[Any], value: Any) -> Any:
+    """``value`` if it is valid by itself (as strict JSON, like the event), else None."""
+    try:
+        return adapter.validate_json(json.dumps(value), strict=True)
+    except ValidationError:
+        return None
+
+
 def hold_ref(data: Any, branches: Collection[str]) -> HoldRef | None:
     """The hold a refused event addressed to the ``hold_ready`` actor is about, or None
     when it names no hold, card and branch we can trust — or says it is another type."""
@@ -131,20 +143,16 @@ def hold_ref(data: Any, branches: Collection[str]) -> HoldRef | None:
     if isinstance(etype, str) and etype in EVENT_TYPES and etype != "hold_ready":
         return None
     fields = {k: data.get(k) for k in ("hold_id", "card_number", "pickup_branch")}
-    item = data.get("item")
-    for key, value in (("title", item.get("title") if isinstance(item, dict) else None),
-                       ("pickup_by", data.get("pickup_by"))):
-        try:  # each optional part on its own: a bad one is left out, not fatal
-            HoldRef.model_validate_json(json.dumps({**fields, key: value}), strict=True,
-                                        context={"branches": branches})
-            fields[key] = value
-        except ValidationError:
-            pass
-    try:
-        return HoldRef.model_validate_json(json.dumps(fields), strict=True,
-                                           context={"branches": branches})
+    try:  # the identifiers must hold ...
+        ref = HoldRef.model_validate_json(json.dumps(fields), strict=True,
+                                          context={"branches": branches})
     except ValidationError:
         return None
+    item = data.get("item")
+    title = item.get("title") if isinstance(item, dict) else None
+    # ... the title and the last day are shown only when valid by themselves
+    return ref.model_copy(update={"title": _valid(_TITLE, title),
+                                  "pickup_by": _valid(_DAY, data.get("pickup_by"))})
 
 
 Event = Union[HoldReady, AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp]
