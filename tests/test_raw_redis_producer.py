@@ -181,3 +181,23 @@ def test_a_refused_hold_ready_the_worker_gave_up_on_is_still_listed(outbox_setti
     [call] = with_store(s, lambda st: st.calls())
     assert (call["hold_id"], call["reason"]) == ("H-6", "invalid_event")
     assert "pickup_by" in call["detail"]
+
+
+def test_a_refused_hold_ready_too_large_to_keep_is_still_listed(outbox_settings, clean_redis):
+    """Refused for its size, it is listed; what the hold keeps for the sweeper is readable
+    JSON that names the hold (the whole event would not fit), not a cut-off document."""
+    s = outbox_settings
+    ns = s.redis.namespace
+    huge = hold_event("H-7", "C-7")
+    huge["item"]["title"] = "猫" * 400_000  # > 1 MiB of UTF-8
+    with run_worker(s):
+        rid = str(uuid.uuid4())
+        raw_enqueue(clean_redis, ns, envelope("hold_ready", huge, rid), rid)
+        wait_for(lambda: with_store(s, lambda st: st.calls()))
+    [call] = with_store(s, lambda st: st.calls())
+    assert (call["hold_id"], call["reason"], call["title"]) == ("H-7", "invalid_event", None)
+    kept = json.loads(with_store(s, lambda st: st.get_hold("H-7"))["event"])
+    assert kept == {"type": "hold_ready", "hold_id": "H-7", "card_number": "C-7",
+                    "pickup_branch": "ogawa"}
+    [row] = with_store(s, lambda st: st.rejected())
+    assert "larger than" in row["error"]

@@ -42,6 +42,23 @@ def test_overdue_hold_is_re_enqueued_once_and_then_decided(s, clean_redis):
     assert clean_redis.zscore(keys.inflight, "H2") is not None
 
 
+def test_a_hold_whose_stored_event_is_unreadable_still_reaches_the_call_list(s, clean_redis):
+    with_store(s, lambda st: st.claim_hold("H5", token="tH5", lease_ms=1, ttl_s=3600, fields={
+        "event": '{"event_id": "ev-H5", "type": "hold_ready", "hold_id": "H5", "ite',  # cut off
+        "card_number": "C5", "pickup_branch": "tamari"}))
+    time.sleep(0.01)
+    keys = Keys(s.redis.key_prefix)
+    sent: list[dict] = []
+    assert sweep_once(clean_redis, keys, sent.append, push_ms=60_000) == ["H5"]  # no exception
+    from worker.actors import hold_ready
+    with run_worker(s):
+        hold_ready.send(sent[0])
+        wait_for(lambda: with_store(s, lambda st: st.calls()))
+    [call] = with_store(s, lambda st: st.calls())
+    assert (call["hold_id"], call["card_number"], call["pickup_branch"], call["reason"]) == (
+        "H5", "C5", "tamari", "invalid_event")
+
+
 def test_decided_or_closed_holds_are_dropped_from_the_index(s, clean_redis):
     claim(s, "H3", lease_ms=1)
     with_store(s, lambda st: st.close_hold("H3", "cancelled", 3600))

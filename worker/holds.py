@@ -26,7 +26,7 @@ from .bounce_effects import apply_failure
 from .compose import new_token
 from .contacts import CALL_REASON_JA, CallReason, decide_contact
 from .errors import EventError, PermanentDeliveryError, TransientDeliveryError
-from .events import HoldReady, HoldRef, hold_ref, parse_event
+from .events import MAX_EVENT_BYTES, HoldReady, HoldRef, hold_ref, parse_event
 from .failures import failure_entry, smtp_result
 from .jdate import TOKYO, now_tokyo
 from .masking import mask_address
@@ -91,10 +91,17 @@ async def phone_refused(store: Store, settings: Settings, payload: Any,
     if ref is None:
         return None
     now = now_tokyo()
+    # the sweeper re-sends the stored event if this worker dies before the hold is listed,
+    # so it must read back whole (never cut mid-JSON); one too large for that is stood in
+    # for by what names the hold: refused again, it is listed all the same
+    event = json.dumps(payload, ensure_ascii=False)
+    if len(event.encode()) > MAX_EVENT_BYTES:
+        event = json.dumps({"type": "hold_ready", "hold_id": ref.hold_id,
+                            "card_number": ref.card_number, "pickup_branch": ref.pickup_branch})
     claim = await store.claim_hold(
         ref.hold_id, token=new_token(), lease_ms=int(settings.delivery.lease_s * 1000),
         ttl_s=retention_s(ref.pickup_by or now.date(), now, settings.delivery),
-        fields={"event": json.dumps(payload, ensure_ascii=False)[:64 * 1024],
+        fields={"event": event,
                 "card_number": ref.card_number, "pickup_branch": ref.pickup_branch,
                 "pickup_by": ref.pickup_by.isoformat() if ref.pickup_by else ""})
     if claim.verdict != "claimed":  # already handled, or a valid event is being sent now

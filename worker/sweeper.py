@@ -100,12 +100,23 @@ def sweep_once(client: redis.Redis, keys: Keys, send: Callable[[dict[str, Any]],
     done = []
     for raw in taken:
         hold_id = _text(raw)
-        status, event = client.hmget(keys.hold(hold_id), "status", "event")
+        status, event, card, branch = client.hmget(keys.hold(hold_id), "status", "event",
+                                                   "card_number", "pickup_branch")
         status = _text(status) if status is not None else None
         if status not in ("sending", "retrying") or not event:
             client.zrem(keys.inflight, hold_id)
             continue
-        send(json.loads(event))
+        try:
+            payload = json.loads(event)
+        except ValueError:
+            # a stored event that cannot be read back (damaged data): send what names the
+            # hold, so it is refused and put on the call list rather than left "sending"
+            log.error("hold %s: its stored event is unreadable; re-sent for the call list",
+                      hold_id)
+            payload = {"type": "hold_ready", "hold_id": hold_id,
+                       "card_number": _text(card) if card else None,
+                       "pickup_branch": _text(branch) if branch else None}
+        send(payload)
         log.warning("hold %s: re-enqueued by the sweeper (it was %s, overdue)", hold_id, status)
         done.append(hold_id)
     return done
