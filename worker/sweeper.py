@@ -138,5 +138,7 @@ def start(url: str, keys: Keys, send: Callable[[dict[str, Any]], Any], *, namesp
                 sweep_once(client, keys, send, push_ms)
             except redis.RedisError as e:
                 log.warning("sweeper: cannot reach Redis (%s); will try again", e)
+            except Exception:  # noqa: BLE001 - the safety net must outlive any one bad hold
+                log.exception("sweeper: unexpected error; will try again")
 
     threading.Thread(target=loop, name="omitama-sweeper", daemon=True).start()
