@@ -102,6 +102,15 @@ def test_enqueue_lists_a_refused_hold_ready_for_a_phone_call(clean_redis, settin
     assert len(cli("review", "calls", "--json").stdout.splitlines()) == 1
 
 
+def test_enqueue_with_redis_away_says_so_in_one_line_and_enqueues_nothing():
+    r = cli("enqueue", "-", stdin=json.dumps(hold_event("H-8")),
+            env={"OMITAMA_NOTIFY_REDIS__URL": "redis://:hunter2@127.0.0.1:1/0"})
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in lines[0]
+    assert "nothing was enqueued" in lines[0] and "hunter2" not in r.stderr
+
+
 def test_enqueue_single_document_and_exit_zero(clean_redis, tmp_path):
     f = tmp_path / "one.json"
     f.write_text(json.dumps(hold_event("H-9"), indent=2, ensure_ascii=False), encoding="utf-8")

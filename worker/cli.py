@@ -11,6 +11,8 @@ import logging
 import os
 import sys
 
+import redis
+
 from .errors import ConfigError, NotifyError
 from .bounce_cli import add_bounce_commands
 from .ops_cli import add_ops_commands
@@ -101,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except OSError as e:
         print(f"omitama-notify: {e}", file=sys.stderr)
+        return 1
+    except redis.RedisError as e:  # Redis went away in the middle of a command
+        print(f"omitama-notify: Redis failed during the command ({e}); it may have stopped "
+              "part-way: check its effect before running it again", file=sys.stderr)
         return 1
 
 

@@ -13,12 +13,14 @@ import asyncio
 import json
 from typing import Any, TextIO
 
-from .errors import EventError
+import redis
+
+from .errors import EventError, StoreError
 from .events import parse_event
 from .holds import Outcome
 from .intake import refuse
 from .settings import Settings
-from .store import Store
+from .store import Store, safe_url
 
 
 def split_events(text: str) -> list[tuple[int, Any, str | None]]:
@@ -42,6 +44,11 @@ def enqueue_text(text: str, settings: Settings, *, source: str, err: TextIO) -> 
     from .actors import broker  # builds the broker from the same settings
 
     branches = set(settings.branches)
+    try:
+        broker.client.ping()
+    except redis.RedisError as e:
+        raise StoreError(f"cannot reach Redis at {safe_url(settings.redis.url)} ({e}); "
+                         "nothing was enqueued") from None
     ok = 0
     refusals: list[tuple[int, Any, str, str | None, str | None]] = []
     for line, value, problem in split_events(text):
@@ -53,7 +60,13 @@ def enqueue_text(text: str, settings: Settings, *, source: str, err: TextIO) -> 
             refusals.append((line, value, str(e), e.event_id, e.event_type))
             err.write(f"{source}:{line}: refused: {e}\n")
             continue
-        broker.get_actor(event.type).send(value)
+        try:
+            broker.get_actor(event.type).send(value)
+        except redis.RedisError as e:
+            raise StoreError(
+                f"Redis failed at {source}:{line} ({e}) after {ok} event(s) were enqueued; "
+                f"send {source} again from line {line} (a repeated hold_ready is harmless: "
+                "each hold is notified once)") from None
         ok += 1
 
     async def keep() -> None:
