@@ -24,6 +24,9 @@ import hashlib
 import json
 import logging
 import math
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -33,7 +36,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis, dq_name
 from dramatiq.encoder import JSONEncoder
-from dramatiq.middleware import AsyncIO, CurrentMessage, Retries
+from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware, Retries
 
 from .process_setup import ProcessSetup, prometheus_middleware
 from .settings import Settings
@@ -204,6 +207,38 @@ class PatientRetries(Retries):
                 time.sleep(1.0)
 
 
+class OneStopSignal(Middleware):
+    """A worker process stops once, however many SIGTERMs reach it.
+
+    systemd (and ``kill -- -PGID``) signals every process of the worker, and dramatiq's
+    main process forwards the signal too: each worker process gets two at once. dramatiq
+    takes the second for "kill now" and calls ``sys.exit``, which then waits for ever for
+    the AsyncIO event-loop thread (not a daemon) — the worker hung until SIGKILL. Here a
+    repeat within ``REPEAT_S`` is the same stop (dramatiq finishes what it is running and
+    puts back what it prefetched); a later one still means "exit now" (what was fetched
+    and not acknowledged is re-queued by the sweeper or dramatiq's maintenance)."""
+
+    REPEAT_S = 5.0
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        stop = signal.getsignal(signal.SIGTERM)
+        if not callable(stop):
+            return
+        first: list[float] = []
+
+        def on_term(signum: int, frame: Any) -> None:
+            if not first:
+                first.append(time.monotonic())
+                stop(signum, frame)
+            elif time.monotonic() - first[0] >= self.REPEAT_S:
+                log.warning("second stop signal: exiting now")
+                os._exit(3)  # dramatiq's RET_KILLED
+
+        signal.signal(signal.SIGTERM, on_term)
+
+
 def build_broker(settings: Settings) -> RedisBroker:
     broker = Broker(url=settings.redis.url, namespace=settings.redis.namespace,
                     heartbeat_timeout=settings.redis.heartbeat_timeout_ms,
@@ -212,6 +247,7 @@ def build_broker(settings: Settings) -> RedisBroker:
                             for m in broker.middleware]
     broker.add_middleware(AsyncIO())
     broker.add_middleware(CurrentMessage())
+    broker.add_middleware(OneStopSignal())
     prometheus = prometheus_middleware(settings)
     if prometheus is not None:
         broker.add_middleware(prometheus)
