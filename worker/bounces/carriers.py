@@ -49,7 +49,7 @@ def _docomo(fact: Fact, text: str) -> str:
 
 def _kddi(fact: Fact, text: str) -> str:
     diag = fact.diagnostic.lower()
-    if "550 : user unknown" in diag:
+    if re.search(r"550:? *: *user unknown", diag):  # "550 : User unknown", "550: : User unknown"
         return "filtered"
     if ">: user unknown" in diag:
         return "userunknown"

@@ -32,6 +32,7 @@ class Fact:
     remote_mta: str = ""
     context: str = ""  # human-readable text about this recipient, matched with the diagnostic
     reason: str = ""  # set by a format-specific detector when it knows better
+    original_recipient: str | None = None  # DSN Original-Recipient when it differs
 
 
 def canonical_address(text: str | None) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 ANY: dict[str, tuple[str, ...]] = {
     "userunknown": (
-        "#5.1.1 bad address", "550 address invalid", "5.1.0 address rejected.",
+        "#5.1.1 bad address", "550 address invalid", "5.1.0 address rejected.", "addressee unknown",
         "address does not exist", "address not present in directory", "address unknown",
         "can't accept user", "does not exist.", "destination addresses were unknown",
         "destination server rejected recipients", "email address does not exist",
