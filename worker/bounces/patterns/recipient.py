@@ -65,7 +65,7 @@ ANY: dict[str, tuple[str, ...]] = {
         "452 insufficient disk space",
         "account disabled temporarly for exceeding receiving limits",
         "boite du destinataire pleine", "exceeded storage allocation", "full mailbox",
-        "mailbox exceeds allowed size", "mailbox size limit exceeded",
+        "mailbox exceeds allowed size", "mailbox size limit exceeded", "is overquota",
         "mailbox would exceed maximum allowed storage", "mailfolder is full",
         "no space left on device", "not sufficient disk space", "quota violation for",
         "too much mail data", "user has exceeded quota, bouncing mail",
