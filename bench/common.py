@@ -132,7 +132,7 @@ def index_of(rcpt: str) -> int:
 
 def activate_patrons(space: Space, n: int) -> None:
     """n patrons with an approved address, written the way the worker writes them."""
-    from worker.contacts import ContactState
+    from worker.contact import ContactState
     from worker.store import Store
 
     async def go() -> None:
