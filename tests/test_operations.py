@@ -120,3 +120,17 @@ def test_mask_filter_masks_whatever_slips_through(caplog):
                                None)
     MaskFilter().filter(record)
     assert record.getMessage() == "to a***@ezweb.ne.jp failed"
+
+
+def test_review_rejected_lists_refusals_in_arrival_order(clean_redis, settings):
+    # many refusals inside one millisecond used to tie and come out in fingerprint order
+    from worker.refusals import reject
+
+    async def refuse_many(store):
+        for i in range(60):
+            await reject(store, {"event_id": f"E{i:02d}", "type": "hold_ready"}, f"bad {i}")
+    with_store(settings, refuse_many)
+    r = cli("review", "rejected", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x)["event_id"] for x in r.stdout.splitlines()] == \
+        [f"E{i:02d}" for i in range(60)]
