@@ -199,3 +199,21 @@ def test_review_pending_approve_reject_through_the_cli(clean_redis, settings, tm
     hist = [json.loads(x) for x in cli("review", "history", "C2", "--json").stdout.splitlines()]
     assert hist[-1]["what"] == "registration rejected" and hist[-1]["staff"] == "S02"
     assert hist[-1]["why"] == "本人と連絡がつかない" and hist[-1]["state"] == "none"
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_bounces_classify_fails_on_a_file_it_cannot_read(tmp_path, as_json):
+    good = tmp_path / "ordinary.eml"
+    good.write_bytes(b"From: a@example.jp\r\nSubject: hi\r\n\r\nhello\r\n")
+    missing = tmp_path / "missing.eml"
+    args = ["bounces", "classify", str(missing), str(tmp_path), str(good)]
+    r = cli(*args, *(["--json"] if as_json else []))
+    assert r.returncode == 1, r.stdout
+    # one line per file it could not read (a missing file, a directory), naming it
+    errors = r.stderr.splitlines()
+    assert len(errors) == 2 and str(missing) in errors[0] and "No such file" in errors[0]
+    assert "Is a directory" in errors[1]
+    # and the readable file is still classified
+    assert str(good) in r.stdout
+    ok = cli("bounces", "classify", str(good))
+    assert ok.returncode == 0 and ok.stderr == ""

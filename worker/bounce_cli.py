@@ -13,13 +13,17 @@ from .settings import Settings
 def cmd_classify(args: argparse.Namespace, s: Settings) -> int:
     from .bounces.cli import classify_paths
 
+    unreadable = 0
     for obj in classify_paths(args.paths):
+        if obj.get("error"):  # the other files are still classified; the exit status tells
+            unreadable += 1
+            print(f"omitama-notify: {obj['file']}: {obj['error']}", file=sys.stderr, flush=True)
         if args.json:
             print(json.dumps(obj, ensure_ascii=False), flush=True)
-        else:
-            print(f"{obj.get('file')}: {obj.get('error') or obj.get('reason')} "
+        elif not obj.get("error"):
+            print(f"{obj.get('file')}: {obj.get('reason')} "
                   f"{obj.get('status') or ''} {obj.get('recipient') or ''}".rstrip())
-    return 0
+    return 1 if unreadable else 0
 
 
 def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
