@@ -220,7 +220,7 @@ def test_invalid_address_is_refused_and_state_kept(s, smtp_sink, address, words)
 
 
 def test_code_is_good_through_the_whole_day_the_mail_names(s, smtp_sink, monkeypatch):
-    # the mail says 有効期限: 12月14日(月)まで; the code used to die 14 days after
+    # the mail says 有効期限：12月14日(月)まで; the code used to die 14 days after
     # registering, to the minute — in the morning of the day the patron was promised
     from datetime import datetime, timedelta
 
@@ -228,7 +228,7 @@ def test_code_is_good_through_the_whole_day_the_mail_names(s, smtp_sink, monkeyp
     register(s, smtp_sink, "C7", "taro@docomo.ne.jp")
     body = email.message_from_bytes(smtp_sink.messages[0].data,
                                     policy=email.policy.default).get_content()
-    [named] = re.findall(r"^有効期限: (\d+月\d+日\(.\))まで$", body, re.M)
+    [named] = re.findall(r"^有効期限：(\d+月\d+日\(.\))まで$", body, re.M)
     day = (datetime.now(TOKYO) + timedelta(days=s.registration.code_ttl_days)).date()
     assert named == ja_date(day)
     code = code_in(smtp_sink.messages[0])
