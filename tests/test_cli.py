@@ -217,3 +217,41 @@ def test_bounces_classify_fails_on_a_file_it_cannot_read(tmp_path, as_json):
     assert str(good) in r.stdout
     ok = cli("bounces", "classify", str(good))
     assert ok.returncode == 0 and ok.stderr == ""
+
+
+def _all_parsers(parser, path=()):
+    import argparse
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, child in action.choices.items():
+                assert helps.get(name), f"{' '.join((*path, name))}: the command has no help line"
+                yield from _all_parsers(child, (*path, name))
+
+
+def test_every_option_of_every_command_has_help_without_markup():
+    import argparse
+
+    from worker.cli import build_parser
+    seen = 0
+    for path, parser in _all_parsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            seen += 1
+            name = "/".join(action.option_strings) or action.dest
+            assert action.help and action.help != argparse.SUPPRESS, \
+                f"omitama-notify {' '.join(path)}: {name} has no help"
+        text = parser.format_help()
+        for markup in ("``", "`", ":func:", ":mod:", "**", "<b>", "\x1b["):
+            assert markup not in text, f"omitama-notify {' '.join(path)} --help shows {markup!r}"
+        if path:  # each command's --help opens with what it does
+            assert parser.description, f"omitama-notify {' '.join(path)} --help has no description"
+    assert seen > 30  # the walk reached the subcommands
+
+
+def test_help_runs_for_every_command():
+    r = cli("review", "approve", "--help")
+    assert r.returncode == 0 and "approve a pending address" in r.stdout
+    assert "--without-code" in r.stdout and "counter" in r.stdout

@@ -66,12 +66,14 @@ def _out(as_json: bool, row: dict[str, Any]) -> None:
 
 
 def add_bounce_commands(sub: Any) -> None:
-    b = sub.add_parser("bounces", help="bounce mails").add_subparsers(dest="what", required=True)
+    b = sub.add_parser("bounces", help="bounce mails: classify or ingest them").add_subparsers(
+        dest="what", required=True)
     bc = b.add_parser("classify", help="classify bounce mails; changes nothing")
-    bc.add_argument("paths", nargs="+")
-    bc.add_argument("--json", action="store_true")
+    bc.add_argument("paths", nargs="+", help="mail files (.eml), one bounce each")
+    bc.add_argument("--json", action="store_true",
+                    help="one JSON object per recipient per mail (the DESIGN contract)")
     bc.set_defaults(fn=cmd_classify)
     bi = b.add_parser("ingest", help="ingest bounce mails (file, Maildir, mbox, or - for stdin)")
-    bi.add_argument("path")
-    bi.add_argument("--json", action="store_true")
+    bi.add_argument("path", help="a mail file, a Maildir, an mbox, or - for standard input")
+    bi.add_argument("--json", action="store_true", help="one JSON object per line instead of a summary")
     bi.set_defaults(fn=cmd_ingest)

@@ -1,4 +1,4 @@
-"""``omitama-notify``: worker, enqueue, review, bounces.
+"""omitama-notify: hold notices by e-mail for Omitama City Library.
 
 Every command loads the settings first; a bad setting ends the program with one
 line naming the key (exit 2). ``--json`` output is one JSON object per line.
@@ -49,8 +49,6 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
         print(f"metrics: http://{s.metrics.host}:{s.metrics.port}/metrics", flush=True)
     argv = [sys.executable, "-m", "dramatiq", "worker.actors", "--queues", "notifications",
             "--processes", str(s.worker.processes), "--threads", str(s.worker.threads)]
-    if args.once:
-        return __import__("subprocess").call(argv)
     os.execv(sys.executable, argv)
     return 0  # not reached
 
@@ -67,11 +65,12 @@ def cmd_enqueue(args: argparse.Namespace, s: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="omitama-notify", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="omitama-notify", description=__doc__.split("\n")[0],
+        epilog="omitama-notify COMMAND --help tells more about each command.")
     sub = p.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("worker", help="run the dramatiq worker with the [worker] settings")
-    w.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
     w.set_defaults(fn=cmd_worker)
 
     e = sub.add_parser("enqueue", help="validate events (JSON or JSON lines) and enqueue them")
@@ -85,7 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_bounce_commands(sub)
     # the staff web page (worker/web) adds its commands here
     add_web_commands(sub)
+    _describe(p)
     return p
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """``COMMAND --help`` opens with the line the command list shows for it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, child in action.choices.items():
+                if child.description is None:
+                    child.description = helps.get(name)
+                _describe(child)
 
 
 def main(argv: list[str] | None = None) -> int:
