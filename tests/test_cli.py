@@ -151,6 +151,8 @@ def test_redis_unreachable_is_one_clear_line():
     assert r.returncode == 1
     assert r.stderr.strip().startswith("omitama-notify: cannot reach Redis at redis://127.0.0.1:1/0")
     assert len(r.stderr.strip().splitlines()) == 1
+    # and how to get one, not only the connection error
+    assert "start_private = true" in r.stderr and "OMITAMA_NOTIFY_REDIS__URL" in r.stderr
 
 
 def test_review_pending_approve_reject_through_the_cli(clean_redis, settings, tmp_path):
