@@ -46,8 +46,9 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
             metrics_env(s)
             wipe_metrics_dir()
             print(f"metrics: http://{s.metrics.host}:{s.metrics.port}/metrics", flush=True)
-        argv = [sys.executable, "-m", "dramatiq", "worker.actors", "--queues", "notifications",
-                "--processes", str(s.worker.processes), "--threads", str(s.worker.threads)]
+        # dramatiq's command line, with log lines in Tokyo time (worker/dramatiq_cli.py)
+        argv = [sys.executable, "-m", "worker.dramatiq_cli", "worker.actors",
+                "--queues", "notifications", "--processes", str(s.worker.processes), "--threads", str(s.worker.threads)]
         if own is None:  # the usual case: dramatiq takes this process over
             os.execv(sys.executable, argv)
         # this process started the private Redis: it waits for dramatiq, then stops it
