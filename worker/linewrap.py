@@ -73,9 +73,9 @@ def _wrap_sentence(text: str, width: int) -> list[str]:
     lines: list[str] = []
     while text:
         text = text.lstrip()
-        if columns(text) <= width:
-            if text:
-                lines.append(text)
+        if columns(text.rstrip()) <= width:
+            if text.rstrip():
+                lines.append(text.rstrip())
             break
         fits, used = 0, 0
         for j, c in enumerate(text):  # longest head that fits (trailing space is free)
