@@ -188,14 +188,44 @@ def login_cookie(s, base_url: str) -> str:
         return r.headers["set-cookie"]
 
 
-def test_login_goes_back_to_the_page_asked_for_but_never_off_site(s, web):
+def test_login_goes_back_to_the_page_asked_for_with_its_query_but_never_off_site(s, web):
     add_staff(s, "S01")
-    r = web.get("/calls?branch=ogawa")
-    assert r.headers["location"] == "/login?next=%2Fcalls"
-    assert login(web, "S01", next_path="/calls").headers["location"] == "/calls"
+    r = web.get("/calls?branch=ogawa")  # a deep link keeps its query string through login
+    assert r.headers["location"] == "/login?next=%2Fcalls%3Fbranch%3Dogawa"
+    page = web.get(r.headers["location"])
+    assert 'name="next" value="/calls?branch=ogawa"' in page.text
+    assert login(web, "S01", next_path="/calls?branch=ogawa").headers["location"] == \
+        "/calls?branch=ogawa"
     for evil in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
         with client_for(s) as c:
             assert login(c, "S01", next_path=evil).headers["location"] == "/"
+    with client_for(s) as c:  # never back to a POST-only URL (a bare 405 page)
+        assert login(c, "S01", next_path="/pending/approve").headers["location"] == "/pending"
+
+
+def test_a_form_sent_after_the_session_ended_leads_back_to_its_page_with_a_message(s, web):
+    logged_in(s, web)
+    register(s, "C1", "taro@docomo.ne.jp")
+    page = web.get("/pending?branch=ogawa")
+    token = csrf_of(page.text)
+    with_store(s, lambda st: Accounts(st, s.web).logout_all("S01"))  # e.g. another tab
+    r = web.post("/pending/approve", data={"csrf": token, "card": "C1", "code": "123456"},
+                 headers={"referer": "http://testserver/pending?branch=ogawa"})
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login?next=%2Fpending%3Fbranch%3Dogawa&lost=1"
+    form = web.get(r.headers["location"])
+    assert "直前の操作は行われていません" in form.text and 'name="lost" value="1"' in form.text
+    csrf = csrf_of(form.text)
+    r = web.post("/login", data={"csrf": csrf, "staff_id": "S01", "password": PASSWORD,
+                                 "next": "/pending?branch=ogawa", "lost": "1"})
+    assert r.headers["location"] == "/pending?branch=ogawa"
+    back = web.get(r.headers["location"])
+    assert back.status_code == 200 and "もう一度入力してください" in flash(back)
+    assert patron(s, "C1")["state"] == "pending"  # nothing was done
+    # no Referer (a privacy setting): the page of the action all the same
+    web.cookies.clear()
+    r = web.post("/calls/called", data={"hold_id": "H1"})
+    assert r.headers["location"] == "/login?next=%2Fcalls&lost=1"
 
 
 def test_login_needs_its_csrf_token_and_a_tampered_cookie_is_refused(s, web):
@@ -218,26 +248,135 @@ def test_security_headers(s, web):
     assert r.headers["cache-control"] == "no-store"
 
 
-def test_throttling_per_staff_id_and_per_client_address(s):
+def test_a_prankster_cannot_lock_a_colleague_out_of_her_own_counter_pc(s):
     add_staff(s, "S01")
     add_staff(s, "S02")
-    add_staff(s, "S03")
-    with client_for(s, "10.0.0.1") as a:
+    with client_for(s, "10.0.0.1") as counter:  # S01's counter PC: logged in before
+        assert login(counter, "S01").status_code == 303
+    with client_for(s, "10.0.0.66") as prank:
         for _ in range(3):
-            assert login(a, "S01", "wrong-password").status_code == 401
-        r = login(a, "S01")  # the right password, but too many failures for S01
-        assert r.status_code == 429 and "一時的にログインできません" in r.text
-        # the same address is throttled for another staff id too
-        assert login(a, "S02").status_code == 429
-    with client_for(s, "10.0.0.2") as b:
-        assert login(b, "S01").status_code == 429  # S01 from anywhere
-        assert login(b, "S02").status_code == 303  # S02 from elsewhere is fine
-    with client_for(s, "10.0.0.3") as c:
-        for i in range(3):
-            assert login(c, f"X{i}", "guess").status_code == 401  # ids that do not exist
+            assert login(prank, "S01", "wrong-password").status_code == 401
+        r = login(prank, "S01")  # the right password, but this client is refused now
+        assert r.status_code == 429 and "この端末からのログインの失敗が続いた" in r.text
+        assert login(prank, "S02").status_code == 303  # its other ids are fine (3 < 20)
+    with client_for(s, "10.0.0.1") as counter:
+        r = login(counter, "S01")  # not locked out: S01 logs in at her counter
+        assert r.status_code == 303
+        # … and is told that someone typed wrong passwords for her id
+        assert "3回パスワードが間違って入力されました" in flash(counter.get("/"))
+        assert "パスワードが間違って" not in flash(counter.get("/"))  # told once
+
+
+def test_a_known_client_is_slowed_down_never_refused(s):
+    add_staff(s, "S01")
+    with client_for(s, "10.0.0.1") as c:
+        assert login(c, "S01").status_code == 303
+    with client_for(s, "10.0.0.1") as c:
+        for _ in range(3):
+            assert login(c, "S01", "wrong-password").status_code == 401
+        r = login(c, "S01")
+        assert r.status_code == 429 and "1秒お待ちいただいてから" in r.text
+        wait = with_store(s, lambda st: st.r.pttl(st.k.login_wait("10.0.0.1/S01")))
+        assert 0 < wait <= 1000
+        with_store(s, lambda st: st.r.delete(st.k.login_wait("10.0.0.1/S01")))  # a second later
+        assert login(c, "S01").status_code == 303
+
+
+def test_the_ceilings_per_client_and_per_id(s):
+    s = variant(s, web={"login_max_failures_per_client": 4, "login_max_failures_per_id": 5})
+    for sid in ("S01", "S02", "S03"):
+        add_staff(s, sid)
+    with client_for(s, "10.0.0.3") as c:  # one client guessing many ids
+        for i in range(4):
+            assert login(c, f"X{i}", "guess").status_code == 401
         assert login(c, "S03").status_code == 429
+    for n in range(5):  # many clients guessing one id: the id's ceiling
+        with client_for(s, f"10.1.0.{n}") as c:
+            assert login(c, "S01", "guess").status_code == 401
+    with client_for(s, "10.2.0.1") as c:
+        r = login(c, "S01")
+        assert r.status_code == 429 and "初めての端末からは" in r.text
     ttl = with_store(s, lambda st: st.r.ttl(st.k.login_failures("staff", "S01")))
     assert 0 < ttl <= 600
+    # a good login resets the id's counter, never the client's
+    with_store(s, lambda st: st.r.sadd(st.k.login_known("S02"), "10.0.0.3"))
+    with client_for(s, "10.0.0.3") as c:
+        assert login(c, "S02").status_code == 303
+    with client_for(s, "10.0.0.3") as c:
+        assert login(c, "S03").status_code == 429
+
+
+def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(s):
+    add_staff(s, "S01")
+
+    def fail_from(settings, peer, xff):
+        with client_for(settings, peer) as c:
+            page = c.get("/login")
+            c.post("/login", data={"csrf": csrf_of(page.text), "staff_id": "S01",
+                                   "password": "wrong-password"},
+                   headers={"x-forwarded-for": xff})
+
+    fail_from(s, "127.0.0.1", "203.0.113.9")  # the default: no proxy is trusted
+    count = lambda who: with_store(s, lambda st: st.r.get(st.k.login_failures("addr", who)))
+    assert count("127.0.0.1") == "1" and count("203.0.113.9") is None
+    behind = variant(s, web={"trusted_proxies": ["127.0.0.1"]})
+    fail_from(behind, "127.0.0.1", "198.51.100.7, 203.0.113.9")  # the proxy appends the peer
+    assert count("203.0.113.9") == "1" and count("127.0.0.1") == "1"
+    fail_from(behind, "10.9.9.9", "203.0.113.77")  # not from the proxy: the header is ignored
+    assert count("10.9.9.9") == "1" and count("203.0.113.77") is None
+
+
+def test_a_password_change_or_removal_ends_every_session_for_good(s):
+    add_staff(s, "S03")
+    with client_for(s) as c, client_for(s) as d:
+        login(c, "S03")
+        login(d, "S03")
+        stolen = dict(c.cookies)
+        assert "sessions 2" in cli("staff", "list").stdout
+        r = cli("staff", "passwd", "S03", "--password-stdin", stdin="another-password\n")
+        assert r.returncode == 0 and "sessions have ended" in r.stdout, r.stderr
+        assert c.get("/").status_code == 303 and d.get("/").status_code == 303
+        login(c, "S03", "another-password")
+        stolen = dict(c.cookies)
+    assert cli("staff", "remove", "S03").returncode == 0
+    add_staff(s, "S03", password="a-third-password")  # the same id again
+    with client_for(s) as e:
+        e.cookies.update(stolen)
+        assert e.get("/").status_code == 303  # the old cookie does not come back
+    assert "S03  -  created" in cli("staff", "list").stdout
+
+
+def test_staff_logout_all_ends_the_sessions_of_one_account(s):
+    add_staff(s, "S01")
+    add_staff(s, "S02")
+    with client_for(s) as a, client_for(s) as b:
+        login(a, "S01")
+        login(b, "S02")
+        r = cli("staff", "logout-all", "S01")
+        assert r.returncode == 0 and "1 session(s) ended" in r.stdout, r.stderr
+        assert a.get("/").status_code == 303 and b.get("/").status_code == 200
+        listing = cli("staff", "list").stdout
+        assert "S01  -  created" in listing and "sessions 0" in listing and "sessions 1" in listing
+        assert login(a, "S01").status_code == 303  # a new login works at once
+    none = cli("staff", "logout-all", "S99")
+    assert none.returncode == 1 and "no staff account S99" in none.stderr
+    assert ("S01", "logged out everywhere") in [
+        (e["staff_id"], e["what"]) for e in with_store(s, lambda st: Accounts(st, s.web).log())]
+
+
+def test_the_cookie_ends_with_the_browser_and_the_session_when_idle(s, web):
+    add_staff(s, "S01")
+    r = login(web, "S01")
+    cookie = r.headers["set-cookie"].lower()
+    assert "max-age" not in cookie and "expires" not in cookie  # a browser-session cookie
+    sid = next(iter(with_store(s, lambda st: st.r.smembers(st.k.staff_sessions("S01")))))
+    ttl = with_store(s, lambda st: st.r.ttl(st.k.web_session(sid)))
+    assert s.web.session_max_age_s - 60 < ttl <= s.web.session_max_age_s  # kept server-side
+    assert web.get("/").status_code == 200
+    idle_ms = (s.web.session_idle_s + 1) * 1000
+    with_store(s, lambda st: st.r.hincrby(st.k.web_session(sid), "seen_ms", -idle_ms))
+    assert web.get("/").status_code == 303
+    assert not with_store(s, lambda st: st.r.exists(st.k.web_session(sid)))
 
 
 def test_every_action_refuses_a_post_without_the_csrf_token(s, web):
@@ -359,6 +498,15 @@ def test_failures_page_reenable_and_remove(s, web):
     assert patron(s, "C2")["state"] == "none"
     assert history(s, "C1")[-1]["staff"] == "S03" and history(s, "C2")[-1]["staff"] == "S03"
     assert history(s, "C2")[-1]["why"] == "アドレス解約済み"
+
+
+def test_removing_the_address_of_a_card_that_has_none_is_refused(s, web):
+    logged_in(s, web, "S03")
+    page = act(web, "/failures/remove", card="C404", reason="アドレス解約済み")
+    assert flash(page).startswith("error:") and "メールアドレスが登録されていません" in flash(page)
+    assert history(s, "C404") == [] and patron(s, "C404") == {}  # no entry for a card that is not
+    r = cli("review", "remove", "C404", "--staff", "S03", "--reason", "x")
+    assert r.returncode == 1 and "has no e-mail address" in r.stderr
 
 
 def test_rejected_events_page_escapes_the_raw_payload(s, web):

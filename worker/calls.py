@@ -21,7 +21,8 @@ async def mark_called(store: Store, hold_id: str, staff: str, note: str = "") ->
     entry = await store.mark_called(hold_id, {"hold_id": hold_id, "staff": staff, "note": note})
     if entry is None:
         raise ReviewError(f"hold {hold_id} is not on the phone-call list "
-                          "(already called, cancelled, picked up, or never listed)")
+                          "(already called, cancelled, picked up, or never listed)",
+                          kind="not_on_call_list", hold_id=hold_id)
     await store.audit(entry["card_number"], {
         "what": f"phoned about hold {hold_id}", "staff": staff, "why": note,
         "branch": entry.get("pickup_branch")})

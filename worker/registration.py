@@ -124,7 +124,7 @@ def _need_pending(card: str, before: dict[str, str]) -> None:
     state = before.get("state") or "none"
     if state != "pending":
         raise ReviewError(f"card {card} is not awaiting approval (its state is {state}); "
-                          "nothing was changed")
+                          "nothing was changed", kind="not_pending", card=card, state=state)
 
 
 async def approve(store: Store, settings: Settings, card: str, staff: str, *,
@@ -135,19 +135,25 @@ async def approve(store: Store, settings: Settings, card: str, staff: str, *,
     before = await reg.get(card)
     _need_pending(card, before)
     if code is None and not (reason or "").strip():
-        raise ReviewError("approving without the code needs a reason")
+        raise ReviewError("approving without the code needs a reason",
+                          kind="approve_needs_reason")
     if code is not None:
         tries = settings.registration.max_code_tries
         if int(before.get("code_wrong") or 0) >= tries:
             raise ReviewError(f"the code for card {card} is locked after {tries} wrong tries; "
-                              "approve --without-code with a reason, or ask the patron to register again")
+                              "approve --without-code with a reason, or ask the patron to register again",
+                              kind="code_locked", card=card, tries=tries)
         if now_ms() > int(before.get("code_expires_ms") or 0):
             raise ReviewError(f"the code for card {card} has expired; approve --without-code with a"
-                              " reason, or ask the patron to register again for a new code")
+                              " reason, or ask the patron to register again for a new code",
+                              kind="code_expired", card=card)
         if not verify_code(code, before.get("code_salt", ""), before.get("code_hash", "")):
             left = tries - await reg.wrong_code(card)
-            raise ReviewError(f"wrong code for card {card}; {left} tries left" if left > 0 else
-                              f"wrong code for card {card}; the code is now locked")
+            if left > 0:
+                raise ReviewError(f"wrong code for card {card}; {left} tries left",
+                                  kind="wrong_code", card=card, left=left)
+            raise ReviewError(f"wrong code for card {card}; the code is now locked",
+                              kind="wrong_code_locked", card=card)
     how = "approved after the patron's call (code checked)" if code is not None else \
         "approved after the patron's call WITHOUT the code"
 
@@ -196,11 +202,17 @@ async def removed_event(store: Store, ev: AddressRemoved) -> None:
                  why=f"removed on the website at {ev.removed_at.isoformat()}")
 
 
-async def remove(store: Store, card: str, *, staff: str, why: str) -> dict[str, str]:
-    """Back to ``none``: the patron's addresses (approved, pending, suspended) are dropped."""
+async def remove(store: Store, card: str, *, staff: str, why: str,
+                 need_address: bool = False) -> dict[str, str]:
+    """Back to ``none``: the patron's addresses (approved, pending, suspended) are dropped.
+    ``need_address``: refuse (staff asked) when the card has none at all."""
     reg = Registry(store)
 
     def change(b: dict[str, str]):  # type: ignore[no-untyped-def]
+        if need_address and not any(b.get(f) for f in ("address", "pending_address",
+                                                         "suspended_address")):
+            raise ReviewError(f"card {card} has no e-mail address; nothing was changed",
+                              kind="no_address", card=card)
         drop = list(ACTIVE_FIELDS) + list(PENDING_FIELDS) + list(SUSPENDED_FIELDS)
         return {"state": "none"}, drop, audit_entry("address removed", staff, why, state="none")
 

@@ -35,7 +35,8 @@ async def suspend(store: Store, card: str, *, reason: str, detail: str,
         if state == "active":
             changed = True
             return {"state": "suspended"}, [], audit_entry(
-                "address suspended", "worker", f"{reason}: {detail}", state="suspended")
+                "address suspended", "worker", f"{reason}: {detail}", state="suspended",
+                failed_reason=reason)
         if state == "pending":
             # the approved address failed while a new one awaits approval: set the old one
             # aside exactly as a registration from "suspended" would have done
@@ -44,8 +45,9 @@ async def suspend(store: Store, card: str, *, reason: str, detail: str,
                                                     for f in ("address", "envelope", "key")}}
             return fields, ["address", "envelope", "key"], audit_entry(
                 "approved address suspended (new one still pending)", "worker",
-                f"{reason}: {detail}", state="pending")
-        return {}, [], audit_entry("delivery failure", "worker", f"{reason}: {detail}")
+                f"{reason}: {detail}", state="pending", failed_reason=reason)
+        return {}, [], audit_entry("delivery failure", "worker", f"{reason}: {detail}",
+                                   failed_reason=reason)
 
     await reg.change(card, change)
     return changed
@@ -54,14 +56,15 @@ async def suspend(store: Store, card: str, *, reason: str, detail: str,
 async def reenable(store: Store, card: str, staff: str, reason: str) -> dict[str, str]:
     """Staff put a suspended address back into use (the patron fixed their settings)."""
     if not reason.strip():
-        raise ReviewError("re-enabling needs a reason (what the patron changed)")
+        raise ReviewError("re-enabling needs a reason (what the patron changed)",
+                          kind="reenable_needs_reason")
     reg = Registry(store)
 
     def change(b: dict[str, str]):  # type: ignore[no-untyped-def]
         state = b.get("state") or "none"
         if state != "suspended":
             raise ReviewError(f"card {card} is not suspended (its state is {state}); "
-                              "nothing was changed")
+                              "nothing was changed", kind="not_suspended", card=card, state=state)
         return {"state": "active"}, [], audit_entry("address re-enabled", staff, reason,
                                                     state="active")
     return await reg.change(card, change)
@@ -70,8 +73,8 @@ async def reenable(store: Store, card: str, staff: str, reason: str) -> dict[str
 async def remove_address(store: Store, card: str, staff: str, reason: str) -> dict[str, str]:
     """Staff remove a patron's address (it cannot be fixed); notices go by phone."""
     if not reason.strip():
-        raise ReviewError("removing an address needs a reason")
-    return await registration.remove(store, card, staff=staff, why=reason)
+        raise ReviewError("removing an address needs a reason", kind="remove_needs_reason")
+    return await registration.remove(store, card, staff=staff, why=reason, need_address=True)
 
 
 async def failures_view(store: Store) -> list[dict[str, Any]]:

@@ -11,7 +11,8 @@ from ... import registration
 from ...codes import clean_code
 from ...errors import ReviewError
 from ..auth import Staff
-from ..base import (STATE_JA, action, branches_own_first, chosen_branch, render, settings, store,
+from ..wording import STATE_JA
+from ..base import (action, branches_own_first, chosen_branch, render, settings, store,
                     text_field)
 
 
