@@ -102,6 +102,7 @@ def routes() -> list[Any]:
         Route("/pending/reject", pending.reject, methods=["POST"]),
         Route("/calls", calls.page, methods=["GET"]),
         Route("/calls/called", calls.called, methods=["POST"]),
+        Route("/calls/uncall", calls.uncall, methods=["POST"]),
         Route("/failures", failures.page, methods=["GET"]),
         Route("/failures/reenable", failures.reenable, methods=["POST"]),
         Route("/failures/remove", failures.remove, methods=["POST"]),

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any, Awaitable, Callable
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 from starlette.datastructures import FormData
@@ -42,10 +42,12 @@ def f_datetime(value: Any) -> str:
 
 
 def f_date(value: Any) -> str:
+    """``12月5日(土)``, with the year in front when it is not this year."""
     try:
-        return ja_date(value if isinstance(value, date) else date.fromisoformat(str(value)))
+        d = value if isinstance(value, date) else date.fromisoformat(str(value))
     except (TypeError, ValueError):
         return str(value or "-")
+    return ja_date(d) if d.year == today().year else f"{d.year}年{ja_date(d)}"
 
 
 def today() -> date:
@@ -93,8 +95,10 @@ def chosen_branch(request: Request) -> str | None:
     return b if b in settings(request).branches else None
 
 
-def flash(request: Request, kind: str, text: str) -> None:
-    request.session["flash"] = [kind, text]
+def flash(request: Request, kind: str, text: str, anchor: str = "") -> None:
+    """A message for the next page; with ``anchor`` it is shown in the card of that id
+    (the page returns there) instead of at the top."""
+    request.session["flash"] = [kind, text, anchor]
 
 
 def render(request: Request, template: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
@@ -119,13 +123,15 @@ def forbidden(request: Request, why: str) -> HTMLResponse:
     return render(request, "error.html", status_code=403, title="操作できません", message=why)
 
 
-Action = Callable[[Request, FormData, Staff], Awaitable[str]]
+Action = Callable[[Request, FormData, Staff], Awaitable["str | tuple[str, str]"]]
 
 
 def action(default_next: str) -> Callable[[Action], Callable[[Request], Awaitable[Response]]]:
     """A POST handler: checks the CSRF token, runs ``fn`` with the session's staff
-    member, and redirects (303) to the form's ``next`` path with a message. A
-    :class:`ReviewError` (wrong code, not pending, …) is shown as an error instead."""
+    member, and redirects (303) to the form's ``next`` page with a message, back at the
+    card acted on: ``fn`` returns the message, or (message, id of the element to return
+    to). A :class:`ReviewError` (wrong code, not pending, …) is shown as an error in
+    the card of the form's ``anchor`` field instead."""
     def wrap(fn: Action) -> Callable[[Request], Awaitable[Response]]:
         @wraps(fn)
         async def endpoint(request: Request) -> Response:
@@ -134,12 +140,16 @@ def action(default_next: str) -> Callable[[Action], Callable[[Request], Awaitabl
             if not same_token(form.get("csrf"), who.csrf):
                 return forbidden(request, "フォームの有効期限が切れたか、不正な送信です。"
                                           "ページを読み込み直してから、もう一度操作してください。")
-            target = safe_next(form.get("next"), default_next)
+            target = page_of(safe_next(form.get("next"), default_next))
             try:
-                flash(request, "ok", await fn(request, form, who))
+                done = await fn(request, form, who)
+                text, anchor = done if isinstance(done, tuple) else (done, "")
+                flash(request, "ok", text, anchor)
             except ReviewError as e:
-                flash(request, "error", error_ja(e))
-            return RedirectResponse(target, status_code=303)
+                anchor = text_field(form, "anchor", 200)
+                flash(request, "error", error_ja(e), anchor)
+            return RedirectResponse(target + (f"#{quote(anchor)}" if anchor else ""),
+                                    status_code=303)
         endpoint.is_action = True  # type: ignore[attr-defined]
         return endpoint
     return wrap

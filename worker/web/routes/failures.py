@@ -1,7 +1,11 @@
 """Delivery failures: plain reason, advice for the patron, the diagnostic; re-enable
-or remove the address (the same functions as ``review``)."""
+or remove the address (the same functions as ``review``). A failure staff have acted
+on since (or whose address is gone) is shown as handled and leaves the counts."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -10,21 +14,49 @@ from starlette.responses import Response
 from ... import suspension
 from ...errors import ReviewError
 from ...registry import Registry
+from ...store import Store
 from ..auth import Staff
 from ..base import action, render, store, text_field
 
+NO_MAILBOX = {"userunknown", "hostunknown"}  # re-enabling cannot help: not the primary button
+SYSTEM = {"worker", "website", "", None}
 
-async def page(request: Request) -> Response:
-    rows = await suspension.failures_view(store(request))
-    reg, states, seen = Registry(store(request)), {}, set()
+
+def _at(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+async def failures_with_state(s: Store) -> tuple[list[dict[str, Any]], dict[str, dict]]:
+    """Failures newest first, each with ``handled`` and ``first_of_card``; and per card
+    its state and full address (staff read it back to the patron)."""
+    rows = await suspension.failures_view(s)
+    reg, cards, seen = Registry(s), {}, set()
     for r in rows:
         card = r.get("card_number")
-        if card and card not in states:
-            states[card] = (await reg.get(card)).get("state") or "none"
-        # the actions go with the newest failure of each card only
-        r["first_of_card"] = card not in seen
+        if card and card not in cards:
+            rec = await reg.get(card)
+            acted = [_at(h.get("at")) for h in await s.history(card)
+                     if h.get("staff") not in SYSTEM]
+            cards[card] = {"state": rec.get("state") or "none",
+                           "address": rec.get("address") or rec.get("suspended_address") or "",
+                           "acted": max([a for a in acted if a] or [None], key=lambda a: a
+                                        or datetime.min)}
+        info = cards.get(card or "")
+        at = _at(r.get("at"))
+        r["handled"] = bool(info) and (info["state"] == "none" or bool(
+            info["acted"] and at and info["acted"] >= at))
+        r["first_of_card"] = bool(card) and card not in seen  # the actions go with the newest
         seen.add(card)
-    return render(request, "failures.html", rows=rows, states=states)
+    return rows, cards
+
+
+async def page(request: Request) -> Response:
+    rows, cards = await failures_with_state(store(request))
+    return render(request, "failures.html", rows=rows, cards=cards, no_mailbox=NO_MAILBOX,
+                  open_count=sum(1 for r in rows if not r["handled"] and r.get("card_number")))
 
 
 def _card_reason(form: FormData) -> tuple[str, str]:
@@ -35,14 +67,16 @@ def _card_reason(form: FormData) -> tuple[str, str]:
 
 
 @action("/failures")
-async def reenable(request: Request, form: FormData, who: Staff) -> str:
+async def reenable(request: Request, form: FormData, who: Staff) -> tuple[str, str]:
     card, reason = _card_reason(form)
     await suspension.reenable(store(request), card, who.staff_id, reason)
-    return f"カード {card} のメール連絡を再開しました。今後の予約連絡はメールで届きます。"
+    return (f"カード {card} のメール連絡を再開しました。今後の予約連絡はメールで届きます。",
+            text_field(form, "anchor", 200))
 
 
 @action("/failures")
-async def remove(request: Request, form: FormData, who: Staff) -> str:
+async def remove(request: Request, form: FormData, who: Staff) -> tuple[str, str]:
     card, reason = _card_reason(form)
     await suspension.remove_address(store(request), card, who.staff_id, reason)
-    return f"カード {card} のメールアドレスを削除しました。今後の予約連絡は電話です。"
+    return (f"カード {card} のメールアドレスを削除しました。今後の予約連絡は電話です。",
+            text_field(form, "anchor", 200))

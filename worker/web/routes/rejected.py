@@ -22,4 +22,5 @@ async def page(request: Request) -> Response:
             except ValueError:
                 pass
         r["raw_text"] = raw
+        r["error_ja"] = r.get("error")
     return render(request, "rejected.html", rows=rows)
