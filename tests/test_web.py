@@ -615,3 +615,126 @@ def test_staff_web_command_serves_the_page_on_loopback(s):
         proc.terminate()
         out = proc.communicate(timeout=10)[0]
     assert f"staff web page: http://127.0.0.1:{port}/" in out
+
+
+# -- no dead ends, screens that say the right thing (issue 15) -------------------------
+
+def test_a_call_marked_by_mistake_is_undone_in_the_page_and_the_cli(s, web):
+    logged_in(s, web, "S07")
+    on_call_list(s, "H1", "C1", pickup_by="2099-12-01")
+    on_call_list(s, "H2", "C2", pickup_by="2099-12-03")
+    token = csrf_of(web.get("/calls").text)
+    r = web.post("/calls/called", data={"csrf": token, "hold_id": "H1", "anchor": "call-H1",
+                                        "next": "/calls"})
+    assert r.headers["location"] == "/calls#called-H1"  # back at the hold, by its undo button
+    page = web.get("/calls")
+    assert 'id="called-H1"' in page.text and "取り消す" in page.text
+    assert 'id="call-H1"' not in page.text and "連絡済みにしました" in page.text
+    r = web.post("/calls/uncall", data={"csrf": token, "hold_id": "H1", "next": "/calls"})
+    assert r.headers["location"] == "/calls#call-H1"
+    assert "リストに戻しました" in flash(web.get("/calls"))
+    assert [c["hold_id"] for c in with_store(s, lambda st: st.calls())] == ["H1", "H2"]
+    assert "電話連絡済みを取り消し(予約 H1)" in web.get("/patron?card=C1").text
+    assert [h["what"] for h in history(s, "C1")][-2:] == ["phoned about hold H1",
+                                                           "call undone for hold H1"]
+    assert history(s, "C1")[-1]["staff"] == "S07"
+    page = act(web, "/calls/uncall", hold_id="H1", anchor="call-H1")
+    assert "連絡済みではないため、取り消せません" in page.text  # shown in the hold's row
+    # the CLI: mark, undo, and nothing to undo once the hold was picked up
+    assert cli("review", "called", "H2", "--staff", "S08").returncode == 0
+    r = cli("review", "uncall", "H2", "--staff", "S08", "--note", "押し間違い")
+    assert r.returncode == 0 and "back on the phone-call list" in r.stdout, r.stderr
+    assert history(s, "C2")[-1]["why"] == "押し間違い"
+    assert cli("review", "called", "H2", "--staff", "S08").returncode == 0
+    with_store(s, lambda st: st.close_hold("H2", "picked_up", 3600))
+    r = cli("review", "uncall", "H2", "--staff", "S08")
+    assert r.returncode == 1 and "not marked as phoned" in r.stderr
+    assert [c["hold_id"] for c in with_store(s, lambda st: st.calls())] == ["H1"]
+
+
+def test_an_action_returns_to_the_card_it_was_about(s, web):
+    logged_in(s, web)
+    register(s, "C1", "taro@docomo.ne.jp")
+    token = csrf_of(web.get("/pending").text)
+    r = web.post("/pending/approve", data={"csrf": token, "card": "C1", "code": "12",
+                                           "anchor": "pending-C1", "next": "/pending?branch=ogawa"})
+    assert r.headers["location"] == "/pending?branch=ogawa#pending-C1"
+    page = web.get("/pending?branch=ogawa").text
+    card = page[page.index('id="pending-C1"'):]
+    assert card.index("6桁") < card.index("</article>")  # the message is in the card
+
+
+def test_the_call_list_says_a_reason_that_is_still_true(s, web):
+    logged_in(s, web)
+    code = register(s, "C1", "taro@docomo.ne.jp")
+    on_call_list(s, "H1", "C1", contact="email")  # listed: approval pending
+    assert "承認待ち" in web.get("/calls").text
+    act(web, "/pending/approve", card="C1", code=code)
+    page = web.get("/calls").text
+    assert "その後承認済み" in page and "山田 太郎" in page
+
+
+def test_failures_handled_orphaned_and_a_mailbox_that_does_not_exist(s, web):
+    logged_in(s, web, "S03")
+    _failure(s, "C1", "taro.full.address@docomo.ne.jp")
+    with_store(s, lambda st: st.add_failure({"card_number": None, "reason": "userunknown",
+                                             "permanent": True, "diagnostic": "550 no card",
+                                             "advice": "x", "address": "n***@example.jp"}))
+    page = web.get("/failures").text
+    assert "taro.full.address@docomo.ne.jp" in page  # the full address, to read back
+    assert "特定できませんでした" in page and "対応待ち 1件" in page
+    assert re.search(r'id="count-failures">1<', web.get("/").text)
+    act(web, "/failures/reenable", card="C1", reason="受信設定を直したと電話あり")
+    page = web.get("/failures").text
+    assert 'class="tag done">対応済み' in page and "対応待ち 0件" in page
+    assert "利用者に伝えること" not in page  # no advice left for a handled failure
+    assert re.search(r'id="count-failures">0<', web.get("/").text)
+    from worker.failures import advice_for
+    with_store(s, lambda st: st.add_failure({
+        "card_number": "C2", "reason": "userunknown", "permanent": True,
+        "diagnostic": "550 5.1.1 user unknown", "advice": advice_for("userunknown", False, None)}))
+    with_store(s, lambda st: st.set_contact("C2", ContactState.SUSPENDED, address="no@au.com",
+                                            envelope="no@au.com"))
+    page = web.get("/failures").text
+    card = page[page.index('id="failure-C2-1"'):]
+    card = card[:card.index("</article>")]
+    assert '<button type="submit">メール再開' in card and "存在しないため" in card
+    assert 'class="primary"' not in card
+
+
+def test_everything_staff_read_is_japanese(s, web):
+    logged_in(s, web)
+    with_store(s, lambda st: st.set_contact("C1", ContactState.ACTIVE, address="a@au.com",
+                                            envelope="a@au.com", key="a@au.com"))
+    from worker import suspension
+    with_store(s, lambda st: suspension.suspend(st, "C1", reason="userunknown",
+                                                detail="userunknown: the address cannot be "
+                                                       "found", address_key="a@au.com"))
+    page = web.get("/patron?card=C1").text
+    table = page[page.index("記録(新しい順)"):]
+    assert "メール停止(不達)" in table and "自動処理" in table
+    assert "メールアドレスが存在しない" in table
+    assert ">worker<" not in table and ">userunknown: userunknown" not in table
+
+
+def test_patron_search_accepts_full_width_digits(s, web):
+    logged_in(s, web)
+    register(s, "2100000003", "taro@docomo.ne.jp")
+    page = web.get("/patron?card=２１０００００００３").text
+    assert "カード 2100000003" in page and "taro@docomo.ne.jp" in page
+
+
+def test_home_labels_what_it_counts_and_login_says_no_shell_command(s, web):
+    logged_in(s, web)
+    on_call_list(s, "H1", "C1")
+    home = web.get("/").text
+    assert "電話連絡リスト(全件)" in home and "今日の電話連絡" not in home
+    assert re.search(r'id="count-calls-today">1<', home)
+    web.cookies.clear()
+    form = web.get("/login").text
+    assert "omitama-notify" not in form and "<code>" not in form
+    assert re.search(r'name="staff_id"[^>]*autofocus', form)
+    add_staff(s, "S02")
+    wrong = login(web, "S02", "wrong-password").text
+    assert re.search(r'name="password"[^>]*autofocus', wrong)
+    assert not re.search(r'name="staff_id"[^>]*autofocus', wrong)
