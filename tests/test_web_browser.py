@@ -158,16 +158,17 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
     page.set_default_timeout(15_000)
 
     # logged out: every page leads to the login form
-    page.goto(server + "/calls")
+    page.goto(server + "/calls?branch=ogawa")  # a deep link keeps its query through login
     assert page.url.startswith(server + "/login")
     shot(page, "01-login")
     page.fill("input[name=staff_id]", "S01")
     page.fill("input[name=password]", "wrong password")
     page.click("button[type=submit]")
     assert "職員IDまたはパスワードが違います" in page.inner_text("main")
+    assert page.evaluate("document.activeElement.name") == "password"  # type it again at once
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    assert page.url == server + "/calls"  # back to the page asked for
+    assert page.url == server + "/calls?branch=ogawa"  # back to the page asked for
 
     page.goto(server + "/")
     assert page.inner_text("#count-pending") == "1"
@@ -209,7 +210,14 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
     row.locator("button").click()
     assert "連絡済みにしました" in page.inner_text(".flash.ok")
     assert page.locator("#call-HX-1001").count() == 0
+    assert page.evaluate("location.hash") == "#called-HX-1001"  # at the hold, not the top
     shot(page, "07-calls-done")
+    page.locator("#called-HX-1001 button").click()  # a misclick: undo
+    assert "リストに戻しました" in page.inner_text("#call-HX-1001")
+    shot(page, "07b-calls-undone")
+    page.locator("#call-HX-1001 input[name=note]").fill("ご本人に伝えました")
+    page.locator("#call-HX-1001 button").click()
+    assert page.locator("#call-HX-1001").count() == 0
 
     # delivery failures: re-enable the suspended address
     page.click("nav >> text=メール不達")
