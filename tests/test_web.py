@@ -738,3 +738,25 @@ def test_home_labels_what_it_counts_and_login_says_no_shell_command(s, web):
     wrong = login(web, "S02", "wrong-password").text
     assert re.search(r'name="password"[^>]*autofocus', wrong)
     assert not re.search(r'name="staff_id"[^>]*autofocus', wrong)
+
+
+def test_refused_events_say_why_in_japanese_from_the_error_kinds(s, web):
+    logged_in(s, web)
+    from worker.errors import EventError
+    from worker.events import parse_event
+    from worker.refusals import reject
+
+    bad = [hold_event("R1", "C1", pickup_branch="mito"),
+           {k: v for k, v in hold_event("R2", "C2").items() if k != "card_number"},
+           hold_event("R3", "C3", pickup_by="12/20", ready_at="2026-11-29T10:00:00"),
+           hold_event("R4", "C4", surprise=1)]
+    for payload in bad:
+        with pytest.raises(EventError) as e:
+            parse_event(payload, set(s.branches))
+        with_store(s, lambda st: reject(st, payload, str(e.value)))
+    page = web.get("/rejected").text
+    for ja in ("受取館に登録されていない館が指定されています", "カード番号がありません(必須)",
+               "取置期限の日付の形式が正しくありません", "用意できた日時に時差(+09:00 など)がありません",
+               "surprise はこの種類のデータにない項目です".replace(" ", "")):
+        assert ja in page, ja
+    assert "原文(連携担当者向け)" in page  # the English for the integrator, folded away

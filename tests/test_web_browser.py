@@ -232,7 +232,7 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
 
     page.click("nav >> text=受付できなかったデータ")
     page.click("summary >> text=表示")
-    assert "unknown branch 'mito'" in page.inner_text("main")
+    assert "受取館に登録されていない館が指定されています" in page.inner_text("main")
     shot(page, "10-rejected")
 
     page.click("nav >> text=利用者を調べる")
