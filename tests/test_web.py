@@ -407,6 +407,9 @@ def test_pending_page_approve_with_the_code(s, web):
     text = page.text
     assert text.index("玉里") < text.index("小川")  # the staff member's own branch first
     assert "taro@docomo.co.jp" in text and "taro@docomo.ne.jp" in text  # typo hint
+    card = text[text.index('id="pending-C1"'):]
+    assert '<span class="tag warn">ドコモの入力ミス?</span>' in card[:card.index("</article>")]
+    assert "携帯会社以外" not in card[:card.index("</article>")]  # the tag agrees with the hint
     assert "ドコモ" in text and "電話で伝えること" in text and "受信リスト" in text
     only = web.get("/pending?branch=ogawa").text
     assert "taro@docomo.co.jp" in only and "hana@docomo.ne.jp" not in only
