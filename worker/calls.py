@@ -49,7 +49,7 @@ async def calls_view(store: Store, branch: str | None = None) -> list[dict[str, 
         return rows
     async with store.r.pipeline(transaction=False) as p:
         for r in rows:
-            p.hget(store.k.hold(r["hold_id"]), "event")
+            p.hget(store.k.hold(str(r["hold_id"])), "event")
             p.hget(store.k.patron(r["card_number"] or ""), "state")
         got = await p.execute()
     for r, event, state in zip(rows, got[::2], got[1::2]):

@@ -65,7 +65,8 @@ def refusal_ja(raw: str | None, branches: Collection[str]) -> list[str]:
         return ["JSON として読み取れないデータです"]
     if not isinstance(data, dict):
         return ["データが JSON のオブジェクトではありません"]
-    model = EVENT_TYPES.get(data.get("type")) if isinstance(data.get("type"), str) else None
+    etype = data.get("type")
+    model = EVENT_TYPES.get(etype) if isinstance(etype, str) else None
     if model is None:
         return ["データの種類(type)が不明です"]
     try:

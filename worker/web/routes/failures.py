@@ -29,25 +29,25 @@ def _at(value: Any) -> datetime | None:
         return None
 
 
-async def failures_with_state(s: Store) -> tuple[list[dict[str, Any]], dict[str, dict]]:
+async def failures_with_state(s: Store) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
     """Failures newest first, each with ``handled`` and ``first_of_card``; and per card
     its state and full address (staff read it back to the patron)."""
     rows = await suspension.failures_view(s)
-    reg, cards, seen = Registry(s), {}, set()
+    reg, seen = Registry(s), set()
+    cards: dict[str, dict[str, str]] = {}
+    acted: dict[str, datetime | None] = {}  # the last time staff acted on the card
     for r in rows:
         card = r.get("card_number")
         if card and card not in cards:
             rec = await reg.get(card)
-            acted = [_at(h.get("at")) for h in await s.history(card)
-                     if h.get("staff") not in SYSTEM]
+            times = [t for t in (_at(h.get("at")) for h in await s.history(card)
+                                 if h.get("staff") not in SYSTEM) if t]
+            acted[card] = max(times) if times else None
             cards[card] = {"state": rec.get("state") or "none",
-                           "address": rec.get("address") or rec.get("suspended_address") or "",
-                           "acted": max([a for a in acted if a] or [None], key=lambda a: a
-                                        or datetime.min)}
-        info = cards.get(card or "")
-        at = _at(r.get("at"))
-        r["handled"] = bool(info) and (info["state"] == "none" or bool(
-            info["acted"] and at and info["acted"] >= at))
+                           "address": rec.get("address") or rec.get("suspended_address") or ""}
+        at, last = _at(r.get("at")), acted.get(card or "")
+        state = cards[card]["state"] if card else ""
+        r["handled"] = bool(card) and (state == "none" or bool(last and at and last >= at))
         r["first_of_card"] = bool(card) and card not in seen  # the actions go with the newest
         seen.add(card)
     return rows, cards
