@@ -22,7 +22,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from tests.helpers import hold_event, variant, with_store
-from worker.contacts import ContactState
+from tests.helpers import set_contact
+from worker.contact import ContactState
 from worker.web.app import create_app
 from worker.web.auth import Accounts
 
@@ -383,8 +384,8 @@ def test_every_action_refuses_a_post_without_the_csrf_token(s, web):
     logged_in(s, web)
     register(s, "C1", "taro@docomo.ne.jp")
     on_call_list(s, "H1", "C1")
-    with_store(s, lambda st: st.set_contact("C2", ContactState.SUSPENDED,
-                                            address="x@ezweb.ne.jp", envelope="x@ezweb.ne.jp"))
+    with_store(s, lambda st: set_contact(st, "C2", ContactState.SUSPENDED,
+                                            address="x@ezweb.ne.jp"))
     actions = [p for m, p in _routes(web.app) if m == "POST" and p != "/login"]
     assert len(actions) == 8
     form = {"card": "C1", "code": "123456", "reason": "r", "hold_id": "H1", "note": "n"}
@@ -477,8 +478,7 @@ def _failure(s, card: str, address: str):
         "diagnostic": f"550 5.7.1 <{address}>: Message rejected due to filtering",
         "advice": advice_for("filtered", True, address), "address": mask_address(address),
         "source": "smtp"}))
-    with_store(s, lambda st: st.set_contact(card, ContactState.SUSPENDED, address=address,
-                                            envelope=address, why="filtered: test"))
+    with_store(s, lambda st: set_contact(st, card, ContactState.SUSPENDED, address=address, why="filtered: test"))
 
 
 def test_failures_page_reenable_and_remove(s, web):
@@ -696,8 +696,7 @@ def test_failures_handled_orphaned_and_a_mailbox_that_does_not_exist(s, web):
     with_store(s, lambda st: st.add_failure({
         "card_number": "C2", "reason": "userunknown", "permanent": True,
         "diagnostic": "550 5.1.1 user unknown", "advice": advice_for("userunknown", False, None)}))
-    with_store(s, lambda st: st.set_contact("C2", ContactState.SUSPENDED, address="no@au.com",
-                                            envelope="no@au.com"))
+    with_store(s, lambda st: set_contact(st, "C2", ContactState.SUSPENDED, address="no@au.com"))
     page = web.get("/failures").text
     card = page[page.index('id="failure-C2-1"'):]
     card = card[:card.index("</article>")]
@@ -707,12 +706,11 @@ def test_failures_handled_orphaned_and_a_mailbox_that_does_not_exist(s, web):
 
 def test_everything_staff_read_is_japanese(s, web):
     logged_in(s, web)
-    with_store(s, lambda st: st.set_contact("C1", ContactState.ACTIVE, address="a@au.com",
-                                            envelope="a@au.com", key="a@au.com"))
+    with_store(s, lambda st: set_contact(st, "C1", ContactState.ACTIVE, address="a@au.com"))
     from worker import suspension
     with_store(s, lambda st: suspension.suspend(st, "C1", reason="userunknown",
                                                 detail="userunknown: the address cannot be "
-                                                       "found", address_key="a@au.com"))
+                                                       "found"))
     page = web.get("/patron?card=C1").text
     table = page[page.index("記録(新しい順)"):]
     assert "メール停止(不達)" in table and "自動処理" in table

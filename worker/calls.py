@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .contact.changes import AuditKind, audit_entry
 from .errors import ReviewError
 from .store import Store
 
@@ -65,7 +66,7 @@ async def mark_called(store: Store, hold_id: str, staff: str, note: str = "") ->
         raise ReviewError(f"hold {hold_id} is not on the phone-call list "
                           "(already called, cancelled, picked up, or never listed)",
                           kind="not_on_call_list", hold_id=hold_id)
-    return await _audited(store, entry, f"phoned about hold {hold_id}", staff, note)
+    return await _audited(store, entry, AuditKind.CALLED, staff, note)
 
 
 async def uncall(store: Store, hold_id: str, staff: str, note: str = "") -> dict[str, Any]:
@@ -75,14 +76,13 @@ async def uncall(store: Store, hold_id: str, staff: str, note: str = "") -> dict
         raise ReviewError(f"hold {hold_id} is not marked as phoned (never was, already undone, "
                           "or cancelled or picked up since); nothing was changed",
                           kind="not_called", hold_id=hold_id)
-    return await _audited(store, entry, f"call undone for hold {hold_id}", staff, note)
+    return await _audited(store, entry, AuditKind.UNCALLED, staff, note)
 
 
-async def _audited(store: Store, entry: dict[str, Any], what: str, staff: str,
+async def _audited(store: Store, entry: dict[str, Any], kind: AuditKind, staff: str,
                    note: str) -> dict[str, Any]:
-    await store.audit(entry["card_number"], {
-        "what": what, "staff": staff, "why": note, "branch": entry.get("pickup_branch"),
-        "hold_id": entry.get("hold_id")})
+    await store.audit(entry["card_number"], audit_entry(
+        kind, staff, note, entry.get("pickup_branch"), hold_id=entry.get("hold_id")))
     return entry
 
 

@@ -34,6 +34,23 @@ ERROR_JA = {
     "no_address": "カード {card} にはメールアドレスが登録されていません。何も変更していません。",
 }
 
+# audit entries by their stable kind (worker/contact/changes.py AuditKind)
+KIND_JA = {
+    "registered": "アドレス登録(本人からの電話待ち)",
+    "address_refused": "アドレスを受付できず(状態は変更なし)",
+    "approved": "承認(受付番号を確認)",
+    "approved_without_code": "承認(受付番号なし)",
+    "rejected": "登録を却下",
+    "removed": "アドレス削除",
+    "suspended": "メール停止(不達)",
+    "suspended_while_pending": "承認済みアドレスをメール停止(新しいアドレスは承認待ち)",
+    "failure_not_suspended": "メール不達(アドレスは停止せず)",
+    "failure_noted": "メール不達",
+    "reenabled": "メール再開",
+    "called": "電話連絡済み(予約 {hold_id})",
+    "uncalled": "電話連絡済みを取り消し(予約 {hold_id})",
+}
+# entries written before they carried a kind: by their fixed English ``what``
 AUDIT_JA = {
     "address registered, awaiting the patron's call": "アドレス登録(本人からの電話待ち)",
     "address refused; state unchanged": "アドレスを受付できず(状態は変更なし)",
@@ -67,6 +84,9 @@ def error_ja(e: ReviewError) -> str:
 
 def audit_ja(entry: dict[str, Any]) -> str:
     what = str(entry.get("what") or "")
+    kind = KIND_JA.get(str(entry.get("kind") or ""))
+    if kind:
+        return kind.format(hold_id=entry.get("hold_id") or "")
     if what in AUDIT_JA:
         return AUDIT_JA[what]
     if what.startswith(CALLED):

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ... import suspension
+from ...contact.changes import AUDIT_WHAT, AuditKind
 from ...errors import ReviewError
 from ...registry import Registry
 from ...store import Store
@@ -19,7 +20,12 @@ from ..auth import Staff
 from ..base import action, render, store, text_field
 
 NO_MAILBOX = {"userunknown", "hostunknown"}  # re-enabling cannot help: not the primary button
-SYSTEM = {"worker", "website", "", None}
+# audit kinds (worker/contact/changes.py) that fix a card's mail, and that record a failure
+FIXING = {AuditKind.REENABLED, AuditKind.REMOVED, AuditKind.APPROVED,
+          AuditKind.APPROVED_WITHOUT_CODE}
+FAILING = {AuditKind.SUSPENDED, AuditKind.SUSPENDED_WHILE_PENDING,
+           AuditKind.FAILURE_NOT_SUSPENDED, AuditKind.FAILURE_NOTED}
+KIND_OF_WHAT = {what: kind for kind, what in AUDIT_WHAT.items()}  # entries without a kind
 
 
 def _at(value: Any) -> datetime | None:
@@ -29,23 +35,29 @@ def _at(value: Any) -> datetime | None:
         return None
 
 
+def _fixed_at(history: list[dict[str, Any]]) -> datetime | None:
+    """When staff last fixed the card's mail, if that came after its last recorded failure."""
+    kinds = [h.get("kind") or KIND_OF_WHAT.get(h.get("what") or "") for h in history]
+    last_fail = max((i for i, k in enumerate(kinds) if k in FAILING), default=-1)
+    last_fix = max((i for i, k in enumerate(kinds) if k in FIXING), default=-1)
+    return _at(history[last_fix].get("at")) if last_fix > last_fail else None
+
+
 async def failures_with_state(s: Store) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
     """Failures newest first, each with ``handled`` and ``first_of_card``; and per card
     its state and full address (staff read it back to the patron)."""
     rows = await suspension.failures_view(s)
     reg, seen = Registry(s), set()
     cards: dict[str, dict[str, str]] = {}
-    acted: dict[str, datetime | None] = {}  # the last time staff acted on the card
+    fixed: dict[str, datetime | None] = {}  # when staff last fixed the card's mail
     for r in rows:
         card = r.get("card_number")
         if card and card not in cards:
             rec = await reg.get(card)
-            times = [t for t in (_at(h.get("at")) for h in await s.history(card)
-                                 if h.get("staff") not in SYSTEM) if t]
-            acted[card] = max(times) if times else None
+            fixed[card] = _fixed_at(await s.history(card))
             cards[card] = {"state": rec.get("state") or "none",
                            "address": rec.get("address") or rec.get("suspended_address") or ""}
-        at, last = _at(r.get("at")), acted.get(card or "")
+        at, last = _at(r.get("at")), fixed.get(card or "")
         state = cards[card]["state"] if card else ""
         r["handled"] = bool(card) and (state == "none" or bool(last and at and last >= at))
         r["first_of_card"] = bool(card) and card not in seen  # the actions go with the newest
