@@ -115,19 +115,25 @@ async def approve(store: Store, settings: Settings, card: str, staff: str, *,
     before = await reg.get(card)
     need_pending(card, before)
     if code is None and not (reason or "").strip():
-        raise ReviewError("approving without the code needs a reason")
+        raise ReviewError("approving without the code needs a reason",
+                          kind="approve_needs_reason")
     if code is not None:
         tries = settings.registration.max_code_tries
         if int(before.get("code_wrong") or 0) >= tries:
             raise ReviewError(f"the code for card {card} is locked after {tries} wrong tries; "
-                              "approve --without-code with a reason, or ask the patron to register again")
+                              "approve --without-code with a reason, or ask the patron to register again",
+                              kind="code_locked", card=card, tries=tries)
         if code_expired(int(before.get("code_expires_ms") or 0), now_ms()):
             raise ReviewError(f"the code for card {card} has expired; approve --without-code with a"
-                              " reason, or ask the patron to register again for a new code")
+                              " reason, or ask the patron to register again for a new code",
+                              kind="code_expired", card=card)
         if not verify_code(code, before.get("code_salt", ""), before.get("code_hash", "")):
             left = tries - await reg.wrong_code(card)
-            raise ReviewError(f"wrong code for card {card}; {left} tries left" if left > 0 else
-                              f"wrong code for card {card}; the code is now locked")
+            if left > 0:
+                raise ReviewError(f"wrong code for card {card}; {left} tries left",
+                                  kind="wrong_code", card=card, left=left)
+            raise ReviewError(f"wrong code for card {card}; the code is now locked",
+                              kind="wrong_code_locked", card=card)
     before, _ = await reg.apply(card, lambda b: approved(
         card, b, staff, code_checked=code is not None, reason=reason or "",
         masked=mask_address(b.get("pending_address", ""))))
@@ -147,9 +153,12 @@ async def removed_event(store: Store, ev: AddressRemoved) -> None:
                  why=f"removed on the website at {ev.removed_at.isoformat()}")
 
 
-async def remove(store: Store, card: str, *, staff: str, why: str) -> dict[str, str]:
-    """Back to ``none``: the patron's addresses (approved, pending, suspended) are dropped."""
-    before, _ = await Registry(store).apply(card, lambda b: removed(b, staff, why))
+async def remove(store: Store, card: str, *, staff: str, why: str,
+                 need_address: bool = False) -> dict[str, str]:
+    """Back to ``none``: the patron's addresses (approved, pending, suspended) are dropped.
+    ``need_address``: refuse (staff asked) when the card has none at all."""
+    before, _ = await Registry(store).apply(card, lambda b: removed(
+        b, staff, why, card=card, need_address=need_address))
     return before
 
 

@@ -64,6 +64,14 @@ def cmd_called(args: argparse.Namespace, s: Settings) -> int:
     return with_store(s, run)
 
 
+def cmd_uncall(args: argparse.Namespace, s: Settings) -> int:
+    async def run(store: Store) -> int:
+        await calls.uncall(store, args.hold_id, args.staff, args.note)
+        print(f"hold {args.hold_id}: back on the phone-call list (undone by {args.staff})")
+        return 0
+    return with_store(s, run)
+
+
 def cmd_rejected(args: argparse.Namespace, s: Settings) -> int:
     async def run(store: Store) -> int:
         rows = await store.rejected()
@@ -234,6 +242,11 @@ def add_review_commands(sub: Any) -> None:
     d.add_argument("--staff", required=True, type=_staff, help=STAFF_HELP)
     d.add_argument("--note", default="", help="what was agreed on the phone (optional)")
     d.set_defaults(fn=cmd_called)
+    u = r.add_parser("uncall", help="undo 'called': put a hold back on the phone-call list")
+    u.add_argument("hold_id", help="the hold marked as phoned by mistake")
+    u.add_argument("--staff", required=True, type=_staff, help="who undoes it (audit log)")
+    u.add_argument("--note", default="", help="why, for the patron's audit log")
+    u.set_defaults(fn=cmd_uncall)
     x = r.add_parser("rejected", help="events refused by validation, with the reason, oldest first")
     x.add_argument("--json", action="store_true", help=JSON_HELP)
     x.set_defaults(fn=cmd_rejected)

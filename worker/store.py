@@ -82,6 +82,7 @@ class Store:
         self._finish = client.register_script((_LUA / "finish_hold.lua").read_text())
         self._close = client.register_script((_LUA / "close_hold.lua").read_text())
         self._called = client.register_script((_LUA / "mark_called.lua").read_text())
+        self._uncalled = client.register_script((_LUA / "uncall.lua").read_text())
 
     @classmethod
     def connect(cls, url: str, prefix: str) -> "Store":
@@ -184,6 +185,17 @@ class Store:
             keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called],
             args=[hold_id, _dumps({"at": now_iso(), **record}), now_ms()])
         return json.loads(entry) if entry else None
+
+    async def uncall(self, hold_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
+        """Undo :meth:`mark_called` (``uncall.lua``); None when there is nothing to undo."""
+        entry = await self._uncalled(
+            keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called],
+            args=[hold_id, _dumps({"at": now_iso(), "undo": True, **record})])
+        return json.loads(entry) if entry else None
+
+    async def recently_called(self, n: int = 20) -> list[dict[str, Any]]:
+        """The last ``n`` records of ``called`` (marked and undone), newest first."""
+        return [json.loads(x) for x in reversed(await self.r.lrange(self.k.called, -n, -1))]
 
     # -- delivery failures and refused events ----------------------------------
 
