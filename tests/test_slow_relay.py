@@ -1,8 +1,8 @@
 """A slow relay never gives a patron the same notice twice (issue 14, defect 4).
 
-A relay that answers every command slowly (in the issue, just under ``[smtp] timeout``), and more holds than
-pooled connections: sends wait for a connection, then take several slow round trips,
-and outlast the hold's lease. The second copy of each hold_ready then takes the lease
+A relay that answers every command slowly (in the issue, just under ``[smtp] timeout``),
+and more holds than pooled connections: sends wait for a connection, then take several
+slow round trips, and outlast the hold's lease. The second copy of each hold_ready then takes the lease
 over; it must not send again while the first claimant is still at it, nor may the
 first claimant record anything once the hold was taken over.
 

@@ -75,7 +75,8 @@ class PipeliningProtocol(SMTPProtocol):
 
 async def pipelined_sendmail(client: aiosmtplib.SMTP, sender: str, recipient: str,
                               data: bytes, pipelining: bool = True,
-                              before_message: Callable[[int], Awaitable[None]] | None = None) -> str:
+                              before_message: Callable[[int], Awaitable[None]] | None = None,
+                              ) -> str:
     """``client.sendmail(sender, [recipient], data)`` in two round trips instead of four:
     MAIL, RCPT and DATA in one write (the relay advertised PIPELINING), then the message.
     Raises what sendmail raises, for the same replies, and resets the envelope after a

@@ -171,16 +171,23 @@ class SmtpTransport:
             async with bound:
                 conn = await self.pool.get()
                 await self._ready(conn)
-                return await self._transaction(conn, notice, _message_gate(bound, self.cfg.timeout, extend))
+                gate = _message_gate(bound, self.cfg.timeout, extend)
+                return await self._transaction(conn, notice, gate)
         except (TimeoutError, _NoTimeLeft) as e:
-            if isinstance(e, TimeoutError) and not bound.expired():
-                raise
             if conn is not None:
                 conn.client.close()  # cut mid-command or mid-DATA: out of step
+            if isinstance(e, TimeoutError) and not bound.expired():
+                raise
             where = "waiting for a free connection" if conn is None else "before the message"
             raise TransientDeliveryError(
                 f"send abandoned {where}: the relay is too slow for the time the hold's"
                 " lease leaves ([delivery] lease_s, [smtp] timeout)") from None
+        except (TransientDeliveryError, PermanentDeliveryError):
+            raise
+        except BaseException:
+            if conn is not None:  # cancelled, or extend() failed (Redis): maybe mid-DATA
+                conn.client.close()
+            raise
         finally:
             if conn is not None:
                 conn.last_used = time.monotonic()
