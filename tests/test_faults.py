@@ -25,8 +25,9 @@ import pytest
 import redis
 
 from tests.helpers import SmtpSink, free_port, hold_event, run_worker, variant, wait_for, with_store
+from tests.helpers import set_contact
 from tests.worker_command import WorkerCommand
-from worker.contacts import ContactState
+from worker.contact import ContactState
 from worker.jdate import TOKYO
 
 pytestmark = pytest.mark.slow
@@ -61,7 +62,7 @@ def ev(i: int, **over: Any) -> dict[str, Any]:
 def activate(settings: Any, indexes: range | list[int], state: ContactState = ContactState.ACTIVE) -> None:
     async def go(store: Any) -> None:
         for i in indexes:
-            await store.set_contact(card(i), state, address=addr(i),
+            await set_contact(store, card(i), state, address=addr(i),
                                     envelope=addr(i) if state is ContactState.ACTIVE else None,
                                     staff="S01", why="fault test")
     with_store(settings, go)

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.helpers import free_port, hold_event, wait_for, with_store
+from tests.helpers import set_contact
 from worker import registration
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,9 +69,9 @@ def test_full_run_metrics_and_no_leaks_in_json_logs(clean_redis, settings, smtp_
         code = re.search(r"^(\d{6})$", body, re.M)[1]
         secrets.append(code)
         with_store(settings, lambda st: registration.approve(st, settings, "C1", "S1", code=code))
-        with_store(settings, lambda st: st.set_contact(
-            "C2", __import__("worker.contacts").contacts.ContactState.ACTIVE,
-            address=secrets[1], envelope=secrets[1], key=secrets[1]))
+        with_store(settings, lambda st: set_contact(st, 
+            "C2", __import__("worker.contact").contact.ContactState.ACTIVE,
+            address=secrets[1]))
         events = [hold_event("H1", "C1", patron_name=secrets[2]),
                   hold_event("H2", "C2", patron_name=secrets[3]),
                   hold_event("H3", "C3", contact="phone", patron_name=secrets[2])]

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from tests.helpers import with_store
-from worker.contacts import ContactState
+from tests.helpers import set_contact
+from worker.contact import ContactState
 from worker.store import Store, safe_url
 
 
@@ -81,15 +82,14 @@ def test_rejected_kept_once_per_fingerprint(store_run):
 
 def test_audit_log_is_append_only_history(store_run):
     async def go(store):
-        await store.set_contact("C5", ContactState.ACTIVE, address="a@b.jp", envelope="a@b.jp",
-                                staff="S9", why="approved on the phone", branch="minori")
-        await store.set_contact("C5", ContactState.SUSPENDED, address="a@b.jp",
-                                envelope="a@b.jp", why="filtered")
+        await set_contact(store, "C5", ContactState.SUSPENDED, address="a@b.jp",
+                          staff="S9", why="approved on the phone", branch="minori")
         return await store.history("C5"), await store.get_contact("C5")
     history, contact = store_run(go)
-    assert [h["state"] for h in history] == ["active", "suspended"]
-    assert history[0]["staff"] == "S9" and history[0]["branch"] == "minori"
-    assert contact.state is ContactState.SUSPENDED
+    assert [(h["kind"], h["state"]) for h in history] == [
+        ("registered", "pending"), ("approved_without_code", "active"), ("suspended", "suspended")]
+    assert history[1]["staff"] == "S9" and history[1]["branch"] == "minori"
+    assert contact.state is ContactState.SUSPENDED and contact.address == "a@b.jp"
 
 
 def test_redis_down_is_a_clear_error():

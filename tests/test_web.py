@@ -22,7 +22,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from tests.helpers import hold_event, variant, with_store
-from worker.contacts import ContactState
+from tests.helpers import set_contact
+from worker.contact import ContactState
 from worker.web.app import create_app
 from worker.web.auth import Accounts
 
@@ -244,8 +245,8 @@ def test_every_action_refuses_a_post_without_the_csrf_token(s, web):
     logged_in(s, web)
     register(s, "C1", "taro@docomo.ne.jp")
     on_call_list(s, "H1", "C1")
-    with_store(s, lambda st: st.set_contact("C2", ContactState.SUSPENDED,
-                                            address="x@ezweb.ne.jp", envelope="x@ezweb.ne.jp"))
+    with_store(s, lambda st: set_contact(st, "C2", ContactState.SUSPENDED,
+                                            address="x@ezweb.ne.jp"))
     actions = [p for m, p in _routes(web.app) if m == "POST" and p != "/login"]
     assert len(actions) == 7
     form = {"card": "C1", "code": "123456", "reason": "r", "hold_id": "H1", "note": "n"}
@@ -335,8 +336,7 @@ def _failure(s, card: str, address: str):
         "diagnostic": f"550 5.7.1 <{address}>: Message rejected due to filtering",
         "advice": advice_for("filtered", True, address), "address": mask_address(address),
         "source": "smtp"}))
-    with_store(s, lambda st: st.set_contact(card, ContactState.SUSPENDED, address=address,
-                                            envelope=address, why="filtered: test"))
+    with_store(s, lambda st: set_contact(st, card, ContactState.SUSPENDED, address=address, why="filtered: test"))
 
 
 def test_failures_page_reenable_and_remove(s, web):

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import free_port, hold_event, run_worker, variant, wait_for, with_store
-from worker.contacts import ContactState
+from tests.helpers import set_contact
+from worker.contact import ContactState
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-artifacts" / "web"
@@ -127,9 +128,8 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
         wait_for(lambda: smtp_sink.messages and len(ws(s, lambda st: st.calls())) == 3)
     code = code_in(smtp_sink.messages[0])
     # a suspended address with the failure that suspended it
-    ws(s, lambda st: st.set_contact("2100000009", ContactState.SUSPENDED,
-                                            address="hanako@ezweb.ne.jp",
-                                            envelope="hanako@ezweb.ne.jp", why="filtered"))
+    ws(s, lambda st: set_contact(st, "2100000009", ContactState.SUSPENDED,
+                                            address="hanako@ezweb.ne.jp", why="filtered"))
     from worker.failures import advice_for
     ws(s, lambda st: st.add_failure({
         "card_number": "2100000009", "hold_id": "HX-0999", "reason": "filtered",

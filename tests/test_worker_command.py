@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from tests.helpers import hold_event, wait_for, with_store
-from worker.contacts import ContactState
+from tests.helpers import set_contact
+from worker.contact import ContactState
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,8 +23,8 @@ def test_worker_command_processes_events_and_stops_cleanly(clean_redis, settings
     env = {**os.environ, "OMITAMA_NOTIFY_MAIL__OUTBOX_DIR": str(outbox),
            "OMITAMA_NOTIFY_WORKER__PROCESSES": "2", "OMITAMA_NOTIFY_WORKER__THREADS": "2",
            "OMITAMA_NOTIFY_LOGGING__SUMMARY_INTERVAL_S": "0.5"}
-    with_store(settings, lambda s: s.set_contact("C1", ContactState.ACTIVE,
-                                                 address="a@example.jp", envelope="a@example.jp"))
+    with_store(settings, lambda s: set_contact(s, "C1", ContactState.ACTIVE,
+                                                 address="a@example.jp"))
     proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .contact.changes import AuditKind, audit_entry
 from .errors import ReviewError
 from .store import Store
 
@@ -22,7 +23,6 @@ async def mark_called(store: Store, hold_id: str, staff: str, note: str = "") ->
     if entry is None:
         raise ReviewError(f"hold {hold_id} is not on the phone-call list "
                           "(already called, cancelled, picked up, or never listed)")
-    await store.audit(entry["card_number"], {
-        "what": f"phoned about hold {hold_id}", "staff": staff, "why": note,
-        "branch": entry.get("pickup_branch")})
+    await store.audit(entry["card_number"], audit_entry(
+        AuditKind.CALLED, staff, note, entry.get("pickup_branch"), hold_id=hold_id))
     return entry

@@ -28,6 +28,7 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     from .devredis import ensure_redis
     from .ops_cli import check_templates
 
+    print(f"settings: {s.source}", flush=True)
     check_templates(s)  # a broken template stops the start, not every notice
 
     started = ensure_redis(s.redis.url, s.var_dir / "redis", start_private=s.redis.start_private)

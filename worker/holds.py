@@ -24,7 +24,7 @@ from typing import Any
 
 from .bounce_effects import apply_failure
 from .compose import new_token
-from .contacts import CALL_REASON_JA, CallReason, decide_contact
+from .contact import CALL_REASON_JA, CallReason, decide_contact
 from .errors import EventError, PermanentDeliveryError, TransientDeliveryError
 from .events import MAX_EVENT_BYTES, HoldReady, HoldRef, hold_ref, json_text, parse_event
 from .failures import failure_entry, smtp_result

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 from datetime import date, datetime
 from typing import Any, Callable
@@ -83,8 +82,7 @@ CHECKS: list[tuple[str, Callable[[Settings], str]]] = [
 
 def cmd_check(args: argparse.Namespace, s: Settings) -> int:
     failed = 0
-    print(f"ok    settings  {os.environ.get('OMITAMA_NOTIFY_SETTINGS') or s.base_dir / 'settings.toml'}"
-          f" ({len(s.branches)} branches, transport {s.mail.transport})")
+    print(f"ok    settings  {s.source}; {len(s.branches)} branches, transport {s.mail.transport}")
     for name, check in CHECKS:
         try:
             print(f"ok    {name:<9} {check(s)}", flush=True)

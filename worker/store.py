@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .contacts import Contact, ContactState
+from .contact import Contact, ContactState
 from .errors import StoreError
 from .jdate import TOKYO
 from .keys import Keys
@@ -97,27 +97,6 @@ class Store:
             return Contact(card)
         return Contact(card, ContactState(h.get("state", "none")), h.get("address") or None,
                        h.get("envelope") or None, h.get("pending_address") or None)
-
-    async def set_contact(self, card: str, state: ContactState, *, address: str | None = None,
-                          envelope: str | None = None, key: str | None = None,
-                          staff: str = "worker", why: str = "", branch: str | None = None,
-                          what: str = "") -> None:
-        """Set a patron's contact state directly (tests, data migration) with an audit entry;
-        ``key`` also lists the card under that address (see worker/registry.py)."""
-        fields = {"state": state.value, "address": address or "", "envelope": envelope or "",
-                  "key": key or "", "updated_ms": now_ms()}
-        entry = {"what": what or f"state → {state.value}", "staff": staff, "why": why,
-                 "branch": branch, "state": state.value}
-        async with self.r.pipeline(transaction=True) as p:
-            p.hset(self.k.patron(card), mapping=fields)
-            if key:
-                p.sadd(self.k.address(key), card)
-            if state is ContactState.SUSPENDED:
-                p.sadd(self.k.suspended, card)
-            else:
-                p.srem(self.k.suspended, card)
-            p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
-            await p.execute()
 
     async def audit(self, card: str, entry: dict[str, Any]) -> None:
         await self.r.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
