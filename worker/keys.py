@@ -27,7 +27,7 @@ bounces:reasons             hash   reason → failures recorded (metrics)       
 suspended                   set    cards whose address is suspended (metrics)   while suspended
 sent:{card}                 list   hold ids of the last notices mailed to card  20 newest
 rejected                    hash   fingerprint → JSON of a refused event        kept (staff review)
-rejected:order              zset   fingerprint, score = received ms             with ``rejected``
+rejected:order              zset   fingerprint, score = arrival µs              with ``rejected``
 staff:{staff_id}            hash   staff web account: password hash (argon2),   until ``staff remove``
                                    branch, created_at (see worker/web/auth.py)
 stafflog                    list   JSON of each account change (created,        kept (audit)

@@ -32,6 +32,17 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+_last_us = 0
+
+
+def arrival_us() -> int:
+    """Microseconds now, strictly increasing within the process: an order key for things
+    listed in the order they came (several can come within one millisecond)."""
+    global _last_us
+    _last_us = max(time.time_ns() // 1000, _last_us + 1)
+    return _last_us
+
+
 def now_iso() -> str:
     """Timestamps people read (audit, failures, refusals): ISO 8601 in Tokyo time."""
     return datetime.now(TOKYO).isoformat(timespec="seconds")
@@ -184,11 +195,12 @@ class Store:
 
     async def add_rejected(self, fingerprint: str, entry: dict[str, Any]) -> bool:
         """Keep a refused event once per fingerprint; False if it was already kept."""
-        at = now_ms()
         added = await self.r.hsetnx(self.k.rejected, fingerprint,
                                     _dumps({"received_at": now_iso(), **entry}))
         if added:
-            await self.r.zadd(self.k.rejected_order, {fingerprint: at})
+            # µs, not ms: refusals within one millisecond used to tie and come out in
+            # fingerprint order (entries kept in ms before still sort first)
+            await self.r.zadd(self.k.rejected_order, {fingerprint: arrival_us()})
         return bool(added)
 
     async def rejected(self) -> list[dict[str, Any]]:

@@ -146,18 +146,19 @@ def add_web_commands(sub: Any) -> None:
     st = sub.add_parser("staff", help="staff accounts of the web page").add_subparsers(
         dest="what", required=True)
     a = st.add_parser("add", help="create an account (asks for the password twice)")
-    a.add_argument("staff_id", metavar="ID")
+    a.add_argument("staff_id", metavar="ID", help="the staff id to log in with, e.g. S03")
     a.add_argument("--branch", help="the staff member's branch: its lists come first")
     a.add_argument("--password-stdin", action="store_true",
                    help="read the password from the first line of standard input")
     a.set_defaults(fn=cmd_staff_add)
     p = st.add_parser("passwd", help="set a new password for an account")
-    p.add_argument("staff_id", metavar="ID")
+    p.add_argument("staff_id", metavar="ID", help="the staff id, e.g. S03")
     p.add_argument("--branch", help="change the staff member's branch as well")
-    p.add_argument("--password-stdin", action="store_true")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of standard input")
     p.set_defaults(fn=cmd_staff_passwd)
     r = st.add_parser("remove", help="delete an account; its sessions end at once")
-    r.add_argument("staff_id", metavar="ID")
+    r.add_argument("staff_id", metavar="ID", help="the staff id, e.g. S03")
     r.set_defaults(fn=cmd_staff_remove)
     ls = st.add_parser("list", help="the accounts")
     ls.set_defaults(fn=cmd_staff_list)
