@@ -72,7 +72,8 @@ def envelope(event: Any, actor: str | None = None) -> tuple[str, bytes]:
     msg = {"queue_name": "notifications", "actor_name": actor or event["type"], "args": [event],
            "kwargs": {}, "options": {"redis_message_id": rid}, "message_id": str(uuid.uuid4()),
            "message_timestamp": int(time.time() * 1000)}
-    return rid, json.dumps(msg, ensure_ascii=False).encode()
+    # a lone surrogate goes out as its JSON escape (\ud800), as any JSON producer writes it
+    return rid, json.dumps(msg, ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 def enqueue(client: redis.Redis, payloads: list[Any], *, raw: bool = False,
@@ -410,7 +411,9 @@ BAD_EVENTS: list[tuple[Any, str]] = [
     (_bad(contact="sms"), "contact"),
     (_bad(contact=...), "contact"),
     (_bad(patron_name="山田\u2028太郎"), "patron_name"),
-    (_bad(patron_name="山\u202e田"), "patron_name"),
+    (_bad(patron_name="山\x1b田"), "patron_name"),  # a bidi override (Cf) is dropped, not refused
+    (_bad(patron_name="山\ud800田"), "lone surrogate"),  # issue 14 #2
+    (_bad(pickup_by="9999-12-31"), "pickup_by"),  # issue 14 #3
     (_bad(patron_name="x" * 101), "patron_name"),
     (_bad(pickup_brnach="ogawa"), "pickup_brnach"),
     (_bad(type="hold_readied"), "type"),
