@@ -24,9 +24,10 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import SmtpSink, hold_event, run_worker, variant, wait_for, with_store
+from tests.helpers import (SmtpSink, hold_event, run_worker, set_contact, variant, wait_for,
+                           with_store)
 from worker.compose import Notice
-from worker.contacts import ContactState
+from worker.contact import ContactState
 from worker.errors import TransientDeliveryError
 from worker.transport import SmtpTransport
 
@@ -62,8 +63,7 @@ def test_each_hold_twice_on_a_slow_relay_gives_one_mail_each(settings, clean_red
 
     async def activate(store: Any) -> None:
         for i in range(N):
-            await store.set_contact(f"C-{i}", ContactState.ACTIVE, address=addrs[f"H-{i}"],
-                                    envelope=addrs[f"H-{i}"], staff="S01", why="test")
+            await set_contact(store, f"C-{i}", ContactState.ACTIVE, address=addrs[f"H-{i}"])
     with_store(s, activate)
     from worker import activity
     from worker.actors import hold_ready
@@ -151,8 +151,7 @@ def test_a_lease_shorter_than_the_timeout_is_extended_for_the_reply(settings, cl
     s = variant(settings, mail={"transport": "smtp"},
                 smtp={"port": smtp_sink.port, "pool_size": 1, "timeout": 5},
                 delivery={"lease_s": 2})
-    with_store(s, lambda st: st.set_contact("C-X", ContactState.ACTIVE, address="x@example.jp",
-                                            envelope="x@example.jp", why="test"))
+    with_store(s, lambda st: set_contact(st, "C-X", ContactState.ACTIVE, address="x@example.jp"))
     from worker.actors import hold_ready
     with run_worker(s):
         hold_ready.send(hold_event("H-X", "C-X"))
