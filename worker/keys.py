@@ -6,8 +6,10 @@ keys live under ``[redis] namespace`` and are listed in the README.
 ==========================  =====  ===========================================  ==========================
 key                         type   content                                      lifetime
 ==========================  =====  ===========================================  ==========================
-hold:{hold_id}              hash   status, lease, attempts, token, event JSON,  pickup_by + retention_days
-                                   outcome fields (see lua/*.lua)
+hold:{hold_id}              hash   status, lease, attempts, token (the latest   pickup_by + retention_days
+                                   claim's: only it may finish), notice (the
+                                   Message-ID's token), event JSON, outcome
+                                   fields (see lua/*.lua)
 notice:{token}              str    hold_id of the notice with Message-ID token  as its hold
 calls                       hash   hold_id → JSON entry of the phone-call list  until staff mark it called
 calls:due                   zset   hold_id, score = pickup_by as YYYYMMDD       with ``calls``

@@ -61,12 +61,13 @@ def safe_url(url: str) -> str:
 @dataclass(frozen=True)
 class Claim:
     verdict: str            # "claimed" | "done" | "busy"
-    token: str = ""
+    token: str = ""         # this claim's own token: only it can record the outcome
     attempts: int = 0
     first_ms: int = 0
     status: str = ""        # for "done": the status the hold already has
     busy_ms: int = 0        # for "busy": how long the other worker's lease still runs
     contact: Contact | None = None  # the patron's contact, when asked for with the claim
+    notice: str = ""        # the notice's token (its Message-ID), the same for every claim
 
 
 def _dumps(obj: Any) -> str:
@@ -80,6 +81,7 @@ class Store:
         self.url = url
         self._claim = client.register_script((_LUA / "claim_hold.lua").read_text())
         self._finish = client.register_script((_LUA / "finish_hold.lua").read_text())
+        self._extend = client.register_script((_LUA / "extend_lease.lua").read_text())
         self._close = client.register_script((_LUA / "close_hold.lua").read_text())
         self._called = client.register_script((_LUA / "mark_called.lua").read_text())
         self._uncalled = client.register_script((_LUA / "uncall.lua").read_text())
@@ -120,7 +122,8 @@ class Store:
 
     async def claim_hold(self, hold_id: str, *, token: str, lease_ms: int, ttl_s: int,
                          fields: dict[str, str], contact_of: str | None = None) -> Claim:
-        """Claim a hold (``claim_hold.lua``). With ``contact_of`` the patron's contact is
+        """Claim a hold (``claim_hold.lua``) with a ``token`` never used before: it fences
+        the claim (see :meth:`finish_hold`). With ``contact_of`` the patron's contact is
         read in the same round trip (a pipeline of EVALSHA + HGETALL): one Redis round
         trip per notice less. The read is independent of the claim, so this changes no
         outcome; when the server lost its script cache (a restart) the claim did not run
@@ -146,14 +149,24 @@ class Store:
             contact = self._contact(contact_of, h)
         if res[0] == "claimed":
             return Claim("claimed", token=res[1], attempts=int(res[2]), first_ms=int(res[3]),
-                         contact=contact)
+                         contact=contact, notice=res[4])
         if res[0] == "busy":
             return Claim("busy", busy_ms=int(res[1]))
         return Claim("done", status=res[1])
 
+    async def extend_lease(self, hold_id: str, token: str, until_ms: int) -> bool:
+        """Make the lease of the claim holding ``token`` run at least until ``until_ms``
+        (``extend_lease.lua``); False when that claim no longer owns the hold."""
+        look_again = until_ms + (until_ms - now_ms())  # as a claim: after two leases
+        return bool(await self._extend(keys=[self.k.hold(hold_id), self.k.inflight],
+                                       args=[token, until_ms, hold_id, look_again]))
+
     async def finish_hold(self, hold_id: str, outcome: str, token: str, *, card: str = "",
                           fields: dict[str, Any] | None = None,
                           call: dict[str, Any] | None = None, due: int = 0) -> str:
+        """Record the outcome of the claim holding ``token`` (``finish_hold.lua``). Returns
+        the hold's status afterwards, or "lost" when a later claim took the hold over
+        (this one's lease ran out): then nothing was written."""
         args: list[Any] = [outcome, token, hold_id, _dumps(call) if call else "", due]
         for k, v in (fields or {}).items():
             args += [k, v if isinstance(v, str) else _dumps(v)]

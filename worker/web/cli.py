@@ -174,7 +174,7 @@ def add_web_commands(sub: Any) -> None:
     r.set_defaults(fn=cmd_staff_remove)
     lo = st.add_parser("logout-all", help="end every session of an account at once "
                                           "(a lost or shared login)")
-    lo.add_argument("staff_id", metavar="ID")
+    lo.add_argument("staff_id", metavar="ID", help="the staff id whose sessions end")
     lo.set_defaults(fn=cmd_staff_logout_all)
     ls = st.add_parser("list", help="the accounts, with how many sessions each has open")
     ls.set_defaults(fn=cmd_staff_list)
