@@ -37,6 +37,15 @@ class BounceStore:
         """True the first time a mail with this fingerprint is ingested."""
         return bool(await self.r.sadd(self.k.bounces_seen, fingerprint))
 
+    async def weak_today(self, address_key: str, day: str) -> int:
+        """Count one more unverified bounce for the address on ``day``; the new count."""
+        key = self.k.bounces_weak(address_key, day)
+        async with self.r.pipeline(transaction=True) as p:
+            p.incr(key)
+            p.expire(key, 2 * 86400)
+            n, _ = await p.execute()
+        return int(n)
+
     async def log(self, entry: dict[str, Any]) -> None:
         await self.r.rpush(self.k.bounces, _dumps({"at": now_iso(), **entry}))
 

@@ -34,6 +34,8 @@ from .policy import next_retry_delay_s, pickup_passed, retention_s, retry_horizo
 from .runtime import Runtime
 from .settings import Settings
 from .store import Claim, Store
+from .verp import Sent
+from .verp_store import stamp_return_path
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +136,9 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         return await _phone(rt.store, ev, claim, decision.reason)
 
     assert decision.envelope is not None
-    notice = rt.composer.hold_ready(ev, decision.envelope, claim.token)
+    notice = await stamp_return_path(
+        rt.store, rt.settings, rt.composer.hold_ready(ev, decision.envelope, claim.token),
+        Sent("hold", ev.card_number, decision.envelope, ev.hold_id))
     try:
         reply = await rt.transport.send(notice)
     except PermanentDeliveryError as e:
