@@ -45,6 +45,27 @@ def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
     return with_store(s, run)
 
 
+def cmd_watch(args: argparse.Namespace, s: Settings) -> int:
+    import signal
+    import threading
+
+    from .mailbox.watch import Counts, watch
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def report(c: Counts) -> None:
+        if args.json or not args.quiet:
+            for row in c.rows:
+                _out(args.json, row)
+        if c.mails and not args.json:
+            print(f"{c.mails} mail(s): {c.processed} processed, {c.for_staff} kept for staff,"
+                  f" {c.duplicates} already ingested", flush=True)
+    watch(s, once=args.once, limit=args.limit, stop=stop, report=report)
+    return 0
+
+
 def _out(as_json: bool, row: dict[str, Any]) -> None:
     if as_json:
         print(json.dumps(row, ensure_ascii=False), flush=True)
@@ -71,3 +92,10 @@ def add_bounce_commands(sub: Any) -> None:
     bi.add_argument("path")
     bi.add_argument("--json", action="store_true")
     bi.set_defaults(fn=cmd_ingest)
+    bw = b.add_parser("watch", help="ingest the [bounces] mailbox continuously (its own "
+                                    "process, next to the worker)")
+    bw.add_argument("--once", action="store_true", help="one pass over the mailbox, then exit")
+    bw.add_argument("--limit", type=int, default=None, help="at most N mails per pass")
+    bw.add_argument("--json", action="store_true")
+    bw.add_argument("--quiet", action="store_true", help="only the summary of each pass")
+    bw.set_defaults(fn=cmd_watch)

@@ -3,8 +3,8 @@
 Sources: one file, a Maildir, an mbox, a folder of files, or standard input (an MTA
 alias can pipe the lib@ mailbox's bounces here). Each mail is recorded in the ingest
 log whatever it is; the same mail ingested twice counts once (its Message-ID, else
-its bytes, is the fingerprint). Non-bounces (auto-replies, delivery reports,
-delays) are recorded and change nothing.
+its bytes, is the fingerprint, marked once the mail's consequences are recorded).
+Non-bounces (auto-replies, delivery reports, delays) are recorded and change nothing.
 
 Tracing: the VERP token of the return path the bounce came back to (see
 :mod:`worker.verp`; the delivering MTA records it in Delivered-To/X-Original-To); else
@@ -142,7 +142,7 @@ async def _return_path(store: Store, settings: Settings, facts: MailFacts
 async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) -> list[dict[str, Any]]:
     bs = BounceStore(store)
     fp = fingerprint(raw)
-    if not await bs.first_time(fp):
+    if await bs.seen(fp):
         dup: dict[str, Any] = {"file": name, "duplicate": True, "fingerprint": fp}
         await bs.log(dup)
         return [dup]
@@ -177,6 +177,10 @@ async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) ->
                              and address and not trust.verified else "recorded only")
         await bs.log({**row, "fingerprint": fp})
         rows.append(row)
+    # marked only now: a crash before this line (a killed process, Redis gone) means
+    # the mail is ingested again, at worst leaving a second failure row; marking it
+    # first would lose a real bounce for good (suspension and re-phoning are idempotent)
+    await bs.mark_seen(fp)
     return rows
 
 

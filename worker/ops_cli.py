@@ -76,8 +76,14 @@ def _render_samples(s: Settings) -> str:
     return f"templates in {s.templates_dir} render ({len(n.data)} and {len(c.data)} bytes)"
 
 
+def _check_bounces(s: Settings) -> str:
+    from .mailbox.watch import check_mailbox
+    return check_mailbox(s)
+
+
 CHECKS: list[tuple[str, Callable[[Settings], str]]] = [
-    ("redis", _check_redis), ("mail", _check_relay), ("templates", check_templates)]
+    ("redis", _check_redis), ("mail", _check_relay), ("templates", check_templates),
+    ("bounces", _check_bounces)]
 
 
 def cmd_check(args: argparse.Namespace, s: Settings) -> int:
