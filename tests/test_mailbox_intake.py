@@ -151,3 +151,103 @@ def test_in_process_pass_over_an_empty_mailbox(settings, clean_redis, maildir):
     root, _ = maildir
     s = variant(settings, bounces={"mailbox": f"maildir:{root}"})
     assert watch(s, once=True).mails == 0
+
+
+# -- a real Dovecot over IMAP --------------------------------------------------------
+
+from tests import imapd as imapd_mod  # noqa: E402
+
+needs_dovecot = pytest.mark.skipif(imapd_mod.available() is not None,
+                                   reason=imapd_mod.available() or "")
+
+
+@pytest.fixture
+def imapd(tmp_path):
+    d = imapd_mod.Imapd(tmp_path / "imapd")
+    d.start()
+    yield d
+    d.stop()
+
+
+def _imap(d):
+    import imaplib
+    c = imaplib.IMAP4("127.0.0.1", d.port)
+    c.login(imapd_mod.USER, imapd_mod.PASSWORD)
+    return c
+
+
+def _count(d, folder: str) -> int:
+    c = _imap(d)
+    try:
+        typ, data = c.select(f'"{folder}"', readonly=True)
+        return int(data[0]) if typ == "OK" else -1
+    finally:
+        c.logout()
+
+
+def _imap_env(d) -> dict:
+    return {"OMITAMA_NOTIFY_BOUNCES__MAILBOX": d.url,
+            "OMITAMA_NOTIFY_BOUNCES__PASSWORD": imapd_mod.PASSWORD}
+
+
+@needs_dovecot
+def test_imap_restart_mid_mailbox_processes_each_mail_once(settings, clean_redis, imapd):
+    n = 30
+    c = _imap(imapd)
+    for i in range(n):
+        c.append("INBOX", None, None, bounce(i))
+    c.append("INBOX", None, None, b"From: taro@example.jp\r\nSubject: hi\r\n\r\ncall me\r\n")
+    c.logout()
+    s = variant(settings, bounces={"mailbox": imapd.url})
+    p = watch_cmd(_imap_env(imapd), "--quiet")
+    try:
+        wait_for(lambda: len(fingerprints(s)) >= 5, timeout=60)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(30)
+    assert p.returncode == 0
+    assert _count(imapd, "INBOX") > 2, "the restart did not come mid-mailbox"
+    # a crash between recording and moving: recorded by hand, still in the INBOX
+    c = _imap(imapd)
+    c.select("INBOX")
+    _, data = c.fetch("1", "(BODY.PEEK[])")
+    c.logout()
+    from worker.ingest import ingest_one
+    with_store(s, lambda st: ingest_one(st, s, "by hand", data[0][1]))
+    _watch_once(_imap_env(imapd))
+    assert _count(imapd, "INBOX") == 0
+    assert (_count(imapd, "Processed"), _count(imapd, "ForStaff")) == (n, 1)
+    assert_each_processed_once(s, n)
+
+
+@needs_dovecot
+def test_imap_idle_wakes_the_watch_for_new_mail(settings, clean_redis, imapd):
+    s = variant(settings, bounces={"mailbox": imapd.url})
+    # polling every 10 minutes: only IDLE can make it see the mail in time
+    p = watch_cmd({**_imap_env(imapd), "OMITAMA_NOTIFY_BOUNCES__POLL_S": "600"}, "--quiet")
+    try:
+        wait_for(lambda: _count(imapd, "Processed") == 0, timeout=30)  # folders made: idle
+        c = _imap(imapd)
+        c.append("INBOX", None, None, bounce(7))
+        c.logout()
+        wait_for(lambda: _count(imapd, "Processed") == 1, timeout=20)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert_each_processed_once(s, 1)
+
+
+@needs_dovecot
+def test_check_reports_the_imap_mailbox_and_a_wrong_password(imapd):
+    env = {**os.environ, **_imap_env(imapd)}
+    r = subprocess.run([sys.executable, "-m", "worker.cli", "check"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=60)
+    [line] = [x for x in r.stdout.splitlines() if "bounces" in x]
+    assert line.startswith("ok") and "logged in, folder readable" in line and "IDLE" in line
+    env["OMITAMA_NOTIFY_BOUNCES__PASSWORD"] = "wrong"
+    r = subprocess.run([sys.executable, "-m", "worker.cli", "check"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=60)
+    [line] = [x for x in r.stdout.splitlines() if "bounces" in x]
+    assert line.startswith("FAIL") and "OMITAMA_NOTIFY_BOUNCES__PASSWORD" in line
+    assert imapd_mod.PASSWORD not in r.stdout + r.stderr
