@@ -56,6 +56,10 @@ service anvil {{
 
 
 def available() -> str | None:
+    """None when it can run here, else why not (the tests skip; CI sets
+    OMITAMA_TEST_REQUIRE_MAIL_SERVERS so that they run and fail instead)."""
+    if os.environ.get("OMITAMA_TEST_REQUIRE_MAIL_SERVERS"):
+        return None
     if shutil.which("dovecot") is None and not Path("/usr/sbin/dovecot").exists():
         return "Debian's dovecot-imapd is not installed (apt-get install dovecot-imapd; .ci/run does)"
     if os.geteuid() != 0:

@@ -96,7 +96,10 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 
 def available() -> str | None:
-    """None when a private Postfix can run here, else why not (for pytest.skip)."""
+    """None when it can run here, else why not (the tests skip; CI sets
+    OMITAMA_TEST_REQUIRE_MAIL_SERVERS so that they run and fail instead)."""
+    if os.environ.get("OMITAMA_TEST_REQUIRE_MAIL_SERVERS"):
+        return None
     if shutil.which("postfix") is None and not Path("/usr/sbin/postfix").exists():
         return "Debian's postfix is not installed (apt-get install postfix; .ci/run does)"
     if os.geteuid() != 0:

@@ -121,6 +121,12 @@ def test_forged_dsn_with_a_real_message_id_suspends_nothing(s, smtp_sink):
     assert with_store(s, lambda st: st.calls()) == []
     assert [(f["verified"], "not from a mail system" in f["evidence"]) for f in failures(s)] == [
         (False, True)] * 2
+    import subprocess
+    import sys
+    from tests.test_bounce_handling import ROOT
+    out = subprocess.run([sys.executable, "-m", "worker.cli", "review", "failures"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60).stdout
+    assert out.count("[未確認 unverified]") == 2 and "quotes our Message-ID" in out
 
 
 def test_forged_plain_text_user_unknown_suspends_nothing(s, smtp_sink):

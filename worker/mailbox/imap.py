@@ -17,6 +17,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError
@@ -79,7 +80,7 @@ class ImapBox:
         return cls(conn, f"{u.scheme}://{u.hostname}/{folder}", folder)
 
     @staticmethod
-    def _ok(reply: tuple[str, list[object]], what: str) -> list[object]:
+    def _ok(reply: tuple[str, list[Any]], what: str) -> list[Any]:
         typ, data = reply
         if typ != "OK":
             raise imaplib.IMAP4.error(f"{what}: {data}")
@@ -87,7 +88,7 @@ class ImapBox:
 
     def pending(self) -> list[str]:
         data = self._ok(self.conn.uid("SEARCH", "UNDELETED"), "SEARCH failed")
-        return [u.decode() for u in (data[0] or b"").split()]  # type: ignore[union-attr]
+        return [u.decode() for u in (data[0] or b"").split()]
 
     def read(self, mail_id: str) -> bytes:
         data = self._ok(self.conn.uid("FETCH", mail_id, "(BODY.PEEK[])"), "FETCH failed")
