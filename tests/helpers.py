@@ -36,6 +36,8 @@ class SinkState:
     # the last one repeats. None means accept.
     rcpt_rules: dict[str, list[str | None]] = field(default_factory=dict)
     data_reply: str | None = None
+    # a slow relay: every reply (the greeting too) comes this many seconds late
+    reply_delay_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -44,11 +46,20 @@ class _RecordingSMTP(SMTP):
         super().__init__(*args, **kwargs)
         self._state = state
         self._wire: list[str] = []
+        self._continuing = False  # the last line pushed was not the last of its reply
 
     def connection_made(self, transport: Any) -> None:
         with self._state.lock:
             self._state.connections += 1
         super().connection_made(transport)
+
+    async def push(self, status: Any) -> None:
+        # once per reply: the lines of a multi-line reply ("250-…") follow at once
+        text = status.decode() if isinstance(status, bytes) else status
+        if self._state.reply_delay_s and not self._continuing:
+            await asyncio.sleep(self._state.reply_delay_s)
+        self._continuing = text[3:4] == "-"
+        await super().push(status)
 
     async def smtp_MAIL(self, arg: str) -> None:
         self._wire = []

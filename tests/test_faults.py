@@ -62,9 +62,8 @@ def ev(i: int, **over: Any) -> dict[str, Any]:
 def activate(settings: Any, indexes: range | list[int], state: ContactState = ContactState.ACTIVE) -> None:
     async def go(store: Any) -> None:
         for i in indexes:
-            await set_contact(store, card(i), state, address=addr(i),
-                                    envelope=addr(i) if state is ContactState.ACTIVE else None,
-                                    staff="S01", why="fault test")
+            await set_contact(store, card(i), state, address=addr(i), staff="S01",
+                              why="fault test")
     with_store(settings, go)
 
 

@@ -31,10 +31,11 @@ def test_outcome_is_final_and_expired_lease_is_taken_over(store_run):
     async def go(store):
         first = await store.claim_hold("H2", token="a", lease_ms=1, ttl_s=3600, fields={})
         await asyncio.sleep(0.01)
-        # the first worker died: its lease ran out, a second one takes over with the same token
+        # the first worker died: its lease ran out, a second one takes over with its own
+        # token (see test_claim_fencing.py) and the same notice
         second = await store.claim_hold("H2", token="b", lease_ms=60_000, ttl_s=3600, fields={})
-        assert (first.attempts, second.attempts) == (1, 2) and second.token == "a"
-        assert await store.finish_hold("H2", "sent", "a", fields={"message_id": "<m>"}) == "sent"
+        assert (first.attempts, second.attempts) == (1, 2) and second.notice == "a"
+        assert await store.finish_hold("H2", "sent", "b", fields={"message_id": "<m>"}) == "sent"
         again = await store.claim_hold("H2", token="c", lease_ms=60_000, ttl_s=3600, fields={})
         assert again.verdict == "done" and again.status == "sent"
         assert await store.hold_for_token("a") == "H2"

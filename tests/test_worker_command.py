@@ -48,3 +48,11 @@ def test_worker_command_processes_events_and_stops_cleanly(clean_redis, settings
     # the per-notice lines are DEBUG; each process says at INFO what it did, and no more
     sent = [int(n) for n in re.findall(r"notices in the last 0\.5 s: sent (\d+)", out)]
     assert sum(sent) == 10, out
+    # ... and the first notice of an interval has a line of its own, seen at the default level
+    assert re.search(r"\[INFO\] hold H\d: notice sent; the next ones in these 0\.5 s are counted",
+                     out), out
+    # every log line — dramatiq's main process, its workers, ours — in Tokyo time with offset
+    logged = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(logged) > 10
+    for line in logged:
+        assert re.match(r"\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+09:00\] \[PID \d+\]", line), line

@@ -11,7 +11,8 @@ from typing import Any, Callable
 import jinja2
 
 from .compose import Composer
-from .errors import ConfigError
+from .devredis import redis_hint
+from .errors import ConfigError, StoreError
 from .events import HoldReady
 from .jdate import TOKYO
 from .settings import Settings
@@ -23,7 +24,10 @@ def _check_redis(s: Settings) -> str:
     async def go() -> str:
         store = Store.connect(s.redis.url, s.redis.key_prefix)
         try:
-            await store.ping()
+            try:
+                await store.ping()
+            except StoreError as e:  # say how to get one, not only that it is missing
+                raise StoreError(f"{str(e).rstrip('.')}; {redis_hint(s.redis.url, s.redis.start_private)}") from None
             info = await store.r.info("server")
             return f"Redis {info.get('redis_version')} answers at {safe_url(s.redis.url)}"
         finally:

@@ -14,13 +14,13 @@ back if staff reject the new one. Every change is appended to the audit log.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from .addresses import normalise_address
 from .masking import mask_address
 from .carriers import allow_sender_advice, carrier_label
-from .codes import hash_code, new_code, verify_code
+from .codes import code_expired, code_expiry, hash_code, new_code, verify_code
 from .compose import new_token
 from .errors import AddressError, PermanentDeliveryError, ReviewError
 from .events import AddressRegistered, AddressRemoved
@@ -70,7 +70,8 @@ async def register(rt: Runtime, ev: AddressRegistered, key: str | None = None) -
         return "refused"
     code = new_code()
     salt, digest = hash_code(code)
-    expires = datetime.now(TOKYO) + timedelta(days=settings.registration.code_ttl_days)
+    # valid through the whole day the mail names (not to the minute of registering)
+    expires = code_expiry(datetime.now(TOKYO), settings.registration.code_ttl_days)
     card = ev.card_number
     registration = Registration(
         display=addr.display, envelope=addr.envelope, key=addr.key, carrier=addr.carrier,
@@ -117,19 +118,25 @@ async def approve(store: Store, settings: Settings, card: str, staff: str, *,
     before = await reg.get(card)
     need_pending(card, before)
     if code is None and not (reason or "").strip():
-        raise ReviewError("approving without the code needs a reason")
+        raise ReviewError("approving without the code needs a reason",
+                          kind="approve_needs_reason")
     if code is not None:
         tries = settings.registration.max_code_tries
         if int(before.get("code_wrong") or 0) >= tries:
             raise ReviewError(f"the code for card {card} is locked after {tries} wrong tries; "
-                              "approve --without-code with a reason, or ask the patron to register again")
-        if now_ms() > int(before.get("code_expires_ms") or 0):
+                              "approve --without-code with a reason, or ask the patron to register again",
+                              kind="code_locked", card=card, tries=tries)
+        if code_expired(int(before.get("code_expires_ms") or 0), now_ms()):
             raise ReviewError(f"the code for card {card} has expired; approve --without-code with a"
-                              " reason, or ask the patron to register again for a new code")
+                              " reason, or ask the patron to register again for a new code",
+                              kind="code_expired", card=card)
         if not verify_code(code, before.get("code_salt", ""), before.get("code_hash", "")):
             left = tries - await reg.wrong_code(card)
-            raise ReviewError(f"wrong code for card {card}; {left} tries left" if left > 0 else
-                              f"wrong code for card {card}; the code is now locked")
+            if left > 0:
+                raise ReviewError(f"wrong code for card {card}; {left} tries left",
+                                  kind="wrong_code", card=card, left=left)
+            raise ReviewError(f"wrong code for card {card}; the code is now locked",
+                              kind="wrong_code_locked", card=card)
     before, _ = await reg.apply(card, lambda b: approved(
         card, b, staff, code_checked=code is not None, reason=reason or "",
         masked=mask_address(b.get("pending_address", ""))))
@@ -149,9 +156,12 @@ async def removed_event(store: Store, ev: AddressRemoved) -> None:
                  why=f"removed on the website at {ev.removed_at.isoformat()}")
 
 
-async def remove(store: Store, card: str, *, staff: str, why: str) -> dict[str, str]:
-    """Back to ``none``: the patron's addresses (approved, pending, suspended) are dropped."""
-    before, _ = await Registry(store).apply(card, lambda b: removed(b, staff, why))
+async def remove(store: Store, card: str, *, staff: str, why: str,
+                 need_address: bool = False) -> dict[str, str]:
+    """Back to ``none``: the patron's addresses (approved, pending, suspended) are dropped.
+    ``need_address``: refuse (staff asked) when the card has none at all."""
+    before, _ = await Registry(store).apply(card, lambda b: removed(
+        b, staff, why, card=card, need_address=need_address))
     return before
 
 
@@ -165,7 +175,8 @@ async def pending_view(store: Store, settings: Settings, branch: str | None = No
         carrier = h.get("pending_carrier") or None
         wrong = int(h.get("code_wrong") or 0)
         code_state = ("locked" if wrong >= settings.registration.max_code_tries else
-                      "expired" if now_ms() > int(h.get("code_expires_ms") or 0) else "valid")
+                      "expired" if code_expired(int(h.get("code_expires_ms") or 0), now_ms())
+                      else "valid")
         rows.append({
             "card_number": card, "email": h.get("pending_address"),
             "application_branch": h.get("pending_branch"), "registered_at": h.get("pending_at"),

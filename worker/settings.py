@@ -150,13 +150,37 @@ class WebSettings(_Section):
     # signs session cookies; set OMITAMA_NOTIFY_WEB__SESSION_SECRET in production.
     # Empty: a random secret per start (everyone is logged out on restart).
     session_secret: SecretStr = SecretStr("")
+    # a session ends this long after login at the latest (the cookie itself is a
+    # browser-session cookie: closing the browser on a shared counter PC ends it too) …
     session_max_age_s: int = Field(8 * 3600, ge=60)
-    # failed logins allowed per staff id (and per client address) in the window
+    # … and after this long without a page being opened
+    session_idle_s: int = Field(30 * 60, ge=60)
+    # failed logins for one staff id from one client before that client is refused for
+    # the window (a client that logged in as that id before is only slowed down)
     login_max_failures: int = Field(5, ge=1)
+    # failed logins from one client address over all staff ids, and for one staff id
+    # from all clients together (the ceiling), before clients new to the id are refused
+    login_max_failures_per_client: int = Field(20, ge=1)
+    login_max_failures_per_id: int = Field(30, ge=1)
     login_window_s: int = Field(900, ge=10)
+    # addresses (or networks, "10.0.0.0/8") of reverse proxies whose X-Forwarded-For is
+    # believed; empty: the header is ignored and the connecting address counts
+    trusted_proxies: list[str] = []
     # true when staff reach the page over HTTPS (a TLS proxy in front of it): the session
     # cookie is then marked Secure, so a browser never sends it over plain HTTP
     secure_cookies: bool = False
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for net in v:
+            try:
+                ipaddress.ip_network(net.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not an IP address or network") from None
+        return [n.strip() for n in v]
 
 
 class BounceSettings(_Section):

@@ -38,8 +38,8 @@ async def reenable(store: Store, card: str, staff: str, reason: str) -> dict[str
 async def remove_address(store: Store, card: str, staff: str, reason: str) -> dict[str, str]:
     """Staff remove a patron's address (it cannot be fixed); notices go by phone."""
     if not reason.strip():
-        raise ReviewError("removing an address needs a reason")
-    return await registration.remove(store, card, staff=staff, why=reason)
+        raise ReviewError("removing an address needs a reason", kind="remove_needs_reason")
+    return await registration.remove(store, card, staff=staff, why=reason, need_address=True)
 
 
 async def failures_view(store: Store) -> list[dict[str, Any]]:

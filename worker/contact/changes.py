@@ -62,6 +62,7 @@ class AuditKind(StrEnum):
     FAILURE_NOTED = "failure_noted"
     REENABLED = "reenabled"
     CALLED = "called"
+    UNCALLED = "uncalled"
 
 
 AUDIT_WHAT: dict[AuditKind, str] = {
@@ -77,6 +78,7 @@ AUDIT_WHAT: dict[AuditKind, str] = {
     AuditKind.FAILURE_NOTED: "delivery failure",
     AuditKind.REENABLED: "address re-enabled",
     AuditKind.CALLED: "phoned about hold {hold_id}",
+    AuditKind.UNCALLED: "call undone for hold {hold_id}",
 }
 
 
@@ -173,7 +175,7 @@ def need_pending(card: str, before: Record) -> None:
     state = state_of(before)
     if state is not ContactState.PENDING:
         raise ReviewError(f"card {card} is not awaiting approval (its state is {state}); "
-                          "nothing was changed")
+                          "nothing was changed", kind="not_pending", card=card, state=state.value)
 
 
 def approved(card: str, before: Record, staff: str, *, code_checked: bool, reason: str,
@@ -207,8 +209,14 @@ def rejected(card: str, before: Record, staff: str, reason: str, *,
         off_pending=True)
 
 
-def removed(before: Record, staff: str, why: str) -> ContactChange:
-    """Every address of the card (approved, pending, set aside) is dropped."""
+def removed(before: Record, staff: str, why: str, *, card: str = "",
+            need_address: bool = False) -> ContactChange:
+    """Every address of the card (approved, pending, set aside) is dropped.
+    ``need_address``: refuse (staff asked) when the card has none at all."""
+    if need_address and not any(before.get(f) for f in ("address", "pending_address",
+                                                        "suspended_address")):
+        raise ReviewError(f"card {card} has no e-mail address; nothing was changed",
+                          kind="no_address", card=card)
     return ContactChange(
         audit_entry(AuditKind.REMOVED, staff, why, state="none"),
         {"state": ContactState.NONE.value}, ACTIVE_FIELDS + PENDING_FIELDS + SUSPENDED_FIELDS,
@@ -225,25 +233,30 @@ def suspended(before: Record, reason: str, detail: str,
         return ContactChange(audit_entry(AuditKind.FAILURE_NOT_SUSPENDED, "worker", why,
                                          failed_reason=reason))
     if state is ContactState.ACTIVE:
-        return ContactChange(audit_entry(AuditKind.SUSPENDED, "worker", why, state="suspended"),
+        return ContactChange(audit_entry(AuditKind.SUSPENDED, "worker", why, state="suspended",
+                                         failed_reason=reason),
                              {"state": ContactState.SUSPENDED.value})
     if state is ContactState.PENDING:
         # set the failed address aside exactly as a registration from "suspended" does
         return ContactChange(
-            audit_entry(AuditKind.SUSPENDED_WHILE_PENDING, "worker", why, state="pending"),
+            audit_entry(AuditKind.SUSPENDED_WHILE_PENDING, "worker", why, state="pending",
+                        failed_reason=reason),
             {"prev_state": ContactState.SUSPENDED.value,
              **{f"suspended_{f}": before.get(f, "") for f in ACTIVE_FIELDS}}, ACTIVE_FIELDS)
-    return ContactChange(audit_entry(AuditKind.FAILURE_NOTED, "worker", why))
+    return ContactChange(audit_entry(AuditKind.FAILURE_NOTED, "worker", why,
+                                     failed_reason=reason))
 
 
 def reenabled(card: str, before: Record, staff: str, reason: str) -> ContactChange:
     """Staff put a suspended address back into use (the patron fixed their settings)."""
     if not reason.strip():
-        raise ReviewError("re-enabling needs a reason (what the patron changed)")
+        raise ReviewError("re-enabling needs a reason (what the patron changed)",
+                          kind="reenable_needs_reason")
     state = state_of(before)
     if state is not ContactState.SUSPENDED:
         raise ReviewError(f"card {card} is not suspended (its state is {state}); "
-                          "nothing was changed")
+                          "nothing was changed", kind="not_suspended", card=card,
+                          state=state.value)
     return ContactChange(audit_entry(AuditKind.REENABLED, staff, reason, state="active"),
                          {"state": ContactState.ACTIVE.value})
 
