@@ -51,20 +51,16 @@ from .bounce_effects import apply_failure
 from .compose import new_token
 from .contact import CALL_REASON_JA, CallReason, decide_contact
 from .errors import EventError, PermanentDeliveryError, TransientDeliveryError
-from .events import MAX_EVENT_BYTES, HoldReady, HoldRef, hold_ref, parse_event
+from .events import MAX_EVENT_BYTES, HoldReady, HoldRef, hold_ref, json_text, parse_event
 from .failures import failure_entry, smtp_result
 from .jdate import TOKYO, now_tokyo
 from .masking import mask_address
 from .policy import next_retry_delay_s, pickup_passed, retention_s, retry_horizon
 from .runtime import Runtime
 from .settings import Settings
-<<<<<<< HEAD
-from .store import Claim, Store
+from .store import Claim, Store, now_ms
 from .verp import Sent
 from .verp_store import stamp_return_path
-=======
-from .store import Claim, Store, now_ms
->>>>>>> main
 
 log = logging.getLogger(__name__)
 
@@ -175,18 +171,14 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         return await _phone(rt.store, ev, claim, decision.reason)
 
     assert decision.envelope is not None
-<<<<<<< HEAD
     notice = await stamp_return_path(
-        rt.store, rt.settings, rt.composer.hold_ready(ev, decision.envelope, claim.token),
+        rt.store, rt.settings, rt.composer.hold_ready(ev, decision.envelope, claim.notice),
         Sent("hold", ev.card_number, decision.envelope, ev.hold_id))
-=======
-    notice = rt.composer.hold_ready(ev, decision.envelope, claim.notice)
 
     async def extend(seconds: float) -> bool:
         # the relay's reply to the message may take longer than the lease has left
         until = now_ms() + int((seconds + (1 - SEND_SHARE) * d.lease_s) * 1000)
         return await rt.store.extend_lease(ev.hold_id, claim.token, until)
->>>>>>> main
     try:
         reply = await rt.transport.send(notice, deadline, extend)
     except PermanentDeliveryError as e:
