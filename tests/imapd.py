@@ -5,6 +5,7 @@ without STARTTLS only on loopback)."""
 
 from __future__ import annotations
 
+import imaplib
 import os
 import shutil
 import signal
@@ -97,14 +98,15 @@ class Imapd:
         if r.returncode != 0:
             raise RuntimeError(f"dovecot failed to start: "
                                f"{(self.dir / 'start.err').read_text()} {self.log()}")
-        import socket
-        def answers() -> bool:
+        def logs_in() -> bool:  # listening is not enough: the auth process starts later
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                c = imaplib.IMAP4("127.0.0.1", self.port, timeout=5)
+                c.login(USER, PASSWORD)
+                c.logout()
                 return True
-            except OSError:
+            except (OSError, imaplib.IMAP4.error):
                 return False
-        wait_for(answers, timeout=20)
+        wait_for(logs_in, timeout=30)
         return self
 
     def stop(self) -> None:

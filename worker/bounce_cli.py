@@ -102,6 +102,6 @@ def add_bounce_commands(sub: Any) -> None:
                                     "process, next to the worker)")
     bw.add_argument("--once", action="store_true", help="one pass over the mailbox, then exit")
     bw.add_argument("--limit", type=int, default=None, help="at most N mails per pass")
-    bw.add_argument("--json", action="store_true")
+    bw.add_argument("--json", action="store_true", help="each mail's outcome as one JSON line")
     bw.add_argument("--quiet", action="store_true", help="only the summary of each pass")
     bw.set_defaults(fn=cmd_watch)

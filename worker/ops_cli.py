@@ -86,14 +86,14 @@ def _check_bounces(s: Settings) -> str:
 
 
 CHECKS: list[tuple[str, Callable[[Settings], str]]] = [
-    ("redis", _check_redis), ("mail", _check_relay), ("templates", check_templates),
-    ("bounces", _check_bounces)]
+    ("redis", _check_redis), ("mail", _check_relay), ("templates", check_templates)]
 
 
 def cmd_check(args: argparse.Namespace, s: Settings) -> int:
     failed = 0
     print(f"ok    settings  {s.source}; {len(s.branches)} branches, transport {s.mail.transport}")
-    for name, check in CHECKS:
+    # the bounce mailbox only when one is set ([bounces] mailbox)
+    for name, check in CHECKS + [("bounces", _check_bounces)] * bool(s.bounces.mailbox):
         try:
             print(f"ok    {name:<9} {check(s)}", flush=True)
         except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the rest
