@@ -167,17 +167,33 @@ def test_bounce_traced_by_message_id_phones_hold_and_suspends(s, smtp_sink, tmp_
     assert len(failures(s)) == 1
 
 
-def test_bounce_without_message_id_is_traced_by_address_and_fans_out(s, smtp_sink, tmp_path):
+def test_verified_bounce_fans_out_to_every_card_sharing_the_address(s, smtp_sink):
+    for card in ("C1", "C2"):
+        active(s, card, "family@example.jp")
+    send_and_wait(s, hold_event("H1", "C1"))
+    bounce = dsn(smtp_sink.messages[0].data, "family@example.jp", "5.1.1", "550 5.1.1 User unknown")
+    [row] = ingest("-", stdin=bounce)
+    assert row["traced"] == "message-id" and row["trust"] == "verified"
+    assert row["suspended"] == ["C1", "C2"]
+    assert {f["card_number"] for f in failures(s)} == {"C1", "C2"}
+    history = with_store(s, lambda st: st.history("C2"))
+    assert history[-1]["what"] == "address suspended" and "userunknown" in history[-1]["why"]
+
+
+def test_bounce_traced_by_address_only_is_unverified_and_changes_no_state(s, smtp_sink):
+    """Issue 10: a DSN quoting no Message-ID used to suspend the whole family."""
     for card in ("C1", "C2"):
         active(s, card, "family@example.jp")
     send_and_wait(s, hold_event("H1", "C1"))
     bounce = dsn(None, "family@example.jp", "5.1.1", "550 5.1.1 User unknown")
     [row] = ingest("-", stdin=bounce)
     assert row["traced"] == "address" and row["card_number"] == "C1" and row["hold_id"] == "H1"
-    assert row["suspended"] == ["C1", "C2"]
-    assert {f["card_number"] for f in failures(s)} == {"C1", "C2"}
-    history = with_store(s, lambda st: st.history("C2"))
-    assert history[-1]["what"] == "address suspended" and "userunknown" in history[-1]["why"]
+    assert row["trust"] == "unverified" and row["suspended"] == [] and row["hold_action"] is None
+    assert [patron(s, c)["state"] for c in ("C1", "C2")] == ["active", "active"]
+    assert hold(s, "H1")["status"] == "sent"
+    fs = failures(s)
+    assert {f["card_number"] for f in fs} == {"C1", "C2"}
+    assert all(f["verified"] is False and f["traced"] == "address" for f in fs)
 
 
 def test_picked_up_hold_is_not_phoned_after_a_bounce(s, smtp_sink, tmp_path):

@@ -49,6 +49,27 @@ def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
     return with_store(s, run)
 
 
+def cmd_watch(args: argparse.Namespace, s: Settings) -> int:
+    import signal
+    import threading
+
+    from .mailbox.watch import Counts, watch
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def report(c: Counts) -> None:
+        if args.json or not args.quiet:
+            for row in c.rows:
+                _out(args.json, row)
+        if c.mails and not args.json:
+            print(f"{c.mails} mail(s): {c.processed} processed, {c.for_staff} kept for staff,"
+                  f" {c.duplicates} already ingested", flush=True)
+    watch(s, once=args.once, limit=args.limit, stop=stop, report=report)
+    return 0
+
+
 def _out(as_json: bool, row: dict[str, Any]) -> None:
     if as_json:
         print(json.dumps(row, ensure_ascii=False), flush=True)
@@ -77,3 +98,10 @@ def add_bounce_commands(sub: Any) -> None:
     bi.add_argument("path", help="a mail file, a Maildir, an mbox, or - for standard input")
     bi.add_argument("--json", action="store_true", help="one JSON object per line instead of a summary")
     bi.set_defaults(fn=cmd_ingest)
+    bw = b.add_parser("watch", help="ingest the [bounces] mailbox continuously (its own "
+                                    "process, next to the worker)")
+    bw.add_argument("--once", action="store_true", help="one pass over the mailbox, then exit")
+    bw.add_argument("--limit", type=int, default=None, help="at most N mails per pass")
+    bw.add_argument("--json", action="store_true", help="each mail's outcome as one JSON line")
+    bw.add_argument("--quiet", action="store_true", help="only the summary of each pass")
+    bw.set_defaults(fn=cmd_watch)

@@ -9,6 +9,9 @@ mail ingested later. For a permanent failure:
    (families share addresses), each change in that card's audit log;
 4. for a bounce mail traced to a hold notice already marked sent: the hold goes
    to the call list, unless it was picked up, cancelled or its pickup window closed.
+
+Steps 3 and 4 only for verified evidence (:mod:`worker.bounces.trust`): an unverified
+bounce mail is recorded (marked so for staff) and scored, nothing more.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .addresses import normalise_address
 from .bounce_policy import judge
 from .bounce_store import BounceStore
 from .bounces import BounceResult
+from .bounces.trust import SEND_TIME, Trust
 from .contact import CALL_REASON_JA, CallReason
 from .errors import AddressError
 from .failures import failure_record
@@ -47,9 +51,10 @@ def address_key(address: str) -> str:
 
 async def apply_failure(store: Store, settings: Settings, result: BounceResult, *,
                         card: str | None, hold_id: str | None, address: str, source: str,
-                        diagnostic: str | None = None, hold: dict[str, str] | None = None
-                        ) -> dict[str, Any]:
-    """Apply one failure for ``address`` (and ``card``/``hold_id`` when traced)."""
+                        diagnostic: str | None = None, hold: dict[str, str] | None = None,
+                        trust: Trust = SEND_TIME, traced: str = "smtp") -> dict[str, Any]:
+    """Apply one failure for ``address`` (and ``card``/``hold_id`` when traced by
+    ``traced``), as far as ``trust`` allows."""
     bs = BounceStore(store)
     key = address_key(address)
     cards = set(await Registry(store).cards_with(key))
@@ -59,6 +64,8 @@ async def apply_failure(store: Store, settings: Settings, result: BounceResult, 
     await bs.count(result.reason)
     verdict = judge(result.reason, result.permanent, result.misconfigured_recipient, today,
                     await bs.scored_days(key), settings.bounces)
+    why = verdict.why if trust.may_suspend or not verdict.suspend else (
+        f"{result.reason}: not suspended, {trust.evidence}")
     if verdict.points:
         keep = timedelta(days=settings.bounces.stale_after_days + 1)
         await bs.add_points(key, today, verdict.points, int(keep.total_seconds()))
@@ -68,20 +75,21 @@ async def apply_failure(store: Store, settings: Settings, result: BounceResult, 
         await store.add_failure(failure_record(
             c or "", hold_id if c == card else None, address, result, sender=sender,
             source=source, diagnostic=diagnostic, score=verdict.score,
-            shared=(c != card)))
+            shared=(c != card), verified=trust.verified, traced=traced,
+            evidence=trust.evidence))
     suspended = []
-    if verdict.suspend:
+    if verdict.suspend and trust.may_suspend:
         for c in sorted(cards):
             if await suspend(store, c, reason=result.reason or "undefined",
                              detail=verdict.why, address_key=key):
                 suspended.append(c)
     rephoned = None
-    if hold_id and hold and result.permanent:
+    if hold_id and hold and result.permanent and trust.may_rephone:
         rephoned = await _rephone(bs, hold_id, hold)
     log.info("failure %s for %s cards %s: %s%s", result.reason, source, sorted(cards),
-             verdict.why, f"; suspended {suspended}" if suspended else "")
+             why, f"; suspended {suspended}" if suspended else "")
     return {"cards": sorted(cards), "suspended": suspended, "score": verdict.score,
-            "why": verdict.why, "hold": rephoned}
+            "why": why, "hold": rephoned}
 
 
 async def _rephone(bs: BounceStore, hold_id: str, hold: dict[str, str]) -> str:

@@ -33,9 +33,22 @@ class BounceStore:
     async def count(self, reason: str | None) -> None:
         await self.r.hincrby(self.k.bounce_reasons, reason or "undefined", 1)
 
-    async def first_time(self, fingerprint: str) -> bool:
-        """True the first time a mail with this fingerprint is ingested."""
-        return bool(await self.r.sadd(self.k.bounces_seen, fingerprint))
+    async def seen(self, fingerprint: str) -> bool:
+        """Whether a mail with this fingerprint was ingested to the end already."""
+        return bool(await self.r.sismember(self.k.bounces_seen, fingerprint))
+
+    async def mark_seen(self, fingerprint: str) -> None:
+        """Called once the mail's consequences are all recorded (see worker/ingest.py)."""
+        await self.r.sadd(self.k.bounces_seen, fingerprint)
+
+    async def weak_today(self, address_key: str, day: str) -> int:
+        """Count one more unverified bounce for the address on ``day``; the new count."""
+        key = self.k.bounces_weak(address_key, day)
+        async with self.r.pipeline(transaction=True) as p:
+            p.incr(key)
+            p.expire(key, 2 * 86400)
+            n, _ = await p.execute()
+        return int(n)
 
     async def log(self, entry: dict[str, Any]) -> None:
         await self.r.rpush(self.k.bounces, _dumps({"at": now_iso(), **entry}))

@@ -59,6 +59,8 @@ from .policy import next_retry_delay_s, pickup_passed, retention_s, retry_horizo
 from .runtime import Runtime
 from .settings import Settings
 from .store import Claim, Store, now_ms
+from .verp import Sent
+from .verp_store import stamp_return_path
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +162,9 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         return await _phone(rt.store, ev, claim, decision.reason)
 
     assert decision.envelope is not None
-    notice = rt.composer.hold_ready(ev, decision.envelope, claim.notice)
+    notice = await stamp_return_path(
+        rt.store, rt.settings, rt.composer.hold_ready(ev, decision.envelope, claim.notice),
+        Sent("hold", ev.card_number, decision.envelope, ev.hold_id))
 
     async def extend(seconds: float) -> bool:
         # the relay's reply to the message may take longer than the lease has left

@@ -3,13 +3,17 @@
 Sources: one file, a Maildir, an mbox, a folder of files, or standard input (an MTA
 alias can pipe the lib@ mailbox's bounces here). Each mail is recorded in the ingest
 log whatever it is; the same mail ingested twice counts once (its Message-ID, else
-its bytes, is the fingerprint). Non-bounces (auto-replies, delivery reports,
-delays) are recorded and change nothing.
+its bytes, is the fingerprint, marked once the mail's consequences are recorded).
+Non-bounces (auto-replies, delivery reports, delays) are recorded and change nothing.
 
-Tracing: the original Message-ID quoted in the bounce (message/rfc822,
-text/rfc822-headers, In-Reply-To, References — the classifier finds it) names our
-notice and so the hold and the patron; without it, the failed recipient address
-leads to the cards holding that address and their most recent mailed notice.
+Tracing: the VERP token of the return path the bounce came back to (see
+:mod:`worker.verp`; the delivering MTA records it in Delivered-To/X-Original-To); else
+the original Message-ID quoted in the bounce (message/rfc822, text/rfc822-headers,
+In-Reply-To, References — the classifier finds it), which names our notice and so the
+hold and the patron; else the failed recipient address, which leads to the cards
+holding that address and their most recent mailed notice. How far the result is
+believed — whether it may suspend and re-phone — is :mod:`worker.bounces.trust`'s rule;
+each row and failure record says what traced it and whether it was verified.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hashlib
 import mailbox
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
@@ -26,10 +31,14 @@ from .masking import mask_address
 from .bounce_effects import address_key, apply_failure
 from .bounce_store import BounceStore
 from .bounces import BounceResult, classify_mail
+from .bounces.trust import MailFacts, TokenState, Traced, Trust, assess, mail_facts
 from .compose import token_of
+from .jdate import now_tokyo
 from .registry import Registry
 from .settings import Settings
 from .store import Store
+from .verp import Sent, token_in
+from .verp_store import sent_for
 
 MAX_MAIL_BYTES = 25 * 1024 * 1024
 _MB = MAX_MAIL_BYTES // (1024 * 1024)
@@ -105,49 +114,97 @@ def fingerprint(raw: bytes) -> str:
     return "mid:" + (m[1].decode("ascii", "replace") if m else hashlib.sha256(raw).hexdigest())
 
 
-async def trace(store: Store, settings: Settings, r: BounceResult
-                ) -> tuple[str | None, str | None, dict[str, str] | None, str]:
-    """(card, hold_id, hold record, how) for one failed recipient."""
+@dataclass(frozen=True)
+class Trace:
+    how: Traced                       # what traced it: verp, message-id, address, none
+    card: str | None = None
+    hold_id: str | None = None
+    hold: dict[str, str] | None = None
+    sent: Sent | None = None          # what the VERP token was issued for
+
+
+async def trace(store: Store, settings: Settings, r: BounceResult, sent: Sent | None = None
+                ) -> Trace:
+    """Trace one failed recipient: the VERP token first (``sent``), then our
+    Message-ID quoted in the bounce, then the failed address."""
+    if sent is not None:
+        hold = await store.get_hold(sent.hold_id) if sent.hold_id else None
+        return Trace("verp", sent.card, sent.hold_id or None, hold or None, sent)
     token = token_of(r.original_message_id or "", settings.mail.message_id_domain)
     if token:
         hold_id = await store.hold_for_token(token)
         if hold_id:
             hold = await store.get_hold(hold_id)
-            return hold.get("card_number"), hold_id, hold, "message-id"
+            return Trace("message-id", hold.get("card_number"), hold_id, hold)
     if not r.recipient:
-        return None, None, None, "none"
+        return Trace("none")
     cards = sorted(await Registry(store).cards_with(address_key(r.recipient)))
     for card in cards:
         for hold_id in await BounceStore(store).recent_holds(card):
             hold = await store.get_hold(hold_id)
             if hold.get("status") == "sent":
-                return card, hold_id, hold, "address"
-    return (cards[0] if cards else None), None, None, "address" if cards else "none"
+                return Trace("address", card, hold_id, hold)
+    return Trace("address", cards[0]) if cards else Trace("none")
+
+
+async def _return_path(store: Store, settings: Settings, facts: MailFacts
+                       ) -> tuple[TokenState, Sent | None]:
+    token = token_in(settings.mail.return_path, facts.envelope_to)
+    if token is None:
+        return "absent", None
+    sent = await sent_for(store, token)
+    return ("valid", sent) if sent else ("unknown", None)
 
 
 async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) -> list[dict[str, Any]]:
     bs = BounceStore(store)
     fp = fingerprint(raw)
-    if not await bs.first_time(fp):
+    if await bs.seen(fp):
         dup: dict[str, Any] = {"file": name, "duplicate": True, "fingerprint": fp}
         await bs.log(dup)
         return [dup]
+    facts = mail_facts(raw)
+    token_state, sent = await _return_path(store, settings, facts)
     rows = []
     for r in classify_mail(raw):
-        card, hold_id, hold, how = await trace(store, settings, r) if r.is_bounce else (None, None, None, "")
+        t = await trace(store, settings, r, sent) if r.is_bounce else Trace("none")
+        trust = assess(t.how, token_state, facts)
+        address = t.sent.address if t.sent else r.recipient
         row: dict[str, Any] = {"file": name, "is_bounce": r.is_bounce, "reason": r.reason,
                                "permanent": r.permanent, "status": r.status,
-                               "recipient": mask_address(r.recipient) if r.recipient else None,
-                               "traced": how, "card_number": card, "hold_id": hold_id}
-        if r.is_bounce and r.permanent and r.recipient:
-            effect = await apply_failure(store, settings, r, card=card, hold_id=hold_id,
-                                         address=r.recipient, source="bounce mail", hold=hold)
+                               "recipient": mask_address(address) if address else None,
+                               "traced": t.how if r.is_bounce else "",
+                               "card_number": t.card, "hold_id": t.hold_id}
+        if r.is_bounce:
+            row.update(trust=trust.label, evidence=trust.evidence)
+        if r.is_bounce and r.permanent and address and await _within_limit(bs, settings, trust,
+                                                                           address):
+            effect = await apply_failure(store, settings, r, card=t.card, hold_id=t.hold_id,
+                                         address=address, source="bounce mail", hold=t.hold,
+                                         trust=trust, traced=t.how)
             row.update(suspended=effect["suspended"], hold_action=effect["hold"],
                        score=effect["score"])
+            if t.sent and t.sent.kind == "registration" and trust.verified:
+                await Registry(store).set_confirmation(t.card or "", t.sent.event_id, "bounced",
+                                                       f"{r.reason} {r.status or ''}".strip())
         else:
             if r.is_bounce:
                 await bs.count(r.reason)
-            row["action"] = "recorded only"
+            row["action"] = ("rate-limited (unverified)" if r.is_bounce and r.permanent
+                             and address and not trust.verified else "recorded only")
         await bs.log({**row, "fingerprint": fp})
         rows.append(row)
+    # marked only now: a crash before this line (a killed process, Redis gone) means
+    # the mail is ingested again, at worst leaving a second failure row; marking it
+    # first would lose a real bounce for good (suspension and re-phoning are idempotent)
+    await bs.mark_seen(fp)
     return rows
+
+
+async def _within_limit(bs: BounceStore, settings: Settings, trust: Trust, address: str) -> bool:
+    """Verified bounces always count; unverified ones up to ``unverified_per_day`` per
+    address and day (a flood of forged mails must not bury staff's list)."""
+    if trust.verified:
+        return True
+    n = await bs.weak_today(address_key(address), now_tokyo().date().isoformat())
+    return n <= settings.bounces.unverified_per_day

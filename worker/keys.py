@@ -26,6 +26,10 @@ bouncescore:{key}           zset   day (YYYY-MM-DD) → bounce points given that
 bounces                     list   JSON of every ingested mail and its outcome  kept (audit)
 bounces:seen                set    fingerprints of ingested mails (dedup)       kept
 bounces:reasons             hash   reason → failures recorded (metrics)         kept
+bounces:weak:{key}:{day}    str    unverified bounces counted for an address    2 days
+                                   that day (rate limit, worker/ingest.py)
+verp:{token}                str    JSON of what a return-path token was issued  [bounces] token_days
+                                   for: hold or registration, card, address
 suspended                   set    cards whose address is suspended (metrics)   while suspended
 sent:{card}                 list   hold ids of the last notices mailed to card  20 newest
 rejected                    hash   fingerprint → JSON of a refused event        kept (staff review)
@@ -108,6 +112,12 @@ class Keys:
     @property
     def bounce_reasons(self) -> str:
         return f"{self.prefix}bounces:reasons"
+
+    def bounces_weak(self, address_key: str, day: str) -> str:
+        return f"{self.prefix}bounces:weak:{address_key}:{day}"
+
+    def verp(self, token: str) -> str:
+        return f"{self.prefix}verp:{token}"
 
     @property
     def suspended(self) -> str:

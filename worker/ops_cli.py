@@ -80,6 +80,11 @@ def _render_samples(s: Settings) -> str:
     return f"templates in {s.templates_dir} render ({len(n.data)} and {len(c.data)} bytes)"
 
 
+def _check_bounces(s: Settings) -> str:
+    from .mailbox.watch import check_mailbox
+    return check_mailbox(s)
+
+
 CHECKS: list[tuple[str, Callable[[Settings], str]]] = [
     ("redis", _check_redis), ("mail", _check_relay), ("templates", check_templates)]
 
@@ -87,7 +92,8 @@ CHECKS: list[tuple[str, Callable[[Settings], str]]] = [
 def cmd_check(args: argparse.Namespace, s: Settings) -> int:
     failed = 0
     print(f"ok    settings  {s.source}; {len(s.branches)} branches, transport {s.mail.transport}")
-    for name, check in CHECKS:
+    # the bounce mailbox only when one is set ([bounces] mailbox)
+    for name, check in CHECKS + [("bounces", _check_bounces)] * bool(s.bounces.mailbox):
         try:
             print(f"ok    {name:<9} {check(s)}", flush=True)
         except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the rest

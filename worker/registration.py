@@ -33,6 +33,8 @@ from .registry import Registry
 from .runtime import Runtime
 from .settings import Settings
 from .store import Store, now_ms
+from .verp import Sent
+from .verp_store import stamp_return_path
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +92,9 @@ async def register(rt: Runtime, ev: AddressRegistered, key: str | None = None) -
         await reg.apply(card, change)
     except _Seen as seen:
         return seen.outcome
-    notice = rt.composer.confirmation(addr.envelope, code, ev.application_branch, addr.carrier,
-                                      ja_date(expires), new_token())
+    notice = await stamp_return_path(rt.store, settings, rt.composer.confirmation(
+        addr.envelope, code, ev.application_branch, addr.carrier, ja_date(expires), new_token()),
+        Sent("registration", card, addr.envelope, event_id=ev.event_id))
     try:
         await rt.transport.send(notice)
     except PermanentDeliveryError as e:

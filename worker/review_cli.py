@@ -153,7 +153,10 @@ def cmd_failures(args: argparse.Namespace, s: Settings) -> int:
             print("(none)")
         for r in rows:
             print(f"{r['at']}  card {r['card_number'] or '-'}  hold {r['hold_id'] or '-'}  "
-                  f"{r['reason']} ({r['reason_ja']}){'  [受信設定]' if r['misconfigured_recipient'] else ''}")
+                  f"{r['reason']} ({r['reason_ja']}){'  [受信設定]' if r['misconfigured_recipient'] else ''}"
+                  f"{'' if r['verified'] else '  [未確認 unverified]'}")
+            if not r["verified"]:
+                print(f"    {r['evidence']}")
             print(f"    {r['diagnostic']}")
             print(f"    伝えること: {r['advice']}")
         return 0

@@ -90,6 +90,15 @@ class MailSettings(_Section):
     charset: Literal["utf-8", "iso-2022-jp"] = "utf-8"
     # right-hand side of every Message-ID we mint, so bounces can be traced back
     message_id_domain: str = "city.omitama.ibaraki.jp"
+    # VERP envelope sender, e.g. bounce+{token}@city.omitama.ibaraki.jp (worker/verp.py);
+    # empty: every mail goes out with MAIL FROM:<from_address>, as before
+    return_path: str = ""
+
+    @field_validator("return_path")
+    @classmethod
+    def _verp(cls, v: str) -> str:
+        from .verp import check_template
+        return check_template(v)
 
     @field_validator("from_address")
     @classmethod
@@ -181,6 +190,24 @@ class BounceSettings(_Section):
     threshold: float = Field(5.0, gt=0)
     # … and points older than this no longer count.
     stale_after_days: float = Field(7.0, gt=0)
+    # how long a VERP return-path token still traces a bounce to its notice
+    token_days: float = Field(30.0, gt=0)
+    # unverified bounce mails recorded per address and day; more are only logged
+    unverified_per_day: int = Field(3, ge=0)
+    # where bounce mails arrive for `bounces watch` (worker/mailbox/): maildir:PATH,
+    # imap://user@host/FOLDER or imaps://user@host[:port]/FOLDER; empty: off
+    mailbox: str = ""
+    # the IMAP password: set OMITAMA_NOTIFY_BOUNCES__PASSWORD, never in the file
+    password: SecretStr = SecretStr("")
+    # seconds between looks at the mailbox when the server offers no IDLE (or Maildir)
+    poll_s: float = Field(30.0, gt=0)
+
+    @field_validator("mailbox")
+    @classmethod
+    def _mailbox(cls, v: str) -> str:
+        if v and not v.startswith(("maildir:", "imap://", "imaps://")):
+            raise ValueError("must be maildir:PATH, imap://user@host/FOLDER or imaps://…")
+        return v
 
 
 class LoggingSettings(_Section):

@@ -49,5 +49,8 @@ async def failures_view(store: Store) -> list[dict[str, Any]]:
         row = {k: f.get(k) for k in FAILURE_FIELDS}
         row["reason_ja"] = REASON_JA.get(f.get("reason") or "", "その他の理由")
         row["address"] = f.get("address")
+        # bounce mails that proved nothing (worker/bounces/trust.py): shown, not acted on
+        row["verified"] = f.get("verified", True)
+        row["evidence"] = f.get("evidence")
         rows.append(row)
     return rows

@@ -1,0 +1,136 @@
+"""``bounces watch``: ingest every mail of the bounce mailbox once, then wait for more.
+
+One pass (:func:`run_pass`) reads each waiting mail, ingests it, and moves it out of the
+inbox only after it was recorded. Redis trouble stops the pass with the mail left where
+it is (the next pass tries again); any other failure on one mail moves that mail to
+``ForStaff`` so it cannot block the ones after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from redis.exceptions import RedisError
+
+from ..errors import StoreError
+from ..ingest import MAX_MAIL_BYTES, ingest_one
+from ..settings import Settings
+from ..store import Store
+from . import FOR_STAFF, PROCESSED, Mailbox, open_mailbox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Counts:
+    mails: int = 0
+    processed: int = 0
+    for_staff: int = 0
+    duplicates: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def understood(rows: list[dict[str, Any]]) -> bool:
+    """A bounce, a known automatic mail (vacation, delay, delivery report) or a duplicate;
+    anything else may be a person writing to the bounce address: staff should read it."""
+    return any(r.get("duplicate") or r.get("is_bounce") or r.get("reason") for r in rows)
+
+
+def run_pass(box: Mailbox, ingest: Callable[[str, bytes], list[dict[str, Any]]],
+             stop: threading.Event | None = None, limit: int | None = None) -> Counts:
+    c = Counts()
+    for mail_id in box.pending():
+        if (stop and stop.is_set()) or (limit is not None and c.mails >= limit):
+            break
+        c.mails += 1
+        try:
+            raw = box.read(mail_id)
+        except FileNotFoundError:
+            continue  # another reader moved it meanwhile
+        except OSError as e:
+            log.warning("bounce mailbox: cannot read %s: %s; kept in %s", mail_id, e, FOR_STAFF)
+            box.move(mail_id, FOR_STAFF)
+            c.for_staff += 1
+            continue
+        if len(raw) > MAX_MAIL_BYTES:
+            rows: list[dict[str, Any]] = []
+        else:
+            try:
+                rows = ingest(f"{box.name}:{mail_id}", raw)
+            except (RedisError, StoreError, ConnectionError):
+                raise  # the mail stays in the inbox; the next pass retries it
+            except Exception as e:  # noqa: BLE001 - one bad mail must not block the rest
+                log.exception("bounce mailbox: ingesting %s failed: %s", mail_id, e)
+                rows = []
+        c.rows += rows
+        c.duplicates += sum(bool(r.get("duplicate")) for r in rows)
+        if understood(rows):
+            box.move(mail_id, PROCESSED)
+            c.processed += 1
+        else:
+            box.move(mail_id, FOR_STAFF)
+            c.for_staff += 1
+    return c
+
+
+def watch(settings: Settings, *, once: bool = False, limit: int | None = None,
+          stop: threading.Event | None = None,
+          report: Callable[[Counts], None] = lambda c: None) -> Counts:
+    """Run passes until ``stop`` is set (or one pass with ``once``). Mailbox connection
+    errors are logged and retried after ``[bounces] poll_s``."""
+    stop = stop or threading.Event()
+    loop = asyncio.new_event_loop()
+    store = Store.connect(settings.redis.url, settings.redis.key_prefix)
+    total = Counts()
+
+    def ingest(name: str, raw: bytes) -> list[dict[str, Any]]:
+        return loop.run_until_complete(ingest_one(store, settings, name, raw))
+
+    box: Mailbox | None = None
+    try:
+        while not stop.is_set():
+            try:
+                if box is None:
+                    box = open_mailbox(settings)
+                    setattr(box, "stop", stop)
+                c = run_pass(box, ingest, stop, limit)
+                total.mails += c.mails
+                total.processed += c.processed
+                total.for_staff += c.for_staff
+                total.duplicates += c.duplicates
+                total.rows += c.rows
+                report(c)
+                if once:
+                    break
+                box.wait(settings.bounces.poll_s)
+            except (OSError, imaplib.IMAP4.error, RedisError, StoreError) as e:
+                if once:
+                    raise
+                log.warning("bounce mailbox %s: %s; trying again in %g s",
+                            settings.bounces.mailbox.split("@")[-1], e, settings.bounces.poll_s)
+                if box is not None:
+                    box.close()
+                    box = None
+                stop.wait(settings.bounces.poll_s)
+    finally:
+        if box is not None:
+            box.close()
+        loop.run_until_complete(store.close())
+        loop.close()
+    return total
+
+
+def check_mailbox(settings: Settings) -> str:
+    """``check``: the bounce mailbox is reachable and readable (when one is set)."""
+    if not settings.bounces.mailbox:
+        return "no bounce mailbox set ([bounces] mailbox): bounces only by `bounces ingest`"
+    box = open_mailbox(settings)
+    try:
+        return box.describe()
+    finally:
+        box.close()
