@@ -133,7 +133,7 @@ def index_of(rcpt: str) -> int:
 def activate_patrons(space: Space, n: int) -> None:
     """n patrons with an approved address, written the way the worker writes them."""
     from worker.contact import ContactState
-    from worker.store import Store
+    from worker.store.core import Store
 
     async def go() -> None:
         store = Store.connect(REDIS_URL, space.prefix)
@@ -289,8 +289,8 @@ def make_sink(kind: str) -> Sink:
 
 def prebuilt(space: Space, n: int) -> list[Any]:
     """n notices built by the worker's own composer, flattened to bytes beforehand."""
-    from worker.compose import Composer, new_token
-    from worker.events import parse_event
+    from worker.mail.compose import Composer, new_token
+    from worker.ils.events import parse_event
 
     s = settings_for(space)
     comp = Composer(s)

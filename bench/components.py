@@ -61,13 +61,13 @@ def ack_round(parser: type, n: int) -> float:
 
 
 def notice_round(space: Any, sink: Any, loop: str, parser: type, first: int, n: int) -> float:
-    from worker.events import parse_event
-    from worker.holds import Outcome, notify_hold_ready
-    from worker.keys import Keys
+    from worker.ils.events import parse_event
+    from worker.app.holds import Outcome, notify_hold_ready
+    from worker.store.keys import Keys
     from worker.runtime import Runtime
-    from worker.compose import Composer
-    from worker.store import Store
-    from worker.transport import make_transport
+    from worker.mail.compose import Composer
+    from worker.store.core import Store
+    from worker.mail.transport import make_transport
 
     s = settings_for(space, OMITAMA_NOTIFY_MAIL__TRANSPORT="smtp",
                      OMITAMA_NOTIFY_SMTP__PORT=str(sink.port))

@@ -37,7 +37,7 @@ def usage(client, keys: list[bytes]) -> float:
 
 
 def memory_figures(space, n: int) -> dict[str, float]:
-    from worker.store import Store
+    from worker.store.core import Store
 
     c = space.client()
     holds = list(c.scan_iter(f"{space.prefix}hold:*", count=5000))

@@ -2,7 +2,7 @@
 
 Redis: ``OMITAMA_TEST_REDIS_URL`` (default redis://127.0.0.1:6379/12). When none
 answers, a private redis-server is started for the session (see ./run and
-worker/devredis.py). Every key this run writes starts with a prefix unique to
+worker/store/devredis.py). Every key this run writes starts with a prefix unique to
 the run — our own keys and dramatiq's namespace alike — and is deleted at the end,
 so parallel runs on one server do not meet.
 """
@@ -25,7 +25,7 @@ def _private_redis_if_needed() -> None:
     import atexit
     import signal
 
-    from worker.devredis import redis_answers, start_redis
+    from worker.store.devredis import redis_answers, start_redis
 
     if redis_answers(os.environ["OMITAMA_TEST_REDIS_URL"]):
         return

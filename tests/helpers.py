@@ -159,7 +159,7 @@ def run_worker(settings: Any, threads: int = 4) -> Iterator[Any]:
     import dramatiq
 
     import worker.runtime as rtmod
-    from worker.actors import broker
+    from worker.queue.actors import broker
     from worker.runtime import Runtime
 
     rtmod._runtime = Runtime.create(settings)
@@ -177,7 +177,7 @@ def run_worker(settings: Any, threads: int = 4) -> Iterator[Any]:
 
 def with_store(settings: Any, fn: Callable[[Any], Any]) -> Any:
     """Run ``await fn(store)`` against the real Redis, from synchronous test code."""
-    from worker.store import Store
+    from worker.store.core import Store
 
     async def go() -> Any:
         store = Store.connect(settings.redis.url, settings.redis.key_prefix)
@@ -207,12 +207,12 @@ async def set_contact(store: Any, card: str, state: Any, *, address: str | None 
     store function as the worker (the address index included); no mail is sent."""
     from datetime import datetime, timezone
 
-    from worker.addresses import normalise_address
-    from worker.codes import hash_code
+    from worker.contact.addresses import normalise_address
+    from worker.contact.codes import hash_code
     from worker.contact import ContactState
     from worker.contact.changes import Registration, approved, registered, removed, suspended
     from worker.masking import mask_address
-    from worker.registry import Registry
+    from worker.store.contacts import Registry
 
     reg = Registry(store)
     if state is ContactState.NONE:

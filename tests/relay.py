@@ -33,7 +33,7 @@ MAIN_CF = """\
 # -- what the city's relay needs for the bounce loop --------------------------------
 # the worker's mail goes onward through the carrier (production: DNS MX lookups)
 relayhost = [127.0.0.1]:{carrier_port}
-# bounce+TOKEN@{domain} reaches the bounce mailbox (VERP, see worker/verp.py)
+# bounce+TOKEN@{domain} reaches the bounce mailbox (VERP, see worker/mail/verp.py)
 recipient_delimiter = +
 # bounces to the library's domain are delivered into a Maildir ("bounces/": a name ending
 # in / means Maildir) that `omitama-notify bounces watch` reads: [bounces] mailbox =

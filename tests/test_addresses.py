@@ -1,4 +1,4 @@
-"""Tests for worker.addresses and worker.carriers: pure functions, no services needed.
+"""Tests for worker.contact.addresses and worker.contact.carriers: pure functions, no services needed.
 
 They pin down what staff will see when a patron's address is refused, the two forms a
 legacy carrier address takes (display vs. envelope), that typo hints never fire on real
@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from email_validator import EmailUndeliverableError
 
-import worker.addresses as addresses
-from worker.addresses import (
+import worker.contact.addresses as addresses
+from worker.contact.addresses import (
     KNOWN_DOMAINS,
     LEGACY_DOMAINS,
     Address,
@@ -20,7 +20,7 @@ from worker.addresses import (
     suggest_domain,
 )
 from worker.masking import mask_address
-from worker.carriers import (
+from worker.contact.carriers import (
     CARRIERS,
     DEFAULT_SENDER,
     allow_sender_advice,

@@ -203,7 +203,7 @@ def test_classify_paths_reports_unreadable_files_and_goes_on(tmp_path) -> None:
 # -- one list of carrier domains (issue 12) -------------------------------------------------
 
 def test_every_carrier_domain_gets_both_the_advice_and_the_filter_judgement() -> None:
-    from worker.domains import _CARRIER_DOMAINS
+    from worker.contact.domains import _CARRIER_DOMAINS
 
     for domain in [*_CARRIER_DOMAINS, "biz.au.com", "d.vodafone.ne.jp"]:
         refused = classify_smtp_reply(

@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
 from tests.helpers import set_contact
-from worker.bounce_policy import judge
+from worker.bounces.scoring import judge
 from worker.contact import ContactState
 from worker.settings import BounceSettings
 
@@ -44,7 +44,7 @@ def hold(s, hold_id: str) -> dict:
 
 
 def send_and_wait(s, *events, status="sent") -> None:
-    from worker.actors import hold_ready
+    from worker.queue.actors import hold_ready
     with run_worker(s):
         for ev in events:
             hold_ready.send(ev)
@@ -141,7 +141,7 @@ def dsn(original: bytes | None, recipient: str, status: str, diag: str, mid: str
 
 
 def ingest(path: str, stdin: bytes | None = None) -> list[dict]:
-    r = subprocess.run([sys.executable, "-m", "worker.cli", "bounces", "ingest", path, "--json"],
+    r = subprocess.run([sys.executable, "-m", "worker.cli.main", "bounces", "ingest", path, "--json"],
                        input=stdin, capture_output=True, cwd=ROOT, timeout=60, env=os.environ)
     assert r.returncode == 0, r.stderr
     return [json.loads(x) for x in r.stdout.decode().splitlines()]
@@ -197,7 +197,7 @@ def test_bounce_traced_by_address_only_is_unverified_and_changes_no_state(s, smt
 
 
 def test_picked_up_hold_is_not_phoned_after_a_bounce(s, smtp_sink, tmp_path):
-    from worker.actors import hold_picked_up
+    from worker.queue.actors import hold_picked_up
     active(s, "C1", "taro@example.jp")
     send_and_wait(s, hold_event("H1", "C1"))
     with run_worker(s):
@@ -240,7 +240,7 @@ def test_bad_input_never_crashes_and_changes_nothing(s, tmp_path, content):
 
 
 def test_unreadable_path_is_reported_and_run_goes_on(s, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "worker.cli", "bounces", "ingest",
+    r = subprocess.run([sys.executable, "-m", "worker.cli.main", "bounces", "ingest",
                         str(tmp_path / "missing.eml")], capture_output=True, text=True, cwd=ROOT,
                        timeout=60)
     assert r.returncode == 0 and "unreadable" in r.stdout
@@ -250,7 +250,7 @@ def test_review_failures_json_and_reenable(s, smtp_sink):
     active(s, "C1", "nobody@example.jp")
     smtp_sink.refuse("nobody@example.jp", "550 5.1.1 User unknown")
     send_and_wait(s, hold_event("H1", "C1"), status="phoned")
-    cli = [sys.executable, "-m", "worker.cli", "review"]
+    cli = [sys.executable, "-m", "worker.cli.main", "review"]
     out = subprocess.run(cli + ["failures", "--json"], capture_output=True, text=True, cwd=ROOT)
     [row] = [json.loads(x) for x in out.stdout.splitlines()]
     assert set(row) == {"card_number", "hold_id", "reason", "misconfigured_recipient",

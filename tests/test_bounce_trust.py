@@ -124,7 +124,7 @@ def test_forged_dsn_with_a_real_message_id_suspends_nothing(s, smtp_sink):
     import subprocess
     import sys
     from tests.test_bounce_handling import ROOT
-    out = subprocess.run([sys.executable, "-m", "worker.cli", "review", "failures"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "worker.cli.main", "review", "failures"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60).stdout
     assert out.count("[未確認 unverified]") == 2 and "quotes our Message-ID" in out
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None):
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "worker.cli.main", *args], input=stdin,
                           capture_output=True, text=True, cwd=ROOT, timeout=60,
                           env={**os.environ, **(env or {})})
 
@@ -125,7 +125,7 @@ def test_enqueue_empty_input_is_not_success(clean_redis):
 
 def test_review_calls_and_called(clean_redis, settings):
     with run_worker(settings):
-        from worker.actors import hold_ready
+        from worker.queue.actors import hold_ready
         hold_ready.send(hold_event("H-1", "C-1", contact="phone", pickup_branch="minori"))
         hold_ready.send(hold_event("H-2", "C-2", contact="phone", pickup_branch="ogawa",
                                    pickup_by="2099-12-01"))
@@ -162,7 +162,7 @@ def test_review_pending_approve_reject_through_the_cli(clean_redis, settings, tm
 
     from tests.helpers import variant
     s = variant(settings, mail={"outbox_dir": tmp_path / "out"})
-    from worker.actors import address_registered
+    from worker.queue.actors import address_registered
     with run_worker(s):
         for card, addr, branch in [("C1", "taro@docomo.ne.jp", "ogawa"),
                                    ("C2", "hana@ezweb.ne.jp", "tamari")]:
@@ -204,7 +204,7 @@ def test_review_pending_approve_reject_through_the_cli(clean_redis, settings, tm
 
 
 def cli_bytes(*args: str, stdin: bytes):
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "worker.cli.main", *args], input=stdin,
                           capture_output=True, cwd=ROOT, timeout=120)
 
 
@@ -264,7 +264,7 @@ def test_enqueue_refuses_a_lone_surrogate_and_goes_on(clean_redis, settings):
     ("taro@docomo.ne.jp\r\nBcc: evil@example.com", "line break"),
 ])
 def test_enqueue_refuses_an_address_the_worker_would_refuse(clean_redis, settings, email, words):
-    """Issue 14 #10: the same check as the worker (worker.addresses.normalise_address,
+    """Issue 14 #10: the same check as the worker (worker.contact.addresses.normalise_address,
     no DNS), so the integrator sees the refusal where the event is produced."""
     ev = {"event_id": "reg-1", "type": "address_registered", "card_number": "C1",
           "email": email, "registered_at": "2026-11-29T10:00:00+09:00",
@@ -311,7 +311,7 @@ def _all_parsers(parser, path=()):
 def test_every_option_of_every_command_has_help_without_markup():
     import argparse
 
-    from worker.cli import build_parser
+    from worker.cli.main import build_parser
     seen = 0
     for path, parser in _all_parsers(build_parser()):
         for action in parser._actions:

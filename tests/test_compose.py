@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from tests.helpers import hold_event, variant
-from worker.compose import Composer, token_of
-from worker.events import parse_event
-from worker.carriers import CARRIERS
+from worker.mail.compose import Composer, token_of
+from worker.ils.events import parse_event
+from worker.contact.carriers import CARRIERS
 from worker.jdate import TOKYO, ja_date, ja_datetime
-from worker.linewrap import MAIL_COLUMNS, columns, wrap
-from worker.mime import build_text_message, check_addr_spec, encode_words
+from worker.mail.linewrap import MAIL_COLUMNS, columns, wrap
+from worker.mail.mime import build_text_message, check_addr_spec, encode_words
 
 
 def parsed(data: bytes):

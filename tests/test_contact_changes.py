@@ -148,6 +148,6 @@ def test_every_state_is_reachable_and_every_kind_is_used():
     states = {t[3] for t in TABLE if t[3]}
     assert states == {s.value for s in ContactState}
     kinds = {t[4] for t in TABLE} - {REFUSED}
-    # the call list's kinds are no contact transitions (worker/calls.py writes them)
+    # the call list's kinds are no contact transitions (worker/app/calls.py writes them)
     assert kinds == set(AuditKind) - {AuditKind.ADDRESS_REFUSED, AuditKind.CALLED,
                                       AuditKind.UNCALLED}

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.helpers import free_port, wait_for
-from worker.devredis import ensure_redis, redis_answers, redis_server_binary, start_redis
+from worker.store.devredis import ensure_redis, redis_answers, redis_server_binary, start_redis
 from worker.errors import StoreError
 
 
@@ -82,7 +82,7 @@ def _env(tmp_path: Path, port: int) -> dict[str, str]:
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "worker.cli.main", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -94,7 +94,7 @@ def _pid_on(url: str) -> int:
 def test_worker_stops_the_private_redis_it_started_and_data_stays(tmp_path, stop):
     port = free_port()
     url, env, data = f"redis://127.0.0.1:{port}/0", _env(tmp_path, port), tmp_path / "var" / "redis"
-    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli.main", "worker"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     redis_pid = None

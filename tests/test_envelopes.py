@@ -43,7 +43,7 @@ def test_foreign_queue_names_never_stop_the_worker(s, clean_redis, tmp_path):
     ns = s.redis.namespace
     env = {**os.environ, "OMITAMA_NOTIFY_MAIL__OUTBOX_DIR": str(s.mail.outbox_dir),
            "OMITAMA_NOTIFY_WORKER__PROCESSES": "1", "OMITAMA_NOTIFY_WORKER__THREADS": "2"}
-    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli.main", "worker"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:

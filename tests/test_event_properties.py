@@ -22,12 +22,12 @@ from hypothesis import strategies as st
 
 from tests.helpers import hold_event
 from tests.test_events import OTHER_EVENTS
-from worker.enqueue import split_events
+from worker.cli.enqueue import split_events
 from worker.errors import EventError
-from worker.events import (EARLIEST_DAY, EVENT_TYPES, LATEST_DAY, AddressRegistered, HoldReady,
+from worker.ils.events import (EARLIEST_DAY, EVENT_TYPES, LATEST_DAY, AddressRegistered, HoldReady,
                            hold_ref, json_text, parse_event)
 from worker.jdate import TOKYO
-from worker.policy import pickup_deadline, pickup_passed, retention_s, retry_horizon
+from worker.holds.policy import pickup_deadline, pickup_passed, retention_s, retry_horizon
 from worker.settings import DeliverySettings
 
 BRANCHES = {"ogawa", "tamari", "minori"}

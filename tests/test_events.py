@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import hold_event
 from worker.errors import EventError
-from worker.events import HoldReady, hold_ref, parse_event, parse_event_json
+from worker.ils.events import HoldReady, hold_ref, parse_event, parse_event_json
 
 BRANCHES = {"ogawa", "tamari", "minori"}
 
@@ -170,7 +170,7 @@ def test_other_event_types_refuse_bad_fields():
                     "removed_at": "2026-11-29"}).field == "removed_at"
 
 
-# -- what a refused hold_ready still says (it goes to the call list: worker.holds.phone_refused)
+# -- what a refused hold_ready still says (it goes to the call list: worker.app.holds.phone_refused)
 
 def test_a_refused_hold_ready_still_names_its_hold_card_and_branch():
     bad = mutated(lambda e: e["item"].update(material="dvd"))

@@ -208,7 +208,7 @@ def test_smtp_server_down_then_back_delivers_all_once(clean_redis, settings):
 # -- 4. Redis restarted in the middle of a run --------------------------------------------------
 
 def test_redis_restart_mid_run_keeps_all_state(settings, tmp_path, sink):
-    from worker.devredis import start_redis
+    from worker.store.devredis import start_redis
 
     port = free_port()
     data = tmp_path / "redis"
@@ -275,7 +275,7 @@ def test_redis_restart_mid_run_keeps_all_state(settings, tmp_path, sink):
     assert c["unexpected"] == 0 and c["duplicated"] <= 8, report
     # and the run finished: every hold decided, every mail patron told once (or bounced)
     unfinished = sorted(i for i, h in after["holds"].items() if h.get("status") not in ("sent", "phoned"))
-    # messages a live worker lost during the outage are found by the sweeper (worker/sweeper.py)
+    # messages a live worker lost during the outage are found by the sweeper (worker/queue/sweeper.py)
     assert not unfinished, f"holds left undecided: {[f'H{i:05d}' for i in unfinished]}; {report}"
     want_calls = {f"H{i:05d}" for i in [*pending, *suspended, *phone, *refused]}
     assert set(after["calls"]) == want_calls, report
@@ -311,7 +311,7 @@ def test_retry_horizon_past_the_deadline_puts_the_hold_on_the_phone_list(clean_r
     activate(s, [1, 2])
     sink.refuse(addr(1), "451 4.7.1 try again later")  # the relay keeps deferring
     with run_worker(s):
-        from worker.actors import hold_ready
+        from worker.queue.actors import hold_ready
         hold_ready.send(ev(1, pickup_by=tomorrow.isoformat()))
         # and an event that arrives after its pickup date
         hold_ready.send(ev(2, pickup_by=(date.today() - timedelta(days=2)).isoformat()))
@@ -331,7 +331,7 @@ def test_retry_horizon_past_the_deadline_puts_the_hold_on_the_phone_list(clean_r
 
 def test_a_hold_the_worker_keeps_failing_on_ends_on_the_phone_list(clean_redis, settings, sink):
     """A bug or corrupt data makes every attempt at one hold raise: after the error retries
-    (worker.actors.ERROR_RETRIES) the hold is phoned as worker_error, not lost, and the
+    (worker.queue.actors.ERROR_RETRIES) the hold is phoned as worker_error, not lost, and the
     hold beside it is mailed as usual."""
     activate(settings, [1, 2])
     # a contact record corrupted past the registration checks: no notice can be built for it

@@ -35,7 +35,7 @@ def calls(settings) -> list[dict]:
 
 
 def send(event: dict) -> None:
-    from worker.actors import hold_ready
+    from worker.queue.actors import hold_ready
     hold_ready.send(event)
 
 
@@ -96,7 +96,7 @@ def test_duplicates_and_concurrent_redeliveries_send_once(smtp_settings, smtp_si
 
 
 def _queue_empty(settings) -> bool:
-    from worker.actors import broker
+    from worker.queue.actors import broker
     c = broker.client
     ns = settings.redis.namespace
     return (c.llen(f"{ns}:notifications") == 0 and c.hlen(f"{ns}:notifications.msgs") == 0
@@ -166,7 +166,7 @@ def test_relay_down_then_phone_when_deadline_near(smtp_settings, smtp_sink):
 
 
 def test_cancel_before_send_drops_notice_and_leaves_call_list(smtp_settings, smtp_sink):
-    from worker.actors import hold_cancelled, hold_picked_up
+    from worker.queue.actors import hold_cancelled, hold_picked_up
     with run_worker(smtp_settings):
         send(hold_event("H-8", "C-8", contact="phone"))
         wait_for(lambda: hold(smtp_settings, "H-8").get("status") == "phoned")

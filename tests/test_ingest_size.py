@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.ingest import MAX_MAIL_BYTES
+from worker.app.ingest import MAX_MAIL_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIL = (b"From: reader@example.jp\r\nTo: lib@example.jp\r\nSubject: thanks\r\n"
@@ -19,7 +19,7 @@ MAIL = (b"From: reader@example.jp\r\nTo: lib@example.jp\r\nSubject: thanks\r\n"
 
 
 def ingest(path: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "worker.cli", "bounces", "ingest", path],
+    return subprocess.run([sys.executable, "-m", "worker.cli.main", "bounces", "ingest", path],
                           input=stdin, capture_output=True, cwd=ROOT, timeout=120, env=os.environ)
 
 

@@ -36,7 +36,7 @@ def fingerprints(s) -> list[str]:
 
 
 def watch_cmd(env: dict, *args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "worker.cli", "bounces", "watch", *args],
+    return subprocess.Popen([sys.executable, "-m", "worker.cli.main", "bounces", "watch", *args],
                             cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, **kw)
 
@@ -60,7 +60,7 @@ def _fill(md, n: int) -> None:
 
 
 def _watch_once(env: dict) -> None:
-    r = subprocess.run([sys.executable, "-m", "worker.cli", "bounces", "watch", "--once"],
+    r = subprocess.run([sys.executable, "-m", "worker.cli.main", "bounces", "watch", "--once"],
                        cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
@@ -84,7 +84,7 @@ def test_maildir_restart_mid_mailbox_processes_each_mail_once(settings, clean_re
     left = sorted(os.listdir(root / "new"))
     assert len(left) > 2, "the restart did not come mid-mailbox"
     # a crash between recording a mail and moving it: recorded, still in the inbox
-    from worker.ingest import ingest_one
+    from worker.app.ingest import ingest_one
     with_store(s, lambda st: ingest_one(st, s, "by hand", (root / "new" / left[0]).read_bytes()))
     _watch_once(env)
     assert os.listdir(root / "new") == [] and os.listdir(root / "cur") == []
@@ -96,7 +96,7 @@ def test_maildir_restart_mid_mailbox_processes_each_mail_once(settings, clean_re
 
 def test_maildir_crash_mid_mailbox_loses_no_bounce(settings, clean_redis, maildir):
     """SIGKILL at any point: every bounce is recorded; only the one mail in hand at the
-    crash may be recorded twice (see worker/ingest.py), no other."""
+    crash may be recorded twice (see worker/app/ingest.py), no other."""
     root, md = maildir
     n = 30
     _fill(md, n)
@@ -136,12 +136,12 @@ def test_watch_waits_for_new_mail_and_stops_cleanly(settings, clean_redis, maild
 def test_check_reports_the_bounce_mailbox(settings, maildir):
     root, _ = maildir
     env = {**os.environ, "OMITAMA_NOTIFY_BOUNCES__MAILBOX": f"maildir:{root}"}
-    r = subprocess.run([sys.executable, "-m", "worker.cli", "check"], cwd=ROOT, env=env,
+    r = subprocess.run([sys.executable, "-m", "worker.cli.main", "check"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=60)
     [line] = [x for x in r.stdout.splitlines() if "bounces" in x]
     assert line.startswith("ok") and "readable, 0 mail(s) waiting" in line
     env["OMITAMA_NOTIFY_BOUNCES__MAILBOX"] = f"maildir:{root}/missing"
-    r = subprocess.run([sys.executable, "-m", "worker.cli", "check"], cwd=ROOT, env=env,
+    r = subprocess.run([sys.executable, "-m", "worker.cli.main", "check"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=60)
     [line] = [x for x in r.stdout.splitlines() if "bounces" in x]
     assert line.startswith("FAIL") and "not a Maildir" in line
@@ -212,7 +212,7 @@ def test_imap_restart_mid_mailbox_processes_each_mail_once(settings, clean_redis
     c.select("INBOX")
     _, data = c.fetch("1", "(BODY.PEEK[])")
     c.logout()
-    from worker.ingest import ingest_one
+    from worker.app.ingest import ingest_one
     with_store(s, lambda st: ingest_one(st, s, "by hand", data[0][1]))
     _watch_once(_imap_env(imapd))
     assert _count(imapd, "INBOX") == 0
@@ -241,12 +241,12 @@ def test_imap_idle_wakes_the_watch_for_new_mail(settings, clean_redis, imapd):
 @needs_dovecot
 def test_check_reports_the_imap_mailbox_and_a_wrong_password(imapd):
     env = {**os.environ, **_imap_env(imapd)}
-    r = subprocess.run([sys.executable, "-m", "worker.cli", "check"], cwd=ROOT, env=env,
+    r = subprocess.run([sys.executable, "-m", "worker.cli.main", "check"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=60)
     [line] = [x for x in r.stdout.splitlines() if "bounces" in x]
     assert line.startswith("ok") and "logged in, folder readable" in line and "IDLE" in line
     env["OMITAMA_NOTIFY_BOUNCES__PASSWORD"] = "wrong"
-    r = subprocess.run([sys.executable, "-m", "worker.cli", "check"], cwd=ROOT, env=env,
+    r = subprocess.run([sys.executable, "-m", "worker.cli.main", "check"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=60)
     [line] = [x for x in r.stdout.splitlines() if "bounces" in x]
     assert line.startswith("FAIL") and "OMITAMA_NOTIFY_BOUNCES__PASSWORD" in line

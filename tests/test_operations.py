@@ -15,13 +15,13 @@ from pathlib import Path
 
 from tests.helpers import free_port, hold_event, wait_for, with_store
 from tests.helpers import set_contact
-from worker import registration
+from worker.app import registration
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None):
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "worker.cli.main", *args], capture_output=True,
                           text=True, cwd=ROOT, timeout=60, input=stdin,
                           env={**os.environ, **(env or {})})
 
@@ -54,7 +54,7 @@ def test_full_run_metrics_and_no_leaks_in_json_logs(clean_redis, settings, smtp_
            "OMITAMA_NOTIFY_METRICS__PORT": str(port),
            "dramatiq_prom_db": str(tmp_path / "prom")}
     smtp_sink.refuse("kenji.bounce@docomo.ne.jp", "550 5.1.1 <kenji.bounce@docomo.ne.jp>: User unknown")
-    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli.main", "worker"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     secrets = ["hanako.secret@ezweb.ne.jp", "kenji.bounce@docomo.ne.jp", "山田 花子", "鈴木 健二"]
@@ -128,7 +128,7 @@ def test_mask_filter_masks_whatever_slips_through(caplog):
 
 def test_review_rejected_lists_refusals_in_arrival_order(clean_redis, settings):
     # many refusals inside one millisecond used to tie and come out in fingerprint order
-    from worker.refusals import reject
+    from worker.app.refusals import reject
 
     async def refuse_many(store):
         for i in range(60):
@@ -143,9 +143,9 @@ def test_review_rejected_lists_refusals_in_arrival_order(clean_redis, settings):
 def test_first_notice_of_each_interval_is_logged_at_info(caplog):
     import logging
 
-    from worker import activity
+    from worker.queue import activity
     activity.take()
-    with caplog.at_level(logging.INFO, logger="worker.activity"):
+    with caplog.at_level(logging.INFO, logger="worker.queue.activity"):
         for i in range(50):
             activity.note("sent", f"H{i}")
             activity.note("phoned", f"P{i}")

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
 from tests.test_raw_redis_producer import envelope, leftovers, raw_enqueue
-from worker.sweeper import AckWatch
+from worker.queue.sweeper import AckWatch
 
 CLEAN = {"queue": 0, "msgs": 0, "acks": 0, "dead": 0}
 

@@ -161,7 +161,7 @@ def test_a_refused_hold_ready_the_worker_gave_up_on_is_still_listed(outbox_setti
     import asyncio
 
     import worker.runtime as rtmod
-    from worker.actors import gave_up
+    from worker.queue.actors import gave_up
     from worker.runtime import Runtime
 
     s = outbox_settings
@@ -207,7 +207,7 @@ def call_gave_up(s, payload, traceback: str = "Traceback …\nRuntimeError: boom
     import asyncio
 
     import worker.runtime as rtmod
-    from worker.actors import gave_up
+    from worker.queue.actors import gave_up
     from worker.runtime import Runtime
 
     message = {"actor_name": "hold_ready", "message_id": "m-gave-up", "args": [payload],

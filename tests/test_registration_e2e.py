@@ -13,7 +13,7 @@ import re
 import pytest
 
 from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
-from worker import registration
+from worker.app import registration
 from worker.errors import ReviewError
 
 
@@ -31,7 +31,7 @@ def reg_event(card: str, address: str, event_id: str = "r1", branch: str = "mino
 
 
 def register(s, smtp_sink, card: str, address: str, event_id: str = "r1", mails: int = 1):
-    from worker.actors import address_registered
+    from worker.queue.actors import address_registered
     with run_worker(s):
         address_registered.send(reg_event(card, address, event_id))
         wait_for(lambda: len(smtp_sink.messages) >= mails or rejected(s))
@@ -75,7 +75,7 @@ def test_register_confirm_approve_then_hold_goes_by_mail(s, smtp_sink):
     approve(s, "C1", code=code)
     assert state(s, "C1")["state"] == "active"
     assert with_store(s, lambda st: registration.pending_view(st, s)) == []
-    from worker.actors import hold_ready
+    from worker.queue.actors import hold_ready
     with run_worker(s):
         hold_ready.send(hold_event("H1", "C1"))
         wait_for(lambda: len(smtp_sink.messages) == 2)
@@ -127,7 +127,7 @@ def test_reject_returns_to_previous_state(s, smtp_sink):
     register(s, smtp_sink, "C5", "new@ezweb.ne.jp", event_id="r2", mails=2)
     rec = state(s, "C5")
     assert rec["state"] == "pending" and rec["address"] == "old@docomo.ne.jp"
-    from worker.actors import hold_ready
+    from worker.queue.actors import hold_ready
     with run_worker(s):
         hold_ready.send(hold_event("H5", "C5"))
         wait_for(lambda: len(smtp_sink.messages) == 3)
@@ -154,7 +154,7 @@ def test_second_registration_replaces_the_first_code(s, smtp_sink):
 
 
 def test_duplicate_registration_event_sends_one_mail(s, smtp_sink):
-    from worker.actors import address_registered
+    from worker.queue.actors import address_registered
     with run_worker(s):
         for _ in range(3):
             address_registered.send(reg_event("C7", "dup@example.jp", "same-event"))
@@ -165,7 +165,7 @@ def test_duplicate_registration_event_sends_one_mail(s, smtp_sink):
 
 
 def test_removal_goes_back_to_none(s, smtp_sink):
-    from worker.actors import address_removed
+    from worker.queue.actors import address_removed
     register(s, smtp_sink, "C8", "gone@example.jp")
     approve(s, "C8", code=code_in(smtp_sink.messages[0]))
     with run_worker(s):
@@ -245,7 +245,7 @@ def test_code_is_good_through_the_whole_day_the_mail_names(s, smtp_sink, monkeyp
 def test_code_expiry_is_the_end_of_the_named_day_at_any_time_of_registering():
     from datetime import datetime, timedelta
 
-    from worker.codes import code_expired, code_expiry
+    from worker.contact.codes import code_expired, code_expiry
     from worker.jdate import TOKYO, ja_date
     start = datetime(2026, 11, 29, 0, 0, tzinfo=TOKYO)
     for minutes in range(0, 24 * 60, 7):  # every 7 minutes of a day, midnight included

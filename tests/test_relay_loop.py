@@ -48,10 +48,10 @@ def test_carrier_refusal_comes_back_through_the_relay_and_rephones_the_hold(
     active(s, "C2", "hanako@example.jp")
     env = {**os.environ, "OMITAMA_NOTIFY_MAIL__RETURN_PATH": TEMPLATE,
            "OMITAMA_NOTIFY_BOUNCES__MAILBOX": mailbox}
-    watcher = subprocess.Popen([sys.executable, "-m", "worker.cli", "bounces", "watch"],
+    watcher = subprocess.Popen([sys.executable, "-m", "worker.cli.main", "bounces", "watch"],
                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        from worker.actors import hold_ready
+        from worker.queue.actors import hold_ready
         with run_worker(s):
             hold_ready.send(hold_event("H1", "C1"))
             hold_ready.send(hold_event("H2", "C2"))

@@ -9,7 +9,7 @@ import pytest
 
 from worker.contact import CallReason, Contact, ContactState, decide_contact
 from worker.jdate import TOKYO
-from worker.policy import (next_retry_delay_s, pickup_deadline, pickup_passed, retention_s,
+from worker.holds.policy import (next_retry_delay_s, pickup_deadline, pickup_passed, retention_s,
                            retry_horizon)
 from worker.settings import DeliverySettings
 
@@ -74,7 +74,7 @@ def test_records_outlive_the_deadline_for_late_bounces():
 
 
 def test_activity_summary_counts_and_starts_again():
-    from worker import activity
+    from worker.queue import activity
 
     activity.take()
     for outcome in ["sent", "phoned", "sent", "duplicate", "sent"]:

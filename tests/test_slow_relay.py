@@ -26,10 +26,10 @@ import pytest
 
 from tests.helpers import (SmtpSink, hold_event, run_worker, set_contact, variant, wait_for,
                            with_store)
-from worker.compose import Notice
+from worker.mail.compose import Notice
 from worker.contact import ContactState
 from worker.errors import TransientDeliveryError
-from worker.transport import SmtpTransport
+from worker.mail.transport import SmtpTransport
 
 REPLY_S = 0.5
 TIMEOUT_S = 3 * REPLY_S
@@ -51,7 +51,7 @@ def _settings(settings: Any, sink: SmtpSink, **smtp: Any) -> Any:
 
 def _drained(settings: Any) -> bool:
     """Every message on our queue acknowledged (retries waiting in the delay queue too)."""
-    from worker.actors import broker
+    from worker.queue.actors import broker
     ns, c = settings.redis.namespace, broker.client
     return (c.hlen(f"{ns}:notifications.msgs") == 0
             and c.hlen(f"{ns}:notifications.DQ.msgs") == 0)
@@ -65,8 +65,8 @@ def test_each_hold_twice_on_a_slow_relay_gives_one_mail_each(settings, clean_red
         for i in range(N):
             await set_contact(store, f"C-{i}", ContactState.ACTIVE, address=addrs[f"H-{i}"])
     with_store(s, activate)
-    from worker import activity
-    from worker.actors import hold_ready
+    from worker.queue import activity
+    from worker.queue.actors import hold_ready
     activity.take()
     with run_worker(s, threads=2 * N):
         for i in range(N):
@@ -152,7 +152,7 @@ def test_a_lease_shorter_than_the_timeout_is_extended_for_the_reply(settings, cl
                 smtp={"port": smtp_sink.port, "pool_size": 1, "timeout": 5},
                 delivery={"lease_s": 2})
     with_store(s, lambda st: set_contact(st, "C-X", ContactState.ACTIVE, address="x@example.jp"))
-    from worker.actors import hold_ready
+    from worker.queue.actors import hold_ready
     with run_worker(s):
         hold_ready.send(hold_event("H-X", "C-X"))
         wait_for(lambda: with_store(s, lambda st: st.get_hold("H-X")).get("status") == "sent")

@@ -12,10 +12,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
-from worker.compose import Notice
+from worker.mail.compose import Notice
 from worker.errors import PermanentDeliveryError, TransientDeliveryError
-from worker.pipelining import PipeliningProtocol
-from worker.transport import SmtpTransport
+from worker.mail.pipelining import PipeliningProtocol
+from worker.mail.transport import SmtpTransport
 
 from tests.helpers import free_port
 

@@ -11,9 +11,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.helpers import free_port, variant
-from worker.compose import Notice
+from worker.mail.compose import Notice
 from worker.errors import TransientDeliveryError
-from worker.transport import SmtpTransport
+from worker.mail.transport import SmtpTransport
 
 
 class _Handler:

@@ -9,7 +9,7 @@ import pytest
 from tests.helpers import with_store
 from tests.helpers import set_contact
 from worker.contact import ContactState
-from worker.store import Store, safe_url
+from worker.store.core import Store, safe_url
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
-from worker.keys import Keys
-from worker.sweeper import AckWatch, sweep_once
+from worker.store.keys import Keys
+from worker.queue.sweeper import AckWatch, sweep_once
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_overdue_hold_is_re_enqueued_once_and_then_decided(s, clean_redis):
     assert sweep_once(clean_redis, keys, sent.append, push_ms=60_000) == ["H1"]
     assert [e["hold_id"] for e in sent] == ["H1"]
     assert sweep_once(clean_redis, keys, sent.append, push_ms=60_000) == []  # taken once
-    from worker.actors import hold_ready
+    from worker.queue.actors import hold_ready
     with run_worker(s):
         hold_ready.send(sent[0])
         wait_for(lambda: with_store(s, lambda st: st.get_hold("H1")).get("status") == "phoned")
@@ -50,7 +50,7 @@ def test_a_hold_whose_stored_event_is_unreadable_still_reaches_the_call_list(s, 
     keys = Keys(s.redis.key_prefix)
     sent: list[dict] = []
     assert sweep_once(clean_redis, keys, sent.append, push_ms=60_000) == ["H5"]  # no exception
-    from worker.actors import hold_ready
+    from worker.queue.actors import hold_ready
     with run_worker(s):
         hold_ready.send(sent[0])
         wait_for(lambda: with_store(s, lambda st: st.calls()))

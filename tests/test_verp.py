@@ -11,8 +11,8 @@ from hypothesis import given, strategies as st
 
 from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
 from tests.test_bounce_handling import active, failures, hold, patron, send_and_wait
-from worker.ingest import ingest_one
-from worker.verp import check_template, new_token, return_path, token_in
+from worker.app.ingest import ingest_one
+from worker.mail.verp import check_template, new_token, return_path, token_in
 
 TEMPLATE = "bounce+{token}@city.omitama.ibaraki.jp"
 
@@ -101,7 +101,7 @@ def test_return_path_off_by_default_keeps_the_from_address(settings, smtp_sink, 
 
 
 def test_confirmation_mail_bounce_is_traced_to_the_registration(s, smtp_sink):
-    from worker.actors import address_registered
+    from worker.queue.actors import address_registered
     with run_worker(s):
         address_registered.send({"event_id": "r1", "type": "address_registered",
                                  "card_number": "C9", "email": "nobody@example.jp",

@@ -99,8 +99,8 @@ def runtime_do(s, fn):
 
 def register(s, card: str, address: str, branch: str = "ogawa") -> str:
     """address_registered handled by the worker's function; returns the mailed code."""
-    from worker import registration
-    from worker.events import parse_event
+    from worker.app import registration
+    from worker.ils.events import parse_event
 
     ev = parse_event({"event_id": f"reg-{card}", "type": "address_registered",
                       "card_number": card, "email": address,
@@ -115,8 +115,8 @@ def register(s, card: str, address: str, branch: str = "ogawa") -> str:
 
 
 def on_call_list(s, hold_id: str, card: str, **over):
-    from worker import holds
-    from worker.events import parse_event
+    from worker.app import holds
+    from worker.ils.events import parse_event
 
     ev = parse_event(hold_event(hold_id, card, **{"contact": "phone", **over}), set(s.branches))
     runtime_do(s, lambda rt: holds.notify_hold_ready(rt, ev))
@@ -470,7 +470,7 @@ def test_calls_page_escapes_titles_and_marks_a_call(s, web):
 def _failure(s, card: str, address: str):
     """An approved address whose mail was refused by the patron's filter, then suspended."""
     from worker.masking import mask_address
-    from worker.failures import advice_for
+    from worker.bounces.failures import advice_for
 
     with_store(s, lambda st: st.add_failure({
         "card_number": card, "hold_id": "H9", "reason": "filtered", "permanent": True,
@@ -514,7 +514,7 @@ def test_removing_the_address_of_a_card_that_has_none_is_refused(s, web):
 
 def test_rejected_events_page_escapes_the_raw_payload(s, web):
     logged_in(s, web)
-    from worker.refusals import reject
+    from worker.app.refusals import reject
     with_store(s, lambda st: reject(st, {"event_id": "bad-1", "type": "hold_ready",
                                          "item": {"title": "<script>x()</script>"}},
                                     "item.material: Field required",
@@ -558,7 +558,7 @@ def test_staff_web_shows_a_page_when_redis_is_down(s):
 # -- the staff command ----------------------------------------------------------------
 
 def cli(*args: str, stdin: str | None = None):
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "worker.cli.main", *args], input=stdin,
                           capture_output=True, text=True, cwd=ROOT, timeout=60,
                           env={**os.environ})
 
@@ -602,7 +602,7 @@ def test_staff_web_command_serves_the_page_on_loopback(s):
     from tests.helpers import free_port, wait_for
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "staff-web"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli.main", "staff-web"], cwd=ROOT,
                             env={**os.environ, "OMITAMA_NOTIFY_WEB__PORT": str(port)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -692,7 +692,7 @@ def test_failures_handled_orphaned_and_a_mailbox_that_does_not_exist(s, web):
     assert 'class="tag done">対応済み' in page and "対応待ち 0件" in page
     assert "利用者に伝えること" not in page  # no advice left for a handled failure
     assert re.search(r'id="count-failures">0<', web.get("/").text)
-    from worker.failures import advice_for
+    from worker.bounces.failures import advice_for
     with_store(s, lambda st: st.add_failure({
         "card_number": "C2", "reason": "userunknown", "permanent": True,
         "diagnostic": "550 5.1.1 user unknown", "advice": advice_for("userunknown", False, None)}))
@@ -707,7 +707,7 @@ def test_failures_handled_orphaned_and_a_mailbox_that_does_not_exist(s, web):
 def test_everything_staff_read_is_japanese(s, web):
     logged_in(s, web)
     with_store(s, lambda st: set_contact(st, "C1", ContactState.ACTIVE, address="a@au.com"))
-    from worker import suspension
+    from worker.app import suspension
     with_store(s, lambda st: suspension.suspend(st, "C1", reason="userunknown",
                                                 detail="userunknown: the address cannot be "
                                                        "found"))
@@ -744,8 +744,8 @@ def test_home_labels_what_it_counts_and_login_says_no_shell_command(s, web):
 def test_refused_events_say_why_in_japanese_from_the_error_kinds(s, web):
     logged_in(s, web)
     from worker.errors import EventError
-    from worker.events import parse_event
-    from worker.refusals import reject
+    from worker.ils.events import parse_event
+    from worker.app.refusals import reject
 
     bad = [hold_event("R1", "C1", pickup_branch="mito"),
            {k: v for k, v in hold_event("R2", "C2").items() if k != "card_number"},

@@ -113,7 +113,7 @@ def fits(page) -> None:
 
 def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s, smtp_sink,
                                                                        server):
-    from worker.actors import address_registered, hold_ready
+    from worker.queue.actors import address_registered, hold_ready
     from worker.web.auth import Accounts
 
     # the worker: a registration (confirmation mail with the code) and two holds for the
@@ -137,14 +137,14 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
     # a suspended address with the failure that suspended it
     ws(s, lambda st: set_contact(st, "2100000009", ContactState.SUSPENDED,
                                             address="hanako@ezweb.ne.jp", why="filtered"))
-    from worker.failures import advice_for
+    from worker.bounces.failures import advice_for
     ws(s, lambda st: st.add_failure({
         "card_number": "2100000009", "hold_id": "HX-0999", "reason": "filtered",
         "permanent": True, "misconfigured_recipient": True, "status": "5.2.0",
         "diagnostic": "550 5.2.0 Message rejected (filtered by the recipient)",
         "advice": advice_for("filtered", True, "hanako@ezweb.ne.jp"),
         "address": "h***@ezweb.ne.jp", "source": "smtp"}))
-    from worker.refusals import reject
+    from worker.app.refusals import reject
     ws(s, lambda st: reject(st, {"event_id": "bad-1", "type": "hold_ready",
                                          "pickup_branch": "mito"},
                                     "pickup_branch: unknown branch 'mito'",
@@ -265,13 +265,13 @@ PAGES = ["/", "/pending", "/calls", "/failures", "/rejected", "/patron?card=2100
 def test_every_page_fits_a_phone_and_a_desktop(browser, s, server):
     """At 390 px (a phone) and 1280 px every page fits without sideways scrolling, with
     the longest things staff meet: a long address, title, name, hold id and raw event."""
-    from worker.failures import advice_for
-    from worker.refusals import reject
+    from worker.bounces.failures import advice_for
+    from worker.app.refusals import reject
     from worker.web.auth import Accounts
 
     long_addr = "a.very.long.local.part.of.an.address.1234567890@subdomain.example-provider.ne.jp"
     with run_worker(s):
-        from worker.actors import address_registered, hold_ready
+        from worker.queue.actors import address_registered, hold_ready
         address_registered.send({"event_id": "r9", "type": "address_registered",
                                  "card_number": "2100000003", "email": long_addr,
                                  "registered_at": "2026-11-29T09:30:00+09:00",

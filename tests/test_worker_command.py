@@ -25,12 +25,12 @@ def test_worker_command_processes_events_and_stops_cleanly(clean_redis, settings
            "OMITAMA_NOTIFY_LOGGING__SUMMARY_INTERVAL_S": "0.5"}
     with_store(settings, lambda s: set_contact(s, "C1", ContactState.ACTIVE,
                                                  address="a@example.jp"))
-    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli.main", "worker"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
         events = "\n".join(json.dumps(hold_event(f"H{i}", "C1")) for i in range(10))
-        r = subprocess.run([sys.executable, "-m", "worker.cli", "enqueue", "-"], input=events,
+        r = subprocess.run([sys.executable, "-m", "worker.cli.main", "enqueue", "-"], input=events,
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         wait_for(lambda: len(list(outbox.glob("*.eml"))) == 10, timeout=60)

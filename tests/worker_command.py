@@ -39,7 +39,7 @@ class WorkerCommand:
 
     def start(self, timeout: float = 60) -> None:
         self.log.append("---- start\n")
-        self.proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "worker.cli.main", "worker"], cwd=ROOT,
                                      env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()

@@ -8,7 +8,7 @@ is masked before the record is written, by every handler.
 Every line carries Tokyo time with its offset (``2026-11-29T21:30:00.123+09:00``),
 as the CLI's output does, whatever zone the machine is set to: dramatiq's own text
 lines too (:func:`use_tokyo_time`, called in dramatiq's main process by
-``worker/dramatiq_cli.py`` and inherited by the worker processes).
+``worker/queue/dramatiq_cli.py`` and inherited by the worker processes).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class JsonFormatter(logging.Formatter):
 
 def configure(fmt: str = "text", level: str = "INFO") -> None:
     """Put the mask on every handler of the root logger (and JSON, if asked)."""
-    use_tokyo_time()  # already so when forked from worker/dramatiq_cli.py; not when spawned
+    use_tokyo_time()  # already so when forked from worker/queue/dramatiq_cli.py; not when spawned
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=level)
@@ -91,7 +91,7 @@ def configure(fmt: str = "text", level: str = "INFO") -> None:
     # address, which no mask can recognise — so its loggers, and the actors' loggers it
     # names after our module ("Received args=…"), stay at INFO or above
     quiet = max(logging.INFO, logging.getLevelName(level))
-    for name in ("dramatiq", "worker.actors"):
+    for name in ("dramatiq", "worker.queue.actors"):
         logging.getLogger(name).setLevel(quiet)
     for handler in root.handlers:
         if not any(isinstance(f, MaskFilter) for f in handler.filters):

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from .compose import Composer
+from .mail.compose import Composer
 from .settings import Settings, get_settings
-from .store import Store
-from .transport import Transport, make_transport
+from .store.core import Store
+from .mail.transport import Transport, make_transport
 
 
 @dataclass

@@ -46,7 +46,7 @@ class RedisSettings(_Section):
     url: str = "redis://127.0.0.1:6379/0"
     # dramatiq's own key namespace; the ILS writes into it, so the default is the contract.
     namespace: str = "dramatiq"
-    # prefix of every key this worker owns (see worker/keys.py)
+    # prefix of every key this worker owns (see worker/store/keys.py)
     key_prefix: str = "omitama:"
     # start a private redis-server under var/ when nothing answers at `url` (first runs)
     start_private: bool = False
@@ -90,14 +90,14 @@ class MailSettings(_Section):
     charset: Literal["utf-8", "iso-2022-jp"] = "utf-8"
     # right-hand side of every Message-ID we mint, so bounces can be traced back
     message_id_domain: str = "city.omitama.ibaraki.jp"
-    # VERP envelope sender, e.g. bounce+{token}@city.omitama.ibaraki.jp (worker/verp.py);
+    # VERP envelope sender, e.g. bounce+{token}@city.omitama.ibaraki.jp (worker/mail/verp.py);
     # empty: every mail goes out with MAIL FROM:<from_address>, as before
     return_path: str = ""
 
     @field_validator("return_path")
     @classmethod
     def _verp(cls, v: str) -> str:
-        from .verp import check_template
+        from .mail.verp import check_template
         return check_template(v)
 
     @field_validator("from_address")

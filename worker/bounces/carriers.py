@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from ..domains import is_carrier_domain
+from ..contact.domains import is_carrier_domain
 from .fact import Fact, join_reply_lines
 from .rhosts import provider_rule
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..domains import is_carrier_domain
+from ..contact.domains import is_carrier_domain
 
 #: Every reason this package can return, with a one-line meaning.
 REASONS: dict[str, str] = {
@@ -88,7 +88,7 @@ MISCONFIGURED_REASONS: frozenset[str] = frozenset({"filtered"})
 def is_carrier_address(address: str | None) -> bool:
     """True when the address's domain is (a subdomain of) a Japanese mobile carrier's.
 
-    The list of carrier-mail domains is :mod:`worker.domains`' (one list for the advice
+    The list of carrier-mail domains is :mod:`worker.contact.domains`' (one list for the advice
     staff read out and for this judgement).  There, ``rejected`` (our sender refused) and
     a permanent ``policyviolation`` are the subscriber's own sender/domain filter.
     """

@@ -5,7 +5,7 @@ blindly, one forged mail from anyone suspends a patron's address, fans out to th
 family's cards and takes a hold that was mailed back onto the call list. So:
 
 **Verified** evidence — and only verified evidence — may suspend an address and put a
-mailed hold back on the call list (as :mod:`worker.bounce_effects` does for it):
+mailed hold back on the call list (as :mod:`worker.app.bounce_effects` does for it):
 
 * a bounce traced by a **valid VERP token**: it came back to the envelope sender
   ``bounce+TOKEN@…`` of one notice, and the token (random, 128 bits, kept in Redis) is

@@ -36,7 +36,7 @@ from ..errors import ReviewError
 from .state import ContactState
 
 Record = Mapping[str, str]
-"""The patron hash as stored (see worker/registry.py for its fields)."""
+"""The patron hash as stored (see worker/store/contacts.py for its fields)."""
 
 ACTIVE_FIELDS = ("address", "envelope", "key")
 PENDING_FIELDS = ("pending_address", "pending_envelope", "pending_key", "pending_branch",

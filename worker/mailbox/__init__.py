@@ -6,7 +6,7 @@
   server, password from ``OMITAMA_NOTIFY_BOUNCES__PASSWORD``, certificates verified,
   IDLE where the server offers it, else polled every ``[bounces] poll_s`` (:mod:`.imap`).
 
-Each mail is ingested (:func:`worker.ingest.ingest_one`) and only *then* moved out of
+Each mail is ingested (:func:`worker.app.ingest.ingest_one`) and only *then* moved out of
 the inbox: into the folder ``Processed``, or ``ForStaff`` when it was not understood
 (unreadable, not a bounce nor any known automatic reply) — kept for a person, never
 deleted. A crash between recording and moving leaves the mail in the inbox; read

@@ -18,9 +18,9 @@ from typing import Any, Callable
 from redis.exceptions import RedisError
 
 from ..errors import StoreError
-from ..ingest import MAX_MAIL_BYTES, ingest_one
+from ..app.ingest import MAX_MAIL_BYTES, ingest_one
 from ..settings import Settings
-from ..store import Store
+from ..store.core import Store
 from . import FOR_STAFF, PROCESSED, Mailbox, open_mailbox
 
 log = logging.getLogger(__name__)

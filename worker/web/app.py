@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import StoreError
 from ..settings import Settings
-from ..store import Store, safe_url
+from ..store.core import Store, safe_url
 from .auth import Accounts
 from .base import TEMPLATES, form_page, login_url, make_env, render
 from .routes import calls, failures, home, login, patron, pending, rejected

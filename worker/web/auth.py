@@ -28,7 +28,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from ..errors import NotifyError
 from ..settings import WebSettings
-from ..store import Store, now_iso, now_ms
+from ..store.core import Store, now_iso, now_ms
 from .throttle import Throttle, Throttled
 
 __all__ = ["Accounts", "AccountError", "Staff", "Throttled", "same_token"]
@@ -78,7 +78,7 @@ class Staff:
 
 
 class Accounts:
-    """Staff accounts and sessions in Redis (keys from :mod:`worker.keys`)."""
+    """Staff accounts and sessions in Redis (keys from :mod:`worker.store.keys`)."""
 
     def __init__(self, store: Store, web: WebSettings) -> None:
         self.store = store

@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from ..errors import ReviewError
 from ..jdate import TOKYO, ja_date, ja_datetime
 from ..settings import Settings
-from ..store import Store
+from ..store.core import Store
 from .auth import Staff, same_token
 from .wording import (CODE_JA, CONFIRMATION_JA, STATE_JA, audit_ja, audit_why_ja, error_ja,
                       staff_ja)

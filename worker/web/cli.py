@@ -10,16 +10,16 @@ import sys
 from typing import Any
 
 from ..errors import NotifyError
-from ..review_cli import with_store as review_with_store
+from ..cli.review import with_store as review_with_store
 from ..settings import Settings
-from ..store import Store
+from ..store.core import Store
 from .auth import Accounts, check_password, check_staff_id
 
 
 def with_store(s: Settings, fn: Any) -> int:
     """Like ``review``'s, but first starts the private Redis where settings allow it
     (so ``staff add`` works on a fresh machine before the worker ever ran)."""
-    from ..devredis import ensure_redis
+    from ..store.devredis import ensure_redis
 
     started = ensure_redis(s.redis.url, s.var_dir / "redis", start_private=s.redis.start_private)
     if started:
@@ -135,7 +135,7 @@ def _operator() -> str:
 def cmd_staff_web(args: argparse.Namespace, s: Settings) -> int:
     import uvicorn
 
-    from ..devredis import ensure_redis
+    from ..store.devredis import ensure_redis
     from .app import create_app
 
     started = ensure_redis(s.redis.url, s.var_dir / "redis", start_private=s.redis.start_private)

@@ -13,7 +13,7 @@ from typing import Any, Collection
 
 from pydantic import ValidationError
 
-from ..events import EVENT_TYPES, MAX_EVENT_BYTES
+from ..ils.events import EVENT_TYPES, MAX_EVENT_BYTES
 
 FIELD_JA = {
     "event_id": "イベントID", "type": "種類", "hold_id": "予約番号", "card_number": "カード番号",

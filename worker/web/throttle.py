@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..settings import WebSettings
-from ..store import Store
+from ..store.core import Store
 
 KNOWN_FOR_S = 90 * 86400
 MISSED_FOR_S = 30 * 86400

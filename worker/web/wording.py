@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ReviewError
-from ..failures import REASON_JA
+from ..bounces.failures import REASON_JA
 
 STATE_JA = {"none": "未登録(電話連絡)", "pending": "承認待ち(本人からの電話待ち)",
             "active": "メール利用中", "suspended": "メール停止中(不達)"}

@@ -6,7 +6,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ... import calls as calls_mod
+from ...app import calls as calls_mod
 from ...errors import ReviewError
 from ..auth import Staff
 from ..base import action, branches_own_first, chosen_branch, render, store, text_field, today

@@ -11,11 +11,11 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ... import suspension
+from ...app import suspension
 from ...contact.changes import AUDIT_WHAT, AuditKind
 from ...errors import ReviewError
-from ...registry import Registry
-from ...store import Store
+from ...store.contacts import Registry
+from ...store.core import Store
 from ..auth import Staff
 from ..base import action, render, store, text_field
 

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ... import calls as calls_mod
-from ... import registration
+from ...app import calls as calls_mod
+from ...app import registration
 from ...jdate import TOKYO
 from ..base import render, settings, staff, store, today
 from .failures import failures_with_state

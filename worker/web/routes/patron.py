@@ -7,8 +7,8 @@ import unicodedata
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ... import calls as calls_mod
-from ...registry import Registry
+from ...app import calls as calls_mod
+from ...store.contacts import Registry
 from ..base import render, store
 
 # what staff may see of the patron record (never the code's hash or salt)

@@ -7,10 +7,10 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ... import registration
-from ...carriers import carrier_label
-from ...codes import clean_code
-from ...domains import carrier_of
+from ...app import registration
+from ...contact.carriers import carrier_label
+from ...contact.codes import clean_code
+from ...contact.domains import carrier_of
 from ...errors import ReviewError
 from ..auth import Staff
 from ..wording import STATE_JA

@@ -1,0 +1,189 @@
+"""E-mail registration: the library's rule, end to end.
+
+A patron registers an address on the website (``address_registered``); we send one
+confirmation mail with a six-digit receipt code to it; the patron phones the branch
+where they filed the internet-service form and reads the code out; staff approve.
+Only then does e-mail become the patron's channel. Until then notices go by phone —
+or to the previously approved address, which a new registration does not take away.
+
+States: none → pending → active; pending → (reject) the state before; any →
+(address_removed) none. A suspended address set aside by a new registration comes
+back if staff reject the new one. Every change is appended to the audit log.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from ..contact.addresses import normalise_address
+from ..masking import mask_address
+from ..contact.carriers import allow_sender_advice, carrier_label
+from ..contact.codes import code_expired, code_expiry, hash_code, new_code, verify_code
+from ..mail.compose import new_token
+from ..errors import AddressError, PermanentDeliveryError, ReviewError
+from ..ils.events import AddressRegistered, AddressRemoved
+from ..bounces.failures import failure_entry
+from .refusals import reject as reject_event
+from ..jdate import TOKYO, ja_date
+from ..contact.changes import (AuditKind, ContactChange, Record, Registration, approved,
+                              audit_entry, need_pending, registered, rejected, removed)
+from ..store.contacts import Registry
+from ..runtime import Runtime
+from ..settings import Settings
+from ..store.core import Store, now_ms
+from ..mail.verp import Sent
+from ..store.verp import stamp_return_path
+
+log = logging.getLogger(__name__)
+
+
+class _Seen(Exception):
+    def __init__(self, outcome: str) -> None:
+        self.outcome = outcome
+
+
+def _seen_before(before: Record, event_id: str, now: int) -> str | None:
+    """The same event again (redelivery, duplicate): one confirmation mail, not several."""
+    if before.get("pending_event") != event_id:
+        return None
+    if before.get("confirmation") in ("sent", "refused"):
+        return "duplicate"
+    if int(before.get("confirmation_lease_ms") or 0) > now:
+        return "busy"
+    return None
+
+
+async def register(rt: Runtime, ev: AddressRegistered, key: str | None = None) -> str:
+    """Handle address_registered; returns what happened: refused (bad address),
+    duplicate (this event was handled), busy (another worker is sending its mail: try
+    later), sent, refused-mail (the relay refused the confirmation mail)."""
+    settings, reg = rt.settings, Registry(rt.store)
+    try:
+        addr = normalise_address(ev.email, check_dns=settings.registration.check_dns)
+    except AddressError as e:
+        await rt.store.audit(ev.card_number, audit_entry(
+            AuditKind.ADDRESS_REFUSED, "website", str(e), ev.application_branch))
+        await reject_event(rt.store, ev.model_dump(mode="json"), f"email: {e}", key=key,
+                           event_id=ev.event_id, event_type=ev.type)
+        return "refused"
+    code = new_code()
+    salt, digest = hash_code(code)
+    # valid through the whole day the mail names (not to the minute of registering)
+    expires = code_expiry(datetime.now(TOKYO), settings.registration.code_ttl_days)
+    card = ev.card_number
+    registration = Registration(
+        display=addr.display, envelope=addr.envelope, key=addr.key, carrier=addr.carrier,
+        typo_suggestion=addr.typo_suggestion, branch=ev.application_branch,
+        registered_at=ev.registered_at.isoformat(),
+        registered_ms=int(ev.registered_at.timestamp() * 1000), event_id=ev.event_id,
+        code_salt=salt, code_hash=digest, code_expires_ms=int(expires.timestamp() * 1000),
+        masked=mask_address(addr.display))
+    lease_until = now_ms() + int(settings.delivery.lease_s * 1000)
+
+    def change(before: Record) -> ContactChange:
+        seen = _seen_before(before, ev.event_id, now_ms())
+        if seen:
+            raise _Seen(seen)
+        return registered(before, registration, confirmation_lease_ms=lease_until)
+
+    try:
+        await reg.apply(card, change)
+    except _Seen as seen:
+        return seen.outcome
+    notice = await stamp_return_path(rt.store, settings, rt.composer.confirmation(
+        addr.envelope, code, ev.application_branch, addr.carrier, ja_date(expires), new_token()),
+        Sent("registration", card, addr.envelope, event_id=ev.event_id))
+    try:
+        await rt.transport.send(notice)
+    except PermanentDeliveryError as e:
+        entry = failure_entry(card, None, addr.envelope, e, settings.mail.from_address)
+        await rt.store.add_failure({**entry, "what": "confirmation mail"})
+        await reg.set_confirmation(card, ev.event_id, "refused", f"{e.code} {e.text}")
+        log.warning("card %s: confirmation mail to %s refused: %s", card,
+                    mask_address(addr.display), e)
+        return "refused-mail"
+    # a transient failure propagates: the actor retries, and a new code replaces this one
+    await reg.set_confirmation(card, ev.event_id, "sent", notice.message_id)
+    log.info("card %s: confirmation mail sent to %s", card, mask_address(addr.display))
+    return "sent"
+
+
+async def approve(store: Store, settings: Settings, card: str, staff: str, *,
+                  code: str | None = None, reason: str | None = None) -> dict[str, str]:
+    """Staff approve the pending address, with the code the patron read out, or
+    without it for a stated reason. Returns the record as it was before."""
+    reg = Registry(store)
+    before = await reg.get(card)
+    need_pending(card, before)
+    if code is None and not (reason or "").strip():
+        raise ReviewError("approving without the code needs a reason",
+                          kind="approve_needs_reason")
+    if code is not None:
+        tries = settings.registration.max_code_tries
+        if int(before.get("code_wrong") or 0) >= tries:
+            raise ReviewError(f"the code for card {card} is locked after {tries} wrong tries; "
+                              "approve --without-code with a reason, or ask the patron to register again",
+                              kind="code_locked", card=card, tries=tries)
+        if code_expired(int(before.get("code_expires_ms") or 0), now_ms()):
+            raise ReviewError(f"the code for card {card} has expired; approve --without-code with a"
+                              " reason, or ask the patron to register again for a new code",
+                              kind="code_expired", card=card)
+        if not verify_code(code, before.get("code_salt", ""), before.get("code_hash", "")):
+            left = tries - await reg.wrong_code(card)
+            if left > 0:
+                raise ReviewError(f"wrong code for card {card}; {left} tries left",
+                                  kind="wrong_code", card=card, left=left)
+            raise ReviewError(f"wrong code for card {card}; the code is now locked",
+                              kind="wrong_code_locked", card=card)
+    before, _ = await reg.apply(card, lambda b: approved(
+        card, b, staff, code_checked=code is not None, reason=reason or "",
+        masked=mask_address(b.get("pending_address", ""))))
+    return before
+
+
+async def reject(store: Store, card: str, staff: str, reason: str) -> dict[str, str]:
+    """Staff reject the pending address: the patron goes back to the state before."""
+    before, _ = await Registry(store).apply(card, lambda b: rejected(
+        card, b, staff, reason, masked=mask_address(b.get("pending_address", ""))))
+    return before
+
+
+async def removed_event(store: Store, ev: AddressRemoved) -> None:
+    """address_removed from the website."""
+    await remove(store, ev.card_number, staff="website",
+                 why=f"removed on the website at {ev.removed_at.isoformat()}")
+
+
+async def remove(store: Store, card: str, *, staff: str, why: str,
+                 need_address: bool = False) -> dict[str, str]:
+    """Back to ``none``: the patron's addresses (approved, pending, suspended) are dropped.
+    ``need_address``: refuse (staff asked) when the card has none at all."""
+    before, _ = await Registry(store).apply(card, lambda b: removed(
+        b, staff, why, card=card, need_address=need_address))
+    return before
+
+
+async def pending_view(store: Store, settings: Settings, branch: str | None = None) -> list[dict[str, Any]]:
+    """What staff need on the call, oldest registration first."""
+    reg, rows = Registry(store), []
+    sender = settings.mail.from_address
+    for card, h in await reg.pending():
+        if branch and h.get("pending_branch") != branch:
+            continue
+        carrier = h.get("pending_carrier") or None
+        wrong = int(h.get("code_wrong") or 0)
+        code_state = ("locked" if wrong >= settings.registration.max_code_tries else
+                      "expired" if code_expired(int(h.get("code_expires_ms") or 0), now_ms())
+                      else "valid")
+        rows.append({
+            "card_number": card, "email": h.get("pending_address"),
+            "application_branch": h.get("pending_branch"), "registered_at": h.get("pending_at"),
+            "carrier": carrier, "carrier_label": carrier_label(carrier),
+            "typo_suggestion": h.get("pending_typo") or None,
+            "shared_with": sorted(await reg.cards_with(h.get("pending_key", "")) - {card}),
+            "confirmation": h.get("confirmation"), "code": code_state,
+            "previous_state": h.get("prev_state"),
+            "read_on_call": allow_sender_advice(carrier, sender)})
+    return rows

@@ -1,0 +1,1 @@
+"""The omitama-notify command and its subcommands."""

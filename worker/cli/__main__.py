@@ -1,0 +1,5 @@
+"""python -m worker.cli.main"""
+
+from .main import main
+
+raise SystemExit(main())

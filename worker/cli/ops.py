@@ -1,0 +1,107 @@
+"""``omitama-notify check``: is this installation ready to send? One line per check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from datetime import date, datetime
+from typing import Any, Callable
+
+import jinja2
+
+from ..mail.compose import Composer
+from ..store.devredis import redis_hint
+from ..errors import ConfigError, StoreError
+from ..ils.events import HoldReady
+from ..jdate import TOKYO
+from ..settings import Settings
+from ..store.core import Store, safe_url
+from ..mail.transport import smtp_client
+
+
+def _check_redis(s: Settings) -> str:
+    async def go() -> str:
+        store = Store.connect(s.redis.url, s.redis.key_prefix)
+        try:
+            try:
+                await store.ping()
+            except StoreError as e:  # say how to get one, not only that it is missing
+                raise StoreError(f"{str(e).rstrip('.')}; {redis_hint(s.redis.url, s.redis.start_private)}") from None
+            info = await store.r.info("server")
+            return f"Redis {info.get('redis_version')} answers at {safe_url(s.redis.url)}"
+        finally:
+            await store.close()
+    return asyncio.run(go())
+
+
+def _check_relay(s: Settings) -> str:
+    if s.mail.transport == "outbox":
+        s.outbox_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=s.outbox_dir, prefix=".check-"):
+            pass
+        return f"outbox {s.outbox_dir} is writable (transport = outbox: no relay used)"
+    c = s.smtp
+
+    async def go() -> str:
+        smtp = smtp_client(c)
+        await smtp.connect()  # EHLO, STARTTLS/TLS and AUTH exactly as the worker does them
+        try:
+            said = ["EHLO ok"]
+            if c.tls or c.starttls:
+                said.append("TLS ok")
+            if c.username:
+                said.append(f"AUTH ok as {c.username}")
+            return f"relay {c.host}:{c.port}: " + ", ".join(said)
+        finally:
+            await smtp.quit()
+    return asyncio.run(go())
+
+
+def check_templates(s: Settings) -> str:
+    """Load and render both notices with sample data (``check``, and the worker at start:
+    a template that fails would otherwise fail every notice until the hold is phoned)."""
+    try:
+        return _render_samples(s)
+    except jinja2.TemplateError as e:  # loading errors are ConfigErrors already
+        raise ConfigError("[mail] templates_dir",
+                          f"a template in {s.templates_dir} does not render: {e}") from None
+
+
+def _render_samples(s: Settings) -> str:
+    composer = Composer(s)
+    branch = next(iter(s.branches))
+    ev = HoldReady.model_validate({
+        "event_id": "check", "type": "hold_ready", "hold_id": "CHECK", "card_number": "0",
+        "item": {"title": "点検用の資料", "material": "book"}, "pickup_branch": branch,
+        "ready_at": datetime.now(TOKYO), "pickup_by": date.today(), "contact": "email"})
+    n = composer.hold_ready(ev, "check@example.jp", "check")
+    c = composer.confirmation("check@example.jp", "000000", branch, "docomo", "1月1日(木)", "check")
+    return f"templates in {s.templates_dir} render ({len(n.data)} and {len(c.data)} bytes)"
+
+
+def _check_bounces(s: Settings) -> str:
+    from ..mailbox.watch import check_mailbox
+    return check_mailbox(s)
+
+
+CHECKS: list[tuple[str, Callable[[Settings], str]]] = [
+    ("redis", _check_redis), ("mail", _check_relay), ("templates", check_templates)]
+
+
+def cmd_check(args: argparse.Namespace, s: Settings) -> int:
+    failed = 0
+    print(f"ok    settings  {s.source}; {len(s.branches)} branches, transport {s.mail.transport}")
+    # the bounce mailbox only when one is set ([bounces] mailbox)
+    for name, check in CHECKS + [("bounces", _check_bounces)] * bool(s.bounces.mailbox):
+        try:
+            print(f"ok    {name:<9} {check(s)}", flush=True)
+        except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the rest
+            failed += 1
+            print(f"FAIL  {name:<9} {type(e).__name__}: {e}", flush=True)
+    return 1 if failed else 0
+
+
+def add_ops_commands(sub: Any) -> None:
+    c = sub.add_parser("check", help="check settings, Redis, the relay and the templates")
+    c.set_defaults(fn=cmd_check)

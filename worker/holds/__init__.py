@@ -1,0 +1,1 @@
+"""The rules of a hold notice: deadlines, retries (pure)."""

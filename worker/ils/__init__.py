@@ -1,0 +1,1 @@
+"""The ILS's side of the contract: the events it sends (pure)."""

@@ -1,0 +1,1 @@
+"""Mail: rendering the notices (pure) and handing them to the relay (transport)."""

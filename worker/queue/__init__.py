@@ -1,0 +1,1 @@
+"""The dramatiq side: broker, actors, the sweeper and the worker processes' setup."""

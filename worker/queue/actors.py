@@ -1,0 +1,128 @@
+"""Dramatiq actors: one per ILS event type, named as the type, on queue ``notifications``.
+
+Each actor is thin: validate the event (a refusal is kept for ``review
+rejected`` and the message acknowledged), call the domain code, and turn
+"try again later" into ``dramatiq.Retry`` with the delay the policy chose.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable, Callable
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+
+from . import activity
+from ..app import holds, registration
+from .broker import GAVE_UP_ACTOR, MALFORMED_ACTOR, QUEUE, RAW_SHA, build_broker
+from ..ils.events import AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady
+from ..app.intake import Refused, accept, refuse_message
+from .metrics import count_notice
+from ..runtime import Runtime, get_runtime
+from ..settings import get_settings
+
+log = logging.getLogger(__name__)
+broker = build_broker(get_settings())
+
+# Errors other than our own Retry (Redis down, a bug) are retried this many times with
+# the [delivery] backoff (30 s doubling up to 30 min: about 2 h in all), then the hold
+# is phoned (see gave_up).
+ERROR_RETRIES = 8
+
+
+def _retry_when(retries: int, exc: BaseException) -> bool:
+    return isinstance(exc, dramatiq.Retry) or retries < ERROR_RETRIES
+
+
+def _message_key() -> str | None:
+    msg = CurrentMessage.get_current_message()
+    if msg is None:
+        return None
+    return msg.options.get(RAW_SHA) or f"msg:{msg.message_id}"
+
+
+Handler = Callable[[Runtime, Any, str | None], Awaitable[None]]
+
+
+def event_actor(handle: Handler) -> Any:
+    """The actor for the event type named like ``handle``: validate the event (a refusal
+    is kept — see worker.app.intake — and the message acknowledged), then
+    ``handle(runtime, event, message_key)``."""
+    name = handle.__name__
+    d = get_settings().delivery
+
+    async def actor(event: Any) -> None:
+        rt = get_runtime()
+        key = _message_key()
+        got = await accept(rt, event, name, key=key)
+        if isinstance(got, Refused):
+            if got.listed is not None:  # a refused hold_ready, listed for a call
+                _outcome(got.listed)
+            return
+        await handle(rt, got, key)
+
+    actor.__name__ = actor.__qualname__ = name
+    return dramatiq.actor(actor_name=name, queue_name=QUEUE,
+                          retry_when=_retry_when, on_retry_exhausted=GAVE_UP_ACTOR,
+                          min_backoff=int(d.min_backoff_s * 1000),
+                          max_backoff=int(d.max_backoff_s * 1000))(actor)
+
+
+def _outcome(result: holds.Result, hold_id: str | None = None) -> None:
+    count_notice(result.outcome.value)
+    activity.note(result.outcome.value, hold_id)
+
+
+@event_actor
+async def hold_ready(rt: Runtime, ev: HoldReady, key: str | None) -> None:
+    result = await holds.notify_hold_ready(rt, ev)
+    _outcome(result, ev.hold_id)
+    if result.outcome in (holds.Outcome.RETRY, holds.Outcome.BUSY):
+        raise dramatiq.Retry(result.detail or result.outcome.value, delay=result.delay_ms)
+
+
+@event_actor
+async def hold_cancelled(rt: Runtime, ev: HoldCancelled, key: str | None) -> None:
+    await holds.close_hold(rt, ev.hold_id, "cancelled")
+
+
+@event_actor
+async def hold_picked_up(rt: Runtime, ev: HoldPickedUp, key: str | None) -> None:
+    await holds.close_hold(rt, ev.hold_id, "picked_up")
+
+
+@event_actor
+async def address_registered(rt: Runtime, ev: AddressRegistered, key: str | None) -> None:
+    if await registration.register(rt, ev, key=key) == "busy":
+        raise dramatiq.Retry("another worker is sending this confirmation",
+                             delay=int(rt.settings.delivery.lease_s * 1000))
+
+
+@event_actor
+async def address_removed(rt: Runtime, ev: AddressRemoved, key: str | None) -> None:
+    await registration.removed_event(rt.store, ev)
+
+
+@dramatiq.actor(actor_name=MALFORMED_ACTOR, queue_name=QUEUE, max_retries=5)
+async def malformed(raw: str, problem: str) -> None:
+    """A message that was not a valid envelope (see worker.queue.broker): keep it, once, and
+    list the hold it still names (see worker.app.intake.refuse_message)."""
+    rt = get_runtime()
+    listed = await refuse_message(rt.store, rt.settings, raw, problem, _message_key())
+    if listed is not None:
+        _outcome(listed)
+
+
+@dramatiq.actor(actor_name=GAVE_UP_ACTOR, queue_name=QUEUE, max_retries=5)
+async def gave_up(message: dict[str, Any], info: dict[str, Any]) -> None:
+    """An event actor failed ERROR_RETRIES times: make sure no ready hold goes unannounced."""
+    rt = get_runtime()
+    error = (message.get("options", {}).get("traceback") or "").strip().splitlines()[-1:]
+    detail = error[0] if error else "worker error"
+    log.error("gave up on %s message %s after %s retries: %s", message.get("actor_name"),
+              message.get("message_id"), info.get("retries"), detail)
+    if message.get("actor_name") == "hold_ready":
+        result = await holds.give_up(rt, message["args"][0], detail)
+        if result is not None:
+            _outcome(result)

@@ -1,0 +1,1 @@
+"""Every Redis call: keys, Lua scripts, and the stores built on them."""

@@ -1,0 +1,63 @@
+"""Redis I/O of bounce handling: scores per address, the ingest log, tracing helpers."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+from .core import Store, _dumps, now_iso
+from .scripts import lua
+
+
+
+class BounceStore:
+    def __init__(self, store: Store) -> None:
+        self.s = store
+        self.r = store.r
+        self.k = store.k
+        self._rephone = self.r.register_script(lua("rephone_hold"))
+
+    async def scored_days(self, address_key: str) -> dict[date, float]:
+        rows = await self.r.zrange(self.k.bounce_score(address_key), 0, -1, withscores=True)
+        return {date.fromisoformat(d): float(p) for d, p in rows}
+
+    async def add_points(self, address_key: str, day: date, points: float, keep_s: int) -> None:
+        key = self.k.bounce_score(address_key)
+        async with self.r.pipeline(transaction=True) as p:
+            p.zadd(key, {day.isoformat(): points})
+            p.expire(key, keep_s)
+            await p.execute()
+
+    async def count(self, reason: str | None) -> None:
+        await self.r.hincrby(self.k.bounce_reasons, reason or "undefined", 1)
+
+    async def seen(self, fingerprint: str) -> bool:
+        """Whether a mail with this fingerprint was ingested to the end already."""
+        return bool(await self.r.sismember(self.k.bounces_seen, fingerprint))
+
+    async def mark_seen(self, fingerprint: str) -> None:
+        """Called once the mail's consequences are all recorded (see worker/app/ingest.py)."""
+        await self.r.sadd(self.k.bounces_seen, fingerprint)
+
+    async def weak_today(self, address_key: str, day: str) -> int:
+        """Count one more unverified bounce for the address on ``day``; the new count."""
+        key = self.k.bounces_weak(address_key, day)
+        async with self.r.pipeline(transaction=True) as p:
+            p.incr(key)
+            p.expire(key, 2 * 86400)
+            n, _ = await p.execute()
+        return int(n)
+
+    async def log(self, entry: dict[str, Any]) -> None:
+        await self.r.rpush(self.k.bounces, _dumps({"at": now_iso(), **entry}))
+
+    async def logged(self) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in await self.r.lrange(self.k.bounces, 0, -1)]
+
+    async def rephone(self, hold_id: str, call: dict[str, Any], due: int, reason: str) -> str:
+        return await self._rephone(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due],
+                                   args=[hold_id, _dumps(call), due, reason])
+
+    async def recent_holds(self, card: str) -> list[str]:
+        return await self.r.lrange(self.k.sent(card), 0, -1)

@@ -1,0 +1,106 @@
+"""Redis I/O of address registration: the patron record, the pending list, the address index.
+
+Each change reads the patron record under WATCH and writes record, indexes and the
+audit entry in one MULTI, so two staff members (or staff and the website) acting at
+once cannot leave a half-changed patron. What a change is — every transition of a
+patron's address — is decided in :mod:`worker.contact.changes`; this module only stores.
+
+Patron hash fields: ``state``, ``address``/``envelope``/``key`` (the approved address),
+``pending_*`` (the registered address awaiting the call, its branch, time, event,
+carrier, typo hint), ``prev_state``, ``code_salt``/``code_hash``/``code_expires_ms``/
+``code_wrong``, ``confirmation``/``confirmation_detail`` (the confirmation mail's fate),
+``suspended_*`` (a suspended address set aside by a new registration).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
+
+from ..contact import ContactState
+from ..contact.changes import ContactChange, Record
+from .core import Store, _dumps, now_iso, now_ms
+
+Transition = Callable[[Record], ContactChange]
+
+
+class Registry:
+    def __init__(self, store: Store) -> None:
+        self.s = store
+        self.r = store.r
+        self.k = store.k
+
+    async def get(self, card: str) -> dict[str, str]:
+        return await self.r.hgetall(self.k.patron(card))
+
+    async def apply(self, card: str, transition: Transition) -> tuple[dict[str, str], ContactChange]:
+        """Read the patron under WATCH, compute ``transition(record)`` (pure; it may raise
+        to refuse) and write everything it says — record, address index, pending list,
+        suspended set, audit entry — in one MULTI. Returns the record as it was before,
+        and the change."""
+        key = self.k.patron(card)
+        while True:
+            async with self.r.pipeline(transaction=True) as p:
+                try:
+                    await p.watch(key)
+                    before = await p.hgetall(key)
+                    change = transition(before)
+                    p.multi()
+                    self._write(p, card, change)
+                    await p.execute()
+                    return before, change
+                except WatchError:
+                    continue
+
+    def _write(self, p: Pipeline, card: str, c: ContactChange) -> None:
+        key = self.k.patron(card)
+        if c.drop:
+            p.hdel(key, *c.drop)
+        if c.fields:
+            p.hset(key, mapping={"updated_ms": now_ms(), **c.fields})
+        if c.state is not None:
+            if c.state == ContactState.SUSPENDED:
+                p.sadd(self.k.suspended, card)
+            else:
+                p.srem(self.k.suspended, card)
+        for k in c.index_remove:
+            if k not in c.index_add:
+                p.srem(self.k.address(k), card)
+        for k in c.index_add:
+            p.sadd(self.k.address(k), card)
+        if c.off_pending:
+            p.zrem(self.k.pending, card)
+        elif c.pending is not None:
+            p.zadd(self.k.pending, {card: c.pending})
+        p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **c.audit}))
+
+    async def wrong_code(self, card: str) -> int:
+        return int(await self.r.hincrby(self.k.patron(card), "code_wrong", 1))
+
+    async def set_confirmation(self, card: str, event_id: str, status: str, detail: str) -> None:
+        """Record the confirmation mail's fate, unless a newer registration replaced it."""
+        key = self.k.patron(card)
+        async with self.r.pipeline(transaction=True) as p:
+            try:
+                await p.watch(key)
+                if await p.hget(key, "pending_event") != event_id:
+                    return
+                p.multi()
+                p.hset(key, mapping={"confirmation": status, "confirmation_detail": detail})
+                await p.execute()
+            except WatchError:
+                return
+
+    async def cards_with(self, address_key: str) -> set[str]:
+        return set(await self.r.smembers(self.k.address(address_key)))
+
+    async def pending(self) -> list[tuple[str, dict[str, str]]]:
+        cards = await self.r.zrange(self.k.pending, 0, -1)
+        async with self.r.pipeline(transaction=False) as p:
+            for card in cards:
+                p.hgetall(self.k.patron(card))
+            records = await p.execute()
+        return [(c, h) for c, h in zip(cards, records) if h.get("state") == "pending"]
+

@@ -1,0 +1,234 @@
+"""The only Redis I/O of the worker (dramatiq's broker aside).
+
+Atomic steps are Lua scripts in ``worker/store/lua/`` (loaded once per client);
+key names come from :mod:`worker.store.keys`. Every method is async: the actors run
+on dramatiq's event-loop thread, the CLI under ``asyncio.run``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..contact import Contact, ContactState
+from ..errors import StoreError
+from ..jdate import TOKYO
+from .keys import Keys
+from .scripts import lua
+
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+_last_us = 0
+
+
+def arrival_us() -> int:
+    """Microseconds now, strictly increasing within the process: an order key for things
+    listed in the order they came (several can come within one millisecond)."""
+    global _last_us
+    _last_us = max(time.time_ns() // 1000, _last_us + 1)
+    return _last_us
+
+
+def now_iso() -> str:
+    """Timestamps people read (audit, failures, refusals): ISO 8601 in Tokyo time."""
+    return datetime.now(TOKYO).isoformat(timespec="seconds")
+
+
+def safe_url(url: str) -> str:
+    """The Redis URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+@dataclass(frozen=True)
+class Claim:
+    verdict: str            # "claimed" | "done" | "busy"
+    token: str = ""         # this claim's own token: only it can record the outcome
+    attempts: int = 0
+    first_ms: int = 0
+    status: str = ""        # for "done": the status the hold already has
+    busy_ms: int = 0        # for "busy": how long the other worker's lease still runs
+    contact: Contact | None = None  # the patron's contact, when asked for with the claim
+    notice: str = ""        # the notice's token (its Message-ID), the same for every claim
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class Store:
+    def __init__(self, client: aioredis.Redis, keys: Keys, url: str = "") -> None:
+        self.r = client
+        self.k = keys
+        self.url = url
+        self._claim = client.register_script(lua("claim_hold"))
+        self._finish = client.register_script(lua("finish_hold"))
+        self._extend = client.register_script(lua("extend_lease"))
+        self._close = client.register_script(lua("close_hold"))
+        self._called = client.register_script(lua("mark_called"))
+        self._uncalled = client.register_script(lua("uncall"))
+
+    @classmethod
+    def connect(cls, url: str, prefix: str) -> "Store":
+        client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return cls(client, Keys(prefix), url)
+
+    async def close(self) -> None:
+        await self.r.aclose()
+
+    async def ping(self) -> None:
+        try:
+            await self.r.ping()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            raise StoreError(f"cannot reach Redis at {safe_url(self.url)}: {e}") from None
+
+    # -- patrons ---------------------------------------------------------------
+
+    async def get_contact(self, card: str) -> Contact:
+        return self._contact(card, await self.r.hgetall(self.k.patron(card)))
+
+    @staticmethod
+    def _contact(card: str, h: dict[str, str]) -> Contact:
+        if not h:
+            return Contact(card)
+        return Contact(card, ContactState(h.get("state", "none")), h.get("address") or None,
+                       h.get("envelope") or None, h.get("pending_address") or None)
+
+    async def audit(self, card: str, entry: dict[str, Any]) -> None:
+        await self.r.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
+
+    async def history(self, card: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in await self.r.lrange(self.k.audit(card), 0, -1)]
+
+    # -- holds -----------------------------------------------------------------
+
+    async def claim_hold(self, hold_id: str, *, token: str, lease_ms: int, ttl_s: int,
+                         fields: dict[str, str], contact_of: str | None = None) -> Claim:
+        """Claim a hold (``claim_hold.lua``) with a ``token`` never used before: it fences
+        the claim (see :meth:`finish_hold`). With ``contact_of`` the patron's contact is
+        read in the same round trip (a pipeline of EVALSHA + HGETALL): one Redis round
+        trip per notice less. The read is independent of the claim, so this changes no
+        outcome; when the server lost its script cache (a restart) the claim did not run
+        and is retried the usual way, which loads the script."""
+        keys = [self.k.hold(hold_id), self.k.notice(token), self.k.inflight]
+        args: list[Any] = [now_ms(), lease_ms, token, hold_id, ttl_s]
+        for k, v in fields.items():
+            args += [k, v]
+        contact = None
+        if contact_of is None:
+            res = await self._claim(keys=keys, args=args)
+        else:
+            async with self.r.pipeline(transaction=False) as p:
+                p.evalsha(self._claim.sha, len(keys), *keys, *args)
+                p.hgetall(self.k.patron(contact_of))
+                res, h = await p.execute(raise_on_error=False)
+            if isinstance(h, Exception):
+                raise h
+            if isinstance(res, NoScriptError):
+                res = await self._claim(keys=keys, args=args)
+            elif isinstance(res, Exception):
+                raise res
+            contact = self._contact(contact_of, h)
+        if res[0] == "claimed":
+            return Claim("claimed", token=res[1], attempts=int(res[2]), first_ms=int(res[3]),
+                         contact=contact, notice=res[4])
+        if res[0] == "busy":
+            return Claim("busy", busy_ms=int(res[1]))
+        return Claim("done", status=res[1])
+
+    async def extend_lease(self, hold_id: str, token: str, until_ms: int) -> bool:
+        """Make the lease of the claim holding ``token`` run at least until ``until_ms``
+        (``extend_lease.lua``); False when that claim no longer owns the hold."""
+        look_again = until_ms + (until_ms - now_ms())  # as a claim: after two leases
+        return bool(await self._extend(keys=[self.k.hold(hold_id), self.k.inflight],
+                                       args=[token, until_ms, hold_id, look_again]))
+
+    async def finish_hold(self, hold_id: str, outcome: str, token: str, *, card: str = "",
+                          fields: dict[str, Any] | None = None,
+                          call: dict[str, Any] | None = None, due: int = 0) -> str:
+        """Record the outcome of the claim holding ``token`` (``finish_hold.lua``). Returns
+        the hold's status afterwards, or "lost" when a later claim took the hold over
+        (this one's lease ran out): then nothing was written."""
+        args: list[Any] = [outcome, token, hold_id, _dumps(call) if call else "", due]
+        for k, v in (fields or {}).items():
+            args += [k, v if isinstance(v, str) else _dumps(v)]
+        return await self._finish(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due,
+                                        self.k.sent(card), self.k.patron(card), self.k.inflight],
+                                  args=args)
+
+    async def close_hold(self, hold_id: str, status: str, ttl_s: int) -> str:
+        return await self._close(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due,
+                                       self.k.inflight], args=[status, hold_id, now_ms(), ttl_s])
+
+    async def get_hold(self, hold_id: str) -> dict[str, str]:
+        return await self.r.hgetall(self.k.hold(hold_id))
+
+    async def hold_for_token(self, token: str) -> str | None:
+        return await self.r.get(self.k.notice(token))
+
+    # -- the phone-call list ---------------------------------------------------
+
+    async def calls(self, branch: str | None = None) -> list[dict[str, Any]]:
+        ids = await self.r.zrange(self.k.calls_due, 0, -1)
+        if not ids:
+            return []
+        rows = [json.loads(x) for x in await self.r.hmget(self.k.calls, ids) if x]
+        return [r for r in rows if branch is None or r.get("pickup_branch") == branch]
+
+    async def mark_called(self, hold_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
+        entry = await self._called(
+            keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called],
+            args=[hold_id, _dumps({"at": now_iso(), **record}), now_ms()])
+        return json.loads(entry) if entry else None
+
+    async def uncall(self, hold_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
+        """Undo :meth:`mark_called` (``uncall.lua``); None when there is nothing to undo."""
+        entry = await self._uncalled(
+            keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called],
+            args=[hold_id, _dumps({"at": now_iso(), "undo": True, **record})])
+        return json.loads(entry) if entry else None
+
+    async def recently_called(self, n: int = 20) -> list[dict[str, Any]]:
+        """The last ``n`` records of ``called`` (marked and undone), newest first."""
+        return [json.loads(x) for x in reversed(await self.r.lrange(self.k.called, -n, -1))]
+
+    # -- delivery failures and refused events ----------------------------------
+
+    async def add_failure(self, entry: dict[str, Any]) -> None:
+        await self.r.rpush(self.k.failures, _dumps({"at": now_iso(), **entry}))
+
+    async def failures(self) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in await self.r.lrange(self.k.failures, 0, -1)]
+
+    async def add_rejected(self, fingerprint: str, entry: dict[str, Any]) -> bool:
+        """Keep a refused event once per fingerprint; False if it was already kept."""
+        added = await self.r.hsetnx(self.k.rejected, fingerprint,
+                                    _dumps({"received_at": now_iso(), **entry}))
+        if added:
+            # µs, not ms: refusals within one millisecond used to tie and come out in
+            # fingerprint order (entries kept in ms before still sort first)
+            await self.r.zadd(self.k.rejected_order, {fingerprint: arrival_us()})
+        return bool(added)
+
+    async def rejected(self) -> list[dict[str, Any]]:
+        ids = await self.r.zrange(self.k.rejected_order, 0, -1)
+        if not ids:
+            return []
+        return [json.loads(x) for x in await self.r.hmget(self.k.rejected, ids) if x]

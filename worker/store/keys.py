@@ -1,0 +1,162 @@
+"""Every Redis key the worker owns, in one place.
+
+All keys start with ``[redis] key_prefix`` (default ``omitama:``); dramatiq's own
+keys live under ``[redis] namespace`` and are listed in the README.
+
+==========================  =====  ===========================================  ==========================
+key                         type   content                                      lifetime
+==========================  =====  ===========================================  ==========================
+hold:{hold_id}              hash   status, lease, attempts, token (the latest   pickup_by + retention_days
+                                   claim's: only it may finish), notice (the
+                                   Message-ID's token), event JSON, outcome
+                                   fields (see lua/*.lua)
+notice:{token}              str    hold_id of the notice with Message-ID token  as its hold
+calls                       hash   hold_id → JSON entry of the phone-call list  until staff mark it called
+calls:due                   zset   hold_id, score = pickup_by as YYYYMMDD       with ``calls``
+inflight                    zset   hold_id → ms after which the sweeper looks at it  while sending/retrying
+called                      list   JSON of each call staff marked done          kept (audit)
+patron:{card}               hash   contact state, approved and pending address, kept
+                                   hashed receipt code (see worker/store/contacts.py)
+pending                     zset   card, score = registered_at ms (oldest first) while pending
+address:{key}               set    cards holding this address (pending/active)  while any card does
+audit:{card}                list   JSON audit entries, append-only              kept
+failures                    list   JSON delivery failures, append-only          kept
+bouncescore:{key}           zset   day (YYYY-MM-DD) → bounce points given that  stale_after_days + 1 day
+                                   day, per address key
+bounces                     list   JSON of every ingested mail and its outcome  kept (audit)
+bounces:seen                set    fingerprints of ingested mails (dedup)       kept
+bounces:reasons             hash   reason → failures recorded (metrics)         kept
+bounces:weak:{key}:{day}    str    unverified bounces counted for an address    2 days
+                                   that day (rate limit, worker/app/ingest.py)
+verp:{token}                str    JSON of what a return-path token was issued  [bounces] token_days
+                                   for: hold or registration, card, address
+suspended                   set    cards whose address is suspended (metrics)   while suspended
+sent:{card}                 list   hold ids of the last notices mailed to card  20 newest
+rejected                    hash   fingerprint → JSON of a refused event        kept (staff review)
+rejected:order              zset   fingerprint, score = arrival µs              with ``rejected``
+staff:{staff_id}            hash   staff web account: password hash (argon2),   until ``staff remove``
+                                   branch, created_at (see worker/web/auth.py)
+stafflog                    list   JSON of each account change (created,        kept (audit)
+                                   password set, removed) and who made it
+web:session:{sid}           hash   staff web session: staff id, CSRF token,     session_max_age_s
+                                   account epoch, created_at, last seen;        (or idle, or epoch
+                                   deleted on logout                            changed)
+web:sessions:{staff_id}     set    session ids of a staff member                session_max_age_s
+web:login_fail:{kind}:{who} str    failed logins per staff id, client address,  login_window_s
+                                   (client, id) pair, total
+web:login_wait:{who}        str    a slowed-down (client, id) pair waits        ≤ 60 s
+web:login_known:{staff_id}  set    client addresses that logged in as staff_id  90 days
+web:login_missed:{staff_id} str    failed logins since the last good one        30 days
+==========================  =====  ===========================================  ==========================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "omitama:"
+
+    def hold(self, hold_id: str) -> str:
+        return f"{self.prefix}hold:{hold_id}"
+
+    def notice(self, token: str) -> str:
+        return f"{self.prefix}notice:{token}"
+
+    @property
+    def calls(self) -> str:
+        return f"{self.prefix}calls"
+
+    @property
+    def calls_due(self) -> str:
+        return f"{self.prefix}calls:due"
+
+    @property
+    def inflight(self) -> str:
+        return f"{self.prefix}inflight"
+
+    @property
+    def called(self) -> str:
+        return f"{self.prefix}called"
+
+    def patron(self, card: str) -> str:
+        return f"{self.prefix}patron:{card}"
+
+    @property
+    def pending(self) -> str:
+        return f"{self.prefix}pending"
+
+    def address(self, key: str) -> str:
+        return f"{self.prefix}address:{key}"
+
+    def audit(self, card: str) -> str:
+        return f"{self.prefix}audit:{card}"
+
+    @property
+    def failures(self) -> str:
+        return f"{self.prefix}failures"
+
+    def bounce_score(self, address_key: str) -> str:
+        return f"{self.prefix}bouncescore:{address_key}"
+
+    @property
+    def bounces(self) -> str:
+        return f"{self.prefix}bounces"
+
+    @property
+    def bounces_seen(self) -> str:
+        return f"{self.prefix}bounces:seen"
+
+    @property
+    def bounce_reasons(self) -> str:
+        return f"{self.prefix}bounces:reasons"
+
+    def bounces_weak(self, address_key: str, day: str) -> str:
+        return f"{self.prefix}bounces:weak:{address_key}:{day}"
+
+    def verp(self, token: str) -> str:
+        return f"{self.prefix}verp:{token}"
+
+    @property
+    def suspended(self) -> str:
+        return f"{self.prefix}suspended"
+
+    def sent(self, card: str) -> str:
+        return f"{self.prefix}sent:{card}"
+
+    @property
+    def rejected(self) -> str:
+        return f"{self.prefix}rejected"
+
+    @property
+    def rejected_order(self) -> str:
+        return f"{self.prefix}rejected:order"
+
+    def staff(self, staff_id: str) -> str:
+        return f"{self.prefix}staff:{staff_id}"
+
+    @property
+    def staff_log(self) -> str:
+        # not under "staff:": "log" is a valid staff id, and `staff list` scans staff:*
+        return f"{self.prefix}stafflog"
+
+    def web_session(self, sid: str) -> str:
+        return f"{self.prefix}web:session:{sid}"
+
+    def login_failures(self, kind: str, who: str) -> str:
+        """``kind`` is ``staff`` (a staff id) or ``addr`` (a client address)."""
+        return f"{self.prefix}web:login_fail:{kind}:{who}"
+
+    def staff_sessions(self, staff_id: str) -> str:
+        return f"{self.prefix}web:sessions:{staff_id}"
+
+    def login_wait(self, who: str) -> str:
+        return f"{self.prefix}web:login_wait:{who}"
+
+    def login_known(self, staff_id: str) -> str:
+        return f"{self.prefix}web:login_known:{staff_id}"
+
+    def login_missed(self, staff_id: str) -> str:
+        return f"{self.prefix}web:login_missed:{staff_id}"
