@@ -311,7 +311,8 @@ class Ids:
 
 
 def ids_for(run: str, i: int) -> Ids:
-    return Ids(f"m{run}x{i}", f"H{run}x{i}", f"C{run}x{i}", f"p{run}x{i}@example.jp",
+    # each ends in "z" so that no id is a prefix of another (x1z, x10z)
+    return Ids(f"m{run}x{i}z", f"H{run}x{i}z", f"C{run}x{i}z", f"p{run}x{i}z@example.jp",
                str(uuid.uuid4()))
 
 
