@@ -247,7 +247,7 @@ def test_hostile_messages_end_in_exactly_one_outcome(rig: Rig, payloads: list[h.
 
 @PROFILE
 @SEED
-@given(st.lists(h.line(), max_size=25))
+@given(st.lists(h.line(), min_size=1, max_size=25))
 def test_hostile_enqueue_files(rig: Rig, tmp_path_factory: Any, payloads: list[h.Payload]) -> None:
     """``omitama-notify enqueue FILE`` with generated JSON lines (non-UTF-8 bytes too):
     no traceback; every line that is certainly bad is named with its number; the rest are
@@ -261,9 +261,6 @@ def test_hostile_enqueue_files(rig: Rig, tmp_path_factory: Any, payloads: list[h
         path.write_bytes(b"".join(body + b"\n" for _, _, body, _ in batch.items))
         p = cli("enqueue", str(path))
         err = p.stderr.decode("utf-8", "replace")
-        if not payloads:
-            assert p.returncode != 0 and "empty" in (err + p.stdout.decode()).lower()
-            return
         for n, (pl, ids, body, hold) in enumerate(batch.items, 1):
             named = f"{path}:{n}:" in err
             if pl.level == h.BAD:
@@ -278,3 +275,11 @@ def test_hostile_enqueue_files(rig: Rig, tmp_path_factory: Any, payloads: list[h
     except BaseException:
         rig.dirty = True
         raise
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n  \n"])
+def test_enqueue_an_empty_file_says_so(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(content)
+    p = cli("enqueue", str(path))
+    assert p.returncode != 0 and b"empty" in (p.stdout + p.stderr).lower()
