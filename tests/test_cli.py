@@ -199,3 +199,79 @@ def test_review_pending_approve_reject_through_the_cli(clean_redis, settings, tm
     hist = [json.loads(x) for x in cli("review", "history", "C2", "--json").stdout.splitlines()]
     assert hist[-1]["what"] == "registration rejected" and hist[-1]["staff"] == "S02"
     assert hist[-1]["why"] == "本人と連絡がつかない" and hist[-1]["state"] == "none"
+
+
+def cli_bytes(*args: str, stdin: bytes):
+    return subprocess.run([sys.executable, "-m", "worker.cli", *args], input=stdin,
+                          capture_output=True, cwd=ROOT, timeout=120)
+
+
+def test_enqueue_refuses_only_the_lines_that_are_not_utf8_and_enqueues_the_rest(clean_redis, settings, tmp_path):
+    """Issue 14 #6: one bad byte among many lines, and a binary file, are refused line by
+    line (naming each), never with a traceback; every other line is enqueued."""
+    good = [json.dumps(hold_event(f"H-{i}"), ensure_ascii=False).encode() for i in range(2000)]
+    data = b"\n".join(good[:1000] + [b'{"event_id": "x\xff\xfe"}'] + good[1000:]) + b"\n"
+    f = tmp_path / "events.jsonl"
+    f.write_bytes(data)
+    r = cli_bytes("enqueue", str(f), stdin=b"")
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "Traceback" not in err, err
+    assert err.splitlines() == [f"{f}:1001: refused: not UTF-8 text (byte 0xff at column 16); "
+                                "send events as UTF-8"]
+    assert r.stdout.decode().strip() == "enqueued 2000, refused 1"
+    assert clean_redis.llen(f"{settings.redis.namespace}:notifications") == 2000
+
+    binary = bytes(range(256)) * 8
+    b = cli_bytes("enqueue", "-", stdin=binary)
+    lines = b.stderr.decode().splitlines()
+    assert b.returncode == 1 and "Traceback" not in b.stderr.decode()
+    assert lines and all(": refused: not " in line for line in lines), lines
+    assert b.stdout.decode().strip() == f"enqueued 0, refused {len(lines)}"
+
+
+@pytest.mark.parametrize("data", [b"", b"\n \n", b"\xef\xbb\xbf"])
+def test_enqueue_says_an_empty_input_is_empty(clean_redis, data):
+    r = cli_bytes("enqueue", "-", stdin=data)
+    assert r.returncode == 1 and "-: the input is empty; no event to enqueue" in r.stderr.decode()
+
+
+def test_enqueue_accepts_a_leading_bom(clean_redis):
+    r = cli_bytes("enqueue", "-", stdin=b"\xef\xbb\xbf" + json.dumps(hold_event("H-1")).encode())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().strip() == "enqueued 1, refused 0"
+
+
+def test_enqueue_refuses_a_lone_surrogate_and_goes_on(clean_redis, settings):
+    """Issue 14 #2: "\\ud800" in a name is refused by itself (one line, no traceback), the
+    hold it names is listed for a call, and the next line is enqueued."""
+    bad = json.dumps(hold_event("H-1", "C-1", patron_name="\ud800x"))  # written as \ud800
+    r = cli("enqueue", "-", stdin=bad + "\n" + json.dumps(hold_event("H-2")))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert ("-:1: refused: patron_name: contains a lone surrogate (U+D800) at position 0"
+            in r.stderr)
+    assert "-:1: the hold it names is on the phone-call list instead" in r.stderr
+    assert r.stdout.strip() == "enqueued 1, refused 1"
+    calls = [json.loads(x) for x in cli("review", "calls", "--json").stdout.splitlines()]
+    assert [(c["hold_id"], c["reason"]) for c in calls] == [("H-1", "invalid_event")]
+    [row] = [json.loads(x) for x in cli("review", "rejected", "--json").stdout.splitlines()]
+    assert row["event_id"] == "ev-H-1" and "\\ud800" in row["raw"]
+
+
+@pytest.mark.parametrize("email,words", [
+    ("not-an-address", "has no @"),
+    ("taro@docomo.ne.jp\r\nBcc: evil@example.com", "line break"),
+])
+def test_enqueue_refuses_an_address_the_worker_would_refuse(clean_redis, settings, email, words):
+    """Issue 14 #10: the same check as the worker (worker.addresses.normalise_address,
+    no DNS), so the integrator sees the refusal where the event is produced."""
+    ev = {"event_id": "reg-1", "type": "address_registered", "card_number": "C1",
+          "email": email, "registered_at": "2026-11-29T10:00:00+09:00",
+          "application_branch": "minori"}
+    ok = {**ev, "event_id": "reg-2", "email": "taro@docomo.ne.jp"}
+    r = cli("enqueue", "-", stdin=json.dumps(ev) + "\n" + json.dumps(ok))
+    assert r.returncode == 1 and r.stdout.strip() == "enqueued 1, refused 1", r.stderr
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith("-:1: refused: email: ") and words in line
+    [rid] = clean_redis.lrange(f"{settings.redis.namespace}:notifications", 0, -1)
+    msg = json.loads(clean_redis.hget(f"{settings.redis.namespace}:notifications.msgs", rid))
+    assert msg["args"][0]["event_id"] == "reg-2"

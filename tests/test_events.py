@@ -63,7 +63,7 @@ BAD = [
     ("CRLF in title", lambda e: e["item"].update(title="猫\r\nBcc: evil@x.jp"), "item.title", "control character (U+000D)"),
     ("LF in patron name", lambda e: e.update(patron_name="山田\n太郎"), "patron_name", "control character (U+000A)"),
     ("NUL in author", lambda e: e["item"].update(author="漱石\x00"), "item.author", "control character (U+0000)"),
-    ("bidi override in name", lambda e: e.update(patron_name="\u202eevil"), "patron_name", "U+202E"),
+    ("line separator in title", lambda e: e["item"].update(title="猫\u2028Bcc: x"), "item.title", "U+2028"),
     ("100 KB title", lambda e: e["item"].update(title="猫" * 100_000), "item.title", "at most 500 characters"),
     ("blank title", lambda e: e["item"].update(title="   "), "item.title", "blank"),
     ("empty hold id", lambda e: e.update(hold_id=""), "hold_id", "at least 1 character"),
@@ -72,6 +72,15 @@ BAD = [
     ("extra field", lambda e: e.update(pickup_brnach="ogawa"), "pickup_brnach", "not a field"),
     ("extra item field", lambda e: e["item"].update(isbn="978"), "item.isbn", "not a field"),
     ("boolean contact", lambda e: e.update(contact=True), "contact", "'email' or 'phone'"),
+    # issue 14 #2: a lone surrogate is no text; named wherever it is, key or value
+    ("lone surrogate in name", lambda e: e.update(patron_name="\ud800x"), "patron_name", "lone surrogate (U+D800)"),
+    ("lone surrogate in title", lambda e: e["item"].update(title="猫\udfff"), "item.title", "U+DFFF) at position 1"),
+    ("lone surrogate in a key", lambda e: e["item"].update({"\udc80": 1}), "item.\\udc80", "field name"),
+    # issue 14 #3: dates far enough from today to overflow the deadline arithmetic
+    ("far-future pickup_by", lambda e: e.update(pickup_by="9999-12-31"), "pickup_by", "between 2000-01-01 and 2199-12-31"),
+    ("ancient pickup_by", lambda e: e.update(pickup_by="0001-01-01"), "pickup_by", "(got 0001-01-01)"),
+    ("far-future ready_at", lambda e: e.update(ready_at="9999-12-31T23:59:59-23:59"), "ready_at", "between"),
+    ("a key with a line break", lambda e: e.update({"x\r\nBcc": 1}), "x\\r\\nBcc", "not a field"),
 ]
 
 
@@ -95,6 +104,33 @@ def test_bad_hold_ready_is_refused_naming_the_field(what, mutation, field, words
 ])
 def test_not_an_event_at_all(payload, words):
     assert words in str(refusal(payload))
+
+
+CLEANED = [
+    # (what arrives, what the notice shows): format characters (Cf) dropped, then NFC
+    ("吾輩は\u00ad猫である", "吾輩は猫である"),            # soft hyphen
+    ("吾輩は\u200b猫\u200cで\u2060ある", "吾輩は猫である"),  # zero-width space/non-joiner, word joiner
+    ("\ufeff吾輩は猫である\ufeff", "吾輩は猫である"),          # BOMs
+    ("\u202eevil\u202c", "evil"),                           # a bidi override cannot reorder it
+    ("Cafe\u0301", "Café"),                                   # NFD → NFC
+    ("カ\u200b\u3099", "ガ"),                                  # dropping the Cf lets NFC compose
+    ("\u200b 猫 \u00ad", "猫"),                                # stripped after cleaning
+]
+
+
+@pytest.mark.parametrize("given,shown", CLEANED)
+def test_catalogue_text_is_cleaned_not_refused(given, shown):
+    """Issue 14 #11: such characters are common in catalogue records; one of them must not
+    turn a mail into a phone call. The patron's name is cleaned the same way."""
+    ev = parse_event(mutated(lambda e: (e["item"].update(title=given, author=given),
+                                        e.update(patron_name=given))), BRANCHES)
+    assert (ev.item.title, ev.item.author, ev.patron_name) == (shown, shown, shown)
+    ref = hold_ref(mutated(lambda e: e["item"].update(title=given)), BRANCHES)
+    assert ref is not None and ref.title == shown
+
+
+def test_text_of_only_format_characters_is_blank():
+    assert "blank" in str(refusal(mutated(lambda e: e["item"].update(title="\u200b\ufeff"))))
 
 
 def test_not_json_text():

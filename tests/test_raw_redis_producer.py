@@ -201,3 +201,76 @@ def test_a_refused_hold_ready_too_large_to_keep_is_still_listed(outbox_settings,
                     "pickup_branch": "ogawa"}
     [row] = with_store(s, lambda st: st.rejected())
     assert "larger than" in row["error"]
+
+
+def call_gave_up(s, payload, traceback: str = "Traceback …\nRuntimeError: boom") -> None:
+    """Run the gave_up actor's coroutine itself, as the worker does when retries run out."""
+    import asyncio
+
+    import worker.runtime as rtmod
+    from worker.actors import gave_up
+    from worker.runtime import Runtime
+
+    message = {"actor_name": "hold_ready", "message_id": "m-gave-up", "args": [payload],
+               "options": {"traceback": traceback}}
+
+    async def go() -> None:
+        rtmod._runtime = Runtime.create(s)
+        try:
+            await gave_up.fn.__wrapped__(message, {"retries": 8})
+        finally:
+            await rtmod._runtime.close()
+            rtmod.reset_runtime()
+    asyncio.run(go())
+
+
+CHOKED_ON = [  # issue 14 #2 and #3: what made parse_event or the date arithmetic raise
+    ("lone surrogate", {"patron_name": "\ud800x"}, "patron_name: contains a lone surrogate"),
+    ("far-future day", {"pickup_by": "9999-12-31"}, "pickup_by: must fall between"),
+]
+
+
+@pytest.mark.parametrize("what,over,words", CHOKED_ON, ids=[c[0] for c in CHOKED_ON])
+def test_a_hold_ready_the_worker_used_to_choke_on_is_refused_and_listed_once(
+        outbox_settings, clean_redis, what, over, words):
+    s = outbox_settings
+    ns = s.redis.namespace
+    bad = hold_event("H-20", "C-20", **over)
+    # as a producer writes it: JSON with the surrogate as its \ud800 escape
+    body = json.dumps(json.loads(envelope("hold_ready", bad, None)), separators=(",", ":"))
+    with run_worker(s):
+        rid = str(uuid.uuid4())
+        msg = json.loads(body)
+        msg["options"]["redis_message_id"] = rid
+        raw_enqueue(clean_redis, ns, json.dumps(msg), rid)
+        wait_for(lambda: with_store(s, lambda st: st.calls()))
+        wait_for(lambda: leftovers(clean_redis, ns) == {"queue": 0, "msgs": 0, "acks": 0, "dead": 0})
+    [call] = with_store(s, lambda st: st.calls())
+    assert (call["hold_id"], call["reason"], call["title"]) == ("H-20", "invalid_event", "吾輩は猫である")
+    assert words in call["detail"]
+    [row] = with_store(s, lambda st: st.rejected())
+    assert row["event_id"] == "ev-H-20" and words in row["error"]
+    json.loads(row["raw"])  # kept readable
+
+
+@pytest.mark.parametrize("over,reason,words,pickup_by", [
+    ({"pickup_by": "9999-12-31"}, "invalid_event", "pickup_by", ""),
+    ({"patron_name": "\ud800x"}, "invalid_event", "lone surrogate", "2099-12-05"),
+    ({"ready_at": "0001-01-01T00:00:00+23:59"}, "invalid_event", "ready_at", "2099-12-05"),
+    ({}, "worker_error", "RuntimeError: boom", "2099-12-05"),
+])
+def test_the_last_resort_lists_the_hold_from_the_raw_payload(outbox_settings, over, reason,
+                                                             words, pickup_by):
+    """Issue 14 #3: give_up works from what names the hold in the payload, so what broke
+    the first tries (an event that does not parse, dates that overflow) cannot break it."""
+    s = outbox_settings
+    call_gave_up(s, hold_event("H-21", "C-21", **over))
+    [call] = with_store(s, lambda st: st.calls())
+    assert (call["hold_id"], call["card_number"], call["reason"]) == ("H-21", "C-21", reason)
+    assert words in call["detail"] and call["pickup_by"] == pickup_by
+    assert call["title"] == "吾輩は猫である"
+    hold = with_store(s, lambda st: st.get_hold("H-21"))
+    assert hold["status"] == "phoned"
+    json.loads(hold["event"])
+    call_gave_up(s, hold_event("H-21", "C-21", **over))  # once more: still listed once
+    assert len(with_store(s, lambda st: st.calls())) == 1

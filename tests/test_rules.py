@@ -82,3 +82,13 @@ def test_activity_summary_counts_and_starts_again():
     counts = activity.take()
     assert activity.summary(counts, 60) == "notices in the last 60 s: sent 3, phoned 1, duplicate 1"
     assert activity.take() == {}  # a quiet minute prints nothing
+
+
+def test_the_deadline_rules_do_not_overflow_at_the_ends_of_the_calendar():
+    """Issue 14 #3: 9999-12-31 raised OverflowError here, and give_up depended on it."""
+    now = datetime(2026, 11, 29, 10, tzinfo=TOKYO)
+    assert retention_s(date.max, now, D) > 7000 * 365 * 86400
+    assert retention_s(date.min, now, D) == 86400
+    assert not pickup_passed(date.max, now) and pickup_passed(date.min, now)
+    assert retry_horizon(now, date.max, D) == now + timedelta(hours=24)
+    assert retry_horizon(now, date.min, D) < now

@@ -16,8 +16,7 @@ from dramatiq.middleware import CurrentMessage
 from . import activity, holds, registration
 from .broker import GAVE_UP_ACTOR, MALFORMED_ACTOR, QUEUE, RAW_SHA, build_broker
 from .events import AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady
-from .intake import Refused, accept
-from .refusals import reject
+from .intake import Refused, accept, refuse_message
 from .metrics import count_notice
 from .runtime import Runtime, get_runtime
 from .settings import get_settings
@@ -106,8 +105,12 @@ async def address_removed(rt: Runtime, ev: AddressRemoved, key: str | None) -> N
 
 @dramatiq.actor(actor_name=MALFORMED_ACTOR, queue_name=QUEUE, max_retries=5)
 async def malformed(raw: str, problem: str) -> None:
-    """A message that was not a valid envelope (see worker.broker): keep it, once."""
-    await reject(get_runtime().store, raw, problem, key=_message_key())
+    """A message that was not a valid envelope (see worker.broker): keep it, once, and
+    list the hold it still names (see worker.intake.refuse_message)."""
+    rt = get_runtime()
+    listed = await refuse_message(rt.store, rt.settings, raw, problem, _message_key())
+    if listed is not None:
+        _outcome(listed)
 
 
 @dramatiq.actor(actor_name=GAVE_UP_ACTOR, queue_name=QUEUE, max_retries=5)

@@ -1,40 +1,63 @@
 """The dramatiq Redis broker, hardened against what a foreign producer may put on the queue.
 
 dramatiq on its own strands a message it cannot decode (its id stays in the
-worker's ack set and comes back as a poison message after the worker dies) and
-cannot ack a message without ``options.redis_message_id``. Here:
+worker's ack set and comes back as a poison message after the worker dies), acks
+by the ``options.redis_message_id`` the payload claims (missing: the ack fails;
+wrong: the message is never acknowledged and recycles forever), and kills the
+worker thread that finishes a message whose ``queue_name`` it has no consumer for
+(``KeyError``). Here:
 
-* :class:`EnvelopeEncoder` never fails to decode: a payload that is not a valid
-  envelope for one of our actors is turned into a message for the
-  ``omitama_malformed`` actor, carrying the raw text and the reason, so it is
-  kept for ``review rejected`` and acknowledged like any other message;
-* :class:`RecoverRedisId` finds the broker id of a message that arrived without
-  ``redis_message_id`` (by content, in the queue's hash) so the ack works.
+* :class:`Broker` fetches each message together with the id it is stored under
+  (``lua/fetch.lua``, one round trip as dramatiq's own fetch) and hands both, and
+  the queue it came from, to the decoder as :class:`Fetched` bytes;
+* :class:`EnvelopeEncoder` never fails to decode: it sets the true
+  ``redis_message_id`` (so the message is acknowledged exactly once, at no extra
+  cost), and a payload that is not a valid envelope for one of our actors on our
+  queue is turned into a message for the ``omitama_malformed`` actor on the queue
+  it was fetched from, carrying the raw text and the reason, so it is kept for
+  ``review rejected`` (and its hold listed, see worker.intake) and acknowledged.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
+import os
+import signal
+import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import dq_name
+from dramatiq.common import current_millis, dq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware, Retries
 
 from .process_setup import ProcessSetup, prometheus_middleware
 from .settings import Settings
 
+log = logging.getLogger(__name__)
 QUEUE = "notifications"
+OUR_QUEUES = (QUEUE, dq_name(QUEUE))  # dramatiq names the delayed retries' queue ".DQ"
 MALFORMED_ACTOR = "omitama_malformed"
 GAVE_UP_ACTOR = "omitama_gave_up"
 RAW_SHA = "omitama_raw_sha"
 _FIELDS = {"queue_name", "actor_name", "args", "kwargs", "options", "message_id",
            "message_timestamp"}
+_INTERNAL_ARGS = {MALFORMED_ACTOR: (str, str), GAVE_UP_ACTOR: (dict, dict)}
+_MAX_TS = 2 ** 53  # ms; far beyond any clock, and exact as a float
+_FETCH = (Path(__file__).with_name("lua") / "fetch.lua").read_text()
+
+
+class Fetched(bytes):
+    """A message's data as fetched, with the id it is stored under and its queue."""
+    rid: str
+    queue: str
 
 
 def raw_sha(data: bytes) -> str:
@@ -42,7 +65,15 @@ def raw_sha(data: bytes) -> str:
 
 
 def envelope_problem(fields: Any, actors: set[str]) -> str | None:
-    """Why ``fields`` is not a message our worker can run, or None."""
+    """Why ``fields`` is not a message our worker can run, or None.
+
+    ``queue_name`` must be ours (``notifications`` or its delayed form
+    ``notifications.DQ``): dramatiq finishes a message on the consumer its
+    queue_name names, and has none for another queue. ``message_timestamp`` may
+    be an integer or a finite float of milliseconds in [0, 2**53) — what
+    ``time.time() * 1000`` gives in Python or ``Date.now()`` in JavaScript; it is
+    kept as whole milliseconds (it only dates the message, nothing is decided by
+    its fraction). NaN, infinities, negatives and booleans are refused."""
     if not isinstance(fields, dict):
         return f"message must be a JSON object, not {type(fields).__name__}"
     for key in ("queue_name", "actor_name", "args", "kwargs", "options"):
@@ -51,24 +82,33 @@ def envelope_problem(fields: Any, actors: set[str]) -> str | None:
     extra = set(fields) - _FIELDS
     if extra:
         return f"unknown message field(s): {', '.join(sorted(extra))}"
-    if not isinstance(fields["actor_name"], str) or fields["actor_name"] not in actors:
-        return (f"actor_name {fields['actor_name']!r} is not an event type this worker "
+    actor = fields["actor_name"]
+    if not isinstance(actor, str) or actor not in actors:
+        return (f"actor_name {_short(actor)} is not an event type this worker "
                 f"handles ({', '.join(sorted(a for a in actors if not a.startswith('omitama_')))})")
-    if not isinstance(fields["queue_name"], str):
-        return "queue_name must be a string"
+    if fields["queue_name"] not in OUR_QUEUES:
+        return (f"queue_name {_short(fields['queue_name'])} is not this worker's queue: "
+                f"use {QUEUE!r}")
     if not isinstance(fields["options"], dict):
         return "options must be a JSON object"
     if not isinstance(fields["kwargs"], dict) or fields["kwargs"]:
         return "kwargs must be an empty object: the event goes in args"
-    if not isinstance(fields["args"], list) or len(fields["args"]) != (
-            2 if fields["actor_name"] in (MALFORMED_ACTOR, GAVE_UP_ACTOR) else 1):
+    args, types = fields["args"], _INTERNAL_ARGS.get(actor)
+    if not isinstance(args, list) or len(args) != (len(types) if types else 1) or (
+            types and not all(isinstance(a, t) for a, t in zip(args, types))):
         return "args must be a list holding exactly one event object"
     if not isinstance(fields.get("message_id", ""), str):
         return "message_id must be a string"
     ts = fields.get("message_timestamp", 0)
-    if not isinstance(ts, int) or isinstance(ts, bool):
-        return "message_timestamp must be an integer (milliseconds)"
+    if (not isinstance(ts, (int, float)) or isinstance(ts, bool)
+            or not (math.isfinite(ts) and 0 <= ts < _MAX_TS)):
+        return "message_timestamp must be a number of milliseconds since 1970 (e.g. 1795915273584)"
     return None
+
+
+def _short(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:60] + "…"
 
 
 class EnvelopeEncoder(JSONEncoder):
@@ -76,6 +116,10 @@ class EnvelopeEncoder(JSONEncoder):
         self.actor_names = actor_names
 
     def decode(self, data: bytes) -> dict[str, Any]:
+        """Every payload becomes a message that runs and is acknowledged once. ``data``
+        fetched by :class:`Broker` says where it came from; other bytes (a test, a
+        tool) are taken as from the queue their ``queue_name`` names."""
+        rid, queue = getattr(data, "rid", None), getattr(data, "queue", None)
         problem: str | None
         try:
             fields = json.loads(data)
@@ -84,42 +128,62 @@ class EnvelopeEncoder(JSONEncoder):
         else:
             problem = envelope_problem(fields, self.actor_names())
         if problem is None:
-            if not isinstance(fields["options"].get("redis_message_id"), str):
-                fields["options"][RAW_SHA] = raw_sha(data)  # only then: see RecoverRedisId
+            options = fields["options"]
+            claimed = options.get("redis_message_id")
+            if not isinstance(claimed, str):
+                options[RAW_SHA] = raw_sha(data)  # the same key on every delivery
+            elif rid is not None and claimed != rid:
+                log.warning("message %s: options.redis_message_id %s is not the id it was "
+                            "queued under (%s); acknowledged by the true id",
+                            fields.get("message_id"), _short(claimed), rid)
+            if rid is not None:
+                options["redis_message_id"] = rid
+            if queue is not None:  # a mislabelled .DQ would be acked on the wrong queue
+                fields["queue_name"] = queue
+            if isinstance(fields.get("message_timestamp"), float):
+                fields["message_timestamp"] = int(fields["message_timestamp"])
             return fields
         sha = raw_sha(data)
-        options: dict[str, Any] = {RAW_SHA: sha}
-        queue = QUEUE
-        if isinstance(fields, dict):
-            if isinstance(fields.get("queue_name"), str):
-                queue = fields["queue_name"]
-            opts = fields.get("options")
-            if isinstance(opts, dict) and isinstance(opts.get("redis_message_id"), str):
-                options["redis_message_id"] = opts["redis_message_id"]
-        return {"queue_name": queue, "actor_name": MALFORMED_ACTOR,
+        kept: dict[str, Any] = {RAW_SHA: sha}
+        if rid is not None:
+            kept["redis_message_id"] = rid
+        elif isinstance(fields, dict) and isinstance(fields.get("options"), dict) and \
+                isinstance(fields["options"].get("redis_message_id"), str):
+            kept["redis_message_id"] = fields["options"]["redis_message_id"]
+        # built on the queue it was fetched from: never a queue we have no consumer for
+        return {"queue_name": queue if queue in OUR_QUEUES else QUEUE,
+                "actor_name": MALFORMED_ACTOR,
                 "args": [data.decode("utf-8", "replace"), problem], "kwargs": {},
-                "options": options, "message_id": f"malformed-{sha}",
+                "options": kept, "message_id": f"malformed-{sha}",
                 "message_timestamp": int(time.time() * 1000)}
 
 
-class RecoverRedisId(Middleware):
-    """Give a message that came without ``options.redis_message_id`` its broker id back."""
+class Broker(RedisBroker):
+    """dramatiq's Redis broker, fetching each message with the id it is stored under."""
 
-    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        options = message.options
-        if isinstance(options.get("redis_message_id"), str) or RAW_SHA not in options:
-            return
-        assert isinstance(broker, RedisBroker)
-        client: redis.Redis = broker.client
-        base = message.queue_name.removesuffix(".DQ")
-        for queue in (base, dq_name(base)):
-            key = f"{broker.namespace}:{queue}.msgs"
-            for rid, data in client.hscan_iter(key):
-                if raw_sha(data) == options[RAW_SHA]:
-                    options["redis_message_id"] = rid.decode()
-                    return
-        broker.logger.error("message %s has no redis_message_id and was not found in the queue;"
-                            " it cannot be acknowledged", message.message_id)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._fetch = self.client.register_script(_FETCH)
+
+    def do_fetch(self, queue_name: str, prefetch: int) -> list[Fetched | None]:
+        ns = self.namespace
+        if self._should_do_maintenance("fetch"):  # what dramatiq's fetch does by chance
+            self.scripts["dispatch"](keys=[ns], args=[
+                "qsize", current_millis(), queue_name, self.broker_id, self.heartbeat_timeout,
+                self.dead_message_ttl, 1, self._max_unpack_size()])
+        flat = self._fetch(
+            keys=[f"{ns}:__heartbeats__", f"{ns}:{queue_name}", f"{ns}:{queue_name}.msgs",
+                  f"{ns}:__acks__.{self.broker_id}.{queue_name}"],
+            args=[current_millis(), self.broker_id, prefetch])
+        out: list[Fetched | None] = []
+        for rid, data in zip(flat[::2], flat[1::2]):
+            if data is None:  # dramatiq warns and leaves the id in the ack set (the sweeper)
+                out.append(None)
+                continue
+            item = Fetched(data)
+            item.rid, item.queue = rid.decode(), queue_name
+            out.append(item)
+        return out
 
 
 class PatientRetries(Retries):
@@ -143,15 +207,47 @@ class PatientRetries(Retries):
                 time.sleep(1.0)
 
 
+class OneStopSignal(Middleware):
+    """A worker process stops once, however many SIGTERMs reach it.
+
+    systemd (and ``kill -- -PGID``) signals every process of the worker, and dramatiq's
+    main process forwards the signal too: each worker process gets two at once. dramatiq
+    takes the second for "kill now" and calls ``sys.exit``, which then waits for ever for
+    the AsyncIO event-loop thread (not a daemon) — the worker hung until SIGKILL. Here a
+    repeat within ``REPEAT_S`` is the same stop (dramatiq finishes what it is running and
+    puts back what it prefetched); a later one still means "exit now" (what was fetched
+    and not acknowledged is re-queued by the sweeper or dramatiq's maintenance)."""
+
+    REPEAT_S = 5.0
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        stop = signal.getsignal(signal.SIGTERM)
+        if not callable(stop):
+            return
+        first: list[float] = []
+
+        def on_term(signum: int, frame: Any) -> None:
+            if not first:
+                first.append(time.monotonic())
+                stop(signum, frame)
+            elif time.monotonic() - first[0] >= self.REPEAT_S:
+                log.warning("second stop signal: exiting now")
+                os._exit(3)  # dramatiq's RET_KILLED
+
+        signal.signal(signal.SIGTERM, on_term)
+
+
 def build_broker(settings: Settings) -> RedisBroker:
-    broker = RedisBroker(url=settings.redis.url, namespace=settings.redis.namespace,
-                         heartbeat_timeout=settings.redis.heartbeat_timeout_ms,
-                         maintenance_chance=settings.redis.maintenance_chance)
+    broker = Broker(url=settings.redis.url, namespace=settings.redis.namespace,
+                    heartbeat_timeout=settings.redis.heartbeat_timeout_ms,
+                    maintenance_chance=settings.redis.maintenance_chance)
     broker.middleware[:] = [PatientRetries() if type(m) is Retries else m
                             for m in broker.middleware]
     broker.add_middleware(AsyncIO())
     broker.add_middleware(CurrentMessage())
-    broker.add_middleware(RecoverRedisId())
+    broker.add_middleware(OneStopSignal())
     prometheus = prometheus_middleware(settings)
     if prometheus is not None:
         broker.add_middleware(prometheus)

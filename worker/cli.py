@@ -60,8 +60,13 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
 def cmd_enqueue(args: argparse.Namespace, s: Settings) -> int:
     from .enqueue import enqueue_text
 
-    text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
-    ok, refused = enqueue_text(text, s, source=args.file, err=sys.stderr)
+    # bytes: a line that is not UTF-8 is refused by itself (worker.enqueue)
+    if args.file == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        with open(args.file, "rb") as fh:
+            data = fh.read()
+    ok, refused = enqueue_text(data, s, source=args.file, err=sys.stderr)
     print(f"enqueued {ok}, refused {refused}")
     return 0 if refused == 0 and ok > 0 else 1
 

@@ -1,48 +1,82 @@
 """``omitama-notify enqueue``: validate events and put the valid ones on the queue.
 
-Input is one JSON event, or JSON lines (one event per line). Each refusal is
-printed with the field at fault and kept for ``review rejected``, like a refusal
-met by the worker — and a refused event that still names a hold goes on the call
-list, as in the worker (worker.intake.refuse). Valid events are enqueued as
-ordinary dramatiq messages.
+Input is one JSON event, or JSON lines (one event per line), in UTF-8 (a leading
+BOM is allowed). Each refusal — a line that is not UTF-8 or not JSON, an event the
+contract refuses, an ``address_registered`` whose address the worker would refuse —
+is printed with its line number and the field at fault and kept for ``review
+rejected``, like a refusal met by the worker; every other line is enqueued. A
+refused event that still names a hold goes on the call list, as in the worker
+(worker.intake.refuse). Valid events are enqueued as ordinary dramatiq messages.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 from typing import Any, TextIO
 
 import redis
 
-from .errors import EventError, StoreError
-from .events import parse_event
+from .addresses import normalise_address
+from .errors import AddressError, EventError, StoreError
+from .events import AddressRegistered, Event, parse_event
 from .holds import Outcome
 from .intake import refuse
 from .settings import Settings
 from .store import Store, safe_url
 
 
-def split_events(text: str) -> list[tuple[int, Any, str | None]]:
-    """(line, decoded value, JSON error) for a single document or JSON lines."""
+def _decode(data: bytes) -> tuple[Any, str | None]:
+    """(decoded value, None), or (what was read, why it is no JSON event)."""
     try:
-        return [(1, json.loads(text), None)]
-    except ValueError:
-        pass
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return data, (f"not UTF-8 text (byte 0x{data[e.start]:02x} at column {e.start + 1}); "
+                      "send events as UTF-8")
+    try:
+        return json.loads(text), None
+    except ValueError as e:
+        return text, f"not valid JSON: {e}"
+    except RecursionError:
+        return text, "not valid JSON: nested too deeply"
+
+
+def split_events(data: bytes) -> list[tuple[int, Any, str | None]]:
+    """(line, decoded value, problem) for a single document or JSON lines; blank lines
+    are skipped, and a line that is not UTF-8 or not JSON is one refusal, not the end."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    whole, problem = _decode(data)
+    if problem is None:
+        return [(1, whole, None)]
     out: list[tuple[int, Any, str | None]] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append((n, json.loads(line), None))
-        except ValueError as e:
-            out.append((n, line, f"not valid JSON: {e}"))
+    # bytes.splitlines breaks at CR/LF only (str.splitlines also at U+2028 & co., which
+    # JSON allows inside a string)
+    for n, line in enumerate(data.splitlines(), 1):
+        if line.strip():
+            out.append((n, *_decode(line)))
     return out
 
 
-def enqueue_text(text: str, settings: Settings, *, source: str, err: TextIO) -> tuple[int, int]:
+def check_address(event: Event) -> None:
+    """Refuse an address_registered whose address the worker would refuse: the same
+    function (worker.registration.register), syntax only — no DNS here."""
+    if isinstance(event, AddressRegistered):
+        try:
+            normalise_address(event.email, check_dns=False)
+        except AddressError as e:
+            raise EventError("email", str(e), event_id=event.event_id,
+                             event_type=event.type) from None
+
+
+def enqueue_text(data: bytes, settings: Settings, *, source: str, err: TextIO) -> tuple[int, int]:
     from .actors import broker  # builds the broker from the same settings
 
+    events = split_events(data)
+    if not events:
+        err.write(f"{source}: the input is empty; no event to enqueue\n")
+        return 0, 0
     branches = set(settings.branches)
     try:
         broker.client.ping()
@@ -51,11 +85,12 @@ def enqueue_text(text: str, settings: Settings, *, source: str, err: TextIO) -> 
                          "nothing was enqueued") from None
     ok = 0
     refusals: list[tuple[int, Any, str, str | None, str | None]] = []
-    for line, value, problem in split_events(text):
+    for line, value, problem in events:
         try:
             if problem:
                 raise EventError("", problem)
             event = parse_event(value, branches)
+            check_address(event)
         except EventError as e:
             refusals.append((line, value, str(e), e.event_id, e.event_type))
             err.write(f"{source}:{line}: refused: {e}\n")

@@ -32,6 +32,10 @@ class EventError(NotifyError):
         super().__init__(f"{field}: {problem}" if field else problem)
 
 
+class InputError(NotifyError):
+    """Raised when a command's input cannot be taken at all (too large, ...); nothing was done."""
+
+
 class AddressError(NotifyError):
     """Raised when an e-mail address is refused; the message is readable by staff."""
 

@@ -26,7 +26,7 @@ from .bounce_effects import apply_failure
 from .compose import new_token
 from .contacts import CALL_REASON_JA, CallReason, decide_contact
 from .errors import EventError, PermanentDeliveryError, TransientDeliveryError
-from .events import MAX_EVENT_BYTES, HoldReady, HoldRef, hold_ref, parse_event
+from .events import MAX_EVENT_BYTES, HoldReady, HoldRef, hold_ref, json_text, parse_event
 from .failures import failure_entry, smtp_result
 from .jdate import TOKYO, now_tokyo
 from .masking import mask_address
@@ -91,19 +91,10 @@ async def phone_refused(store: Store, settings: Settings, payload: Any,
     if ref is None:
         return None
     now = now_tokyo()
-    # the sweeper re-sends the stored event if this worker dies before the hold is listed,
-    # so it must read back whole (never cut mid-JSON); one too large for that is stood in
-    # for by what names the hold: refused again, it is listed all the same
-    event = json.dumps(payload, ensure_ascii=False)
-    if len(event.encode()) > MAX_EVENT_BYTES:
-        event = json.dumps({"type": "hold_ready", "hold_id": ref.hold_id,
-                            "card_number": ref.card_number, "pickup_branch": ref.pickup_branch})
     claim = await store.claim_hold(
         ref.hold_id, token=new_token(), lease_ms=int(settings.delivery.lease_s * 1000),
         ttl_s=retention_s(ref.pickup_by or now.date(), now, settings.delivery),
-        fields={"event": event,
-                "card_number": ref.card_number, "pickup_branch": ref.pickup_branch,
-                "pickup_by": ref.pickup_by.isoformat() if ref.pickup_by else ""})
+        fields=_listing_fields(payload, ref))
     if claim.verdict != "claimed":  # already handled, or a valid event is being sent now
         return Result(Outcome.DUPLICATE if claim.verdict == "done" else Outcome.BUSY,
                       detail=claim.status)
@@ -178,25 +169,53 @@ async def close_hold(rt: Runtime, hold_id: str, status: str) -> str:
     return before
 
 
-async def give_up(rt: Runtime, payload: Any, detail: str) -> Result | None:
-    """The worker failed on this hold_ready again and again (a bug, Redis trouble):
-    rather than lose the hold, put it on the call list so staff phone the patron —
-    as ``worker_error``, or as ``invalid_event`` when the event was refused (listing it
-    is what failed). None when the payload names no hold to phone about."""
+def _listing_fields(payload: Any, ref: HoldRef) -> dict[str, str]:
+    """What a hold listed from a raw payload keeps. The sweeper re-sends the stored event
+    if this worker dies before the hold is listed, so it must read back whole (never cut
+    mid-JSON, never text Redis cannot take); one too large for that is stood in for by
+    what names the hold: refused again, it is listed all the same."""
     try:
-        ev = parse_event(payload, rt.branches)
-    except EventError as e:
-        return await phone_refused(rt.store, rt.settings, payload, str(e))
-    if not isinstance(ev, HoldReady):
+        event = json_text(payload, default=repr)
+        whole = len(event.encode()) <= MAX_EVENT_BYTES
+    except (ValueError, RecursionError):  # a number too long to write, nesting too deep
+        whole = False
+    if not whole:
+        event = json.dumps({"type": "hold_ready", "hold_id": ref.hold_id,
+                            "card_number": ref.card_number, "pickup_branch": ref.pickup_branch})
+    return {"event": event, "card_number": ref.card_number, "pickup_branch": ref.pickup_branch,
+            "pickup_by": ref.pickup_by.isoformat() if ref.pickup_by else ""}
+
+
+async def give_up(rt: Runtime, payload: Any, detail: str) -> Result | None:
+    """The worker failed on this hold_ready again and again (a bug, Redis trouble, input
+    it chokes on): rather than lose the hold, put it on the call list so staff phone the
+    patron — as ``worker_error``, or as ``invalid_event`` when the event is refused.
+    None when the payload names no hold to phone about.
+
+    The last resort must not fail for the reason the first tries did, so it works from
+    what names the hold in the raw payload (:func:`hold_ref`: identifiers, and the title
+    and last day only when valid by themselves), never from the parsed event."""
+    ref = hold_ref(payload, rt.branches)
+    if ref is None:
         return None
-    h = await rt.store.get_hold(ev.hold_id)
+    reason, why = CallReason.WORKER_ERROR, detail
+    try:  # only to say why; listing the hold does not depend on it
+        parse_event(payload, rt.branches)
+    except EventError as e:
+        reason, why = CallReason.INVALID_EVENT, str(e)
+    except Exception as e:  # noqa: BLE001 - parse_event raises only EventError; if not, still list
+        log.error("hold %s: the event could not be checked (%s)", ref.hold_id, type(e).__name__)
+    h = await rt.store.get_hold(ref.hold_id)
     if h.get("status") in ("sending", "retrying"):
         claim = Claim("claimed", token=h["token"])
     else:
+        now = now_tokyo()
         claim = await rt.store.claim_hold(
-            ev.hold_id, token=new_token(), lease_ms=int(rt.settings.delivery.lease_s * 1000),
-            ttl_s=retention_s(ev.pickup_by, now_tokyo(), rt.settings.delivery),
-            fields={"event": ev.model_dump_json(), "card_number": ev.card_number})
+            ref.hold_id, token=new_token(), lease_ms=int(rt.settings.delivery.lease_s * 1000),
+            ttl_s=retention_s(ref.pickup_by or now.date(), now, rt.settings.delivery),
+            fields=_listing_fields(payload, ref))
         if claim.verdict != "claimed":
             return Result(Outcome.DUPLICATE, detail=claim.status)
-    return await _phone(rt.store, ev, claim, CallReason.WORKER_ERROR, detail)
+    # the detail is an exception's text: keep it storable whatever it quotes
+    why = why[:500].encode("utf-8", "backslashreplace").decode("utf-8")
+    return await _phone(rt.store, ref, claim, reason, why)

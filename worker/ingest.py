@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+from .errors import InputError
 from .masking import mask_address
 from .bounce_effects import address_key, apply_failure
 from .bounce_store import BounceStore
@@ -31,17 +32,30 @@ from .settings import Settings
 from .store import Store
 
 MAX_MAIL_BYTES = 25 * 1024 * 1024
+_MB = MAX_MAIL_BYTES // (1024 * 1024)
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]{1,250}>)", re.I | re.M)
 
 
-def read_sources(path: str, stdin: BinaryIO | None = None) -> Iterator[tuple[str, bytes | Exception]]:
-    """(name, raw bytes) per mail; an unreadable one yields (name, error) and reading goes on."""
+def read_sources(path: str, stdin: BinaryIO | None = None, *,
+                 top: bool = True) -> Iterator[tuple[str, bytes | Exception]]:
+    """(name, raw bytes) per mail; an unreadable one yields (name, error) and reading goes
+    on. Raises InputError, before anything is read, for stdin or a single mail file over
+    the size limit: cutting it would classify a stump and lose what follows."""
     if path == "-":
         data = (stdin.read(MAX_MAIL_BYTES + 1) if stdin else b"")
+        if len(data) > MAX_MAIL_BYTES:  # never classify a stump: an mbox would lose the rest
+            raise InputError(f"<stdin>: the input is larger than {_MB} MB; nothing was ingested. "
+                             "Save it to a file and ingest that (an mbox or a Maildir may be "
+                             f"of any size, each mail at most {_MB} MB)")
         yield from _split_bytes("<stdin>", data)
         return
     p = Path(path)
     try:
+        # one mail named on the command line: refused as a whole, like stdin (in a folder,
+        # an over-size file is one unreadable mail and the others are ingested)
+        if top and p.is_file() and p.stat().st_size > MAX_MAIL_BYTES and not _is_mbox(p):
+            raise InputError(f"{path}: larger than {_MB} MB, the most a mail may be; "
+                             "nothing was ingested")
         if p.is_dir():
             if (p / "cur").is_dir() or (p / "new").is_dir():
                 maildir = mailbox.Maildir(str(p), factory=None, create=False)
@@ -49,11 +63,9 @@ def read_sources(path: str, stdin: BinaryIO | None = None) -> Iterator[tuple[str
                     yield from _one(f"{path}:{key}", lambda k=key: maildir.get_bytes(k))
             else:
                 for f in sorted(x for x in p.iterdir() if x.is_file()):
-                    yield from read_sources(str(f))
+                    yield from read_sources(str(f), top=False)
             return
-        with open(p, "rb") as fh:
-            head = fh.read(5)
-        if head == b"From ":
+        if _is_mbox(p):
             box = mailbox.mbox(str(p), factory=None, create=False)
             for key in box.keys():
                 yield from _one(f"{path}#{key}", lambda k=key: box.get_bytes(k))
@@ -61,6 +73,11 @@ def read_sources(path: str, stdin: BinaryIO | None = None) -> Iterator[tuple[str
         yield from _one(path, lambda: p.read_bytes())
     except OSError as e:
         yield path, e
+
+
+def _is_mbox(p: Path) -> bool:
+    with open(p, "rb") as fh:
+        return fh.read(5) == b"From "
 
 
 def _one(name: str, read: Any) -> Iterator[tuple[str, bytes | Exception]]:

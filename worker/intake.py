@@ -3,6 +3,7 @@ and a refused hold_ready that still names its hold goes on the call list."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,16 +26,59 @@ class Refused:
 
 async def refuse(store: Store, settings: Settings, payload: Any, error: str, *,
                  listable: bool, key: str | None = None, event_id: str | None = None,
-                 event_type: str | None = None, source: str = "queue") -> Result | None:
+                 event_type: str | None = None, source: str = "queue",
+                 event: Any = None) -> Result | None:
     """Keep a refused event once (:func:`reject`) and, when ``listable`` (it was meant as
     a hold_ready), put the hold it still names on the call list
     (:func:`worker.holds.phone_refused`): the hold is ready in the ILS whatever the event
-    got wrong. Both ways in — the queue and ``omitama-notify enqueue`` — refuse through here."""
+    got wrong. Both ways in — the queue and ``omitama-notify enqueue`` — refuse through here.
+    ``event`` is what names the hold when ``payload`` is more (a whole message)."""
     await reject(store, payload, error, key=key, event_id=event_id, event_type=event_type,
                  source=source)
     if not listable:
         return None
-    return await phone_refused(store, settings, payload, error)
+    return await phone_refused(store, settings, payload if event is None else event, error)
+
+
+def meant_as_hold_ready(payload: Any, actor: Any) -> bool:
+    """Whether a refused event may be a ready hold: sent to the hold_ready actor, or saying
+    it is a hold_ready wherever it was sent (``hold_ref`` then drops one that says it is
+    another type, and one that names no hold, card and branch)."""
+    return actor == "hold_ready" or (isinstance(payload, dict)
+                                     and payload.get("type") == "hold_ready")
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def carried_event(raw: str) -> tuple[Any, Any]:
+    """The event a refused message carries (its first object argument, else its first
+    object keyword argument) and the actor it was sent to; (None, None) if unreadable."""
+    try:
+        fields = json.loads(raw)
+    except ValueError:
+        return None, None
+    if not isinstance(fields, dict):
+        return None, None
+    args, kwargs = fields.get("args"), fields.get("kwargs")
+    found = [a for a in args if isinstance(a, dict)] if isinstance(args, list) else []
+    found += [v for v in kwargs.values() if isinstance(v, dict)] if isinstance(kwargs, dict) else []
+    return (found[0] if found else None), fields.get("actor_name")
+
+
+async def refuse_message(store: Store, settings: Settings, raw: str, problem: str,
+                         key: str | None) -> Result | None:
+    """A message that is no valid envelope (see worker.broker): keep it whole, once, under
+    the event_id and type of the event it carries; and when that event is a hold_ready
+    that names its hold, card and branch, list the hold for a call as for any refused
+    hold_ready — a wrong envelope does not make the hold less ready."""
+    event, actor = carried_event(raw)
+    ev = event if isinstance(event, dict) else {}
+    return await refuse(store, settings, raw, problem, key=key,
+                        listable=event is not None and meant_as_hold_ready(event, actor),
+                        event_id=_text(ev.get("event_id")), event_type=_text(ev.get("type")),
+                        event=event)
 
 
 async def accept(rt: Runtime, payload: Any, expected: str,
@@ -42,7 +86,7 @@ async def accept(rt: Runtime, payload: Any, expected: str,
     """Validate one event handed to the actor for ``expected``. A refusal is kept (and,
     for ``hold_ready``, its hold listed) and returned as :class:`Refused`, so the message
     is acknowledged and the worker goes on."""
-    listable = expected == "hold_ready"
+    listable = meant_as_hold_ready(payload, expected)
     try:
         event = parse_event(payload, rt.branches)
     except EventError as e:
@@ -55,4 +99,5 @@ async def accept(rt: Runtime, payload: Any, expected: str,
     error = (f"type: a {event.type} event was sent to the {expected} actor; use "
              "actor_name equal to the event type")
     return Refused(error, await refuse(rt.store, rt.settings, payload, error,
-                                       listable=listable, key=key))
+                                       listable=listable, key=key, event_id=event.event_id,
+                                       event_type=event.type))

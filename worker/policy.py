@@ -2,6 +2,10 @@
 
 A ready hold must never go unannounced: retries of a failing relay stop early
 enough for staff to phone the patron before the pickup window closes.
+
+Total on every ``date``: the event contract keeps days within 2000..2199
+(worker.events), but the last resort (worker.holds.give_up) also lists holds whose
+event was refused, so this arithmetic must not fail on 9999-12-31 either.
 """
 
 from __future__ import annotations
@@ -13,8 +17,13 @@ from .jdate import TOKYO
 from .settings import DeliverySettings
 
 
+_LAST_MOMENT = datetime.max.replace(tzinfo=TOKYO)
+
+
 def pickup_deadline(pickup_by: date) -> datetime:
     """The moment the pickup window closes: the end of ``pickup_by`` in Tokyo."""
+    if pickup_by == date.max:  # the day after it is not a date
+        return _LAST_MOMENT
     return datetime.combine(pickup_by + timedelta(days=1), time(0, 0), tzinfo=TOKYO)
 
 
@@ -26,8 +35,15 @@ def retry_horizon(first_attempt: datetime, pickup_by: date, d: DeliverySettings)
     """The last moment a retry may be scheduled for: whichever comes first of
     ``max_retry_hours`` after the first attempt and ``phone_margin_hours`` before
     the pickup window closes."""
-    return min(first_attempt + timedelta(hours=d.max_retry_hours),
-               pickup_deadline(pickup_by) - timedelta(hours=d.phone_margin_hours))
+    deadline = pickup_deadline(pickup_by)
+    try:
+        last = deadline - timedelta(hours=d.phone_margin_hours)
+    except OverflowError:  # a deadline in year 1: long passed
+        last = deadline
+    try:
+        return min(first_attempt + timedelta(hours=d.max_retry_hours), last)
+    except OverflowError:  # a first attempt near year 9999
+        return last
 
 
 def next_retry_delay_s(attempts: int, now: datetime, horizon: datetime, d: DeliverySettings,
@@ -44,5 +60,6 @@ def next_retry_delay_s(attempts: int, now: datetime, horizon: datetime, d: Deliv
 def retention_s(pickup_by: date, now: datetime, d: DeliverySettings) -> int:
     """How long to keep a hold's record: past its deadline by ``retention_days``,
     so bounces that arrive late can still be traced to the notice."""
-    keep = pickup_deadline(pickup_by) + timedelta(days=d.retention_days) - now
-    return max(int(keep.total_seconds()), 86400)
+    # a difference of two datetimes cannot overflow; a sum could (deadline near 9999)
+    keep = (pickup_deadline(pickup_by) - now).total_seconds() + d.retention_days * 86400
+    return max(int(keep), 86400)

@@ -7,10 +7,10 @@ enqueue``), the malformed-message actor and registration all keep their refusals
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from typing import Any
 
+from .events import json_text
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -21,12 +21,25 @@ def fingerprint(raw: str | bytes) -> str:
                           if isinstance(raw, str) else raw).hexdigest()[:32]
 
 
+def _storable(text: str) -> str:
+    """``text`` as Redis can take it: a lone surrogate (not Unicode) written as its escape."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _raw_text(payload: Any) -> str:
     if isinstance(payload, (bytes, bytearray)):
         return bytes(payload).decode("utf-8", "replace")
     if isinstance(payload, str):
-        return payload
-    return json.dumps(payload, ensure_ascii=False, default=repr)
+        return _storable(payload)
+    try:
+        return json_text(payload, default=repr)
+    except (ValueError, RecursionError):  # a number too long to write, nesting too deep
+        return f"<a {type(payload).__name__} that cannot be written as JSON>"
+
+
+def _named(payload: dict[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    return value if isinstance(value, str) and value.isprintable() else None
 
 
 async def reject(store: Store, payload: Any, error: str, *, key: str | None = None,
@@ -35,10 +48,10 @@ async def reject(store: Store, payload: Any, error: str, *, key: str | None = No
     """Keep a refused event (once per ``key``, by default its content)."""
     raw = _raw_text(payload)
     if isinstance(payload, dict):
-        event_id = event_id or (payload.get("event_id") if isinstance(payload.get("event_id"), str) else None)
-        event_type = event_type or (payload.get("type") if isinstance(payload.get("type"), str) else None)
+        event_id = event_id or _named(payload, "event_id")
+        event_type = event_type or _named(payload, "type")
     added = await store.add_rejected(key or fingerprint(raw), {
-        "event_id": event_id, "type": event_type, "error": error, "source": source,
+        "event_id": event_id, "type": event_type, "error": _storable(error), "source": source,
         "raw": raw[:256 * 1024]})
     if added:
         log.warning("event refused: %s (event_id=%s type=%s source=%s)",

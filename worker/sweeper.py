@@ -11,7 +11,15 @@ never re-queues it. A thread in each worker process therefore, every
    for longer than two leases (no notice takes that long), and delayed retries
    (``.DQ`` ack sets) still unacknowledged two leases past their ``eta``;
 2. re-enqueues holds listed in ``inflight`` (``sending`` or ``retrying``) long after
-   they should have moved on — the case where even the message is gone.
+   they should have moved on — the case where even the message is gone;
+3. adopts orphans: a message stored in the queue's hash but on no queue and in no
+   ack set for two leases (a raw producer that died between HSET and RPUSH) is
+   queued, with a WARNING line naming it, and then runs like any other. Looking for
+   them costs a few counts per sweep; the id-by-id look runs only when the counts
+   say something is stored that is neither queued nor fetched.
+
+A message is re-queued at most once per two leases, whichever sweeper sees it
+(a marker ``<ns>:__swept__.<queue>.<id>`` with that lifetime).
 
 Both are safe because the claim decides: a hold already decided is a duplicate,
 one whose lease is still held is looked at again later.
@@ -34,6 +42,8 @@ log = logging.getLogger(__name__)
 _LUA = Path(__file__).with_name("lua")
 _TAKE = (_LUA / "take_stale.lua").read_text()
 _REQUEUE = (_LUA / "requeue_stranded.lua").read_text()
+_ADOPT = (_LUA / "adopt_orphan.lua").read_text()
+_COUNTS = (_LUA / "queue_counts.lua").read_text()
 
 
 class AckWatch:
@@ -42,6 +52,10 @@ class AckWatch:
     def __init__(self, namespace: str, queue: str) -> None:
         self.ns, self.queue = namespace, queue
         self.seen: dict[tuple[str, str], float] = {}
+        self.orphans_seen: dict[tuple[str, str], float] = {}
+
+    def _marker(self, queue: str, mid: str) -> str:
+        return f"{self.ns}:__swept__.{queue}.{mid}"
 
     def stranded(self, client: redis.Redis, older_than_s: float,
                  now: float | None = None) -> list[tuple[str, str]]:
@@ -58,7 +72,8 @@ class AckWatch:
         queue = f"{self.ns}:{self.queue}"
         done = 0
         for ack_key, mid in self.stranded(client, older_than_s, now):
-            if script(keys=[ack_key, queue, queue + ".msgs"], args=[mid]):
+            if script(keys=[ack_key, queue, queue + ".msgs", self._marker(self.queue, mid)],
+                      args=[mid, int(older_than_s * 1000)]):
                 log.warning("message %s: re-queued from a live worker's ack set (stranded)", mid)
                 done += 1
             self.seen.pop((ack_key, mid), None)
@@ -82,10 +97,51 @@ class AckWatch:
                 except (ValueError, KeyError, TypeError):
                     eta = 0
                 if now_ms - eta >= older_than_s * 1000 and script(
-                        keys=[_text(key), dq, dq + ".msgs"], args=[mid]):
+                        keys=[_text(key), dq, dq + ".msgs", self._marker(self.queue + ".DQ", mid)],
+                        args=[mid, int(older_than_s * 1000)]):
                     log.warning("delayed message %s: re-queued, overdue in a live worker", mid)
                     done += 1
         return done
+
+    def adopt_orphans(self, client: redis.Redis, older_than_s: float,
+                      now: float | None = None) -> int:
+        """Queue what has been stored on no queue and in no ack set for ``older_than_s``
+        (in the queue and its delayed queue). Returns how many."""
+        now = time.monotonic() if now is None else now
+        adopt = client.register_script(_ADOPT)
+        current: set[tuple[str, str]] = set()
+        done = 0
+        for queue in (self.queue, self.queue + ".DQ"):
+            key = f"{self.ns}:{queue}"
+            acks = [_text(k) for k in client.scan_iter(f"{self.ns}:__acks__.*.{queue}",
+                                                        count=100)]
+            stored, queued, fetched = client.register_script(_COUNTS)(
+                keys=[key, key + ".msgs", *acks])
+            if stored <= queued + fetched:
+                continue  # the usual case: nothing more to read
+            for mid in _unplaced(client, key, acks):
+                current.add((queue, mid))
+                first = self.orphans_seen.setdefault((queue, mid), now)
+                if now - first >= older_than_s and adopt(
+                        keys=[key, key + ".msgs", self._marker(queue, mid), *acks],
+                        args=[mid, int(older_than_s * 1000)]):
+                    log.warning("message %s: stored in %s.msgs but never queued (its producer "
+                                "stopped between HSET and RPUSH?); adopted and queued", mid, key)
+                    done += 1
+                    current.discard((queue, mid))
+        self.orphans_seen = {k: t for k, t in self.orphans_seen.items() if k in current}
+        return done
+
+
+def _unplaced(client: redis.Redis, key: str, acks: list[str]) -> set[str]:
+    """Ids stored in ``key``.msgs that are neither queued in ``key`` nor in ``acks`` (a
+    snapshot: the Lua adoption checks again)."""
+    placed: set[str] = set()
+    for ack in acks:
+        placed.update(_text(m) for m in client.smembers(ack))
+    for start in range(0, client.llen(key), 10_000):
+        placed.update(_text(m) for m in client.lrange(key, start, start + 9_999))
+    return {_text(mid) for mid, _ in client.hscan_iter(key + ".msgs", count=1000)} - placed
 
 
 def _text(value: str | bytes) -> str:
@@ -135,6 +191,7 @@ def start(url: str, keys: Keys, send: Callable[[dict[str, Any]], Any], *, namesp
             try:
                 watch.requeue(client, older_than_s=2 * lease_s)
                 watch.requeue_delayed(client, older_than_s=2 * lease_s)
+                watch.adopt_orphans(client, older_than_s=2 * lease_s)
                 sweep_once(client, keys, send, push_ms)
             except redis.RedisError as e:
                 log.warning("sweeper: cannot reach Redis (%s); will try again", e)
