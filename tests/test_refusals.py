@@ -21,3 +21,29 @@ def test_a_refusal_named_by_an_unstorable_event_id_is_still_kept(settings, clean
     [row] = with_store(settings, lambda st: st.rejected())
     assert row["event_id"] is None and row["type"] is None
     assert row["raw"] == raw and "not ours" in row["error"]
+
+
+@pytest.mark.parametrize("message_id", ["", "ils-1"])
+def test_refused_messages_sharing_a_message_id_are_each_kept(settings, clean_redis, tmp_path,
+                                                              message_id):
+    """The producer chooses message_id: two different refused events under one id (empty,
+    or reused) were folded into one row of review rejected — the second refusal lost. A
+    redelivery of one message still gives one row. Found by tests/test_hostile_input.py."""
+    import uuid
+
+    from tests.helpers import run_worker, variant, wait_for
+    from tests.test_raw_redis_producer import envelope, leftovers, raw_enqueue
+
+    s = variant(settings, mail={"transport": "outbox", "outbox_dir": tmp_path / "out"})
+    ns = s.redis.namespace
+    with run_worker(s):
+        for event in ({"event_id": "a-1", "type": "hold_readyy"},
+                      {"event_id": "b-1", "type": "hold_readyy"}):
+            rid = str(uuid.uuid4())
+            body = envelope("hold_ready", event, rid, message_id=message_id)
+            for _ in range(2):  # the same message twice, as a redelivery would
+                raw_enqueue(clean_redis, ns, body, rid)
+                wait_for(lambda: leftovers(clean_redis, ns)["queue"] == 0)
+        wait_for(lambda: not any(leftovers(clean_redis, ns).values()))
+    rows = with_store(s, lambda st: st.rejected())
+    assert sorted(r["event_id"] for r in rows) == ["a-1", "b-1"]
