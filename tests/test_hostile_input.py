@@ -188,7 +188,7 @@ class Batch:
         named = {hold for *_, hold in self.items if hold}
         stray = set(mailed) - named
         problems = [f"mailed holds no payload named: {stray}"] if stray else []
-        unmatched, unfound = list(rows), 0
+        unmatched, lost = list(rows), set()  # byte-identical messages are one message
         for p, ids, body, hold in self.items:
             mine = [r for r in rows if _carries(r, ids)]
             unmatched = [r for r in unmatched if not _carries(r, ids)]
@@ -203,7 +203,8 @@ class Batch:
                 # kept once; a refusal that carries none of our ids (the event's raw text
                 # holds no marker) is counted among the unmatched rows below instead
                 ok = len(mine) == 1 or (len(mine) == 0 and not _marked(body, ids))
-                unfound += len(mine) == 0
+                if len(mine) == 0:
+                    lost.add(body)
             else:
                 ok = len(mine) <= (0 if p.level == h.OK else 1)
             ok = ok and all(r.get("source") == source for r in mine)
@@ -211,8 +212,10 @@ class Batch:
                 problems.append(f"level {p.level} hold {hold}: (mailed, listed, rejected)="
                                 f"{got} sources={[r.get('source') for r in mine]} "
                                 f"body={body[:600]!r}")
-        if len(unmatched) < unfound:
-            problems.append(f"{unfound} refusals without our ids expected, {len(unmatched)} kept")
+        if len(unmatched) < len(lost):
+            problems.append(f"{len(lost)} refusals without our ids expected, {len(unmatched)} "
+                            f"kept: {[r.get('raw', '')[:200] for r in unmatched]}; "
+                            f"sent: {[b[:300] for b in lost]}")
         return problems
 
 
