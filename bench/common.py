@@ -132,7 +132,7 @@ def index_of(rcpt: str) -> int:
 
 def activate_patrons(space: Space, n: int) -> None:
     """n patrons with an approved address, written the way the worker writes them."""
-    from worker.contacts import ContactState
+    from worker.contact import ContactState
     from worker.store import Store
 
     async def go() -> None:
@@ -151,7 +151,7 @@ def activate_patrons(space: Space, n: int) -> None:
 
 
 def envelope(event: dict[str, Any], queue: str = "notifications") -> tuple[str, bytes]:
-    """A dramatiq message as the README tells a non-Python producer to write it."""
+    """A dramatiq message as docs/ils-integration.md tells a non-Python producer to write it."""
     rid = str(uuid.uuid4())
     msg = {"queue_name": queue, "actor_name": event["type"], "args": [event], "kwargs": {},
            "options": {"redis_message_id": rid}, "message_id": str(uuid.uuid4()),
@@ -161,7 +161,7 @@ def envelope(event: dict[str, Any], queue: str = "notifications") -> tuple[str, 
 
 def enqueue_raw(client: redis.Redis, namespace: str, events: list[dict[str, Any]],
                 chunk: int = 500) -> None:
-    """HSET + RPUSH per event, pipelined in MULTI chunks (the README's producer recipe)."""
+    """HSET + RPUSH per event, pipelined in MULTI chunks (the producer recipe of docs/ils-integration.md)."""
     q = f"{namespace}:notifications"
     for i in range(0, len(events), chunk):
         p = client.pipeline(transaction=True)

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (REDIS_URL, activate_patrons, key_space, make_sink,  # noqa: E402
                     worker_rate)
 
-# assumptions for the projection (say them in the README)
+# assumptions for the projection (say them in bench/README.md)
 PATRONS = 30_000          # registered patrons, all with a contact record
 HOLDS_PER_YEAR = 150_000  # hold_ready events a year
 LIVE_DAYS = 7 + 60        # a hold key lives to pickup_by (≈ 7 days) + retention_days (60)

@@ -2,7 +2,7 @@
 
 raw:    N notices built by the worker's composer and flattened to bytes beforehand,
         sent over one reused aiosmtplib connection into the sink;
-worker: N hold_ready events (the README's HSET+RPUSH producer recipe) through the real
+worker: N hold_ready events (the HSET+RPUSH producer recipe of docs/ils-integration.md) through the real
         ``omitama-notify worker`` — Redis broker, contact lookup, idempotency claim,
         rendering, pooled SMTP — into the same sink, timed from the first enqueue to the
         sink's last 250.

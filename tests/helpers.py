@@ -36,6 +36,8 @@ class SinkState:
     # the last one repeats. None means accept.
     rcpt_rules: dict[str, list[str | None]] = field(default_factory=dict)
     data_reply: str | None = None
+    # a slow relay: every reply (the greeting too) comes this many seconds late
+    reply_delay_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -44,11 +46,20 @@ class _RecordingSMTP(SMTP):
         super().__init__(*args, **kwargs)
         self._state = state
         self._wire: list[str] = []
+        self._continuing = False  # the last line pushed was not the last of its reply
 
     def connection_made(self, transport: Any) -> None:
         with self._state.lock:
             self._state.connections += 1
         super().connection_made(transport)
+
+    async def push(self, status: Any) -> None:
+        # once per reply: the lines of a multi-line reply ("250-…") follow at once
+        text = status.decode() if isinstance(status, bytes) else status
+        if self._state.reply_delay_s and not self._continuing:
+            await asyncio.sleep(self._state.reply_delay_s)
+        self._continuing = text[3:4] == "-"
+        await super().push(status)
 
     async def smtp_MAIL(self, arg: str) -> None:
         self._wire = []
@@ -186,3 +197,40 @@ def hold_event(hold_id: str = "H-1", card: str = "C-1", **over: Any) -> dict[str
         "pickup_by": "2099-12-05", "contact": "email", "patron_name": "山田 太郎"}
     ev.update(over)
     return ev
+
+
+async def set_contact(store: Any, card: str, state: Any, *, address: str | None = None,
+                      staff: str = "S01", why: str = "test setup",
+                      branch: str = "ogawa") -> None:
+    """Bring ``card`` to contact ``state`` the way production does — registered on the
+    website, approved by staff, suspended by a bounce — through the same transitions and
+    store function as the worker (the address index included); no mail is sent."""
+    from datetime import datetime, timezone
+
+    from worker.addresses import normalise_address
+    from worker.codes import hash_code
+    from worker.contact import ContactState
+    from worker.contact.changes import Registration, approved, registered, removed, suspended
+    from worker.masking import mask_address
+    from worker.registry import Registry
+
+    reg = Registry(store)
+    if state is ContactState.NONE:
+        await reg.apply(card, lambda b: removed(b, staff, why))
+        return
+    addr = normalise_address(address or f"{card.lower()}@example.jp")
+    salt, digest = hash_code("000000")
+    now = datetime.now(timezone.utc)
+    registration = Registration(
+        display=addr.display, envelope=addr.envelope, key=addr.key, carrier=addr.carrier,
+        typo_suggestion=addr.typo_suggestion, branch=branch, registered_at=now.isoformat(),
+        registered_ms=int(now.timestamp() * 1000), event_id=f"setup-{card}",
+        code_salt=salt, code_hash=digest, code_expires_ms=int(now.timestamp() * 1000) + 60_000,
+        masked=mask_address(addr.display))
+    await reg.apply(card, lambda b: registered(b, registration))
+    if state is ContactState.PENDING:
+        return
+    await reg.apply(card, lambda b: approved(card, b, staff, code_checked=False, reason=why,
+                                             masked=registration.masked))
+    if state is ContactState.SUSPENDED:
+        await reg.apply(card, lambda b: suspended(b, "filtered", why))

@@ -198,3 +198,19 @@ def test_classify_paths_reports_unreadable_files_and_goes_on(tmp_path) -> None:
     assert len(rows) == 3
     assert set(rows[1]) == {"file", "is_bounce", "recipient", "original_message_id", "reason",
                             "permanent", "misconfigured_recipient", "status", "diagnostic"}
+
+
+# -- one list of carrier domains (issue 12) -------------------------------------------------
+
+def test_every_carrier_domain_gets_both_the_advice_and_the_filter_judgement() -> None:
+    from worker.domains import _CARRIER_DOMAINS
+
+    for domain in [*_CARRIER_DOMAINS, "biz.au.com", "d.vodafone.ne.jp"]:
+        refused = classify_smtp_reply(
+            550, "5.7.1 <taro@x>: Sender address rejected: Access denied", command="MAIL",
+            recipient=f"taro@{domain}")
+        assert refused.reason == "rejected", domain
+        assert refused.misconfigured_recipient, domain  # the subscriber's own sender filter
+    elsewhere = classify_smtp_reply(550, "5.7.1 Sender address rejected: Access denied",
+                                    command="MAIL", recipient="taro@example.jp")
+    assert elsewhere.reason == "rejected" and not elsewhere.misconfigured_recipient

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
+from tests.helpers import set_contact
 from worker.bounce_policy import judge
-from worker.contacts import ContactState
+from worker.contact import ContactState
 from worker.settings import BounceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,8 +32,7 @@ def s(settings, smtp_sink, clean_redis):
 
 
 def active(s, card: str, address: str) -> None:
-    with_store(s, lambda st: st.set_contact(card, ContactState.ACTIVE, address=address,
-                                            envelope=address, key=address, why="test"))
+    with_store(s, lambda st: set_contact(st, card, ContactState.ACTIVE, address=address, why="test"))
 
 
 def patron(s, card: str) -> dict:

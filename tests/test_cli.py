@@ -151,6 +151,8 @@ def test_redis_unreachable_is_one_clear_line():
     assert r.returncode == 1
     assert r.stderr.strip().startswith("omitama-notify: cannot reach Redis at redis://127.0.0.1:1/0")
     assert len(r.stderr.strip().splitlines()) == 1
+    # and how to get one, not only the connection error
+    assert "start_private = true" in r.stderr and "OMITAMA_NOTIFY_REDIS__URL" in r.stderr
 
 
 def test_review_pending_approve_reject_through_the_cli(clean_redis, settings, tmp_path):
@@ -275,3 +277,59 @@ def test_enqueue_refuses_an_address_the_worker_would_refuse(clean_redis, setting
     [rid] = clean_redis.lrange(f"{settings.redis.namespace}:notifications", 0, -1)
     msg = json.loads(clean_redis.hget(f"{settings.redis.namespace}:notifications.msgs", rid))
     assert msg["args"][0]["event_id"] == "reg-2"
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_bounces_classify_fails_on_a_file_it_cannot_read(tmp_path, as_json):
+    good = tmp_path / "ordinary.eml"
+    good.write_bytes(b"From: a@example.jp\r\nSubject: hi\r\n\r\nhello\r\n")
+    missing = tmp_path / "missing.eml"
+    args = ["bounces", "classify", str(missing), str(tmp_path), str(good)]
+    r = cli(*args, *(["--json"] if as_json else []))
+    assert r.returncode == 1, r.stdout
+    # one line per file it could not read (a missing file, a directory), naming it
+    errors = r.stderr.splitlines()
+    assert len(errors) == 2 and str(missing) in errors[0] and "No such file" in errors[0]
+    assert "Is a directory" in errors[1]
+    # and the readable file is still classified
+    assert str(good) in r.stdout
+    ok = cli("bounces", "classify", str(good))
+    assert ok.returncode == 0 and ok.stderr == ""
+
+
+def _all_parsers(parser, path=()):
+    import argparse
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, child in action.choices.items():
+                assert helps.get(name), f"{' '.join((*path, name))}: the command has no help line"
+                yield from _all_parsers(child, (*path, name))
+
+
+def test_every_option_of_every_command_has_help_without_markup():
+    import argparse
+
+    from worker.cli import build_parser
+    seen = 0
+    for path, parser in _all_parsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            seen += 1
+            name = "/".join(action.option_strings) or action.dest
+            assert action.help and action.help != argparse.SUPPRESS, \
+                f"omitama-notify {' '.join(path)}: {name} has no help"
+        text = parser.format_help()
+        for markup in ("``", "`", ":func:", ":mod:", "**", "<b>", "\x1b["):
+            assert markup not in text, f"omitama-notify {' '.join(path)} --help shows {markup!r}"
+        if path:  # each command's --help opens with what it does
+            assert parser.description, f"omitama-notify {' '.join(path)} --help has no description"
+    assert seen > 30  # the walk reached the subcommands
+
+
+def test_help_runs_for_every_command():
+    r = cli("review", "approve", "--help")
+    assert r.returncode == 0 and "approve a pending address" in r.stdout
+    assert "--without-code" in r.stdout and "counter" in r.stdout

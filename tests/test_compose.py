@@ -7,11 +7,14 @@ import email.policy
 from datetime import date, datetime
 
 import pytest
+from hypothesis import given, settings as hsettings, strategies as st
 
 from tests.helpers import hold_event, variant
 from worker.compose import Composer, token_of
 from worker.events import parse_event
+from worker.carriers import CARRIERS
 from worker.jdate import TOKYO, ja_date, ja_datetime
+from worker.linewrap import MAIL_COLUMNS, columns, wrap
 from worker.mime import build_text_message, check_addr_spec, encode_words
 
 
@@ -57,8 +60,9 @@ def test_notice_reads_right(composer, settings):
                  "0299-26-9111", "12月5日(土)まで", "インターネットからは", "取り消しできません",
                  "送信専用", "lib@city.omitama.ibaraki.jp"]:
         assert line in body, line
+    assert "著者：夏目漱石" in body and "利用者カードをお持ちください" in body
     # short lines that read well on a phone
-    assert max(len(line) for line in body.splitlines()) <= 40
+    assert max(columns(line) for line in body.splitlines()) <= MAIL_COLUMNS
 
 
 def test_without_name_greets_politely(composer, settings):
@@ -141,3 +145,62 @@ def test_message_id_token_round_trip(composer):
     assert token_of(mid, "city.omitama.ibaraki.jp") == "abc123"
     assert token_of("<other@example.jp>", "city.omitama.ibaraki.jp") is None
     assert token_of("<hold.x@evil.jp>", "city.omitama.ibaraki.jp") is None
+
+
+# -- every line fits a phone (40 columns: a wide character counts 2) -----------------------
+
+LONG_TITLE = "もしも高校野球の女子マネージャーがドラッカーの『マネジメント』を読んだら"
+LONG_AUTHOR = "ジョン・ロナルド・ロウエル・トールキン 作／瀬田貞二，田中明子 訳"
+
+
+def _body(n) -> str:
+    return parsed(n.data).get_content().replace("\r\n", "\n")
+
+
+def _too_wide(body: str) -> list[str]:
+    return [line for line in body.splitlines() if columns(line) > MAIL_COLUMNS]
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "iso-2022-jp"])
+@pytest.mark.parametrize("carrier", [*CARRIERS, None])
+def test_confirmation_lines_fit_a_phone_for_every_carrier(settings, carrier, charset):
+    # the carrier advice used to be one line of 182 characters
+    s = variant(settings, mail={"charset": charset})
+    for branch in s.branches:
+        body = _body(Composer(s).confirmation("taro@docomo.ne.jp", "042917", branch, carrier,
+                                              "12月14日(月)", "t1"))
+        assert _too_wide(body) == [], body
+        assert "\n042917\n" in body and "有効期限：12月14日(月)まで" in body
+        assert "お申込みの図書館へ" in body and s.branches[branch].name in body
+
+
+@pytest.mark.parametrize("over", [
+    {}, {"patron_name": None}, {"item": {"title": LONG_TITLE, "author": LONG_AUTHOR, "material": "book"}},
+    {"item": {"title": "The Art of Computer Programming, Volume 1: Fundamental Algorithms",
+              "author": "Donald E. Knuth", "material": "book"}},
+    {"patron_name": "ヤマダ・アレクサンドラ・ハナコ・ウィリアムズ", "pickup_branch": "minori"},
+])
+def test_notice_lines_fit_a_phone_with_long_titles_and_names(composer, settings, over):
+    body = _body(notice(composer, settings, **over))
+    assert _too_wide(body) == [], body
+    item = over.get("item", {})
+    for text in (item.get("title"), item.get("author")):
+        if text:  # wrapped, not cut: every character is still there
+            assert text.replace(" ", "") in body.replace("\n", "").replace(" ", "")
+
+
+_TEXT = st.text(st.sampled_from(list("あいうえおがはをにのでアイウエオーメール受信設定図書館予約"
+                                     "、。「」（）・ー ッャabcXYZ019@.-→■")), max_size=200)
+
+
+@given(_TEXT, st.integers(10, 60))
+@hsettings(max_examples=300, deadline=None)
+def test_wrap_keeps_every_character_and_the_width(text, width):
+    lines = wrap(text, width)
+    assert all(columns(line) <= width for line in lines)
+    # only spaces at a break go; nothing else is lost, added or reordered
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "")
+    for before, line in zip(lines, lines[1:]):
+        assert line == line.strip(" ")
+        # kinsoku: no line starts with 、。」ー unless the one before was cut full
+        assert not line.startswith(tuple("、。」）ー")) or columns(before) > width - 2

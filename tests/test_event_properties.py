@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import hold_event
+from tests.test_events import OTHER_EVENTS
 from worker.enqueue import split_events
 from worker.errors import EventError
 from worker.events import (EARLIEST_DAY, EVENT_TYPES, LATEST_DAY, AddressRegistered, HoldReady,
@@ -60,13 +61,7 @@ json_values = st.recursive(scalars, lambda inner: st.one_of(
 VALID: list[dict[str, Any]] = [
     hold_event(item={"title": "吾輩は猫である", "author": "夏目漱石", "call_number": "913.6/N",
                      "material": "book"}),
-    {"event_id": "reg-1", "type": "address_registered", "card_number": "C-1",
-     "email": "taro@docomo.ne.jp", "registered_at": "2026-11-29T10:00:00+09:00",
-     "application_branch": "minori"},
-    {"event_id": "rm-1", "type": "address_removed", "card_number": "C-1",
-     "removed_at": "2026-11-29T10:00:00Z"},
-    {"event_id": "c-1", "type": "hold_cancelled", "hold_id": "H-1"},
-    {"event_id": "p-1", "type": "hold_picked_up", "hold_id": "H-1"},
+    *OTHER_EVENTS,
 ]
 idents = st.sampled_from(["H-1", "C-1", "H 1", "", "H-1\r\n", "x" * 65, "Ｈ１", "a" * 64])
 instants = st.one_of(moments, st.sampled_from(["9999-12-31T23:59:59-23:59",

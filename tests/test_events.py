@@ -145,7 +145,7 @@ def test_several_faults_are_all_named():
     assert "hold_id: is required" in str(err) and "contact:" in str(err)
 
 
-@pytest.mark.parametrize("event", [
+OTHER_EVENTS = [  # a valid event of each other type (also the seeds of test_event_properties)
     {"event_id": "e1", "type": "address_registered", "card_number": "C1",
      "email": "taro@docomo.ne.jp", "registered_at": "2026-11-29T10:00:00+09:00",
      "application_branch": "minori"},
@@ -153,7 +153,10 @@ def test_several_faults_are_all_named():
      "removed_at": "2026-11-29T10:00:00Z"},
     {"event_id": "e3", "type": "hold_cancelled", "hold_id": "H1"},
     {"event_id": "e4", "type": "hold_picked_up", "hold_id": "H1"},
-])
+]
+
+
+@pytest.mark.parametrize("event", OTHER_EVENTS)
 def test_other_event_types_validate(event):
     assert parse_event(event, BRANCHES).type == event["type"]
 

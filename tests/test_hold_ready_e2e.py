@@ -9,7 +9,8 @@ import threading
 import pytest
 
 from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
-from worker.contacts import ContactState
+from tests.helpers import set_contact
+from worker.contact import ContactState
 
 
 @pytest.fixture
@@ -21,8 +22,7 @@ def smtp_settings(settings, smtp_sink, clean_redis):
 
 def activate(settings, card: str, envelope: str, display: str | None = None) -> None:
     async def go(store):
-        await store.set_contact(card, ContactState.ACTIVE, address=display or envelope,
-                                envelope=envelope, staff="S01", why="test")
+        await set_contact(store, card, ContactState.ACTIVE, address=display or envelope, staff="S01", why="test")
     with_store(settings, go)
 
 
@@ -68,8 +68,7 @@ def test_active_patron_gets_one_japanese_mail(smtp_settings, smtp_sink):
 ])
 def test_not_by_email_goes_to_the_call_list(smtp_settings, smtp_sink, contact, state, reason):
     async def go(store):
-        await store.set_contact("C-2", state, address="x@example.jp" if state is ContactState.SUSPENDED else None,
-                                envelope=None, why="test")
+        await set_contact(store, "C-2", state, address="x@example.jp" if state is ContactState.SUSPENDED else None, why="test")
     with_store(smtp_settings, go)
     with run_worker(smtp_settings):
         send(hold_event("H-2", "C-2", contact=contact, pickup_branch="tamari"))

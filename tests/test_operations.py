@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.helpers import free_port, hold_event, wait_for, with_store
+from tests.helpers import set_contact
 from worker import registration
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,9 +69,9 @@ def test_full_run_metrics_and_no_leaks_in_json_logs(clean_redis, settings, smtp_
         code = re.search(r"^(\d{6})$", body, re.M)[1]
         secrets.append(code)
         with_store(settings, lambda st: registration.approve(st, settings, "C1", "S1", code=code))
-        with_store(settings, lambda st: st.set_contact(
-            "C2", __import__("worker.contacts").contacts.ContactState.ACTIVE,
-            address=secrets[1], envelope=secrets[1], key=secrets[1]))
+        with_store(settings, lambda st: set_contact(st, 
+            "C2", __import__("worker.contact").contact.ContactState.ACTIVE,
+            address=secrets[1]))
         events = [hold_event("H1", "C1", patron_name=secrets[2]),
                   hold_event("H2", "C2", patron_name=secrets[3]),
                   hold_event("H3", "C3", contact="phone", patron_name=secrets[2])]
@@ -95,6 +96,9 @@ def test_full_run_metrics_and_no_leaks_in_json_logs(clean_redis, settings, smtp_
     assert any("h***@ezweb.ne.jp" in j["msg"] for j in json_lines), out
     assert any("<hold." in j["msg"] for j in json_lines), out  # Message-IDs stay traceable
     assert any(j["msg"] == "event loop: uvloop" for j in json_lines), out
+    # one zone in every line: Tokyo time with its offset, as the CLI prints times
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+09:00", j["ts"])
+               for j in json_lines), out
     for secret in secrets:
         assert secret not in out, f"{secret!r} leaked into the logs"
 
@@ -120,3 +124,47 @@ def test_mask_filter_masks_whatever_slips_through(caplog):
                                None)
     MaskFilter().filter(record)
     assert record.getMessage() == "to a***@ezweb.ne.jp failed"
+
+
+def test_review_rejected_lists_refusals_in_arrival_order(clean_redis, settings):
+    # many refusals inside one millisecond used to tie and come out in fingerprint order
+    from worker.refusals import reject
+
+    async def refuse_many(store):
+        for i in range(60):
+            await reject(store, {"event_id": f"E{i:02d}", "type": "hold_ready"}, f"bad {i}")
+    with_store(settings, refuse_many)
+    r = cli("review", "rejected", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x)["event_id"] for x in r.stdout.splitlines()] == \
+        [f"E{i:02d}" for i in range(60)]
+
+
+def test_first_notice_of_each_interval_is_logged_at_info(caplog):
+    import logging
+
+    from worker import activity
+    activity.take()
+    with caplog.at_level(logging.INFO, logger="worker.activity"):
+        for i in range(50):
+            activity.note("sent", f"H{i}")
+            activity.note("phoned", f"P{i}")
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == 1 and lines[0].startswith("hold H0: notice sent; "), lines
+        assert activity.take() == {"sent": 50, "phoned": 50}
+        activity.note("sent", "H50")  # a new interval: its first notice again
+        assert caplog.records[-1].getMessage().startswith("hold H50: notice sent")
+    activity.take()
+
+
+def test_log_times_are_tokyo_with_offset_whatever_the_machine_zone():
+    # a machine in UTC (or anywhere) still logs Tokyo time, as every CLI output shows it
+    code = ("import logging, time; from worker.logs import use_tokyo_time; use_tokyo_time(); "
+            "logging.basicConfig(format='%(asctime)s %(message)s'); "
+            "r = logging.makeLogRecord({'msg': 'x', 'created': 1795964400.25, 'msecs': 250.0}); "
+            "print(logging.getLogger().handlers[0].format(r))")
+    for tz in ("UTC", "America/New_York", "Asia/Tokyo"):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=ROOT, env={**os.environ, "TZ": tz}, timeout=30)
+        # 1795964400 = 2026-11-30T00:00:00+09:00
+        assert r.stdout.strip() == "2026-11-30T00:00:00.250+09:00 x", (tz, r.stdout, r.stderr)

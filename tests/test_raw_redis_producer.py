@@ -17,7 +17,8 @@ import uuid
 import pytest
 
 from tests.helpers import hold_event, run_worker, wait_for, with_store
-from worker.contacts import ContactState
+from tests.helpers import set_contact
+from worker.contact import ContactState
 
 
 def raw_enqueue(r, ns: str, body: str, rid: str | None = None) -> str:
@@ -52,8 +53,7 @@ def outbox_settings(settings, clean_redis, tmp_path):
 
 def test_raw_redis_hold_ready_lands_in_outbox(outbox_settings, clean_redis):
     s = outbox_settings
-    with_store(s, lambda st: st.set_contact("C-1", ContactState.ACTIVE, address="taro@docomo.ne.jp",
-                                            envelope="taro@docomo.ne.jp"))
+    with_store(s, lambda st: set_contact(st, "C-1", ContactState.ACTIVE, address="taro@docomo.ne.jp"))
     ns = s.redis.namespace
     with run_worker(s):
         rid = str(uuid.uuid4())
@@ -132,8 +132,7 @@ def test_invalid_hold_ready_naming_its_hold_goes_to_the_call_list_too(outbox_set
     event that follows is a duplicate (the patron is phoned, not also mailed)."""
     s = outbox_settings
     ns = s.redis.namespace
-    with_store(s, lambda st: st.set_contact("C-5", ContactState.ACTIVE, address="hanako@example.jp",
-                                            envelope="hanako@example.jp", staff="S01", why="test"))
+    with_store(s, lambda st: set_contact(st, "C-5", ContactState.ACTIVE, address="hanako@example.jp", staff="S01", why="test"))
     bad = hold_event("H-5", "C-5", pickup_by="12/05")
     bad["item"]["title"] = "猫\r\nBcc: evil@example.com"
     with run_worker(s):

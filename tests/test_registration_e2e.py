@@ -217,3 +217,45 @@ def test_invalid_address_is_refused_and_state_kept(s, smtp_sink, address, words)
     assert rec["state"] == "active" and rec["address"] == "keep@example.jp"
     assert len(smtp_sink.messages) == 1
     assert "address refused" in with_store(s, lambda st: st.history("C13"))[-1]["what"]
+
+
+def test_code_is_good_through_the_whole_day_the_mail_names(s, smtp_sink, monkeypatch):
+    # the mail says 有効期限：12月14日(月)まで; the code used to die 14 days after
+    # registering, to the minute — in the morning of the day the patron was promised
+    from datetime import datetime, timedelta
+
+    from worker.jdate import TOKYO, ja_date
+    register(s, smtp_sink, "C7", "taro@docomo.ne.jp")
+    body = email.message_from_bytes(smtp_sink.messages[0].data,
+                                    policy=email.policy.default).get_content()
+    [named] = re.findall(r"^有効期限：(\d+月\d+日\(.\))まで$", body, re.M)
+    day = (datetime.now(TOKYO) + timedelta(days=s.registration.code_ttl_days)).date()
+    assert named == ja_date(day)
+    code = code_in(smtp_sink.messages[0])
+    last_minute = datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=TOKYO)
+    at = {"ms": int((last_minute + timedelta(seconds=1)).timestamp() * 1000)}
+    monkeypatch.setattr(registration, "now_ms", lambda: at["ms"])  # 00:00 the next day
+    with pytest.raises(ReviewError, match="has expired"):
+        approve(s, "C7", code=code)
+    at["ms"] = int(last_minute.timestamp() * 1000) + 999  # 23:59:59.999 of the named day
+    approve(s, "C7", code=code)
+    assert state(s, "C7")["state"] == "active"
+
+
+def test_code_expiry_is_the_end_of_the_named_day_at_any_time_of_registering():
+    from datetime import datetime, timedelta
+
+    from worker.codes import code_expired, code_expiry
+    from worker.jdate import TOKYO, ja_date
+    start = datetime(2026, 11, 29, 0, 0, tzinfo=TOKYO)
+    for minutes in range(0, 24 * 60, 7):  # every 7 minutes of a day, midnight included
+        registered = start + timedelta(minutes=minutes)
+        for ttl in (14, 1, 0.5):
+            expiry = code_expiry(registered, ttl)
+            named = registered + timedelta(days=ttl)
+            assert ja_date(expiry) == ja_date(named)
+            end = int(expiry.timestamp() * 1000)
+            next_midnight = datetime.combine(named.date() + timedelta(days=1),
+                                             datetime.min.time(), TOKYO)
+            assert not code_expired(end, int(next_midnight.timestamp() * 1000) - 60_000)
+            assert code_expired(end, int(next_midnight.timestamp() * 1000))

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from worker.contacts import CallReason, Contact, ContactState, decide_contact
+from worker.contact import CallReason, Contact, ContactState, decide_contact
 from worker.jdate import TOKYO
 from worker.policy import (next_retry_delay_s, pickup_deadline, pickup_passed, retention_s,
                            retry_horizon)

@@ -14,7 +14,8 @@ from aiosmtpd.smtp import SMTP
 
 from worker.compose import Notice
 from worker.errors import PermanentDeliveryError, TransientDeliveryError
-from worker.transport import SmtpTransport, _PipeliningProtocol
+from worker.pipelining import PipeliningProtocol
+from worker.transport import SmtpTransport
 
 from tests.helpers import free_port
 
@@ -107,7 +108,7 @@ def test_messages_arrive_intact_over_one_connection(relay: _Handler, settings: A
             replies = [await t.send(_notice(i)) for i in range(5)]
             conn = t.pool.get_nowait()
             t.pool.put_nowait(conn)
-            return replies, t.connects, isinstance(conn.client.protocol, _PipeliningProtocol)
+            return replies, t.connects, isinstance(conn.client.protocol, PipeliningProtocol)
         finally:
             await t.close()
 

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from tests.helpers import with_store
-from worker.contacts import ContactState
+from tests.helpers import set_contact
+from worker.contact import ContactState
 from worker.store import Store, safe_url
 
 
@@ -30,10 +31,11 @@ def test_outcome_is_final_and_expired_lease_is_taken_over(store_run):
     async def go(store):
         first = await store.claim_hold("H2", token="a", lease_ms=1, ttl_s=3600, fields={})
         await asyncio.sleep(0.01)
-        # the first worker died: its lease ran out, a second one takes over with the same token
+        # the first worker died: its lease ran out, a second one takes over with its own
+        # token (see test_claim_fencing.py) and the same notice
         second = await store.claim_hold("H2", token="b", lease_ms=60_000, ttl_s=3600, fields={})
-        assert (first.attempts, second.attempts) == (1, 2) and second.token == "a"
-        assert await store.finish_hold("H2", "sent", "a", fields={"message_id": "<m>"}) == "sent"
+        assert (first.attempts, second.attempts) == (1, 2) and second.notice == "a"
+        assert await store.finish_hold("H2", "sent", "b", fields={"message_id": "<m>"}) == "sent"
         again = await store.claim_hold("H2", token="c", lease_ms=60_000, ttl_s=3600, fields={})
         assert again.verdict == "done" and again.status == "sent"
         assert await store.hold_for_token("a") == "H2"
@@ -81,15 +83,14 @@ def test_rejected_kept_once_per_fingerprint(store_run):
 
 def test_audit_log_is_append_only_history(store_run):
     async def go(store):
-        await store.set_contact("C5", ContactState.ACTIVE, address="a@b.jp", envelope="a@b.jp",
-                                staff="S9", why="approved on the phone", branch="minori")
-        await store.set_contact("C5", ContactState.SUSPENDED, address="a@b.jp",
-                                envelope="a@b.jp", why="filtered")
+        await set_contact(store, "C5", ContactState.SUSPENDED, address="a@b.jp",
+                          staff="S9", why="approved on the phone", branch="minori")
         return await store.history("C5"), await store.get_contact("C5")
     history, contact = store_run(go)
-    assert [h["state"] for h in history] == ["active", "suspended"]
-    assert history[0]["staff"] == "S9" and history[0]["branch"] == "minori"
-    assert contact.state is ContactState.SUSPENDED
+    assert [(h["kind"], h["state"]) for h in history] == [
+        ("registered", "pending"), ("approved_without_code", "active"), ("suspended", "suspended")]
+    assert history[1]["staff"] == "S9" and history[1]["branch"] == "minori"
+    assert contact.state is ContactState.SUSPENDED and contact.address == "a@b.jp"
 
 
 def test_redis_down_is_a_clear_error():

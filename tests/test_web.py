@@ -22,7 +22,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from tests.helpers import hold_event, variant, with_store
-from worker.contacts import ContactState
+from tests.helpers import set_contact
+from worker.contact import ContactState
 from worker.web.app import create_app
 from worker.web.auth import Accounts
 
@@ -188,14 +189,44 @@ def login_cookie(s, base_url: str) -> str:
         return r.headers["set-cookie"]
 
 
-def test_login_goes_back_to_the_page_asked_for_but_never_off_site(s, web):
+def test_login_goes_back_to_the_page_asked_for_with_its_query_but_never_off_site(s, web):
     add_staff(s, "S01")
-    r = web.get("/calls?branch=ogawa")
-    assert r.headers["location"] == "/login?next=%2Fcalls"
-    assert login(web, "S01", next_path="/calls").headers["location"] == "/calls"
+    r = web.get("/calls?branch=ogawa")  # a deep link keeps its query string through login
+    assert r.headers["location"] == "/login?next=%2Fcalls%3Fbranch%3Dogawa"
+    page = web.get(r.headers["location"])
+    assert 'name="next" value="/calls?branch=ogawa"' in page.text
+    assert login(web, "S01", next_path="/calls?branch=ogawa").headers["location"] == \
+        "/calls?branch=ogawa"
     for evil in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
         with client_for(s) as c:
             assert login(c, "S01", next_path=evil).headers["location"] == "/"
+    with client_for(s) as c:  # never back to a POST-only URL (a bare 405 page)
+        assert login(c, "S01", next_path="/pending/approve").headers["location"] == "/pending"
+
+
+def test_a_form_sent_after_the_session_ended_leads_back_to_its_page_with_a_message(s, web):
+    logged_in(s, web)
+    register(s, "C1", "taro@docomo.ne.jp")
+    page = web.get("/pending?branch=ogawa")
+    token = csrf_of(page.text)
+    with_store(s, lambda st: Accounts(st, s.web).logout_all("S01"))  # e.g. another tab
+    r = web.post("/pending/approve", data={"csrf": token, "card": "C1", "code": "123456"},
+                 headers={"referer": "http://testserver/pending?branch=ogawa"})
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login?next=%2Fpending%3Fbranch%3Dogawa&lost=1"
+    form = web.get(r.headers["location"])
+    assert "直前の操作は行われていません" in form.text and 'name="lost" value="1"' in form.text
+    csrf = csrf_of(form.text)
+    r = web.post("/login", data={"csrf": csrf, "staff_id": "S01", "password": PASSWORD,
+                                 "next": "/pending?branch=ogawa", "lost": "1"})
+    assert r.headers["location"] == "/pending?branch=ogawa"
+    back = web.get(r.headers["location"])
+    assert back.status_code == 200 and "もう一度入力してください" in flash(back)
+    assert patron(s, "C1")["state"] == "pending"  # nothing was done
+    # no Referer (a privacy setting): the page of the action all the same
+    web.cookies.clear()
+    r = web.post("/calls/called", data={"hold_id": "H1"})
+    assert r.headers["location"] == "/login?next=%2Fcalls&lost=1"
 
 
 def test_login_needs_its_csrf_token_and_a_tampered_cookie_is_refused(s, web):
@@ -218,36 +249,145 @@ def test_security_headers(s, web):
     assert r.headers["cache-control"] == "no-store"
 
 
-def test_throttling_per_staff_id_and_per_client_address(s):
+def test_a_prankster_cannot_lock_a_colleague_out_of_her_own_counter_pc(s):
     add_staff(s, "S01")
     add_staff(s, "S02")
-    add_staff(s, "S03")
-    with client_for(s, "10.0.0.1") as a:
+    with client_for(s, "10.0.0.1") as counter:  # S01's counter PC: logged in before
+        assert login(counter, "S01").status_code == 303
+    with client_for(s, "10.0.0.66") as prank:
         for _ in range(3):
-            assert login(a, "S01", "wrong-password").status_code == 401
-        r = login(a, "S01")  # the right password, but too many failures for S01
-        assert r.status_code == 429 and "一時的にログインできません" in r.text
-        # the same address is throttled for another staff id too
-        assert login(a, "S02").status_code == 429
-    with client_for(s, "10.0.0.2") as b:
-        assert login(b, "S01").status_code == 429  # S01 from anywhere
-        assert login(b, "S02").status_code == 303  # S02 from elsewhere is fine
-    with client_for(s, "10.0.0.3") as c:
-        for i in range(3):
-            assert login(c, f"X{i}", "guess").status_code == 401  # ids that do not exist
+            assert login(prank, "S01", "wrong-password").status_code == 401
+        r = login(prank, "S01")  # the right password, but this client is refused now
+        assert r.status_code == 429 and "この端末からのログインの失敗が続いた" in r.text
+        assert login(prank, "S02").status_code == 303  # its other ids are fine (3 < 20)
+    with client_for(s, "10.0.0.1") as counter:
+        r = login(counter, "S01")  # not locked out: S01 logs in at her counter
+        assert r.status_code == 303
+        # … and is told that someone typed wrong passwords for her id
+        assert "3回パスワードが間違って入力されました" in flash(counter.get("/"))
+        assert "パスワードが間違って" not in flash(counter.get("/"))  # told once
+
+
+def test_a_known_client_is_slowed_down_never_refused(s):
+    add_staff(s, "S01")
+    with client_for(s, "10.0.0.1") as c:
+        assert login(c, "S01").status_code == 303
+    with client_for(s, "10.0.0.1") as c:
+        for _ in range(3):
+            assert login(c, "S01", "wrong-password").status_code == 401
+        r = login(c, "S01")
+        assert r.status_code == 429 and "1秒お待ちいただいてから" in r.text
+        wait = with_store(s, lambda st: st.r.pttl(st.k.login_wait("10.0.0.1/S01")))
+        assert 0 < wait <= 1000
+        with_store(s, lambda st: st.r.delete(st.k.login_wait("10.0.0.1/S01")))  # a second later
+        assert login(c, "S01").status_code == 303
+
+
+def test_the_ceilings_per_client_and_per_id(s):
+    s = variant(s, web={"login_max_failures_per_client": 4, "login_max_failures_per_id": 5})
+    for sid in ("S01", "S02", "S03"):
+        add_staff(s, sid)
+    with client_for(s, "10.0.0.3") as c:  # one client guessing many ids
+        for i in range(4):
+            assert login(c, f"X{i}", "guess").status_code == 401
         assert login(c, "S03").status_code == 429
+    for n in range(5):  # many clients guessing one id: the id's ceiling
+        with client_for(s, f"10.1.0.{n}") as c:
+            assert login(c, "S01", "guess").status_code == 401
+    with client_for(s, "10.2.0.1") as c:
+        r = login(c, "S01")
+        assert r.status_code == 429 and "初めての端末からは" in r.text
     ttl = with_store(s, lambda st: st.r.ttl(st.k.login_failures("staff", "S01")))
     assert 0 < ttl <= 600
+    # a good login resets the id's counter, never the client's
+    with_store(s, lambda st: st.r.sadd(st.k.login_known("S02"), "10.0.0.3"))
+    with client_for(s, "10.0.0.3") as c:
+        assert login(c, "S02").status_code == 303
+    with client_for(s, "10.0.0.3") as c:
+        assert login(c, "S03").status_code == 429
+
+
+def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(s):
+    add_staff(s, "S01")
+
+    def fail_from(settings, peer, xff):
+        with client_for(settings, peer) as c:
+            page = c.get("/login")
+            c.post("/login", data={"csrf": csrf_of(page.text), "staff_id": "S01",
+                                   "password": "wrong-password"},
+                   headers={"x-forwarded-for": xff})
+
+    fail_from(s, "127.0.0.1", "203.0.113.9")  # the default: no proxy is trusted
+    count = lambda who: with_store(s, lambda st: st.r.get(st.k.login_failures("addr", who)))
+    assert count("127.0.0.1") == "1" and count("203.0.113.9") is None
+    behind = variant(s, web={"trusted_proxies": ["127.0.0.1"]})
+    fail_from(behind, "127.0.0.1", "198.51.100.7, 203.0.113.9")  # the proxy appends the peer
+    assert count("203.0.113.9") == "1" and count("127.0.0.1") == "1"
+    fail_from(behind, "10.9.9.9", "203.0.113.77")  # not from the proxy: the header is ignored
+    assert count("10.9.9.9") == "1" and count("203.0.113.77") is None
+
+
+def test_a_password_change_or_removal_ends_every_session_for_good(s):
+    add_staff(s, "S03")
+    with client_for(s) as c, client_for(s) as d:
+        login(c, "S03")
+        login(d, "S03")
+        stolen = dict(c.cookies)
+        assert "sessions 2" in cli("staff", "list").stdout
+        r = cli("staff", "passwd", "S03", "--password-stdin", stdin="another-password\n")
+        assert r.returncode == 0 and "sessions have ended" in r.stdout, r.stderr
+        assert c.get("/").status_code == 303 and d.get("/").status_code == 303
+        login(c, "S03", "another-password")
+        stolen = dict(c.cookies)
+    assert cli("staff", "remove", "S03").returncode == 0
+    add_staff(s, "S03", password="a-third-password")  # the same id again
+    with client_for(s) as e:
+        e.cookies.update(stolen)
+        assert e.get("/").status_code == 303  # the old cookie does not come back
+    assert "S03  -  created" in cli("staff", "list").stdout
+
+
+def test_staff_logout_all_ends_the_sessions_of_one_account(s):
+    add_staff(s, "S01")
+    add_staff(s, "S02")
+    with client_for(s) as a, client_for(s) as b:
+        login(a, "S01")
+        login(b, "S02")
+        r = cli("staff", "logout-all", "S01")
+        assert r.returncode == 0 and "1 session(s) ended" in r.stdout, r.stderr
+        assert a.get("/").status_code == 303 and b.get("/").status_code == 200
+        listing = cli("staff", "list").stdout
+        assert "S01  -  created" in listing and "sessions 0" in listing and "sessions 1" in listing
+        assert login(a, "S01").status_code == 303  # a new login works at once
+    none = cli("staff", "logout-all", "S99")
+    assert none.returncode == 1 and "no staff account S99" in none.stderr
+    assert ("S01", "logged out everywhere") in [
+        (e["staff_id"], e["what"]) for e in with_store(s, lambda st: Accounts(st, s.web).log())]
+
+
+def test_the_cookie_ends_with_the_browser_and_the_session_when_idle(s, web):
+    add_staff(s, "S01")
+    r = login(web, "S01")
+    cookie = r.headers["set-cookie"].lower()
+    assert "max-age" not in cookie and "expires" not in cookie  # a browser-session cookie
+    sid = next(iter(with_store(s, lambda st: st.r.smembers(st.k.staff_sessions("S01")))))
+    ttl = with_store(s, lambda st: st.r.ttl(st.k.web_session(sid)))
+    assert s.web.session_max_age_s - 60 < ttl <= s.web.session_max_age_s  # kept server-side
+    assert web.get("/").status_code == 200
+    idle_ms = (s.web.session_idle_s + 1) * 1000
+    with_store(s, lambda st: st.r.hincrby(st.k.web_session(sid), "seen_ms", -idle_ms))
+    assert web.get("/").status_code == 303
+    assert not with_store(s, lambda st: st.r.exists(st.k.web_session(sid)))
 
 
 def test_every_action_refuses_a_post_without_the_csrf_token(s, web):
     logged_in(s, web)
     register(s, "C1", "taro@docomo.ne.jp")
     on_call_list(s, "H1", "C1")
-    with_store(s, lambda st: st.set_contact("C2", ContactState.SUSPENDED,
-                                            address="x@ezweb.ne.jp", envelope="x@ezweb.ne.jp"))
+    with_store(s, lambda st: set_contact(st, "C2", ContactState.SUSPENDED,
+                                            address="x@ezweb.ne.jp"))
     actions = [p for m, p in _routes(web.app) if m == "POST" and p != "/login"]
-    assert len(actions) == 7
+    assert len(actions) == 8
     form = {"card": "C1", "code": "123456", "reason": "r", "hold_id": "H1", "note": "n"}
     for path in actions:
         assert web.post(path, data=form).status_code == 403, path
@@ -268,6 +408,9 @@ def test_pending_page_approve_with_the_code(s, web):
     text = page.text
     assert text.index("玉里") < text.index("小川")  # the staff member's own branch first
     assert "taro@docomo.co.jp" in text and "taro@docomo.ne.jp" in text  # typo hint
+    card = text[text.index('id="pending-C1"'):]
+    assert '<span class="tag warn">ドコモの入力ミス?</span>' in card[:card.index("</article>")]
+    assert "携帯会社以外" not in card[:card.index("</article>")]  # the tag agrees with the hint
     assert "ドコモ" in text and "電話で伝えること" in text and "受信リスト" in text
     only = web.get("/pending?branch=ogawa").text
     assert "taro@docomo.co.jp" in only and "hana@docomo.ne.jp" not in only
@@ -335,8 +478,7 @@ def _failure(s, card: str, address: str):
         "diagnostic": f"550 5.7.1 <{address}>: Message rejected due to filtering",
         "advice": advice_for("filtered", True, address), "address": mask_address(address),
         "source": "smtp"}))
-    with_store(s, lambda st: st.set_contact(card, ContactState.SUSPENDED, address=address,
-                                            envelope=address, why="filtered: test"))
+    with_store(s, lambda st: set_contact(st, card, ContactState.SUSPENDED, address=address, why="filtered: test"))
 
 
 def test_failures_page_reenable_and_remove(s, web):
@@ -359,6 +501,15 @@ def test_failures_page_reenable_and_remove(s, web):
     assert patron(s, "C2")["state"] == "none"
     assert history(s, "C1")[-1]["staff"] == "S03" and history(s, "C2")[-1]["staff"] == "S03"
     assert history(s, "C2")[-1]["why"] == "アドレス解約済み"
+
+
+def test_removing_the_address_of_a_card_that_has_none_is_refused(s, web):
+    logged_in(s, web, "S03")
+    page = act(web, "/failures/remove", card="C404", reason="アドレス解約済み")
+    assert flash(page).startswith("error:") and "メールアドレスが登録されていません" in flash(page)
+    assert history(s, "C404") == [] and patron(s, "C404") == {}  # no entry for a card that is not
+    r = cli("review", "remove", "C404", "--staff", "S03", "--reason", "x")
+    assert r.returncode == 1 and "has no e-mail address" in r.stderr
 
 
 def test_rejected_events_page_escapes_the_raw_payload(s, web):
@@ -467,3 +618,146 @@ def test_staff_web_command_serves_the_page_on_loopback(s):
         proc.terminate()
         out = proc.communicate(timeout=10)[0]
     assert f"staff web page: http://127.0.0.1:{port}/" in out
+
+
+# -- no dead ends, screens that say the right thing (issue 15) -------------------------
+
+def test_a_call_marked_by_mistake_is_undone_in_the_page_and_the_cli(s, web):
+    logged_in(s, web, "S07")
+    on_call_list(s, "H1", "C1", pickup_by="2099-12-01")
+    on_call_list(s, "H2", "C2", pickup_by="2099-12-03")
+    token = csrf_of(web.get("/calls").text)
+    r = web.post("/calls/called", data={"csrf": token, "hold_id": "H1", "anchor": "call-H1",
+                                        "next": "/calls"})
+    assert r.headers["location"] == "/calls#called-H1"  # back at the hold, by its undo button
+    page = web.get("/calls")
+    assert 'id="called-H1"' in page.text and "取り消す" in page.text
+    assert 'id="call-H1"' not in page.text and "連絡済みにしました" in page.text
+    r = web.post("/calls/uncall", data={"csrf": token, "hold_id": "H1", "next": "/calls"})
+    assert r.headers["location"] == "/calls#call-H1"
+    assert "リストに戻しました" in flash(web.get("/calls"))
+    assert [c["hold_id"] for c in with_store(s, lambda st: st.calls())] == ["H1", "H2"]
+    assert "電話連絡済みを取り消し(予約 H1)" in web.get("/patron?card=C1").text
+    assert [h["what"] for h in history(s, "C1")][-2:] == ["phoned about hold H1",
+                                                           "call undone for hold H1"]
+    assert history(s, "C1")[-1]["staff"] == "S07"
+    page = act(web, "/calls/uncall", hold_id="H1", anchor="call-H1")
+    assert "連絡済みではないため、取り消せません" in page.text  # shown in the hold's row
+    # the CLI: mark, undo, and nothing to undo once the hold was picked up
+    assert cli("review", "called", "H2", "--staff", "S08").returncode == 0
+    r = cli("review", "uncall", "H2", "--staff", "S08", "--note", "押し間違い")
+    assert r.returncode == 0 and "back on the phone-call list" in r.stdout, r.stderr
+    assert history(s, "C2")[-1]["why"] == "押し間違い"
+    assert cli("review", "called", "H2", "--staff", "S08").returncode == 0
+    with_store(s, lambda st: st.close_hold("H2", "picked_up", 3600))
+    r = cli("review", "uncall", "H2", "--staff", "S08")
+    assert r.returncode == 1 and "not marked as phoned" in r.stderr
+    assert [c["hold_id"] for c in with_store(s, lambda st: st.calls())] == ["H1"]
+
+
+def test_an_action_returns_to_the_card_it_was_about(s, web):
+    logged_in(s, web)
+    register(s, "C1", "taro@docomo.ne.jp")
+    token = csrf_of(web.get("/pending").text)
+    r = web.post("/pending/approve", data={"csrf": token, "card": "C1", "code": "12",
+                                           "anchor": "pending-C1", "next": "/pending?branch=ogawa"})
+    assert r.headers["location"] == "/pending?branch=ogawa#pending-C1"
+    page = web.get("/pending?branch=ogawa").text
+    card = page[page.index('id="pending-C1"'):]
+    assert card.index("6桁") < card.index("</article>")  # the message is in the card
+
+
+def test_the_call_list_says_a_reason_that_is_still_true(s, web):
+    logged_in(s, web)
+    code = register(s, "C1", "taro@docomo.ne.jp")
+    on_call_list(s, "H1", "C1", contact="email")  # listed: approval pending
+    assert "承認待ち" in web.get("/calls").text
+    act(web, "/pending/approve", card="C1", code=code)
+    page = web.get("/calls").text
+    assert "その後承認済み" in page and "山田 太郎" in page
+
+
+def test_failures_handled_orphaned_and_a_mailbox_that_does_not_exist(s, web):
+    logged_in(s, web, "S03")
+    _failure(s, "C1", "taro.full.address@docomo.ne.jp")
+    with_store(s, lambda st: st.add_failure({"card_number": None, "reason": "userunknown",
+                                             "permanent": True, "diagnostic": "550 no card",
+                                             "advice": "x", "address": "n***@example.jp"}))
+    page = web.get("/failures").text
+    assert "taro.full.address@docomo.ne.jp" in page  # the full address, to read back
+    assert "特定できませんでした" in page and "対応待ち 1件" in page
+    assert re.search(r'id="count-failures">1<', web.get("/").text)
+    act(web, "/failures/reenable", card="C1", reason="受信設定を直したと電話あり")
+    page = web.get("/failures").text
+    assert 'class="tag done">対応済み' in page and "対応待ち 0件" in page
+    assert "利用者に伝えること" not in page  # no advice left for a handled failure
+    assert re.search(r'id="count-failures">0<', web.get("/").text)
+    from worker.failures import advice_for
+    with_store(s, lambda st: st.add_failure({
+        "card_number": "C2", "reason": "userunknown", "permanent": True,
+        "diagnostic": "550 5.1.1 user unknown", "advice": advice_for("userunknown", False, None)}))
+    with_store(s, lambda st: set_contact(st, "C2", ContactState.SUSPENDED, address="no@au.com"))
+    page = web.get("/failures").text
+    card = page[page.index('id="failure-C2-1"'):]
+    card = card[:card.index("</article>")]
+    assert '<button type="submit">メール再開' in card and "存在しないため" in card
+    assert 'class="primary"' not in card
+
+
+def test_everything_staff_read_is_japanese(s, web):
+    logged_in(s, web)
+    with_store(s, lambda st: set_contact(st, "C1", ContactState.ACTIVE, address="a@au.com"))
+    from worker import suspension
+    with_store(s, lambda st: suspension.suspend(st, "C1", reason="userunknown",
+                                                detail="userunknown: the address cannot be "
+                                                       "found"))
+    page = web.get("/patron?card=C1").text
+    table = page[page.index("記録(新しい順)"):]
+    assert "メール停止(不達)" in table and "自動処理" in table
+    assert "メールアドレスが存在しない" in table
+    assert ">worker<" not in table and ">userunknown: userunknown" not in table
+
+
+def test_patron_search_accepts_full_width_digits(s, web):
+    logged_in(s, web)
+    register(s, "2100000003", "taro@docomo.ne.jp")
+    page = web.get("/patron?card=２１０００００００３").text
+    assert "カード 2100000003" in page and "taro@docomo.ne.jp" in page
+
+
+def test_home_labels_what_it_counts_and_login_says_no_shell_command(s, web):
+    logged_in(s, web)
+    on_call_list(s, "H1", "C1")
+    home = web.get("/").text
+    assert "電話連絡リスト(全件)" in home and "今日の電話連絡" not in home
+    assert re.search(r'id="count-calls-today">1<', home)
+    web.cookies.clear()
+    form = web.get("/login").text
+    assert "omitama-notify" not in form and "<code>" not in form
+    assert re.search(r'name="staff_id"[^>]*autofocus', form)
+    add_staff(s, "S02")
+    wrong = login(web, "S02", "wrong-password").text
+    assert re.search(r'name="password"[^>]*autofocus', wrong)
+    assert not re.search(r'name="staff_id"[^>]*autofocus', wrong)
+
+
+def test_refused_events_say_why_in_japanese_from_the_error_kinds(s, web):
+    logged_in(s, web)
+    from worker.errors import EventError
+    from worker.events import parse_event
+    from worker.refusals import reject
+
+    bad = [hold_event("R1", "C1", pickup_branch="mito"),
+           {k: v for k, v in hold_event("R2", "C2").items() if k != "card_number"},
+           hold_event("R3", "C3", pickup_by="12/20", ready_at="2026-11-29T10:00:00"),
+           hold_event("R4", "C4", surprise=1)]
+    for payload in bad:
+        with pytest.raises(EventError) as e:
+            parse_event(payload, set(s.branches))
+        with_store(s, lambda st: reject(st, payload, str(e.value)))
+    page = web.get("/rejected").text
+    for ja in ("受取館に登録されていない館が指定されています", "カード番号がありません(必須)",
+               "取置期限の日付の形式が正しくありません", "用意できた日時に時差(+09:00 など)がありません",
+               "surprise はこの種類のデータにない項目です".replace(" ", "")):
+        assert ja in page, ja
+    assert "原文(連携担当者向け)" in page  # the English for the integrator, folded away

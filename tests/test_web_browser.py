@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import free_port, hold_event, run_worker, variant, wait_for, with_store
-from worker.contacts import ContactState
+from tests.helpers import set_contact
+from worker.contact import ContactState
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-artifacts" / "web"
@@ -101,6 +102,13 @@ def code_in(message) -> str:
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    fits(page)
+
+
+def fits(page) -> None:
+    """No sideways scrolling: the page is no wider than the window."""
+    wide, inner = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+    assert wide <= inner, f"{page.url} is {wide} px wide in a {inner} px window"
 
 
 def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s, smtp_sink,
@@ -127,9 +135,8 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
         wait_for(lambda: smtp_sink.messages and len(ws(s, lambda st: st.calls())) == 3)
     code = code_in(smtp_sink.messages[0])
     # a suspended address with the failure that suspended it
-    ws(s, lambda st: st.set_contact("2100000009", ContactState.SUSPENDED,
-                                            address="hanako@ezweb.ne.jp",
-                                            envelope="hanako@ezweb.ne.jp", why="filtered"))
+    ws(s, lambda st: set_contact(st, "2100000009", ContactState.SUSPENDED,
+                                            address="hanako@ezweb.ne.jp", why="filtered"))
     from worker.failures import advice_for
     ws(s, lambda st: st.add_failure({
         "card_number": "2100000009", "hold_id": "HX-0999", "reason": "filtered",
@@ -151,16 +158,17 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
     page.set_default_timeout(15_000)
 
     # logged out: every page leads to the login form
-    page.goto(server + "/calls")
+    page.goto(server + "/calls?branch=ogawa")  # a deep link keeps its query through login
     assert page.url.startswith(server + "/login")
     shot(page, "01-login")
     page.fill("input[name=staff_id]", "S01")
     page.fill("input[name=password]", "wrong password")
     page.click("button[type=submit]")
     assert "職員IDまたはパスワードが違います" in page.inner_text("main")
+    assert page.evaluate("document.activeElement.name") == "password"  # type it again at once
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    assert page.url == server + "/calls"  # back to the page asked for
+    assert page.url == server + "/calls?branch=ogawa"  # back to the page asked for
 
     page.goto(server + "/")
     assert page.inner_text("#count-pending") == "1"
@@ -190,14 +198,26 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
     refused = page.locator("#call-HX-1003")
     assert "予約連携データに不備" in refused.inner_text() and "不明(ILSで確認)" in refused.inner_text()
     assert "urgent" in (refused.get_attribute("class") or "")  # last day unknown: phone first
-    assert "pickup_by" in (refused.locator("td").nth(1).get_attribute("title") or "")
+    assert "pickup_by" in (refused.locator("td[data-label=電話連絡の理由]").get_attribute("title")
+                           or "")
+    # the patron's name from the event, the heading, the year of a day not in this year
+    assert "山田 太郎" in page.inner_text("#call-HX-1001")
+    assert "電話連絡の理由" in page.inner_text("table thead")
+    assert "2099年12月5日" in page.inner_text("#call-HX-1001")
     shot(page, "06-calls")
     row = page.locator("#call-HX-1001")
     row.locator("input[name=note]").fill("ご本人に伝えました")
     row.locator("button").click()
     assert "連絡済みにしました" in page.inner_text(".flash.ok")
     assert page.locator("#call-HX-1001").count() == 0
+    assert page.evaluate("location.hash") == "#called-HX-1001"  # at the hold, not the top
     shot(page, "07-calls-done")
+    page.locator("#called-HX-1001 button").click()  # a misclick: undo
+    assert "リストに戻しました" in page.inner_text("#call-HX-1001")
+    shot(page, "07b-calls-undone")
+    page.locator("#call-HX-1001 input[name=note]").fill("ご本人に伝えました")
+    page.locator("#call-HX-1001 button").click()
+    assert page.locator("#call-HX-1001").count() == 0
 
     # delivery failures: re-enable the suspended address
     page.click("nav >> text=メール不達")
@@ -212,7 +232,7 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
 
     page.click("nav >> text=受付できなかったデータ")
     page.click("summary >> text=表示")
-    assert "unknown branch 'mito'" in page.inner_text("main")
+    assert "受取館に登録されていない館が指定されています" in page.inner_text("main")
     shot(page, "10-rejected")
 
     page.click("nav >> text=利用者を調べる")
@@ -236,3 +256,62 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
     patron = ws(s, lambda st: st.r.hgetall(st.k.patron("2100000009")))
     assert patron["state"] == "active"
     assert len(list(SHOTS.glob("*.png"))) >= 12
+
+
+PAGES = ["/", "/pending", "/calls", "/failures", "/rejected", "/patron?card=2100000009",
+         "/patron", "/login"]
+
+
+def test_every_page_fits_a_phone_and_a_desktop(browser, s, server):
+    """At 390 px (a phone) and 1280 px every page fits without sideways scrolling, with
+    the longest things staff meet: a long address, title, name, hold id and raw event."""
+    from worker.failures import advice_for
+    from worker.refusals import reject
+    from worker.web.auth import Accounts
+
+    long_addr = "a.very.long.local.part.of.an.address.1234567890@subdomain.example-provider.ne.jp"
+    with run_worker(s):
+        from worker.actors import address_registered, hold_ready
+        address_registered.send({"event_id": "r9", "type": "address_registered",
+                                 "card_number": "2100000003", "email": long_addr,
+                                 "registered_at": "2026-11-29T09:30:00+09:00",
+                                 "application_branch": "minori"})
+        hold_ready.send(hold_event("HX-2001-LONG-HOLD-IDENTIFIER", "2100000001",
+                                   contact="phone", pickup_branch="minori",
+                                   pickup_by="2099-12-05", patron_name="長い名前の利用者 " * 3,
+                                   item={"title": "とても長い題名の本" * 12, "material": "book"}))
+        wait_for(lambda: len(ws(s, lambda st: st.calls())) == 1
+                 and ws(s, lambda st: st.r.zcard(st.k.pending)) == 1)
+    ws(s, lambda st: set_contact(st, "2100000009", ContactState.SUSPENDED, address=long_addr))
+    ws(s, lambda st: st.add_failure({
+        "card_number": "2100000009", "hold_id": "HX-0999", "reason": "filtered",
+        "permanent": True, "misconfigured_recipient": True, "status": "5.2.0",
+        "diagnostic": "550 5.2.0 " + "x" * 300, "advice": advice_for("filtered", True, long_addr),
+        "address": "a***@subdomain.example-provider.ne.jp", "source": "smtp"}))
+    ws(s, lambda st: reject(st, {"event_id": "bad-" + "9" * 80, "type": "hold_ready",
+                                 "item": {"title": "y" * 400}},
+                            "pickup_branch: unknown branch 'mito'" + "; z" * 100,
+                            event_id="bad-" + "9" * 80, event_type="hold_ready"))
+    ws(s, lambda st: Accounts(st, s.web).add("S01", PASSWORD, "minori"))
+
+    for width in (390, 1280):
+        ctx = browser.new_context(viewport={"width": width, "height": 800}, locale="ja-JP")
+        page = ctx.new_page()
+        page.set_default_timeout(15_000)
+        page.goto(server + "/login")
+        page.fill("input[name=staff_id]", "S01")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        for path in PAGES[:-1]:
+            page.goto(server + path)
+            for summary in page.locator("summary").all():
+                summary.click()  # the diagnostics and raw events, opened
+            name = path.strip("/").replace("?", "-").replace("=", "-") or "home"
+            shot(page, f"fit-{width}-{name}")
+        page.goto(server + "/calls")
+        button = page.locator("#call-HX-2001-LONG-HOLD-IDENTIFIER button")
+        box = button.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= width  # on screen
+        page.click("text=ログアウト")
+        shot(page, f"fit-{width}-login")
+        ctx.close()

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from tests.helpers import hold_event, wait_for, with_store
-from worker.contacts import ContactState
+from tests.helpers import set_contact
+from worker.contact import ContactState
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,8 +23,8 @@ def test_worker_command_processes_events_and_stops_cleanly(clean_redis, settings
     env = {**os.environ, "OMITAMA_NOTIFY_MAIL__OUTBOX_DIR": str(outbox),
            "OMITAMA_NOTIFY_WORKER__PROCESSES": "2", "OMITAMA_NOTIFY_WORKER__THREADS": "2",
            "OMITAMA_NOTIFY_LOGGING__SUMMARY_INTERVAL_S": "0.5"}
-    with_store(settings, lambda s: s.set_contact("C1", ContactState.ACTIVE,
-                                                 address="a@example.jp", envelope="a@example.jp"))
+    with_store(settings, lambda s: set_contact(s, "C1", ContactState.ACTIVE,
+                                                 address="a@example.jp"))
     proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -47,3 +48,11 @@ def test_worker_command_processes_events_and_stops_cleanly(clean_redis, settings
     # the per-notice lines are DEBUG; each process says at INFO what it did, and no more
     sent = [int(n) for n in re.findall(r"notices in the last 0\.5 s: sent (\d+)", out)]
     assert sum(sent) == 10, out
+    # ... and the first notice of an interval has a line of its own, seen at the default level
+    assert re.search(r"\[INFO\] hold H\d: notice sent; the next ones in these 0\.5 s are counted",
+                     out), out
+    # every log line — dramatiq's main process, its workers, ours — in Tokyo time with offset
+    logged = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(logged) > 10
+    for line in logged:
+        assert re.match(r"\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+09:00\] \[PID \d+\]", line), line

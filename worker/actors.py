@@ -78,15 +78,15 @@ def event_actor(handle: Handler) -> Any:
                           max_backoff=int(d.max_backoff_s * 1000))(actor)
 
 
-def _outcome(result: holds.Result) -> None:
+def _outcome(result: holds.Result, hold_id: str | None = None) -> None:
     count_notice(result.outcome.value)
-    activity.note(result.outcome.value)
+    activity.note(result.outcome.value, hold_id)
 
 
 @event_actor
 async def hold_ready(rt: Runtime, ev: HoldReady, key: str | None) -> None:
     result = await holds.notify_hold_ready(rt, ev)
-    _outcome(result)
+    _outcome(result, ev.hold_id)
     if result.outcome in (holds.Outcome.RETRY, holds.Outcome.BUSY):
         raise dramatiq.Retry(result.detail or result.outcome.value, delay=result.delay_ms)
 

@@ -13,13 +13,17 @@ from .settings import Settings
 def cmd_classify(args: argparse.Namespace, s: Settings) -> int:
     from .bounces.cli import classify_paths
 
+    unreadable = 0
     for obj in classify_paths(args.paths):
+        if obj.get("error"):  # the other files are still classified; the exit status tells
+            unreadable += 1
+            print(f"omitama-notify: {obj['file']}: {obj['error']}", file=sys.stderr, flush=True)
         if args.json:
             print(json.dumps(obj, ensure_ascii=False), flush=True)
-        else:
-            print(f"{obj.get('file')}: {obj.get('error') or obj.get('reason')} "
+        elif not obj.get("error"):
+            print(f"{obj.get('file')}: {obj.get('reason')} "
                   f"{obj.get('status') or ''} {obj.get('recipient') or ''}".rstrip())
-    return 0
+    return 1 if unreadable else 0
 
 
 def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
@@ -62,12 +66,14 @@ def _out(as_json: bool, row: dict[str, Any]) -> None:
 
 
 def add_bounce_commands(sub: Any) -> None:
-    b = sub.add_parser("bounces", help="bounce mails").add_subparsers(dest="what", required=True)
+    b = sub.add_parser("bounces", help="bounce mails: classify or ingest them").add_subparsers(
+        dest="what", required=True)
     bc = b.add_parser("classify", help="classify bounce mails; changes nothing")
-    bc.add_argument("paths", nargs="+")
-    bc.add_argument("--json", action="store_true")
+    bc.add_argument("paths", nargs="+", help="mail files (.eml), one bounce each")
+    bc.add_argument("--json", action="store_true",
+                    help="one JSON object per recipient per mail (the DESIGN contract)")
     bc.set_defaults(fn=cmd_classify)
     bi = b.add_parser("ingest", help="ingest bounce mails (file, Maildir, mbox, or - for stdin)")
-    bi.add_argument("path")
-    bi.add_argument("--json", action="store_true")
+    bi.add_argument("path", help="a mail file, a Maildir, an mbox, or - for standard input")
+    bi.add_argument("--json", action="store_true", help="one JSON object per line instead of a summary")
     bi.set_defaults(fn=cmd_ingest)

@@ -22,7 +22,7 @@ from .addresses import normalise_address
 from .bounce_policy import judge
 from .bounce_store import BounceStore
 from .bounces import BounceResult
-from .contacts import CALL_REASON_JA, CallReason
+from .contact import CALL_REASON_JA, CallReason
 from .errors import AddressError
 from .failures import failure_record
 from .jdate import now_tokyo

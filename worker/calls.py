@@ -1,19 +1,62 @@
-"""The staff phone-call list: what to show and marking a call done (CLI and web alike)."""
+"""The staff phone-call list: what to show, marking a call done and undoing that
+(CLI and web alike)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from .contact.changes import AuditKind, audit_entry
 from .errors import ReviewError
 from .store import Store
 
 CALL_FIELDS = ("hold_id", "card_number", "pickup_branch", "pickup_by", "reason", "reason_ja",
                "title", "added_at", "detail")
 
+# reason (why listed) → patron state now → what the list says instead, so staff do not
+# read out a reason that is no longer true ("承認待ち" after the address was approved)
+_SINCE = {
+    ("approval_pending", "active"): "登録時は承認待ち(その後承認済み。次の連絡からメール)",
+    ("approval_pending", "none"): "登録時は承認待ち(その後アドレス削除・却下)",
+    ("suspended", "active"): "登録時はメール停止中(その後再開済み。次の連絡からメール)",
+    ("suspended", "none"): "登録時はメール停止中(その後アドレス削除)",
+    ("no_address", "pending"): "アドレス未登録だった(その後登録あり。承認待ち)",
+    ("no_address", "active"): "アドレス未登録だった(その後登録・承認済み。次の連絡からメール)",
+}
+
+
+def reason_now(reason: str | None, state: str | None) -> str | None:
+    """The listing reason rewritten when the patron's state has changed since; None
+    when the reason is still true."""
+    return _SINCE.get((reason or "", state or "none"))
+
+
+def _name(event: str | None) -> str:
+    """The patron's name from the stored event (shown to staff only; never logged)."""
+    try:
+        name = json.loads(event or "{}").get("patron_name")
+    except (ValueError, AttributeError):
+        return ""
+    if not isinstance(name, str):
+        return ""
+    return "".join(c for c in name if c.isprintable())[:100]
+
 
 async def calls_view(store: Store, branch: str | None = None) -> list[dict[str, Any]]:
-    """The list, earliest pickup deadline first (optionally one pickup branch)."""
-    return [{k: r.get(k) for k in CALL_FIELDS} for r in await store.calls(branch)]
+    """The list, earliest pickup deadline first (optionally one pickup branch), with
+    the patron's name and the reason as it stands now."""
+    rows = [{k: r.get(k) for k in CALL_FIELDS} for r in await store.calls(branch)]
+    if not rows:
+        return rows
+    async with store.r.pipeline(transaction=False) as p:
+        for r in rows:
+            p.hget(store.k.hold(str(r["hold_id"])), "event")
+            p.hget(store.k.patron(r["card_number"] or ""), "state")
+        got = await p.execute()
+    for r, event, state in zip(rows, got[::2], got[1::2]):
+        r["patron_name"] = _name(event)
+        r["reason_now"] = reason_now(r["reason"], state)
+    return rows
 
 
 async def mark_called(store: Store, hold_id: str, staff: str, note: str = "") -> dict[str, Any]:
@@ -21,8 +64,48 @@ async def mark_called(store: Store, hold_id: str, staff: str, note: str = "") ->
     entry = await store.mark_called(hold_id, {"hold_id": hold_id, "staff": staff, "note": note})
     if entry is None:
         raise ReviewError(f"hold {hold_id} is not on the phone-call list "
-                          "(already called, cancelled, picked up, or never listed)")
-    await store.audit(entry["card_number"], {
-        "what": f"phoned about hold {hold_id}", "staff": staff, "why": note,
-        "branch": entry.get("pickup_branch")})
+                          "(already called, cancelled, picked up, or never listed)",
+                          kind="not_on_call_list", hold_id=hold_id)
+    return await _audited(store, entry, AuditKind.CALLED, staff, note)
+
+
+async def uncall(store: Store, hold_id: str, staff: str, note: str = "") -> dict[str, Any]:
+    """Put a hold marked as phoned back on the list (a misclick); audited."""
+    entry = await store.uncall(hold_id, {"hold_id": hold_id, "staff": staff, "note": note})
+    if entry is None:
+        raise ReviewError(f"hold {hold_id} is not marked as phoned (never was, already undone, "
+                          "or cancelled or picked up since); nothing was changed",
+                          kind="not_called", hold_id=hold_id)
+    return await _audited(store, entry, AuditKind.UNCALLED, staff, note)
+
+
+async def _audited(store: Store, entry: dict[str, Any], kind: AuditKind, staff: str,
+                   note: str) -> dict[str, Any]:
+    await store.audit(entry["card_number"], audit_entry(
+        kind, staff, note, entry.get("pickup_branch"), hold_id=entry.get("hold_id")))
     return entry
+
+
+async def recently_called(store: Store, branch: str | None = None,
+                          n: int = 10) -> list[dict[str, Any]]:
+    """Holds staff marked as phoned lately that can still be undone, newest first."""
+    seen: set[str] = set()
+    rows = []
+    for rec in await store.recently_called(50):
+        hold_id = rec.get("hold_id") or ""
+        if hold_id in seen:
+            continue
+        seen.add(hold_id)  # the newest record of a hold decides (an undo cancels a mark)
+        if rec.get("undo"):
+            continue
+        h = await store.r.hmget(store.k.hold(hold_id), "status", "closed", "called_entry")
+        if h[0] != "called" or h[1] or not h[2]:
+            continue
+        entry = json.loads(h[2])
+        if branch and entry.get("pickup_branch") != branch:
+            continue
+        rows.append({**{k: entry.get(k) for k in CALL_FIELDS}, "staff": rec.get("staff"),
+                     "note": rec.get("note"), "at": rec.get("at")})
+        if len(rows) >= n:
+            break
+    return rows

@@ -1,4 +1,4 @@
-"""``omitama-notify``: worker, enqueue, review, bounces.
+"""omitama-notify: hold notices by e-mail for Omitama City Library.
 
 Every command loads the settings first; a bad setting ends the program with one
 line naming the key (exit 2). ``--json`` output is one JSON object per line.
@@ -13,7 +13,7 @@ import sys
 
 import redis
 
-from .errors import ConfigError, NotifyError
+from .errors import ConfigError, NotifyError, StoreError
 from .bounce_cli import add_bounce_commands
 from .ops_cli import add_ops_commands
 from .outbox_cli import add_outbox_command
@@ -25,34 +25,54 @@ from .web.cli import add_web_commands
 # -- worker ---------------------------------------------------------------------
 
 def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
-    from .devredis import ensure_redis
+    from .devredis import private_redis
     from .ops_cli import check_templates
 
+    print(f"settings: {s.source}", flush=True)
     check_templates(s)  # a broken template stops the start, not every notice
 
-    started = ensure_redis(s.redis.url, s.var_dir / "redis", start_private=s.redis.start_private)
-    if started:
-        print(started, flush=True)
-    if s.mail.transport == "outbox":
-        s.outbox_dir.mkdir(parents=True, exist_ok=True)
-        print(f"mail transport: outbox — each mail is written as an .eml file to {s.outbox_dir}",
-              flush=True)
-    else:
-        print(f"mail transport: smtp — relay {s.smtp.host}:{s.smtp.port}", flush=True)
-    print(f"queue 'notifications' on {s.redis.url.split('@')[-1]} (namespace "
-          f"{s.redis.namespace!r}); {s.worker.processes} process(es) × {s.worker.threads} "
-          "thread(s); Ctrl-C stops", flush=True)
-    if s.metrics.port:
-        from .process_setup import metrics_env, wipe_metrics_dir
-        metrics_env(s)
-        wipe_metrics_dir()
-        print(f"metrics: http://{s.metrics.host}:{s.metrics.port}/metrics", flush=True)
-    argv = [sys.executable, "-m", "dramatiq", "worker.actors", "--queues", "notifications",
-            "--processes", str(s.worker.processes), "--threads", str(s.worker.threads)]
-    if args.once:
-        return __import__("subprocess").call(argv)
-    os.execv(sys.executable, argv)
-    return 0  # not reached
+    with private_redis(s.redis.url, s.var_dir / "redis", start_private=s.redis.start_private,
+                       say=lambda line: print(line, flush=True), require=True) as own:
+        if s.mail.transport == "outbox":
+            s.outbox_dir.mkdir(parents=True, exist_ok=True)
+            print(f"mail transport: outbox — each mail is written as an .eml file to {s.outbox_dir}",
+                  flush=True)
+        else:
+            print(f"mail transport: smtp — relay {s.smtp.host}:{s.smtp.port}", flush=True)
+        print(f"queue 'notifications' on {s.redis.url.split('@')[-1]} (namespace "
+              f"{s.redis.namespace!r}); {s.worker.processes} process(es) × {s.worker.threads} "
+              "thread(s); Ctrl-C stops", flush=True)
+        if s.metrics.port:
+            from .process_setup import metrics_env, wipe_metrics_dir
+            metrics_env(s)
+            wipe_metrics_dir()
+            print(f"metrics: http://{s.metrics.host}:{s.metrics.port}/metrics", flush=True)
+        # dramatiq's command line, with log lines in Tokyo time (worker/dramatiq_cli.py)
+        argv = [sys.executable, "-m", "worker.dramatiq_cli", "worker.actors",
+                "--queues", "notifications", "--processes", str(s.worker.processes), "--threads", str(s.worker.threads)]
+        if own is None:  # the usual case: dramatiq takes this process over
+            os.execv(sys.executable, argv)
+        # this process started the private Redis: it waits for dramatiq, then stops it
+        return _run_until_stopped(argv)
+
+
+def _run_until_stopped(argv: list[str]) -> int:
+    """Run dramatiq as a child; a stop signal reaches it once, and its status is ours."""
+    import signal
+    import subprocess
+
+    child = subprocess.Popen(argv)
+
+    def forward(signum: int, frame: object) -> None:
+        child.send_signal(signum)
+    # Ctrl-C in a terminal reaches dramatiq (our process group) by itself: a second
+    # SIGINT from us would make it stop hard; SIGTERM/SIGHUP (kill, a service manager)
+    # are sent to this process only, so they are passed on
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, forward)
+    code = child.wait()
+    return code if code >= 0 else 128 - code
 
 
 # -- enqueue --------------------------------------------------------------------
@@ -72,11 +92,12 @@ def cmd_enqueue(args: argparse.Namespace, s: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="omitama-notify", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="omitama-notify", description=__doc__.split("\n")[0],
+        epilog="omitama-notify COMMAND --help tells more about each command.")
     sub = p.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("worker", help="run the dramatiq worker with the [worker] settings")
-    w.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
     w.set_defaults(fn=cmd_worker)
 
     e = sub.add_parser("enqueue", help="validate events (JSON or JSON lines) and enqueue them")
@@ -90,19 +111,43 @@ def build_parser() -> argparse.ArgumentParser:
     add_bounce_commands(sub)
     # the staff web page (worker/web) adds its commands here
     add_web_commands(sub)
+    _describe(p)
     return p
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """``COMMAND --help`` opens with the line the command list shows for it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, child in action.choices.items():
+                if child.description is None:
+                    child.description = helps.get(name)
+                _describe(child)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # commands print what matters themselves; the worker's logging is dramatiq's
     logging.basicConfig(level=logging.ERROR, format="omitama-notify: %(message)s")
+    settings: Settings | None = None
     try:
         settings = get_settings()
-        return int(args.fn(args, settings))
+        if not _uses_redis(args):
+            return int(args.fn(args, settings))
+        from .devredis import private_redis
+        # nothing answers and [redis] start_private: a private Redis for this command only
+        with private_redis(settings.redis.url, settings.var_dir / "redis",
+                           start_private=settings.redis.start_private,
+                           say=lambda line: print(f"omitama-notify: {line}", file=sys.stderr,
+                                                  flush=True)):
+            return int(args.fn(args, settings))
     except ConfigError as e:
         print(f"omitama-notify: {e}", file=sys.stderr)
         return 2
+    except StoreError as e:
+        print(f"omitama-notify: {str(e).rstrip('.')}{_how_to_get_redis(e, settings)}", file=sys.stderr)
+        return 1
     except NotifyError as e:
         print(f"omitama-notify: {e}", file=sys.stderr)
         return 1
@@ -113,6 +158,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"omitama-notify: Redis failed during the command ({e}); it may have stopped "
               "part-way: check its effect before running it again", file=sys.stderr)
         return 1
+
+
+def _uses_redis(args: argparse.Namespace) -> bool:
+    """Commands that need Redis (the worker sees to its own)."""
+    if args.command in ("review", "check", "enqueue", "staff", "staff-web"):
+        return True
+    return args.command == "bounces" and getattr(args, "what", None) == "ingest"
+
+
+def _how_to_get_redis(e: StoreError, s: Settings | None) -> str:
+    """"cannot reach Redis" alone leaves a newcomer stuck: say how to get one."""
+    if s is None or not str(e).startswith("cannot reach Redis"):
+        return ""
+    from .devredis import redis_hint
+    return f"; {redis_hint(s.redis.url, s.redis.start_private)}"
 
 
 if __name__ == "__main__":

@@ -13,9 +13,26 @@ import hmac
 import re
 import secrets
 import unicodedata
+from datetime import datetime, time, timedelta
+
+from .jdate import TOKYO
 
 _ITERATIONS = 100_000
 _CODE = re.compile(r"\d{6}")
+
+
+def code_expiry(registered: datetime, ttl_days: float) -> datetime:
+    """The last moment the code is good for: the end (Tokyo time) of the day ``ttl_days``
+    after ``registered``. The mail names that day (有効期限: 12月14日(月)まで), and a
+    patron reads "until the 14th" as "through the 14th", not "until the minute I
+    registered" (pure)."""
+    day = (registered.astimezone(TOKYO) + timedelta(days=ttl_days)).date()
+    return datetime.combine(day + timedelta(days=1), time(0), TOKYO) - timedelta(milliseconds=1)
+
+
+def code_expired(expires_ms: int, at_ms: int) -> bool:
+    """``expires_ms`` is the last valid millisecond (see :func:`code_expiry`)."""
+    return at_ms > expires_ms
 
 
 def new_code() -> str:

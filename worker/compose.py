@@ -18,6 +18,7 @@ from .carriers import allow_sender_advice
 from .errors import ConfigError
 from .events import HoldReady
 from .jdate import ja_date, now_tokyo
+from .linewrap import wrap_text
 from .mime import build_text_message, check_token
 from .settings import Settings
 
@@ -53,6 +54,8 @@ class Composer:
             loader=jinja2.FileSystemLoader(str(settings.templates_dir)),
             undefined=jinja2.StrictUndefined, autoescape=False,
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+        # {{ text | wrap }}: lines of at most 40 columns for a phone (worker/linewrap.py)
+        self.env.filters["wrap"] = wrap_text
         try:
             self.hold_subject = self.env.get_template("hold_ready.subject.j2")
             self.hold_body = self.env.get_template("hold_ready.body.j2")

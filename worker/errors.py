@@ -45,7 +45,15 @@ class StoreError(NotifyError):
 
 
 class ReviewError(NotifyError):
-    """Raised when a staff action cannot be carried out (not pending, wrong code, …)."""
+    """Raised when a staff action cannot be carried out (not pending, wrong code, …).
+
+    ``kind`` names the case and ``params`` its values, so the staff page words it in
+    Japanese from a table (worker/web/wording.py) instead of parsing the English text."""
+
+    def __init__(self, message: str, *, kind: str = "", **params: str | int) -> None:
+        self.kind = kind
+        self.params = params
+        super().__init__(message)
 
 
 class DeliveryError(NotifyError):

@@ -1,20 +1,45 @@
 """Hold notices: decide, send or list for a call, and record — once per hold.
 
 Exactly one notice per hold_id: ``claim_hold.lua`` lets one worker at a time own
-a hold (a lease), and a hold that reached an outcome (sent, phoned, cancelled,
-picked up) is never claimed again, whatever the redeliveries and duplicates.
+a hold (a lease of ``[delivery] lease_s``), and a hold that reached an outcome
+(sent, phoned, cancelled, picked up) is never claimed again, whatever the
+redeliveries and duplicates.
 
-What happens if the process dies between the relay's 250 and recording "sent":
-the hold stays ``sending`` until its lease (``[delivery] lease_s``) runs out;
-dramatiq redelivers the message once the dead worker's heartbeat expires, the
-new claim finds the expired lease and sends again. The patron may then get the
-same notice twice — with the *same* Message-ID, which many mail apps fold into
-one. We chose a possible duplicate over a possible silence; the window is the
-few hundred microseconds between reading the 250 and one Redis round trip.
+Fencing. Every claim (the first, a retry, the takeover of a lease whose worker died
+or stalled) gets a token of its own, and ``finish_hold.lua`` records an outcome only
+for the hold's latest token: a worker whose lease was taken over is told "lost",
+writes nothing and reports nothing (``Outcome.LOST``), so a hold is never counted as
+mailed twice, nor listed after it was mailed. Fencing cannot recall a mail, so the
+send is bounded as well: it must be over within ``SEND_SHARE`` of the lease after the
+claim, the rest of the lease being for recording the outcome and for clocks that
+differ between hosts. Waiting for a pooled connection, connecting and MAIL/RCPT/DATA
+are cut at that deadline; the message itself goes out only while a whole
+``[smtp] timeout`` is left for the relay's reply — if not, the lease is first
+extended by that much (``extend_lease.lua``, one Redis round trip, only on this slow
+path; refused if the hold was taken over) — and is not cut after that (see
+worker/transport.py). A send cut short never reached the relay: it is a transient
+failure, retried like any other. So a slow relay or a long wait for a connection
+costs time (and, if it never fits the lease, ends on the call list), not a second mail.
+
+The remaining duplicate window. The patron may still get the notice twice — with the
+*same* Message-ID (the notice token of the first claim), which many mail apps fold
+into one — when:
+
+1. the relay took the message but its reply to the final "." did not reach us within
+   ``[smtp] timeout`` (a later reply, or the connection broke at that moment): we
+   count a transient failure and send again at the retry. This is SMTP's own
+   ambiguity (RFC 1047); we chose a possible duplicate over a possible silence;
+2. the process dies, or loses Redis, between the relay's 250 and recording "sent"
+   (one Redis round trip): the lease runs out, dramatiq redelivers, we send again;
+3. recording "sent" comes later than the margin (``(1 - SEND_SHARE) × lease_s``,
+   24 s by default: Redis stalled that long), or two hosts' clocks differ by more than
+   that: another worker may take over and send again. The late finish is refused
+   ("lost", logged as a warning naming the Message-ID); the hold is recorded once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -24,7 +49,7 @@ from typing import Any
 
 from .bounce_effects import apply_failure
 from .compose import new_token
-from .contacts import CALL_REASON_JA, CallReason, decide_contact
+from .contact import CALL_REASON_JA, CallReason, decide_contact
 from .errors import EventError, PermanentDeliveryError, TransientDeliveryError
 from .events import MAX_EVENT_BYTES, HoldReady, HoldRef, hold_ref, json_text, parse_event
 from .failures import failure_entry, smtp_result
@@ -33,9 +58,12 @@ from .masking import mask_address
 from .policy import next_retry_delay_s, pickup_passed, retention_s, retry_horizon
 from .runtime import Runtime
 from .settings import Settings
-from .store import Claim, Store
+from .store import Claim, Store, now_ms
 
 log = logging.getLogger(__name__)
+
+# The share of the lease a send may take, counted from the claim (see the docstring)
+SEND_SHARE = 0.8
 
 
 class Outcome(StrEnum):
@@ -45,6 +73,7 @@ class Outcome(StrEnum):
     BUSY = "busy"            # another worker holds the lease; look again later
     DUPLICATE = "duplicate"  # this hold already reached an outcome
     CLOSED = "closed"        # cancelled or picked up while we worked on it
+    LOST = "lost"            # our lease ran out and another worker took the hold over
 
 
 @dataclass(frozen=True)
@@ -71,6 +100,10 @@ async def _phone(store: Store, ev: HoldReady | HoldRef, claim: Claim, reason: Ca
     due = _due(ev.pickup_by) if ev.pickup_by else _due(now_tokyo().date())
     status = await store.finish_hold(ev.hold_id, "phoned", claim.token, call=call,
                                      due=due, fields={"reason": reason.value})
+    if status == "lost":
+        log.warning("hold %s: another worker took it over before it reached the call list",
+                    ev.hold_id)
+        return Result(Outcome.LOST)
     if status != "phoned":
         log.info("hold %s: %s before it reached the call list", ev.hold_id, status)
         return Result(Outcome.CLOSED, detail=status)
@@ -105,6 +138,8 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
     d = rt.settings.delivery
     sender = rt.settings.mail.from_address
     now = now_tokyo()
+    # the send must be over well before the lease can run out (the lease starts after this)
+    deadline = asyncio.get_running_loop().time() + SEND_SHARE * d.lease_s
     claim = await rt.store.claim_hold(
         ev.hold_id, token=new_token(), lease_ms=int(d.lease_s * 1000),
         ttl_s=retention_s(ev.pickup_by, now, d),
@@ -125,9 +160,14 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         return await _phone(rt.store, ev, claim, decision.reason)
 
     assert decision.envelope is not None
-    notice = rt.composer.hold_ready(ev, decision.envelope, claim.token)
+    notice = rt.composer.hold_ready(ev, decision.envelope, claim.notice)
+
+    async def extend(seconds: float) -> bool:
+        # the relay's reply to the message may take longer than the lease has left
+        until = now_ms() + int((seconds + (1 - SEND_SHARE) * d.lease_s) * 1000)
+        return await rt.store.extend_lease(ev.hold_id, claim.token, until)
     try:
-        reply = await rt.transport.send(notice)
+        reply = await rt.transport.send(notice, deadline, extend)
     except PermanentDeliveryError as e:
         result = smtp_result(e, decision.envelope)
         assert result is not None  # a permanent refusal always carries the reply
@@ -144,8 +184,12 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
             return await _phone(rt.store, ev, claim, CallReason.DELIVERY_FAILED, str(e))
         # the sweeper looks again if the retry has not come two leases after it was due
         look_again = int((now.timestamp() + delay + 2 * d.lease_s) * 1000)
-        await rt.store.finish_hold(ev.hold_id, "retrying", claim.token, due=look_again,
-                                   fields={"last_error": str(e)})
+        status = await rt.store.finish_hold(ev.hold_id, "retrying", claim.token,
+                                            due=look_again, fields={"last_error": str(e)})
+        if status == "lost":  # the retry is the new claimant's business
+            log.warning("hold %s: attempt %d failed (%s) after another worker took it over",
+                        ev.hold_id, claim.attempts, e)
+            return Result(Outcome.LOST, detail=str(e))
         log.warning("hold %s: attempt %d failed (%s); retrying in %.0f s", ev.hold_id,
                     claim.attempts, e, delay)
         return Result(Outcome.RETRY, delay_ms=int(delay * 1000), detail=str(e))
@@ -154,6 +198,12 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         ev.hold_id, "sent", claim.token, card=ev.card_number,
         fields={"message_id": notice.message_id, "sent_ms": int(now.timestamp() * 1000),
                 "to": mask_address(decision.envelope), "relay_reply": reply[:200]})
+    if status == "lost":
+        # the relay took it after all, later than the margin: see window 3 in the docstring
+        log.warning("hold %s: notice %s was relayed but another worker had taken the hold"
+                    " over (our lease ran out); the patron may get it twice", ev.hold_id,
+                    notice.message_id)
+        return Result(Outcome.LOST)
     # DEBUG, not INFO: the hold in Redis records the send (Message-ID, masked recipient,
     # relay reply) and omitama_notices_total counts it; a line per notice relayed through
     # dramatiq's main process cost ~1/6 of the worker's CPU (README, "Performance")

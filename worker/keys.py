@@ -6,8 +6,10 @@ keys live under ``[redis] namespace`` and are listed in the README.
 ==========================  =====  ===========================================  ==========================
 key                         type   content                                      lifetime
 ==========================  =====  ===========================================  ==========================
-hold:{hold_id}              hash   status, lease, attempts, token, event JSON,  pickup_by + retention_days
-                                   outcome fields (see lua/*.lua)
+hold:{hold_id}              hash   status, lease, attempts, token (the latest   pickup_by + retention_days
+                                   claim's: only it may finish), notice (the
+                                   Message-ID's token), event JSON, outcome
+                                   fields (see lua/*.lua)
 notice:{token}              str    hold_id of the notice with Message-ID token  as its hold
 calls                       hash   hold_id → JSON entry of the phone-call list  until staff mark it called
 calls:due                   zset   hold_id, score = pickup_by as YYYYMMDD       with ``calls``
@@ -27,14 +29,20 @@ bounces:reasons             hash   reason → failures recorded (metrics)       
 suspended                   set    cards whose address is suspended (metrics)   while suspended
 sent:{card}                 list   hold ids of the last notices mailed to card  20 newest
 rejected                    hash   fingerprint → JSON of a refused event        kept (staff review)
-rejected:order              zset   fingerprint, score = received ms             with ``rejected``
+rejected:order              zset   fingerprint, score = arrival µs              with ``rejected``
 staff:{staff_id}            hash   staff web account: password hash (argon2),   until ``staff remove``
                                    branch, created_at (see worker/web/auth.py)
 stafflog                    list   JSON of each account change (created,        kept (audit)
                                    password set, removed) and who made it
 web:session:{sid}           hash   staff web session: staff id, CSRF token,     session_max_age_s
-                                   created_at; deleted on logout
-web:login_fail:{kind}:{who} str    failed logins per staff id / client address  login_window_s
+                                   account epoch, created_at, last seen;        (or idle, or epoch
+                                   deleted on logout                            changed)
+web:sessions:{staff_id}     set    session ids of a staff member                session_max_age_s
+web:login_fail:{kind}:{who} str    failed logins per staff id, client address,  login_window_s
+                                   (client, id) pair, total
+web:login_wait:{who}        str    a slowed-down (client, id) pair waits        ≤ 60 s
+web:login_known:{staff_id}  set    client addresses that logged in as staff_id  90 days
+web:login_missed:{staff_id} str    failed logins since the last good one        30 days
 ==========================  =====  ===========================================  ==========================
 """
 
@@ -130,3 +138,15 @@ class Keys:
     def login_failures(self, kind: str, who: str) -> str:
         """``kind`` is ``staff`` (a staff id) or ``addr`` (a client address)."""
         return f"{self.prefix}web:login_fail:{kind}:{who}"
+
+    def staff_sessions(self, staff_id: str) -> str:
+        return f"{self.prefix}web:sessions:{staff_id}"
+
+    def login_wait(self, who: str) -> str:
+        return f"{self.prefix}web:login_wait:{who}"
+
+    def login_known(self, staff_id: str) -> str:
+        return f"{self.prefix}web:login_known:{staff_id}"
+
+    def login_missed(self, staff_id: str) -> str:
+        return f"{self.prefix}web:login_missed:{staff_id}"

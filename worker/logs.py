@@ -4,6 +4,11 @@ By construction the code logs masked addresses (``t***@docomo.ne.jp``), card
 numbers and hold ids only. :class:`MaskFilter` is the second lock: any address
 that still slips into a message (an exception text quoting a relay's reply, say)
 is masked before the record is written, by every handler.
+
+Every line carries Tokyo time with its offset (``2026-11-29T21:30:00.123+09:00``),
+as the CLI's output does, whatever zone the machine is set to: dramatiq's own text
+lines too (:func:`use_tokyo_time`, called in dramatiq's main process by
+``worker/dramatiq_cli.py`` and inherited by the worker processes).
 """
 
 from __future__ import annotations
@@ -11,9 +16,17 @@ from __future__ import annotations
 import json
 import logging
 import re
-from datetime import datetime, timezone
+import time
+from datetime import datetime
 
+from .jdate import TOKYO
 from .masking import mask_address
+
+# Asia/Tokyo has kept +09:00 all year since 1951: one offset serves every timestamp
+_OFFSET = datetime.now(TOKYO).utcoffset()
+_OFFSET_S = int(_OFFSET.total_seconds()) if _OFFSET else 9 * 3600
+_OFFSET_TEXT = "{}{:02d}:{:02d}".format("+" if _OFFSET_S >= 0 else "-", abs(_OFFSET_S) // 3600,
+                                        abs(_OFFSET_S) % 3600 // 60)
 
 _ADDRESS = re.compile(r'(?:"[^"\s@]{1,64}"|[A-Za-z0-9!#$%&\'*+/=?^_`{|}~.-]{1,64})@'
                       r"[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
@@ -47,16 +60,29 @@ class MaskFilter(logging.Filter):
         return True
 
 
+def _tokyo_struct(seconds: float | None = None) -> time.struct_time:
+    return time.gmtime((time.time() if seconds is None else seconds) + _OFFSET_S)
+
+
+def use_tokyo_time() -> None:
+    """Every logging.Formatter of this process (and of processes it forks) writes
+    %(asctime)s as 2026-11-29T21:30:00.123+09:00."""
+    logging.Formatter.converter = staticmethod(_tokyo_struct)  # type: ignore[assignment]
+    logging.Formatter.default_time_format = "%Y-%m-%dT%H:%M:%S"
+    logging.Formatter.default_msec_format = "%s.%03d" + _OFFSET_TEXT
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return json.dumps({
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": self.formatTime(record),
             "level": record.levelname, "logger": record.name, "pid": record.process,
             "msg": record.getMessage()}, ensure_ascii=False)
 
 
 def configure(fmt: str = "text", level: str = "INFO") -> None:
     """Put the mask on every handler of the root logger (and JSON, if asked)."""
+    use_tokyo_time()  # already so when forked from worker/dramatiq_cli.py; not when spawned
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=level)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 from datetime import date, datetime
 from typing import Any, Callable
@@ -12,7 +11,8 @@ from typing import Any, Callable
 import jinja2
 
 from .compose import Composer
-from .errors import ConfigError
+from .devredis import redis_hint
+from .errors import ConfigError, StoreError
 from .events import HoldReady
 from .jdate import TOKYO
 from .settings import Settings
@@ -24,7 +24,10 @@ def _check_redis(s: Settings) -> str:
     async def go() -> str:
         store = Store.connect(s.redis.url, s.redis.key_prefix)
         try:
-            await store.ping()
+            try:
+                await store.ping()
+            except StoreError as e:  # say how to get one, not only that it is missing
+                raise StoreError(f"{str(e).rstrip('.')}; {redis_hint(s.redis.url, s.redis.start_private)}") from None
             info = await store.r.info("server")
             return f"Redis {info.get('redis_version')} answers at {safe_url(s.redis.url)}"
         finally:
@@ -83,8 +86,7 @@ CHECKS: list[tuple[str, Callable[[Settings], str]]] = [
 
 def cmd_check(args: argparse.Namespace, s: Settings) -> int:
     failed = 0
-    print(f"ok    settings  {os.environ.get('OMITAMA_NOTIFY_SETTINGS') or s.base_dir / 'settings.toml'}"
-          f" ({len(s.branches)} branches, transport {s.mail.transport})")
+    print(f"ok    settings  {s.source}; {len(s.branches)} branches, transport {s.mail.transport}")
     for name, check in CHECKS:
         try:
             print(f"ok    {name:<9} {check(s)}", flush=True)

@@ -14,20 +14,22 @@ back if staff reject the new one. Every change is appended to the audit log.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from .addresses import Address, normalise_address
+from .addresses import normalise_address
 from .masking import mask_address
 from .carriers import allow_sender_advice, carrier_label
-from .codes import hash_code, new_code, verify_code
+from .codes import code_expired, code_expiry, hash_code, new_code, verify_code
 from .compose import new_token
 from .errors import AddressError, PermanentDeliveryError, ReviewError
 from .events import AddressRegistered, AddressRemoved
 from .failures import failure_entry
 from .refusals import reject as reject_event
 from .jdate import TOKYO, ja_date
-from .registry import ACTIVE_FIELDS, PENDING_FIELDS, SUSPENDED_FIELDS, Registry, audit_entry
+from .contact.changes import (AuditKind, ContactChange, Record, Registration, approved,
+                              audit_entry, need_pending, registered, rejected, removed)
+from .registry import Registry
 from .runtime import Runtime
 from .settings import Settings
 from .store import Store, now_ms
@@ -40,27 +42,15 @@ class _Seen(Exception):
         self.outcome = outcome
 
 
-def registered_change(before: dict[str, str], addr: Address, ev: AddressRegistered,
-                      salt: str, digest: str, expires_ms: int):
-    """The patron record after a registration (pure): (set, delete, audit)."""
-    state = before.get("state") or "none"
-    fields: dict[str, Any] = {
-        "state": "pending", "pending_address": addr.display, "pending_envelope": addr.envelope,
-        "pending_key": addr.key, "pending_branch": ev.application_branch,
-        "pending_at": ev.registered_at.isoformat(), "pending_event": ev.event_id,
-        "pending_carrier": addr.carrier or "", "pending_typo": addr.typo_suggestion or "",
-        "prev_state": before.get("prev_state", "none") if state == "pending" else state,
-        "code_salt": salt, "code_hash": digest, "code_expires_ms": expires_ms,
-        "code_wrong": 0, "confirmation": "sending", "confirmation_detail": ""}
-    drop: list[str] = []
-    if state == "suspended":
-        # the bounced address must not come back into use through "pending with an old address"
-        fields.update({f"suspended_{f}": before.get(f, "") for f in ACTIVE_FIELDS})
-        drop += list(ACTIVE_FIELDS)
-    note = f"typo? did you mean {addr.typo_suggestion}" if addr.typo_suggestion else ""
-    audit = audit_entry("address registered, awaiting the patron's call", "website", note,
-                        ev.application_branch, address=mask_address(addr.display), state="pending")
-    return fields, drop, audit
+def _seen_before(before: Record, event_id: str, now: int) -> str | None:
+    """The same event again (redelivery, duplicate): one confirmation mail, not several."""
+    if before.get("pending_event") != event_id:
+        return None
+    if before.get("confirmation") in ("sent", "refused"):
+        return "duplicate"
+    if int(before.get("confirmation_lease_ms") or 0) > now:
+        return "busy"
+    return None
 
 
 async def register(rt: Runtime, ev: AddressRegistered, key: str | None = None) -> str:
@@ -72,35 +62,32 @@ async def register(rt: Runtime, ev: AddressRegistered, key: str | None = None) -
         addr = normalise_address(ev.email, check_dns=settings.registration.check_dns)
     except AddressError as e:
         await rt.store.audit(ev.card_number, audit_entry(
-            "address refused; state unchanged", "website", str(e), ev.application_branch))
+            AuditKind.ADDRESS_REFUSED, "website", str(e), ev.application_branch))
         await reject_event(rt.store, ev.model_dump(mode="json"), f"email: {e}", key=key,
                            event_id=ev.event_id, event_type=ev.type)
         return "refused"
     code = new_code()
     salt, digest = hash_code(code)
-    expires = datetime.now(TOKYO) + timedelta(days=settings.registration.code_ttl_days)
+    # valid through the whole day the mail names (not to the minute of registering)
+    expires = code_expiry(datetime.now(TOKYO), settings.registration.code_ttl_days)
     card = ev.card_number
-
-    def extra(p, before):  # type: ignore[no-untyped-def]
-        reg.index(p, card, [addr.key], [before.get("pending_key", "")])
-        # oldest first by when the patron registered, not when we processed it
-        p.zadd(rt.store.k.pending, {card: int(ev.registered_at.timestamp() * 1000)})
-
+    registration = Registration(
+        display=addr.display, envelope=addr.envelope, key=addr.key, carrier=addr.carrier,
+        typo_suggestion=addr.typo_suggestion, branch=ev.application_branch,
+        registered_at=ev.registered_at.isoformat(),
+        registered_ms=int(ev.registered_at.timestamp() * 1000), event_id=ev.event_id,
+        code_salt=salt, code_hash=digest, code_expires_ms=int(expires.timestamp() * 1000),
+        masked=mask_address(addr.display))
     lease_until = now_ms() + int(settings.delivery.lease_s * 1000)
 
-    def change(b: dict[str, str]):  # type: ignore[no-untyped-def]
-        # the same event again (redelivery, duplicate): one confirmation mail, not several
-        if b.get("pending_event") == ev.event_id:
-            if b.get("confirmation") in ("sent", "refused"):
-                raise _Seen("duplicate")
-            if int(b.get("confirmation_lease_ms") or 0) > now_ms():
-                raise _Seen("busy")
-        fields, drop, audit = registered_change(b, addr, ev, salt, digest,
-                                                int(expires.timestamp() * 1000))
-        return {**fields, "confirmation_lease_ms": lease_until}, drop, audit
+    def change(before: Record) -> ContactChange:
+        seen = _seen_before(before, ev.event_id, now_ms())
+        if seen:
+            raise _Seen(seen)
+        return registered(before, registration, confirmation_lease_ms=lease_until)
 
     try:
-        await reg.change(card, change, extra)
+        await reg.apply(card, change)
     except _Seen as seen:
         return seen.outcome
     notice = rt.composer.confirmation(addr.envelope, code, ev.application_branch, addr.carrier,
@@ -120,74 +107,44 @@ async def register(rt: Runtime, ev: AddressRegistered, key: str | None = None) -
     return "sent"
 
 
-def _need_pending(card: str, before: dict[str, str]) -> None:
-    state = before.get("state") or "none"
-    if state != "pending":
-        raise ReviewError(f"card {card} is not awaiting approval (its state is {state}); "
-                          "nothing was changed")
-
-
 async def approve(store: Store, settings: Settings, card: str, staff: str, *,
                   code: str | None = None, reason: str | None = None) -> dict[str, str]:
     """Staff approve the pending address, with the code the patron read out, or
     without it for a stated reason. Returns the record as it was before."""
     reg = Registry(store)
     before = await reg.get(card)
-    _need_pending(card, before)
+    need_pending(card, before)
     if code is None and not (reason or "").strip():
-        raise ReviewError("approving without the code needs a reason")
+        raise ReviewError("approving without the code needs a reason",
+                          kind="approve_needs_reason")
     if code is not None:
         tries = settings.registration.max_code_tries
         if int(before.get("code_wrong") or 0) >= tries:
             raise ReviewError(f"the code for card {card} is locked after {tries} wrong tries; "
-                              "approve --without-code with a reason, or ask the patron to register again")
-        if now_ms() > int(before.get("code_expires_ms") or 0):
+                              "approve --without-code with a reason, or ask the patron to register again",
+                              kind="code_locked", card=card, tries=tries)
+        if code_expired(int(before.get("code_expires_ms") or 0), now_ms()):
             raise ReviewError(f"the code for card {card} has expired; approve --without-code with a"
-                              " reason, or ask the patron to register again for a new code")
+                              " reason, or ask the patron to register again for a new code",
+                              kind="code_expired", card=card)
         if not verify_code(code, before.get("code_salt", ""), before.get("code_hash", "")):
             left = tries - await reg.wrong_code(card)
-            raise ReviewError(f"wrong code for card {card}; {left} tries left" if left > 0 else
-                              f"wrong code for card {card}; the code is now locked")
-    how = "approved after the patron's call (code checked)" if code is not None else \
-        "approved after the patron's call WITHOUT the code"
-
-    def change(b: dict[str, str]):  # type: ignore[no-untyped-def]
-        _need_pending(card, b)
-        fields = {"state": "active", "address": b["pending_address"],
-                  "envelope": b["pending_envelope"], "key": b["pending_key"]}
-        return fields, list(PENDING_FIELDS) + list(SUSPENDED_FIELDS), audit_entry(
-            how, staff, reason or "", b.get("pending_branch"),
-            address=mask_address(b["pending_address"]), state="active")
-
-    def extra(p, b):  # type: ignore[no-untyped-def]
-        reg.index(p, card, [b.get("pending_key", "")],
-                       [b.get("key", ""), b.get("suspended_key", "")])
-        p.zrem(store.k.pending, card)
-
-    return await reg.change(card, change, extra)
+            if left > 0:
+                raise ReviewError(f"wrong code for card {card}; {left} tries left",
+                                  kind="wrong_code", card=card, left=left)
+            raise ReviewError(f"wrong code for card {card}; the code is now locked",
+                              kind="wrong_code_locked", card=card)
+    before, _ = await reg.apply(card, lambda b: approved(
+        card, b, staff, code_checked=code is not None, reason=reason or "",
+        masked=mask_address(b.get("pending_address", ""))))
+    return before
 
 
 async def reject(store: Store, card: str, staff: str, reason: str) -> dict[str, str]:
     """Staff reject the pending address: the patron goes back to the state before."""
-    reg = Registry(store)
-    _need_pending(card, await reg.get(card))
-
-    def change(b: dict[str, str]):  # type: ignore[no-untyped-def]
-        _need_pending(card, b)
-        prev = b.get("prev_state") or "none"
-        fields: dict[str, Any] = {"state": prev}
-        if b.get("suspended_address"):
-            fields.update({f: b.get(f"suspended_{f}", "") for f in ACTIVE_FIELDS})
-        return fields, list(PENDING_FIELDS) + list(SUSPENDED_FIELDS), audit_entry(
-            "registration rejected", staff, reason, b.get("pending_branch"),
-            address=mask_address(b.get("pending_address", "")), state=prev)
-
-    def extra(p, b):  # type: ignore[no-untyped-def]
-        keep = [b.get("key", ""), b.get("suspended_key", "")]
-        reg.index(p, card, [k for k in keep if k], [b.get("pending_key", "")])
-        p.zrem(store.k.pending, card)
-
-    return await reg.change(card, change, extra)
+    before, _ = await Registry(store).apply(card, lambda b: rejected(
+        card, b, staff, reason, masked=mask_address(b.get("pending_address", ""))))
+    return before
 
 
 async def removed_event(store: Store, ev: AddressRemoved) -> None:
@@ -196,20 +153,13 @@ async def removed_event(store: Store, ev: AddressRemoved) -> None:
                  why=f"removed on the website at {ev.removed_at.isoformat()}")
 
 
-async def remove(store: Store, card: str, *, staff: str, why: str) -> dict[str, str]:
-    """Back to ``none``: the patron's addresses (approved, pending, suspended) are dropped."""
-    reg = Registry(store)
-
-    def change(b: dict[str, str]):  # type: ignore[no-untyped-def]
-        drop = list(ACTIVE_FIELDS) + list(PENDING_FIELDS) + list(SUSPENDED_FIELDS)
-        return {"state": "none"}, drop, audit_entry("address removed", staff, why, state="none")
-
-    def extra(p, b):  # type: ignore[no-untyped-def]
-        reg.index(p, card, [], [b.get("key", ""), b.get("pending_key", ""),
-                                b.get("suspended_key", "")])
-        p.zrem(store.k.pending, card)
-
-    return await reg.change(card, change, extra)
+async def remove(store: Store, card: str, *, staff: str, why: str,
+                 need_address: bool = False) -> dict[str, str]:
+    """Back to ``none``: the patron's addresses (approved, pending, suspended) are dropped.
+    ``need_address``: refuse (staff asked) when the card has none at all."""
+    before, _ = await Registry(store).apply(card, lambda b: removed(
+        b, staff, why, card=card, need_address=need_address))
+    return before
 
 
 async def pending_view(store: Store, settings: Settings, branch: str | None = None) -> list[dict[str, Any]]:
@@ -222,7 +172,8 @@ async def pending_view(store: Store, settings: Settings, branch: str | None = No
         carrier = h.get("pending_carrier") or None
         wrong = int(h.get("code_wrong") or 0)
         code_state = ("locked" if wrong >= settings.registration.max_code_tries else
-                      "expired" if now_ms() > int(h.get("code_expires_ms") or 0) else "valid")
+                      "expired" if code_expired(int(h.get("code_expires_ms") or 0), now_ms())
+                      else "valid")
         rows.append({
             "card_number": card, "email": h.get("pending_address"),
             "application_branch": h.get("pending_branch"), "registered_at": h.get("pending_at"),

@@ -2,8 +2,8 @@
 
 Each change reads the patron record under WATCH and writes record, indexes and the
 audit entry in one MULTI, so two staff members (or staff and the website) acting at
-once cannot leave a half-changed patron. The rules (who may approve, when a code
-counts) live in :mod:`worker.registration`; this module only stores.
+once cannot leave a half-changed patron. What a change is — every transition of a
+patron's address — is decided in :mod:`worker.contact.changes`; this module only stores.
 
 Patron hash fields: ``state``, ``address``/``envelope``/``key`` (the approved address),
 ``pending_*`` (the registered address awaiting the call, its branch, time, event,
@@ -14,21 +14,16 @@ carrier, typo hint), ``prev_state``, ``code_salt``/``code_hash``/``code_expires_
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
+from .contact import ContactState
+from .contact.changes import ContactChange, Record
 from .store import Store, _dumps, now_iso, now_ms
 
-PENDING_FIELDS = ("pending_address", "pending_envelope", "pending_key", "pending_branch",
-                   "pending_at", "pending_event", "pending_carrier", "pending_typo", "prev_state",
-                   "code_salt", "code_hash", "code_expires_ms", "code_wrong", "confirmation",
-                   "confirmation_detail", "confirmation_lease_ms")
-ACTIVE_FIELDS = ("address", "envelope", "key")
-SUSPENDED_FIELDS = ("suspended_address", "suspended_envelope", "suspended_key")
-
-Change = Callable[[dict[str, str]], tuple[dict[str, Any], list[str], dict[str, Any]]]
+Transition = Callable[[Record], ContactChange]
 
 
 class Registry:
@@ -40,42 +35,46 @@ class Registry:
     async def get(self, card: str) -> dict[str, str]:
         return await self.r.hgetall(self.k.patron(card))
 
-    async def change(self, card: str, fn: Change,
-                     extra: Callable[[Pipeline, dict[str, str]], None] | None = None) -> dict[str, str]:
-        """Apply ``fn(record) -> (set fields, delete fields, audit entry)`` atomically;
-        returns the record as it was before."""
+    async def apply(self, card: str, transition: Transition) -> tuple[dict[str, str], ContactChange]:
+        """Read the patron under WATCH, compute ``transition(record)`` (pure; it may raise
+        to refuse) and write everything it says — record, address index, pending list,
+        suspended set, audit entry — in one MULTI. Returns the record as it was before,
+        and the change."""
         key = self.k.patron(card)
         while True:
             async with self.r.pipeline(transaction=True) as p:
                 try:
                     await p.watch(key)
                     before = await p.hgetall(key)
-                    fields, drop, audit = fn(before)
+                    change = transition(before)
                     p.multi()
-                    if drop:
-                        p.hdel(key, *drop)
-                    if fields:
-                        p.hset(key, mapping={"updated_ms": now_ms(), **fields})
-                    if "state" in fields:
-                        if fields["state"] == "suspended":
-                            p.sadd(self.k.suspended, card)
-                        else:
-                            p.srem(self.k.suspended, card)
-                    if extra:
-                        extra(p, before)
-                    p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **audit}))
+                    self._write(p, card, change)
                     await p.execute()
-                    return before
+                    return before, change
                 except WatchError:
                     continue
 
-    def index(self, p: Pipeline, card: str, add: list[str], remove: list[str]) -> None:
-        for key in remove:
-            if key and key not in add:
-                p.srem(self.k.address(key), card)
-        for key in add:
-            if key:
-                p.sadd(self.k.address(key), card)
+    def _write(self, p: Pipeline, card: str, c: ContactChange) -> None:
+        key = self.k.patron(card)
+        if c.drop:
+            p.hdel(key, *c.drop)
+        if c.fields:
+            p.hset(key, mapping={"updated_ms": now_ms(), **c.fields})
+        if c.state is not None:
+            if c.state == ContactState.SUSPENDED:
+                p.sadd(self.k.suspended, card)
+            else:
+                p.srem(self.k.suspended, card)
+        for k in c.index_remove:
+            if k not in c.index_add:
+                p.srem(self.k.address(k), card)
+        for k in c.index_add:
+            p.sadd(self.k.address(k), card)
+        if c.off_pending:
+            p.zrem(self.k.pending, card)
+        elif c.pending is not None:
+            p.zadd(self.k.pending, {card: c.pending})
+        p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **c.audit}))
 
     async def wrong_code(self, card: str) -> int:
         return int(await self.r.hincrby(self.k.patron(card), "code_wrong", 1))
@@ -104,9 +103,4 @@ class Registry:
                 p.hgetall(self.k.patron(card))
             records = await p.execute()
         return [(c, h) for c, h in zip(cards, records) if h.get("state") == "pending"]
-
-
-def audit_entry(what: str, staff: str, why: str = "", branch: str | None = None,
-                **more: Any) -> dict[str, Any]:
-    return {"what": what, "staff": staff, "why": why, "branch": branch, **more}
 

@@ -64,6 +64,14 @@ def cmd_called(args: argparse.Namespace, s: Settings) -> int:
     return with_store(s, run)
 
 
+def cmd_uncall(args: argparse.Namespace, s: Settings) -> int:
+    async def run(store: Store) -> int:
+        await calls.uncall(store, args.hold_id, args.staff, args.note)
+        print(f"hold {args.hold_id}: back on the phone-call list (undone by {args.staff})")
+        return 0
+    return with_store(s, run)
+
+
 def cmd_rejected(args: argparse.Namespace, s: Settings) -> int:
     async def run(store: Store) -> int:
         rows = await store.rejected()
@@ -185,50 +193,64 @@ def _reason(value: str) -> str:
     return value.strip()
 
 
+# help texts several commands share
+JSON_HELP = "print one JSON object per line (for scripts) instead of readable lines"
+STAFF_HELP = "your staff id, kept in the patron's audit log"
+CARD_HELP = "the patron's card number"
+
+
 def add_review_commands(sub: Any) -> None:
-    r = sub.add_parser("review", help="staff review").add_subparsers(dest="what", required=True)
+    r = sub.add_parser("review", help="staff review: registrations, call list, failures").add_subparsers(
+        dest="what", required=True)
     p = r.add_parser("pending", help="registrations awaiting the patron's call, oldest first")
-    p.add_argument("--branch")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--branch", help="only registrations filed at this branch (its code, e.g. ogawa)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(fn=cmd_pending)
     a = r.add_parser("approve", help="approve a pending address after the patron's call")
-    a.add_argument("card")
-    a.add_argument("--staff", required=True, type=_staff)
+    a.add_argument("card", help=CARD_HELP)
+    a.add_argument("--staff", required=True, type=_staff, help=STAFF_HELP)
     a.add_argument("--code", help="the six-digit code the patron reads out")
-    a.add_argument("--without-code", action="store_true")
-    a.add_argument("--reason", type=_reason)
+    a.add_argument("--without-code", action="store_true",
+                   help="approve without the code (needs --reason, e.g. identity checked at the counter)")
+    a.add_argument("--reason", type=_reason, help="why, when approving without the code")
     a.set_defaults(fn=cmd_approve)
     j = r.add_parser("reject", help="reject a pending address")
-    j.add_argument("card")
-    j.add_argument("--staff", required=True, type=_staff)
-    j.add_argument("--reason", required=True, type=_reason)
+    j.add_argument("card", help=CARD_HELP)
+    j.add_argument("--staff", required=True, type=_staff, help=STAFF_HELP)
+    j.add_argument("--reason", required=True, type=_reason, help="why, for the audit log")
     j.set_defaults(fn=cmd_reject)
     f = r.add_parser("failures", help="delivery failures with advice for the patron")
-    f.add_argument("--json", action="store_true")
+    f.add_argument("--json", action="store_true", help=JSON_HELP)
     f.set_defaults(fn=cmd_failures)
     e = r.add_parser("reenable", help="re-enable a suspended address")
-    e.add_argument("card")
-    e.add_argument("--staff", required=True, type=_staff)
-    e.add_argument("--reason", required=True, type=_reason)
+    e.add_argument("card", help=CARD_HELP)
+    e.add_argument("--staff", required=True, type=_staff, help=STAFF_HELP)
+    e.add_argument("--reason", required=True, type=_reason,
+                   help="why, for the audit log (e.g. the patron allowed our address)")
     e.set_defaults(fn=cmd_reenable)
     m = r.add_parser("remove", help="remove a patron's address (notices go by phone)")
-    m.add_argument("card")
-    m.add_argument("--staff", required=True, type=_staff)
-    m.add_argument("--reason", required=True, type=_reason)
+    m.add_argument("card", help=CARD_HELP)
+    m.add_argument("--staff", required=True, type=_staff, help=STAFF_HELP)
+    m.add_argument("--reason", required=True, type=_reason, help="why, for the audit log")
     m.set_defaults(fn=cmd_remove)
     c = r.add_parser("calls", help="the phone-call list, by pickup deadline")
-    c.add_argument("--branch")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--branch", help="only holds to be picked up at this branch (its code, e.g. ogawa)")
+    c.add_argument("--json", action="store_true", help=JSON_HELP)
     c.set_defaults(fn=cmd_calls)
     d = r.add_parser("called", help="mark a hold on the call list as phoned")
-    d.add_argument("hold_id")
-    d.add_argument("--staff", required=True, type=_staff)
-    d.add_argument("--note", default="")
+    d.add_argument("hold_id", help="the hold id, as the call list shows it")
+    d.add_argument("--staff", required=True, type=_staff, help=STAFF_HELP)
+    d.add_argument("--note", default="", help="what was agreed on the phone (optional)")
     d.set_defaults(fn=cmd_called)
-    x = r.add_parser("rejected", help="events refused by validation, with the reason")
-    x.add_argument("--json", action="store_true")
+    u = r.add_parser("uncall", help="undo 'called': put a hold back on the phone-call list")
+    u.add_argument("hold_id", help="the hold marked as phoned by mistake")
+    u.add_argument("--staff", required=True, type=_staff, help="who undoes it (audit log)")
+    u.add_argument("--note", default="", help="why, for the patron's audit log")
+    u.set_defaults(fn=cmd_uncall)
+    x = r.add_parser("rejected", help="events refused by validation, with the reason, oldest first")
+    x.add_argument("--json", action="store_true", help=JSON_HELP)
     x.set_defaults(fn=cmd_rejected)
     h = r.add_parser("history", help="a patron's audit log")
-    h.add_argument("card")
-    h.add_argument("--json", action="store_true")
+    h.add_argument("card", help=CARD_HELP)
+    h.add_argument("--json", action="store_true", help=JSON_HELP)
     h.set_defaults(fn=cmd_history)

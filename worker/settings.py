@@ -5,14 +5,20 @@ that needs it; domain code never reads the environment itself. A bad or missing
 setting raises :class:`~worker.errors.ConfigError` naming the key, which the CLI
 prints as one line before exiting.
 
-Relative paths (outbox, templates, var/) are resolved against the folder of the
-settings file, so the worker behaves the same from any working directory.
+Which file (:func:`find_settings`): ``OMITAMA_NOTIFY_SETTINGS``, else the operator's
+``/etc/omitama-notify/settings.toml``, else the shipped defaults — the checkout's
+``settings.toml``, or in an installed wheel the copy that setup.py puts in
+``worker/_shipped/`` with ``templates/mail/``. Relative data paths (outbox, var/) are
+resolved against a folder fixed by that choice, never against the working directory
+of a checkout or an operator's file, and never inside ``/etc`` or the installed package
+(docs/operations.md has the table).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +30,12 @@ from .errors import ConfigError
 ENV_PREFIX = "OMITAMA_NOTIFY_"
 ENV_FILE = "OMITAMA_NOTIFY_SETTINGS"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# an installed wheel's copy of settings.toml and templates/mail/ (see setup.py); a
+# checkout (and the editable install ./run makes) uses the top-level originals instead
+SHIPPED_IN_PACKAGE = Path(__file__).resolve().parent / "_shipped"
+ETC_FILE = Path("/etc/omitama-notify/settings.toml")
+# data of a server configured in /etc (FHS: configuration in /etc, state in /var/lib)
+STATE_DIR = Path("/var/lib/omitama-notify")
 
 
 class _Section(BaseModel):
@@ -129,13 +141,37 @@ class WebSettings(_Section):
     # signs session cookies; set OMITAMA_NOTIFY_WEB__SESSION_SECRET in production.
     # Empty: a random secret per start (everyone is logged out on restart).
     session_secret: SecretStr = SecretStr("")
+    # a session ends this long after login at the latest (the cookie itself is a
+    # browser-session cookie: closing the browser on a shared counter PC ends it too) …
     session_max_age_s: int = Field(8 * 3600, ge=60)
-    # failed logins allowed per staff id (and per client address) in the window
+    # … and after this long without a page being opened
+    session_idle_s: int = Field(30 * 60, ge=60)
+    # failed logins for one staff id from one client before that client is refused for
+    # the window (a client that logged in as that id before is only slowed down)
     login_max_failures: int = Field(5, ge=1)
+    # failed logins from one client address over all staff ids, and for one staff id
+    # from all clients together (the ceiling), before clients new to the id are refused
+    login_max_failures_per_client: int = Field(20, ge=1)
+    login_max_failures_per_id: int = Field(30, ge=1)
     login_window_s: int = Field(900, ge=10)
+    # addresses (or networks, "10.0.0.0/8") of reverse proxies whose X-Forwarded-For is
+    # believed; empty: the header is ignored and the connecting address counts
+    trusted_proxies: list[str] = []
     # true when staff reach the page over HTTPS (a TLS proxy in front of it): the session
     # cookie is then marked Secure, so a browser never sends it over plain HTTP
     secure_cookies: bool = False
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for net in v:
+            try:
+                ipaddress.ip_network(net.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not an IP address or network") from None
+        return [n.strip() for n in v]
 
 
 class BounceSettings(_Section):
@@ -180,8 +216,12 @@ class Settings(_Section):
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
     branches: dict[str, Branch]
-    # folder the settings were read from; relative paths are resolved against it
+    # folder relative data paths (outbox_dir, var/) are resolved against
     base_dir: Path = PROJECT_ROOT
+    # folder of the settings file: a relative templates_dir is looked for there first
+    config_dir: Path = PROJECT_ROOT
+    # which settings file was used, and why (printed by `check` and at worker start)
+    source: str = ""
 
     @field_validator("branches")
     @classmethod
@@ -199,19 +239,51 @@ class Settings(_Section):
 
     @property
     def templates_dir(self) -> Path:
-        return self.path(self.mail.templates_dir)
+        """Absolute as given; relative: beside the settings file if that folder exists,
+        else the shipped templates (an operator's file copied from the shipped one names
+        templates/mail without copying the templates)."""
+        p = self.mail.templates_dir
+        if p.is_absolute():
+            return p
+        own, shipped = self.config_dir / p, shipped_dir() / p
+        return shipped if not own.is_dir() and shipped.is_dir() else own
 
     @property
     def var_dir(self) -> Path:
         return self.base_dir / "var"
 
 
-def settings_file(environ: dict[str, str] | None = None) -> Path:
+def shipped_dir() -> Path:
+    """Where the shipped settings.toml and templates/mail/ are: the wheel's copy, or the
+    checkout's top level."""
+    return SHIPPED_IN_PACKAGE if (SHIPPED_IN_PACKAGE / "settings.toml").is_file() else PROJECT_ROOT
+
+
+@dataclass(frozen=True)
+class SettingsSource:
+    path: Path
+    data_dir: Path    # relative data paths are resolved against this
+    config_dir: Path  # a relative templates_dir is looked for here first
+    why: str
+
+    def describe(self) -> str:
+        data = "" if self.data_dir == self.path.parent else f"; data in {self.data_dir}"
+        return f"{self.path} ({self.why}{data})"
+
+
+def find_settings(environ: dict[str, str] | None = None, etc_file: Path = ETC_FILE) -> SettingsSource:
+    """The settings file to use: OMITAMA_NOTIFY_SETTINGS, /etc, else the shipped defaults."""
     env = os.environ if environ is None else environ
     if env.get(ENV_FILE):
-        return Path(env[ENV_FILE]).resolve()
-    here = Path.cwd() / "settings.toml"
-    return here if here.exists() else PROJECT_ROOT / "settings.toml"
+        path = Path(env[ENV_FILE]).resolve()
+        return SettingsSource(path, path.parent, path.parent, f"from {ENV_FILE}")
+    if etc_file.is_file():
+        return SettingsSource(etc_file, STATE_DIR, etc_file.parent, "the operator's file")
+    shipped = shipped_dir()
+    if shipped == PROJECT_ROOT:
+        return SettingsSource(shipped / "settings.toml", shipped, shipped, "shipped defaults")
+    # never write inside the installed package: a first try keeps its data where it runs
+    return SettingsSource(shipped / "settings.toml", Path.cwd(), shipped, "shipped defaults")
 
 
 def _apply_env(data: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
@@ -243,7 +315,8 @@ def _key_name(loc: tuple[Any, ...]) -> str:
 
 def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
-    path = path or settings_file(env)
+    src = SettingsSource(path, path.parent, path.parent, "given") if path else find_settings(env)
+    path = src.path
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -251,7 +324,7 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(str(path), f"not valid TOML: {e}") from None
     origin = _apply_env(data, env)
-    data["base_dir"] = path.parent
+    data.update(base_dir=src.data_dir, config_dir=src.config_dir, source=src.describe())
     try:
         return Settings.model_validate(data)
     except ValidationError as e:

@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .contacts import Contact, ContactState
+from .contact import Contact, ContactState
 from .errors import StoreError
 from .jdate import TOKYO
 from .keys import Keys
@@ -30,6 +30,17 @@ _LUA = Path(__file__).with_name("lua")
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+_last_us = 0
+
+
+def arrival_us() -> int:
+    """Microseconds now, strictly increasing within the process: an order key for things
+    listed in the order they came (several can come within one millisecond)."""
+    global _last_us
+    _last_us = max(time.time_ns() // 1000, _last_us + 1)
+    return _last_us
 
 
 def now_iso() -> str:
@@ -50,12 +61,13 @@ def safe_url(url: str) -> str:
 @dataclass(frozen=True)
 class Claim:
     verdict: str            # "claimed" | "done" | "busy"
-    token: str = ""
+    token: str = ""         # this claim's own token: only it can record the outcome
     attempts: int = 0
     first_ms: int = 0
     status: str = ""        # for "done": the status the hold already has
     busy_ms: int = 0        # for "busy": how long the other worker's lease still runs
     contact: Contact | None = None  # the patron's contact, when asked for with the claim
+    notice: str = ""        # the notice's token (its Message-ID), the same for every claim
 
 
 def _dumps(obj: Any) -> str:
@@ -69,8 +81,10 @@ class Store:
         self.url = url
         self._claim = client.register_script((_LUA / "claim_hold.lua").read_text())
         self._finish = client.register_script((_LUA / "finish_hold.lua").read_text())
+        self._extend = client.register_script((_LUA / "extend_lease.lua").read_text())
         self._close = client.register_script((_LUA / "close_hold.lua").read_text())
         self._called = client.register_script((_LUA / "mark_called.lua").read_text())
+        self._uncalled = client.register_script((_LUA / "uncall.lua").read_text())
 
     @classmethod
     def connect(cls, url: str, prefix: str) -> "Store":
@@ -98,27 +112,6 @@ class Store:
         return Contact(card, ContactState(h.get("state", "none")), h.get("address") or None,
                        h.get("envelope") or None, h.get("pending_address") or None)
 
-    async def set_contact(self, card: str, state: ContactState, *, address: str | None = None,
-                          envelope: str | None = None, key: str | None = None,
-                          staff: str = "worker", why: str = "", branch: str | None = None,
-                          what: str = "") -> None:
-        """Set a patron's contact state directly (tests, data migration) with an audit entry;
-        ``key`` also lists the card under that address (see worker/registry.py)."""
-        fields = {"state": state.value, "address": address or "", "envelope": envelope or "",
-                  "key": key or "", "updated_ms": now_ms()}
-        entry = {"what": what or f"state → {state.value}", "staff": staff, "why": why,
-                 "branch": branch, "state": state.value}
-        async with self.r.pipeline(transaction=True) as p:
-            p.hset(self.k.patron(card), mapping=fields)
-            if key:
-                p.sadd(self.k.address(key), card)
-            if state is ContactState.SUSPENDED:
-                p.sadd(self.k.suspended, card)
-            else:
-                p.srem(self.k.suspended, card)
-            p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
-            await p.execute()
-
     async def audit(self, card: str, entry: dict[str, Any]) -> None:
         await self.r.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
 
@@ -129,7 +122,8 @@ class Store:
 
     async def claim_hold(self, hold_id: str, *, token: str, lease_ms: int, ttl_s: int,
                          fields: dict[str, str], contact_of: str | None = None) -> Claim:
-        """Claim a hold (``claim_hold.lua``). With ``contact_of`` the patron's contact is
+        """Claim a hold (``claim_hold.lua``) with a ``token`` never used before: it fences
+        the claim (see :meth:`finish_hold`). With ``contact_of`` the patron's contact is
         read in the same round trip (a pipeline of EVALSHA + HGETALL): one Redis round
         trip per notice less. The read is independent of the claim, so this changes no
         outcome; when the server lost its script cache (a restart) the claim did not run
@@ -155,14 +149,24 @@ class Store:
             contact = self._contact(contact_of, h)
         if res[0] == "claimed":
             return Claim("claimed", token=res[1], attempts=int(res[2]), first_ms=int(res[3]),
-                         contact=contact)
+                         contact=contact, notice=res[4])
         if res[0] == "busy":
             return Claim("busy", busy_ms=int(res[1]))
         return Claim("done", status=res[1])
 
+    async def extend_lease(self, hold_id: str, token: str, until_ms: int) -> bool:
+        """Make the lease of the claim holding ``token`` run at least until ``until_ms``
+        (``extend_lease.lua``); False when that claim no longer owns the hold."""
+        look_again = until_ms + (until_ms - now_ms())  # as a claim: after two leases
+        return bool(await self._extend(keys=[self.k.hold(hold_id), self.k.inflight],
+                                       args=[token, until_ms, hold_id, look_again]))
+
     async def finish_hold(self, hold_id: str, outcome: str, token: str, *, card: str = "",
                           fields: dict[str, Any] | None = None,
                           call: dict[str, Any] | None = None, due: int = 0) -> str:
+        """Record the outcome of the claim holding ``token`` (``finish_hold.lua``). Returns
+        the hold's status afterwards, or "lost" when a later claim took the hold over
+        (this one's lease ran out): then nothing was written."""
         args: list[Any] = [outcome, token, hold_id, _dumps(call) if call else "", due]
         for k, v in (fields or {}).items():
             args += [k, v if isinstance(v, str) else _dumps(v)]
@@ -195,6 +199,17 @@ class Store:
             args=[hold_id, _dumps({"at": now_iso(), **record}), now_ms()])
         return json.loads(entry) if entry else None
 
+    async def uncall(self, hold_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
+        """Undo :meth:`mark_called` (``uncall.lua``); None when there is nothing to undo."""
+        entry = await self._uncalled(
+            keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called],
+            args=[hold_id, _dumps({"at": now_iso(), "undo": True, **record})])
+        return json.loads(entry) if entry else None
+
+    async def recently_called(self, n: int = 20) -> list[dict[str, Any]]:
+        """The last ``n`` records of ``called`` (marked and undone), newest first."""
+        return [json.loads(x) for x in reversed(await self.r.lrange(self.k.called, -n, -1))]
+
     # -- delivery failures and refused events ----------------------------------
 
     async def add_failure(self, entry: dict[str, Any]) -> None:
@@ -205,11 +220,12 @@ class Store:
 
     async def add_rejected(self, fingerprint: str, entry: dict[str, Any]) -> bool:
         """Keep a refused event once per fingerprint; False if it was already kept."""
-        at = now_ms()
         added = await self.r.hsetnx(self.k.rejected, fingerprint,
                                     _dumps({"received_at": now_iso(), **entry}))
         if added:
-            await self.r.zadd(self.k.rejected_order, {fingerprint: at})
+            # µs, not ms: refusals within one millisecond used to tie and come out in
+            # fingerprint order (entries kept in ms before still sort first)
+            await self.r.zadd(self.k.rejected_order, {fingerprint: arrival_us()})
         return bool(added)
 
     async def rejected(self) -> list[dict[str, Any]]:

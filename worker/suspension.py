@@ -12,7 +12,8 @@ from typing import Any
 from . import registration
 from .errors import ReviewError
 from .failures import REASON_JA
-from .registry import Registry, audit_entry
+from .contact.changes import AuditKind, reenabled, suspended
+from .registry import Registry
 from .store import Store
 
 FAILURE_FIELDS = ("card_number", "hold_id", "reason", "misconfigured_recipient", "permanent",
@@ -22,56 +23,23 @@ FAILURE_FIELDS = ("card_number", "hold_id", "reason", "misconfigured_recipient",
 async def suspend(store: Store, card: str, *, reason: str, detail: str,
                   address_key: str | None = None) -> bool:
     """Suspend the card's approved address (only if it is the one that failed).
-    Returns True if the state changed."""
-    reg = Registry(store)
-    changed = False
-
-    def change(b: dict[str, str]):  # type: ignore[no-untyped-def]
-        nonlocal changed
-        state = b.get("state") or "none"
-        if not b.get("key") or (address_key and b.get("key") != address_key):
-            return {}, [], audit_entry("delivery failure; address not suspended", "worker",
-                                       f"{reason}: {detail}", failed_reason=reason)
-        if state == "active":
-            changed = True
-            return {"state": "suspended"}, [], audit_entry(
-                "address suspended", "worker", f"{reason}: {detail}", state="suspended")
-        if state == "pending":
-            # the approved address failed while a new one awaits approval: set the old one
-            # aside exactly as a registration from "suspended" would have done
-            changed = True
-            fields = {"prev_state": "suspended", **{f"suspended_{f}": b.get(f, "")
-                                                    for f in ("address", "envelope", "key")}}
-            return fields, ["address", "envelope", "key"], audit_entry(
-                "approved address suspended (new one still pending)", "worker",
-                f"{reason}: {detail}", state="pending")
-        return {}, [], audit_entry("delivery failure", "worker", f"{reason}: {detail}")
-
-    await reg.change(card, change)
-    return changed
+    Returns True if the address was taken out of use."""
+    _, change = await Registry(store).apply(
+        card, lambda b: suspended(b, reason, detail, address_key))
+    return change.audit["kind"] in (AuditKind.SUSPENDED, AuditKind.SUSPENDED_WHILE_PENDING)
 
 
 async def reenable(store: Store, card: str, staff: str, reason: str) -> dict[str, str]:
     """Staff put a suspended address back into use (the patron fixed their settings)."""
-    if not reason.strip():
-        raise ReviewError("re-enabling needs a reason (what the patron changed)")
-    reg = Registry(store)
-
-    def change(b: dict[str, str]):  # type: ignore[no-untyped-def]
-        state = b.get("state") or "none"
-        if state != "suspended":
-            raise ReviewError(f"card {card} is not suspended (its state is {state}); "
-                              "nothing was changed")
-        return {"state": "active"}, [], audit_entry("address re-enabled", staff, reason,
-                                                    state="active")
-    return await reg.change(card, change)
+    before, _ = await Registry(store).apply(card, lambda b: reenabled(card, b, staff, reason))
+    return before
 
 
 async def remove_address(store: Store, card: str, staff: str, reason: str) -> dict[str, str]:
     """Staff remove a patron's address (it cannot be fixed); notices go by phone."""
     if not reason.strip():
-        raise ReviewError("removing an address needs a reason")
-    return await registration.remove(store, card, staff=staff, why=reason)
+        raise ReviewError("removing an address needs a reason", kind="remove_needs_reason")
+    return await registration.remove(store, card, staff=staff, why=reason, need_address=True)
 
 
 async def failures_view(store: Store) -> list[dict[str, Any]]:

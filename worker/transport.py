@@ -3,30 +3,32 @@
 Both take a finished :class:`~worker.compose.Notice` and either hand it over or
 raise :class:`TransientDeliveryError` (try again later) /
 :class:`PermanentDeliveryError` (the relay refused this recipient or message).
+
+A send may be given a deadline (the hold's lease, see worker/holds.py). The relay
+keeps a message only once it has read the final "." (RFC 5321 §4.1.1.4), so the
+deadline bounds everything before it — the wait for a pooled connection, connecting,
+MAIL/RCPT/DATA — and the message goes out only while a whole ``[smtp] timeout``
+is left for the relay's reply, or once the caller extended its deadline by that much;
+from there on the send is never cut short, and ends by the deadline anyway (reply or
+read timeout).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 import ssl
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Awaitable, Callable, Protocol
 
 import aiosmtplib
-from aiosmtplib.email import quote_address
-from aiosmtplib.protocol import (MAX_RESPONSE_LENGTH, PERIOD_REGEX, SMTPProtocol,
-                                 normalize_message_line_endings)
+from aiosmtplib.protocol import SMTPProtocol
 
 from .compose import Notice
 from .errors import PermanentDeliveryError, TransientDeliveryError
+from .pipelining import PipeliningProtocol, pipelined_sendmail
 from .settings import Settings, SmtpSettings
-
-# A plain dot-atom address: aiosmtplib's quote_address() gives exactly ``<addr>`` for it
-_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-                       r"@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 # A pooled connection idle longer than this is checked with NOOP before use:
 # relays drop idle clients, and finding out mid-transaction would cost a retry.
@@ -34,7 +36,8 @@ IDLE_CHECK_S = 10.0
 
 
 class Transport(Protocol):
-    async def send(self, notice: Notice) -> str: ...
+    async def send(self, notice: Notice, deadline: float | None = None,
+                   extend: Extend | None = None) -> str: ...
     async def close(self) -> None: ...
 
 
@@ -47,7 +50,9 @@ class OutboxTransport:
         self.tmp = folder / ".tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
 
-    async def send(self, notice: Notice) -> str:
+    async def send(self, notice: Notice, deadline: float | None = None,
+                   extend: Extend | None = None) -> str:
+        # a local file write: over long before any deadline, and not to be cut short
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{notice.message_id.strip('<>').split('@')[0]}.eml"
         tmp = self.tmp / name
         try:
@@ -69,120 +74,32 @@ def _refusal(code: int, text: str, command: str, what: str) -> Exception:
     return cls(f"relay refused {what}: {code} {text}", code=code, text=text, command=command)
 
 
-def _wire_address(addr: str) -> bytes:
-    """The MAIL/RCPT argument for ``addr``, as aiosmtplib's sendmail would send it."""
-    if _DOT_ATOM.fullmatch(addr):
-        return b"<" + addr.encode("ascii") + b">"
-    return quote_address(addr).encode("ascii")  # quoted local parts and the like
+class _NoTimeLeft(Exception):
+    """Too little of the send's deadline is left to wait for the relay's reply to the
+    message: it is not sent (raised with the connection mid-DATA, so it must be closed)."""
 
 
-class _PipeliningProtocol(SMTPProtocol):
-    """aiosmtplib's protocol, able to read the replies to commands sent in one write
-    (RFC 2920 PIPELINING). aiosmtplib drops data that arrives while a parsed reply
-    waits to be picked up; while pipelined replies are outstanding they are kept."""
-
-    _expect = 0
-
-    def data_received(self, data: bytes) -> None:
-        waiter = self._response_waiter
-        if self._expect and waiter is not None:
-            self._response_pending = True
-            if waiter.done():
-                self._buffer.extend(data)
-                if len(self._buffer) > MAX_RESPONSE_LENGTH:
-                    self.transport.close()  # type: ignore[union-attr]  # desynced: give up
-                return
-        super().data_received(data)
-
-    async def _next_reply(self, timeout: float | None) -> aiosmtplib.SMTPResponse:
-        waiter = self._response_waiter
-        if waiter is not None and not waiter.done() and self._buffer:
-            reply = self._read_response_from_buffer()  # a later reply already here
-            if reply is not None:
-                return reply
-        self._response_pending = True
-        return await self.read_response(timeout=timeout)
-
-    async def pipelined(self, commands: bytes, count: int,
-                        timeout: float | None) -> list[aiosmtplib.SMTPResponse]:
-        """Write ``commands`` at once and read ``count`` replies, in order."""
-        if self._command_lock is None:
-            raise aiosmtplib.SMTPServerDisconnected("Server not connected")
-        async with self._command_lock:
-            self._expect = count
-            try:
-                self._response_pending = True
-                self.write(commands)
-                replies: list[aiosmtplib.SMTPResponse] = []
-                while len(replies) < count:
-                    replies.append(await self._next_reply(timeout))
-                    self._expect = count - len(replies)
-                return replies
-            finally:
-                self._expect = 0
+# ``extend(seconds)``: make the caller's deadline (the hold's lease) last at least that
+# much longer from now; False when it cannot (another worker took the hold over)
+Extend = Callable[[float], Awaitable[bool]]
+Gate = Callable[[int], Awaitable[None]]
 
 
-async def _pipelined_sendmail(client: aiosmtplib.SMTP, sender: str, recipient: str,
-                              data: bytes, pipelining: bool = True) -> str:
-    """``client.sendmail(sender, [recipient], data)`` in two round trips instead of four:
-    MAIL, RCPT and DATA in one write (the relay advertised PIPELINING), then the message.
-    Raises what sendmail raises, for the same replies, and resets the envelope after a
-    refusal as sendmail does. Without ``pipelining`` the same commands go one at a time,
-    each only after the one before succeeded, as sendmail sends them (minus its costly
-    re-parsing of both addresses, four times a mail)."""
-    protocol = client.protocol
-    assert protocol is not None
-    if type(protocol) is SMTPProtocol:
-        protocol.__class__ = _PipeliningProtocol
-    assert isinstance(protocol, _PipeliningProtocol)
-    timeout = client.timeout
-    message = normalize_message_line_endings(data)
-    mail = b"MAIL FROM:" + _wire_address(sender)
-    if client.supports_extension("size"):
-        mail += b" SIZE=%d" % len(message)
-    try:
-        try:
-            rcpt = b"RCPT TO:" + _wire_address(recipient)
-            if pipelining:
-                mail_r, rcpt_r, data_r = await protocol.pipelined(
-                    mail + b"\r\n" + rcpt + b"\r\nDATA\r\n", 3, timeout)
-            else:
-                mail_r = rcpt_r = data_r = _SKIPPED
-                (mail_r,) = await protocol.pipelined(mail + b"\r\n", 1, timeout)
-                if mail_r.code == 250:
-                    (rcpt_r,) = await protocol.pipelined(rcpt + b"\r\n", 1, timeout)
-                    if rcpt_r.code in (250, 251):
-                        (data_r,) = await protocol.pipelined(b"DATA\r\n", 1, timeout)
-            if 421 in (mail_r.code, rcpt_r.code, data_r.code):
-                client.close()  # as aiosmtplib does on 421: the relay is going away
-            if data_r.code == 354:
-                # the relay took DATA although MAIL or RCPT failed: end an empty message
-                end = b".\r\n" if mail_r.code != 250 or rcpt_r.code not in (250, 251) else (
-                    PERIOD_REGEX.sub(b"..", message) + b".\r\n")
-                (final,) = await protocol.pipelined(end, 1, timeout)
-            if mail_r.code != 250:
-                raise aiosmtplib.SMTPSenderRefused(mail_r.code, mail_r.message, sender)
-            if rcpt_r.code not in (250, 251):
-                raise aiosmtplib.SMTPRecipientsRefused(
-                    [aiosmtplib.SMTPRecipientRefused(rcpt_r.code, rcpt_r.message, recipient)])
-            if data_r.code != 354:
-                raise aiosmtplib.SMTPDataError(data_r.code, data_r.message)
-            if final.code != 250:
-                raise aiosmtplib.SMTPDataError(final.code, final.message)
-            return final.message
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
-            client.close()  # as aiosmtplib does: the protocol may be out of step
-            raise
-    except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
-        if client.is_connected:
-            try:
-                await client.rset()
-            except (ConnectionError, aiosmtplib.SMTPResponseException):
-                pass
-        raise
-
-
-_SKIPPED = aiosmtplib.SMTPResponse(-1, "not sent")  # a command not sent after a refusal
+def _message_gate(bound: asyncio.Timeout, reply_s: float, extend: Extend | None) -> Gate:
+    """``before_message(replies)``: let the message go out only if ``replies`` whole
+    read timeouts fit before the deadline, or the deadline could be extended to fit
+    them; then lift the deadline for the rest of the send, which the relay may accept."""
+    async def gate(replies: int) -> None:
+        when = bound.when()
+        if when is None:
+            return
+        need = replies * reply_s
+        if when - asyncio.get_running_loop().time() < need:
+            # the slow case only (a slow relay, or a lease shorter than the timeout)
+            if extend is None or not await extend(need):
+                raise _NoTimeLeft
+        bound.reschedule(None)
+    return gate
 
 
 class _Conn:
@@ -231,42 +148,73 @@ class SmtpTransport:
                 raise TransientDeliveryError(
                     f"cannot connect to relay {self.cfg.host}:{self.cfg.port}: {e}") from None
 
-    async def _sendmail(self, client: aiosmtplib.SMTP, notice: Notice) -> str:
+    async def _sendmail(self, client: aiosmtplib.SMTP, notice: Notice,
+                        gate: Gate) -> str:
         await client._ehlo_or_helo_if_needed()  # as sendmail does first
         if client.protocol is not None and type(client.protocol) in (SMTPProtocol,
-                                                                     _PipeliningProtocol):
-            return await _pipelined_sendmail(client, notice.sender, notice.recipient, notice.data,
-                                             client.supports_extension("pipelining"))
+                                                                     PipeliningProtocol):
+            return await pipelined_sendmail(client, notice.sender, notice.recipient, notice.data,
+                                             client.supports_extension("pipelining"), gate)
+        await gate(4)  # sendmail's MAIL, RCPT, DATA and the message, all past the gate
         _, reply = await client.sendmail(notice.sender, [notice.recipient], notice.data)
         return reply
 
-    async def send(self, notice: Notice) -> str:
-        conn = await self.pool.get()
+    async def send(self, notice: Notice, deadline: float | None = None,
+                   extend: Extend | None = None) -> str:
+        """Hand ``notice`` to the relay; ``deadline`` (the running loop's ``time()``,
+        made later by ``extend`` when the reply to the message needs it) bounds the send
+        as the module's docstring says: past it, TransientDeliveryError and the relay
+        has not got the message."""
+        bound = asyncio.timeout_at(deadline)
+        conn: _Conn | None = None
         try:
-            await self._ready(conn)
-            try:
-                reply = await self._sendmail(conn.client, notice)
-            except aiosmtplib.SMTPRecipientsRefused as e:
-                r = e.recipients[0]
-                raise _refusal(r.code, r.message, "RCPT", "the recipient") from None
-            except aiosmtplib.SMTPSenderRefused as e:
-                # About our From, not about the patron: never a bounce, always retried.
-                raise TransientDeliveryError(
-                    f"relay refused our sender {notice.sender}: {e.code} {e.message};"
-                    " check [mail] from_address and the relay's policy",
-                    code=e.code, text=e.message, command="MAIL") from None
-            except aiosmtplib.SMTPDataError as e:
-                raise _refusal(e.code, e.message, "DATA", "the message") from None
-            except aiosmtplib.SMTPResponseException as e:
+            async with bound:
+                conn = await self.pool.get()
+                await self._ready(conn)
+                gate = _message_gate(bound, self.cfg.timeout, extend)
+                return await self._transaction(conn, notice, gate)
+        except (TimeoutError, _NoTimeLeft) as e:
+            if conn is not None:
+                conn.client.close()  # cut mid-command or mid-DATA: out of step
+            if isinstance(e, TimeoutError) and not bound.expired():
+                raise
+            where = "waiting for a free connection" if conn is None else "before the message"
+            raise TransientDeliveryError(
+                f"send abandoned {where}: the relay is too slow for the time the hold's"
+                " lease leaves ([delivery] lease_s, [smtp] timeout)") from None
+        except (TransientDeliveryError, PermanentDeliveryError):
+            raise
+        except BaseException:
+            if conn is not None:  # cancelled, or extend() failed (Redis): maybe mid-DATA
                 conn.client.close()
-                raise _refusal(e.code, e.message, "", "the transaction") from None
-            except (aiosmtplib.SMTPException, OSError) as e:
-                conn.client.close()
-                raise TransientDeliveryError(f"relay connection failed: {e}") from None
-            return reply
+            raise
         finally:
-            conn.last_used = time.monotonic()
-            self.pool.put_nowait(conn)
+            if conn is not None:
+                conn.last_used = time.monotonic()
+                self.pool.put_nowait(conn)
+
+    async def _transaction(self, conn: _Conn, notice: Notice, gate: Gate) -> str:
+        """One transaction on a ready connection, its errors as ours."""
+        try:
+            reply = await self._sendmail(conn.client, notice, gate)
+        except aiosmtplib.SMTPRecipientsRefused as e:
+            r = e.recipients[0]
+            raise _refusal(r.code, r.message, "RCPT", "the recipient") from None
+        except aiosmtplib.SMTPSenderRefused as e:
+            # About our From, not about the patron: never a bounce, always retried.
+            raise TransientDeliveryError(
+                f"relay refused our sender {notice.sender}: {e.code} {e.message};"
+                " check [mail] from_address and the relay's policy",
+                code=e.code, text=e.message, command="MAIL") from None
+        except aiosmtplib.SMTPDataError as e:
+            raise _refusal(e.code, e.message, "DATA", "the message") from None
+        except aiosmtplib.SMTPResponseException as e:
+            conn.client.close()
+            raise _refusal(e.code, e.message, "", "the transaction") from None
+        except (aiosmtplib.SMTPException, OSError) as e:
+            conn.client.close()
+            raise TransientDeliveryError(f"relay connection failed: {e}") from None
+        return reply
 
     async def close(self) -> None:
         while not self.pool.empty():

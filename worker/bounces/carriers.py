@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from ..domains import is_carrier_domain
 from .fact import Fact, join_reply_lines
 from .rhosts import provider_rule
 
@@ -49,7 +50,7 @@ def _docomo(fact: Fact, text: str) -> str:
 
 def _kddi(fact: Fact, text: str) -> str:
     diag = fact.diagnostic.lower()
-    if "550 : user unknown" in diag:
+    if re.search(r"550:? *: *user unknown", diag):  # "550 : User unknown", "550: : User unknown"
         return "filtered"
     if ">: user unknown" in diag:
         return "userunknown"
@@ -130,9 +131,8 @@ def provider_phrase(text: str) -> str:
 
 def carrier_host(fact: Fact) -> bool:
     """Whether the failure came from a Japanese mobile carrier's mail servers."""
-    remote = (fact.remote_mta or "").lower()
-    return any(remote.endswith(h) for h in ("docomo.ne.jp", "ezweb.ne.jp", "au.com",
-                                              "softbank.ne.jp", "softbank.jp"))
+    words = (fact.remote_mta or "").split()  # "lsean.ezweb.ne.jp. (27.85.176.228, …)"
+    return bool(words) and is_carrier_domain(words[0])
 
 
 def host_rule(fact: Fact, mail_text: str) -> str:

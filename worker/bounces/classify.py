@@ -15,7 +15,16 @@ _AUTO_REPLY_SUBJECT = re.compile(
     r"autoreply|vacation|abwesenheit|absence|away from)\b|^auto:|自動応答|自動返信|不在")
 _DELAY_SUBJECT = re.compile(
     r"(?i)\(delay\)|delayed mail|delivery (?:status notification )?\(?delay|warning: could not send|"
-    r"delivery delayed|still being retried|message delayed|delayed delivery")
+    r"delivery delayed|still being retried|message delayed|delayed delivery|"
+    r"delayed \d+ (?:hours?|days?|minutes?)|not yet been delivered|mail delivery warning")
+#: A plain-text warning that delivery is still being tried (Exim, Sendmail, Postfix, Exchange,
+#: Symantec gateways).  Only the bounce's own text is searched, never the returned original.
+_DELAY_BODY = re.compile(
+    r"(?i)has not yet been delivered|not been delivered yet|delivery attempts will continue|"
+    r"will continue to (?:try|attempt)|(?:has|have) been postponed|warning (?:message )?only|"
+    r"this is (?:just|only) a warning|no action is required on your part|"
+    r"you do not need to (?:take any action|resend)|message will be retried for|"
+    r"will keep (?:on )?trying")
 
 
 def original_message_id(mail: parse.ParsedMail) -> str | None:
@@ -44,6 +53,19 @@ def _is_vacation(mail: parse.ParsedMail) -> bool:
     return bool(_AUTO_REPLY_SUBJECT.search(mail.header("subject")))
 
 
+def _human_fact(fact: Fact, by_recipient: dict[str | None, Fact]) -> Fact | None:
+    """The text fact about this DSN recipient, under its final or its original address."""
+    found = [by_recipient[a] for a in dict.fromkeys((fact.recipient, fact.original_recipient))
+             if a and a in by_recipient]
+    if len(found) < 2:
+        return found[0] if found else None
+    first, second = found
+    return Fact(recipient=first.recipient, diagnostic=unfold(first.diagnostic + " " + second.diagnostic),
+                context=first.context, status=first.status or second.status,
+                reply_code=first.reply_code or second.reply_code,
+                command=first.command or second.command)
+
+
 def _facts(mail: parse.ParsedMail) -> list[Fact]:
     facts: list[Fact] = []
     if mail.dsn:
@@ -57,7 +79,7 @@ def _facts(mail: parse.ParsedMail) -> list[Fact]:
         return text_facts
     by_recipient = {f.recipient: f for f in text_facts}
     for fact in facts:
-        human = by_recipient.get(fact.recipient) or (text_facts[0] if len(text_facts) == 1 else None)
+        human = _human_fact(fact, by_recipient) or (text_facts[0] if len(text_facts) == 1 else None)
         if human is not None:
             if human.diagnostic != fact.diagnostic:
                 fact.context = unfold(human.context + " " + human.diagnostic)
@@ -77,6 +99,11 @@ def _facts(mail: parse.ParsedMail) -> list[Fact]:
         if not fact.diagnostic_type and (fact.status or fact.reply_code):
             fact.diagnostic_type = "SMTP"
     return facts
+
+
+def _says_permanent(fact: Fact) -> bool:
+    """A 5xx reply or 5.x.x status: a failure even inside a mail that warns of delays."""
+    return fact.status.startswith("5") or (fact.reply_code or 0) >= 500
 
 
 def _not_bounce(reason: str | None, recipient: str | None = None,
@@ -102,13 +129,17 @@ def _classify(raw: bytes) -> list[BounceResult]:
 
     if not mail.dsn and not mail.body.strip():
         return [_not_bounce(None, None, message_id)]
+    if _is_challenge(mail):
+        return [_not_bounce(None, None, message_id,
+                            diagnostic="challenge-response request: not a bounce")]
 
     special = lhosts.special_facts(mail)
     facts = special or _facts(mail)
     if lhosts.ezweb_filtered(mail):
         for fact in facts:
             fact.reason = fact.reason or "filtered"
-    delay_warning = bool(_DELAY_SUBJECT.search(mail.header("subject")))
+    delay_warning = bool(_DELAY_SUBJECT.search(mail.header("subject"))) or (
+        not mail.dsn and bool(_DELAY_BODY.search(mail.body[:20000])))
     if facts and all(f.action in ("delayed", "relayed", "expanded", "delivered", "") for f in facts) \
             and any(f.action == "delayed" for f in facts):
         delay_warning = True
@@ -118,7 +149,8 @@ def _classify(raw: bytes) -> list[BounceResult]:
     looks_like_bounce = bool(mail.dsn) or bool(special) or _looks_like_bounce(mail)
     results: list[BounceResult] = []
     for fact in facts:
-        if fact.action == "delayed" or (delay_warning and fact.action != "failed"):
+        if fact.action == "delayed" or (delay_warning and fact.action != "failed"
+                                         and not _says_permanent(fact)):
             reason = "delayed"
         elif not looks_like_bounce:
             results.append(_not_bounce(None, fact.recipient, message_id))
@@ -135,12 +167,33 @@ def _classify(raw: bytes) -> list[BounceResult]:
 _BOUNCE_SUBJECT = re.compile(
     r"(?i)undeliver|returned mail|delivery (?:status|failure|failed|notification|problem)|"
     r"failure notice|mail delivery|non[- ]?delivery|could not be delivered|not delivered|"
-    r"mail system error|rejected|bounce|error|failed|unzustellbar|配信|不達|エラー|返送")
+    r"mail system error|rejected|bounce|error|failed|unzustellbar|user unknown|配信|不達|エラー|返送")
 _BOUNCE_BODY = re.compile(
     r"(?i)could not be delivered to|was not delivered|undeliverable|delivery (?:has )?failed|"
     r"permanent (?:fatal )?error|did not reach the following|unable to deliver|"
     r"送信できませんでした|配信できませんでした|届きませんでした")
-_BOUNCE_FROM = re.compile(r"(?i)mailer-daemon|post_?master|mail delivery|mail-daemon|maildelivery")
+_BOUNCE_FROM = re.compile(
+    r"(?i)mailer-daemon|post_?master|mail delivery|mail-daemon|maildelivery|\bmdaemon@")
+#: Challenge-response filters (Boxbe, SpamArrest, MailInBlack, …) ask the sender to prove
+#: they are human.  The mail was not refused: it waits for a click, and it is not a bounce.
+_CHALLENGE_FROM = re.compile(r"(?i)@(?:[\w-]+\.)*(?:boxbe\.com|spamarrest\.com|mailinblack\.com|"
+                             r"bluebottle\.com|sendio\.com|choicemail\.com)\b")
+_CHALLENGE_TEXT = re.compile(
+    r"(?i)sender (?:not )?pre-?approved|(?:please|kindly) (?:verify|confirm) (?:that )?you are (?:a )?(?:human|real)|"
+    r"verify (?:your|that you are)[^.\n]{0,40}(?:deliver|human|sender)|"
+    r"(?:added|add yourself) to (?:my|the recipient's) (?:guest|approved|allowed) (?:list|senders)|"
+    r"(?:is|are|was) (?:waiting|pending|held) (?:for|in) (?:your |the sender's )?(?:verification|approval)|"
+    r"challenge[- ]response|to complete this verification|requires (?:your )?confirmation before")
+
+
+def _is_challenge(mail: parse.ParsedMail) -> bool:
+    """A challenge-response request (never a DSN): asks us to verify, refuses nothing."""
+    if mail.dsn:
+        return False
+    sender = mail.header("from") + " " + mail.header("reply-to") + " " + mail.header("sender")
+    if _CHALLENGE_FROM.search(sender):
+        return True
+    return bool(_CHALLENGE_TEXT.search(mail.header("subject") + "\n" + mail.body[:5000]))
 
 
 def _looks_like_bounce(mail: parse.ParsedMail) -> bool:

@@ -48,20 +48,26 @@ def parse(text: str) -> tuple[dict[str, str], list[Fact]]:
         seen = set()
         return current
 
+    previous = ""
     for name, value in fields(text):
         if name not in RECIPIENT_FIELDS:
             message.setdefault(name, value)
             continue
+        pair = previous in ("final-recipient", "original-recipient") and previous != name
+        previous = name
         if name in ("final-recipient", "original-recipient"):
             address = canonical_address(value.split(";", 1)[-1])
             # A new block starts with a second Final-/Original-Recipient, or with another
             # address after this block's Action/Status/Diagnostic-Code (blank line lost).
-            # Amazon SES writes Action first, then Final- and Original-Recipient.
+            # Amazon SES writes Action first, then Final- and Original-Recipient; an
+            # Original- and Final-Recipient written one after the other are one block.
             if current is None or name in seen or (
-                    current.recipient is not None and address != current.recipient
+                    not pair and current.recipient is not None and address != current.recipient
                     and seen & {"action", "status", "diagnostic-code"}):
                 start()
             assert current is not None
+            if name == "original-recipient" and address:
+                current.original_recipient = address
             if name == "final-recipient" or current.recipient is None:
                 current.recipient = address or current.recipient
             seen.add(name)

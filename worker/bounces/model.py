@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..domains import is_carrier_domain
+
 #: Every reason this package can return, with a one-line meaning.
 REASONS: dict[str, str] = {
     # -- the recipient's address or mailbox ------------------------------------------------
@@ -83,22 +85,16 @@ HARD_BY_NATURE: frozenset[str] = frozenset(
 #: ``filtered`` is the core case (docomo/au/SoftBank reception refusal, 指定受信).
 MISCONFIGURED_REASONS: frozenset[str] = frozenset({"filtered"})
 
-#: Japanese mobile-carrier mail domains.  There, ``rejected`` (our sender refused) and a
-#: permanent ``policyviolation`` are the subscriber's own sender/domain filter, not a
-#: problem on the library side.
-CARRIER_DOMAINS: tuple[str, ...] = (
-    "docomo.ne.jp", "ezweb.ne.jp", "au.com", "softbank.ne.jp", "i.softbank.jp",
-    "vodafone.ne.jp", "disney.ne.jp", "y-mobile.ne.jp", "ymobile.ne.jp", "ymobile1.ne.jp",
-    "emobile.ne.jp", "pdx.ne.jp", "willcom.com", "wcm.ne.jp", "uqmobile.jp", "rakumail.jp",
-)
-
-
 def is_carrier_address(address: str | None) -> bool:
-    """True when the address's domain is (a subdomain of) a Japanese mobile carrier's."""
+    """True when the address's domain is (a subdomain of) a Japanese mobile carrier's.
+
+    The list of carrier-mail domains is :mod:`worker.domains`' (one list for the advice
+    staff read out and for this judgement).  There, ``rejected`` (our sender refused) and
+    a permanent ``policyviolation`` are the subscriber's own sender/domain filter.
+    """
     if not address or "@" not in address:
         return False
-    domain = address.rsplit("@", 1)[1].lower()
-    return any(domain == d or domain.endswith("." + d) for d in CARRIER_DOMAINS)
+    return is_carrier_domain(address.rsplit("@", 1)[1])
 
 
 def is_misconfigured(reason: str | None, recipient: str | None, permanent: bool,
@@ -132,12 +128,6 @@ def is_permanent(reason: str | None, status: str | None, reply_code: int | None)
     if klass is not None:
         return klass == "5"
     return reason in HARD_BY_NATURE
-
-
-JSON_KEYS: tuple[str, ...] = (
-    "file", "is_bounce", "recipient", "original_message_id", "reason", "permanent",
-    "misconfigured_recipient", "status", "diagnostic",
-)
 
 
 @dataclass(frozen=True)

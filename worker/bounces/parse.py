@@ -166,7 +166,7 @@ _MARKER_WORDS = (
 )
 _ORIGINAL_MARKER = re.compile(
     r"^[ \t>]*(?:(?:-{2,}|={2,}|_{2,}|\*{2,}).*(?:" + _MARKER_WORDS + r")"
-    r"|(?:---? ?)?below this line is a copy|original message follows|"
+    r"|(?:---? ?)?below this line is a copy|original message (?:as received is as )?follows|"
     r"(?:the )?original message (?:headers?|is attached|follows)|"
     r"content-type: message/rfc822|included is a copy of the message header|"
     r"your original message)",

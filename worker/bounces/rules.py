@@ -133,7 +133,11 @@ def _probe(reason: str, fact: Fact, text: str) -> bool:
         if by_status == "userunknown":
             return not any(included(r, text) for r in (
                 "norelaying", "blocked", "mailboxfull", "hasmoved", "rejected", "notaccept"))
-        return command == "RCPT" and included("userunknown", text)
+        # With no SMTP command named, "user unknown" is what it says: a dead mailbox.  Only a
+        # refusal *after* RCPT (at DATA) may be a filter in disguise (see "filtered").
+        if command == "" and by_status == "filtered":
+            return False  # 5.2.x "mailbox disabled" + "unknown user": docomo's filter signature
+        return command in ("RCPT", "") and included("userunknown", text)
     if reason == "filtered":
         if by_status == "suspend":
             return False
@@ -144,6 +148,8 @@ def _probe(reason: str, fact: Fact, text: str) -> bool:
             # recipient's own filter refused us (common for a relay relaying a carrier's
             # answer at send time) is a filter, and only a filter the patron can fix.
             return included("filtered", text) and not included("userunknown", text)
+        if not command:
+            return included("filtered", text)
         return included("filtered", text) or included("userunknown", text)
     if reason == "contenterror":
         if _probe("spamdetected", fact, text):

@@ -1,9 +1,14 @@
 -- Claim the right to send the ready notice of one hold (idempotency by hold_id).
 -- KEYS[1] hold:{hold_id}   KEYS[2] notice:{token} (used only when the hold is new)
 -- KEYS[3] inflight (the sweeper looks at the hold again after two leases)
--- ARGV[1] now_ms  ARGV[2] lease_ms  ARGV[3] token  ARGV[4] hold_id  ARGV[5] ttl_s
--- ARGV[6..] field/value pairs stored on first claim (event JSON, card, branch, …)
--- Returns {"claimed", token, attempts, first_ms} | {"done", status} | {"busy", ms_left}
+-- ARGV[1] now_ms  ARGV[2] lease_ms  ARGV[3] token (fresh for every claim)  ARGV[4] hold_id
+-- ARGV[5] ttl_s  ARGV[6..] field/value pairs stored on first claim (event JSON, card, …)
+-- Returns {"claimed", token, attempts, first_ms, notice} | {"done", status} | {"busy", ms_left}
+--
+-- Fencing: every claim stores its own token, and finish_hold.lua writes an outcome only
+-- for the token stored last. A worker whose lease ran out and was taken over can no
+-- longer record anything. `notice` is the token of the first claim: it names the notice
+-- (Message-ID, notice:{token}) and stays the same through retries and takeovers.
 local hold = KEYS[1]
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
@@ -20,19 +25,24 @@ end
 
 if not status then
   redis.call("HSET", hold, "status", "sending", "lease_until", now + lease,
-             "token", ARGV[3], "attempts", 1, "first_ms", now)
+             "token", ARGV[3], "notice", ARGV[3], "attempts", 1, "first_ms", now)
   for i = 6, #ARGV, 2 do
     redis.call("HSET", hold, ARGV[i], ARGV[i + 1])
   end
   redis.call("SET", KEYS[2], ARGV[4], "EX", ARGV[5])
   redis.call("EXPIRE", hold, ARGV[5])
   redis.call("ZADD", KEYS[3], now + 2 * lease, ARGV[4])
-  return {"claimed", ARGV[3], "1", tostring(now)}
+  return {"claimed", ARGV[3], "1", tostring(now), ARGV[3]}
 end
 
--- a retry, or a lease left behind by a worker that died mid-send
-redis.call("HSET", hold, "status", "sending", "lease_until", now + lease)
+-- a retry, or a lease left behind by a worker that died or is still busy mid-send:
+-- the new claim gets the new token, so the old claimant's finish is refused
+local notice = redis.call("HGET", hold, "notice")
+if not notice then  -- a hold claimed before claims had their own tokens
+  notice = redis.call("HGET", hold, "token")
+  redis.call("HSET", hold, "notice", notice)
+end
+redis.call("HSET", hold, "status", "sending", "lease_until", now + lease, "token", ARGV[3])
 redis.call("ZADD", KEYS[3], now + 2 * lease, ARGV[4])
 local attempts = redis.call("HINCRBY", hold, "attempts", 1)
-return {"claimed", redis.call("HGET", hold, "token"), tostring(attempts),
-        redis.call("HGET", hold, "first_ms")}
+return {"claimed", ARGV[3], tostring(attempts), redis.call("HGET", hold, "first_ms"), notice}

@@ -1,23 +1,29 @@
 -- Record how a claimed hold ended: sent, phoned (onto the call list) or retrying.
 -- KEYS[1] hold:{hold_id}  KEYS[2] calls  KEYS[3] calls:due  KEYS[4] sent:{card}
 -- KEYS[5] patron:{card} (its last successful delivery is recorded there)  KEYS[6] inflight
--- ARGV[5] is the call list's due score when phoned, the sweeper's next look (ms) when retrying
--- ARGV[1] outcome  ARGV[2] token  ARGV[3] hold_id  ARGV[4] call entry JSON ("" unless phoned)
--- ARGV[5] due score  ARGV[6..] field/value pairs to store on the hold
--- Applies to a hold we own (sending) or one waiting for a retry (a give-up).
--- Returns the hold's status afterwards. A hold cancelled or picked up while we
--- were sending keeps that status and never reaches the call list.
+-- ARGV[1] outcome  ARGV[2] token of the claim  ARGV[3] hold_id
+-- ARGV[4] call entry JSON ("" unless phoned)
+-- ARGV[5] the call list's due score when phoned, the sweeper's next look (ms) when retrying
+-- ARGV[6..] field/value pairs to store on the hold
+-- Only the current claim may write: a token that is not the hold's last one (another
+-- worker took the expired lease over) changes nothing and gets "lost".
+-- Returns the hold's status afterwards ("missing" if it expired). A hold cancelled or
+-- picked up while we were sending keeps that status and never reaches the call list.
 local hold = KEYS[1]
 local outcome = ARGV[1]
 local status = redis.call("HGET", hold, "status")
+if not status then
+  return "missing"
+end
+if redis.call("HGET", hold, "token") ~= ARGV[2] then
+  return "lost"
+end
 for i = 6, #ARGV, 2 do
   redis.call("HSET", hold, ARGV[i], ARGV[i + 1])
 end
-if (status ~= "sending" and status ~= "retrying") or redis.call("HGET", hold, "token") ~= ARGV[2] then
-  if status ~= "sending" and status ~= "retrying" then
-    redis.call("ZREM", KEYS[6], ARGV[3])
-  end
-  return status or "missing"
+if status ~= "sending" and status ~= "retrying" then
+  redis.call("ZREM", KEYS[6], ARGV[3])
+  return status
 end
 redis.call("HSET", hold, "status", outcome)
 redis.call("HDEL", hold, "lease_until")

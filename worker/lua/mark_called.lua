@@ -2,12 +2,17 @@
 -- KEYS[1] calls  KEYS[2] calls:due  KEYS[3] hold:{hold_id}  KEYS[4] called
 -- ARGV[1] hold_id  ARGV[2] record JSON (appended to `called`)  ARGV[3] now_ms
 -- Returns the call-list entry JSON, or false when the hold is not on the list.
+-- The entry, its due score and the status before are kept on the hold, so that
+-- uncall.lua can put it back exactly as it was (a misclick).
 local entry = redis.call("HGET", KEYS[1], ARGV[1])
 if not entry then
   return false
 end
+local due = redis.call("ZSCORE", KEYS[2], ARGV[1]) or "0"
+local before = redis.call("HGET", KEYS[3], "status") or "phoned"
 redis.call("HDEL", KEYS[1], ARGV[1])
 redis.call("ZREM", KEYS[2], ARGV[1])
-redis.call("HSET", KEYS[3], "status", "called", "called_ms", ARGV[3])
+redis.call("HSET", KEYS[3], "status", "called", "called_ms", ARGV[3],
+           "called_entry", entry, "called_due", due, "called_from", before)
 redis.call("RPUSH", KEYS[4], ARGV[2])
 return entry

@@ -22,7 +22,7 @@ from ..errors import StoreError
 from ..settings import Settings
 from ..store import Store, safe_url
 from .auth import Accounts
-from .base import TEMPLATES, login_url, make_env, render
+from .base import TEMPLATES, form_page, login_url, make_env, render
 from .routes import calls, failures, home, login, patron, pending, rejected
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,14 @@ class LoginWall:
         scope.setdefault("state", {})["staff"] = staff
         if staff is None and not path.startswith(PUBLIC):
             scope["session"].pop("sid", None)
-            response: Response = RedirectResponse(login_url(path), status_code=303)
+            request = Request(scope)
+            if scope["method"] in ("GET", "HEAD"):
+                target = login_url(path, request.url.query)
+            else:
+                # a form sent after the session ended: back to the page the form was on
+                # (never to the POST-only URL), saying that nothing was done
+                target = login_url(form_page(request), lost=True)
+            response: Response = RedirectResponse(target, status_code=303)
             await response(scope, receive, send_with_headers)
             return
         await self.app(scope, receive, send_with_headers)
@@ -95,6 +102,7 @@ def routes() -> list[Any]:
         Route("/pending/reject", pending.reject, methods=["POST"]),
         Route("/calls", calls.page, methods=["GET"]),
         Route("/calls/called", calls.called, methods=["POST"]),
+        Route("/calls/uncall", calls.uncall, methods=["POST"]),
         Route("/failures", failures.page, methods=["GET"]),
         Route("/failures/reenable", failures.reenable, methods=["POST"]),
         Route("/failures/remove", failures.remove, methods=["POST"]),
@@ -121,8 +129,10 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     app = Starlette(
         routes=routes(), lifespan=lifespan,
         middleware=[
+            # max_age=None: a browser-session cookie (closing the browser on a shared
+            # counter PC ends it); the server-side session keeps its own expiry
             Middleware(SessionMiddleware, secret_key=secret, session_cookie=COOKIE,
-                       max_age=settings.web.session_max_age_s, same_site="lax",
+                       max_age=None, same_site="lax",
                        https_only=settings.web.secure_cookies),
             Middleware(LoginWall),
         ],

@@ -1,16 +1,18 @@
-"""Staff accounts, sessions, CSRF tokens and login throttling (all in Redis).
+"""Staff accounts, sessions and CSRF tokens (all in Redis); throttling is in throttle.py.
 
 - Passwords: argon2id (argon2-cffi's defaults, RFC 9106's second recommended profile);
   the hash is rehashed on login when the parameters change.
 - Sessions: the signed cookie (Starlette's SessionMiddleware: itsdangerous, HttpOnly,
-  SameSite=Lax) carries only a random session id; the session itself (staff id, CSRF
-  token) is a Redis hash that expires after ``[web] session_max_age_s`` and is deleted
-  on logout, so a copied cookie is worthless after logout or ``staff remove``.
+  SameSite=Lax, no Max-Age: it ends with the browser) carries only a random session id;
+  the session itself (staff id, CSRF token, the account's epoch, last seen) is a Redis
+  hash that expires ``[web] session_max_age_s`` after login, ends after
+  ``session_idle_s`` without a page, and is deleted on logout.
+- Every account has an *epoch*, a random value renewed by ``staff add``, ``staff passwd``
+  and ``staff logout-all``; a session carries the epoch of its login and is dead once
+  they differ. So a password change, or removing an account and adding it again, ends
+  every session of it for good (a copied cookie included).
 - CSRF: one random token per session, in a hidden field of every form, compared in
   constant time on every POST. The login form has its own token in the cookie.
-- Throttling: failed logins are counted per staff id and per client address in a
-  fixed window (``login_window_s``); at ``login_max_failures`` either counter refuses
-  further tries, right or wrong, until the window ends.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from ..errors import NotifyError
 from ..settings import WebSettings
-from ..store import Store, now_iso
+from ..store import Store, now_iso, now_ms
+from .throttle import Throttle, Throttled
+
+__all__ = ["Accounts", "AccountError", "Staff", "Throttled", "same_token"]
 
 STAFF_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 MIN_PASSWORD = 8
@@ -91,17 +96,19 @@ class Accounts:
         check_password(password)
         key = self.k.staff(staff_id)
         fields = {"hash": hash_password(password), "branch": branch or "",
-                  "updated_at": now_iso()}
+                  "updated_at": now_iso(), "epoch": secrets.token_urlsafe(12)}
         if replace:
             if not await self.r.exists(key):
                 raise AccountError(f"there is no staff account {staff_id}")
-            await self.r.hset(key, mapping=fields)
+            await self.r.hset(key, mapping=fields)  # the new epoch ends the old sessions
+            await self.end_sessions(staff_id)
             await self._log(staff_id, "password set", by, branch)
             return
         if not await self.r.hsetnx(key, "created_at", now_iso()):
             raise AccountError(f"staff account {staff_id} already exists "
                                f"(omitama-notify staff passwd {staff_id} sets a new password)")
         await self.r.hset(key, mapping=fields)
+        await self.end_sessions(staff_id)  # sessions of an earlier account of that id
         await self._log(staff_id, "created", by, branch)
 
     async def branch(self, staff_id: str) -> str | None:
@@ -110,9 +117,42 @@ class Accounts:
 
     async def remove(self, staff_id: str, by: str = "") -> bool:
         removed = bool(await self.r.delete(self.k.staff(staff_id)))
+        await self.end_sessions(staff_id)
         if removed:
             await self._log(staff_id, "removed", by)
         return removed
+
+    async def logout_all(self, staff_id: str, by: str = "") -> int:
+        """End every session of an account (a new epoch, and the sessions deleted);
+        returns how many were live."""
+        if not await self.r.exists(self.k.staff(staff_id)):
+            raise AccountError(f"there is no staff account {staff_id}")
+        await self.r.hset(self.k.staff(staff_id), "epoch", secrets.token_urlsafe(12))
+        ended = await self.end_sessions(staff_id)
+        await self._log(staff_id, "logged out everywhere", by)
+        return ended
+
+    async def end_sessions(self, staff_id: str) -> int:
+        sids = await self.r.smembers(self.k.staff_sessions(staff_id))
+        ended = 0
+        if sids:
+            ended = await self.r.delete(*[self.k.web_session(sid) for sid in sids])
+        await self.r.delete(self.k.staff_sessions(staff_id))
+        return int(ended)
+
+    async def active_sessions(self, staff_id: str) -> int:
+        """Live sessions of an account (forgetting the ids of those that ended)."""
+        sids = list(await self.r.smembers(self.k.staff_sessions(staff_id)))
+        if not sids:
+            return 0
+        async with self.r.pipeline(transaction=False) as p:
+            for sid in sids:
+                p.exists(self.k.web_session(sid))
+            live = await p.execute()
+        dead = [sid for sid, n in zip(sids, live) if not n]
+        if dead:
+            await self.r.srem(self.k.staff_sessions(staff_id), *dead)
+        return len(sids) - len(dead)
 
     async def _log(self, staff_id: str, what: str, by: str, branch: str | None = None) -> None:
         # never the password or its hash: who, what, when
@@ -128,32 +168,20 @@ class Accounts:
         rows = []
         async for key in self.r.scan_iter(self.k.staff("*"), count=500):
             h = await self.r.hgetall(key)
-            rows.append({"staff_id": key[len(self.k.staff("")):], "branch": h.get("branch", ""),
-                         "created_at": h.get("created_at", "")})
+            staff_id = key[len(self.k.staff("")):]
+            rows.append({"staff_id": staff_id, "branch": h.get("branch", ""),
+                         "created_at": h.get("created_at", ""),
+                         "sessions": await self.active_sessions(staff_id)})
         return sorted(rows, key=lambda r: r["staff_id"])
 
     # -- logging in ----------------------------------------------------------------
 
-    async def throttled(self, staff_id: str, addr: str) -> bool:
-        limit = self.web.login_max_failures
-        counts = await self.r.mget(self.k.login_failures("staff", staff_id),
-                                   self.k.login_failures("addr", addr))
-        return any(int(c or 0) >= limit for c in counts)
-
-    async def _failed(self, staff_id: str, addr: str) -> None:
-        async with self.r.pipeline(transaction=True) as p:
-            for key in (self.k.login_failures("staff", staff_id),
-                        self.k.login_failures("addr", addr)):
-                p.incr(key)
-                p.expire(key, self.web.login_window_s, nx=True)
-            await p.execute()
-
-    async def login(self, staff_id: str, password: str, addr: str) -> str | None:
-        """Check the password; returns a new session id, or None. Raises
-        :class:`Throttled` when too many logins failed for this id or address."""
+    async def login(self, staff_id: str, password: str, addr: str) -> Login | None:
+        """Check the password; returns the new session, or None. Raises
+        :class:`Throttled` when this client may not try now (see throttle.py)."""
         staff_id = staff_id.strip()[:64]
-        if await self.throttled(staff_id, addr):
-            raise Throttled()
+        throttle = Throttle(self.store, self.web)
+        await throttle.check(staff_id, addr)
         h = await self.r.hgetall(self.k.staff(staff_id)) if STAFF_ID.fullmatch(staff_id) else {}
         try:
             _hasher.verify(h.get("hash") or _dummy_hash(), password)
@@ -161,19 +189,22 @@ class Accounts:
         except (VerificationError, InvalidHashError):
             ok = False
         if not ok:
-            await self._failed(staff_id, addr)
+            await throttle.failed(staff_id, addr, bool(h))
             return None
         if _hasher.check_needs_rehash(h["hash"]):
             await self.r.hset(self.k.staff(staff_id), "hash", hash_password(password))
-        await self.r.delete(self.k.login_failures("staff", staff_id))
+        missed = await throttle.succeeded(staff_id, addr)
         sid = secrets.token_urlsafe(32)
         key = self.k.web_session(sid)
         async with self.r.pipeline(transaction=True) as p:
             p.hset(key, mapping={"staff": staff_id, "csrf": secrets.token_urlsafe(32),
-                                 "created_at": now_iso()})
+                                 "epoch": h.get("epoch", ""), "created_at": now_iso(),
+                                 "seen_ms": now_ms()})
             p.expire(key, self.web.session_max_age_s)
+            p.sadd(self.k.staff_sessions(staff_id), sid)
+            p.expire(self.k.staff_sessions(staff_id), self.web.session_max_age_s)
             await p.execute()
-        return sid
+        return Login(sid, missed)
 
     async def session(self, sid: str | None) -> Staff | None:
         """The staff member of a live session (and whose account still exists)."""
@@ -183,16 +214,22 @@ class Accounts:
         if not s.get("staff"):
             return None
         account = await self.r.hgetall(self.k.staff(s["staff"]))
-        if not account:
+        now = now_ms()
+        idle = now - int(s.get("seen_ms") or 0) > self.web.session_idle_s * 1000
+        if not account or s.get("epoch", "") != account.get("epoch", "") or idle:
+            await self.logout(sid)
             return None
+        await self.r.hset(self.k.web_session(sid), "seen_ms", now)
         return Staff(s["staff"], account.get("branch") or None, sid, s["csrf"])
 
     async def logout(self, sid: str) -> None:
         await self.r.delete(self.k.web_session(sid))
 
 
-class Throttled(Exception):
-    """Too many failed logins for this staff id or client address."""
+@dataclass(frozen=True)
+class Login:
+    sid: str
+    missed: int  # wrong passwords given for this id since its last good login
 
 
 def same_token(given: Any, expected: str | None) -> bool:

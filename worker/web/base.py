@@ -3,12 +3,11 @@ CSRF-checked actions, flash messages, Japanese wording of states and errors."""
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any, Awaitable, Callable
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 from starlette.datastructures import FormData
@@ -20,76 +19,11 @@ from ..jdate import TOKYO, ja_date, ja_datetime
 from ..settings import Settings
 from ..store import Store
 from .auth import Staff, same_token
+from .wording import (CODE_JA, CONFIRMATION_JA, STATE_JA, audit_ja, audit_why_ja, error_ja,
+                      staff_ja)
+
 
 TEMPLATES = Path(__file__).with_name("templates")
-
-STATE_JA = {"none": "未登録(電話連絡)", "pending": "承認待ち(本人からの電話待ち)",
-            "active": "メール利用中", "suspended": "メール停止中(不達)"}
-CONFIRMATION_JA = {"sent": "送信済み", "refused": "送信できず(受信拒否など)",
-                   "sending": "送信中", None: "-", "": "-"}
-CODE_JA = {"valid": "有効", "expired": "期限切れ", "locked": "ロック(誤入力が上限)"}
-
-# ReviewError messages (English, shared with the CLI) → what a librarian reads
-_ERRORS_JA: list[tuple[re.Pattern[str], str]] = [(re.compile(p), t) for p, t in [
-    (r"wrong code for card (.+); (\d+) tries left",
-     "カード {0}: 受付番号が違います。あと {1} 回入力できます。"),
-    (r"wrong code for card (.+); the code is now locked",
-     "カード {0}: 受付番号が違います。誤入力が上限に達したため、番号はロックされました。"
-     "理由を書いて「番号なしで承認」するか、再登録をご案内ください。"),
-    (r"the code for card (.+) is locked after (\d+) wrong tries",
-     "カード {0}: 受付番号は {1} 回の誤入力でロックされています。"
-     "理由を書いて「番号なしで承認」するか、再登録をご案内ください。"),
-    (r"the code for card (.+) has expired",
-     "カード {0}: 受付番号の有効期限が切れています。"
-     "理由を書いて「番号なしで承認」するか、再登録をご案内ください。"),
-    (r"card (.+) is not awaiting approval \(its state is (\w+)\)",
-     "カード {0} は承認待ちではありません(現在: {1})。何も変更していません。"),
-    (r"approving without the code needs a reason",
-     "番号なしで承認するには理由が必要です。"),
-    (r"hold (.+) is not on the phone-call list",
-     "予約 {0} は電話連絡リストにありません(連絡済み・取消・受取済みなど)。"),
-    (r"re-enabling needs a reason", "再開するには理由(利用者が何を変更したか)が必要です。"),
-    (r"card (.+) is not suspended \(its state is (\w+)\)",
-     "カード {0} はメール停止中ではありません(現在: {1})。何も変更していません。"),
-    (r"removing an address needs a reason", "アドレスを削除するには理由が必要です。"),
-]]
-
-
-# audit log entries (English, shared with `review history`) → Japanese for the patron page
-_AUDIT_JA: list[tuple[re.Pattern[str], str]] = [(re.compile(p + "$"), t) for p, t in [
-    (r"address registered, awaiting the patron's call", "アドレス登録(本人からの電話待ち)"),
-    (r"address refused; state unchanged", "アドレスを受付できず(状態は変更なし)"),
-    (r"approved after the patron's call \(code checked\)", "承認(受付番号を確認)"),
-    (r"approved after the patron's call WITHOUT the code", "承認(受付番号なし)"),
-    (r"registration rejected", "登録を却下"),
-    (r"address removed", "アドレス削除"),
-    (r"address suspended", "メール停止(不達)"),
-    (r"approved address suspended \(new one still pending\)",
-     "承認済みアドレスをメール停止(新しいアドレスは承認待ち)"),
-    (r"delivery failure; address not suspended", "メール不達(アドレスは停止せず)"),
-    (r"delivery failure", "メール不達"),
-    (r"address re-enabled", "メール再開"),
-    (r"phoned about hold (.+)", "電話連絡済み(予約 {0})"),
-    (r"state → (\w+)", "状態を変更: {0}"),
-]]
-
-
-def audit_ja(what: str) -> str:
-    for pattern, text in _AUDIT_JA:
-        m = pattern.match(what or "")
-        if m:
-            return text.format(*[STATE_JA.get(g, g) for g in m.groups()])
-    return what
-
-
-def error_ja(message: str) -> str:
-    for pattern, text in _ERRORS_JA:
-        m = pattern.match(message)
-        if m:
-            groups = [STATE_JA.get(g, g) for g in m.groups()]
-            return text.format(*groups)
-    return message
-
 
 def _as_dt(value: Any) -> datetime | None:
     if isinstance(value, datetime):
@@ -108,10 +42,12 @@ def f_datetime(value: Any) -> str:
 
 
 def f_date(value: Any) -> str:
+    """``12月5日(土)``, with the year in front when it is not this year."""
     try:
-        return ja_date(value if isinstance(value, date) else date.fromisoformat(str(value)))
+        d = value if isinstance(value, date) else date.fromisoformat(str(value))
     except (TypeError, ValueError):
         return str(value or "-")
+    return ja_date(d) if d.year == today().year else f"{d.year}年{ja_date(d)}"
 
 
 def today() -> date:
@@ -125,8 +61,8 @@ def make_env() -> jinja2.Environment:
     env.filters.update(ja_datetime=f_datetime, ja_date=f_date,
                        state_ja=lambda s: STATE_JA.get(s or "none", s),
                        confirmation_ja=lambda s: CONFIRMATION_JA.get(s, s),
-                       code_ja=lambda s: CODE_JA.get(s, s), error_ja=error_ja,
-                       audit_ja=audit_ja)
+                       code_ja=lambda s: CODE_JA.get(s, s), audit_ja=audit_ja,
+                       audit_why_ja=audit_why_ja, staff_ja=staff_ja)
     return env
 
 
@@ -159,8 +95,10 @@ def chosen_branch(request: Request) -> str | None:
     return b if b in settings(request).branches else None
 
 
-def flash(request: Request, kind: str, text: str) -> None:
-    request.session["flash"] = [kind, text]
+def flash(request: Request, kind: str, text: str, anchor: str = "") -> None:
+    """A message for the next page; with ``anchor`` it is shown in the card of that id
+    (the page returns there) instead of at the top."""
+    request.session["flash"] = [kind, text, anchor]
 
 
 def render(request: Request, template: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
@@ -185,13 +123,15 @@ def forbidden(request: Request, why: str) -> HTMLResponse:
     return render(request, "error.html", status_code=403, title="操作できません", message=why)
 
 
-Action = Callable[[Request, FormData, Staff], Awaitable[str]]
+Action = Callable[[Request, FormData, Staff], Awaitable["str | tuple[str, str]"]]
 
 
 def action(default_next: str) -> Callable[[Action], Callable[[Request], Awaitable[Response]]]:
     """A POST handler: checks the CSRF token, runs ``fn`` with the session's staff
-    member, and redirects (303) to the form's ``next`` path with a message. A
-    :class:`ReviewError` (wrong code, not pending, …) is shown as an error instead."""
+    member, and redirects (303) to the form's ``next`` page with a message, back at the
+    card acted on: ``fn`` returns the message, or (message, id of the element to return
+    to). A :class:`ReviewError` (wrong code, not pending, …) is shown as an error in
+    the card of the form's ``anchor`` field instead."""
     def wrap(fn: Action) -> Callable[[Request], Awaitable[Response]]:
         @wraps(fn)
         async def endpoint(request: Request) -> Response:
@@ -200,12 +140,16 @@ def action(default_next: str) -> Callable[[Action], Callable[[Request], Awaitabl
             if not same_token(form.get("csrf"), who.csrf):
                 return forbidden(request, "フォームの有効期限が切れたか、不正な送信です。"
                                           "ページを読み込み直してから、もう一度操作してください。")
-            target = safe_next(form.get("next"), default_next)
+            target = page_of(safe_next(form.get("next"), default_next))
             try:
-                flash(request, "ok", await fn(request, form, who))
+                done = await fn(request, form, who)
+                text, anchor = done if isinstance(done, tuple) else (done, "")
+                flash(request, "ok", text, anchor)
             except ReviewError as e:
-                flash(request, "error", error_ja(str(e)))
-            return RedirectResponse(target, status_code=303)
+                anchor = text_field(form, "anchor", 200)
+                flash(request, "error", error_ja(e), anchor)
+            return RedirectResponse(target + (f"#{quote(anchor)}" if anchor else ""),
+                                    status_code=303)
         endpoint.is_action = True  # type: ignore[attr-defined]
         return endpoint
     return wrap
@@ -219,5 +163,35 @@ def text_field(form: FormData, name: str, limit: int = 500) -> str:
     return "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in value).strip()[:limit]
 
 
-def login_url(path: str) -> str:
-    return "/login?" + urlencode({"next": path}) if path not in ("/", "/login") else "/login"
+def login_url(path: str, query: str = "", lost: bool = False) -> str:
+    """The login page, coming back to ``path?query`` afterwards (a deep link keeps its
+    query string); ``lost``: a form was sent after the session ended."""
+    params = {}
+    if path not in ("/", "/login"):
+        params["next"] = path + ("?" + query if query else "")
+    if lost:
+        params["lost"] = "1"
+    return "/login" + ("?" + urlencode(params) if params else "")
+
+
+# the page each form is on: where a POST-only URL leads back to
+FORM_PAGES = {"/pending/": "/pending", "/calls/": "/calls", "/failures/": "/failures",
+              "/logout": "/"}
+
+
+def page_of(path: str) -> str:
+    """``path`` itself when a page, else the page of the form that posts to it."""
+    bare = path.split("?", 1)[0].split("#", 1)[0]
+    for prefix, page in FORM_PAGES.items():
+        if bare.startswith(prefix) or bare == prefix:
+            return page
+    return path
+
+
+def form_page(request: Request) -> str:
+    """The page a POSTed form was on: its same-site Referer, else the action's page."""
+    ref = request.headers.get("referer") or ""
+    origin = f"{request.url.scheme}://{request.url.netloc}"
+    if ref.startswith(origin + "/"):
+        return page_of(safe_next(ref[len(origin):], page_of(request.url.path)))
+    return page_of(request.url.path)

@@ -70,7 +70,7 @@ def cmd_staff_passwd(args: argparse.Namespace, s: Settings) -> int:
         current = await accounts.branch(args.staff_id)
         await accounts.add(args.staff_id, password, _branch(args, s) or current, replace=True,
                            by=_operator())
-        print(f"staff account {args.staff_id}: new password set")
+        print(f"staff account {args.staff_id}: new password set; its sessions have ended")
         return 0
     return with_store(s, run)
 
@@ -90,7 +90,17 @@ def cmd_staff_list(args: argparse.Namespace, s: Settings) -> int:
         if not rows:
             print("(none)")
         for r in rows:
-            print(f"{r['staff_id']}  {r['branch'] or '-'}  created {r['created_at']}")
+            print(f"{r['staff_id']}  {r['branch'] or '-'}  created {r['created_at']}  "
+                  f"sessions {r['sessions']}")
+        return 0
+    return with_store(s, run)
+
+
+def cmd_staff_logout_all(args: argparse.Namespace, s: Settings) -> int:
+    async def run(store: Store) -> int:
+        ended = await Accounts(store, s.web).logout_all(args.staff_id, by=_operator())
+        print(f"staff account {args.staff_id}: {ended} session(s) ended; "
+              "the next page opened with any of them asks for the password")
         return 0
     return with_store(s, run)
 
@@ -137,8 +147,10 @@ def cmd_staff_web(args: argparse.Namespace, s: Settings) -> int:
         print("note: [web] session_secret is not set; a random one is used, so everyone is "
               "logged out when this stops (set OMITAMA_NOTIFY_WEB__SESSION_SECRET)", flush=True)
     print(f"staff web page: http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from any local
+    # process; the page itself trusts it only from [web] trusted_proxies
     uvicorn.run(create_app(s), host=host, port=port, log_level="warning",
-                server_header=False, date_header=False)
+                server_header=False, date_header=False, proxy_headers=False)
     return 0
 
 
@@ -146,20 +158,25 @@ def add_web_commands(sub: Any) -> None:
     st = sub.add_parser("staff", help="staff accounts of the web page").add_subparsers(
         dest="what", required=True)
     a = st.add_parser("add", help="create an account (asks for the password twice)")
-    a.add_argument("staff_id", metavar="ID")
+    a.add_argument("staff_id", metavar="ID", help="the staff id to log in with, e.g. S03")
     a.add_argument("--branch", help="the staff member's branch: its lists come first")
     a.add_argument("--password-stdin", action="store_true",
                    help="read the password from the first line of standard input")
     a.set_defaults(fn=cmd_staff_add)
     p = st.add_parser("passwd", help="set a new password for an account")
-    p.add_argument("staff_id", metavar="ID")
+    p.add_argument("staff_id", metavar="ID", help="the staff id, e.g. S03")
     p.add_argument("--branch", help="change the staff member's branch as well")
-    p.add_argument("--password-stdin", action="store_true")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of standard input")
     p.set_defaults(fn=cmd_staff_passwd)
     r = st.add_parser("remove", help="delete an account; its sessions end at once")
-    r.add_argument("staff_id", metavar="ID")
+    r.add_argument("staff_id", metavar="ID", help="the staff id, e.g. S03")
     r.set_defaults(fn=cmd_staff_remove)
-    ls = st.add_parser("list", help="the accounts")
+    lo = st.add_parser("logout-all", help="end every session of an account at once "
+                                          "(a lost or shared login)")
+    lo.add_argument("staff_id", metavar="ID")
+    lo.set_defaults(fn=cmd_staff_logout_all)
+    ls = st.add_parser("list", help="the accounts, with how many sessions each has open")
     ls.set_defaults(fn=cmd_staff_list)
     lg = st.add_parser("log", help="every account change: created, password set, removed, and by whom")
     lg.add_argument("--json", action="store_true", help="one JSON object per line")

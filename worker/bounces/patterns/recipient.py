@@ -9,7 +9,7 @@ from __future__ import annotations
 
 ANY: dict[str, tuple[str, ...]] = {
     "userunknown": (
-        "#5.1.1 bad address", "550 address invalid", "5.1.0 address rejected.",
+        "#5.1.1 bad address", "550 address invalid", "5.1.0 address rejected.", "addressee unknown",
         "address does not exist", "address not present in directory", "address unknown",
         "can't accept user", "does not exist.", "destination addresses were unknown",
         "destination server rejected recipients", "email address does not exist",
@@ -65,7 +65,7 @@ ANY: dict[str, tuple[str, ...]] = {
         "452 insufficient disk space",
         "account disabled temporarly for exceeding receiving limits",
         "boite du destinataire pleine", "exceeded storage allocation", "full mailbox",
-        "mailbox exceeds allowed size", "mailbox size limit exceeded",
+        "mailbox exceeds allowed size", "mailbox size limit exceeded", "is overquota",
         "mailbox would exceed maximum allowed storage", "mailfolder is full",
         "no space left on device", "not sufficient disk space", "quota violation for",
         "too much mail data", "user has exceeded quota, bouncing mail",

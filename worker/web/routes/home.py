@@ -8,9 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ... import calls as calls_mod
-from ... import registration, suspension
+from ... import registration
 from ...jdate import TOKYO
 from ..base import render, settings, staff, store, today
+from .failures import failures_with_state
 
 
 def _since(rows: list[dict], field: str, start: datetime) -> int:
@@ -29,7 +30,8 @@ async def home(request: Request) -> Response:
     s, st, own = store(request), settings(request), staff(request).branch
     pending = await registration.pending_view(s, st)
     calls = await calls_mod.calls_view(s)
-    failures = await suspension.failures_view(s)
+    failures = [f for f in (await failures_with_state(s))[0]
+                if not f["handled"] and f.get("card_number")]
     rejected = await s.rejected()
     day = today()
     midnight = datetime(day.year, day.month, day.day, tzinfo=TOKYO)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,7 +17,8 @@ SHOWN = ("state", "address", "pending_address", "pending_branch", "pending_at", 
 
 
 async def page(request: Request) -> Response:
-    card = (request.query_params.get("card") or "").strip()[:64]
+    # NFKC: full-width digits (what a Japanese input method types) are the same card
+    card = unicodedata.normalize("NFKC", request.query_params.get("card") or "").strip()[:64]
     record, history, calls = None, [], []
     if card:
         raw = await Registry(store(request)).get(card)

@@ -8,22 +8,38 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ... import registration
+from ...carriers import carrier_label
 from ...codes import clean_code
+from ...domains import carrier_of
 from ...errors import ReviewError
 from ..auth import Staff
-from ..base import (STATE_JA, action, branches_own_first, chosen_branch, render, settings, store,
+from ..wording import STATE_JA
+from ..base import (action, branches_own_first, chosen_branch, render, settings, store,
                     text_field)
 
 
 async def page(request: Request) -> Response:
     only = chosen_branch(request)
     rows = await registration.pending_view(store(request), settings(request), only)
+    for r in rows:
+        r["tag"], r["tag_warn"] = carrier_tag(r)
     groups = [(b, [r for r in rows if r["application_branch"] == b])
               for b in branches_own_first(request) if not only or b == only]
     other = [r for r in rows if r["application_branch"] not in settings(request).branches]
     if other:
         groups.append(("", other))
     return render(request, "pending.html", groups=groups, only=only, total=len(rows))
+
+
+def carrier_tag(row: dict) -> tuple[str, bool]:
+    """The carrier tag, agreeing with the typo hint: ``docomo.co.jp`` is not tagged as
+    not-a-carrier while the hint says docomo.ne.jp, but as a likely typo of ドコモ."""
+    suggestion = row.get("typo_suggestion")
+    if suggestion:
+        meant = carrier_of(suggestion.rpartition("@")[2].lower())
+        if meant and meant != row.get("carrier"):
+            return f"{carrier_label(meant)}の入力ミス?", True
+    return row.get("carrier_label") or "", False
 
 
 def _card(form: FormData) -> str:

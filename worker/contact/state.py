@@ -1,4 +1,6 @@
-"""Who may get e-mail: the patron contact states and the contact rule (pure)."""
+"""Who may get e-mail: the patron contact states and the contact rule (pure).
+
+What can happen to a state is in :mod:`worker.contact.changes`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,262 @@
+"""Who may get e-mail, and everything that can happen to a patron's address (pure).
+
+This is the one place that answers "what can happen to a patron's address": the
+contact states, the contact rule (:func:`decide_contact`) and every transition —
+registered, approved, rejected, removed, suspended, re-enabled — each a named
+function from the patron record as stored to a typed :class:`ContactChange`
+(fields to set and drop, address-index and pending-list updates, the audit entry).
+The store applies any change atomically (``Registry.apply``); nothing here does I/O.
+
+    state       event                       → state       audit kind
+    none        registered                  → pending     registered
+    active      registered                  → pending     registered (approved address kept)
+    suspended   registered                  → pending     registered (bounced address set aside)
+    pending     registered (again)          → pending     registered (replaces the pending one)
+    pending     approved (code / no code)   → active      approved / approved_without_code
+    pending     rejected                    → state before the registration (set-aside
+                                              suspended address restored)   rejected
+    any         removed                     → none        removed
+    active      suspended (its address)     → suspended   suspended
+    pending     suspended (approved address)→ pending     suspended_while_pending (old address
+                                              set aside as after "registered from suspended")
+    other       suspended                   → unchanged   failure_noted / failure_not_suspended
+    suspended   re-enabled                  → active      reenabled
+
+Illegal staff actions (approve or reject when nothing is pending, re-enable when not
+suspended) raise :class:`~worker.errors.ReviewError` with a message staff can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Mapping
+
+from ..errors import ReviewError
+from .state import ContactState
+
+Record = Mapping[str, str]
+"""The patron hash as stored (see worker/registry.py for its fields)."""
+
+ACTIVE_FIELDS = ("address", "envelope", "key")
+PENDING_FIELDS = ("pending_address", "pending_envelope", "pending_key", "pending_branch",
+                  "pending_at", "pending_event", "pending_carrier", "pending_typo", "prev_state",
+                  "code_salt", "code_hash", "code_expires_ms", "code_wrong", "confirmation",
+                  "confirmation_detail", "confirmation_lease_ms")
+SUSPENDED_FIELDS = tuple(f"suspended_{f}" for f in ACTIVE_FIELDS)
+
+
+class AuditKind(StrEnum):
+    """Stable kinds of audit entries: the CLI and the staff page each render them in
+    their own language; ``what`` keeps the English line for older readers."""
+
+    REGISTERED = "registered"
+    ADDRESS_REFUSED = "address_refused"
+    APPROVED = "approved"
+    APPROVED_WITHOUT_CODE = "approved_without_code"
+    REJECTED = "rejected"
+    REMOVED = "removed"
+    SUSPENDED = "suspended"
+    SUSPENDED_WHILE_PENDING = "suspended_while_pending"
+    FAILURE_NOT_SUSPENDED = "failure_not_suspended"
+    FAILURE_NOTED = "failure_noted"
+    REENABLED = "reenabled"
+    CALLED = "called"
+    UNCALLED = "uncalled"
+
+
+AUDIT_WHAT: dict[AuditKind, str] = {
+    AuditKind.REGISTERED: "address registered, awaiting the patron's call",
+    AuditKind.ADDRESS_REFUSED: "address refused; state unchanged",
+    AuditKind.APPROVED: "approved after the patron's call (code checked)",
+    AuditKind.APPROVED_WITHOUT_CODE: "approved after the patron's call WITHOUT the code",
+    AuditKind.REJECTED: "registration rejected",
+    AuditKind.REMOVED: "address removed",
+    AuditKind.SUSPENDED: "address suspended",
+    AuditKind.SUSPENDED_WHILE_PENDING: "approved address suspended (new one still pending)",
+    AuditKind.FAILURE_NOT_SUSPENDED: "delivery failure; address not suspended",
+    AuditKind.FAILURE_NOTED: "delivery failure",
+    AuditKind.REENABLED: "address re-enabled",
+    AuditKind.CALLED: "phoned about hold {hold_id}",
+    AuditKind.UNCALLED: "call undone for hold {hold_id}",
+}
+
+
+def audit_entry(kind: AuditKind, staff: str, why: str = "", branch: str | None = None,
+                **details: Any) -> dict[str, Any]:
+    """An audit entry of ``kind`` (the store adds the time)."""
+    return {"kind": kind.value, "what": AUDIT_WHAT[kind].format(**details), "staff": staff,
+            "why": why, "branch": branch, **details}
+
+
+@dataclass(frozen=True)
+class ContactChange:
+    """What one transition does to a patron, applied atomically by the store.
+
+    ``fields`` are set and ``drop`` deleted on the patron hash; the card is added to
+    the address index under ``index_add`` and removed under ``index_remove``;
+    the card joins the pending list with score ``pending`` (when the patron
+    registered) or leaves it when ``off_pending``. The suspended-cards set follows
+    ``fields["state"]``.
+    """
+
+    audit: dict[str, Any]
+    fields: dict[str, Any] = field(default_factory=dict)
+    drop: tuple[str, ...] = ()
+    index_add: tuple[str, ...] = ()
+    index_remove: tuple[str, ...] = ()
+    pending: int | None = None
+    off_pending: bool = False
+
+    @property
+    def state(self) -> str | None:
+        """The state after the change, or None when the state does not change."""
+        return self.fields.get("state")
+
+
+def state_of(before: Record) -> ContactState:
+    return ContactState(before.get("state") or "none")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A validated registration, as :func:`registered` needs it."""
+
+    display: str
+    envelope: str
+    key: str
+    carrier: str | None
+    typo_suggestion: str | None
+    branch: str
+    registered_at: str        # ISO, as the ILS sent it
+    registered_ms: int        # the pending list is ordered by when the patron registered
+    event_id: str
+    code_salt: str
+    code_hash: str
+    code_expires_ms: int
+    masked: str               # the address as logs and audit entries may show it
+
+
+def registered(before: Record, reg: Registration, **more: Any) -> ContactChange:
+    """A patron registered ``reg`` on the website: pending, awaiting their call.
+
+    An approved address stays in use until staff approve the new one; a suspended one
+    is set aside, so the bounced address cannot come back through "pending with an
+    old address", and is restored if staff reject the new one."""
+    state = state_of(before)
+    fields: dict[str, Any] = {
+        "state": ContactState.PENDING.value, "pending_address": reg.display,
+        "pending_envelope": reg.envelope, "pending_key": reg.key,
+        "pending_branch": reg.branch, "pending_at": reg.registered_at,
+        "pending_event": reg.event_id, "pending_carrier": reg.carrier or "",
+        "pending_typo": reg.typo_suggestion or "",
+        "prev_state": before.get("prev_state", "none") if state is ContactState.PENDING
+        else state.value,
+        "code_salt": reg.code_salt, "code_hash": reg.code_hash,
+        "code_expires_ms": reg.code_expires_ms, "code_wrong": 0, "confirmation": "sending",
+        "confirmation_detail": "", **more}
+    drop: tuple[str, ...] = ()
+    if state is ContactState.SUSPENDED:
+        fields.update({f"suspended_{f}": before.get(f, "") for f in ACTIVE_FIELDS})
+        drop = ACTIVE_FIELDS
+    note = f"typo? did you mean {reg.typo_suggestion}" if reg.typo_suggestion else ""
+    return ContactChange(
+        audit_entry(AuditKind.REGISTERED, "website", note, reg.branch, address=reg.masked,
+                    state="pending"),
+        fields, drop, index_add=(reg.key,), index_remove=_keys(before, "pending_key"),
+        pending=reg.registered_ms)
+
+
+def _keys(before: Record, *names: str) -> tuple[str, ...]:
+    return tuple(k for k in (before.get(n, "") for n in names) if k)
+
+
+def need_pending(card: str, before: Record) -> None:
+    state = state_of(before)
+    if state is not ContactState.PENDING:
+        raise ReviewError(f"card {card} is not awaiting approval (its state is {state}); "
+                          "nothing was changed", kind="not_pending", card=card, state=state.value)
+
+
+def approved(card: str, before: Record, staff: str, *, code_checked: bool, reason: str,
+             masked: str) -> ContactChange:
+    """Staff approved the pending address after the patron's call."""
+    need_pending(card, before)
+    kind = AuditKind.APPROVED if code_checked else AuditKind.APPROVED_WITHOUT_CODE
+    return ContactChange(
+        audit_entry(kind, staff, reason, before.get("pending_branch"), address=masked,
+                    state="active"),
+        {"state": ContactState.ACTIVE.value, "address": before["pending_address"],
+         "envelope": before["pending_envelope"], "key": before["pending_key"]},
+        PENDING_FIELDS + SUSPENDED_FIELDS, index_add=_keys(before, "pending_key"),
+        index_remove=_keys(before, "key", "suspended_key"), off_pending=True)
+
+
+def rejected(card: str, before: Record, staff: str, reason: str, *,
+             masked: str) -> ContactChange:
+    """Staff rejected the pending address: back to the state before the registration."""
+    need_pending(card, before)
+    prev = before.get("prev_state") or "none"
+    fields: dict[str, Any] = {"state": prev}
+    if before.get("suspended_address"):
+        fields.update({f: before.get(f"suspended_{f}", "") for f in ACTIVE_FIELDS})
+    keep = _keys(before, "key", "suspended_key")
+    return ContactChange(
+        audit_entry(AuditKind.REJECTED, staff, reason, before.get("pending_branch"),
+                    address=masked, state=prev),
+        fields, PENDING_FIELDS + SUSPENDED_FIELDS, index_add=keep,
+        index_remove=tuple(k for k in _keys(before, "pending_key") if k not in keep),
+        off_pending=True)
+
+
+def removed(before: Record, staff: str, why: str, *, card: str = "",
+            need_address: bool = False) -> ContactChange:
+    """Every address of the card (approved, pending, set aside) is dropped.
+    ``need_address``: refuse (staff asked) when the card has none at all."""
+    if need_address and not any(before.get(f) for f in ("address", "pending_address",
+                                                        "suspended_address")):
+        raise ReviewError(f"card {card} has no e-mail address; nothing was changed",
+                          kind="no_address", card=card)
+    return ContactChange(
+        audit_entry(AuditKind.REMOVED, staff, why, state="none"),
+        {"state": ContactState.NONE.value}, ACTIVE_FIELDS + PENDING_FIELDS + SUSPENDED_FIELDS,
+        index_remove=_keys(before, "key", "pending_key", "suspended_key"), off_pending=True)
+
+
+def suspended(before: Record, reason: str, detail: str,
+              address_key: str | None = None) -> ContactChange:
+    """Mail to the card's approved address failed in a way only the patron can fix.
+    Only that address is suspended; a failure of any other address is only noted."""
+    why = f"{reason}: {detail}"
+    state = state_of(before)
+    if not before.get("key") or (address_key and before.get("key") != address_key):
+        return ContactChange(audit_entry(AuditKind.FAILURE_NOT_SUSPENDED, "worker", why,
+                                         failed_reason=reason))
+    if state is ContactState.ACTIVE:
+        return ContactChange(audit_entry(AuditKind.SUSPENDED, "worker", why, state="suspended",
+                                         failed_reason=reason),
+                             {"state": ContactState.SUSPENDED.value})
+    if state is ContactState.PENDING:
+        # set the failed address aside exactly as a registration from "suspended" does
+        return ContactChange(
+            audit_entry(AuditKind.SUSPENDED_WHILE_PENDING, "worker", why, state="pending",
+                        failed_reason=reason),
+            {"prev_state": ContactState.SUSPENDED.value,
+             **{f"suspended_{f}": before.get(f, "") for f in ACTIVE_FIELDS}}, ACTIVE_FIELDS)
+    return ContactChange(audit_entry(AuditKind.FAILURE_NOTED, "worker", why,
+                                     failed_reason=reason))
+
+
+def reenabled(card: str, before: Record, staff: str, reason: str) -> ContactChange:
+    """Staff put a suspended address back into use (the patron fixed their settings)."""
+    if not reason.strip():
+        raise ReviewError("re-enabling needs a reason (what the patron changed)",
+                          kind="reenable_needs_reason")
+    state = state_of(before)
+    if state is not ContactState.SUSPENDED:
+        raise ReviewError(f"card {card} is not suspended (its state is {state}); "
+                          "nothing was changed", kind="not_suspended", card=card,
+                          state=state.value)
+    return ContactChange(audit_entry(AuditKind.REENABLED, staff, reason, state="active"),
+                         {"state": ContactState.ACTIVE.value})
+

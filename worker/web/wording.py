@@ -1,0 +1,117 @@
+"""What staff read, in Japanese: states, refusal reasons and audit entries, looked up by
+stable kinds (a ReviewError's ``kind``, an audit entry's fixed ``what`` and its fields,
+a failure's reason code) — never by parsing English text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ReviewError
+from ..failures import REASON_JA
+
+STATE_JA = {"none": "未登録(電話連絡)", "pending": "承認待ち(本人からの電話待ち)",
+            "active": "メール利用中", "suspended": "メール停止中(不達)"}
+CONFIRMATION_JA = {"sent": "送信済み", "refused": "送信できず(受信拒否など)",
+                   "sending": "送信中", None: "-", "": "-"}
+CODE_JA = {"valid": "有効", "expired": "期限切れ", "locked": "ロック(誤入力が上限)"}
+STAFF_JA = {"worker": "自動処理", "website": "ウェブサイト(利用者本人)"}
+
+_NO_CODE = "理由を書いて「番号なしで承認」するか、再登録をご案内ください。"
+ERROR_JA = {
+    "wrong_code": "カード {card}: 受付番号が違います。あと {left} 回入力できます。",
+    "wrong_code_locked": "カード {card}: 受付番号が違います。誤入力が上限に達したため、"
+                         "番号はロックされました。" + _NO_CODE,
+    "code_locked": "カード {card}: 受付番号は {tries} 回の誤入力でロックされています。" + _NO_CODE,
+    "code_expired": "カード {card}: 受付番号の有効期限が切れています。" + _NO_CODE,
+    "not_pending": "カード {card} は承認待ちではありません(現在: {state})。何も変更していません。",
+    "approve_needs_reason": "番号なしで承認するには理由が必要です。",
+    "not_on_call_list": "予約 {hold_id} は電話連絡リストにありません(連絡済み・取消・受取済みなど)。",
+    "not_called": "予約 {hold_id} は連絡済みではないため、取り消せません"
+                  "(すでにリストに戻っている、または取消・受取済み)。",
+    "reenable_needs_reason": "再開するには理由(利用者が何を変更したか)が必要です。",
+    "not_suspended": "カード {card} はメール停止中ではありません(現在: {state})。何も変更していません。",
+    "remove_needs_reason": "アドレスを削除するには理由が必要です。",
+    "no_address": "カード {card} にはメールアドレスが登録されていません。何も変更していません。",
+}
+
+# audit entries by their stable kind (worker/contact/changes.py AuditKind)
+KIND_JA = {
+    "registered": "アドレス登録(本人からの電話待ち)",
+    "address_refused": "アドレスを受付できず(状態は変更なし)",
+    "approved": "承認(受付番号を確認)",
+    "approved_without_code": "承認(受付番号なし)",
+    "rejected": "登録を却下",
+    "removed": "アドレス削除",
+    "suspended": "メール停止(不達)",
+    "suspended_while_pending": "承認済みアドレスをメール停止(新しいアドレスは承認待ち)",
+    "failure_not_suspended": "メール不達(アドレスは停止せず)",
+    "failure_noted": "メール不達",
+    "reenabled": "メール再開",
+    "called": "電話連絡済み(予約 {hold_id})",
+    "uncalled": "電話連絡済みを取り消し(予約 {hold_id})",
+}
+# entries written before they carried a kind: by their fixed English ``what``
+AUDIT_JA = {
+    "address registered, awaiting the patron's call": "アドレス登録(本人からの電話待ち)",
+    "address refused; state unchanged": "アドレスを受付できず(状態は変更なし)",
+    "approved after the patron's call (code checked)": "承認(受付番号を確認)",
+    "approved after the patron's call WITHOUT the code": "承認(受付番号なし)",
+    "registration rejected": "登録を却下",
+    "address removed": "アドレス削除",
+    "address suspended": "メール停止(不達)",
+    "approved address suspended (new one still pending)":
+        "承認済みアドレスをメール停止(新しいアドレスは承認待ち)",
+    "delivery failure; address not suspended": "メール不達(アドレスは停止せず)",
+    "delivery failure": "メール不達",
+    "address re-enabled": "メール再開",
+}
+CALLED, UNCALLED = "phoned about hold ", "call undone for hold "
+
+
+def state_ja(state: str | None) -> str:
+    return STATE_JA.get(state or "none", state or "")
+
+
+def error_ja(e: ReviewError) -> str:
+    """A refused staff action in Japanese; the English message only for a kind not in
+    the table (a bug to add to it, not a reason to hide the refusal)."""
+    text = ERROR_JA.get(e.kind)
+    if text is None:
+        return str(e)
+    params = {k: state_ja(str(v)) if k == "state" else v for k, v in e.params.items()}
+    return text.format(**params)
+
+
+def audit_ja(entry: dict[str, Any]) -> str:
+    what = str(entry.get("what") or "")
+    kind = KIND_JA.get(str(entry.get("kind") or ""))
+    if kind:
+        return kind.format(hold_id=entry.get("hold_id") or "")
+    if what in AUDIT_JA:
+        return AUDIT_JA[what]
+    if what.startswith(CALLED):
+        return f"電話連絡済み(予約 {entry.get('hold_id') or what[len(CALLED):]})"
+    if what.startswith(UNCALLED):
+        return f"電話連絡済みを取り消し(予約 {entry.get('hold_id') or what[len(UNCALLED):]})"
+    if entry.get("state") and what.startswith("state → "):
+        return f"状態を変更: {state_ja(entry['state'])}"
+    return what
+
+
+def audit_why_ja(entry: dict[str, Any]) -> str:
+    """The reason column: staff's own words as typed; for the worker's entries the
+    failure's reason code in Japanese (the English detail stays in the tooltip)."""
+    why = str(entry.get("why") or "")
+    code = entry.get("failed_reason")
+    if code is None and entry.get("staff") == "worker":
+        head = why.split(":", 1)[0]
+        code = head if head in REASON_JA else None
+    if code:
+        return REASON_JA.get(str(code), "その他の理由")
+    if entry.get("staff") == "website" and why.startswith("removed on the website"):
+        return "ウェブサイトで利用者が削除"
+    return why
+
+
+def staff_ja(staff: str | None) -> str:
+    return STAFF_JA.get(staff or "", staff or "-")
