@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings as hsettings, strategies as st
 
-from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
+from tests.helpers import hold_event, run_worker, set_contact, variant, wait_for, with_store
 from tests.test_raw_redis_producer import envelope, leftovers, raw_enqueue
-from worker.contacts import ContactState
+from worker.contact import ContactState
 
 ROOT = Path(__file__).resolve().parents[1]
 CLEAN = {"queue": 0, "msgs": 0, "acks": 0, "dead": 0}
@@ -28,8 +28,7 @@ FOREIGN = ["other", "default", "notifications.XQ", "", "Notifications", "notific
 @pytest.fixture
 def s(settings, clean_redis, tmp_path):
     s = variant(settings, mail={"transport": "outbox", "outbox_dir": tmp_path / "out"})
-    with_store(s, lambda st: st.set_contact("C-M", ContactState.ACTIVE, address="m@example.jp",
-                                            envelope="m@example.jp"))
+    with_store(s, lambda st: set_contact(st, "C-M", ContactState.ACTIVE, address="m@example.jp"))
     return s
 
 
@@ -90,7 +89,9 @@ def test_a_hold_ready_in_a_wrong_envelope_is_listed_once(s, clean_redis, what):
     change, mailed = WRONG[what]
     msg = change(json.loads(envelope("hold_ready", hold_event("H-W", "C-M"), None)))
     with run_worker(s):
-        for _ in range(2):  # sent twice: still one outcome
+        # a refused one sent twice: still one outcome (a valid duplicate would wait out the
+        # first copy's lease on the delayed queue: see the e2e tests for that)
+        for _ in range(1 if mailed else 2):
             raw_enqueue(clean_redis, ns, json.dumps(msg, ensure_ascii=False))
         wait_for(lambda: with_store(s, lambda st: st.get_hold("H-W")).get("status")
                  in ("sent", "phoned"))
