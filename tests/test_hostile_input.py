@@ -35,10 +35,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings as hsettings, strategies as st
 
 from tests import hostile as h
-from tests.helpers import SmtpSink, hold_event, wait_for, with_store
+from tests.helpers import SmtpSink, hold_event, set_contact, wait_for, with_store
 from tests.test_raw_redis_producer import envelope as good_envelope, raw_enqueue
 from tests.worker_command import ROOT, WorkerCommand
-from worker.contacts import ContactState
+from worker.contact import ContactState
 
 pytestmark = pytest.mark.slow
 
@@ -134,8 +134,8 @@ class Rig:
 
 
 def activate(s: Any, card: str, address: str) -> None:
-    with_store(s, lambda st_: st_.set_contact(card, ContactState.ACTIVE, address=address,
-                                              envelope=address, why="hostile harness"))
+    with_store(s, lambda st_: set_contact(st_, card, ContactState.ACTIVE, address=address,
+                                          why="hostile harness"))
 
 
 @pytest.fixture(scope="module")
