@@ -237,7 +237,7 @@ def _marked(body: bytes, ids: h.Ids) -> bool:
 
 @PROFILE
 @SEED
-@given(st.lists(h.envelope(), min_size=1, max_size=30))
+@given(st.lists(h.envelope(), min_size=15, max_size=40))
 def test_hostile_messages_end_in_exactly_one_outcome(rig: Rig, payloads: list[h.Payload]) -> None:
     worker = rig.ready()
     log_from, since_mail = len(worker.log), len(rig.sink.messages)
@@ -261,7 +261,7 @@ def test_hostile_messages_end_in_exactly_one_outcome(rig: Rig, payloads: list[h.
 
 @PROFILE
 @SEED
-@given(st.lists(h.line(), min_size=1, max_size=25))
+@given(st.lists(h.line(), min_size=5, max_size=30))
 def test_hostile_enqueue_files(rig: Rig, tmp_path_factory: Any, payloads: list[h.Payload]) -> None:
     """``omitama-notify enqueue FILE`` with generated JSON lines (non-UTF-8 bytes too):
     no traceback; every line that is certainly bad is named with its number; the rest are
