@@ -37,9 +37,12 @@ def _raw_text(payload: Any) -> str:
         return f"<a {type(payload).__name__} that cannot be written as JSON>"
 
 
-def _named(payload: dict[str, Any], key: str) -> str | None:
-    value = payload.get(key)
+def _printable(value: Any) -> str | None:
     return value if isinstance(value, str) and value.isprintable() else None
+
+
+def _named(payload: dict[str, Any], key: str) -> str | None:
+    return _printable(payload.get(key))
 
 
 async def reject(store: Store, payload: Any, error: str, *, key: str | None = None,
@@ -47,6 +50,10 @@ async def reject(store: Store, payload: Any, error: str, *, key: str | None = No
                  source: str = "queue") -> bool:
     """Keep a refused event (once per ``key``, by default its content)."""
     raw = _raw_text(payload)
+    # what callers name the event by comes from the payload too (a refused envelope's
+    # event, say): a lone surrogate or a control character there must not make the
+    # refusal unstorable, so it is checked here whoever passes it
+    event_id, event_type = _printable(event_id), _printable(event_type)
     if isinstance(payload, dict):
         event_id = event_id or _named(payload, "event_id")
         event_type = event_type or _named(payload, "type")

@@ -7,6 +7,7 @@ rejected`` and the message acknowledged), call the domain code, and turn
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Awaitable, Callable
 
@@ -19,6 +20,7 @@ from .broker import GAVE_UP_ACTOR, MALFORMED_ACTOR, QUEUE, RAW_SHA, build_broker
 from ..ils.events import AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady
 from ..app.intake import Refused, accept, refuse_message
 from .metrics import count_notice
+from ..app.refusals import fingerprint
 from ..runtime import Runtime, get_runtime
 from ..settings import get_settings
 
@@ -36,10 +38,18 @@ def _retry_when(retries: int, exc: BaseException) -> bool:
 
 
 def _message_key() -> str | None:
+    """What a refusal of the current message is kept under (once per key): the same on
+    every delivery and retry of one message, different for two messages. The producer
+    chooses ``message_id`` — "" or an id it reuses would fold different refused events
+    into one row of ``review rejected`` and lose the others — so the event it carries
+    is part of the key (a few µs a message)."""
     msg = CurrentMessage.get_current_message()
     if msg is None:
         return None
-    return msg.options.get(RAW_SHA) or f"msg:{msg.message_id}"
+    if RAW_SHA in msg.options:
+        return str(msg.options[RAW_SHA])
+    carried = json.dumps(msg.args, sort_keys=True, default=repr)  # ASCII: surrogates too
+    return f"msg:{msg.message_id}:{fingerprint(carried)}"
 
 
 Handler = Callable[[Runtime, Any, str | None], Awaitable[None]]

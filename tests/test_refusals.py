@@ -1,0 +1,49 @@
+"""Keeping a refusal (worker/refusals.py) on the real Redis, whatever the payload holds."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import with_store
+from worker.app.refusals import reject
+
+
+@pytest.mark.parametrize("event_id", ["ev-1\ud800", "ev-1\r\nX", "\udc80"])
+def test_a_refusal_named_by_an_unstorable_event_id_is_still_kept(settings, clean_redis, event_id):
+    """A refused envelope names its event by the event_id it carries (worker.app.intake.
+    refuse_message); a lone surrogate there made Redis refuse the row (UnicodeEncodeError),
+    the malformed-message actor failed five times and the refusal was lost. Found by
+    tests/test_hostile_input.py."""
+    raw = '{"queue_name":"other","args":[{"event_id":"ev-1\\ud800"}]}'
+    assert with_store(settings, lambda st: reject(st, raw, "queue_name 'other' is not ours",
+                                                  key="k1", event_id=event_id,
+                                                  event_type="hold\ud800"))
+    [row] = with_store(settings, lambda st: st.rejected())
+    assert row["event_id"] is None and row["type"] is None
+    assert row["raw"] == raw and "not ours" in row["error"]
+
+
+@pytest.mark.parametrize("message_id", ["", "ils-1"])
+def test_refused_messages_sharing_a_message_id_are_each_kept(settings, clean_redis, tmp_path,
+                                                              message_id):
+    """The producer chooses message_id: two different refused events under one id (empty,
+    or reused) were folded into one row of review rejected — the second refusal lost. A
+    redelivery of one message still gives one row. Found by tests/test_hostile_input.py."""
+    import uuid
+
+    from tests.helpers import run_worker, variant, wait_for
+    from tests.test_raw_redis_producer import envelope, leftovers, raw_enqueue
+
+    s = variant(settings, mail={"transport": "outbox", "outbox_dir": tmp_path / "out"})
+    ns = s.redis.namespace
+    with run_worker(s):
+        for event in ({"event_id": "a-1", "type": "hold_readyy"},
+                      {"event_id": "b-1", "type": "hold_readyy"}):
+            rid = str(uuid.uuid4())
+            body = envelope("hold_ready", event, rid, message_id=message_id)
+            for _ in range(2):  # the same message twice, as a redelivery would
+                raw_enqueue(clean_redis, ns, body, rid)
+                # acknowledged before it comes again (the ack deletes the stored copy)
+                wait_for(lambda: not any(leftovers(clean_redis, ns).values()))
+    rows = with_store(s, lambda st: st.rejected())
+    assert sorted(r["event_id"] for r in rows) == ["a-1", "b-1"]
