@@ -25,7 +25,8 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings) -> "Runtime":
-        return cls(settings, Store.connect(settings.redis.url, settings.redis.key_prefix),
+        return cls(settings, Store.connect(settings.redis.url, settings.redis.key_prefix,
+                                           settings.outcomes.maxlen),
                    Composer(settings), make_transport(settings))
 
     @cached_property

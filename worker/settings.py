@@ -224,6 +224,12 @@ class MetricsSettings(_Section):
     port: int = Field(9191, ge=0, le=65535)
 
 
+class OutcomeSettings(_Section):
+    # the outcome stream (<key_prefix>outcomes) keeps about this many entries
+    # (trimmed with MAXLEN ~): days of outcomes for an ILS that reads it now and then
+    maxlen: int = Field(100_000, ge=100)
+
+
 class Branch(_Section):
     name: str
     address: str
@@ -242,6 +248,7 @@ class Settings(_Section):
     web: WebSettings = WebSettings()
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
+    outcomes: OutcomeSettings = OutcomeSettings()
     branches: dict[str, Branch]
     # folder relative data paths (outbox_dir, var/) are resolved against
     base_dir: Path = PROJECT_ROOT

@@ -105,7 +105,8 @@ def enqueue_text(data: bytes, settings: Settings, *, source: str, err: TextIO) -
         ok += 1
 
     async def keep() -> None:
-        store = Store.connect(settings.redis.url, settings.redis.key_prefix)
+        store = Store.connect(settings.redis.url, settings.redis.key_prefix,
+                              settings.outcomes.maxlen)
         try:
             for line, value, error, event_id, etype in refusals:
                 listed = await refuse(store, settings, value, error, listable=True,

@@ -34,7 +34,8 @@ def _emit(rows: list[dict[str, Any]], as_json: bool, fields: list[str], out: Tex
 
 def with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
     async def run() -> int:
-        store = Store.connect(settings.redis.url, settings.redis.key_prefix)
+        store = Store.connect(settings.redis.url, settings.redis.key_prefix,
+                              settings.outcomes.maxlen)
         try:
             await store.ping()
             return await fn(store)

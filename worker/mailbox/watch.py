@@ -85,7 +85,8 @@ def watch(settings: Settings, *, once: bool = False, limit: int | None = None,
     errors are logged and retried after ``[bounces] poll_s``."""
     stop = stop or threading.Event()
     loop = asyncio.new_event_loop()
-    store = Store.connect(settings.redis.url, settings.redis.key_prefix)
+    store = Store.connect(settings.redis.url, settings.redis.key_prefix,
+                          settings.outcomes.maxlen)
     total = Counts()
 
     def ingest(name: str, raw: bytes) -> list[dict[str, Any]]:

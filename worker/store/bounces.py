@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from .core import Store, _dumps, now_iso
-from .scripts import lua
+from .outcomes import with_outcomes
 
 
 
@@ -16,7 +16,7 @@ class BounceStore:
         self.s = store
         self.r = store.r
         self.k = store.k
-        self._rephone = self.r.register_script(lua("rephone_hold"))
+        self._rephone = self.r.register_script(with_outcomes("rephone_hold"))
 
     async def scored_days(self, address_key: str) -> dict[date, float]:
         rows = await self.r.zrange(self.k.bounce_score(address_key), 0, -1, withscores=True)
@@ -56,8 +56,9 @@ class BounceStore:
         return [json.loads(x) for x in await self.r.lrange(self.k.bounces, 0, -1)]
 
     async def rephone(self, hold_id: str, call: dict[str, Any], due: int, reason: str) -> str:
-        return await self._rephone(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due],
-                                   args=[hold_id, _dumps(call), due, reason])
+        return await self._rephone(
+            keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due, self.k.outcomes],
+            args=[hold_id, _dumps(call), due, reason, *self.s.outcome_args()])
 
     async def recent_holds(self, card: str) -> list[str]:
         return await self.r.lrange(self.k.sent(card), 0, -1)

@@ -23,6 +23,7 @@ from ..contact import Contact, ContactState
 from ..errors import StoreError
 from ..jdate import TOKYO
 from .keys import Keys
+from .outcomes import DEFAULT_MAXLEN, outcome_args, with_outcomes
 from .scripts import lua
 
 
@@ -74,21 +75,29 @@ def _dumps(obj: Any) -> str:
 
 
 class Store:
-    def __init__(self, client: aioredis.Redis, keys: Keys, url: str = "") -> None:
+    def __init__(self, client: aioredis.Redis, keys: Keys, url: str = "",
+                 outcomes_maxlen: int = DEFAULT_MAXLEN) -> None:
         self.r = client
         self.k = keys
         self.url = url
+        self.outcomes_maxlen = outcomes_maxlen
         self._claim = client.register_script(lua("claim_hold"))
-        self._finish = client.register_script(lua("finish_hold"))
+        # the scripts that change a hold's state also append its outcome (store/outcomes.py)
+        self._finish = client.register_script(with_outcomes("finish_hold"))
         self._extend = client.register_script(lua("extend_lease"))
-        self._close = client.register_script(lua("close_hold"))
-        self._called = client.register_script(lua("mark_called"))
-        self._uncalled = client.register_script(lua("uncall"))
+        self._close = client.register_script(with_outcomes("close_hold"))
+        self._called = client.register_script(with_outcomes("mark_called"))
+        self._uncalled = client.register_script(with_outcomes("uncall"))
 
     @classmethod
-    def connect(cls, url: str, prefix: str) -> "Store":
+    def connect(cls, url: str, prefix: str, outcomes_maxlen: int = DEFAULT_MAXLEN) -> "Store":
         client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
-        return cls(client, Keys(prefix), url)
+        return cls(client, Keys(prefix), url, outcomes_maxlen)
+
+    def outcome_args(self) -> list[str | int]:
+        """Appended to the ARGV of a script wrapped by :func:`with_outcomes` (its KEYS
+        get ``self.k.outcomes``)."""
+        return outcome_args(self.outcomes_maxlen, now_iso())
 
     async def close(self) -> None:
         await self.r.aclose()
@@ -170,12 +179,14 @@ class Store:
         for k, v in (fields or {}).items():
             args += [k, v if isinstance(v, str) else _dumps(v)]
         return await self._finish(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due,
-                                        self.k.sent(card), self.k.patron(card), self.k.inflight],
-                                  args=args)
+                                        self.k.sent(card), self.k.patron(card), self.k.inflight,
+                                        self.k.outcomes],
+                                  args=args + self.outcome_args())
 
     async def close_hold(self, hold_id: str, status: str, ttl_s: int) -> str:
         return await self._close(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due,
-                                       self.k.inflight], args=[status, hold_id, now_ms(), ttl_s])
+                                       self.k.inflight, self.k.outcomes],
+                                 args=[status, hold_id, now_ms(), ttl_s, *self.outcome_args()])
 
     async def get_hold(self, hold_id: str) -> dict[str, str]:
         return await self.r.hgetall(self.k.hold(hold_id))
@@ -194,15 +205,18 @@ class Store:
 
     async def mark_called(self, hold_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
         entry = await self._called(
-            keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called],
-            args=[hold_id, _dumps({"at": now_iso(), **record}), now_ms()])
+            keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called,
+                  self.k.outcomes],
+            args=[hold_id, _dumps({"at": now_iso(), **record}), now_ms(), *self.outcome_args()])
         return json.loads(entry) if entry else None
 
     async def uncall(self, hold_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
         """Undo :meth:`mark_called` (``uncall.lua``); None when there is nothing to undo."""
         entry = await self._uncalled(
-            keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called],
-            args=[hold_id, _dumps({"at": now_iso(), "undo": True, **record})])
+            keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called,
+                  self.k.outcomes],
+            args=[hold_id, _dumps({"at": now_iso(), "undo": True, **record}),
+                  *self.outcome_args()])
         return json.loads(entry) if entry else None
 
     async def recently_called(self, n: int = 20) -> list[dict[str, Any]]:
