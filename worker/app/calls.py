@@ -42,6 +42,15 @@ def _name(event: str | None) -> str:
     return "".join(c for c in name if c.isprintable())[:100]
 
 
+def _phone(event: str | None) -> str:
+    """The patron's phone number from the stored event (validated on the way in), if any."""
+    try:
+        phone = json.loads(event or "{}").get("patron_phone")
+    except (ValueError, AttributeError):
+        return ""
+    return phone if isinstance(phone, str) and phone.isprintable() else ""
+
+
 async def calls_view(store: Store, branch: str | None = None) -> list[dict[str, Any]]:
     """The list, earliest pickup deadline first (optionally one pickup branch), with
     the patron's name and the reason as it stands now."""
@@ -55,6 +64,7 @@ async def calls_view(store: Store, branch: str | None = None) -> list[dict[str, 
         got = await p.execute()
     for r, event, state in zip(rows, got[::2], got[1::2]):
         r["patron_name"] = _name(event)
+        r["patron_phone"] = _phone(event)
         r["reason_now"] = reason_now(r["reason"], state)
     return rows
 
@@ -67,6 +77,25 @@ async def mark_called(store: Store, hold_id: str, staff: str, note: str = "") ->
                           "(already called, cancelled, picked up, or never listed)",
                           kind="not_on_call_list", hold_id=hold_id)
     return await _audited(store, entry, AuditKind.CALLED, staff, note)
+
+
+async def mark_entry_called(store: Store, hold_ids: list[str], staff: str,
+                            note: str = "") -> tuple[list[dict[str, Any]], list[str]]:
+    """One call told the patron about several holds (an entry of the grouped list, see
+    worker/app/call_groups.py): mark each, each audited. Returns the holds marked and
+    those no longer on the list (a colleague marked it, or it was cancelled meanwhile);
+    a ReviewError only when none was."""
+    done, gone = [], []
+    for hold_id in dict.fromkeys(hold_ids):  # once each, in the order given
+        try:
+            done.append(await mark_called(store, hold_id, staff, note))
+        except ReviewError:
+            gone.append(hold_id)
+    if not done:
+        raise ReviewError(f"none of the holds {', '.join(gone)} is on the phone-call list "
+                          "(already called, cancelled, picked up, or never listed)",
+                          kind="not_on_call_list", hold_id=gone[0] if gone else "")
+    return done, gone
 
 
 async def uncall(store: Store, hold_id: str, staff: str, note: str = "") -> dict[str, Any]:

@@ -13,6 +13,7 @@ import sys
 from typing import Any, Awaitable, Callable, TextIO
 
 from ..app import calls, registration, suspension
+from ..app.call_groups import CallGroup, group_calls, grouped_rows
 from ..contact.codes import clean_code
 from ..errors import NotifyError
 from ..settings import Settings
@@ -30,6 +31,31 @@ def _emit(rows: list[dict[str, Any]], as_json: bool, fields: list[str], out: Tex
         # an empty field (a refused event's unknown last day, say) shows as "-", not a gap
         out.write("  ".join(str(row[f]) if row.get(f) not in (None, "") else "-"
                             for f in fields) + "\n")
+
+
+def print_groups(groups: list[CallGroup], out: TextIO) -> None:
+    """The call list, one entry per patron per pickup branch. An entry of one hold is the
+    line it always was (plus name and number); one of several holds is a heading line
+    and one indented line per hold."""
+    if not groups:
+        out.write("(none)\n")
+    for g in groups:
+        who = "  ".join(x for x in (g.patron_name, f"tel {g.patron_phone}" if g.patron_phone
+                                    else "") if x)
+        if len(g.holds) == 1:
+            h = g.holds[0]
+            line = "  ".join(str(h.get(f)) if h.get(f) not in (None, "") else "-" for f in
+                             ("pickup_by", "pickup_branch", "hold_id", "card_number",
+                              "reason_ja", "title"))
+            out.write(line + (f"  {who}" if who else "") + "\n")
+            continue
+        out.write("  ".join([g.pickup_by or "-", g.pickup_branch or "-", g.card_number or "-",
+                             f"{len(g.holds)}点"] + ([who] if who else [])) + "\n")
+        for h in g.holds:
+            out.write("    " + "  ".join(str(h.get(f)) if h.get(f) not in (None, "") else "-"
+                                        for f in ("hold_id", "pickup_by", "reason_ja", "title"))
+                      + "\n")
+        out.write(f"    (all at once: review called {' '.join(g.hold_ids)} --staff ID)\n")
 
 
 def with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
@@ -51,16 +77,26 @@ def cmd_calls(args: argparse.Namespace, s: Settings) -> int:
 
     async def run(store: Store) -> int:
         rows = await calls.calls_view(store, args.branch)
-        _emit(rows, args.json, ["pickup_by", "pickup_branch", "hold_id", "card_number",
-                                "reason_ja", "title"], sys.stdout)
+        if args.json:  # one object per hold, as before, plus its entry's `group`
+            _emit(grouped_rows(rows), True, [], sys.stdout)
+        else:
+            print_groups(group_calls(rows), sys.stdout)
         return 0
     return with_store(s, run)
 
 
 def cmd_called(args: argparse.Namespace, s: Settings) -> int:
     async def run(store: Store) -> int:
-        await calls.mark_called(store, args.hold_id, args.staff, args.note)
-        print(f"hold {args.hold_id}: marked called by {args.staff}")
+        if len(args.hold_id) == 1:
+            await calls.mark_called(store, args.hold_id[0], args.staff, args.note)
+            print(f"hold {args.hold_id[0]}: marked called by {args.staff}")
+            return 0
+        done, gone = await calls.mark_entry_called(store, args.hold_id, args.staff, args.note)
+        for e in done:
+            print(f"hold {e['hold_id']}: marked called by {args.staff}")
+        for hold_id in gone:
+            print(f"hold {hold_id}: not on the phone-call list (already called, cancelled, "
+                  "picked up, or never listed)", file=sys.stderr)
         return 0
     return with_store(s, run)
 
@@ -241,8 +277,10 @@ def add_review_commands(sub: Any) -> None:
     c.add_argument("--branch", help="only holds to be picked up at this branch (its code, e.g. ogawa)")
     c.add_argument("--json", action="store_true", help=JSON_HELP)
     c.set_defaults(fn=cmd_calls)
-    d = r.add_parser("called", help="mark a hold on the call list as phoned")
-    d.add_argument("hold_id", help="the hold id, as the call list shows it")
+    d = r.add_parser("called", help="mark a hold (or every hold of an entry) as phoned")
+    d.add_argument("hold_id", nargs="+",
+                   help="the hold id, as the call list shows it; several: one call told "
+                        "the patron about all of them (an entry of the list)")
     d.add_argument("--staff", required=True, type=_staff, help=STAFF_HELP)
     d.add_argument("--note", default="", help="what was agreed on the phone (optional)")
     d.set_defaults(fn=cmd_called)

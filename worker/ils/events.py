@@ -86,6 +86,24 @@ Day = Annotated[date, AfterValidator(_in_range)]
 Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
 
 
+def _check_phone(v: str) -> str:
+    """A patron's phone number as staff dial it: digits with the separators people write
+    (hyphens, spaces, parentheses; full-width ones as ASCII), an optional leading + , and
+    6 to 15 digits (E.164's most). Kept as written otherwise (it is shown, not parsed)."""
+    v = unicodedata.normalize("NFKC", v).strip().replace("−", "-").replace("ー", "-")
+    if not re.fullmatch(r"\+?[0-9(][0-9 ()-]*", v) or v.endswith(("-", "(", " ")):
+        raise ValueError("must be a phone number: digits, hyphens, spaces or parentheses, "
+                         "an optional leading + (e.g. 0299-58-5828)")
+    digits = sum(c.isdigit() for c in v)
+    if not 6 <= digits <= 15:
+        raise ValueError(f"must have 6 to 15 digits (has {digits})")
+    return v
+
+
+Phone = Annotated[str, StringConstraints(min_length=1, max_length=32),
+                  AfterValidator(_check_phone)]
+
+
 class _Event(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     event_id: EventId
@@ -116,6 +134,8 @@ class HoldReady(_Event):
     pickup_by: Day
     contact: Literal["email", "phone"]
     patron_name: _text(100) | None = None  # type: ignore[valid-type]
+    # for the call list (a tel: link); kept in the hold's event, so no longer than the hold
+    patron_phone: Phone | None = None
 
     _branch = field_validator("pickup_branch")(_check_branch)
 

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...app import calls as calls_mod
+from ...app.call_groups import group_calls, tel_uri
 from ...errors import ReviewError
 from ..auth import Staff
 from ..base import action, branches_own_first, chosen_branch, render, store, text_field, today
@@ -15,11 +16,13 @@ from ..base import action, branches_own_first, chosen_branch, render, store, tex
 async def page(request: Request) -> Response:
     only = chosen_branch(request)
     rows = await calls_mod.calls_view(store(request), only)
-    groups = [(b, [r for r in rows if r["pickup_branch"] == b])
+    # one entry per patron per pickup branch (worker/app/call_groups.py)
+    entries = group_calls(rows)
+    groups = [(b, [g for g in entries if g.pickup_branch == b])
               for b in branches_own_first(request) if not only or b == only]
     done = await calls_mod.recently_called(store(request), only)
     return render(request, "calls.html", groups=groups, only=only, total=len(rows),
-                  today=today().isoformat(), done=done)
+                  patrons=len(entries), today=today().isoformat(), done=done, tel_uri=tel_uri)
 
 
 def _hold(form: FormData) -> str:
@@ -29,9 +32,29 @@ def _hold(form: FormData) -> str:
     return hold_id
 
 
+def _holds(form: FormData) -> list[str]:
+    """The holds of the entry as the page showed them: only what staff saw is marked
+    (a hold listed after the page was loaded was not told on the phone)."""
+    ids = [v for v in form.getlist("hold_id") if isinstance(v, str)]
+    ids = ["".join(c for c in v if c.isprintable()).strip()[:128] for v in ids[:50]]
+    if not any(ids):
+        raise ReviewError("予約番号がありません。ページを読み込み直してください。")
+    return [i for i in ids if i]
+
+
 @action("/calls")
 async def called(request: Request, form: FormData, who: Staff) -> tuple[str, str]:
-    hold_id = _hold(form)
+    ids = _holds(form)
+    if len(ids) > 1:
+        done, gone = await calls_mod.mark_entry_called(store(request), ids, who.staff_id,
+                                                       text_field(form, "note"))
+        text = (f"カード {done[0].get('card_number')} の予約{len(done)}点"
+                f"({'、'.join(e['hold_id'] for e in done)})を連絡済みにしました。")
+        if gone:
+            text += f"予約 {'、'.join(gone)} は既にリストにありませんでした。"
+        return (text + "間違えたときは「取り消す」で1点ずつリストに戻せます。",
+                f"called-{done[0]['hold_id']}")
+    hold_id = ids[0]
     entry = await calls_mod.mark_called(store(request), hold_id, who.staff_id,
                                         text_field(form, "note"))
     # back at the hold, now in 「連絡済みにした予約」 with its undo button
