@@ -48,6 +48,9 @@ os.environ.update({
     # no metrics endpoint unless a test asks for one on its own port
     "OMITAMA_NOTIFY_METRICS__PORT": "0",
     "OMITAMA_NOTIFY_MAIL__OUTBOX_DIR": str(_TMP / "outbox"),
+    # one mail per hold, as the tests written before digests expect; tests of the
+    # digest (tests/test_digest.py) set their own window
+    "OMITAMA_NOTIFY_DIGEST__GATHER_S": "0",
 })
 
 import pytest  # noqa: E402

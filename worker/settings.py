@@ -224,6 +224,15 @@ class MetricsSettings(_Section):
     port: int = Field(9191, ge=0, le=65535)
 
 
+class DigestSettings(_Section):
+    # hold_ready events of one card for one pickup branch arriving within this many
+    # seconds of the first go out as one mail; 0: one mail per hold. 900 s: staff trap
+    # the day's holds in a run of a few minutes, three times a day, so one run's holds
+    # for a family arrive within minutes of each other; a notice for an item kept a week
+    # loses nothing by waiting 15 minutes (see worker/app/digest.py)
+    gather_s: float = Field(900, ge=0, le=86400)
+
+
 class OutcomeSettings(_Section):
     # the outcome stream (<key_prefix>outcomes) keeps about this many entries
     # (trimmed with MAXLEN ~): days of outcomes for an ILS that reads it now and then
@@ -249,6 +258,7 @@ class Settings(_Section):
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
     outcomes: OutcomeSettings = OutcomeSettings()
+    digest: DigestSettings = DigestSettings()
     branches: dict[str, Branch]
     # folder relative data paths (outbox_dir, var/) are resolved against
     base_dir: Path = PROJECT_ROOT

@@ -86,6 +86,10 @@ async def apply_failure(store: Store, settings: Settings, result: BounceResult, 
     rephoned = None
     if hold_id and hold and result.permanent and trust.may_rephone:
         rephoned = await _rephone(bs, hold_id, hold)
+        # a digest (worker/app/digest.py): the bounce is every one of its holds'
+        for other in (hold.get("digest_holds") or "").split(","):
+            if other and other != hold_id:
+                await _rephone(bs, other, await store.get_hold(other))
     log.info("failure %s for %s cards %s: %s%s", result.reason, source, sorted(cards),
              why, f"; suspended {suspended}" if suspended else "")
     return {"cards": sorted(cards), "suspended": suspended, "score": verdict.score,

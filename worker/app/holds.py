@@ -76,6 +76,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # this hold already reached an outcome
     CLOSED = "closed"        # cancelled or picked up while we worked on it
     LOST = "lost"            # our lease ran out and another worker took the hold over
+    GATHERING = "gathering"  # waits for its digest window to end (worker/app/digest.py)
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,9 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         return await _phone(rt.store, ev, claim, decision.reason)
 
     assert decision.envelope is not None
+    if rt.settings.digest.gather_s > 0:  # one mail for the card's holds at this branch
+        from .digest import gather  # digest builds on this module
+        return await gather(rt, ev, claim)
     notice = await stamp_return_path(
         rt.store, rt.settings, rt.composer.hold_ready(ev, decision.envelope, claim.notice),
         Sent("hold", ev.card_number, decision.envelope, ev.hold_id))

@@ -61,6 +61,13 @@ class Composer:
             self.hold_body = self.env.get_template("hold_ready.body.j2")
             self.conf_subject = self.env.get_template("address_confirmation.subject.j2")
             self.conf_body = self.env.get_template("address_confirmation.body.j2")
+            # digests ([digest] gather_s > 0): loaded on first use, so templates of an
+            # older copy still serve one mail per hold
+            self.digest_subject: jinja2.Template | None = None
+            self.digest_body: jinja2.Template | None = None
+            if settings.digest.gather_s > 0:  # a missing template stops the start
+                self.digest_subject = self.env.get_template("hold_ready_digest.subject.j2")
+                self.digest_body = self.env.get_template("hold_ready_digest.body.j2")
         except jinja2.TemplateError as e:
             raise ConfigError("[mail] templates_dir",
                               f"cannot load templates from {settings.templates_dir}: {e}") from None
@@ -76,6 +83,30 @@ class Composer:
                "sender": self.s.mail.from_address}
         subject = " ".join(self.hold_subject.render(ctx).split())
         body = self.hold_body.render(ctx)
+        return self._build(subject, body, recipient, self.message_id(token), date)
+
+    def hold_ready_digest(self, events: list[HoldReady], recipient: str, token: str,
+                          date: datetime | None = None) -> Notice:
+        """One mail for several holds of one card at one pickup branch (worker/app/digest.py):
+        every item, the branch once, the items by last day (earliest first). One hold
+        reads exactly as :meth:`hold_ready`."""
+        if len(events) == 1:
+            return self.hold_ready(events[0], recipient, token, date)
+        if self.digest_subject is None:
+            self.digest_subject = self.env.get_template("hold_ready_digest.subject.j2")
+            self.digest_body = self.env.get_template("hold_ready_digest.body.j2")
+        first = events[0]
+        ordered = sorted(events, key=lambda e: (e.pickup_by, e.ready_at, e.hold_id))
+        items = [{"title": e.item.title, "author": e.item.author,
+                  "pickup_by": ja_date(e.pickup_by)} for e in ordered]
+        ctx = {"patron_name": next((e.patron_name for e in events if e.patron_name), None),
+               "count": len(events), "items": items,
+               "same_day": len({e.pickup_by for e in events}) == 1,
+               "earliest": ja_date(ordered[0].pickup_by),
+               "branch": self.s.branches[first.pickup_branch],
+               "sender": self.s.mail.from_address}
+        subject = " ".join(self.digest_subject.render(ctx).split())
+        body = self.digest_body.render(ctx)  # type: ignore[union-attr]
         return self._build(subject, body, recipient, self.message_id(token), date)
 
     def confirmation(self, recipient: str, code: str, branch_code: str, carrier: str | None,

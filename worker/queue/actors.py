@@ -88,7 +88,7 @@ def _outcome(result: holds.Result, hold_id: str | None = None) -> None:
 async def hold_ready(rt: Runtime, ev: HoldReady, key: str | None) -> None:
     result = await holds.notify_hold_ready(rt, ev)
     _outcome(result, ev.hold_id)
-    if result.outcome in (holds.Outcome.RETRY, holds.Outcome.BUSY):
+    if result.outcome in (holds.Outcome.RETRY, holds.Outcome.BUSY, holds.Outcome.GATHERING):
         raise dramatiq.Retry(result.detail or result.outcome.value, delay=result.delay_ms)
 
 

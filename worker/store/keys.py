@@ -47,6 +47,9 @@ web:login_fail:{kind}:{who} str    failed logins per staff id, client address,  
 web:login_wait:{who}        str    a slowed-down (client, id) pair waits        ≤ 60 s
 web:login_known:{staff_id}  set    client addresses that logged in as staff_id  90 days
 web:login_missed:{staff_id} str    failed logins since the last good one        30 days
+gather:{branch}:{card}      hash   the open digest window of a card at a pickup  gather_s + 1 day
+                                   branch: id, due (ms), h:{hold_id} per member
+                                   (worker/app/digest.py)
 outcomes                    stream every outcome of a hold, for the ILS          ~[outcomes] maxlen entries
                                    (worker/store/outcomes.py)
 ==========================  =====  ===========================================  ==========================
@@ -166,3 +169,6 @@ class Keys:
     @property
     def outcomes(self) -> str:
         return f"{self.prefix}outcomes"
+
+    def gather(self, card: str, branch: str) -> str:
+        return f"{self.prefix}gather:{branch}:{card}"

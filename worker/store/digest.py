@@ -1,0 +1,77 @@
+"""Redis I/O of digest windows (worker/app/digest.py): join, take, finish together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .core import Store, _dumps, now_iso, now_ms
+from .outcomes import outcome_args
+from .scripts import lua
+
+
+@dataclass(frozen=True)
+class Joined:
+    verdict: str        # "wait" | "due" | "lost"
+    gather_id: str = ""
+    wait_ms: int = 0
+
+
+class DigestStore:
+    def __init__(self, store: Store) -> None:
+        self.s = store
+        self.r = store.r
+        self.k = store.k
+        self._join = self.r.register_script(lua("gather_join"))
+        self._take = self.r.register_script(lua("gather_take"))
+
+    async def join(self, hold_id: str, token: str, card: str, branch: str, *, window_ms: int,
+                   lease_ms: int, new_id: str) -> Joined:
+        res = await self._join(
+            keys=[self.k.hold(hold_id), self.k.gather(card, branch), self.k.inflight],
+            args=[token, hold_id, now_ms(), window_ms, lease_ms, new_id,
+                  window_ms // 1000 + 86400])
+        if res[0] == "wait":
+            return Joined("wait", res[2], int(res[1]))
+        if res[0] == "due":
+            return Joined("due", res[1])
+        return Joined("lost")
+
+    async def take(self, card: str, branch: str, gather_id: str, token: str,
+                   lease_ms: int) -> list[str] | None:
+        """The holds of window ``gather_id`` now owned by ``token`` (none may be left:
+        all cancelled or listed meanwhile); None when another worker took the window."""
+        key = self.k.gather(card, branch)
+        members = [f[2:] for f in await self.r.hkeys(key) if f.startswith("h:")]
+        res = await self._take(keys=[key, self.k.inflight, *[self.k.hold(h) for h in members]],
+                               args=[gather_id, token, now_ms(), lease_ms, *members])
+        return None if res is None else list(res)
+
+    async def holds(self, hold_ids: list[str]) -> list[dict[str, str]]:
+        async with self.r.pipeline(transaction=False) as p:
+            for h in hold_ids:
+                p.hgetall(self.k.hold(h))
+            return list(await p.execute())
+
+    async def finish_all(self, outcomes: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, int]],
+                         token: str, card: str) -> list[str]:
+        """finish_hold for every hold of one digest — (hold_id, outcome, fields, call, due)
+        — in one MULTI/EXEC: the mail's holds are recorded together or not at all."""
+        await self.s.r.script_load(self.s._finish.script)  # EVALSHA inside MULTI needs it
+        async with self.r.pipeline(transaction=True) as p:
+            for hold_id, outcome, fields, call, due in outcomes:
+                args: list[Any] = [outcome, token, hold_id, _dumps(call) if call else "", due]
+                for k, v in fields.items():
+                    args += [k, v if isinstance(v, str) else _dumps(v)]
+                keys = [self.k.hold(hold_id), self.k.calls, self.k.calls_due, self.k.sent(card),
+                        self.k.patron(card), self.k.inflight, self.k.outcomes]
+                p.evalsha(self.s._finish.sha, len(keys), *keys, *args,
+                          *outcome_args(self.s.outcomes_maxlen, now_iso()))
+            return [str(x) for x in await p.execute()]
+
+    async def extend_all(self, hold_ids: list[str], token: str, until_ms: int) -> bool:
+        ok = True
+        for h in hold_ids:
+            ok = await self.s.extend_lease(h, token, until_ms) and ok
+        return ok
+
