@@ -77,7 +77,10 @@ class Space:
         return {"OMITAMA_NOTIFY_REDIS__URL": REDIS_URL,
                 "OMITAMA_NOTIFY_REDIS__KEY_PREFIX": self.prefix,
                 "OMITAMA_NOTIFY_REDIS__NAMESPACE": self.namespace,
-                "OMITAMA_NOTIFY_REDIS__START_PRIVATE": "false"}
+                "OMITAMA_NOTIFY_REDIS__START_PRIVATE": "false",
+                # one mail per hold, the figures' basis; throughput.py --digest measures
+                # the default window apart
+                "OMITAMA_NOTIFY_DIGEST__GATHER_S": "0"}
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(REDIS_URL)
