@@ -233,6 +233,14 @@ class DigestSettings(_Section):
     gather_s: float = Field(900, ge=0, le=86400)
 
 
+class ReminderSettings(_Section):
+    # one 「お取り置き期限が近づいています」 mail per mailed hold not yet collected,
+    # days_before its last day at hour (JST); off by default (worker/app/reminders.py)
+    enabled: bool = False
+    days_before: int = Field(1, ge=0, le=14)
+    hour: int = Field(10, ge=0, le=23)
+
+
 class OutcomeSettings(_Section):
     # the outcome stream (<key_prefix>outcomes) keeps about this many entries
     # (trimmed with MAXLEN ~): days of outcomes for an ILS that reads it now and then
@@ -259,6 +267,7 @@ class Settings(_Section):
     logging: LoggingSettings = LoggingSettings()
     outcomes: OutcomeSettings = OutcomeSettings()
     digest: DigestSettings = DigestSettings()
+    reminder: ReminderSettings = ReminderSettings()
     branches: dict[str, Branch]
     # folder relative data paths (outbox_dir, var/) are resolved against
     base_dir: Path = PROJECT_ROOT

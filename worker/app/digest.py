@@ -53,6 +53,7 @@ from ..store.digest import DigestStore
 from ..store.verp import stamp_return_path
 from .bounce_effects import apply_failure
 from .holds import SEND_SHARE, Outcome, Result
+from .reminders import schedule as schedule_reminder
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,11 @@ async def send_window(rt: Runtime, card: str, branch: str,
         else:
             events.append(ev)
     results = await _mail(rt, ds, card, events, token, deadline) if events else []
-    return await _record(ds, token, card, listed + results, int(d.lease_s * 1000))
+    recorded = await _record(ds, token, card, listed + results, int(d.lease_s * 1000))
+    for ev in events:
+        if recorded[ev.hold_id].outcome is Outcome.SENT:
+            await schedule_reminder(rt, [ev.hold_id], ev.pickup_by)
+    return recorded
 
 
 async def _mail(rt: Runtime, ds: DigestStore, card: str, events: list[HoldReady], token: str,

@@ -217,6 +217,9 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
     # dramatiq's main process cost ~1/6 of the worker's CPU (README, "Performance")
     log.debug("hold %s: notice %s sent to %s", ev.hold_id, notice.message_id,
               mask_address(decision.envelope))
+    if status == "sent" and rt.settings.reminder.enabled:
+        from .reminders import schedule  # reminders build on this module
+        await schedule(rt, [ev.hold_id], ev.pickup_by)
     return Result(Outcome.SENT if status == "sent" else Outcome.CLOSED, detail=status)
 
 

@@ -17,6 +17,7 @@ from ..errors import ConfigError, NotifyError, StoreError
 from .bounces import add_bounce_commands
 from .ops import add_ops_commands
 from .outbox import add_outbox_command
+from .reminders import add_reminder_commands
 from .review import add_review_commands
 from ..settings import Settings, get_settings
 from ..web.cli import add_web_commands
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ops_commands(sub)
 
     add_bounce_commands(sub)
+    add_reminder_commands(sub)
     # the staff web page (worker/web) adds its commands here
     add_web_commands(sub)
     _describe(p)

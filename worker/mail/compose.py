@@ -109,6 +109,21 @@ class Composer:
         body = self.digest_body.render(ctx)  # type: ignore[union-attr]
         return self._build(subject, body, recipient, self.message_id(token), date)
 
+    def reminder(self, events: list[HoldReady], recipient: str, token: str,
+                 date: datetime | None = None) -> Notice:
+        """The pickup reminder of one or more holds of a card at one branch
+        (worker/app/reminders.py); Message-ID ``<remind.TOKEN@…>``."""
+        ordered = sorted(events, key=lambda e: (e.pickup_by, e.ready_at, e.hold_id))
+        ctx = {"patron_name": next((e.patron_name for e in events if e.patron_name), None),
+               "items": [{"title": e.item.title, "author": e.item.author,
+                          "pickup_by": ja_date(e.pickup_by)} for e in ordered],
+               "branch": self.s.branches[events[0].pickup_branch],
+               "sender": self.s.mail.from_address}
+        subject = " ".join(self.env.get_template("reminder.subject.j2").render(ctx).split())
+        body = self.env.get_template("reminder.body.j2").render(ctx)
+        mid = f"<remind.{check_token(token)}@{self.s.mail.message_id_domain}>"
+        return self._build(subject, body, recipient, mid, date)
+
     def confirmation(self, recipient: str, code: str, branch_code: str, carrier: str | None,
                      expires: str, token: str, date: datetime | None = None) -> Notice:
         """The one mail sent on registration: the receipt code on a line of its own."""

@@ -50,6 +50,8 @@ web:login_missed:{staff_id} str    failed logins since the last good one        
 gather:{branch}:{card}      hash   the open digest window of a card at a pickup  gather_s + 1 day
                                    branch: id, due (ms), h:{hold_id} per member
                                    (worker/app/digest.py)
+reminders                   zset   hold_id of a mailed hold, score = ms of its  until sent or pickup_by
+                                   pickup reminder (worker/app/reminders.py)
 outcomes                    stream every outcome of a hold, for the ILS          ~[outcomes] maxlen entries
                                    (worker/store/outcomes.py)
 ==========================  =====  ===========================================  ==========================
@@ -172,3 +174,7 @@ class Keys:
 
     def gather(self, card: str, branch: str) -> str:
         return f"{self.prefix}gather:{branch}:{card}"
+
+    @property
+    def reminders(self) -> str:
+        return f"{self.prefix}reminders"
