@@ -13,6 +13,8 @@ Lua function, runs a small "before" step (what the hold was) and, from the scrip
 reply, an "after" step that appends the outcome. The caller appends one key (the
 stream) and two arguments (maxlen, at) to what the script takes; the wrapper removes
 them before the script runs, so the script sees exactly the KEYS and ARGV it declares.
+Scripts written with the stream in mind append themselves: ``remind_done.lua``
+(``reminded``); the digest's holds are finished by the wrapped ``finish_hold``.
 """
 
 from __future__ import annotations
