@@ -128,7 +128,7 @@ async def phone_refused(store: Store, settings: Settings, payload: Any,
     now = now_tokyo()
     claim = await store.claim_hold(
         ref.hold_id, token=new_token(), lease_ms=int(settings.delivery.lease_s * 1000),
-        ttl_s=retention_s(ref.pickup_by or now.date(), now, settings.delivery),
+        ttl_s=retention_s(ref.pickup_by or now.date(), now, settings.retention.hold_days),
         fields=_listing_fields(payload, ref))
     if claim.verdict != "claimed":  # already handled, or a valid event is being sent now
         return Result(Outcome.DUPLICATE if claim.verdict == "done" else Outcome.BUSY,
@@ -144,7 +144,7 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
     deadline = asyncio.get_running_loop().time() + SEND_SHARE * d.lease_s
     claim = await rt.store.claim_hold(
         ev.hold_id, token=new_token(), lease_ms=int(d.lease_s * 1000),
-        ttl_s=retention_s(ev.pickup_by, now, d),
+        ttl_s=retention_s(ev.pickup_by, now, rt.settings.retention.hold_days),
         fields={"event": ev.model_dump_json(), "card_number": ev.card_number,
                 "pickup_branch": ev.pickup_branch, "pickup_by": ev.pickup_by.isoformat()},
         contact_of=ev.card_number)  # the contact comes in the same round trip
@@ -218,7 +218,7 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
 
 async def close_hold(rt: Runtime, hold_id: str, status: str) -> str:
     """hold_cancelled / hold_picked_up: drop an unsent notice, leave the call list."""
-    before = await rt.store.close_hold(hold_id, status, ttl_s=rt.settings.delivery.retention_days * 86400)
+    before = await rt.store.close_hold(hold_id, status, ttl_s=rt.settings.retention.hold_days * 86400)
     log.info("hold %s: %s (was %s)", hold_id, status, before)
     return before
 
@@ -266,7 +266,7 @@ async def give_up(rt: Runtime, payload: Any, detail: str) -> Result | None:
         now = now_tokyo()
         claim = await rt.store.claim_hold(
             ref.hold_id, token=new_token(), lease_ms=int(rt.settings.delivery.lease_s * 1000),
-            ttl_s=retention_s(ref.pickup_by or now.date(), now, rt.settings.delivery),
+            ttl_s=retention_s(ref.pickup_by or now.date(), now, rt.settings.retention.hold_days),
             fields=_listing_fields(payload, ref))
         if claim.verdict != "claimed":
             return Result(Outcome.DUPLICATE, detail=claim.status)
