@@ -17,6 +17,7 @@ from ..errors import ConfigError, NotifyError, StoreError
 from .bounces import add_bounce_commands
 from .ops import add_ops_commands
 from .outbox import add_outbox_command
+from .retention import add_retention_commands
 from .review import add_review_commands
 from ..settings import Settings, get_settings
 from ..web.cli import add_web_commands
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_enqueue)
 
     add_review_commands(sub)
+    add_retention_commands(sub)
     add_outbox_command(sub)
     add_ops_commands(sub)
 
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _uses_redis(args: argparse.Namespace) -> bool:
     """Commands that need Redis (the worker sees to its own)."""
-    if args.command in ("review", "check", "enqueue", "staff", "staff-web"):
+    if args.command in ("review", "check", "enqueue", "staff", "staff-web", "purge", "patron"):
         return True
     return args.command == "bounces" and getattr(args, "what", None) == "ingest"
 

@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..contact import Contact, ContactState
 from ..errors import StoreError
+from ..holds.retention import CALL_ENTRY_PERSONAL_FIELDS, HOLD_PERSONAL_FIELDS
 from ..jdate import TOKYO
 from .keys import Keys
 from .scripts import lua
@@ -174,8 +175,10 @@ class Store:
                                   args=args)
 
     async def close_hold(self, hold_id: str, status: str, ttl_s: int) -> str:
+        """Close the hold (``close_hold.lua``); its title and the patron's name go at once."""
         return await self._close(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due,
-                                       self.k.inflight], args=[status, hold_id, now_ms(), ttl_s])
+                                       self.k.inflight],
+                                 args=[status, hold_id, now_ms(), ttl_s, *HOLD_PERSONAL_FIELDS])
 
     async def get_hold(self, hold_id: str) -> dict[str, str]:
         return await self.r.hgetall(self.k.hold(hold_id))
@@ -195,7 +198,9 @@ class Store:
     async def mark_called(self, hold_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
         entry = await self._called(
             keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called],
-            args=[hold_id, _dumps({"at": now_iso(), **record}), now_ms()])
+            args=[hold_id, _dumps({"at": now_iso(), **record}), now_ms(),
+                  _dumps(CALL_ENTRY_PERSONAL_FIELDS),
+                  *(f for f in HOLD_PERSONAL_FIELDS if f != "called_entry")])
         return json.loads(entry) if entry else None
 
     async def uncall(self, hold_id: str, record: dict[str, Any]) -> dict[str, Any] | None:

@@ -6,25 +6,26 @@ keys live under ``[redis] namespace`` and are listed in the README.
 ==========================  =====  ===========================================  ==========================
 key                         type   content                                      lifetime
 ==========================  =====  ===========================================  ==========================
-hold:{hold_id}              hash   status, lease, attempts, token (the latest   pickup_by + retention_days
+hold:{hold_id}              hash   status, lease, attempts, token (the latest   pickup_by + hold_days
                                    claim's: only it may finish), notice (the
                                    Message-ID's token), event JSON, outcome
-                                   fields (see lua/*.lua)
+                                   fields (see lua/*.lua); title and name
+                                   dropped when the hold closes (retention)
 notice:{token}              str    hold_id of the notice with Message-ID token  as its hold
-calls                       hash   hold_id → JSON entry of the phone-call list  until staff mark it called
+calls                       hash   hold_id → JSON entry of the phone-call list  until called, closed or past pickup
 calls:due                   zset   hold_id, score = pickup_by as YYYYMMDD       with ``calls``
 inflight                    zset   hold_id → ms after which the sweeper looks at it  while sending/retrying
-called                      list   JSON of each call staff marked done          kept (audit)
+called                      list   JSON of each call staff marked done          [retention] called_days
 patron:{card}               hash   contact state, approved and pending address, kept
                                    hashed receipt code (see worker/store/contacts.py)
 pending                     zset   card, score = registered_at ms (oldest first) while pending
 address:{key}               set    cards holding this address (pending/active)  while any card does
-audit:{card}                list   JSON audit entries, append-only              kept
-failures                    list   JSON delivery failures, append-only          kept
+audit:{card}                list   JSON audit entries, append-only              [retention] audit_days
+failures                    list   JSON delivery failures, append-only          [retention] failures_days
 bouncescore:{key}           zset   day (YYYY-MM-DD) → bounce points given that  stale_after_days + 1 day
                                    day, per address key
-bounces                     list   JSON of every ingested mail and its outcome  kept (audit)
-bounces:seen                set    fingerprints of ingested mails (dedup)       kept
+bounces                     list   JSON of every ingested mail and its outcome  [retention] bounces_days
+bounces:seen                set    fingerprints of ingested mails (dedup)       as their ``bounces`` entry
 bounces:reasons             hash   reason → failures recorded (metrics)         kept
 bounces:weak:{key}:{day}    str    unverified bounces counted for an address    2 days
                                    that day (rate limit, worker/app/ingest.py)
@@ -32,12 +33,14 @@ verp:{token}                str    JSON of what a return-path token was issued  
                                    for: hold or registration, card, address
 suspended                   set    cards whose address is suspended (metrics)   while suspended
 sent:{card}                 list   hold ids of the last notices mailed to card  20 newest
-rejected                    hash   fingerprint → JSON of a refused event        kept (staff review)
+rejected                    hash   fingerprint → JSON of a refused event        [retention] refused_days
 rejected:order              zset   fingerprint, score = arrival µs              with ``rejected``
 staff:{staff_id}            hash   staff web account: password hash (argon2),   until ``staff remove``
                                    branch, created_at (see worker/web/auth.py)
 stafflog                    list   JSON of each account change (created,        kept (audit)
                                    password set, removed) and who made it
+purge:day:{YYYY-MM-DD}      str    the daily purge of that day was taken (SET NX) 3 days
+purge:last                  str    JSON report of the last purge (counts by kind) kept (replaced daily)
 web:session:{sid}           hash   staff web session: staff id, CSRF token,     session_max_age_s
                                    account epoch, created_at, last seen;        (or idle, or epoch
                                    deleted on logout                            changed)
@@ -141,6 +144,13 @@ class Keys:
     def staff_log(self) -> str:
         # not under "staff:": "log" is a valid staff id, and `staff list` scans staff:*
         return f"{self.prefix}stafflog"
+
+    def purge_day(self, day: str) -> str:
+        return f"{self.prefix}purge:day:{day}"
+
+    @property
+    def purge_last(self) -> str:
+        return f"{self.prefix}purge:last"
 
     def web_session(self, sid: str) -> str:
         return f"{self.prefix}web:session:{sid}"
