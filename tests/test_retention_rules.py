@@ -88,3 +88,26 @@ def test_shipped_defaults_are_conservative_and_the_old_key_points_to_the_new(tmp
     from worker.errors import ConfigError
     with pytest.raises(ConfigError, match=r"\[delivery\] retention_days.*hold_days"):
         load_settings(old, environ={})
+
+
+@given(st.sampled_from(["title", "author", "patron_name"]),
+       st.one_of(st.lists(st.text().map(lambda t: "秘密" + t), min_size=1),
+                 st.integers(min_value=10**9), st.dictionaries(st.just("名前"), st.text())))
+def test_a_refusal_never_quotes_what_the_patron_reads_or_their_name(field, bad):
+    # the refusal's message is logged ("event refused: …"); a title sent as a list, say,
+    # used to be quoted in it
+    from tests.helpers import hold_event
+    from worker.errors import EventError
+    from worker.ils.events import parse_event
+
+    ev = hold_event("H-1", "C-1")
+    if field == "patron_name":
+        ev[field] = bad
+    else:
+        ev["item"] = {**ev["item"], field: bad}
+    try:
+        parse_event(ev, {"ogawa"})
+    except EventError as e:
+        assert "秘密" not in str(e) and "名前" not in str(e) and str(bad) not in str(e), str(e)
+    else:
+        raise AssertionError("accepted")

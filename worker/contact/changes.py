@@ -63,6 +63,7 @@ class AuditKind(StrEnum):
     REENABLED = "reenabled"
     CALLED = "called"
     UNCALLED = "uncalled"
+    FORGOTTEN = "forgotten"  # `patron forget`: all else about the card was removed
 
 
 AUDIT_WHAT: dict[AuditKind, str] = {
@@ -79,6 +80,7 @@ AUDIT_WHAT: dict[AuditKind, str] = {
     AuditKind.REENABLED: "address re-enabled",
     AuditKind.CALLED: "phoned about hold {hold_id}",
     AuditKind.UNCALLED: "call undone for hold {hold_id}",
+    AuditKind.FORGOTTEN: "everything held about the card removed on request",
 }
 
 

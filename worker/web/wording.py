@@ -49,6 +49,7 @@ KIND_JA = {
     "reenabled": "メール再開",
     "called": "電話連絡済み(予約 {hold_id})",
     "uncalled": "電話連絡済みを取り消し(予約 {hold_id})",
+    "forgotten": "利用者の求めにより、この利用者の記録をすべて削除",
 }
 # entries written before they carried a kind: by their fixed English ``what``
 AUDIT_JA = {
