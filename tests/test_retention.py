@@ -217,3 +217,31 @@ def test_two_purges_in_threads_of_one_process_remove_each_thing_once(s, clean_re
     with ThreadPoolExecutor(4) as pool:
         runs = list(pool.map(lambda _: with_store(short, lambda st: purge(st, short)), range(4)))
     assert {k: sum(run[k] for run in runs) for k in runs[0]} == expected
+
+
+def test_the_worker_purges_by_itself_once_a_day_whichever_process_comes_first(
+        s, clean_redis, tmp_path):
+    """A real `omitama-notify worker` (two processes): the day's purge runs once, at start
+    once purge_hour has come, and leaves its report."""
+    import signal
+
+    r, p = clean_redis, s.redis.key_prefix
+    folder = tmp_path / "ob"
+    expected = _seed_overdue(s, r, folder)
+    env = {**os.environ, "OMITAMA_NOTIFY_MAIL__OUTBOX_DIR": str(folder),
+           "OMITAMA_NOTIFY_RETENTION__PURGE_HOUR": "0", "OMITAMA_NOTIFY_WORKER__PROCESSES": "2",
+           "OMITAMA_NOTIFY_WORKER__THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli.main", "worker"], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        report = wait_for(lambda: r.get(f"{p}purge:last"), timeout=60)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    done = json.loads(report)
+    assert {k: done[k] for k in expected} == expected, out
+    # both processes look at boot; the one that took the day's marker purged, alone
+    assert out.count("purge: hold_details") == 1, out
+    assert len(r.keys(f"{p}purge:day:*")) == 1
+    assert not r.exists(f"{p}failures") and [f.name for f in folder.iterdir()] == ["new.eml"]
