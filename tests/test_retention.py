@@ -155,6 +155,7 @@ def _seed_overdue(s, r, folder: Path) -> dict[str, int]:
         r.hset(f"{p}calls", f"X{i}", json.dumps({"hold_id": f"X{i}", "pickup_by": "2026-01-01",
                                                  "title": TITLE}))
         r.zadd(f"{p}calls:due", {f"X{i}": 20260101})
+        r.lpush(f"{p}sent:C{i % 3}", f"GONE{i}")
     # newer entries behind the old ones: never rewritten
     r.rpush(f"{p}called", json.dumps({"at": "2099-01-01T00:00:00+09:00", "hold_id": "NEW"}))
     r.rpush(f"{p}audit:C9", json.dumps({"at": "2099-01-01T00:00:00+09:00", "kind": "x"}))
@@ -164,8 +165,10 @@ def _seed_overdue(s, r, folder: Path) -> dict[str, int]:
         f.write_text("x")
         os.utime(f, (1_500_000_000, 1_500_000_000))
     (folder / "new.eml").write_text("x")
+    r.lpush(f"{p}sent:C0", "L0")  # its hold record is still there
     return {"hold_details": 30, "call_entry": 30, "called": 30, "failure": 30,
-            "bounce_log": 30, "audit": 30, "refused": 30, "outbox": 5}
+            "bounce_log": 30, "audit": 30, "refused": 30, "outbox": 5,
+            "recent_notice": 30}
 
 
 def _cli_purge(env: dict[str, str], *args: str) -> subprocess.Popen:
@@ -206,6 +209,7 @@ def test_dry_run_changes_nothing_and_counts_what_two_purges_at_once_remove_once(
     assert not r.exists(f"{p}failures", f"{p}bounces", f"{p}bounces:seen", f"{p}rejected",
                         f"{p}calls")
     assert [f.name for f in folder.iterdir()] == ["new.eml"]
+    assert r.lrange(f"{p}sent:C0", 0, -1) == ["L0"] and not r.exists(f"{p}sent:C1")
     dump = everything(r, p, s.redis.namespace)
     assert not {k for k, v in dump.items() if traces(v)}
 

@@ -8,7 +8,8 @@ table in docs/operations.md):
 2. records of calls made, delivery failures, the bounce-mail log (with its dedup
    fingerprints) and each patron's audit log lose their entries older than their
    setting, oldest first;
-3. refused events older than ``refused_days`` go, raw payload and all;
+3. refused events older than ``refused_days`` go, raw payload and all; a card's list
+   of recent notices forgets holds whose record has expired;
 4. outbox .eml files older than ``outbox_days`` are deleted.
 
 Every step is idempotent and safe to run in two processes at once: each thing is
@@ -44,6 +45,7 @@ async def purge(store: Store, settings: Settings, *, dry_run: bool = False,
     done[Kind.BOUNCE_LOG] = await rs.trim(k.bounces, c.bounces, dry_run, seen=k.bounces_seen)
     done[Kind.AUDIT] = await rs.trim_audits(c.audit, dry_run)
     done[Kind.REFUSED] = await rs.drop_refused(c.refused, dry_run)
+    done[Kind.RECENT_NOTICE] = await rs.prune_recent_notices(dry_run)
     done[Kind.OUTBOX] = purge_outbox(settings.outbox_dir, c.outbox, dry_run)
     return done
 

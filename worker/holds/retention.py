@@ -55,6 +55,7 @@ class Kind(StrEnum):
     BOUNCE_LOG = "bounce_log"          # ingested bounce mails, past bounces_days
     REFUSED = "refused"                # refused events (raw payload), past refused_days
     OUTBOX = "outbox"                  # outbox .eml files, past outbox_days
+    RECENT_NOTICE = "recent_notice"    # a card's recent hold ids whose hold record expired
 
 
 def _day(value: str | None) -> date | None:

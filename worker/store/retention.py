@@ -99,6 +99,20 @@ class RetentionStore:
             total += await self.trim(key, cutoff_iso, dry_run)
         return total
 
+    async def prune_recent_notices(self, dry_run: bool) -> int:
+        """Hold ids in ``sent:{card}`` whose hold record has expired (nothing to trace)."""
+        n = 0
+        async for key in self._scan("sent:*"):
+            ids = await self.r.lrange(key, 0, -1)
+            async with self.r.pipeline(transaction=False) as p:
+                for hold_id in ids:
+                    p.exists(self.k.hold(hold_id))
+                alive = await p.execute()
+            for hold_id, exists in zip(ids, alive):
+                if not exists:
+                    n += 1 if dry_run else int(await self.r.lrem(key, 0, hold_id))
+        return n
+
     # -- refused events ---------------------------------------------------------------
 
     async def drop_refused(self, cutoff: datetime, dry_run: bool) -> int:
