@@ -68,9 +68,10 @@ def _load(raw: str) -> Any:
         return raw
 
 
-def _hold_of(raw: str) -> str | None:
+def _hold_of(raw: str) -> str:
     rec = _load(raw)
-    return rec.get("hold_id") if isinstance(rec, dict) else None
+    hold_id = rec.get("hold_id") if isinstance(rec, dict) else None
+    return hold_id if isinstance(hold_id, str) else ""
 
 
 def _of(raw: str, card: str) -> bool:
