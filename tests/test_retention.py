@@ -56,7 +56,8 @@ def outbox_text(folder: Path) -> str:
 
 @pytest.fixture
 def s(settings, clean_redis, tmp_path):
-    return variant(settings, mail={"outbox_dir": str(tmp_path / "outbox")})
+    return variant(settings, mail={"outbox_dir": str(tmp_path / "outbox")},
+                   bounces={"mailbox": f"maildir:{tmp_path / 'mbox'}"})
 
 
 def _secret_hold(hold_id: str, card: str, **over):
@@ -165,10 +166,17 @@ def _seed_overdue(s, r, folder: Path) -> dict[str, int]:
         f.write_text("x")
         os.utime(f, (1_500_000_000, 1_500_000_000))
     (folder / "new.eml").write_text("x")
+    processed = Path(s.bounces.mailbox[len("maildir:"):]) / ".Processed" / "cur"
+    processed.mkdir(parents=True, exist_ok=True)
+    for i in range(3):  # bounce mails the intake moved to Processed long ago
+        f = processed / f"17000000{i}.M1P1.host:2,S"
+        f.write_text(f"To: someone@example.jp\n\n{TITLE}")
+        os.utime(f, (1_500_000_000, 1_500_000_000))
+    (processed / "fresh:2,S").write_text("x")
     r.lpush(f"{p}sent:C0", "L0")  # its hold record is still there
     return {"hold_details": 30, "call_entry": 30, "called": 30, "failure": 30,
             "bounce_log": 30, "audit": 30, "refused": 30, "outbox": 5,
-            "recent_notice": 30}
+            "recent_notice": 30, "bounce_mail": 3}
 
 
 def _cli_purge(env: dict[str, str], *args: str) -> subprocess.Popen:
@@ -188,13 +196,16 @@ def test_dry_run_changes_nothing_and_counts_what_two_purges_at_once_remove_once(
     r = clean_redis
     folder = tmp_path / "ob"
     expected = _seed_overdue(s, r, folder)
-    env = {"OMITAMA_NOTIFY_MAIL__OUTBOX_DIR": str(folder)}
+    env = {"OMITAMA_NOTIFY_MAIL__OUTBOX_DIR": str(folder),
+           "OMITAMA_NOTIFY_BOUNCES__MAILBOX": s.bounces.mailbox}
     before = everything(r, s.redis.key_prefix, s.redis.namespace)
     files = sorted(folder.iterdir())
 
     assert _counts(_cli_purge(env, "--dry-run")) == expected
     assert everything(r, s.redis.key_prefix, s.redis.namespace) == before
     assert sorted(folder.iterdir()) == files
+    processed = Path(s.bounces.mailbox[len("maildir:"):]) / ".Processed" / "cur"
+    assert len(list(processed.iterdir())) == 4
 
     # two processes at once: each thing removed, and counted, by exactly one of them
     a, b = _cli_purge(env), _cli_purge(env)
@@ -210,6 +221,7 @@ def test_dry_run_changes_nothing_and_counts_what_two_purges_at_once_remove_once(
                         f"{p}calls")
     assert [f.name for f in folder.iterdir()] == ["new.eml"]
     assert r.lrange(f"{p}sent:C0", 0, -1) == ["L0"] and not r.exists(f"{p}sent:C1")
+    assert [f.name for f in processed.iterdir()] == ["fresh:2,S"]
     dump = everything(r, p, s.redis.namespace)
     assert not {k for k, v in dump.items() if traces(v)}
 
@@ -233,6 +245,7 @@ def test_the_worker_purges_by_itself_once_a_day_whichever_process_comes_first(
     folder = tmp_path / "ob"
     expected = _seed_overdue(s, r, folder)
     env = {**os.environ, "OMITAMA_NOTIFY_MAIL__OUTBOX_DIR": str(folder),
+           "OMITAMA_NOTIFY_BOUNCES__MAILBOX": s.bounces.mailbox,
            "OMITAMA_NOTIFY_RETENTION__PURGE_HOUR": "0", "OMITAMA_NOTIFY_WORKER__PROCESSES": "2",
            "OMITAMA_NOTIFY_WORKER__THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "worker.cli.main", "worker"], cwd=ROOT,

@@ -10,7 +10,9 @@ table in docs/operations.md):
    setting, oldest first;
 3. refused events older than ``refused_days`` go, raw payload and all; a card's list
    of recent notices forgets holds whose record has expired;
-4. outbox .eml files older than ``outbox_days`` are deleted.
+4. outbox .eml files older than ``outbox_days`` are deleted, and, with a Maildir bounce
+   mailbox, the mails the intake moved to ``Processed`` older than ``bounces_days``
+   (an IMAP mailbox: the mail server's own expiry, docs/operations.md).
 
 Every step is idempotent and safe to run in two processes at once: each thing is
 removed, and counted, by one of them.
@@ -22,7 +24,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from ..holds.retention import Kind, cutoffs
+from ..holds.retention import Kind, cutoff, cutoffs
 from ..jdate import now_tokyo
 from ..settings import Settings
 from ..store.core import Store
@@ -46,20 +48,31 @@ async def purge(store: Store, settings: Settings, *, dry_run: bool = False,
     done[Kind.AUDIT] = await rs.trim_audits(c.audit, dry_run)
     done[Kind.REFUSED] = await rs.drop_refused(c.refused, dry_run)
     done[Kind.RECENT_NOTICE] = await rs.prune_recent_notices(dry_run)
-    done[Kind.OUTBOX] = purge_outbox(settings.outbox_dir, c.outbox, dry_run)
+    done[Kind.OUTBOX] = purge_files(settings.outbox_dir, "*.eml", c.outbox, dry_run)
+    done[Kind.BOUNCE_MAIL] = sum(
+        purge_files(folder / sub, "*", cutoff(now, settings.retention.bounces_days), dry_run)
+        for folder in _processed_maildir(settings) for sub in ("cur", "new"))
     return done
 
 
-def purge_outbox(folder: Path, cutoff: datetime, dry_run: bool) -> int:
-    """Delete the outbox's .eml files last written before ``cutoff``; how many this call
+def _processed_maildir(settings: Settings) -> list[Path]:
+    """The Maildir folder ``bounces watch`` moves ingested mails to (worker/mailbox/)."""
+    url = settings.bounces.mailbox
+    if not url.startswith("maildir:"):
+        return []
+    return [settings.path(Path(url[len("maildir:"):])) / ".Processed"]
+
+
+def purge_files(folder: Path, pattern: str, before: datetime, dry_run: bool) -> int:
+    """Delete the files of ``folder`` last written before ``before``; how many this call
     deleted (a file another purge deleted first is not counted)."""
     n = 0
     if not folder.is_dir():
         return 0
-    limit = cutoff.timestamp()
-    for f in folder.glob("*.eml"):
+    limit = before.timestamp()
+    for f in folder.glob(pattern):
         try:
-            if f.stat().st_mtime >= limit:
+            if not f.is_file() or f.stat().st_mtime >= limit:
                 continue
             if not dry_run:
                 f.unlink()

@@ -56,6 +56,7 @@ class Kind(StrEnum):
     REFUSED = "refused"                # refused events (raw payload), past refused_days
     OUTBOX = "outbox"                  # outbox .eml files, past outbox_days
     RECENT_NOTICE = "recent_notice"    # a card's recent hold ids whose hold record expired
+    BOUNCE_MAIL = "bounce_mail"        # mails in the Maildir's Processed, past bounces_days
 
 
 def _day(value: str | None) -> date | None:
