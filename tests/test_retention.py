@@ -10,9 +10,13 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as hst
 
 from tests.helpers import hold_event, run_worker, set_contact, variant, wait_for, with_store
 from worker.app import calls as calls_app
@@ -262,3 +266,41 @@ def test_the_worker_purges_by_itself_once_a_day_whichever_process_comes_first(
     assert out.count("purge: hold_details") == 1, out
     assert len(r.keys(f"{p}purge:day:*")) == 1
     assert not r.exists(f"{p}failures") and [f.name for f in folder.iterdir()] == ["new.eml"]
+
+
+
+_AT = hst.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)).map(
+    lambda d: d.strftime("%Y-%m-%dT%H:%M:%S+09:00"))
+_ENTRY = hst.one_of(
+    _AT.map(lambda at: json.dumps({"at": at, "note": "x"})),
+    hst.text(max_size=20),  # not JSON at all
+    hst.just(json.dumps({"note": "no time"})), hst.just(json.dumps([1, 2])),
+    hst.integers().map(lambda n: json.dumps({"at": n})))
+
+
+@hsettings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(entries=hst.lists(_ENTRY, max_size=30), cut=_AT)
+def test_a_trim_removes_the_old_head_exactly_and_a_dry_run_counts_the_same(
+        clean_redis, settings, entries, cut):
+    from worker.store.retention import RetentionStore
+
+    key = f"{settings.redis.key_prefix}called"
+    clean_redis.delete(key)
+    if entries:
+        clean_redis.rpush(key, *entries)
+
+    async def both(store):
+        rs = RetentionStore(store)
+        return await rs.trim(key, cut, True), await rs.trim(key, cut, False)
+    would, did = with_store(settings, both)
+    n = 0  # the rule: the longest run of entries from the head with a time before the cut
+    for raw in entries:
+        try:
+            at = json.loads(raw).get("at")
+        except (ValueError, AttributeError):
+            break
+        if not isinstance(at, str) or at >= cut:
+            break
+        n += 1
+    assert would == did == n
+    assert clean_redis.lrange(key, 0, -1) == entries[n:]
