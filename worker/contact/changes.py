@@ -33,7 +33,7 @@ from enum import StrEnum
 from typing import Any, Mapping
 
 from ..errors import ReviewError
-from .state import ContactState
+from .state import Confirmation, ContactState
 
 Record = Mapping[str, str]
 """The patron hash as stored (see worker/store/contacts.py for its fields)."""
@@ -153,8 +153,8 @@ def registered(before: Record, reg: Registration, **more: Any) -> ContactChange:
         "prev_state": before.get("prev_state", "none") if state is ContactState.PENDING
         else state.value,
         "code_salt": reg.code_salt, "code_hash": reg.code_hash,
-        "code_expires_ms": reg.code_expires_ms, "code_wrong": 0, "confirmation": "sending",
-        "confirmation_detail": "", **more}
+        "code_expires_ms": reg.code_expires_ms, "code_wrong": 0,
+        "confirmation": Confirmation.SENDING.value, "confirmation_detail": "", **more}
     drop: tuple[str, ...] = ()
     if state is ContactState.SUSPENDED:
         fields.update({f"suspended_{f}": before.get(f, "") for f in ACTIVE_FIELDS})
