@@ -775,7 +775,8 @@ def test_refusals_that_are_not_an_invalid_event_say_what_they_are(s, web):
     with_store(s, lambda st: reject(st, message, "queue_name: 'other' is not this worker's queue",
                                     kind=RefusalKind.MALFORMED_ENVELOPE))
     with_store(s, lambda st: reject(st, hold_event("R6", "C6"), "type: a hold_ready event was "
-                                    "sent to the hold_cancelled actor", kind=RefusalKind.WRONG_ACTOR))
+                                    "sent to the hold_cancelled actor",
+                                    kind=RefusalKind.WRONG_ACTOR))
     page = web.get("/rejected").text
     assert "メッセージの形式(envelope)が正しくありません" in page
     assert "データの種類(type)と送り先(actor_name)が一致しません" in page

@@ -103,5 +103,4 @@ async def _rephone(bs: BounceStore, hold_id: str, hold: dict[str, str]) -> str:
                       pickup_branch=hold.get("pickup_branch"), pickup_by=pickup_by,
                       reason=CallReason.BOUNCED, title=ev.get("item", {}).get("title"),
                       added_at=now, detail="bounce mail after sending")
-    return await bs.rephone(hold_id, call, call_due(pickup_by, now.date()),
-                            CallReason.BOUNCED.value)
+    return await bs.rephone(hold_id, call, call_due(pickup_by, now.date()), CallReason.BOUNCED)

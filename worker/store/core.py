@@ -109,8 +109,9 @@ class Store:
     def _contact(card: str, h: dict[str, str]) -> Contact:
         if not h:
             return Contact(card)
-        return Contact(card, ContactState(h.get("state", "none")), h.get("address") or None,
-                       h.get("envelope") or None, h.get("pending_address") or None)
+        return Contact(card, ContactState(h.get("state", ContactState.NONE)),
+                       h.get("address") or None, h.get("envelope") or None,
+                       h.get("pending_address") or None)
 
     async def audit(self, card: str, entry: dict[str, Any]) -> None:
         await self.r.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
@@ -148,8 +149,8 @@ class Store:
                 raise res
             contact = self._contact(contact_of, h)
         if res[0] == ClaimVerdict.CLAIMED:
-            return Claim(ClaimVerdict.CLAIMED, token=res[1], attempts=int(res[2]), first_ms=int(res[3]),
-                         contact=contact, notice=res[4])
+            return Claim(ClaimVerdict.CLAIMED, token=res[1], attempts=int(res[2]),
+                         first_ms=int(res[3]), contact=contact, notice=res[4])
         if res[0] == ClaimVerdict.BUSY:
             return Claim(ClaimVerdict.BUSY, busy_ms=int(res[1]))
         return Claim(ClaimVerdict.DONE, status=res[1])

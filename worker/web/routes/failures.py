@@ -60,7 +60,8 @@ async def failures_with_state(s: Store) -> tuple[list[dict[str, Any]], dict[str,
                            "address": rec.get("address") or rec.get("suspended_address") or ""}
         at, last = _at(r.get("at")), fixed.get(card or "")
         state = cards[card]["state"] if card else ""
-        r["handled"] = bool(card) and (state == ContactState.NONE or bool(last and at and last >= at))
+        r["handled"] = bool(card) and (state == ContactState.NONE
+                                       or bool(last and at and last >= at))
         r["first_of_card"] = bool(card) and card not in seen  # the actions go with the newest
         seen.add(card)
     return rows, cards
