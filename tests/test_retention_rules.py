@@ -111,3 +111,11 @@ def test_a_refusal_never_quotes_what_the_patron_reads_or_their_name(field, bad):
         assert "秘密" not in str(e) and "名前" not in str(e) and str(bad) not in str(e), str(e)
     else:
         raise AssertionError("accepted")
+
+
+def test_the_rules_statuses_are_the_stores():
+    from worker.holds.retention import CLOSED_STATUSES
+    from worker.store.vocab import OPEN_STATUSES, HoldStatus
+
+    assert BUSY_STATUSES == OPEN_STATUSES
+    assert CLOSED_STATUSES == {HoldStatus.CANCELLED, HoldStatus.PICKED_UP, HoldStatus.CALLED}

@@ -38,10 +38,13 @@ CALL_ENTRY_PERSONAL_FIELDS = ("title", "author", "patron_name", "patron_phone", 
 # A hold listed from a refused event may have no known last day: it counts as closed
 # this long after it was listed (the library's longest pickup window, with a margin).
 UNKNOWN_PICKUP_DAYS = 14
-# statuses after which nothing more is sent or phoned about the hold
+# statuses after which nothing more is sent or phoned about the hold, and of a hold the
+# worker is still working on (never touched by the purge): values of the store's
+# HoldStatus (worker/store/vocab.py; tests/test_retention_rules.py keeps them in step)
 CLOSED_STATUSES = frozenset({"cancelled", "picked_up", "called"})
-# statuses of a hold the worker is still working on: never touched by the purge
 BUSY_STATUSES = frozenset({"sending", "retrying"})
+# the ``closed`` field of a hold whose pickup window passed (the others: its status)
+EXPIRED = "expired"
 
 
 class Kind(StrEnum):

@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Any, AsyncIterator
 
-from ..holds.retention import (CLOSED_STATUSES, HOLD_PERSONAL_FIELDS, arrival_time,
+from ..holds.retention import (CLOSED_STATUSES, EXPIRED, HOLD_PERSONAL_FIELDS, arrival_time,
                                call_entry_over, hold_closed, needs_stripping)
 from .core import Store, now_ms
 from .scripts import lua
@@ -38,7 +38,7 @@ class RetentionStore:
     async def _drop(self, hold_id: str, expired: bool) -> tuple[int, int]:
         dropped, listed = await self._purge_hold(
             keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due],
-            args=[hold_id, "expired" if expired else "", now_ms(), *HOLD_PERSONAL_FIELDS])
+            args=[hold_id, EXPIRED if expired else "", now_ms(), *HOLD_PERSONAL_FIELDS])
         return int(dropped), int(listed)
 
     async def close_over_holds(self, now: datetime, dry_run: bool) -> tuple[int, int]:
@@ -88,7 +88,7 @@ class RetentionStore:
                     return n
         total = 0
         while True:
-            n = int(await self._trim(keys=keys, args=[cutoff_iso, "remove", TRIM_BATCH]))
+            n = int(await self._trim(keys=keys, args=[cutoff_iso, 1, TRIM_BATCH]))
             total += n
             if n < TRIM_BATCH:
                 return total

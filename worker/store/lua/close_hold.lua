@@ -3,6 +3,7 @@
 -- ARGV[1] new status (cancelled|picked_up)  ARGV[2] hold_id  ARGV[3] now_ms  ARGV[4] ttl_s
 -- ARGV[5..] fields dropped now the service is over: title, name (worker/holds/retention.py)
 -- Returns the status the hold had before ("none" if we never saw it).
+-- Vocabulary: HoldStatus, ClaimVerdict (worker/store/vocab.py)
 local hold = KEYS[1]
 local before = redis.call("HGET", hold, "status") or "none"
 redis.call("HDEL", KEYS[2], ARGV[2])

@@ -6,6 +6,7 @@
 -- Returns the call-list entry JSON, or false when the hold is not on the list.
 -- The entry, its due score and the status before are kept on the hold, so that
 -- uncall.lua can put it back exactly as it was (a misclick).
+-- Vocabulary: HoldStatus (worker/store/vocab.py)
 local entry = redis.call("HGET", KEYS[1], ARGV[1])
 if not entry then
   return false
@@ -15,9 +16,9 @@ local before = redis.call("HGET", KEYS[3], "status") or "phoned"
 redis.call("HDEL", KEYS[1], ARGV[1])
 redis.call("ZREM", KEYS[2], ARGV[1])
 local kept = entry
-if ARGV[4] and ARGV[4] ~= "" then
+if ARGV[4] and #ARGV[4] > 0 then
   local ok, e = pcall(cjson.decode, entry)
-  if ok and type(e) == "table" then
+  if ok and type(e) == type({}) then
     for _, f in ipairs(cjson.decode(ARGV[4])) do e[f] = nil end
     kept = cjson.encode(e)
   end

@@ -5,12 +5,13 @@
 -- or ""  ARGV[3] now_ms  ARGV[4..] fields to drop
 -- Returns {fields dropped, call-list entries removed}: a second purge finds nothing left.
 -- A hold the worker is sending or retrying right now is left alone.
+-- Vocabulary: HoldStatus (worker/store/vocab.py)
 local status = redis.call("HGET", KEYS[1], "status")
 if status == "sending" or status == "retrying" then
   return {0, 0}
 end
 local listed = 0
-if ARGV[2] ~= "" then
+if #ARGV[2] > 0 then
   listed = redis.call("HDEL", KEYS[2], ARGV[1])
   redis.call("ZREM", KEYS[3], ARGV[1])
   if status and not redis.call("HGET", KEYS[1], "closed") then
