@@ -15,7 +15,10 @@ worker thread that finishes a message whose ``queue_name`` it has no consumer fo
   cost), and a payload that is not a valid envelope for one of our actors on our
   queue is turned into a message for the ``omitama_malformed`` actor on the queue
   it was fetched from, carrying the raw text and the reason, so it is kept for
-  ``review rejected`` (and its hold listed, see worker.app.intake) and acknowledged.
+  ``review rejected`` (and its hold listed, see worker.app.intake) and acknowledged;
+* a message for one of the worker's own actors is only run when our worker signed it,
+  and a producer's options cannot make dramatiq send messages for it (see
+  :mod:`worker.queue.internal` for why, how, and the threat model).
 """
 
 from __future__ import annotations
@@ -37,20 +40,43 @@ from dramatiq.common import current_millis, dq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware, Retries
 
+from .internal import GAVE_UP_ACTOR, INTERNAL, MALFORMED_ACTOR, SIG, Signer, SignInternal
 from .process_setup import ProcessSetup, prometheus_middleware
 from ..settings import Settings
+from ..store.keys import Keys
+from ..store.queue_secret import queue_secret
 from ..store.scripts import lua
 
 log = logging.getLogger(__name__)
 QUEUE = "notifications"
 OUR_QUEUES = (QUEUE, dq_name(QUEUE))  # dramatiq names the delayed retries' queue ".DQ"
-MALFORMED_ACTOR = "omitama_malformed"
-GAVE_UP_ACTOR = "omitama_gave_up"
 RAW_SHA = "omitama_raw_sha"
 _FIELDS = {"queue_name", "actor_name", "args", "kwargs", "options", "message_id",
            "message_timestamp"}
 _INTERNAL_ARGS = {MALFORMED_ACTOR: (str, str), GAVE_UP_ACTOR: (dict, dict)}
 _MAX_TS = 2 ** 53  # ms; far beyond any clock, and exact as a float
+_MAX_DELAY_MS = 7 * 86400 * 1000  # dramatiq's own limit on a delay
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _MAX_TS
+
+
+def _eta(v: Any) -> bool:  # a far-future eta would hold the message in memory for ever
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)
+            and 0 <= v <= time.time() * 1000 + _MAX_DELAY_MS)
+
+
+# The options a message may bring, each of the type dramatiq's middleware expects (a
+# wrong one made it fail after the run and the message was acknowledged, lost): the id
+# (a producer's, checked in decode), what dramatiq's retries and delays write, ours.
+# Every other option steers dramatiq — on_success, on_failure, on_retry_exhausted and
+# pipe_target make it send a message, which our worker would sign; max_retries,
+# min_backoff, time_limit, throws change how it runs — and is dropped with a warning.
+_OPTIONS: dict[str, Callable[[Any], bool]] = {
+    "redis_message_id": lambda v: True, "retries": _count,
+    "traceback": lambda v: isinstance(v, str), "requeue_timestamp": _count, "eta": _eta,
+    RAW_SHA: lambda v: isinstance(v, str), SIG: lambda v: isinstance(v, str)}
 _FETCH = lua("fetch")
 
 
@@ -106,14 +132,47 @@ def envelope_problem(fields: Any, actors: set[str]) -> str | None:
     return None
 
 
+def _no(value: Any) -> bool:
+    return False
+
+
 def _short(value: Any) -> str:
     shown = repr(value)
     return shown if len(shown) <= 60 else shown[:60] + "…"
 
 
+def internal_problem(fields: Any, signer: Signer | None) -> str | None:
+    """Why ``fields``, a message for one of the worker's own actors, was not made by our
+    worker (no valid signature, see worker.queue.internal), or None."""
+    if not isinstance(fields, dict) or fields.get("actor_name") not in INTERNAL:
+        return None
+    options = fields.get("options")
+    sig = options.get(SIG) if isinstance(options, dict) else None
+    if signer is not None and signer.valid(fields["actor_name"], fields.get("args"), sig):
+        return None
+    return (f"actor_name {fields['actor_name']!r} is the worker's own and this message was "
+            "not made by the worker: send each event to the actor named as its type")
+
+
+def _drop_options(fields: dict[str, Any]) -> None:
+    """Drop the options a message may not bring (see ``_OPTIONS``)."""
+    options = fields["options"]
+    dropped = [k for k, v in options.items() if not _OPTIONS.get(k, _no)(v)]
+    if dropped:
+        for key in dropped:
+            del options[key]
+        log.warning("message %s: options %s ignored (a producer sets only "
+                    "redis_message_id)", _short(fields.get("message_id")),
+                    ", ".join(sorted(_short(k) for k in dropped)))
+
+
 class EnvelopeEncoder(JSONEncoder):
-    def __init__(self, actor_names: Callable[[], set[str]]) -> None:
+    """``signer`` checks messages for the worker's own actors (None: all refused)."""
+
+    def __init__(self, actor_names: Callable[[], set[str]],
+                 signer: Signer | None = None) -> None:
         self.actor_names = actor_names
+        self.signer = signer
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Every payload becomes a message that runs and is acknowledged once. ``data``
@@ -126,8 +185,10 @@ class EnvelopeEncoder(JSONEncoder):
         except (ValueError, UnicodeDecodeError) as e:
             fields, problem = None, f"message is not valid UTF-8 JSON: {e}"
         else:
-            problem = envelope_problem(fields, self.actor_names())
+            problem = (internal_problem(fields, self.signer)
+                       or envelope_problem(fields, self.actor_names()))
         if problem is None:
+            _drop_options(fields)
             options = fields["options"]
             claimed = options.get("redis_message_id")
             if not isinstance(claimed, str):
@@ -252,6 +313,9 @@ def build_broker(settings: Settings) -> RedisBroker:
     if prometheus is not None:
         broker.add_middleware(prometheus)
     broker.add_middleware(ProcessSetup(settings))
-    dramatiq.set_encoder(EnvelopeEncoder(lambda: set(broker.actors)))
+    keys = Keys(settings.redis.key_prefix)
+    signer = Signer(lambda: queue_secret(broker.client, keys))
+    broker.add_middleware(SignInternal(signer))
+    dramatiq.set_encoder(EnvelopeEncoder(lambda: set(broker.actors), signer))
     dramatiq.set_broker(broker)
     return broker
