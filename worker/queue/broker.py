@@ -144,13 +144,14 @@ def _short(value: Any) -> str:
 def internal_problem(fields: Any, signer: Signer | None) -> str | None:
     """Why ``fields``, a message for one of the worker's own actors, was not made by our
     worker (no valid signature, see worker.queue.internal), or None."""
-    if not isinstance(fields, dict) or fields.get("actor_name") not in INTERNAL:
+    actor = fields.get("actor_name") if isinstance(fields, dict) else None
+    if not isinstance(actor, str) or actor not in INTERNAL:  # any JSON value may come
         return None
     options = fields.get("options")
     sig = options.get(SIG) if isinstance(options, dict) else None
-    if signer is not None and signer.valid(fields["actor_name"], fields.get("args"), sig):
+    if signer is not None and signer.valid(actor, fields.get("args"), sig):
         return None
-    return (f"actor_name {fields['actor_name']!r} is the worker's own and this message was "
+    return (f"actor_name {actor!r} is the worker's own and this message was "
             "not made by the worker: send each event to the actor named as its type")
 
 
