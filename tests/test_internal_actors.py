@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings as hsettings, strategies as st
 
 from tests.helpers import (SmtpSink, hold_event, run_worker, set_contact, variant, wait_for,
                            with_store)
 from tests.test_raw_redis_producer import leftovers, raw_enqueue
 from tests.worker_command import WorkerCommand
 from worker.contact import ContactState
+from worker.queue.broker import EnvelopeEncoder
+from worker.queue.internal import INTERNAL, MALFORMED_ACTOR, SIG, Signer
 
 CLEAN = {"queue": 0, "msgs": 0, "acks": 0, "dead": 0}
 
@@ -170,3 +173,54 @@ def test_a_genuine_give_up_still_lists_the_hold_as_worker_error(settings, clean_
     assert with_store(settings, lambda st: st.rejected()) == [], log[-3000:]
     assert "gave up on hold_ready" in log
     assert sink.messages == []
+
+
+# -- the decoder on its own: any JSON, no Redis ------------------------------------------
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                     | st.text(max_size=6),
+                     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c,
+                                                                          max_size=3),
+                     max_leaves=8)
+_SIGNER = Signer(lambda: b"k" * 32)
+
+
+@st.composite
+def _internal_messages(draw: Any) -> tuple[dict[str, Any], bool]:
+    """(a message, whether our worker signed it): mostly in an internal actor's shape."""
+    actor = draw(st.sampled_from([*sorted(INTERNAL), "hold_ready"]) | _JSON)
+    args = draw(st.sampled_from([[{}, {}], ["raw", "why"], [hold_event("H-P", "C-P")]])
+                | st.lists(_JSON, max_size=3) | _JSON)
+    options = draw(st.dictionaries(st.sampled_from(
+        ["redis_message_id", "retries", "eta", "traceback", "pipe_target", "on_success",
+         "omitama_raw_sha", SIG]), _JSON, max_size=4))
+    signed = isinstance(actor, str) and draw(st.booleans())
+    if signed:
+        options[SIG] = _SIGNER.sign(actor, args)
+    msg = {**message(actor, args), "options": options}
+    return msg, signed
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(_internal_messages())
+def test_the_decoder_runs_an_internal_actor_only_for_what_the_worker_signed(
+        item: tuple[dict[str, Any], bool]) -> None:
+    """Never raises; an internal actor comes out only as the worker's own signed message
+    or as the decoder's record of a refused one (carrying these very bytes); no option
+    but the ones the worker writes survives."""
+    msg, signed = item
+    enc = EnvelopeEncoder(lambda: {"hold_ready", *INTERNAL}, _SIGNER)
+    data = json.dumps(msg).encode()
+    got = enc.decode(data)
+    refused = got["actor_name"] == MALFORMED_ACTOR and got["message_id"].startswith("malformed-")
+    if refused:
+        assert got["args"][0] == data.decode()
+    elif got["actor_name"] in INTERNAL:
+        assert signed
+    assert set(got["options"]) <= {"redis_message_id", "retries", "eta", "traceback",
+                                   "requeue_timestamp", "omitama_raw_sha", SIG}
+    if not refused and signed:  # changed by one argument, it is refused
+        forged = {**msg, "args": [*msg["args"], 1]} if isinstance(msg["args"], list) else None
+        if forged is not None and got["actor_name"] in INTERNAL:
+            again = enc.decode(json.dumps(forged).encode())
+            assert again["message_id"].startswith("malformed-")
