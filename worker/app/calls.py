@@ -6,29 +6,32 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..contact import CallReason, ContactState
 from ..contact.changes import AuditKind, audit_entry
 from ..errors import ReviewError
+from ..holds.calls import CALL_FIELDS
+from ..store.vocab import HoldStatus
 from ..store.core import Store
 
-CALL_FIELDS = ("hold_id", "card_number", "pickup_branch", "pickup_by", "reason", "reason_ja",
-               "title", "added_at", "detail")
 
 # reason (why listed) → patron state now → what the list says instead, so staff do not
 # read out a reason that is no longer true ("承認待ち" after the address was approved)
-_SINCE = {
-    ("approval_pending", "active"): "登録時は承認待ち(その後承認済み。次の連絡からメール)",
-    ("approval_pending", "none"): "登録時は承認待ち(その後アドレス削除・却下)",
-    ("suspended", "active"): "登録時はメール停止中(その後再開済み。次の連絡からメール)",
-    ("suspended", "none"): "登録時はメール停止中(その後アドレス削除)",
-    ("no_address", "pending"): "アドレス未登録だった(その後登録あり。承認待ち)",
-    ("no_address", "active"): "アドレス未登録だった(その後登録・承認済み。次の連絡からメール)",
+_SINCE: dict[tuple[str, str], str] = {
+    (CallReason.APPROVAL_PENDING, ContactState.ACTIVE):
+        "登録時は承認待ち(その後承認済み。次の連絡からメール)",
+    (CallReason.APPROVAL_PENDING, ContactState.NONE): "登録時は承認待ち(その後アドレス削除・却下)",
+    (CallReason.SUSPENDED, ContactState.ACTIVE): "登録時はメール停止中(その後再開済み。次の連絡からメール)",
+    (CallReason.SUSPENDED, ContactState.NONE): "登録時はメール停止中(その後アドレス削除)",
+    (CallReason.NO_ADDRESS, ContactState.PENDING): "アドレス未登録だった(その後登録あり。承認待ち)",
+    (CallReason.NO_ADDRESS, ContactState.ACTIVE):
+        "アドレス未登録だった(その後登録・承認済み。次の連絡からメール)",
 }
 
 
 def reason_now(reason: str | None, state: str | None) -> str | None:
     """The listing reason rewritten when the patron's state has changed since; None
     when the reason is still true."""
-    return _SINCE.get((reason or "", state or "none"))
+    return _SINCE.get((reason or "", state or ContactState.NONE))
 
 
 def _name(event: str | None) -> str:
@@ -99,7 +102,7 @@ async def recently_called(store: Store, branch: str | None = None,
         if rec.get("undo"):
             continue
         h = await store.r.hmget(store.k.hold(hold_id), "status", "closed", "called_entry")
-        if h[0] != "called" or h[1] or not h[2]:
+        if h[0] != HoldStatus.CALLED or h[1] or not h[2]:
             continue
         entry = json.loads(h[2])
         if branch and entry.get("pickup_branch") != branch:

@@ -37,6 +37,7 @@ import redis
 
 from ..store.keys import Keys
 from ..store.scripts import lua
+from ..store.vocab import OPEN_STATUSES
 
 log = logging.getLogger(__name__)
 _TAKE = lua("take_stale")
@@ -158,7 +159,7 @@ def sweep_once(client: redis.Redis, keys: Keys, send: Callable[[dict[str, Any]],
         status, event, card, branch = client.hmget(keys.hold(hold_id), "status", "event",
                                                    "card_number", "pickup_branch")
         status = _text(status) if status is not None else None
-        if status not in ("sending", "retrying") or not event:
+        if status not in OPEN_STATUSES or not event:
             client.zrem(keys.inflight, hold_id)
             continue
         try:
