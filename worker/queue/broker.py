@@ -40,7 +40,8 @@ from dramatiq.common import current_millis, dq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware, Retries
 
-from .internal import GAVE_UP_ACTOR, INTERNAL, MALFORMED_ACTOR, SIG, Signer, SignInternal
+from .internal import (GAVE_UP_ACTOR, MALFORMED_ACTOR, RAW_SHA, Signer, SignInternal,
+                       drop_options, internal_problem, short as _short)
 from .process_setup import ProcessSetup, prometheus_middleware
 from ..settings import Settings
 from ..store.keys import Keys
@@ -50,33 +51,10 @@ from ..store.scripts import lua
 log = logging.getLogger(__name__)
 QUEUE = "notifications"
 OUR_QUEUES = (QUEUE, dq_name(QUEUE))  # dramatiq names the delayed retries' queue ".DQ"
-RAW_SHA = "omitama_raw_sha"
 _FIELDS = {"queue_name", "actor_name", "args", "kwargs", "options", "message_id",
            "message_timestamp"}
 _INTERNAL_ARGS = {MALFORMED_ACTOR: (str, str), GAVE_UP_ACTOR: (dict, dict)}
 _MAX_TS = 2 ** 53  # ms; far beyond any clock, and exact as a float
-_MAX_DELAY_MS = 7 * 86400 * 1000  # dramatiq's own limit on a delay
-
-
-def _count(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _MAX_TS
-
-
-def _eta(v: Any) -> bool:  # a far-future eta would hold the message in memory for ever
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)
-            and 0 <= v <= time.time() * 1000 + _MAX_DELAY_MS)
-
-
-# The options a message may bring, each of the type dramatiq's middleware expects (a
-# wrong one made it fail after the run and the message was acknowledged, lost): the id
-# (a producer's, checked in decode), what dramatiq's retries and delays write, ours.
-# Every other option steers dramatiq — on_success, on_failure, on_retry_exhausted and
-# pipe_target make it send a message, which our worker would sign; max_retries,
-# min_backoff, time_limit, throws change how it runs — and is dropped with a warning.
-_OPTIONS: dict[str, Callable[[Any], bool]] = {
-    "redis_message_id": lambda v: True, "retries": _count,
-    "traceback": lambda v: isinstance(v, str), "requeue_timestamp": _count, "eta": _eta,
-    RAW_SHA: lambda v: isinstance(v, str), SIG: lambda v: isinstance(v, str)}
 _FETCH = lua("fetch")
 
 
@@ -132,41 +110,6 @@ def envelope_problem(fields: Any, actors: set[str]) -> str | None:
     return None
 
 
-def _no(value: Any) -> bool:
-    return False
-
-
-def _short(value: Any) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 60 else shown[:60] + "…"
-
-
-def internal_problem(fields: Any, signer: Signer | None) -> str | None:
-    """Why ``fields``, a message for one of the worker's own actors, was not made by our
-    worker (no valid signature, see worker.queue.internal), or None."""
-    actor = fields.get("actor_name") if isinstance(fields, dict) else None
-    if not isinstance(actor, str) or actor not in INTERNAL:  # any JSON value may come
-        return None
-    options = fields.get("options")
-    sig = options.get(SIG) if isinstance(options, dict) else None
-    if signer is not None and signer.valid(actor, fields.get("args"), sig):
-        return None
-    return (f"actor_name {actor!r} is the worker's own and this message was "
-            "not made by the worker: send each event to the actor named as its type")
-
-
-def _drop_options(fields: dict[str, Any]) -> None:
-    """Drop the options a message may not bring (see ``_OPTIONS``)."""
-    options = fields["options"]
-    dropped = [k for k, v in options.items() if not _OPTIONS.get(k, _no)(v)]
-    if dropped:
-        for key in dropped:
-            del options[key]
-        log.warning("message %s: options %s ignored (a producer sets only "
-                    "redis_message_id)", _short(fields.get("message_id")),
-                    ", ".join(sorted(_short(k) for k in dropped)))
-
-
 class EnvelopeEncoder(JSONEncoder):
     """``signer`` checks messages for the worker's own actors (None: all refused)."""
 
@@ -189,7 +132,7 @@ class EnvelopeEncoder(JSONEncoder):
             problem = (internal_problem(fields, self.signer)
                        or envelope_problem(fields, self.actor_names()))
         if problem is None:
-            _drop_options(fields)
+            drop_options(fields)
             options = fields["options"]
             claimed = options.get("redis_message_id")
             if not isinstance(claimed, str):

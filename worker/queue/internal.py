@@ -35,16 +35,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import threading
+import time
 from typing import Any, Callable
 
 import dramatiq
 from dramatiq.middleware import Middleware
 
+log = logging.getLogger(__name__)
 MALFORMED_ACTOR = "omitama_malformed"
 GAVE_UP_ACTOR = "omitama_gave_up"
 INTERNAL = frozenset({MALFORMED_ACTOR, GAVE_UP_ACTOR})
 SIG = "omitama_sig"
+RAW_SHA = "omitama_raw_sha"  # set by the decoder: what a refusal is kept under
+_MAX_COUNT = 2 ** 53
+_MAX_DELAY_MS = 7 * 86400 * 1000  # dramatiq's own limit on a delay
 
 
 def signed_text(actor: str, args: Any) -> bytes:
@@ -91,3 +97,63 @@ class SignInternal(Middleware):
     def before_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
         if message.actor_name in INTERNAL:
             message.options[SIG] = self.signer.sign(message.actor_name, message.args)
+
+
+def internal_problem(fields: Any, signer: Signer | None) -> str | None:
+    """Why ``fields``, a message for one of the worker's own actors, was not made by our
+    worker (no valid signature), or None — also for any message to another actor."""
+    actor = fields.get("actor_name") if isinstance(fields, dict) else None
+    if not isinstance(actor, str) or actor not in INTERNAL:  # any JSON value may come
+        return None
+    options = fields.get("options")
+    sig = options.get(SIG) if isinstance(options, dict) else None
+    if signer is not None and signer.valid(actor, fields.get("args"), sig):
+        return None
+    return (f"actor_name {actor!r} is the worker's own and this message was "
+            "not made by the worker: send each event to the actor named as its type")
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _MAX_COUNT
+
+
+def _eta(v: Any) -> bool:  # a far-future eta would hold the message in memory for ever
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)
+            and 0 <= v <= time.time() * 1000 + _MAX_DELAY_MS)
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _no(v: Any) -> bool:
+    return False
+
+
+# The options a message may bring, each of the type dramatiq's middleware expects (a
+# wrong one made it fail after the run, and the message was acknowledged: lost): the id
+# (a producer's, checked by the decoder), what dramatiq's retries and delays write, ours.
+# Every other option steers dramatiq — on_success, on_failure, on_retry_exhausted and
+# pipe_target make it send a message, which our worker would sign; max_retries,
+# min_backoff, time_limit, throws change how it runs — and is dropped with a warning.
+_OPTIONS: dict[str, Callable[[Any], bool]] = {
+    "redis_message_id": lambda v: True, "retries": _count, "traceback": _text,
+    "requeue_timestamp": _count, "eta": _eta, RAW_SHA: _text, SIG: _text}
+
+
+def drop_options(fields: dict[str, Any]) -> None:
+    """Drop from a valid envelope the options it may not bring (see ``_OPTIONS``)."""
+    options = fields["options"]
+    dropped = [k for k, v in options.items() if not _OPTIONS.get(k, _no)(v)]
+    if dropped:
+        for key in dropped:
+            del options[key]
+        log.warning("message %s: options %s ignored (a producer sets only "
+                    "redis_message_id)", short(fields.get("message_id")),
+                    ", ".join(sorted(short(k) for k in dropped)))
+
+
+def short(value: Any) -> str:
+    """``value`` for a log line or a refusal: its repr, cut at 60 characters."""
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:60] + "…"
