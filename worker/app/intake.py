@@ -55,11 +55,21 @@ def _text(value: Any) -> str | None:
 
 def carried_event(raw: str) -> tuple[Any, Any]:
     """The event a refused message carries (its first object argument, else its first
-    object keyword argument) and the actor it was sent to; (None, None) if unreadable."""
+    object keyword argument) and the actor it was sent to; (None, None) if unreadable.
+    When that argument is itself a message (the form of the worker's own give-up, which
+    a producer may forge: see worker.queue.internal), the event and actor inside it."""
     try:
         fields = json.loads(raw)
     except ValueError:
         return None, None
+    event, actor = _carried(fields)
+    if isinstance(event, dict) and "type" not in event and "actor_name" in event \
+            and isinstance(event.get("args"), list):
+        event, actor = _carried(event)
+    return event, actor
+
+
+def _carried(fields: Any) -> tuple[Any, Any]:
     if not isinstance(fields, dict):
         return None, None
     args, kwargs = fields.get("args"), fields.get("kwargs")

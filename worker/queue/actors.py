@@ -16,7 +16,8 @@ from dramatiq.middleware import CurrentMessage
 
 from . import activity
 from ..app import holds, registration
-from .broker import GAVE_UP_ACTOR, MALFORMED_ACTOR, QUEUE, RAW_SHA, build_broker
+from .broker import QUEUE, RAW_SHA, build_broker
+from .internal import GAVE_UP_ACTOR, MALFORMED_ACTOR
 from ..ils.events import AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady
 from ..app.intake import Refused, accept, refuse_message
 from .metrics import count_notice
@@ -120,7 +121,8 @@ async def address_removed(rt: Runtime, ev: AddressRemoved, key: str | None) -> N
 @dramatiq.actor(actor_name=MALFORMED_ACTOR, queue_name=QUEUE, max_retries=5)
 async def malformed(raw: str, problem: str) -> None:
     """A message that was not a valid envelope (see worker.queue.broker): keep it, once, and
-    list the hold it still names (see worker.app.intake.refuse_message)."""
+    list the hold it still names (see worker.app.intake.refuse_message). Built by the
+    decoder in-process; on the queue only as our own signed retry (worker.queue.internal)."""
     rt = get_runtime()
     listed = await refuse_message(rt.store, rt.settings, raw, problem, _message_key())
     if listed is not None:
@@ -129,7 +131,9 @@ async def malformed(raw: str, problem: str) -> None:
 
 @dramatiq.actor(actor_name=GAVE_UP_ACTOR, queue_name=QUEUE, max_retries=5)
 async def gave_up(message: dict[str, Any], info: dict[str, Any]) -> None:
-    """An event actor failed ERROR_RETRIES times: make sure no ready hold goes unannounced."""
+    """An event actor failed ERROR_RETRIES times: make sure no ready hold goes unannounced.
+    Sent by dramatiq's Retries and signed by our worker; a producer's forgery never gets
+    here (worker.queue.internal), so the traceback in ``message`` is ours."""
     rt = get_runtime()
     error = (message.get("options", {}).get("traceback") or "").strip().splitlines()[-1:]
     detail = error[0] if error else "worker error"

@@ -50,6 +50,8 @@ web:login_fail:{kind}:{who} str    failed logins per staff id, client address,  
 web:login_wait:{who}        str    a slowed-down (client, id) pair waits        ≤ 60 s
 web:login_known:{staff_id}  set    client addresses that logged in as staff_id  90 days
 web:login_missed:{staff_id} str    failed logins since the last good one        30 days
+queue:secret                str    HMAC key signing the worker's own queue      kept (created once,
+                                   messages (worker/queue/internal.py)          SET NX)
 ==========================  =====  ===========================================  ==========================
 """
 
@@ -170,3 +172,7 @@ class Keys:
 
     def login_missed(self, staff_id: str) -> str:
         return f"{self.prefix}web:login_missed:{staff_id}"
+
+    @property
+    def queue_secret(self) -> str:
+        return f"{self.prefix}queue:secret"
