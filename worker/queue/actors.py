@@ -20,7 +20,7 @@ from .broker import GAVE_UP_ACTOR, MALFORMED_ACTOR, QUEUE, RAW_SHA, build_broker
 from ..ils.events import AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady
 from ..app.intake import Refused, accept, refuse_message
 from .metrics import count_notice
-from ..app.refusals import fingerprint
+from ..app.refusals import payload_fingerprint
 from ..runtime import Runtime, get_runtime
 from ..settings import get_settings
 
@@ -49,7 +49,7 @@ def _message_key() -> str | None:
     if RAW_SHA in msg.options:
         return str(msg.options[RAW_SHA])
     carried = json.dumps(msg.args, sort_keys=True, default=repr)  # ASCII: surrogates too
-    return f"msg:{msg.message_id}:{fingerprint(carried)}"
+    return f"msg:{msg.message_id}:{payload_fingerprint(carried)}"
 
 
 Handler = Callable[[Runtime, Any, str | None], Awaitable[None]]

@@ -1,22 +1,20 @@
 """Every Redis key the worker owns, in one place.
 
 All keys start with ``[redis] key_prefix`` (default ``omitama:``); dramatiq's own
-keys live under ``[redis] namespace`` and are listed in the README.
+keys live under ``[redis] namespace`` (:mod:`worker.store.queue_keys`).
 
 ==========================  =====  ===========================================  ==========================
 key                         type   content                                      lifetime
 ==========================  =====  ===========================================  ==========================
-hold:{hold_id}              hash   status, lease, attempts, token (the latest   pickup_by + retention_days
-                                   claim's: only it may finish), notice (the
-                                   Message-ID's token), event JSON, outcome
-                                   fields (see lua/*.lua)
+hold:{hold_id}              hash   a hold notice's state; fields listed below   pickup_by + retention_days
 notice:{token}              str    hold_id of the notice with Message-ID token  as its hold
 calls                       hash   hold_id → JSON entry of the phone-call list  until staff mark it called
 calls:due                   zset   hold_id, score = pickup_by as YYYYMMDD       with ``calls``
 inflight                    zset   hold_id → ms after which the sweeper looks at it  while sending/retrying
 called                      list   JSON of each call staff marked done          kept (audit)
 patron:{card}               hash   contact state, approved and pending address, kept
-                                   hashed receipt code (see worker/store/contacts.py)
+                                   hashed receipt code (worker/contact/changes.py),
+                                   last_sent_hold, last_sent_ms (below)
 pending                     zset   card, score = registered_at ms (oldest first) while pending
 address:{key}               set    cards holding this address (pending/active)  while any card does
 audit:{card}                list   JSON audit entries, append-only              kept
@@ -48,6 +46,27 @@ web:login_wait:{who}        str    a slowed-down (client, id) pair waits        
 web:login_known:{staff_id}  set    client addresses that logged in as staff_id  90 days
 web:login_missed:{staff_id} str    failed logins since the last good one        30 days
 ==========================  =====  ===========================================  ==========================
+
+Fields of ``hold:{hold_id}``, by who writes them (the scripts are in ``lua/``):
+
+- ``claim_hold.lua``: ``status`` (sending), ``lease_until`` (ms), ``token`` (the latest
+  claim's: only it may finish), ``notice`` (the Message-ID's token, fixed at the first
+  claim), ``attempts``, ``first_ms``; and the fields the caller passes: ``event`` (JSON),
+  ``card_number``, ``pickup_branch``, ``pickup_by`` (worker/app/holds.py).
+- ``extend_lease.lua``: ``lease_until``.
+- ``finish_hold.lua``: ``status`` (sent | phoned | retrying), drops
+  ``lease_until``; the caller's fields: ``message_id``, ``sent_ms``, ``to`` (masked),
+  ``relay_reply`` when sent; ``reason`` when phoned; ``last_error`` when retrying. On
+  "sent" it also sets ``last_sent_hold`` and ``last_sent_ms`` on ``patron:{card}``.
+- ``close_hold.lua``: ``status`` (cancelled | picked_up), or ``closed`` when the patron
+  was told already (sent, called); ``closed_ms``.
+- ``mark_called.lua``: ``status`` (called), ``called_ms``, ``called_entry`` (the call
+  list entry, JSON), ``called_due``, ``called_from`` (the status before);
+  ``uncall.lua`` puts ``status`` back from ``called_from`` and drops those four.
+- ``rephone_hold.lua`` (a sent notice bounced): ``status`` (phoned), ``reason``.
+
+dramatiq's own keys (under ``[redis] namespace``) are named in
+:mod:`worker.store.queue_keys`.
 """
 
 from __future__ import annotations
