@@ -176,16 +176,10 @@ def run_worker(settings: Any, threads: int = 4) -> Iterator[Any]:
 
 
 def with_store(settings: Any, fn: Callable[[Any], Any]) -> Any:
-    """Run ``await fn(store)`` against the real Redis, from synchronous test code."""
-    from worker.store.core import Store
-
-    async def go() -> Any:
-        store = Store.connect(settings.redis.url, settings.redis.key_prefix)
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-    return asyncio.run(go())
+    """Run ``await fn(store)`` against the real Redis, from synchronous test code (the
+    commands' own helper)."""
+    from worker.cli.common import with_store as run_with_store
+    return run_with_store(settings, fn)
 
 
 def hold_event(hold_id: str = "H-1", card: str = "C-1", **over: Any) -> dict[str, Any]:
