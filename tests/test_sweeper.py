@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
 
-from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
+from tests.helpers import hold_event, lease_over, run_worker, variant, wait_for, with_store
 from worker.store.keys import Keys
 from worker.queue.sweeper import AckWatch, sweep_once
 from worker.store.queue_keys import QueueKeys
@@ -34,7 +33,7 @@ def claim(s, hold_id: str, lease_ms: int) -> None:
 def test_overdue_hold_is_re_enqueued_once_and_then_decided(s, clean_redis):
     claim(s, "H1", lease_ms=1)       # a worker claimed it, then its message vanished
     claim(s, "H2", lease_ms=60_000)  # still within its lease: left alone
-    time.sleep(0.01)
+    wait_for(lambda: lease_over(with_store(s, lambda st: st.get_hold("H1"))))
     keys = Keys(s.redis.key_prefix)
     sent: list[dict] = []
     assert sweep_once(sweeps(s, clean_redis), sent.append, push_ms=60_000) == ["H1"]
@@ -53,7 +52,7 @@ def test_a_hold_whose_stored_event_is_unreadable_still_reaches_the_call_list(s, 
     with_store(s, lambda st: st.claim_hold("H5", token="tH5", lease_ms=1, ttl_s=3600, fields={
         "event": '{"event_id": "ev-H5", "type": "hold_ready", "hold_id": "H5", "ite',  # cut off
         "card_number": "C5", "pickup_branch": "tamari"}))
-    time.sleep(0.01)
+    wait_for(lambda: lease_over(with_store(s, lambda st: st.get_hold("H5"))))
     sent: list[dict] = []
     assert sweep_once(sweeps(s, clean_redis), sent.append, push_ms=60_000) == ["H5"]  # no exception
     from worker.queue.actors import hold_ready
