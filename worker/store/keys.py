@@ -33,7 +33,7 @@ sent:{card}                 list   hold ids of the last notices mailed to card  
 rejected                    hash   fingerprint → JSON of a refused event        kept (staff review)
 rejected:order              zset   fingerprint, score = arrival µs              with ``rejected``
 staff:{staff_id}            hash   staff web account: password hash (argon2),   until ``staff remove``
-                                   branch, created_at (see worker/web/auth.py)
+                                   branch, created_at (worker/store/staff.py)
 stafflog                    list   JSON of each account change (created,        kept (audit)
                                    password set, removed) and who made it
 web:session:{sid}           hash   staff web session: staff id, CSRF token,     session_max_age_s
