@@ -131,7 +131,9 @@ def index_of(rcpt: str) -> int:
 
 
 def activate_patrons(space: Space, n: int) -> None:
-    """n patrons with an approved address, written the way the worker writes them."""
+    """n patrons with an approved address, set up through the production transitions
+    (registered, then approved: tests.helpers.set_contact)."""
+    from tests.helpers import set_contact
     from worker.contact import ContactState
     from worker.store.core import Store
 
@@ -142,8 +144,8 @@ def activate_patrons(space: Space, n: int) -> None:
 
             async def one(i: int) -> None:
                 async with sem:
-                    await store.set_contact(f"21{i:08d}", ContactState.ACTIVE, address=address(i),
-                                            envelope=address(i), staff="S01", why="bench")
+                    await set_contact(store, f"21{i:08d}", ContactState.ACTIVE,
+                                      address=address(i), why="bench")
             await asyncio.gather(*(one(i) for i in range(n)))
         finally:
             await store.close()

@@ -262,3 +262,21 @@ async def set_contact(store: Any, card: str, state: Any, *, address: str | None 
                                              masked=registration.masked))
     if state is ContactState.SUSPENDED:
         await reg.apply(card, lambda b: suspended(b, "filtered", why))
+
+
+@contextmanager
+def daemon_dir(name: str) -> Iterator[Any]:
+    """A throw-away folder for a private Postfix or Dovecot, directly under /tmp and
+    readable by their unprivileged users (nobody, postfix). Not under pytest's tmp_path:
+    pytest keeps its base folder at mode 0700 and resets it whenever another pytest run
+    starts, which locks those users out mid-test ("Permission denied" in their logs)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix=f"omitama-{name}-", dir="/tmp"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

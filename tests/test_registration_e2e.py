@@ -211,6 +211,7 @@ def test_invalid_address_is_refused_and_state_kept(s, smtp_sink, address, words)
     register(s, smtp_sink, "C13", address, event_id="bad", mails=2)
     [row] = rejected(s)
     assert row["event_id"] == "bad" and row["error"].startswith("email:")
+    assert row["kind"] == "refused_address"
     assert words.lower() in row["error"].lower()
     rec = state(s, "C13")
     assert rec["state"] == "active" and rec["address"] == "keep@example.jp"

@@ -6,29 +6,32 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..contact import CallReason, ContactState
 from ..contact.changes import AuditKind, audit_entry
 from ..errors import ReviewError
+from ..holds.calls import CALL_FIELDS
+from ..store.vocab import HoldStatus
 from ..store.core import Store
 
-CALL_FIELDS = ("hold_id", "card_number", "pickup_branch", "pickup_by", "reason", "reason_ja",
-               "title", "added_at", "detail")
 
 # reason (why listed) → patron state now → what the list says instead, so staff do not
 # read out a reason that is no longer true ("承認待ち" after the address was approved)
-_SINCE = {
-    ("approval_pending", "active"): "登録時は承認待ち(その後承認済み。次の連絡からメール)",
-    ("approval_pending", "none"): "登録時は承認待ち(その後アドレス削除・却下)",
-    ("suspended", "active"): "登録時はメール停止中(その後再開済み。次の連絡からメール)",
-    ("suspended", "none"): "登録時はメール停止中(その後アドレス削除)",
-    ("no_address", "pending"): "アドレス未登録だった(その後登録あり。承認待ち)",
-    ("no_address", "active"): "アドレス未登録だった(その後登録・承認済み。次の連絡からメール)",
+_SINCE: dict[tuple[str, str], str] = {
+    (CallReason.APPROVAL_PENDING, ContactState.ACTIVE):
+        "登録時は承認待ち(その後承認済み。次の連絡からメール)",
+    (CallReason.APPROVAL_PENDING, ContactState.NONE): "登録時は承認待ち(その後アドレス削除・却下)",
+    (CallReason.SUSPENDED, ContactState.ACTIVE): "登録時はメール停止中(その後再開済み。次の連絡からメール)",
+    (CallReason.SUSPENDED, ContactState.NONE): "登録時はメール停止中(その後アドレス削除)",
+    (CallReason.NO_ADDRESS, ContactState.PENDING): "アドレス未登録だった(その後登録あり。承認待ち)",
+    (CallReason.NO_ADDRESS, ContactState.ACTIVE):
+        "アドレス未登録だった(その後登録・承認済み。次の連絡からメール)",
 }
 
 
 def reason_now(reason: str | None, state: str | None) -> str | None:
     """The listing reason rewritten when the patron's state has changed since; None
     when the reason is still true."""
-    return _SINCE.get((reason or "", state or "none"))
+    return _SINCE.get((reason or "", state or ContactState.NONE))
 
 
 def _name(event: str | None) -> str:
@@ -96,7 +99,7 @@ async def recently_called(store: Store, branch: str | None = None,
         if rec.get("undo"):
             continue
         h = await store.get_hold(hold_id)
-        if h.get("status") != "called" or h.get("closed") or not h.get("called_entry"):
+        if h.get("status") != HoldStatus.CALLED or h.get("closed") or not h.get("called_entry"):
             continue
         entry = json.loads(h["called_entry"])
         if branch and entry.get("pickup_branch") != branch:

@@ -31,6 +31,7 @@ from ..masking import mask_address
 from .bounce_effects import address_key, apply_failure
 from ..store.bounces import BounceStore
 from ..bounces import BounceResult, classify_mail
+from ..contact import Confirmation
 from ..bounces.trust import MailFacts, TokenState, Traced, Trust, assess, mail_facts
 from ..mail.compose import token_of
 from ..jdate import now_tokyo
@@ -39,6 +40,7 @@ from ..settings import Settings
 from ..store.core import Store
 from ..mail.verp import Sent, token_in
 from ..store.verp import sent_for
+from ..store.vocab import HoldStatus
 
 MAX_MAIL_BYTES = 25 * 1024 * 1024
 _MB = MAX_MAIL_BYTES // (1024 * 1024)
@@ -145,7 +147,7 @@ async def trace(store: Store, settings: Settings, r: BounceResult, sent: Sent | 
     for card in cards:
         for hold_id in await BounceStore(store).recent_holds(card):
             hold = await store.get_hold(hold_id)
-            if hold.get("status") == "sent":
+            if hold.get("status") == HoldStatus.SENT:
                 return Trace("address", card, hold_id, hold)
     return Trace("address", cards[0]) if cards else Trace("none")
 
@@ -188,7 +190,8 @@ async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) ->
             row.update(suspended=effect["suspended"], hold_action=effect["hold"],
                        score=effect["score"])
             if t.sent and t.sent.kind == "registration" and trust.verified:
-                await Registry(store).set_confirmation(t.card or "", t.sent.event_id, "bounced",
+                await Registry(store).set_confirmation(t.card or "", t.sent.event_id,
+                                                       Confirmation.BOUNCED,
                                                        f"{r.reason} {r.status or ''}".strip())
         else:
             if r.is_bounce:

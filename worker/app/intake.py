@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import EventError
 from ..ils.events import Event, parse_event
 from .holds import Result, phone_refused
-from .refusals import reject
+from .refusals import RefusalKind, reject
 from ..runtime import Runtime
 from ..settings import Settings
 from ..store.core import Store
@@ -27,6 +27,7 @@ class Refused:
 async def refuse(store: Store, settings: Settings, payload: Any, error: str, *,
                  listable: bool, key: str | None = None, event_id: str | None = None,
                  event_type: str | None = None, source: str = "queue",
+                 kind: RefusalKind = RefusalKind.INVALID_EVENT,
                  event: Any = None) -> Result | None:
     """Keep a refused event once (:func:`reject`) and, when ``listable`` (it was meant as
     a hold_ready), put the hold it still names on the call list
@@ -34,7 +35,7 @@ async def refuse(store: Store, settings: Settings, payload: Any, error: str, *,
     got wrong. Both ways in — the queue and ``omitama-notify enqueue`` — refuse through here.
     ``event`` is what names the hold when ``payload`` is more (a whole message)."""
     await reject(store, payload, error, key=key, event_id=event_id, event_type=event_type,
-                 source=source)
+                 source=source, kind=kind)
     if not listable:
         return None
     return await phone_refused(store, settings, payload if event is None else event, error)
@@ -78,7 +79,7 @@ async def refuse_message(store: Store, settings: Settings, raw: str, problem: st
     return await refuse(store, settings, raw, problem, key=key,
                         listable=event is not None and meant_as_hold_ready(event, actor),
                         event_id=_text(ev.get("event_id")), event_type=_text(ev.get("type")),
-                        event=event)
+                        kind=RefusalKind.MALFORMED_ENVELOPE, event=event)
 
 
 async def accept(rt: Runtime, payload: Any, expected: str,
@@ -100,4 +101,4 @@ async def accept(rt: Runtime, payload: Any, expected: str,
              "actor_name equal to the event type")
     return Refused(error, await refuse(rt.store, rt.settings, payload, error,
                                        listable=listable, key=key, event_id=event.event_id,
-                                       event_type=event.type))
+                                       event_type=event.type, kind=RefusalKind.WRONG_ACTOR))

@@ -19,8 +19,9 @@ from typing import Any, TextIO
 from ..contact.addresses import normalise_address
 from ..errors import AddressError, EventError, StoreError
 from ..ils.events import AddressRegistered, Event, parse_event
-from ..app.holds import Outcome
 from ..app.intake import refuse
+from ..app.refusals import RefusalKind
+from ..holds.outcome import Outcome
 from ..settings import Settings
 from ..store.client import RedisError
 from ..store.core import Store
@@ -90,15 +91,17 @@ def enqueue_text(data: bytes, settings: Settings, *, source: str, err: TextIO) -
     except StoreError as e:
         raise StoreError(f"{e}; nothing was enqueued") from None
     ok = 0
-    refusals: list[tuple[int, Any, str, str | None, str | None]] = []
+    refusals: list[tuple[int, Any, str, str | None, str | None, RefusalKind]] = []
     for line, value, problem in events:
+        kind = RefusalKind.INVALID_EVENT
         try:
             if problem:
                 raise EventError("", problem)
             event = parse_event(value, branches)
+            kind = RefusalKind.REFUSED_ADDRESS  # the event is valid: only its address may fail
             check_address(event)
         except EventError as e:
-            refusals.append((line, value, str(e), e.event_id, e.event_type))
+            refusals.append((line, value, str(e), e.event_id, e.event_type, kind))
             err.write(f"{source}:{line}: refused: {e}\n")
             continue
         try:
@@ -113,9 +116,10 @@ def enqueue_text(data: bytes, settings: Settings, *, source: str, err: TextIO) -
     async def keep() -> None:
         store = Store.connect(settings.redis.url, settings.redis.key_prefix)
         try:
-            for line, value, error, event_id, etype in refusals:
+            for line, value, error, event_id, etype, kind in refusals:
                 listed = await refuse(store, settings, value, error, listable=True,
-                                      event_id=event_id, event_type=etype, source="enqueue")
+                                      event_id=event_id, event_type=etype, source="enqueue",
+                                      kind=kind)
                 if listed is not None and listed.outcome is Outcome.PHONED:
                     err.write(f"{source}:{line}: the hold it names is on the phone-call list "
                               "instead (invalid_event)\n")

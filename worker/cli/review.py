@@ -64,7 +64,7 @@ def cmd_uncall(args: argparse.Namespace, s: Settings) -> int:
 def cmd_rejected(args: argparse.Namespace, s: Settings) -> int:
     async def run(store: Store) -> int:
         rows = await store.rejected()
-        _emit(rows, args.json, ["received_at", "event_id", "type", "error"], sys.stdout)
+        _emit(rows, args.json, ["received_at", "event_id", "type", "kind", "error"], sys.stdout)
         return 0
     return with_store(s, run)
 

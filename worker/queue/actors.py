@@ -21,8 +21,11 @@ from ..ils.events import AddressRegistered, AddressRemoved, HoldCancelled, HoldP
 from ..app.intake import Refused, accept, refuse_message
 from .metrics import count_notice
 from ..app.refusals import payload_fingerprint
+from ..app.registration import RegistrationResult
+from ..holds.outcome import Outcome
 from ..runtime import Runtime, get_runtime
 from ..settings import get_settings
+from ..store.vocab import HoldStatus
 
 log = logging.getLogger(__name__)
 broker = build_broker(get_settings())
@@ -88,23 +91,23 @@ def _outcome(result: holds.Result, hold_id: str | None = None) -> None:
 async def hold_ready(rt: Runtime, ev: HoldReady, key: str | None) -> None:
     result = await holds.notify_hold_ready(rt, ev)
     _outcome(result, ev.hold_id)
-    if result.outcome in (holds.Outcome.RETRY, holds.Outcome.BUSY):
+    if result.outcome in (Outcome.RETRY, Outcome.BUSY):
         raise dramatiq.Retry(result.detail or result.outcome.value, delay=result.delay_ms)
 
 
 @event_actor
 async def hold_cancelled(rt: Runtime, ev: HoldCancelled, key: str | None) -> None:
-    await holds.close_hold(rt, ev.hold_id, "cancelled")
+    await holds.close_hold(rt, ev.hold_id, HoldStatus.CANCELLED)
 
 
 @event_actor
 async def hold_picked_up(rt: Runtime, ev: HoldPickedUp, key: str | None) -> None:
-    await holds.close_hold(rt, ev.hold_id, "picked_up")
+    await holds.close_hold(rt, ev.hold_id, HoldStatus.PICKED_UP)
 
 
 @event_actor
 async def address_registered(rt: Runtime, ev: AddressRegistered, key: str | None) -> None:
-    if await registration.register(rt, ev, key=key) == "busy":
+    if await registration.register(rt, ev, key=key) is RegistrationResult.BUSY:
         raise dramatiq.Retry("another worker is sending this confirmation",
                              delay=int(rt.settings.delivery.lease_s * 1000))
 

@@ -38,6 +38,7 @@ from ..store.client import RedisError
 from ..store.keys import Keys
 from ..store.queue_keys import QueueKeys, delayed
 from ..store.sweeps import SweepStore
+from ..store.vocab import OPEN_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def sweep_once(db: SweepStore, send: Callable[[dict[str, Any]], Any], push_ms: i
     for hold_id in db.take_overdue(limit, push_ms):
         h = db.hold_for_resend(hold_id)
         status, event = h["status"], h["event"]
-        if status not in ("sending", "retrying") or not event:
+        if status not in OPEN_STATUSES or not event:
             db.drop_inflight(hold_id)
             continue
         try:

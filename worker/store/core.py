@@ -24,6 +24,7 @@ from ..errors import StoreError
 from ..jdate import TOKYO
 from .keys import Keys
 from .scripts import lua
+from .vocab import ClaimVerdict, HoldStatus
 
 
 
@@ -59,12 +60,12 @@ def safe_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class Claim:
-    verdict: str            # "claimed" | "done" | "busy"
+    verdict: ClaimVerdict   # CLAIMED | DONE | BUSY
     token: str = ""         # this claim's own token: only it can record the outcome
     attempts: int = 0
     first_ms: int = 0
-    status: str = ""        # for "done": the status the hold already has
-    busy_ms: int = 0        # for "busy": how long the other worker's lease still runs
+    status: str = ""        # for DONE: the status (a HoldStatus) the hold already has
+    busy_ms: int = 0        # for BUSY: how long the other worker's lease still runs
     contact: Contact | None = None  # the patron's contact, when asked for with the claim
     notice: str = ""        # the notice's token (its Message-ID), the same for every claim
 
@@ -111,8 +112,9 @@ class Store:
     def _contact(card: str, h: dict[str, str]) -> Contact:
         if not h:
             return Contact(card)
-        return Contact(card, ContactState(h.get("state", "none")), h.get("address") or None,
-                       h.get("envelope") or None, h.get("pending_address") or None)
+        return Contact(card, ContactState(h.get("state", ContactState.NONE)),
+                       h.get("address") or None, h.get("envelope") or None,
+                       h.get("pending_address") or None)
 
     async def audit(self, card: str, entry: dict[str, Any]) -> None:
         await self.r.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
@@ -149,12 +151,12 @@ class Store:
             elif isinstance(res, Exception):
                 raise res
             contact = self._contact(contact_of, h)
-        if res[0] == "claimed":
-            return Claim("claimed", token=res[1], attempts=int(res[2]), first_ms=int(res[3]),
-                         contact=contact, notice=res[4])
-        if res[0] == "busy":
-            return Claim("busy", busy_ms=int(res[1]))
-        return Claim("done", status=res[1])
+        if res[0] == ClaimVerdict.CLAIMED:
+            return Claim(ClaimVerdict.CLAIMED, token=res[1], attempts=int(res[2]),
+                         first_ms=int(res[3]), contact=contact, notice=res[4])
+        if res[0] == ClaimVerdict.BUSY:
+            return Claim(ClaimVerdict.BUSY, busy_ms=int(res[1]))
+        return Claim(ClaimVerdict.DONE, status=res[1])
 
     async def extend_lease(self, hold_id: str, token: str, until_ms: int) -> bool:
         """Make the lease of the claim holding ``token`` run at least until ``until_ms``
@@ -163,12 +165,13 @@ class Store:
         return bool(await self._extend(keys=[self.k.hold(hold_id), self.k.inflight],
                                        args=[token, until_ms, hold_id, look_again]))
 
-    async def finish_hold(self, hold_id: str, outcome: str, token: str, *, card: str = "",
+    async def finish_hold(self, hold_id: str, outcome: HoldStatus, token: str, *, card: str = "",
                           fields: dict[str, Any] | None = None,
                           call: dict[str, Any] | None = None, due: int = 0) -> str:
-        """Record the outcome of the claim holding ``token`` (``finish_hold.lua``). Returns
-        the hold's status afterwards, or "lost" when a later claim took the hold over
-        (this one's lease ran out): then nothing was written."""
+        """Record the outcome (SENT, PHONED or RETRYING) of the claim holding ``token``
+        (``finish_hold.lua``). Returns the hold's status afterwards, or
+        ``ClaimVerdict.LOST`` when a later claim took the hold over (this one's lease ran
+        out): then nothing was written (``MISSING``: the hold expired)."""
         args: list[Any] = [outcome, token, hold_id, _dumps(call) if call else "", due]
         for k, v in (fields or {}).items():
             args += [k, v if isinstance(v, str) else _dumps(v)]
@@ -176,7 +179,9 @@ class Store:
                                         self.k.sent(card), self.k.patron(card), self.k.inflight],
                                   args=args)
 
-    async def close_hold(self, hold_id: str, status: str, ttl_s: int) -> str:
+    async def close_hold(self, hold_id: str, status: HoldStatus, ttl_s: int) -> str:
+        """Record CANCELLED or PICKED_UP (``close_hold.lua``); the status before, or
+        ``ClaimVerdict.UNSEEN`` for a hold never seen."""
         return await self._close(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due,
                                        self.k.inflight], args=[status, hold_id, now_ms(), ttl_s])
 

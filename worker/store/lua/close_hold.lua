@@ -2,6 +2,7 @@
 -- KEYS[1] hold:{hold_id}  KEYS[2] calls  KEYS[3] calls:due  KEYS[4] inflight
 -- ARGV[1] new status (cancelled|picked_up)  ARGV[2] hold_id  ARGV[3] now_ms  ARGV[4] ttl_s
 -- Returns the status the hold had before ("none" if we never saw it).
+-- Vocabulary: HoldStatus, ClaimVerdict (worker/store/vocab.py)
 local hold = KEYS[1]
 local before = redis.call("HGET", hold, "status") or "none"
 redis.call("HDEL", KEYS[2], ARGV[2])

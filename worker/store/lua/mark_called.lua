@@ -4,6 +4,7 @@
 -- Returns the call-list entry JSON, or false when the hold is not on the list.
 -- The entry, its due score and the status before are kept on the hold, so that
 -- uncall.lua can put it back exactly as it was (a misclick).
+-- Vocabulary: HoldStatus (worker/store/vocab.py)
 local entry = redis.call("HGET", KEYS[1], ARGV[1])
 if not entry then
   return false
