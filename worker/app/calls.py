@@ -51,12 +51,9 @@ async def calls_view(store: Store, branch: str | None = None) -> list[dict[str, 
     rows = [{k: r.get(k) for k in CALL_FIELDS} for r in await store.calls(branch)]
     if not rows:
         return rows
-    async with store.r.pipeline(transaction=False) as p:
-        for r in rows:
-            p.hget(store.k.hold(str(r["hold_id"])), "event")
-            p.hget(store.k.patron(r["card_number"] or ""), "state")
-        got = await p.execute()
-    for r, event, state in zip(rows, got[::2], got[1::2]):
+    got = await store.events_and_states([(str(r["hold_id"]), r["card_number"] or "")
+                                         for r in rows])
+    for r, (event, state) in zip(rows, got):
         r["patron_name"] = _name(event)
         r["reason_now"] = reason_now(r["reason"], state)
     return rows
@@ -101,10 +98,10 @@ async def recently_called(store: Store, branch: str | None = None,
         seen.add(hold_id)  # the newest record of a hold decides (an undo cancels a mark)
         if rec.get("undo"):
             continue
-        h = await store.r.hmget(store.k.hold(hold_id), "status", "closed", "called_entry")
-        if h[0] != HoldStatus.CALLED or h[1] or not h[2]:
+        h = await store.get_hold(hold_id)
+        if h.get("status") != HoldStatus.CALLED or h.get("closed") or not h.get("called_entry"):
             continue
-        entry = json.loads(h[2])
+        entry = json.loads(h["called_entry"])
         if branch and entry.get("pickup_branch") != branch:
             continue
         rows.append({**{k: entry.get(k) for k in CALL_FIELDS}, "staff": rec.get("staff"),

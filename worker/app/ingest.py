@@ -111,7 +111,10 @@ def _split_bytes(name: str, data: bytes) -> Iterator[tuple[str, bytes | Exceptio
             yield f"{name}#{i}", item[1]
 
 
-def fingerprint(raw: bytes) -> str:
+def mail_fingerprint(raw: bytes) -> str:
+    """What identifies one ingested mail (``bounces:seen``): its Message-ID, so the same
+    bounce read again from another copy counts once; without one, the SHA-256 of its
+    bytes. Both under "mid:", as stored since the start (so never change it)."""
     m = _MESSAGE_ID.search(raw[:65536].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0])
     return "mid:" + (m[1].decode("ascii", "replace") if m else hashlib.sha256(raw).hexdigest())
 
@@ -160,7 +163,7 @@ async def _return_path(store: Store, settings: Settings, facts: MailFacts
 
 async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) -> list[dict[str, Any]]:
     bs = BounceStore(store)
-    fp = fingerprint(raw)
+    fp = mail_fingerprint(raw)
     if await bs.seen(fp):
         dup: dict[str, Any] = {"file": name, "duplicate": True, "fingerprint": fp}
         await bs.log(dup)

@@ -27,7 +27,10 @@ class RefusalKind(StrEnum):
     REFUSED_ADDRESS = "refused_address"        # address_registered with an unusable address
 
 
-def fingerprint(raw: str | bytes) -> str:
+def payload_fingerprint(raw: str | bytes) -> str:
+    """What a refused payload is kept under in ``rejected``: 128 bits of the SHA-256 of
+    its bytes (a payload refused twice is one row). Not the bounce mails' fingerprint
+    (worker/app/ingest.py: mail_fingerprint), which prefers the mail's Message-ID."""
     return hashlib.sha256(raw.encode("utf-8", "surrogateescape")
                           if isinstance(raw, str) else raw).hexdigest()[:32]
 
@@ -68,7 +71,7 @@ async def reject(store: Store, payload: Any, error: str, *, key: str | None = No
     if isinstance(payload, dict):
         event_id = event_id or _named(payload, "event_id")
         event_type = event_type or _named(payload, "type")
-    added = await store.add_rejected(key or fingerprint(raw), {
+    added = await store.add_rejected(key or payload_fingerprint(raw), {
         "event_id": event_id, "type": event_type, "error": _storable(error), "source": source,
         "kind": kind.value, "raw": raw[:256 * 1024]})
     if added:

@@ -16,8 +16,6 @@ import codecs
 import json
 from typing import Any, TextIO
 
-import redis
-
 from ..contact.addresses import normalise_address
 from ..errors import AddressError, EventError, StoreError
 from ..ils.events import AddressRegistered, Event, parse_event
@@ -25,7 +23,8 @@ from ..app.intake import refuse
 from ..app.refusals import RefusalKind
 from ..holds.outcome import Outcome
 from ..settings import Settings
-from ..store.core import Store, safe_url
+from ..store.client import RedisError
+from ..store.core import Store
 
 
 def _decode(data: bytes) -> tuple[Any, str | None]:
@@ -71,6 +70,14 @@ def check_address(event: Event) -> None:
                              event_type=event.type) from None
 
 
+async def _ping(settings: Settings) -> None:
+    store = Store.connect(settings.redis.url, settings.redis.key_prefix)
+    try:
+        await store.ping()
+    finally:
+        await store.close()
+
+
 def enqueue_text(data: bytes, settings: Settings, *, source: str, err: TextIO) -> tuple[int, int]:
     from ..queue.actors import broker  # builds the broker from the same settings
 
@@ -80,10 +87,9 @@ def enqueue_text(data: bytes, settings: Settings, *, source: str, err: TextIO) -
         return 0, 0
     branches = set(settings.branches)
     try:
-        broker.client.ping()
-    except redis.RedisError as e:
-        raise StoreError(f"cannot reach Redis at {safe_url(settings.redis.url)} ({e}); "
-                         "nothing was enqueued") from None
+        asyncio.run(_ping(settings))
+    except StoreError as e:
+        raise StoreError(f"{e}; nothing was enqueued") from None
     ok = 0
     refusals: list[tuple[int, Any, str, str | None, str | None, RefusalKind]] = []
     for line, value, problem in events:
@@ -100,7 +106,7 @@ def enqueue_text(data: bytes, settings: Settings, *, source: str, err: TextIO) -
             continue
         try:
             broker.get_actor(event.type).send(value)
-        except redis.RedisError as e:
+        except RedisError as e:
             raise StoreError(
                 f"Redis failed at {source}:{line} ({e}) after {ok} event(s) were enqueued; "
                 f"send {source} again from line {line} (a repeated hold_ready is harmless: "

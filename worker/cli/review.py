@@ -7,16 +7,16 @@ one readable line per row.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-from typing import Any, Awaitable, Callable, TextIO
+from typing import Any, TextIO
 
 from ..app import calls, registration, suspension
 from ..contact.codes import clean_code
 from ..errors import NotifyError
 from ..settings import Settings
 from ..store.core import Store
+from .common import with_store
 
 
 def _emit(rows: list[dict[str, Any]], as_json: bool, fields: list[str], out: TextIO) -> None:
@@ -30,17 +30,6 @@ def _emit(rows: list[dict[str, Any]], as_json: bool, fields: list[str], out: Tex
         # an empty field (a refused event's unknown last day, say) shows as "-", not a gap
         out.write("  ".join(str(row[f]) if row.get(f) not in (None, "") else "-"
                             for f in fields) + "\n")
-
-
-def with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
-    async def run() -> int:
-        store = Store.connect(settings.redis.url, settings.redis.key_prefix)
-        try:
-            await store.ping()
-            return await fn(store)
-        finally:
-            await store.close()
-    return asyncio.run(run())
 
 
 # -- review ---------------------------------------------------------------------

@@ -21,7 +21,7 @@ from .internal import GAVE_UP_ACTOR, MALFORMED_ACTOR
 from ..ils.events import AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady
 from ..app.intake import Refused, accept, refuse_message
 from .metrics import count_notice
-from ..app.refusals import fingerprint
+from ..app.refusals import payload_fingerprint
 from ..app.registration import RegistrationResult
 from ..holds.outcome import Outcome
 from ..runtime import Runtime, get_runtime
@@ -53,7 +53,7 @@ def _message_key() -> str | None:
     if RAW_SHA in msg.options:
         return str(msg.options[RAW_SHA])
     carried = json.dumps(msg.args, sort_keys=True, default=repr)  # ASCII: surrogates too
-    return f"msg:{msg.message_id}:{fingerprint(carried)}"
+    return f"msg:{msg.message_id}:{payload_fingerprint(carried)}"
 
 
 Handler = Callable[[Runtime, Any, str | None], Awaitable[None]]

@@ -34,7 +34,6 @@ import time
 from typing import Any, Callable
 
 import dramatiq
-import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis, dq_name
 from dramatiq.encoder import JSONEncoder
@@ -44,8 +43,10 @@ from .internal import (GAVE_UP_ACTOR, MALFORMED_ACTOR, RAW_SHA, Signer, SignInte
                        drop_options, internal_problem, short as _short)
 from .process_setup import ProcessSetup, prometheus_middleware
 from ..settings import Settings
-from ..store.keys import Keys
+from ..store.client import REDIS_UNREACHABLE
+from ..store.queue_keys import QueueKeys
 from ..store.queue_secret import queue_secret
+from ..store.keys import Keys
 from ..store.scripts import lua
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,7 @@ class Broker(RedisBroker):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._fetch = self.client.register_script(_FETCH)
+        self.queue_keys = QueueKeys(self.namespace)
 
     def do_fetch(self, queue_name: str, prefetch: int) -> list[Fetched | None]:
         ns = self.namespace
@@ -177,8 +179,9 @@ class Broker(RedisBroker):
                 "qsize", current_millis(), queue_name, self.broker_id, self.heartbeat_timeout,
                 self.dead_message_ttl, 1, self._max_unpack_size()])
         flat = self._fetch(
-            keys=[f"{ns}:__heartbeats__", f"{ns}:{queue_name}", f"{ns}:{queue_name}.msgs",
-                  f"{ns}:__acks__.{self.broker_id}.{queue_name}"],
+            keys=[self.queue_keys.heartbeats, self.queue_keys.queue(queue_name),
+                  self.queue_keys.messages(queue_name),
+                  self.queue_keys.acks(self.broker_id, queue_name)],
             args=[current_millis(), self.broker_id, prefetch])
         out: list[Fetched | None] = []
         for rid, data in zip(flat[::2], flat[1::2]):
@@ -206,7 +209,7 @@ class PatientRetries(Retries):
             try:
                 return super().after_process_message(broker, message, result=result,
                                                      exception=exception)
-            except (redis.ConnectionError, redis.TimeoutError):
+            except REDIS_UNREACHABLE:
                 if time.monotonic() > deadline:
                     raise  # not acknowledged either: the sweeper finds it in the ack set
                 time.sleep(1.0)

@@ -101,6 +101,9 @@ class Store:
         except (RedisConnectionError, RedisTimeoutError, OSError) as e:
             raise StoreError(f"cannot reach Redis at {safe_url(self.url)}: {e}") from None
 
+    async def server_version(self) -> str:
+        return str((await self.r.info("server")).get("redis_version", "?"))
+
     # -- patrons ---------------------------------------------------------------
 
     async def get_contact(self, card: str) -> Contact:
@@ -199,6 +202,16 @@ class Store:
             return []
         rows = [json.loads(x) for x in await self.r.hmget(self.k.calls, ids) if x]
         return [r for r in rows if branch is None or r.get("pickup_branch") == branch]
+
+    async def events_and_states(self, holds: list[tuple[str, str]]
+                                ) -> list[tuple[str | None, str | None]]:
+        """(stored event, patron's state) of each (hold_id, card), in one round trip."""
+        async with self.r.pipeline(transaction=False) as p:
+            for hold_id, card in holds:
+                p.hget(self.k.hold(hold_id), "event")
+                p.hget(self.k.patron(card), "state")
+            got = await p.execute()
+        return list(zip(got[::2], got[1::2]))
 
     async def mark_called(self, hold_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
         entry = await self._called(

@@ -1,23 +1,21 @@
 """Every Redis key the worker owns, in one place.
 
 All keys start with ``[redis] key_prefix`` (default ``omitama:``); dramatiq's own
-keys live under ``[redis] namespace`` and are listed in the README.
+keys live under ``[redis] namespace`` (:mod:`worker.store.queue_keys`).
 
 ==========================  =====  ===========================================  ==========================
 key                         type   content                                      lifetime
 ==========================  =====  ===========================================  ==========================
-hold:{hold_id}              hash   status, lease, attempts, token (the latest   pickup_by + hold_days
-                                   claim's: only it may finish), notice (the
-                                   Message-ID's token), event JSON, outcome
-                                   fields (see lua/*.lua); title and name
-                                   dropped when the hold closes (retention)
+hold:{hold_id}              hash   a hold notice's state; fields listed below;   pickup_by + [retention]
+                                   title and name dropped when the hold closes  hold_days
 notice:{token}              str    hold_id of the notice with Message-ID token  as its hold
 calls                       hash   hold_id → JSON entry of the phone-call list  until called, closed or past pickup
 calls:due                   zset   hold_id, score = pickup_by as YYYYMMDD       with ``calls``
 inflight                    zset   hold_id → ms after which the sweeper looks at it  while sending/retrying
 called                      list   JSON of each call staff marked done          [retention] called_days
 patron:{card}               hash   contact state, approved and pending address, kept
-                                   hashed receipt code (see worker/store/contacts.py)
+                                   hashed receipt code (worker/contact/changes.py),
+                                   last_sent_hold, last_sent_ms (below)
 pending                     zset   card, score = registered_at ms (oldest first) while pending
 address:{key}               set    cards holding this address (pending/active)  while any card does
 audit:{card}                list   JSON audit entries, append-only              [retention] audit_days
@@ -36,7 +34,7 @@ sent:{card}                 list   hold ids of the last notices mailed to card  
 rejected                    hash   fingerprint → JSON of a refused event        [retention] refused_days
 rejected:order              zset   fingerprint, score = arrival µs              with ``rejected``
 staff:{staff_id}            hash   staff web account: password hash (argon2),   until ``staff remove``
-                                   branch, created_at (see worker/web/auth.py)
+                                   branch, created_at (worker/store/staff.py)
 stafflog                    list   JSON of each account change (created,        kept (audit)
                                    password set, removed) and who made it
 purge:day:{YYYY-MM-DD}      str    the daily purge of that day was taken (SET NX) 3 days
@@ -53,6 +51,30 @@ web:login_missed:{staff_id} str    failed logins since the last good one        
 queue:secret                str    HMAC key signing the worker's own queue      kept (created once,
                                    messages (worker/queue/internal.py)          SET NX)
 ==========================  =====  ===========================================  ==========================
+
+Fields of ``hold:{hold_id}``, by who writes them (the scripts are in ``lua/``):
+
+- ``claim_hold.lua``: ``status`` (sending), ``lease_until`` (ms), ``token`` (the latest
+  claim's: only it may finish), ``notice`` (the Message-ID's token, fixed at the first
+  claim), ``attempts``, ``first_ms``; and the fields the caller passes: ``event`` (JSON),
+  ``card_number``, ``pickup_branch``, ``pickup_by`` (worker/app/holds.py).
+- ``extend_lease.lua``: ``lease_until``.
+- ``finish_hold.lua``: ``status`` (sent | phoned | retrying), drops
+  ``lease_until``; the caller's fields: ``message_id``, ``sent_ms``, ``to`` (masked),
+  ``relay_reply`` when sent; ``reason`` when phoned; ``last_error`` when retrying. On
+  "sent" it also sets ``last_sent_hold`` and ``last_sent_ms`` on ``patron:{card}``.
+- ``close_hold.lua``: ``status`` (cancelled | picked_up), or ``closed`` when the patron
+  was told already (sent, called); ``closed_ms``; drops the title and name (the event's
+  reading data, worker/holds/retention.py), as ``mark_called.lua`` does.
+- ``purge_hold.lua`` (the daily purge): drops the same; ``closed`` (expired) for a hold
+  whose pickup window passed, which also leaves the call list.
+- ``mark_called.lua``: ``status`` (called), ``called_ms``, ``called_entry`` (the call
+  list entry, JSON), ``called_due``, ``called_from`` (the status before);
+  ``uncall.lua`` puts ``status`` back from ``called_from`` and drops those four.
+- ``rephone_hold.lua`` (a sent notice bounced): ``status`` (phoned), ``reason``.
+
+dramatiq's own keys (under ``[redis] namespace``) are named in
+:mod:`worker.store.queue_keys`.
 """
 
 from __future__ import annotations

@@ -79,11 +79,6 @@ def staff(request: Request) -> Staff:
     return request.state.staff
 
 
-def branch_name(request: Request, code: str | None) -> str:
-    b = settings(request).branches.get(code or "")
-    return b.name if b else (code or "-")
-
-
 def branches_own_first(request: Request) -> list[str]:
     """The branch codes, the logged-in staff member's own branch first."""
     codes = list(settings(request).branches)
