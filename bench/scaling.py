@@ -22,7 +22,7 @@ from common import (REDIS_URL, activate_patrons, key_space, make_sink,  # noqa: 
 # assumptions for the projection (say them in bench/README.md)
 PATRONS = 30_000          # registered patrons, all with a contact record
 HOLDS_PER_YEAR = 150_000  # hold_ready events a year
-LIVE_DAYS = 7 + 60        # a hold key lives to pickup_by (≈ 7 days) + retention_days (60)
+LIVE_DAYS = 7 + 30        # a hold key lives to pickup_by (≈ 7 days) + [retention] hold_days (30)
 AUDIT_PER_PATRON_YEAR = 2 # registration, approval, change, suspension … per patron a year
 PHONED_SHARE = 0.5        # holds that end on the call list (kept in `called` once phoned)
 YEARS = 10

@@ -141,6 +141,40 @@ def wait_for(cond: Callable[[], Any], timeout: float = 15.0, interval: float = 0
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+def settle(seconds: float) -> None:
+    """Let ``seconds`` pass on purpose: a quiet period the test is about — a relay or
+    Redis kept down for an outage, or a pause after everything is done so that a late
+    duplicate or stray write would show — never to wait for something to happen (that is
+    :func:`wait_for`'s job)."""
+    time.sleep(seconds)
+
+
+def lease_over(hold: dict[str, str]) -> bool:
+    """Whether the claim lease recorded on a hold (``lease_until``, ms) has run out, by
+    the same clock the claim used (the caller's: worker.store.core.now_ms)."""
+    return time.time() * 1000 > int(hold.get("lease_until") or 0)
+
+
+async def until_lease_over(store: Any, hold_id: str, timeout: float = 5.0) -> None:
+    """Wait (in a coroutine) until the hold's lease has run out."""
+    deadline = time.monotonic() + timeout
+    while not lease_over(await store.get_hold(hold_id)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the lease of hold {hold_id} did not run out in {timeout} s")
+        await asyncio.sleep(0.001)
+
+
+def queue_empty(settings: Any) -> bool:
+    """Every message of the worker's queue (and its delayed queue) acknowledged: the
+    in-process worker has finished with everything sent to it."""
+    from worker.queue.actors import broker
+    from worker.store.queue_keys import QueueKeys, delayed
+
+    c, q = broker.client, QueueKeys(settings.redis.namespace)
+    return (c.llen(q.queue("notifications")) == 0 and c.hlen(q.messages("notifications")) == 0
+            and c.hlen(q.messages(delayed("notifications"))) == 0)
+
+
 def variant(settings: Any, **sections: dict[str, Any]) -> Any:
     """A copy of the settings with some keys of some sections replaced."""
     # validated like the real loader, so a test cannot build settings the loader would refuse
@@ -176,16 +210,10 @@ def run_worker(settings: Any, threads: int = 4) -> Iterator[Any]:
 
 
 def with_store(settings: Any, fn: Callable[[Any], Any]) -> Any:
-    """Run ``await fn(store)`` against the real Redis, from synchronous test code."""
-    from worker.store.core import Store
-
-    async def go() -> Any:
-        store = Store.connect(settings.redis.url, settings.redis.key_prefix)
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-    return asyncio.run(go())
+    """Run ``await fn(store)`` against the real Redis, from synchronous test code (the
+    commands' own helper)."""
+    from worker.cli.common import with_store as run_with_store
+    return run_with_store(settings, fn)
 
 
 def hold_event(hold_id: str = "H-1", card: str = "C-1", **over: Any) -> dict[str, Any]:
@@ -234,3 +262,21 @@ async def set_contact(store: Any, card: str, state: Any, *, address: str | None 
                                              masked=registration.masked))
     if state is ContactState.SUSPENDED:
         await reg.apply(card, lambda b: suspended(b, "filtered", why))
+
+
+@contextmanager
+def daemon_dir(name: str) -> Iterator[Any]:
+    """A throw-away folder for a private Postfix or Dovecot, directly under /tmp and
+    readable by their unprivileged users (nobody, postfix). Not under pytest's tmp_path:
+    pytest keeps its base folder at mode 0700 and resets it whenever another pytest run
+    starts, which locks those users out mid-test ("Permission denied" in their logs)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix=f"omitama-{name}-", dir="/tmp"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

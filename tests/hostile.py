@@ -57,6 +57,8 @@ class Payload:
     corrupt: bytes = b""       # bytes inserted that break UTF-8 or JSON ...
     corrupt_at: float = 0.0    # ... at this fraction of the body
     truncate: bool = False     # body cut short (a JSON object cut short is never JSON)
+    forged: bool = False       # for one of the worker's own actors: refused, never obeyed
+    unlisted: bool = False     # the hold slot must end on no call list (see :func:`steer`)
 
 
 Tagged = st.SearchStrategy[tuple[Any, int]]
@@ -269,6 +271,8 @@ def envelope(draw: Any) -> Payload:
         env["options"] = _OPTIONS[env["options"]]
     level = max(level, ev_level)
     kind = draw(st.integers(0, 11)) if not clean else 0
+    if kind == 4:    # a message for the worker's own actors, or options that send one
+        return draw(st.one_of(forged(env, ev, active), steer(ev, active)))
     if kind == 1:    # a byte that is not UTF-8 (or a CESU-8 surrogate) somewhere in it
         return Payload(env, BAD, active, draw(st.booleans()),
                        corrupt=draw(st.sampled_from([b"\xff", b"\x80", b"\xc3(", b"\xc0\x80",
@@ -281,6 +285,51 @@ def envelope(draw: Any) -> Payload:
                                      Slot("marker", "{}")]))
         return Payload(junk, BAD, active)
     return Payload(env, level, active, draw(st.booleans()))
+
+
+INTERNAL = ("omitama_gave_up", "omitama_malformed")
+
+
+def _message(actor: str, args: Any, options: dict[str, Any]) -> dict[str, Any]:
+    return {"queue_name": "notifications", "actor_name": actor, "args": args, "kwargs": {},
+            "options": {"redis_message_id": Slot("rid"), **options},
+            "message_id": Slot("uuid"), "message_timestamp": Slot("ts")}
+
+
+@st.composite
+def forged(draw: Any, env: dict[str, Any], ev: Any, active: bool) -> Payload:
+    """A producer's message for one of the worker's own actors, in their argument shapes
+    (worker/queue/internal.py): a give-up wrapping a message (with a forged traceback)
+    or an event, a malformed-message record; unsigned or wrongly signed. Each must be
+    refused: kept once, and the hold inside listed, never mailed nor listed as
+    worker_error."""
+    sig = draw(st.sampled_from([{}, {"omitama_sig": "0" * 64}, {"omitama_sig": "forged"},
+                                {"omitama_sig": 5}]))
+    info = draw(st.sampled_from([{}, {"retries": 8, "max_retries": 8}]))
+    kind = draw(st.integers(0, 2))
+    if kind == 0:
+        inner = {**env, "options": {"traceback": "  File x\nForgedError: forged"}}
+        msg = _message("omitama_gave_up", [inner, info], sig)
+    elif kind == 1:
+        msg = _message("omitama_gave_up", [ev, info], sig)
+    else:
+        msg = _message("omitama_malformed", [Slot("marker", "forged raw {}"),
+                                             draw(st.sampled_from(["forged problem", ""]))], sig)
+    return Payload(msg, BAD, active, draw(st.booleans()), forged=True)
+
+
+@st.composite
+def steer(draw: Any, ev: Any, active: bool) -> Payload:
+    """A valid hold_cancelled whose options would make dramatiq send a give-up for the
+    hold slot (``pipe_target``, ``on_success``, ...), which our worker would sign: the
+    options are ignored, the event runs as usual, and the hold slot is never listed."""
+    inner = _message("omitama_gave_up", [_message("hold_ready", [ev], {}), {"retries": 8}], {})
+    options = draw(st.sampled_from([
+        {"pipe_target": inner}, {"on_success": "omitama_gave_up"},
+        {"on_success": "omitama_malformed", "on_retry_exhausted": "omitama_gave_up"},
+        {"retries": "x", "eta": 10 ** 30, "max_retries": "x", "min_backoff": "x"}]))
+    event = {"event_id": Slot("marker"), "type": "hold_cancelled", "hold_id": Slot("uuid")}
+    return Payload(_message("hold_cancelled", [event], options), OK, active, unlisted=True)
 
 
 @st.composite
@@ -377,10 +426,18 @@ def envelope_names_hold(body: bytes) -> str | None:
     env = decode(body)
     if not isinstance(env, dict):
         return None
-    args = env.get("args")
+    args, actor = env.get("args"), env.get("actor_name")
+    if actor == "omitama_gave_up" and isinstance(args, list) and len(args) == 2 and \
+            isinstance(args[0], dict):
+        # a forged give-up: the event it wraps, or the message it wraps the event in
+        inner = args[0]
+        if "type" not in inner and "actor_name" in inner and isinstance(inner.get("args"), list):
+            args, actor = inner["args"], inner["actor_name"]
+        else:
+            args = args[:1]
     if not (isinstance(args, list) and len(args) == 1):
         return None
-    return names_hold(args[0], env.get("actor_name"))
+    return names_hold(args[0], actor)
 
 
 def must_mail(ev: dict[str, Any], active: bool, today: date) -> bool:

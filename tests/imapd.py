@@ -74,11 +74,7 @@ class Imapd:
         self.port = free_port()
         self.maildir = folder / "Maildir"
         folder.mkdir(parents=True, exist_ok=True)
-        folder.chmod(0o755)
-        for up in folder.parents:  # nobody must reach the Maildir
-            if str(up) in ("/", "/tmp"):
-                break
-            up.chmod(up.stat().st_mode | 0o011)
+        folder.chmod(0o755)  # nobody must reach the Maildir
         self.maildir.mkdir(exist_ok=True)
         os.chown(self.maildir, 65534, 65534)
         (folder / "users").write_text(

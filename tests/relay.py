@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from tests.helpers import free_port
@@ -114,10 +113,6 @@ class Relay:
         self.maildir = folder / "mail" / "bounces"
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o755)  # Postfix's daemons (user postfix) must reach their folders
-        for up in folder.parents:  # pytest's tmp_path parents are 0700
-            if up == Path(tempfile.gettempdir()) or up == Path("/"):
-                break
-            up.chmod(up.stat().st_mode | 0o011)
         (folder / "mail").mkdir(exist_ok=True)
         os.chown(folder / "mail", NOBODY, NOBODY)
         for sub in ("", "new", "cur", "tmp"):  # the bounce Maildir, as the operator makes it

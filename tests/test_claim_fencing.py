@@ -3,12 +3,11 @@ token, and only the latest claim may record the hold's outcome."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
-from tests.helpers import with_store
+from tests.helpers import until_lease_over, with_store
 
 
 @pytest.fixture
@@ -19,7 +18,7 @@ def store_run(settings, clean_redis):
 async def _expired_then_taken_over(store: Any, hold_id: str) -> tuple[Any, Any]:
     first = await store.claim_hold(hold_id, token="t1", lease_ms=1, ttl_s=3600,
                                    fields={"card_number": "C1"})
-    await asyncio.sleep(0.01)  # the lease (1 ms) runs out; the first worker is still busy
+    await until_lease_over(store, hold_id)  # the lease (1 ms) runs out; the first worker is still busy
     second = await store.claim_hold(hold_id, token="t2", lease_ms=60_000, ttl_s=3600, fields={})
     return first, second
 

@@ -81,6 +81,7 @@ def test_enqueue_refuses_invalid_and_enqueues_valid(clean_redis, settings):
     assert msg["actor_name"] == "hold_ready" and msg["args"][0]["hold_id"] == "H-1"
     rows = [json.loads(x) for x in cli("review", "rejected", "--json").stdout.splitlines()]
     assert {row["source"] for row in rows} == {"enqueue"} and len(rows) == 3
+    assert {row["kind"] for row in rows} == {"invalid_event"}
     assert any(row["event_id"] == "ev-H-2" and "mito" in row["error"] for row in rows)
 
 
@@ -277,6 +278,8 @@ def test_enqueue_refuses_an_address_the_worker_would_refuse(clean_redis, setting
     [rid] = clean_redis.lrange(f"{settings.redis.namespace}:notifications", 0, -1)
     msg = json.loads(clean_redis.hget(f"{settings.redis.namespace}:notifications.msgs", rid))
     assert msg["args"][0]["event_id"] == "reg-2"
+    [row] = [json.loads(x) for x in cli("review", "rejected", "--json").stdout.splitlines()]
+    assert (row["event_id"], row["kind"]) == ("reg-1", "refused_address")
 
 
 @pytest.mark.parametrize("as_json", [False, True])

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.helpers import free_port, wait_for
-from worker.store.devredis import ensure_redis, redis_answers, redis_server_binary, start_redis
+from worker.store.devredis import private_redis, redis_answers, redis_server_binary, start_redis
 from worker.errors import StoreError
 
 
@@ -40,15 +40,11 @@ def _alive(pid: int) -> bool:
 def test_private_server_keeps_data_across_restarts(tmp_path):
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
-    msg = ensure_redis(url, tmp_path / "redis", start_private=True)
-    assert msg and f"127.0.0.1:{port}" in msg and "kill" in msg and "keeps running" in msg
-    pid = int((tmp_path / "redis" / "redis.pid").read_text())
-    try:
+    said: list[str] = []
+    with private_redis(url, tmp_path / "redis", start_private=True, say=said.append) as pid:
+        assert pid and f"127.0.0.1:{port}" in said[0] and "started a private redis-server" in said[0]
         redis.Redis.from_url(url).set("omitama:probe", "残る")
-        assert ensure_redis(url, tmp_path / "redis", start_private=True) is None  # already up
-    finally:
-        _stop(pid)
-    assert not redis_answers(url)
+    assert not redis_answers(url) and "stopped the private redis-server" in said[-1]
     pid = start_redis(port, tmp_path / "redis")
     try:
         assert redis.Redis.from_url(url).get("omitama:probe").decode() == "残る"
@@ -58,11 +54,15 @@ def test_private_server_keeps_data_across_restarts(tmp_path):
 
 
 def test_no_private_server_for_remote_or_when_disabled(tmp_path):
+    def run(url: str, start_private: bool) -> None:
+        with private_redis(url, tmp_path, start_private=start_private, say=print, require=True):
+            raise AssertionError("no Redis, yet the command ran")
+
     with pytest.raises(StoreError, match="no Redis answers at redis://127.0.0.1:1"):
-        ensure_redis("redis://127.0.0.1:1/0", tmp_path, start_private=False)
+        run("redis://127.0.0.1:1/0", start_private=False)
     # only a loopback URL gets a private server (.invalid never resolves: no traffic leaves)
     with pytest.raises(StoreError, match="no Redis answers at redis://redis.invalid:6379"):
-        ensure_redis("redis://redis.invalid:6379/0", tmp_path, start_private=True)
+        run("redis://redis.invalid:6379/0", start_private=True)
     assert not (tmp_path / "redis.pid").exists()
 
 

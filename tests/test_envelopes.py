@@ -104,6 +104,8 @@ def test_a_hold_ready_in_a_wrong_envelope_is_listed_once(s, clean_redis, what):
     assert mails(s) == 0
     assert [(c["hold_id"], c["reason"]) for c in calls] == [("H-W", "invalid_event")]
     assert rows and all((r["event_id"], r["type"]) == ("ev-H-W", "hold_ready") for r in rows)
+    kind = "wrong_actor" if what == "wrong actor" else "malformed_envelope"
+    assert {r["kind"] for r in rows} == {kind}
 
 
 # -- generated hostile envelopes ---------------------------------------------------------

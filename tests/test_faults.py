@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 import redis
 
-from tests.helpers import SmtpSink, free_port, hold_event, run_worker, variant, wait_for, with_store
+from tests.helpers import (SmtpSink, free_port, hold_event, run_worker, settle, variant, wait_for,
+                           with_store)
 from tests.helpers import set_contact
 from tests.worker_command import WorkerCommand
 from worker.contact import ContactState
@@ -135,7 +136,7 @@ def test_each_event_three_times_some_concurrently_gives_one_notice_per_hold(clea
         for t in threads:
             t.join()
         wait_for(lambda: len(sink.messages) >= n and drained(clean_redis), timeout=120)
-        time.sleep(0.5)
+        settle(0.5)  # a late duplicate would show now
     finally:
         w.stop()
     c = tally(sink, {addr(i) for i in range(n)})
@@ -162,7 +163,7 @@ def test_kill_9_mid_run_then_restart_loses_nothing(clean_redis, settings, sink):
         w.start()
         wait_for(lambda: tally(sink, {addr(i) for i in range(n)})["lost"] == 0
                  and drained(clean_redis), timeout=120)
-        time.sleep(1)
+        settle(1)  # a late duplicate would show now
     finally:
         w.stop()
     c = tally(sink, {addr(i) for i in range(n)})
@@ -186,12 +187,12 @@ def test_smtp_server_down_then_back_delivers_all_once(clean_redis, settings):
         enqueue(clean_redis, [ev(i) for i in range(n)])
         t0 = time.monotonic()
         wait_for(lambda: statuses(settings, n)["retrying"] == n, timeout=30)
-        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t0)))
+        settle(max(0.0, OUTAGE_S - (time.monotonic() - t0)))  # the outage lasts OUTAGE_S
         outage = time.monotonic() - t0
         assert statuses(settings, n)["sent"] == 0
         relay.start()
         wait_for(lambda: len(relay.messages) >= n and drained(clean_redis), timeout=60)
-        time.sleep(0.5)
+        settle(0.5)  # a late duplicate would show now
         c = tally(relay, {addr(i) for i in range(n)})
     finally:
         w.stop()
@@ -235,14 +236,14 @@ def test_redis_restart_mid_run_keeps_all_state(settings, tmp_path, sink):
         wait_for(lambda: sum(statuses(s, 100).values()) >= 60, timeout=60)
         os.kill(pid, signal.SIGTERM)  # a clean restart: redis writes its append-only file
         wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=20)
-        time.sleep(1)
+        settle(1)  # Redis stays down a while: the workers meet the outage
         pid = start_redis(port, data, appendonly=True)
         try:
             wait_for(lambda: drained(client) and set(statuses(s, 100)) <= {"sent", "phoned"},
                      timeout=60)
         except AssertionError:
             Path(tmp_path / "worker.log").write_text("".join(w.log))
-        time.sleep(0.5)
+        settle(0.5)  # a late write would show in the snapshot
         after = _snapshot(s, 100)
     finally:
         w.stop()

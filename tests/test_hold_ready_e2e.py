@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
+from tests.helpers import hold_event, queue_empty, run_worker, variant, wait_for, with_store
 from tests.helpers import set_contact
 from worker.contact import ContactState
 
@@ -91,16 +91,8 @@ def test_duplicates_and_concurrent_redeliveries_send_once(smtp_settings, smtp_si
         for i in range(3):
             send(hold_event("H-3", "C-3", event_id=f"dup-{i}"))
         wait_for(lambda: hold(smtp_settings, "H-3").get("status") == "sent")
-        wait_for(lambda: _queue_empty(smtp_settings))
+        wait_for(lambda: queue_empty(smtp_settings))
     assert len(smtp_sink.messages) == 1
-
-
-def _queue_empty(settings) -> bool:
-    from worker.queue.actors import broker
-    c = broker.client
-    ns = settings.redis.namespace
-    return (c.llen(f"{ns}:notifications") == 0 and c.hlen(f"{ns}:notifications.msgs") == 0
-            and c.hlen(f"{ns}:notifications.DQ.msgs") == 0)
 
 
 def test_connection_is_reused_across_messages(smtp_settings, smtp_sink):
@@ -178,7 +170,7 @@ def test_cancel_before_send_drops_notice_and_leaves_call_list(smtp_settings, smt
         wait_for(lambda: hold(smtp_settings, "H-9").get("status") == "picked_up")
         activate(smtp_settings, "C-9", "b@example.jp")
         send(hold_event("H-9", "C-9"))
-        wait_for(lambda: _queue_empty(smtp_settings))
+        wait_for(lambda: queue_empty(smtp_settings))
     assert smtp_sink.messages == [] and calls(smtp_settings) == []
     assert hold(smtp_settings, "H-9")["status"] == "picked_up"
 

@@ -193,7 +193,11 @@ class Batch:
             mine = [r for r in rows if _carries(r, ids)]
             unmatched = [r for r in unmatched if not _carries(r, ids)]
             got = (mailed.get(hold, 0), hold in listed, len(mine))
-            if hold is not None:
+            if p.unlisted and ids.hold in listed:
+                ok = False
+            elif hold is not None and p.forged:  # refused: listed and kept, never mailed
+                ok = got == (0, True, 1)
+            elif hold is not None:
                 ok = sorted([got[0], int(got[1])]) == [0, 1] and got[2] <= 1
                 if ok and p.level == h.OK:
                     ev = h.decode(body)["args"][0] if not self.bare else h.decode(body)

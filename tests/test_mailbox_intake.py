@@ -8,12 +8,13 @@ import mailbox
 import os
 import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import variant, wait_for, with_store
+from tests.helpers import daemon_dir, variant, wait_for, with_store
 from tests.test_bounce_handling import dsn, failures
 from worker.mailbox.watch import watch
 
@@ -162,18 +163,31 @@ needs_dovecot = pytest.mark.skipif(imapd_mod.available() is not None,
 
 
 @pytest.fixture
-def imapd(tmp_path):
-    d = imapd_mod.Imapd(tmp_path / "imapd")
-    d.start()
-    yield d
-    d.stop()
+def imapd():
+    with daemon_dir("imapd") as folder:
+        d = imapd_mod.Imapd(folder)
+        d.start()
+        try:
+            yield d
+        finally:
+            d.stop()
 
 
 def _imap(d):
+    """A logged-in test client. Dovecot answers "[UNAVAILABLE] Temporary authentication
+    failure" while its auth process is busy (a loaded CI machine): log in again then."""
     import imaplib
-    c = imaplib.IMAP4("127.0.0.1", d.port)
-    c.login(imapd_mod.USER, imapd_mod.PASSWORD)
-    return c
+    deadline = time.monotonic() + 20
+    while True:
+        c = imaplib.IMAP4("127.0.0.1", d.port)
+        try:
+            c.login(imapd_mod.USER, imapd_mod.PASSWORD)
+            return c
+        except imaplib.IMAP4.error as e:
+            c.shutdown()
+            if "[UNAVAILABLE]" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)  # a retry interval, not synchronisation
 
 
 def _count(d, folder: str) -> int:

@@ -57,7 +57,8 @@ def test_full_run_metrics_and_no_leaks_in_json_logs(clean_redis, settings, smtp_
     proc = subprocess.Popen([sys.executable, "-m", "worker.cli.main", "worker"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
-    secrets = ["hanako.secret@ezweb.ne.jp", "kenji.bounce@docomo.ne.jp", "山田 花子", "鈴木 健二"]
+    secrets = ["hanako.secret@ezweb.ne.jp", "kenji.bounce@docomo.ne.jp", "山田 花子", "鈴木 健二",
+               "秘密の題名LK1", "隠す著者LK2", "誰にも言えない本LK3"]
     try:
         reg = {"event_id": "r1", "type": "address_registered", "card_number": "C1",
                "email": secrets[0], "registered_at": "2026-11-29T09:00:00+09:00",
@@ -72,16 +73,23 @@ def test_full_run_metrics_and_no_leaks_in_json_logs(clean_redis, settings, smtp_
         with_store(settings, lambda st: set_contact(st, 
             "C2", __import__("worker.contact").contact.ContactState.ACTIVE,
             address=secrets[1]))
-        events = [hold_event("H1", "C1", patron_name=secrets[2]),
-                  hold_event("H2", "C2", patron_name=secrets[3]),
-                  hold_event("H3", "C3", contact="phone", patron_name=secrets[2])]
-        r = cli("enqueue", "-", env=env, stdin="\n".join(json.dumps(e) for e in events))
+        book = {"title": secrets[4], "author": secrets[5], "material": "book"}
+        events = [hold_event("H1", "C1", patron_name=secrets[2], item=book),
+                  hold_event("H2", "C2", patron_name=secrets[3], item=book),
+                  hold_event("H3", "C3", contact="phone", patron_name=secrets[2], item=book),
+                  # refused: a title of the wrong type, whose refusal is logged
+                  hold_event("H4", "C4", contact="phone", patron_name=secrets[3],
+                             item={"title": [secrets[6]], "material": "book"})]
+        r = cli("enqueue", "-", env=env, stdin="\n".join(json.dumps(e) for e in events[:3]))
         assert r.returncode == 0, r.stderr
         wait_for(lambda: len(with_store(settings, lambda st: st.calls())) == 2, timeout=30)
         try:
             metrics = wait_for(lambda: _scrape(port, "omitama_call_list"), timeout=40)
         except AssertionError:
             raise AssertionError("metrics never complete:\n" + str(_scrape(port, ""))) from None
+        from worker.queue.actors import hold_ready  # the ILS sends it unchecked, the worker refuses
+        hold_ready.send(events[3])
+        wait_for(lambda: with_store(settings, lambda st: st.rejected()), timeout=30)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
@@ -101,6 +109,61 @@ def test_full_run_metrics_and_no_leaks_in_json_logs(clean_redis, settings, smtp_
                for j in json_lines), out
     for secret in secrets:
         assert secret not in out, f"{secret!r} leaked into the logs"
+        assert secret not in metrics, f"{secret!r} leaked into a metric"
+    assert "event refused" in out  # the refusal was logged: and without its title
+
+
+def test_the_staff_pages_access_log_names_no_title_nor_patron(clean_redis, settings, tmp_path,
+                                                              caplog):
+    """uvicorn's access log (when an operator turns it on) sees every path and query
+    string staff open: a title or a name must never be in one."""
+    import logging
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from tests.helpers import run_worker, variant
+    from worker.queue.actors import hold_ready
+    from worker.web.app import create_app
+    from worker.web.auth import Accounts
+
+    s = variant(settings, mail={"outbox_dir": str(tmp_path / "out")})
+    title, name = "閲覧禁止の本AC1", "秘密 四郎AC"
+    with run_worker(s):
+        for hold_id in ("H1", "H2"):
+            hold_ready.send(hold_event(hold_id, "C1", contact="phone", patron_name=name,
+                                       item={"title": title, "material": "book"}))
+        wait_for(lambda: len(with_store(s, lambda st: st.calls())) == 2)
+    with_store(s, lambda st: Accounts(st, s.web).add("S01", "kasidasi-2026", None))
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(s), host="127.0.0.1", port=port,
+                                        log_config=None, log_level="info", access_log=True))
+    threading.Thread(target=srv.run, daemon=True).start()
+    wait_for(lambda: srv.started)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=True) as web:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/login").text)[1]
+            web.post("/login", data={"csrf": csrf, "staff_id": "S01",
+                                     "password": "kasidasi-2026", "next": "/calls"})
+            page = web.get("/calls?branch=ogawa")
+            assert title in page.text and name in page.text  # staff see them, the log must not
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+            for path, form in (("/calls/called", {"hold_id": "H1", "note": f"{name}さんに伝言"}),
+                               ("/calls/uncall", {"hold_id": "H1"})):
+                assert web.post(path, data={"csrf": csrf, "next": "/calls?branch=ogawa", **form}
+                                ).status_code == 200
+            web.get("/patron", params={"card": "C1"})
+            web.get("/rejected")
+    finally:
+        srv.should_exit = True
+    access = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    # it logs paths with their query strings: a name in one would be caught here
+    assert any("/calls/called" in line for line in access), access
+    assert any("/patron?card=C1" in line for line in access), access
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert title not in logged and name not in logged, logged
 
 
 def _scrape(port: int, needle: str) -> str | None:

@@ -11,6 +11,7 @@ import pytest
 
 from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
 from tests.test_raw_redis_producer import envelope, leftovers, raw_enqueue
+from tests.test_sweeper import sweeps
 from worker.queue.sweeper import AckWatch
 
 CLEAN = {"queue": 0, "msgs": 0, "acks": 0, "dead": 0}
@@ -67,13 +68,13 @@ def test_two_sweepers_requeue_a_stranded_message_once(s, clean_redis):
     ack, queue = f"{ns}:__acks__.w.notifications", f"{ns}:notifications"
     clean_redis.hset(queue + ".msgs", "m1", "{}")
     clean_redis.sadd(ack, "m1")
-    a, b = AckWatch(ns, "notifications"), AckWatch(ns, "notifications")
-    assert a.requeue(clean_redis, older_than_s=10, now=0.0) == 0
-    assert b.requeue(clean_redis, older_than_s=10, now=0.0) == 0
-    assert a.requeue(clean_redis, older_than_s=10, now=20.0) == 1
+    a, b = AckWatch(sweeps(s, clean_redis), "notifications"), AckWatch(sweeps(s, clean_redis), "notifications")
+    assert a.requeue(older_than_s=10, now=0.0) == 0
+    assert b.requeue(older_than_s=10, now=0.0) == 0
+    assert a.requeue(older_than_s=10, now=20.0) == 1
     assert clean_redis.lpop(queue) == "m1"   # fetched again, by the same worker
     clean_redis.sadd(ack, "m1")
-    assert b.requeue(clean_redis, older_than_s=10, now=20.5) == 0
+    assert b.requeue(older_than_s=10, now=20.5) == 0
     assert clean_redis.llen(queue) == 0
 
 
@@ -88,12 +89,12 @@ def test_an_orphan_message_is_adopted_after_the_grace_period(s, clean_redis):
     raw_enqueue(clean_redis, ns, envelope("hold_ready", hold_event("H-Q", "C-Q"), None))  # queued
     clean_redis.sadd(f"{ns}:__acks__.w.notifications", "in-hand")  # fetched, being worked on
     clean_redis.hset(queue + ".msgs", "in-hand", "{}")
-    a, b = AckWatch(ns, "notifications"), AckWatch(ns, "notifications")
-    assert a.adopt_orphans(clean_redis, older_than_s=10, now=0.0) == 0  # first sighting
-    assert b.adopt_orphans(clean_redis, older_than_s=10, now=0.0) == 0
-    assert a.adopt_orphans(clean_redis, older_than_s=10, now=5.0) == 0  # within the grace
-    assert a.adopt_orphans(clean_redis, older_than_s=10, now=11.0) == 1
-    assert b.adopt_orphans(clean_redis, older_than_s=10, now=11.0) == 0  # queued already
+    a, b = AckWatch(sweeps(s, clean_redis), "notifications"), AckWatch(sweeps(s, clean_redis), "notifications")
+    assert a.adopt_orphans(older_than_s=10, now=0.0) == 0  # first sighting
+    assert b.adopt_orphans(older_than_s=10, now=0.0) == 0
+    assert a.adopt_orphans(older_than_s=10, now=5.0) == 0  # within the grace
+    assert a.adopt_orphans(older_than_s=10, now=11.0) == 1
+    assert b.adopt_orphans(older_than_s=10, now=11.0) == 0  # queued already
     assert clean_redis.lrange(queue, 0, -1)[-1] == orphan and clean_redis.llen(queue) == 2
     clean_redis.srem(f"{ns}:__acks__.w.notifications", "in-hand")
     clean_redis.hdel(queue + ".msgs", "in-hand")
@@ -106,8 +107,8 @@ def test_an_orphan_on_the_delayed_queue_is_adopted_too(s, clean_redis):
     ns = s.redis.namespace
     dq = f"{ns}:notifications.DQ"
     clean_redis.hset(dq + ".msgs", "late", json.dumps({"options": {"eta": 1}}))
-    watch = AckWatch(ns, "notifications")
-    watch.adopt_orphans(clean_redis, older_than_s=1, now=0.0)
-    assert watch.adopt_orphans(clean_redis, older_than_s=1, now=2.0) == 1
+    watch = AckWatch(sweeps(s, clean_redis), "notifications")
+    watch.adopt_orphans(older_than_s=1, now=0.0)
+    assert watch.adopt_orphans(older_than_s=1, now=2.0) == 1
     assert clean_redis.lrange(dq, 0, -1) == ["late"]
-    assert watch.adopt_orphans(clean_redis, older_than_s=1, now=time.monotonic()) == 0
+    assert watch.adopt_orphans(older_than_s=1, now=time.monotonic()) == 0

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
+from tests.helpers import hold_event, queue_empty, run_worker, variant, wait_for, with_store
 from worker.app import registration
 from worker.errors import ReviewError
 
@@ -159,8 +159,7 @@ def test_duplicate_registration_event_sends_one_mail(s, smtp_sink):
         for _ in range(3):
             address_registered.send(reg_event("C7", "dup@example.jp", "same-event"))
         wait_for(lambda: smtp_sink.messages)
-        import time
-        time.sleep(0.5)
+        wait_for(lambda: queue_empty(s))  # all three handled, not just the first
     assert len(smtp_sink.messages) == 1
 
 
@@ -212,6 +211,7 @@ def test_invalid_address_is_refused_and_state_kept(s, smtp_sink, address, words)
     register(s, smtp_sink, "C13", address, event_id="bad", mails=2)
     [row] = rejected(s)
     assert row["event_id"] == "bad" and row["error"].startswith("email:")
+    assert row["kind"] == "refused_address"
     assert words.lower() in row["error"].lower()
     rec = state(s, "C13")
     assert rec["state"] == "active" and rec["address"] == "keep@example.jp"

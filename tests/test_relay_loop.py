@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests import relay as relay_mod
-from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
+from tests.helpers import daemon_dir, hold_event, run_worker, variant, wait_for, with_store
 from tests.test_bounce_handling import active, failures, hold, patron
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,11 +28,14 @@ pytestmark = pytest.mark.skipif(relay_mod.available() is not None,
 
 
 @pytest.fixture
-def relay(tmp_path, smtp_sink):
-    r = relay_mod.Relay(tmp_path / "relay", carrier_port=smtp_sink.port)
-    r.start()
-    yield r
-    r.stop()
+def relay(smtp_sink):
+    with daemon_dir("relay") as folder:
+        r = relay_mod.Relay(folder, carrier_port=smtp_sink.port)
+        r.start()
+        try:
+            yield r
+        finally:
+            r.stop()
 
 
 def test_carrier_refusal_comes_back_through_the_relay_and_rephones_the_hold(

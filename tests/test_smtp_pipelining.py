@@ -29,6 +29,7 @@ class _Handler:
         self.received: list[tuple[str, list[str], list[str], bytes]] = []
         self.commands: list[str] = []
         self.wire: list[str] = []  # RCPT arguments as they came over the wire
+        self.verbs: list[str] = []  # MAIL, RCPT, DATA, RSET as they came, accepted or not
 
     async def handle_EHLO(self, server: SMTP, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -63,9 +64,22 @@ class _Handler:
 
 
 class _WireSMTP(SMTP):
+    async def smtp_MAIL(self, arg: str) -> None:
+        self.event_handler.verbs.append("MAIL")
+        await super().smtp_MAIL(arg)
+
     async def smtp_RCPT(self, arg: str) -> None:
         self.event_handler.wire.append(arg)
+        self.event_handler.verbs.append("RCPT")
         await super().smtp_RCPT(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self.event_handler.verbs.append("DATA")
+        await super().smtp_DATA(arg)
+
+    async def smtp_RSET(self, arg: str) -> None:
+        self.event_handler.verbs.append("RSET")
+        await super().smtp_RSET(arg)
 
 
 class _Controller(Controller):
@@ -203,3 +217,65 @@ def test_relay_closing_reconnects_next_time(relay: _Handler, settings: Any) -> N
                                 421)
     assert reply == "2.0.0 Ok: queued as X1"
     assert [r[2] for r in relay.received] == [["p2@example.jp"]]
+
+
+def test_without_pipelining_each_command_waits_for_the_reply_before(relay: _Handler,
+                                                                    settings: Any) -> None:
+    """The fallback for a relay that does not advertise PIPELINING is really taken: after
+    a refused MAIL such a relay sees no RCPT and no DATA (pipelined, both were already on
+    their way — the relay only answers them with 503)."""
+    relay.mail_reply = "553 5.7.1 Sender not allowed"
+
+    async def go() -> None:
+        t = _transport(settings, relay.port)  # type: ignore[attr-defined]
+        try:
+            with pytest.raises(TransientDeliveryError):
+                await t.send(_notice(1))
+        finally:
+            await t.close()
+
+    _run(go())
+    if relay.pipelining:
+        assert relay.verbs == ["MAIL", "RCPT", "DATA", "RSET"]
+    else:
+        assert relay.verbs == ["MAIL", "RSET"]
+    relay.mail_reply = None
+    relay.verbs.clear()
+    replies = _run(_send_all(settings, relay.port, 2))  # type: ignore[attr-defined]
+    assert replies == ["2.0.0 Ok: queued as X1"] * 2
+    assert relay.verbs == ["MAIL", "RCPT", "DATA"] * 2
+    assert [r[3] for r in relay.received] == [_notice(i).data for i in range(2)]
+
+
+def test_a_protocol_of_another_class_falls_back_to_aiosmtplibs_sendmail(
+        relay: _Handler, settings: Any) -> None:
+    """When aiosmtplib's protocol is not the class pipelining.py was checked against (a
+    later aiosmtplib), the transport leaves it alone and uses aiosmtplib's own sendmail."""
+    from aiosmtplib.protocol import SMTPProtocol
+
+    class Later(SMTPProtocol):
+        pass
+
+    async def go() -> list[str]:
+        t = _transport(settings, relay.port)  # type: ignore[attr-defined]
+        try:
+            conn = t.pool.get_nowait()
+            await conn.client.connect()
+            conn.client.protocol.__class__ = Later  # type: ignore[union-attr]
+            t.pool.put_nowait(conn)
+            replies = [await t.send(_notice(i)) for i in range(2)]
+            assert type(conn.client.protocol) is Later  # never swapped for ours
+            return replies
+        finally:
+            await t.close()
+
+    assert _run(go()) == ["2.0.0 Ok: queued as X1"] * 2
+    assert [r[3] for r in relay.received] == [_notice(i).data for i in range(2)]
+
+
+async def _send_all(settings: Any, port: int, n: int) -> list[str]:
+    t = _transport(settings, port)
+    try:
+        return [await t.send(_notice(i)) for i in range(n)]
+    finally:
+        await t.close()

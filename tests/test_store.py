@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.helpers import with_store
+from tests.helpers import until_lease_over, with_store
 from tests.helpers import set_contact
 from worker.contact import ContactState
 from worker.store.core import Store, safe_url
@@ -30,7 +30,7 @@ def test_fifty_concurrent_claims_one_winner(store_run):
 def test_outcome_is_final_and_expired_lease_is_taken_over(store_run):
     async def go(store):
         first = await store.claim_hold("H2", token="a", lease_ms=1, ttl_s=3600, fields={})
-        await asyncio.sleep(0.01)
+        await until_lease_over(store, "H2")
         # the first worker died: its lease ran out, a second one takes over with its own
         # token (see test_claim_fencing.py) and the same notice
         second = await store.claim_hold("H2", token="b", lease_ms=60_000, ttl_s=3600, fields={})

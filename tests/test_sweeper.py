@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
 
-from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
+from tests.helpers import hold_event, lease_over, run_worker, variant, wait_for, with_store
 from worker.store.keys import Keys
 from worker.queue.sweeper import AckWatch, sweep_once
+from worker.store.queue_keys import QueueKeys
+from worker.store.sweeps import SweepStore
 
 
 @pytest.fixture
 def s(settings, clean_redis, tmp_path):
     return variant(settings, mail={"outbox_dir": tmp_path / "out"}, delivery={"lease_s": 1})
+
+
+def sweeps(s, client) -> SweepStore:
+    """The sweeper's Redis side on the test's client."""
+    return SweepStore(client, Keys(s.redis.key_prefix), QueueKeys(s.redis.namespace))
 
 
 def claim(s, hold_id: str, lease_ms: int) -> None:
@@ -27,12 +33,12 @@ def claim(s, hold_id: str, lease_ms: int) -> None:
 def test_overdue_hold_is_re_enqueued_once_and_then_decided(s, clean_redis):
     claim(s, "H1", lease_ms=1)       # a worker claimed it, then its message vanished
     claim(s, "H2", lease_ms=60_000)  # still within its lease: left alone
-    time.sleep(0.01)
+    wait_for(lambda: lease_over(with_store(s, lambda st: st.get_hold("H1"))))
     keys = Keys(s.redis.key_prefix)
     sent: list[dict] = []
-    assert sweep_once(clean_redis, keys, sent.append, push_ms=60_000) == ["H1"]
+    assert sweep_once(sweeps(s, clean_redis), sent.append, push_ms=60_000) == ["H1"]
     assert [e["hold_id"] for e in sent] == ["H1"]
-    assert sweep_once(clean_redis, keys, sent.append, push_ms=60_000) == []  # taken once
+    assert sweep_once(sweeps(s, clean_redis), sent.append, push_ms=60_000) == []  # taken once
     from worker.queue.actors import hold_ready
     with run_worker(s):
         hold_ready.send(sent[0])
@@ -46,10 +52,9 @@ def test_a_hold_whose_stored_event_is_unreadable_still_reaches_the_call_list(s, 
     with_store(s, lambda st: st.claim_hold("H5", token="tH5", lease_ms=1, ttl_s=3600, fields={
         "event": '{"event_id": "ev-H5", "type": "hold_ready", "hold_id": "H5", "ite',  # cut off
         "card_number": "C5", "pickup_branch": "tamari"}))
-    time.sleep(0.01)
-    keys = Keys(s.redis.key_prefix)
+    wait_for(lambda: lease_over(with_store(s, lambda st: st.get_hold("H5"))))
     sent: list[dict] = []
-    assert sweep_once(clean_redis, keys, sent.append, push_ms=60_000) == ["H5"]  # no exception
+    assert sweep_once(sweeps(s, clean_redis), sent.append, push_ms=60_000) == ["H5"]  # no exception
     from worker.queue.actors import hold_ready
     with run_worker(s):
         hold_ready.send(sent[0])
@@ -64,7 +69,7 @@ def test_decided_or_closed_holds_are_dropped_from_the_index(s, clean_redis):
     with_store(s, lambda st: st.close_hold("H3", "cancelled", 3600))
     keys = Keys(s.redis.key_prefix)
     assert clean_redis.zscore(keys.inflight, "H3") is None
-    assert sweep_once(clean_redis, keys, lambda e: None, push_ms=1000) == []
+    assert sweep_once(sweeps(s, clean_redis), lambda e: None, push_ms=1000) == []
 
 
 def test_stranded_message_in_a_live_workers_ack_set_is_requeued(s, clean_redis):
@@ -74,15 +79,15 @@ def test_stranded_message_in_a_live_workers_ack_set_is_requeued(s, clean_redis):
     clean_redis.hset(f"{ns}:notifications.msgs", rid, "{}")
     clean_redis.sadd(ack, rid)
     clean_redis.sadd(f"{ns}:__acks__.live-worker.notifications.DQ", "delayed-retry")
-    watch = AckWatch(ns, "notifications")
-    assert watch.requeue(clean_redis, older_than_s=10, now=100.0) == 0   # first sighting
-    assert watch.requeue(clean_redis, older_than_s=10, now=105.0) == 0   # not long enough
-    assert watch.requeue(clean_redis, older_than_s=10, now=111.0) == 1
+    watch = AckWatch(sweeps(s, clean_redis), "notifications")
+    assert watch.requeue(older_than_s=10, now=100.0) == 0   # first sighting
+    assert watch.requeue(older_than_s=10, now=105.0) == 0   # not long enough
+    assert watch.requeue(older_than_s=10, now=111.0) == 1
     assert clean_redis.lrange(f"{ns}:notifications", 0, -1) == [rid]
     assert clean_redis.smembers(ack) == set()
     # a delayed retry (.DQ acks) is never touched
     assert clean_redis.smembers(f"{ns}:__acks__.live-worker.notifications.DQ") == {"delayed-retry"}
-    assert watch.requeue(clean_redis, older_than_s=10, now=200.0) == 0
+    assert watch.requeue(older_than_s=10, now=200.0) == 0
 
 
 def test_a_message_acked_meanwhile_is_not_requeued(s, clean_redis):
@@ -90,11 +95,11 @@ def test_a_message_acked_meanwhile_is_not_requeued(s, clean_redis):
     ack = f"{ns}:__acks__.w.notifications"
     clean_redis.sadd(ack, "m1")
     clean_redis.hset(f"{ns}:notifications.msgs", "m1", "{}")
-    watch = AckWatch(ns, "notifications")
-    watch.requeue(clean_redis, older_than_s=10, now=0.0)
+    watch = AckWatch(sweeps(s, clean_redis), "notifications")
+    watch.requeue(older_than_s=10, now=0.0)
     clean_redis.srem(ack, "m1")          # processed and acknowledged after all
     clean_redis.hdel(f"{ns}:notifications.msgs", "m1")
-    assert watch.requeue(clean_redis, older_than_s=10, now=50.0) == 0
+    assert watch.requeue(older_than_s=10, now=50.0) == 0
     assert clean_redis.llen(f"{ns}:notifications") == 0
 
 
@@ -104,7 +109,7 @@ def test_overdue_delayed_retry_is_requeued_but_a_waiting_one_is_not(s, clean_red
     for mid, eta in (("late", 1_000), ("waiting", 10_000_000)):
         clean_redis.hset(f"{ns}:notifications.DQ.msgs", mid, json.dumps({"options": {"eta": eta}}))
         clean_redis.sadd(ack, mid)
-    watch = AckWatch(ns, "notifications")
-    assert watch.requeue_delayed(clean_redis, older_than_s=10, now_ms=100_000) == 1
+    watch = AckWatch(sweeps(s, clean_redis), "notifications")
+    assert watch.requeue_delayed(older_than_s=10, now_ms=100_000) == 1
     assert clean_redis.lrange(f"{ns}:notifications.DQ", 0, -1) == ["late"]
     assert clean_redis.smembers(ack) == {"waiting"}

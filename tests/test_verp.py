@@ -12,7 +12,8 @@ from hypothesis import given, strategies as st
 from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
 from tests.test_bounce_handling import active, failures, hold, patron, send_and_wait
 from worker.app.ingest import ingest_one
-from worker.mail.verp import check_template, new_token, return_path, token_in
+from worker.mail.verp import new_token, return_path, token_in
+from worker.settings import check_return_path as check_template
 
 TEMPLATE = "bounce+{token}@city.omitama.ibaraki.jp"
 

@@ -761,3 +761,23 @@ def test_refused_events_say_why_in_japanese_from_the_error_kinds(s, web):
                "surprise はこの種類のデータにない項目です".replace(" ", "")):
         assert ja in page, ja
     assert "原文(連携担当者向け)" in page  # the English for the integrator, folded away
+
+
+def test_refusals_that_are_not_an_invalid_event_say_what_they_are(s, web):
+    """A wrong envelope (its raw is the whole message), an event sent to another actor and
+    an unusable address are valid events: validating them again named no fault, or a wrong
+    one (a message has no "type": "データの種類(type)が不明です"). Their kind says it."""
+    logged_in(s, web)
+    from worker.app.refusals import RefusalKind, reject
+
+    message = json.dumps({"queue_name": "other", "actor_name": "hold_ready",
+                          "args": [hold_event("R5", "C5")], "kwargs": {}, "options": {}})
+    with_store(s, lambda st: reject(st, message, "queue_name: 'other' is not this worker's queue",
+                                    kind=RefusalKind.MALFORMED_ENVELOPE))
+    with_store(s, lambda st: reject(st, hold_event("R6", "C6"), "type: a hold_ready event was "
+                                    "sent to the hold_cancelled actor",
+                                    kind=RefusalKind.WRONG_ACTOR))
+    page = web.get("/rejected").text
+    assert "メッセージの形式(envelope)が正しくありません" in page
+    assert "データの種類(type)と送り先(actor_name)が一致しません" in page
+    assert "データの種類(type)が不明です" not in page

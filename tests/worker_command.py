@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.helpers import wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 READY = "Worker process is ready for action"
 
@@ -87,9 +89,10 @@ class WorkerCommand:
 
     def kill9(self) -> None:
         """SIGKILL the worker process(es), then the rest of the command: nothing shuts down cleanly."""
-        for pid in self.worker_pids():
+        pids = self.worker_pids()
+        for pid in pids:
             os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
+        wait_for(lambda: not any(_running(pid) for pid in pids), timeout=10)
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -111,3 +114,12 @@ class WorkerCommand:
 
     def errors(self) -> list[str]:
         return [x for x in self.log if "ERROR" in x or "CRITICAL" in x or "Traceback" in x]
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a killed process its parent has not reaped yet does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")

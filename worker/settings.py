@@ -38,6 +38,21 @@ ETC_FILE = Path("/etc/omitama-notify/settings.toml")
 STATE_DIR = Path("/var/lib/omitama-notify")
 
 
+def check_return_path(template: str) -> str:
+    """``template`` if it is a usable return path with one ``{token}`` in its local
+    part, else ValueError saying what is wrong. Here, not in worker/mail/verp.py, because
+    settings sit below every other module (tests/test_layers.py)."""
+    if not template:
+        return template
+    local, at, domain = template.rpartition("@")
+    if not at or template.count("{token}") != 1 or "{token}" not in local:
+        raise ValueError("must be like bounce+{token}@city.omitama.ibaraki.jp "
+                         "({token} once, in the part before @)")
+    if any(c in template for c in "\r\n<>\",; \\") or "@" in local or not domain:
+        raise ValueError("must be a plain address with {token} in it")
+    return template
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -97,8 +112,7 @@ class MailSettings(_Section):
     @field_validator("return_path")
     @classmethod
     def _verp(cls, v: str) -> str:
-        from .mail.verp import check_template
-        return check_template(v)
+        return check_return_path(v)
 
     @field_validator("from_address")
     @classmethod
@@ -131,8 +145,37 @@ class DeliverySettings(_Section):
     lease_s: float = Field(120, gt=0)
     # how often each worker process looks for holds and messages that went missing
     sweep_interval_s: float = Field(30, gt=0)
-    # hold records are kept this many days after pickup_by (bounce tracing needs them)
-    retention_days: int = Field(60, ge=1)
+    # moved to [retention] hold_days: a file that still sets it is refused with that pointer
+    retention_days: int | None = None
+
+    @field_validator("retention_days")
+    @classmethod
+    def _moved(cls, v: int | None) -> None:
+        if v is not None:
+            raise ValueError("moved: set [retention] hold_days instead")
+        return None
+
+
+class RetentionSettings(_Section):
+    """How long each kind of record keeps personal data (docs/operations.md, "Retention";
+    the rules are worker/holds/retention.py). Days count from the record's own date."""
+
+    # a hold's record (ids, card, outcome, dates; title and name are dropped when the hold
+    # closes) lives this long past its pickup window: late bounces are traced through it
+    hold_days: int = Field(30, ge=1)
+    # refused events (their raw payload included): long enough for the ILS team to fix
+    # the producer
+    refused_days: int = Field(30, ge=0)
+    # staff's records of calls made (`called`), delivery failures, the bounce-mail log
+    called_days: int = Field(90, ge=0)
+    failures_days: int = Field(90, ge=0)
+    bounces_days: int = Field(90, ge=0)
+    # a patron's audit log (state changes, approvals, calls): entries older than this go
+    audit_days: int = Field(400, ge=0)
+    # .eml files of the outbox transport
+    outbox_days: int = Field(7, ge=0)
+    # the worker runs the purge once a day, at this hour (Tokyo) or at its first start after
+    purge_hour: int = Field(3, ge=0, le=23)
 
 
 class RegistrationSettings(_Section):
@@ -260,6 +303,7 @@ class Settings(_Section):
     mail: MailSettings = MailSettings()
     worker: WorkerSettings = WorkerSettings()
     delivery: DeliverySettings = DeliverySettings()
+    retention: RetentionSettings = RetentionSettings()
     registration: RegistrationSettings = RegistrationSettings()
     bounces: BounceSettings = BounceSettings()
     web: WebSettings = WebSettings()

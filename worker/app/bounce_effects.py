@@ -26,10 +26,11 @@ from ..bounces.scoring import judge
 from ..store.bounces import BounceStore
 from ..bounces import BounceResult
 from ..bounces.trust import SEND_TIME, Trust
-from ..contact import CALL_REASON_JA, CallReason
+from ..contact import CallReason
 from ..errors import AddressError
 from ..bounces.failures import failure_record
 from ..jdate import now_tokyo
+from ..holds.calls import call_due, call_entry
 from ..holds.policy import pickup_passed
 from ..store.contacts import Registry
 from ..settings import Settings
@@ -99,13 +100,11 @@ async def apply_failure(store: Store, settings: Settings, result: BounceResult, 
 async def _rephone(bs: BounceStore, hold_id: str, hold: dict[str, str]) -> str:
     ev = json.loads(hold.get("event") or "{}")
     pickup_by = date.fromisoformat(hold["pickup_by"]) if hold.get("pickup_by") else None
-    if pickup_by is None or pickup_passed(pickup_by, now_tokyo()):
+    now = now_tokyo()
+    if pickup_by is None or pickup_passed(pickup_by, now):
         return "past pickup_by"
-    call = {"hold_id": hold_id, "card_number": hold.get("card_number"),
-            "pickup_branch": hold.get("pickup_branch"), "pickup_by": hold.get("pickup_by"),
-            "reason": CallReason.BOUNCED.value, "reason_ja": CALL_REASON_JA[CallReason.BOUNCED],
-            "title": ev.get("item", {}).get("title"),
-            "added_at": now_tokyo().isoformat(timespec="seconds"),
-            "detail": "bounce mail after sending"}
-    return await bs.rephone(hold_id, call, int(pickup_by.strftime("%Y%m%d")),
-                            CallReason.BOUNCED.value)
+    call = call_entry(hold_id=hold_id, card_number=hold.get("card_number"),
+                      pickup_branch=hold.get("pickup_branch"), pickup_by=pickup_by,
+                      reason=CallReason.BOUNCED, title=ev.get("item", {}).get("title"),
+                      added_at=now, detail="bounce mail after sending")
+    return await bs.rephone(hold_id, call, call_due(pickup_by, now.date()), CallReason.BOUNCED)

@@ -6,29 +6,32 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..contact import CallReason, ContactState
 from ..contact.changes import AuditKind, audit_entry
 from ..errors import ReviewError
+from ..holds.calls import CALL_FIELDS
+from ..store.vocab import HoldStatus
 from ..store.core import Store
 
-CALL_FIELDS = ("hold_id", "card_number", "pickup_branch", "pickup_by", "reason", "reason_ja",
-               "title", "added_at", "detail")
 
 # reason (why listed) → patron state now → what the list says instead, so staff do not
 # read out a reason that is no longer true ("承認待ち" after the address was approved)
-_SINCE = {
-    ("approval_pending", "active"): "登録時は承認待ち(その後承認済み。次の連絡からメール)",
-    ("approval_pending", "none"): "登録時は承認待ち(その後アドレス削除・却下)",
-    ("suspended", "active"): "登録時はメール停止中(その後再開済み。次の連絡からメール)",
-    ("suspended", "none"): "登録時はメール停止中(その後アドレス削除)",
-    ("no_address", "pending"): "アドレス未登録だった(その後登録あり。承認待ち)",
-    ("no_address", "active"): "アドレス未登録だった(その後登録・承認済み。次の連絡からメール)",
+_SINCE: dict[tuple[str, str], str] = {
+    (CallReason.APPROVAL_PENDING, ContactState.ACTIVE):
+        "登録時は承認待ち(その後承認済み。次の連絡からメール)",
+    (CallReason.APPROVAL_PENDING, ContactState.NONE): "登録時は承認待ち(その後アドレス削除・却下)",
+    (CallReason.SUSPENDED, ContactState.ACTIVE): "登録時はメール停止中(その後再開済み。次の連絡からメール)",
+    (CallReason.SUSPENDED, ContactState.NONE): "登録時はメール停止中(その後アドレス削除)",
+    (CallReason.NO_ADDRESS, ContactState.PENDING): "アドレス未登録だった(その後登録あり。承認待ち)",
+    (CallReason.NO_ADDRESS, ContactState.ACTIVE):
+        "アドレス未登録だった(その後登録・承認済み。次の連絡からメール)",
 }
 
 
 def reason_now(reason: str | None, state: str | None) -> str | None:
     """The listing reason rewritten when the patron's state has changed since; None
     when the reason is still true."""
-    return _SINCE.get((reason or "", state or "none"))
+    return _SINCE.get((reason or "", state or ContactState.NONE))
 
 
 def _name(event: str | None) -> str:
@@ -57,12 +60,9 @@ async def calls_view(store: Store, branch: str | None = None) -> list[dict[str, 
     rows = [{k: r.get(k) for k in CALL_FIELDS} for r in await store.calls(branch)]
     if not rows:
         return rows
-    async with store.r.pipeline(transaction=False) as p:
-        for r in rows:
-            p.hget(store.k.hold(str(r["hold_id"])), "event")
-            p.hget(store.k.patron(r["card_number"] or ""), "state")
-        got = await p.execute()
-    for r, event, state in zip(rows, got[::2], got[1::2]):
+    got = await store.events_and_states([(str(r["hold_id"]), r["card_number"] or "")
+                                         for r in rows])
+    for r, (event, state) in zip(rows, got):
         r["patron_name"] = _name(event)
         r["patron_phone"] = _phone(event)
         r["reason_now"] = reason_now(r["reason"], state)
@@ -127,10 +127,10 @@ async def recently_called(store: Store, branch: str | None = None,
         seen.add(hold_id)  # the newest record of a hold decides (an undo cancels a mark)
         if rec.get("undo"):
             continue
-        h = await store.r.hmget(store.k.hold(hold_id), "status", "closed", "called_entry")
-        if h[0] != "called" or h[1] or not h[2]:
+        h = await store.get_hold(hold_id)
+        if h.get("status") != HoldStatus.CALLED or h.get("closed") or not h.get("called_entry"):
             continue
-        entry = json.loads(h[2])
+        entry = json.loads(h["called_entry"])
         if branch and entry.get("pickup_branch") != branch:
             continue
         rows.append({**{k: entry.get(k) for k in CALL_FIELDS}, "staff": rec.get("staff"),

@@ -35,12 +35,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from ..bounces.failures import failure_entry, smtp_result
-from ..contact import CALL_REASON_JA, CallReason, decide_contact
+from ..contact import CallReason, decide_contact
 from ..errors import EventError, PermanentDeliveryError, TransientDeliveryError
+from ..holds.calls import call_due, call_entry
+from ..holds.outcome import Outcome
 from ..holds.policy import next_retry_delay_s, pickup_passed, retry_horizon
 from ..ils.events import HoldReady, parse_event
 from ..jdate import TOKYO, now_tokyo
@@ -50,9 +52,10 @@ from ..masking import mask_address
 from ..runtime import Runtime
 from ..store.core import Claim, now_ms
 from ..store.digest import DigestStore
+from ..store.vocab import ClaimVerdict, GatherVerdict, HoldStatus
 from ..store.verp import stamp_return_path
 from .bounce_effects import apply_failure
-from .holds import SEND_SHARE, Outcome, Result
+from .holds import SEND_SHARE, Result
 from .reminders import schedule as schedule_reminder
 
 log = logging.getLogger(__name__)
@@ -70,9 +73,9 @@ async def gather(rt: Runtime, ev: HoldReady, claim: Claim) -> Result:
     for _ in range(5):  # a window taken by another worker meanwhile: look again
         j = await ds.join(ev.hold_id, claim.token, ev.card_number, ev.pickup_branch,
                           window_ms=window_ms, lease_ms=lease_ms, new_id=new_token())
-        if j.verdict == "lost":
+        if j.verdict == GatherVerdict.LOST:
             return Result(Outcome.LOST)
-        if j.verdict == "wait":
+        if j.verdict == GatherVerdict.WAIT:
             return Result(Outcome.GATHERING, delay_ms=j.wait_ms, detail=j.gather_id)
         sent = await send_window(rt, ev.card_number, ev.pickup_branch, j.gather_id)
         if sent is not None and ev.hold_id in sent:
@@ -152,7 +155,7 @@ async def _mail(rt: Runtime, ds: DigestStore, card: str, events: list[HoldReady]
               "digest_holds": siblings}
     log.debug("digest %s: %d holds sent to %s", notice.message_id, len(ids),
               mask_address(decision.envelope))
-    return [(ev.hold_id, "sent", fields, None, 0) for ev in events]
+    return [(ev.hold_id, HoldStatus.SENT, fields, None, 0) for ev in events]
 
 
 async def _retrying(rt: Runtime, ds: DigestStore, card: str, events: list[HoldReady],
@@ -170,7 +173,8 @@ async def _retrying(rt: Runtime, ds: DigestStore, card: str, events: list[HoldRe
             out.append(_listing(ev.hold_id, {}, ev, CallReason.DELIVERY_FAILED, str(e)))
         else:
             look_again = int((now.timestamp() + delay + 2 * d.lease_s) * 1000)
-            out.append((ev.hold_id, "retrying", {"last_error": str(e)}, None, look_again))
+            out.append((ev.hold_id, HoldStatus.RETRYING, {"last_error": str(e)}, None,
+                        look_again))
     log.warning("digest of %d holds: %s; each is retried", len(events), e)
     return out
 
@@ -178,14 +182,15 @@ async def _retrying(rt: Runtime, ds: DigestStore, card: str, events: list[HoldRe
 def _listing(hold_id: str, h: dict[str, str], ev: HoldReady | None, reason: CallReason,
              detail: str = "") -> Finish:
     """The finish of a hold of the window that goes to the call list instead."""
-    pickup_by = ev.pickup_by.isoformat() if ev else h.get("pickup_by", "")
-    call = {"hold_id": hold_id, "card_number": ev.card_number if ev else h.get("card_number"),
-            "pickup_branch": ev.pickup_branch if ev else h.get("pickup_branch"),
-            "pickup_by": pickup_by, "reason": reason.value, "reason_ja": CALL_REASON_JA[reason],
-            "title": ev.item.title if ev else "",
-            "added_at": now_tokyo().isoformat(timespec="seconds"), "detail": detail}
-    due = int(pickup_by.replace("-", "")) if pickup_by else int(now_tokyo().strftime("%Y%m%d"))
-    return (hold_id, "phoned", {"reason": reason.value}, call, due)
+    stored = h.get("pickup_by") or ""
+    pickup_by = ev.pickup_by if ev else (date.fromisoformat(stored) if stored else None)
+    now = now_tokyo()
+    call = call_entry(hold_id=hold_id, card_number=ev.card_number if ev else h.get("card_number"),
+                      pickup_branch=ev.pickup_branch if ev else h.get("pickup_branch"),
+                      pickup_by=pickup_by, reason=reason, title=ev.item.title if ev else None,
+                      added_at=now, detail=detail)
+    return (hold_id, HoldStatus.PHONED, {"reason": reason.value}, call,
+            call_due(pickup_by, now.date()))
 
 
 async def _record(ds: DigestStore, token: str, card: str, finishes: list[Finish],
@@ -193,15 +198,15 @@ async def _record(ds: DigestStore, token: str, card: str, finishes: list[Finish]
     statuses = await ds.finish_all(finishes, token, card)
     out: dict[str, Result] = {}
     for (hold_id, outcome, fields, _, due), status in zip(finishes, statuses):
-        if status == "lost":
+        if status == ClaimVerdict.LOST:
             log.warning("hold %s: another worker took it over before its digest was recorded",
                         hold_id)
             out[hold_id] = Result(Outcome.LOST)
-        elif status == "sent":
+        elif status == HoldStatus.SENT:
             out[hold_id] = Result(Outcome.SENT, detail=status)
-        elif status == "phoned":
+        elif status == HoldStatus.PHONED:
             out[hold_id] = Result(Outcome.PHONED, detail=fields.get("reason", ""))
-        elif status == "retrying":
+        elif status == HoldStatus.RETRYING:
             # due is the sweeper's look: the retry itself comes two leases before
             out[hold_id] = Result(Outcome.RETRY, delay_ms=max(0, due - 2 * lease_ms - now_ms()),
                                   detail=fields.get("last_error", ""))

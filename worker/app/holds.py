@@ -43,22 +43,24 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime
-from enum import StrEnum
+from datetime import datetime
 from typing import Any
 
 from .bounce_effects import apply_failure
 from ..mail.compose import new_token
-from ..contact import CALL_REASON_JA, CallReason, decide_contact
+from ..contact import CallReason, decide_contact
 from ..errors import EventError, PermanentDeliveryError, TransientDeliveryError
 from ..ils.events import MAX_EVENT_BYTES, HoldReady, HoldRef, hold_ref, json_text, parse_event
 from ..bounces.failures import failure_entry, smtp_result
 from ..jdate import TOKYO, now_tokyo
 from ..masking import mask_address
+from ..holds.calls import call_due, call_entry
+from ..holds.outcome import Outcome
 from ..holds.policy import next_retry_delay_s, pickup_passed, retention_s, retry_horizon
 from ..runtime import Runtime
 from ..settings import Settings
 from ..store.core import Claim, Store, now_ms
+from ..store.vocab import OPEN_STATUSES, ClaimVerdict, HoldStatus
 from ..mail.verp import Sent
 from ..store.verp import stamp_return_path
 
@@ -68,17 +70,6 @@ log = logging.getLogger(__name__)
 SEND_SHARE = 0.8
 
 
-class Outcome(StrEnum):
-    SENT = "sent"            # handed to the relay (or written to the outbox)
-    PHONED = "phoned"        # put on the staff phone-call list
-    RETRY = "retry"          # transient failure; try again after delay_ms
-    BUSY = "busy"            # another worker holds the lease; look again later
-    DUPLICATE = "duplicate"  # this hold already reached an outcome
-    CLOSED = "closed"        # cancelled or picked up while we worked on it
-    LOST = "lost"            # our lease ran out and another worker took the hold over
-    GATHERING = "gathering"  # waits for its digest window to end (worker/app/digest.py)
-
-
 @dataclass(frozen=True)
 class Result:
     outcome: Outcome
@@ -86,28 +77,21 @@ class Result:
     detail: str = ""
 
 
-def _due(day: date) -> int:
-    return int(day.strftime("%Y%m%d"))
-
-
 async def _phone(store: Store, ev: HoldReady | HoldRef, claim: Claim, reason: CallReason,
                  detail: str = "") -> Result:
-    title = ev.item.title if isinstance(ev, HoldReady) else ev.title
-    call = {"hold_id": ev.hold_id, "card_number": ev.card_number,
-            "pickup_branch": ev.pickup_branch,
-            "pickup_by": ev.pickup_by.isoformat() if ev.pickup_by else "",
-            "reason": reason.value, "reason_ja": CALL_REASON_JA[reason],
-            "title": title, "added_at": now_tokyo().isoformat(timespec="seconds"),
-            "detail": detail}
-    # a hold whose last day is unknown is listed as due today: phone it first
-    due = _due(ev.pickup_by) if ev.pickup_by else _due(now_tokyo().date())
-    status = await store.finish_hold(ev.hold_id, "phoned", claim.token, call=call,
-                                     due=due, fields={"reason": reason.value})
-    if status == "lost":
+    now = now_tokyo()
+    call = call_entry(hold_id=ev.hold_id, card_number=ev.card_number,
+                      pickup_branch=ev.pickup_branch, pickup_by=ev.pickup_by, reason=reason,
+                      title=ev.item.title if isinstance(ev, HoldReady) else ev.title,
+                      added_at=now, detail=detail)
+    status = await store.finish_hold(ev.hold_id, HoldStatus.PHONED, claim.token, call=call,
+                                     due=call_due(ev.pickup_by, now.date()),
+                                     fields={"reason": reason.value})
+    if status == ClaimVerdict.LOST:
         log.warning("hold %s: another worker took it over before it reached the call list",
                     ev.hold_id)
         return Result(Outcome.LOST)
-    if status != "phoned":
+    if status != HoldStatus.PHONED:
         log.info("hold %s: %s before it reached the call list", ev.hold_id, status)
         return Result(Outcome.CLOSED, detail=status)
     log.info("hold %s: on the phone-call list of %s (%s)", ev.hold_id, ev.pickup_branch,
@@ -129,10 +113,10 @@ async def phone_refused(store: Store, settings: Settings, payload: Any,
     now = now_tokyo()
     claim = await store.claim_hold(
         ref.hold_id, token=new_token(), lease_ms=int(settings.delivery.lease_s * 1000),
-        ttl_s=retention_s(ref.pickup_by or now.date(), now, settings.delivery),
+        ttl_s=retention_s(ref.pickup_by or now.date(), now, settings.retention.hold_days),
         fields=_listing_fields(payload, ref))
-    if claim.verdict != "claimed":  # already handled, or a valid event is being sent now
-        return Result(Outcome.DUPLICATE if claim.verdict == "done" else Outcome.BUSY,
+    if claim.verdict != ClaimVerdict.CLAIMED:  # already handled, or a valid event is being sent now
+        return Result(Outcome.DUPLICATE if claim.verdict == ClaimVerdict.DONE else Outcome.BUSY,
                       detail=claim.status)
     return await _phone(store, ref, claim, CallReason.INVALID_EVENT, error[:500])
 
@@ -145,14 +129,14 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
     deadline = asyncio.get_running_loop().time() + SEND_SHARE * d.lease_s
     claim = await rt.store.claim_hold(
         ev.hold_id, token=new_token(), lease_ms=int(d.lease_s * 1000),
-        ttl_s=retention_s(ev.pickup_by, now, d),
+        ttl_s=retention_s(ev.pickup_by, now, rt.settings.retention.hold_days),
         fields={"event": ev.model_dump_json(), "card_number": ev.card_number,
                 "pickup_branch": ev.pickup_branch, "pickup_by": ev.pickup_by.isoformat()},
         contact_of=ev.card_number)  # the contact comes in the same round trip
-    if claim.verdict == "done":
+    if claim.verdict == ClaimVerdict.DONE:
         log.info("hold %s: already %s; duplicate ignored", ev.hold_id, claim.status)
         return Result(Outcome.DUPLICATE, detail=claim.status)
-    if claim.verdict == "busy":
+    if claim.verdict == ClaimVerdict.BUSY:
         return Result(Outcome.BUSY, delay_ms=claim.busy_ms + 1000)
 
     if pickup_passed(ev.pickup_by, now):
@@ -192,9 +176,9 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
             return await _phone(rt.store, ev, claim, CallReason.DELIVERY_FAILED, str(e))
         # the sweeper looks again if the retry has not come two leases after it was due
         look_again = int((now.timestamp() + delay + 2 * d.lease_s) * 1000)
-        status = await rt.store.finish_hold(ev.hold_id, "retrying", claim.token,
+        status = await rt.store.finish_hold(ev.hold_id, HoldStatus.RETRYING, claim.token,
                                             due=look_again, fields={"last_error": str(e)})
-        if status == "lost":  # the retry is the new claimant's business
+        if status == ClaimVerdict.LOST:  # the retry is the new claimant's business
             log.warning("hold %s: attempt %d failed (%s) after another worker took it over",
                         ev.hold_id, claim.attempts, e)
             return Result(Outcome.LOST, detail=str(e))
@@ -203,10 +187,10 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         return Result(Outcome.RETRY, delay_ms=int(delay * 1000), detail=str(e))
 
     status = await rt.store.finish_hold(
-        ev.hold_id, "sent", claim.token, card=ev.card_number,
+        ev.hold_id, HoldStatus.SENT, claim.token, card=ev.card_number,
         fields={"message_id": notice.message_id, "sent_ms": int(now.timestamp() * 1000),
                 "to": mask_address(decision.envelope), "relay_reply": reply[:200]})
-    if status == "lost":
+    if status == ClaimVerdict.LOST:
         # the relay took it after all, later than the margin: see window 3 in the docstring
         log.warning("hold %s: notice %s was relayed but another worker had taken the hold"
                     " over (our lease ran out); the patron may get it twice", ev.hold_id,
@@ -217,15 +201,15 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
     # dramatiq's main process cost ~1/6 of the worker's CPU (README, "Performance")
     log.debug("hold %s: notice %s sent to %s", ev.hold_id, notice.message_id,
               mask_address(decision.envelope))
-    if status == "sent" and rt.settings.reminder.enabled:
+    if status == HoldStatus.SENT and rt.settings.reminder.enabled:
         from .reminders import schedule  # reminders build on this module
         await schedule(rt, [ev.hold_id], ev.pickup_by)
-    return Result(Outcome.SENT if status == "sent" else Outcome.CLOSED, detail=status)
+    return Result(Outcome.SENT if status == HoldStatus.SENT else Outcome.CLOSED, detail=status)
 
 
-async def close_hold(rt: Runtime, hold_id: str, status: str) -> str:
+async def close_hold(rt: Runtime, hold_id: str, status: HoldStatus) -> str:
     """hold_cancelled / hold_picked_up: drop an unsent notice, leave the call list."""
-    before = await rt.store.close_hold(hold_id, status, ttl_s=rt.settings.delivery.retention_days * 86400)
+    before = await rt.store.close_hold(hold_id, status, ttl_s=rt.settings.retention.hold_days * 86400)
     log.info("hold %s: %s (was %s)", hold_id, status, before)
     return before
 
@@ -267,15 +251,15 @@ async def give_up(rt: Runtime, payload: Any, detail: str) -> Result | None:
     except Exception as e:  # noqa: BLE001 - parse_event raises only EventError; if not, still list
         log.error("hold %s: the event could not be checked (%s)", ref.hold_id, type(e).__name__)
     h = await rt.store.get_hold(ref.hold_id)
-    if h.get("status") in ("sending", "retrying"):
-        claim = Claim("claimed", token=h["token"])
+    if h.get("status") in OPEN_STATUSES:
+        claim = Claim(ClaimVerdict.CLAIMED, token=h["token"])
     else:
         now = now_tokyo()
         claim = await rt.store.claim_hold(
             ref.hold_id, token=new_token(), lease_ms=int(rt.settings.delivery.lease_s * 1000),
-            ttl_s=retention_s(ref.pickup_by or now.date(), now, rt.settings.delivery),
+            ttl_s=retention_s(ref.pickup_by or now.date(), now, rt.settings.retention.hold_days),
             fields=_listing_fields(payload, ref))
-        if claim.verdict != "claimed":
+        if claim.verdict != ClaimVerdict.CLAIMED:
             return Result(Outcome.DUPLICATE, detail=claim.status)
     # the detail is an exception's text: keep it storable whatever it quotes
     why = why[:500].encode("utf-8", "backslashreplace").decode("utf-8")

@@ -31,6 +31,7 @@ from ..masking import mask_address
 from .bounce_effects import address_key, apply_failure
 from ..store.bounces import BounceStore
 from ..bounces import BounceResult, classify_mail
+from ..contact import Confirmation
 from ..bounces.trust import MailFacts, TokenState, Traced, Trust, assess, mail_facts
 from ..mail.compose import token_of
 from ..jdate import now_tokyo
@@ -39,6 +40,7 @@ from ..settings import Settings
 from ..store.core import Store
 from ..mail.verp import Sent, token_in
 from ..store.verp import sent_for
+from ..store.vocab import HoldStatus
 
 MAX_MAIL_BYTES = 25 * 1024 * 1024
 _MB = MAX_MAIL_BYTES // (1024 * 1024)
@@ -109,7 +111,10 @@ def _split_bytes(name: str, data: bytes) -> Iterator[tuple[str, bytes | Exceptio
             yield f"{name}#{i}", item[1]
 
 
-def fingerprint(raw: bytes) -> str:
+def mail_fingerprint(raw: bytes) -> str:
+    """What identifies one ingested mail (``bounces:seen``): its Message-ID, so the same
+    bounce read again from another copy counts once; without one, the SHA-256 of its
+    bytes. Both under "mid:", as stored since the start (so never change it)."""
     m = _MESSAGE_ID.search(raw[:65536].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0])
     return "mid:" + (m[1].decode("ascii", "replace") if m else hashlib.sha256(raw).hexdigest())
 
@@ -142,7 +147,7 @@ async def trace(store: Store, settings: Settings, r: BounceResult, sent: Sent | 
     for card in cards:
         for hold_id in await BounceStore(store).recent_holds(card):
             hold = await store.get_hold(hold_id)
-            if hold.get("status") == "sent":
+            if hold.get("status") == HoldStatus.SENT:
                 return Trace("address", card, hold_id, hold)
     return Trace("address", cards[0]) if cards else Trace("none")
 
@@ -158,7 +163,7 @@ async def _return_path(store: Store, settings: Settings, facts: MailFacts
 
 async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) -> list[dict[str, Any]]:
     bs = BounceStore(store)
-    fp = fingerprint(raw)
+    fp = mail_fingerprint(raw)
     if await bs.seen(fp):
         dup: dict[str, Any] = {"file": name, "duplicate": True, "fingerprint": fp}
         await bs.log(dup)
@@ -185,7 +190,8 @@ async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) ->
             row.update(suspended=effect["suspended"], hold_action=effect["hold"],
                        score=effect["score"])
             if t.sent and t.sent.kind == "registration" and trust.verified:
-                await Registry(store).set_confirmation(t.card or "", t.sent.event_id, "bounced",
+                await Registry(store).set_confirmation(t.card or "", t.sent.event_id,
+                                                       Confirmation.BOUNCED,
                                                        f"{r.reason} {r.status or ''}".strip())
         else:
             if r.is_bounce:

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import EventError
 from ..ils.events import Event, parse_event
 from .holds import Result, phone_refused
-from .refusals import reject
+from .refusals import RefusalKind, reject
 from ..runtime import Runtime
 from ..settings import Settings
 from ..store.core import Store
@@ -27,6 +27,7 @@ class Refused:
 async def refuse(store: Store, settings: Settings, payload: Any, error: str, *,
                  listable: bool, key: str | None = None, event_id: str | None = None,
                  event_type: str | None = None, source: str = "queue",
+                 kind: RefusalKind = RefusalKind.INVALID_EVENT,
                  event: Any = None) -> Result | None:
     """Keep a refused event once (:func:`reject`) and, when ``listable`` (it was meant as
     a hold_ready), put the hold it still names on the call list
@@ -34,7 +35,7 @@ async def refuse(store: Store, settings: Settings, payload: Any, error: str, *,
     got wrong. Both ways in — the queue and ``omitama-notify enqueue`` — refuse through here.
     ``event`` is what names the hold when ``payload`` is more (a whole message)."""
     await reject(store, payload, error, key=key, event_id=event_id, event_type=event_type,
-                 source=source)
+                 source=source, kind=kind)
     if not listable:
         return None
     return await phone_refused(store, settings, payload if event is None else event, error)
@@ -54,11 +55,21 @@ def _text(value: Any) -> str | None:
 
 def carried_event(raw: str) -> tuple[Any, Any]:
     """The event a refused message carries (its first object argument, else its first
-    object keyword argument) and the actor it was sent to; (None, None) if unreadable."""
+    object keyword argument) and the actor it was sent to; (None, None) if unreadable.
+    When that argument is itself a message (the form of the worker's own give-up, which
+    a producer may forge: see worker.queue.internal), the event and actor inside it."""
     try:
         fields = json.loads(raw)
     except ValueError:
         return None, None
+    event, actor = _carried(fields)
+    if isinstance(event, dict) and "type" not in event and "actor_name" in event \
+            and isinstance(event.get("args"), list):
+        event, actor = _carried(event)
+    return event, actor
+
+
+def _carried(fields: Any) -> tuple[Any, Any]:
     if not isinstance(fields, dict):
         return None, None
     args, kwargs = fields.get("args"), fields.get("kwargs")
@@ -78,7 +89,7 @@ async def refuse_message(store: Store, settings: Settings, raw: str, problem: st
     return await refuse(store, settings, raw, problem, key=key,
                         listable=event is not None and meant_as_hold_ready(event, actor),
                         event_id=_text(ev.get("event_id")), event_type=_text(ev.get("type")),
-                        event=event)
+                        kind=RefusalKind.MALFORMED_ENVELOPE, event=event)
 
 
 async def accept(rt: Runtime, payload: Any, expected: str,
@@ -100,4 +111,4 @@ async def accept(rt: Runtime, payload: Any, expected: str,
              "actor_name equal to the event type")
     return Refused(error, await refuse(rt.store, rt.settings, payload, error,
                                        listable=listable, key=key, event_id=event.event_id,
-                                       event_type=event.type))
+                                       event_type=event.type, kind=RefusalKind.WRONG_ACTOR))

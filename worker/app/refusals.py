@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from enum import StrEnum
 from typing import Any
 
 from ..ils.events import json_text
@@ -16,7 +17,20 @@ from ..store.core import Store
 log = logging.getLogger(__name__)
 
 
-def fingerprint(raw: str | bytes) -> str:
+class RefusalKind(StrEnum):
+    """What a ``review rejected`` row is (its ``kind``): the staff page and the CLI each
+    say it in their own language. Rows kept before kinds existed have none."""
+
+    MALFORMED_ENVELOPE = "malformed_envelope"  # no JSON, no valid envelope, no such actor
+    WRONG_ACTOR = "wrong_actor"                # a valid event sent to another type's actor
+    INVALID_EVENT = "invalid_event"            # the event fails validation (worker.ils.events)
+    REFUSED_ADDRESS = "refused_address"        # address_registered with an unusable address
+
+
+def payload_fingerprint(raw: str | bytes) -> str:
+    """What a refused payload is kept under in ``rejected``: 128 bits of the SHA-256 of
+    its bytes (a payload refused twice is one row). Not the bounce mails' fingerprint
+    (worker/app/ingest.py: mail_fingerprint), which prefers the mail's Message-ID."""
     return hashlib.sha256(raw.encode("utf-8", "surrogateescape")
                           if isinstance(raw, str) else raw).hexdigest()[:32]
 
@@ -47,8 +61,8 @@ def _named(payload: dict[str, Any], key: str) -> str | None:
 
 async def reject(store: Store, payload: Any, error: str, *, key: str | None = None,
                  event_id: str | None = None, event_type: str | None = None,
-                 source: str = "queue") -> bool:
-    """Keep a refused event (once per ``key``, by default its content)."""
+                 source: str = "queue", kind: RefusalKind = RefusalKind.INVALID_EVENT) -> bool:
+    """Keep a refused event (once per ``key``, by default its content) as ``kind``."""
     raw = _raw_text(payload)
     # what callers name the event by comes from the payload too (a refused envelope's
     # event, say): a lone surrogate or a control character there must not make the
@@ -57,10 +71,10 @@ async def reject(store: Store, payload: Any, error: str, *, key: str | None = No
     if isinstance(payload, dict):
         event_id = event_id or _named(payload, "event_id")
         event_type = event_type or _named(payload, "type")
-    added = await store.add_rejected(key or fingerprint(raw), {
+    added = await store.add_rejected(key or payload_fingerprint(raw), {
         "event_id": event_id, "type": event_type, "error": _storable(error), "source": source,
-        "raw": raw[:256 * 1024]})
+        "kind": kind.value, "raw": raw[:256 * 1024]})
     if added:
-        log.warning("event refused: %s (event_id=%s type=%s source=%s)",
-                    error, event_id, event_type, source)
+        log.warning("event refused (%s): %s (event_id=%s type=%s source=%s)",
+                    kind.value, error, event_id, event_type, source)
     return added

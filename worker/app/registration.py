@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
+from ..contact import Confirmation
 from ..contact.addresses import normalise_address
 from ..masking import mask_address
 from ..contact.carriers import allow_sender_advice, carrier_label
@@ -25,7 +27,7 @@ from ..mail.compose import new_token
 from ..errors import AddressError, PermanentDeliveryError, ReviewError
 from ..ils.events import AddressRegistered, AddressRemoved
 from ..bounces.failures import failure_entry
-from .refusals import reject as reject_event
+from .refusals import RefusalKind, reject as reject_event
 from ..jdate import TOKYO, ja_date
 from ..contact.changes import (AuditKind, ContactChange, Record, Registration, approved,
                               audit_entry, need_pending, registered, rejected, removed)
@@ -39,26 +41,35 @@ from ..store.verp import stamp_return_path
 log = logging.getLogger(__name__)
 
 
+class RegistrationResult(StrEnum):
+    """What handling one address_registered came to."""
+
+    REFUSED = "refused"            # the address is refused (kept in `review rejected`)
+    DUPLICATE = "duplicate"        # this event was handled already
+    BUSY = "busy"                  # another worker is sending its mail: try later
+    SENT = "sent"                  # the confirmation mail went out
+    REFUSED_MAIL = "refused-mail"  # the relay refused the confirmation mail
+
+
 class _Seen(Exception):
-    def __init__(self, outcome: str) -> None:
+    def __init__(self, outcome: RegistrationResult) -> None:
         self.outcome = outcome
 
 
-def _seen_before(before: Record, event_id: str, now: int) -> str | None:
+def _seen_before(before: Record, event_id: str, now: int) -> RegistrationResult | None:
     """The same event again (redelivery, duplicate): one confirmation mail, not several."""
     if before.get("pending_event") != event_id:
         return None
-    if before.get("confirmation") in ("sent", "refused"):
-        return "duplicate"
+    if before.get("confirmation") in (Confirmation.SENT, Confirmation.REFUSED):
+        return RegistrationResult.DUPLICATE
     if int(before.get("confirmation_lease_ms") or 0) > now:
-        return "busy"
+        return RegistrationResult.BUSY
     return None
 
 
-async def register(rt: Runtime, ev: AddressRegistered, key: str | None = None) -> str:
-    """Handle address_registered; returns what happened: refused (bad address),
-    duplicate (this event was handled), busy (another worker is sending its mail: try
-    later), sent, refused-mail (the relay refused the confirmation mail)."""
+async def register(rt: Runtime, ev: AddressRegistered,
+                   key: str | None = None) -> RegistrationResult:
+    """Handle address_registered; returns what happened (:class:`RegistrationResult`)."""
     settings, reg = rt.settings, Registry(rt.store)
     try:
         addr = normalise_address(ev.email, check_dns=settings.registration.check_dns)
@@ -66,8 +77,9 @@ async def register(rt: Runtime, ev: AddressRegistered, key: str | None = None) -
         await rt.store.audit(ev.card_number, audit_entry(
             AuditKind.ADDRESS_REFUSED, "website", str(e), ev.application_branch))
         await reject_event(rt.store, ev.model_dump(mode="json"), f"email: {e}", key=key,
-                           event_id=ev.event_id, event_type=ev.type)
-        return "refused"
+                           event_id=ev.event_id, event_type=ev.type,
+                           kind=RefusalKind.REFUSED_ADDRESS)
+        return RegistrationResult.REFUSED
     code = new_code()
     salt, digest = hash_code(code)
     # valid through the whole day the mail names (not to the minute of registering)
@@ -100,14 +112,14 @@ async def register(rt: Runtime, ev: AddressRegistered, key: str | None = None) -
     except PermanentDeliveryError as e:
         entry = failure_entry(card, None, addr.envelope, e, settings.mail.from_address)
         await rt.store.add_failure({**entry, "what": "confirmation mail"})
-        await reg.set_confirmation(card, ev.event_id, "refused", f"{e.code} {e.text}")
+        await reg.set_confirmation(card, ev.event_id, Confirmation.REFUSED, f"{e.code} {e.text}")
         log.warning("card %s: confirmation mail to %s refused: %s", card,
                     mask_address(addr.display), e)
-        return "refused-mail"
+        return RegistrationResult.REFUSED_MAIL
     # a transient failure propagates: the actor retries, and a new code replaces this one
-    await reg.set_confirmation(card, ev.event_id, "sent", notice.message_id)
+    await reg.set_confirmation(card, ev.event_id, Confirmation.SENT, notice.message_id)
     log.info("card %s: confirmation mail sent to %s", card, mask_address(addr.display))
-    return "sent"
+    return RegistrationResult.SENT
 
 
 async def approve(store: Store, settings: Settings, card: str, staff: str, *,

@@ -28,7 +28,7 @@ def cmd_classify(args: argparse.Namespace, s: Settings) -> int:
 
 def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
     from ..app.ingest import ingest_one, read_sources
-    from .review import with_store
+    from .common import with_store
 
     async def run(store: Any) -> int:
         counts = {"mails": 0, "bounces": 0, "duplicates": 0, "unreadable": 0, "suspended": 0}

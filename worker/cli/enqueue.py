@@ -16,15 +16,15 @@ import codecs
 import json
 from typing import Any, TextIO
 
-import redis
-
 from ..contact.addresses import normalise_address
 from ..errors import AddressError, EventError, StoreError
 from ..ils.events import AddressRegistered, Event, parse_event
-from ..app.holds import Outcome
 from ..app.intake import refuse
+from ..app.refusals import RefusalKind
+from ..holds.outcome import Outcome
 from ..settings import Settings
-from ..store.core import Store, safe_url
+from ..store.client import RedisError
+from ..store.core import Store
 
 
 def _decode(data: bytes) -> tuple[Any, str | None]:
@@ -70,6 +70,14 @@ def check_address(event: Event) -> None:
                              event_type=event.type) from None
 
 
+async def _ping(settings: Settings) -> None:
+    store = Store.connect(settings.redis.url, settings.redis.key_prefix)
+    try:
+        await store.ping()
+    finally:
+        await store.close()
+
+
 def enqueue_text(data: bytes, settings: Settings, *, source: str, err: TextIO) -> tuple[int, int]:
     from ..queue.actors import broker  # builds the broker from the same settings
 
@@ -79,25 +87,26 @@ def enqueue_text(data: bytes, settings: Settings, *, source: str, err: TextIO) -
         return 0, 0
     branches = set(settings.branches)
     try:
-        broker.client.ping()
-    except redis.RedisError as e:
-        raise StoreError(f"cannot reach Redis at {safe_url(settings.redis.url)} ({e}); "
-                         "nothing was enqueued") from None
+        asyncio.run(_ping(settings))
+    except StoreError as e:
+        raise StoreError(f"{e}; nothing was enqueued") from None
     ok = 0
-    refusals: list[tuple[int, Any, str, str | None, str | None]] = []
+    refusals: list[tuple[int, Any, str, str | None, str | None, RefusalKind]] = []
     for line, value, problem in events:
+        kind = RefusalKind.INVALID_EVENT
         try:
             if problem:
                 raise EventError("", problem)
             event = parse_event(value, branches)
+            kind = RefusalKind.REFUSED_ADDRESS  # the event is valid: only its address may fail
             check_address(event)
         except EventError as e:
-            refusals.append((line, value, str(e), e.event_id, e.event_type))
+            refusals.append((line, value, str(e), e.event_id, e.event_type, kind))
             err.write(f"{source}:{line}: refused: {e}\n")
             continue
         try:
             broker.get_actor(event.type).send(value)
-        except redis.RedisError as e:
+        except RedisError as e:
             raise StoreError(
                 f"Redis failed at {source}:{line} ({e}) after {ok} event(s) were enqueued; "
                 f"send {source} again from line {line} (a repeated hold_ready is harmless: "
@@ -108,9 +117,10 @@ def enqueue_text(data: bytes, settings: Settings, *, source: str, err: TextIO) -
         store = Store.connect(settings.redis.url, settings.redis.key_prefix,
                               settings.outcomes.maxlen)
         try:
-            for line, value, error, event_id, etype in refusals:
+            for line, value, error, event_id, etype, kind in refusals:
                 listed = await refuse(store, settings, value, error, listable=True,
-                                      event_id=event_id, event_type=etype, source="enqueue")
+                                      event_id=event_id, event_type=etype, source="enqueue",
+                                      kind=kind)
                 if listed is not None and listed.outcome is Outcome.PHONED:
                     err.write(f"{source}:{line}: the hold it names is on the phone-call list "
                               "instead (invalid_event)\n")

@@ -11,16 +11,16 @@ import logging
 import os
 import sys
 
-import redis
-
 from ..errors import ConfigError, NotifyError, StoreError
 from .bounces import add_bounce_commands
 from .ops import add_ops_commands
 from .outbox import add_outbox_command
 from .reminders import add_reminder_commands
+from .retention import add_retention_commands
 from .review import add_review_commands
 from ..settings import Settings, get_settings
-from ..web.cli import add_web_commands
+from ..store.client import RedisError
+from .staff import add_staff_commands
 
 
 # -- worker ---------------------------------------------------------------------
@@ -106,13 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_enqueue)
 
     add_review_commands(sub)
+    add_retention_commands(sub)
     add_outbox_command(sub)
     add_ops_commands(sub)
 
     add_bounce_commands(sub)
     add_reminder_commands(sub)
     # the staff web page (worker/web) adds its commands here
-    add_web_commands(sub)
+    add_staff_commands(sub)
     _describe(p)
     return p
 
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"omitama-notify: {e}", file=sys.stderr)
         return 1
-    except redis.RedisError as e:  # Redis went away in the middle of a command
+    except RedisError as e:  # Redis went away in the middle of a command
         print(f"omitama-notify: Redis failed during the command ({e}); it may have stopped "
               "part-way: check its effect before running it again", file=sys.stderr)
         return 1
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _uses_redis(args: argparse.Namespace) -> bool:
     """Commands that need Redis (the worker sees to its own)."""
-    if args.command in ("review", "check", "enqueue", "staff", "staff-web"):
+    if args.command in ("review", "check", "enqueue", "staff", "staff-web", "purge", "patron"):
         return True
     return args.command == "bounces" and getattr(args, "what", None) == "ingest"
 

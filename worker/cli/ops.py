@@ -28,8 +28,8 @@ def _check_redis(s: Settings) -> str:
                 await store.ping()
             except StoreError as e:  # say how to get one, not only that it is missing
                 raise StoreError(f"{str(e).rstrip('.')}; {redis_hint(s.redis.url, s.redis.start_private)}") from None
-            info = await store.r.info("server")
-            return f"Redis {info.get('redis_version')} answers at {safe_url(s.redis.url)}"
+            version = await store.server_version()
+            return f"Redis {version} answers at {safe_url(s.redis.url)}"
         finally:
             await store.close()
     return asyncio.run(go())

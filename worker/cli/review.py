@@ -7,10 +7,9 @@ one readable line per row.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-from typing import Any, Awaitable, Callable, TextIO
+from typing import Any, TextIO
 
 from ..app import calls, registration, suspension
 from ..app.call_groups import CallGroup, group_calls, grouped_rows
@@ -18,6 +17,7 @@ from ..contact.codes import clean_code
 from ..errors import NotifyError
 from ..settings import Settings
 from ..store.core import Store
+from .common import with_store
 
 
 def _emit(rows: list[dict[str, Any]], as_json: bool, fields: list[str], out: TextIO) -> None:
@@ -56,18 +56,6 @@ def print_groups(groups: list[CallGroup], out: TextIO) -> None:
                                         for f in ("hold_id", "pickup_by", "reason_ja", "title"))
                       + "\n")
         out.write(f"    (all at once: review called {' '.join(g.hold_ids)} --staff ID)\n")
-
-
-def with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
-    async def run() -> int:
-        store = Store.connect(settings.redis.url, settings.redis.key_prefix,
-                              settings.outcomes.maxlen)
-        try:
-            await store.ping()
-            return await fn(store)
-        finally:
-            await store.close()
-    return asyncio.run(run())
 
 
 # -- review ---------------------------------------------------------------------
@@ -112,7 +100,7 @@ def cmd_uncall(args: argparse.Namespace, s: Settings) -> int:
 def cmd_rejected(args: argparse.Namespace, s: Settings) -> int:
     async def run(store: Store) -> int:
         rows = await store.rejected()
-        _emit(rows, args.json, ["received_at", "event_id", "type", "error"], sys.stdout)
+        _emit(rows, args.json, ["received_at", "event_id", "type", "kind", "error"], sys.stdout)
         return 0
     return with_store(s, run)
 

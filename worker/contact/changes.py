@@ -33,7 +33,7 @@ from enum import StrEnum
 from typing import Any, Mapping
 
 from ..errors import ReviewError
-from .state import ContactState
+from .state import Confirmation, ContactState
 
 Record = Mapping[str, str]
 """The patron hash as stored (see worker/store/contacts.py for its fields)."""
@@ -63,6 +63,7 @@ class AuditKind(StrEnum):
     REENABLED = "reenabled"
     CALLED = "called"
     UNCALLED = "uncalled"
+    FORGOTTEN = "forgotten"  # `patron forget`: all else about the card was removed
 
 
 AUDIT_WHAT: dict[AuditKind, str] = {
@@ -79,6 +80,7 @@ AUDIT_WHAT: dict[AuditKind, str] = {
     AuditKind.REENABLED: "address re-enabled",
     AuditKind.CALLED: "phoned about hold {hold_id}",
     AuditKind.UNCALLED: "call undone for hold {hold_id}",
+    AuditKind.FORGOTTEN: "everything held about the card removed on request",
 }
 
 
@@ -115,7 +117,7 @@ class ContactChange:
 
 
 def state_of(before: Record) -> ContactState:
-    return ContactState(before.get("state") or "none")
+    return ContactState(before.get("state") or ContactState.NONE)
 
 
 @dataclass(frozen=True)
@@ -150,11 +152,11 @@ def registered(before: Record, reg: Registration, **more: Any) -> ContactChange:
         "pending_branch": reg.branch, "pending_at": reg.registered_at,
         "pending_event": reg.event_id, "pending_carrier": reg.carrier or "",
         "pending_typo": reg.typo_suggestion or "",
-        "prev_state": before.get("prev_state", "none") if state is ContactState.PENDING
-        else state.value,
+        "prev_state": before.get("prev_state", ContactState.NONE.value)
+        if state is ContactState.PENDING else state.value,
         "code_salt": reg.code_salt, "code_hash": reg.code_hash,
-        "code_expires_ms": reg.code_expires_ms, "code_wrong": 0, "confirmation": "sending",
-        "confirmation_detail": "", **more}
+        "code_expires_ms": reg.code_expires_ms, "code_wrong": 0,
+        "confirmation": Confirmation.SENDING.value, "confirmation_detail": "", **more}
     drop: tuple[str, ...] = ()
     if state is ContactState.SUSPENDED:
         fields.update({f"suspended_{f}": before.get(f, "") for f in ACTIVE_FIELDS})
@@ -162,7 +164,7 @@ def registered(before: Record, reg: Registration, **more: Any) -> ContactChange:
     note = f"typo? did you mean {reg.typo_suggestion}" if reg.typo_suggestion else ""
     return ContactChange(
         audit_entry(AuditKind.REGISTERED, "website", note, reg.branch, address=reg.masked,
-                    state="pending"),
+                    state=ContactState.PENDING.value),
         fields, drop, index_add=(reg.key,), index_remove=_keys(before, "pending_key"),
         pending=reg.registered_ms)
 
@@ -185,7 +187,7 @@ def approved(card: str, before: Record, staff: str, *, code_checked: bool, reaso
     kind = AuditKind.APPROVED if code_checked else AuditKind.APPROVED_WITHOUT_CODE
     return ContactChange(
         audit_entry(kind, staff, reason, before.get("pending_branch"), address=masked,
-                    state="active"),
+                    state=ContactState.ACTIVE.value),
         {"state": ContactState.ACTIVE.value, "address": before["pending_address"],
          "envelope": before["pending_envelope"], "key": before["pending_key"]},
         PENDING_FIELDS + SUSPENDED_FIELDS, index_add=_keys(before, "pending_key"),
@@ -196,7 +198,7 @@ def rejected(card: str, before: Record, staff: str, reason: str, *,
              masked: str) -> ContactChange:
     """Staff rejected the pending address: back to the state before the registration."""
     need_pending(card, before)
-    prev = before.get("prev_state") or "none"
+    prev = before.get("prev_state") or ContactState.NONE.value
     fields: dict[str, Any] = {"state": prev}
     if before.get("suspended_address"):
         fields.update({f: before.get(f"suspended_{f}", "") for f in ACTIVE_FIELDS})
@@ -218,7 +220,7 @@ def removed(before: Record, staff: str, why: str, *, card: str = "",
         raise ReviewError(f"card {card} has no e-mail address; nothing was changed",
                           kind="no_address", card=card)
     return ContactChange(
-        audit_entry(AuditKind.REMOVED, staff, why, state="none"),
+        audit_entry(AuditKind.REMOVED, staff, why, state=ContactState.NONE.value),
         {"state": ContactState.NONE.value}, ACTIVE_FIELDS + PENDING_FIELDS + SUSPENDED_FIELDS,
         index_remove=_keys(before, "key", "pending_key", "suspended_key"), off_pending=True)
 
@@ -233,14 +235,15 @@ def suspended(before: Record, reason: str, detail: str,
         return ContactChange(audit_entry(AuditKind.FAILURE_NOT_SUSPENDED, "worker", why,
                                          failed_reason=reason))
     if state is ContactState.ACTIVE:
-        return ContactChange(audit_entry(AuditKind.SUSPENDED, "worker", why, state="suspended",
+        return ContactChange(audit_entry(AuditKind.SUSPENDED, "worker", why,
+                                         state=ContactState.SUSPENDED.value,
                                          failed_reason=reason),
                              {"state": ContactState.SUSPENDED.value})
     if state is ContactState.PENDING:
         # set the failed address aside exactly as a registration from "suspended" does
         return ContactChange(
-            audit_entry(AuditKind.SUSPENDED_WHILE_PENDING, "worker", why, state="pending",
-                        failed_reason=reason),
+            audit_entry(AuditKind.SUSPENDED_WHILE_PENDING, "worker", why,
+                        state=ContactState.PENDING.value, failed_reason=reason),
             {"prev_state": ContactState.SUSPENDED.value,
              **{f"suspended_{f}": before.get(f, "") for f in ACTIVE_FIELDS}}, ACTIVE_FIELDS)
     return ContactChange(audit_entry(AuditKind.FAILURE_NOTED, "worker", why,
@@ -257,6 +260,7 @@ def reenabled(card: str, before: Record, staff: str, reason: str) -> ContactChan
         raise ReviewError(f"card {card} is not suspended (its state is {state}); "
                           "nothing was changed", kind="not_suspended", card=card,
                           state=state.value)
-    return ContactChange(audit_entry(AuditKind.REENABLED, staff, reason, state="active"),
+    return ContactChange(audit_entry(AuditKind.REENABLED, staff, reason,
+                                     state=ContactState.ACTIVE.value),
                          {"state": ContactState.ACTIVE.value})
 

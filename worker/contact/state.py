@@ -15,6 +15,15 @@ class ContactState(StrEnum):
     SUSPENDED = "suspended"  # mail bounced for a reason the patron must fix
 
 
+class Confirmation(StrEnum):
+    """The fate of a registration's confirmation mail (``confirmation`` on the patron)."""
+
+    SENDING = "sending"  # registered; the mail is being sent (a lease guards it)
+    SENT = "sent"        # the relay took it
+    REFUSED = "refused"  # the relay refused it (5xx); the failure is in `review failures`
+    BOUNCED = "bounced"  # a verified bounce mail came back for it
+
+
 class CallReason(StrEnum):
     """Why a hold is on the phone-call list instead of going by e-mail."""
 

@@ -241,6 +241,11 @@ def _visible(text: str) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
+# what a patron reads and who they are: a refusal's message is logged, so it never
+# quotes these fields' values (the raw payload is kept for `review rejected`)
+_PERSONAL = frozenset({"title", "author", "call_number", "patron_name", "patron_phone", "email"})
+
+
 def _describe(err: ErrorDetails) -> tuple[str, str]:
     field = ".".join(_visible(str(p)) for p in err["loc"])
     msg = _FRIENDLY.get(err["type"]) or err["msg"]
@@ -248,7 +253,8 @@ def _describe(err: ErrorDetails) -> tuple[str, str]:
         msg = f"is too long (at most {err['ctx']['max_length']} characters)"
     elif err["type"] == "value_error":
         msg = str(err["ctx"]["error"])
-    elif err["type"] not in ("missing", "extra_forbidden"):
+    elif err["type"] not in ("missing", "extra_forbidden") and not (
+            _PERSONAL & {str(p) for p in err["loc"]}):
         shown = repr(err.get("input"))
         msg += f" (got {shown[:40]}{'…' if len(shown) > 40 else ''})"
     return field, msg

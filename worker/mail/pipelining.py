@@ -3,6 +3,17 @@
 aiosmtplib's ``sendmail`` sends MAIL, RCPT and DATA one by one and re-parses both
 addresses four times a mail; :func:`pipelined_sendmail` writes them at once when the
 relay allows it. Used by :class:`worker.mail.transport.SmtpTransport`.
+
+This reaches into aiosmtplib's internals, checked against **aiosmtplib 5.1.3** (pinned
+``>=5.1.3,<5.2`` in pyproject.toml): the protocol's class is swapped for
+:class:`PipeliningProtocol`, which uses ``_response_waiter``, ``_response_pending``,
+``_buffer``, ``_command_lock`` and ``_read_response_from_buffer``; the transport calls
+``SMTP._ehlo_or_helo_if_needed``; ``MAX_RESPONSE_LENGTH``, ``PERIOD_REGEX`` and
+``normalize_message_line_endings`` come from ``aiosmtplib.protocol`` (5.1.2 and older
+have neither ``MAX_RESPONSE_LENGTH`` nor ``_response_pending``). A protocol of another
+class (a later aiosmtplib) makes the transport fall back to aiosmtplib's own
+``sendmail``. tests/test_smtp_pipelining.py runs every case against aiosmtpd with and
+without PIPELINING.
 """
 
 from __future__ import annotations

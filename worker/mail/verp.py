@@ -40,20 +40,6 @@ def new_token() -> str:
     return secrets.token_hex(16)
 
 
-def check_template(template: str) -> str:
-    """``template`` if it is a usable return path with one ``{token}`` in its local
-    part, else ValueError saying what is wrong (settings validation)."""
-    if not template:
-        return template
-    local, at, domain = template.rpartition("@")
-    if not at or template.count("{token}") != 1 or "{token}" not in local:
-        raise ValueError("must be like bounce+{token}@city.omitama.ibaraki.jp "
-                         "({token} once, in the part before @)")
-    if any(c in template for c in "\r\n<>\",; \\") or "@" in local or not domain:
-        raise ValueError("must be a plain address with {token} in it")
-    return template
-
-
 def return_path(template: str, token: str) -> str:
     return template.replace("{token}", token)
 

@@ -74,6 +74,10 @@ class ImapBox:
             conn.login(unquote(u.username), password)
         except imaplib.IMAP4.error as e:
             conn.logout()
+            if "[UNAVAILABLE]" in str(e):
+                # RFC 5530: the server's auth backend is busy or down, not a wrong password;
+                # the watch tries again after [bounces] poll_s instead of stopping
+                raise imaplib.IMAP4.error(f"{u.hostname}: login temporarily refused ({e})") from None
             raise ConfigError(KEY, f"{u.hostname} refused the login of {u.username} ({e}); "
                                    "check OMITAMA_NOTIFY_BOUNCES__PASSWORD") from None
         conn._get_capabilities()  # type: ignore[attr-defined]  # they change after login

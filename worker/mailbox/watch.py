@@ -15,11 +15,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from redis.exceptions import RedisError
 
 from ..errors import StoreError
 from ..app.ingest import MAX_MAIL_BYTES, ingest_one
 from ..settings import Settings
+from ..store.client import RedisError
 from ..store.core import Store
 from . import FOR_STAFF, PROCESSED, Mailbox, open_mailbox
 

@@ -18,6 +18,8 @@ import threading
 import time
 from collections import Counter
 
+from ..holds.outcome import Outcome
+
 log = logging.getLogger(__name__)
 
 _counts: Counter[str] = Counter()
@@ -29,7 +31,7 @@ def note(outcome: str, hold_id: str | None = None) -> None:
     with _lock:
         _counts[outcome] += 1
         first = _counts[outcome] == 1
-    if first and outcome == "sent":
+    if first and outcome == Outcome.SENT:
         more = (f"the next ones in these {_interval_s:g} s are counted in the summary line"
                 if _interval_s > 0 else "the next ones are logged at DEBUG only")
         log.info("hold %s: notice sent; %s", hold_id or "?", more)
@@ -44,7 +46,7 @@ def take() -> dict[str, int]:
 
 
 def summary(counts: dict[str, int], interval_s: float) -> str:
-    order = ["sent", "phoned", "retry", "busy", "duplicate", "closed"]
+    order: list[str] = list(Outcome)  # in the enum's order; anything else after, by name
     parts = sorted(counts.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order
                                                    else len(order), kv[0]))
     return f"notices in the last {interval_s:g} s: " + ", ".join(f"{k} {n}" for k, n in parts)

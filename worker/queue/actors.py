@@ -16,13 +16,17 @@ from dramatiq.middleware import CurrentMessage
 
 from . import activity
 from ..app import holds, registration
-from .broker import GAVE_UP_ACTOR, MALFORMED_ACTOR, QUEUE, RAW_SHA, build_broker
+from .broker import QUEUE, RAW_SHA, build_broker
+from .internal import GAVE_UP_ACTOR, MALFORMED_ACTOR
 from ..ils.events import AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady
 from ..app.intake import Refused, accept, refuse_message
 from .metrics import count_notice
-from ..app.refusals import fingerprint
+from ..app.refusals import payload_fingerprint
+from ..app.registration import RegistrationResult
+from ..holds.outcome import Outcome
 from ..runtime import Runtime, get_runtime
 from ..settings import get_settings
+from ..store.vocab import HoldStatus
 
 log = logging.getLogger(__name__)
 broker = build_broker(get_settings())
@@ -49,7 +53,7 @@ def _message_key() -> str | None:
     if RAW_SHA in msg.options:
         return str(msg.options[RAW_SHA])
     carried = json.dumps(msg.args, sort_keys=True, default=repr)  # ASCII: surrogates too
-    return f"msg:{msg.message_id}:{fingerprint(carried)}"
+    return f"msg:{msg.message_id}:{payload_fingerprint(carried)}"
 
 
 Handler = Callable[[Runtime, Any, str | None], Awaitable[None]]
@@ -88,23 +92,23 @@ def _outcome(result: holds.Result, hold_id: str | None = None) -> None:
 async def hold_ready(rt: Runtime, ev: HoldReady, key: str | None) -> None:
     result = await holds.notify_hold_ready(rt, ev)
     _outcome(result, ev.hold_id)
-    if result.outcome in (holds.Outcome.RETRY, holds.Outcome.BUSY, holds.Outcome.GATHERING):
+    if result.outcome in (Outcome.RETRY, Outcome.BUSY, Outcome.GATHERING):
         raise dramatiq.Retry(result.detail or result.outcome.value, delay=result.delay_ms)
 
 
 @event_actor
 async def hold_cancelled(rt: Runtime, ev: HoldCancelled, key: str | None) -> None:
-    await holds.close_hold(rt, ev.hold_id, "cancelled")
+    await holds.close_hold(rt, ev.hold_id, HoldStatus.CANCELLED)
 
 
 @event_actor
 async def hold_picked_up(rt: Runtime, ev: HoldPickedUp, key: str | None) -> None:
-    await holds.close_hold(rt, ev.hold_id, "picked_up")
+    await holds.close_hold(rt, ev.hold_id, HoldStatus.PICKED_UP)
 
 
 @event_actor
 async def address_registered(rt: Runtime, ev: AddressRegistered, key: str | None) -> None:
-    if await registration.register(rt, ev, key=key) == "busy":
+    if await registration.register(rt, ev, key=key) is RegistrationResult.BUSY:
         raise dramatiq.Retry("another worker is sending this confirmation",
                              delay=int(rt.settings.delivery.lease_s * 1000))
 
@@ -117,7 +121,8 @@ async def address_removed(rt: Runtime, ev: AddressRemoved, key: str | None) -> N
 @dramatiq.actor(actor_name=MALFORMED_ACTOR, queue_name=QUEUE, max_retries=5)
 async def malformed(raw: str, problem: str) -> None:
     """A message that was not a valid envelope (see worker.queue.broker): keep it, once, and
-    list the hold it still names (see worker.app.intake.refuse_message)."""
+    list the hold it still names (see worker.app.intake.refuse_message). Built by the
+    decoder in-process; on the queue only as our own signed retry (worker.queue.internal)."""
     rt = get_runtime()
     listed = await refuse_message(rt.store, rt.settings, raw, problem, _message_key())
     if listed is not None:
@@ -126,7 +131,9 @@ async def malformed(raw: str, problem: str) -> None:
 
 @dramatiq.actor(actor_name=GAVE_UP_ACTOR, queue_name=QUEUE, max_retries=5)
 async def gave_up(message: dict[str, Any], info: dict[str, Any]) -> None:
-    """An event actor failed ERROR_RETRIES times: make sure no ready hold goes unannounced."""
+    """An event actor failed ERROR_RETRIES times: make sure no ready hold goes unannounced.
+    Sent by dramatiq's Retries and signed by our worker; a producer's forgery never gets
+    here (worker.queue.internal), so the traceback in ``message`` is ours."""
     rt = get_runtime()
     error = (message.get("options", {}).get("traceback") or "").strip().splitlines()[-1:]
     detail = error[0] if error else "worker error"

@@ -15,7 +15,10 @@ worker thread that finishes a message whose ``queue_name`` it has no consumer fo
   cost), and a payload that is not a valid envelope for one of our actors on our
   queue is turned into a message for the ``omitama_malformed`` actor on the queue
   it was fetched from, carrying the raw text and the reason, so it is kept for
-  ``review rejected`` (and its hold listed, see worker.app.intake) and acknowledged.
+  ``review rejected`` (and its hold listed, see worker.app.intake) and acknowledged;
+* a message for one of the worker's own actors is only run when our worker signed it,
+  and a producer's options cannot make dramatiq send messages for it (see
+  :mod:`worker.queue.internal` for why, how, and the threat model).
 """
 
 from __future__ import annotations
@@ -31,22 +34,24 @@ import time
 from typing import Any, Callable
 
 import dramatiq
-import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis, dq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware, Retries
 
+from .internal import (GAVE_UP_ACTOR, MALFORMED_ACTOR, RAW_SHA, Signer, SignInternal,
+                       drop_options, internal_problem, short as _short)
 from .process_setup import ProcessSetup, prometheus_middleware
 from ..settings import Settings
+from ..store.client import REDIS_UNREACHABLE
+from ..store.queue_keys import QueueKeys
+from ..store.queue_secret import queue_secret
+from ..store.keys import Keys
 from ..store.scripts import lua
 
 log = logging.getLogger(__name__)
 QUEUE = "notifications"
 OUR_QUEUES = (QUEUE, dq_name(QUEUE))  # dramatiq names the delayed retries' queue ".DQ"
-MALFORMED_ACTOR = "omitama_malformed"
-GAVE_UP_ACTOR = "omitama_gave_up"
-RAW_SHA = "omitama_raw_sha"
 _FIELDS = {"queue_name", "actor_name", "args", "kwargs", "options", "message_id",
            "message_timestamp"}
 _INTERNAL_ARGS = {MALFORMED_ACTOR: (str, str), GAVE_UP_ACTOR: (dict, dict)}
@@ -106,14 +111,13 @@ def envelope_problem(fields: Any, actors: set[str]) -> str | None:
     return None
 
 
-def _short(value: Any) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 60 else shown[:60] + "…"
-
-
 class EnvelopeEncoder(JSONEncoder):
-    def __init__(self, actor_names: Callable[[], set[str]]) -> None:
+    """``signer`` checks messages for the worker's own actors (None: all refused)."""
+
+    def __init__(self, actor_names: Callable[[], set[str]],
+                 signer: Signer | None = None) -> None:
         self.actor_names = actor_names
+        self.signer = signer
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Every payload becomes a message that runs and is acknowledged once. ``data``
@@ -126,8 +130,10 @@ class EnvelopeEncoder(JSONEncoder):
         except (ValueError, UnicodeDecodeError) as e:
             fields, problem = None, f"message is not valid UTF-8 JSON: {e}"
         else:
-            problem = envelope_problem(fields, self.actor_names())
+            problem = (internal_problem(fields, self.signer)
+                       or envelope_problem(fields, self.actor_names()))
         if problem is None:
+            drop_options(fields)
             options = fields["options"]
             claimed = options.get("redis_message_id")
             if not isinstance(claimed, str):
@@ -164,6 +170,7 @@ class Broker(RedisBroker):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._fetch = self.client.register_script(_FETCH)
+        self.queue_keys = QueueKeys(self.namespace)
 
     def do_fetch(self, queue_name: str, prefetch: int) -> list[Fetched | None]:
         ns = self.namespace
@@ -172,8 +179,9 @@ class Broker(RedisBroker):
                 "qsize", current_millis(), queue_name, self.broker_id, self.heartbeat_timeout,
                 self.dead_message_ttl, 1, self._max_unpack_size()])
         flat = self._fetch(
-            keys=[f"{ns}:__heartbeats__", f"{ns}:{queue_name}", f"{ns}:{queue_name}.msgs",
-                  f"{ns}:__acks__.{self.broker_id}.{queue_name}"],
+            keys=[self.queue_keys.heartbeats, self.queue_keys.queue(queue_name),
+                  self.queue_keys.messages(queue_name),
+                  self.queue_keys.acks(self.broker_id, queue_name)],
             args=[current_millis(), self.broker_id, prefetch])
         out: list[Fetched | None] = []
         for rid, data in zip(flat[::2], flat[1::2]):
@@ -201,7 +209,7 @@ class PatientRetries(Retries):
             try:
                 return super().after_process_message(broker, message, result=result,
                                                      exception=exception)
-            except (redis.ConnectionError, redis.TimeoutError):
+            except REDIS_UNREACHABLE:
                 if time.monotonic() > deadline:
                     raise  # not acknowledged either: the sweeper finds it in the ack set
                 time.sleep(1.0)
@@ -252,6 +260,9 @@ def build_broker(settings: Settings) -> RedisBroker:
     if prometheus is not None:
         broker.add_middleware(prometheus)
     broker.add_middleware(ProcessSetup(settings))
-    dramatiq.set_encoder(EnvelopeEncoder(lambda: set(broker.actors)))
+    keys = Keys(settings.redis.key_prefix)
+    signer = Signer(lambda: queue_secret(broker.client, keys))
+    broker.add_middleware(SignInternal(signer))
+    dramatiq.set_encoder(EnvelopeEncoder(lambda: set(broker.actors), signer))
     dramatiq.set_broker(broker)
     return broker

@@ -7,7 +7,7 @@ multiprocess directory, so one scrape sees every worker process:
 * ``omitama_notices_total{outcome}`` — hold notices by outcome (sent, phoned, retry, …);
 * ``omitama_call_list{branch}``, ``omitama_pending_approvals``,
   ``omitama_suspended_addresses``, ``omitama_bounces{reason}`` — read from Redis every
-  ``REFRESH_S`` seconds by each worker process (the most recent reading wins), so they are
+  ``REFRESH_S`` seconds by each worker process (worker/store/gauges.py) (the most recent reading wins), so they are
   right whoever changed the state: a worker, a staff command or ``bounces ingest``.
 """
 
@@ -18,8 +18,8 @@ import os
 import threading
 from typing import Any
 
-import redis
-
+from ..store.client import RedisError
+from ..store.gauges import connect, read_gauges
 from ..store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -32,20 +32,6 @@ def count_notice(outcome: str) -> None:
     """Count one hold_ready outcome (a no-op outside a metrics-enabled worker)."""
     if _notices is not None:
         _notices.labels(outcome=outcome).inc()
-
-
-def redis_gauges(client: redis.Redis, keys: Keys, branches: list[str]) -> dict[str, Any]:
-    """The Redis-derived figures (also used by tests and `check`)."""
-    import json
-
-    calls = {b: 0 for b in branches}
-    for raw in client.hvals(keys.calls):
-        branch = json.loads(raw).get("pickup_branch")
-        calls[branch] = calls.get(branch, 0) + 1
-    bounces = {k.decode() if isinstance(k, bytes) else k: int(v)
-               for k, v in client.hgetall(keys.bounce_reasons).items()}
-    return {"calls": calls, "pending": client.zcard(keys.pending),
-            "suspended": client.scard(keys.suspended), "bounces": bounces}
 
 
 def start(url: str, keys: Keys, branches: list[str]) -> None:
@@ -67,15 +53,15 @@ def start(url: str, keys: Keys, branches: list[str]) -> None:
                            multiprocess_mode="livemostrecent")
     bounces = prom.Gauge("omitama_bounces", "Failures recorded, by reason (since the start).",
                          ["reason"], multiprocess_mode="livemostrecent")
-    client = redis.Redis.from_url(url, socket_timeout=5)
+    client = connect(url)
     stop = threading.Event()
 
     def refresh() -> None:
         while not stop.wait(0 if not refresh.started else REFRESH_S):  # type: ignore[attr-defined]
             refresh.started = True  # type: ignore[attr-defined]
             try:
-                g = redis_gauges(client, keys, branches)
-            except redis.RedisError as e:
+                g = read_gauges(client, keys, branches)
+            except RedisError as e:
                 log.warning("metrics: cannot read Redis: %s", e)
                 continue
             for branch, n in g["calls"].items():

@@ -8,7 +8,7 @@ from typing import Any
 
 from dramatiq.middleware import Middleware
 
-from . import activity, loop, metrics, reminder_loop, sweeper
+from . import activity, loop, metrics, purger, reminder_loop, sweeper
 from .. import logs
 from ..store.keys import Keys
 from ..settings import Settings
@@ -61,4 +61,5 @@ class ProcessSetup(Middleware):
         sweeper.start(s.redis.url, Keys(s.redis.key_prefix), actor.send,
                       namespace=s.redis.namespace, queue=actor.queue_name,
                       lease_s=s.delivery.lease_s, interval_s=s.delivery.sweep_interval_s)
+        purger.start(s)  # the daily purge of personal data past its retention
         reminder_loop.start(s)

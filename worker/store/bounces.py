@@ -6,6 +6,7 @@ import json
 from datetime import date
 from typing import Any
 
+from ..contact import CallReason
 from .core import Store, _dumps, now_iso
 from .outcomes import with_outcomes
 
@@ -55,7 +56,11 @@ class BounceStore:
     async def logged(self) -> list[dict[str, Any]]:
         return [json.loads(x) for x in await self.r.lrange(self.k.bounces, 0, -1)]
 
-    async def rephone(self, hold_id: str, call: dict[str, Any], due: int, reason: str) -> str:
+    async def rephone(self, hold_id: str, call: dict[str, Any], due: int,
+                      reason: CallReason) -> str:
+        """Put a hold already mailed on the call list (``rephone_hold.lua``): PHONED, or
+        the status that stopped it (or ``ClaimVerdict.MISSING``); its outcomes (bounced,
+        listed) in the same step (worker/store/outcomes.py)."""
         return await self._rephone(
             keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due, self.k.outcomes],
             args=[hold_id, _dumps(call), due, reason, *self.s.outcome_args()])

@@ -19,7 +19,7 @@ from typing import Callable
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
-from ..contact import ContactState
+from ..contact import Confirmation, ContactState
 from ..contact.changes import ContactChange, Record
 from .core import Store, _dumps, now_iso, now_ms
 
@@ -79,7 +79,8 @@ class Registry:
     async def wrong_code(self, card: str) -> int:
         return int(await self.r.hincrby(self.k.patron(card), "code_wrong", 1))
 
-    async def set_confirmation(self, card: str, event_id: str, status: str, detail: str) -> None:
+    async def set_confirmation(self, card: str, event_id: str, status: Confirmation,
+                               detail: str) -> None:
         """Record the confirmation mail's fate, unless a newer registration replaced it."""
         key = self.k.patron(card)
         async with self.r.pipeline(transaction=True) as p:
@@ -102,5 +103,5 @@ class Registry:
             for card in cards:
                 p.hgetall(self.k.patron(card))
             records = await p.execute()
-        return [(c, h) for c, h in zip(cards, records) if h.get("state") == "pending"]
+        return [(c, h) for c, h in zip(cards, records) if h.get("state") == ContactState.PENDING]
 

@@ -21,10 +21,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..contact import Contact, ContactState
 from ..errors import StoreError
+from ..holds.retention import CALL_ENTRY_PERSONAL_FIELDS, HOLD_PERSONAL_FIELDS
 from ..jdate import TOKYO
 from .keys import Keys
 from .outcomes import DEFAULT_MAXLEN, outcome_args, with_outcomes
 from .scripts import lua
+from .vocab import ClaimVerdict, HoldStatus
 
 
 
@@ -60,12 +62,12 @@ def safe_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class Claim:
-    verdict: str            # "claimed" | "done" | "busy"
+    verdict: ClaimVerdict   # CLAIMED | DONE | BUSY
     token: str = ""         # this claim's own token: only it can record the outcome
     attempts: int = 0
     first_ms: int = 0
-    status: str = ""        # for "done": the status the hold already has
-    busy_ms: int = 0        # for "busy": how long the other worker's lease still runs
+    status: str = ""        # for DONE: the status (a HoldStatus) the hold already has
+    busy_ms: int = 0        # for BUSY: how long the other worker's lease still runs
     contact: Contact | None = None  # the patron's contact, when asked for with the claim
     notice: str = ""        # the notice's token (its Message-ID), the same for every claim
 
@@ -108,6 +110,9 @@ class Store:
         except (RedisConnectionError, RedisTimeoutError, OSError) as e:
             raise StoreError(f"cannot reach Redis at {safe_url(self.url)}: {e}") from None
 
+    async def server_version(self) -> str:
+        return str((await self.r.info("server")).get("redis_version", "?"))
+
     # -- patrons ---------------------------------------------------------------
 
     async def get_contact(self, card: str) -> Contact:
@@ -117,8 +122,9 @@ class Store:
     def _contact(card: str, h: dict[str, str]) -> Contact:
         if not h:
             return Contact(card)
-        return Contact(card, ContactState(h.get("state", "none")), h.get("address") or None,
-                       h.get("envelope") or None, h.get("pending_address") or None)
+        return Contact(card, ContactState(h.get("state", ContactState.NONE)),
+                       h.get("address") or None, h.get("envelope") or None,
+                       h.get("pending_address") or None)
 
     async def audit(self, card: str, entry: dict[str, Any]) -> None:
         await self.r.rpush(self.k.audit(card), _dumps({"at": now_iso(), **entry}))
@@ -155,12 +161,12 @@ class Store:
             elif isinstance(res, Exception):
                 raise res
             contact = self._contact(contact_of, h)
-        if res[0] == "claimed":
-            return Claim("claimed", token=res[1], attempts=int(res[2]), first_ms=int(res[3]),
-                         contact=contact, notice=res[4])
-        if res[0] == "busy":
-            return Claim("busy", busy_ms=int(res[1]))
-        return Claim("done", status=res[1])
+        if res[0] == ClaimVerdict.CLAIMED:
+            return Claim(ClaimVerdict.CLAIMED, token=res[1], attempts=int(res[2]),
+                         first_ms=int(res[3]), contact=contact, notice=res[4])
+        if res[0] == ClaimVerdict.BUSY:
+            return Claim(ClaimVerdict.BUSY, busy_ms=int(res[1]))
+        return Claim(ClaimVerdict.DONE, status=res[1])
 
     async def extend_lease(self, hold_id: str, token: str, until_ms: int) -> bool:
         """Make the lease of the claim holding ``token`` run at least until ``until_ms``
@@ -169,12 +175,13 @@ class Store:
         return bool(await self._extend(keys=[self.k.hold(hold_id), self.k.inflight],
                                        args=[token, until_ms, hold_id, look_again]))
 
-    async def finish_hold(self, hold_id: str, outcome: str, token: str, *, card: str = "",
+    async def finish_hold(self, hold_id: str, outcome: HoldStatus, token: str, *, card: str = "",
                           fields: dict[str, Any] | None = None,
                           call: dict[str, Any] | None = None, due: int = 0) -> str:
-        """Record the outcome of the claim holding ``token`` (``finish_hold.lua``). Returns
-        the hold's status afterwards, or "lost" when a later claim took the hold over
-        (this one's lease ran out): then nothing was written."""
+        """Record the outcome (SENT, PHONED or RETRYING) of the claim holding ``token``
+        (``finish_hold.lua``). Returns the hold's status afterwards, or
+        ``ClaimVerdict.LOST`` when a later claim took the hold over (this one's lease ran
+        out): then nothing was written (``MISSING``: the hold expired)."""
         args: list[Any] = [outcome, token, hold_id, _dumps(call) if call else "", due]
         for k, v in (fields or {}).items():
             args += [k, v if isinstance(v, str) else _dumps(v)]
@@ -183,10 +190,14 @@ class Store:
                                         self.k.outcomes],
                                   args=args + self.outcome_args())
 
-    async def close_hold(self, hold_id: str, status: str, ttl_s: int) -> str:
+    async def close_hold(self, hold_id: str, status: HoldStatus, ttl_s: int) -> str:
+        """Record CANCELLED or PICKED_UP (``close_hold.lua``); the status before, or
+        ``ClaimVerdict.UNSEEN`` for a hold never seen. Its title and the patron's name go
+        at once (worker/holds/retention.py)."""
         return await self._close(keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due,
                                        self.k.inflight, self.k.outcomes],
-                                 args=[status, hold_id, now_ms(), ttl_s, *self.outcome_args()])
+                                 args=[status, hold_id, now_ms(), ttl_s, *HOLD_PERSONAL_FIELDS,
+                                       *self.outcome_args()])
 
     async def get_hold(self, hold_id: str) -> dict[str, str]:
         return await self.r.hgetall(self.k.hold(hold_id))
@@ -203,11 +214,24 @@ class Store:
         rows = [json.loads(x) for x in await self.r.hmget(self.k.calls, ids) if x]
         return [r for r in rows if branch is None or r.get("pickup_branch") == branch]
 
+    async def events_and_states(self, holds: list[tuple[str, str]]
+                                ) -> list[tuple[str | None, str | None]]:
+        """(stored event, patron's state) of each (hold_id, card), in one round trip."""
+        async with self.r.pipeline(transaction=False) as p:
+            for hold_id, card in holds:
+                p.hget(self.k.hold(hold_id), "event")
+                p.hget(self.k.patron(card), "state")
+            got = await p.execute()
+        return list(zip(got[::2], got[1::2]))
+
     async def mark_called(self, hold_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
         entry = await self._called(
             keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called,
                   self.k.outcomes],
-            args=[hold_id, _dumps({"at": now_iso(), **record}), now_ms(), *self.outcome_args()])
+            args=[hold_id, _dumps({"at": now_iso(), **record}), now_ms(),
+                  _dumps(CALL_ENTRY_PERSONAL_FIELDS),
+                  *(f for f in HOLD_PERSONAL_FIELDS if f != "called_entry"),
+                  *self.outcome_args()])
         return json.loads(entry) if entry else None
 
     async def uncall(self, hold_id: str, record: dict[str, Any]) -> dict[str, Any] | None:

@@ -106,20 +106,6 @@ def redis_hint(url: str, start_private: bool) -> str:
             "(or OMITAMA_NOTIFY_REDIS__URL) names it")
 
 
-def ensure_redis(url: str, data_dir: Path, *, start_private: bool) -> str | None:
-    """Make sure Redis answers at ``url``; start a private server when allowed.
-    Returns a line to show the user when a server was started (it keeps running:
-    commands that should stop it again use :func:`private_redis`)."""
-    if redis_answers(url):
-        return None
-    parts = urlsplit(url)
-    if not _may_start(url, start_private):
-        raise StoreError(f"no Redis answers at {_where(url)}: {redis_hint(url, start_private)}")
-    pid = start_redis(parts.port or 6379, data_dir)
-    return (f"started a private redis-server (pid {pid}) on 127.0.0.1:{parts.port or 6379}, "
-            f"data in {data_dir}; it keeps running after this command: stop it with kill {pid}")
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

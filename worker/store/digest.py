@@ -8,11 +8,12 @@ from typing import Any
 from .core import Store, _dumps, now_iso, now_ms
 from .outcomes import outcome_args
 from .scripts import lua
+from .vocab import GatherVerdict
 
 
 @dataclass(frozen=True)
 class Joined:
-    verdict: str        # "wait" | "due" | "lost"
+    verdict: GatherVerdict
     gather_id: str = ""
     wait_ms: int = 0
 
@@ -31,11 +32,11 @@ class DigestStore:
             keys=[self.k.hold(hold_id), self.k.gather(card, branch), self.k.inflight],
             args=[token, hold_id, now_ms(), window_ms, lease_ms, new_id,
                   window_ms // 1000 + 86400])
-        if res[0] == "wait":
-            return Joined("wait", res[2], int(res[1]))
-        if res[0] == "due":
-            return Joined("due", res[1])
-        return Joined("lost")
+        if res[0] == GatherVerdict.WAIT:
+            return Joined(GatherVerdict.WAIT, res[2], int(res[1]))
+        if res[0] == GatherVerdict.DUE:
+            return Joined(GatherVerdict.DUE, res[1])
+        return Joined(GatherVerdict.LOST)
 
     async def take(self, card: str, branch: str, gather_id: str, token: str,
                    lease_ms: int) -> list[str] | None:

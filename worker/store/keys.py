@@ -1,30 +1,29 @@
 """Every Redis key the worker owns, in one place.
 
 All keys start with ``[redis] key_prefix`` (default ``omitama:``); dramatiq's own
-keys live under ``[redis] namespace`` and are listed in the README.
+keys live under ``[redis] namespace`` (:mod:`worker.store.queue_keys`).
 
 ==========================  =====  ===========================================  ==========================
 key                         type   content                                      lifetime
 ==========================  =====  ===========================================  ==========================
-hold:{hold_id}              hash   status, lease, attempts, token (the latest   pickup_by + retention_days
-                                   claim's: only it may finish), notice (the
-                                   Message-ID's token), event JSON, outcome
-                                   fields (see lua/*.lua)
+hold:{hold_id}              hash   a hold notice's state; fields listed below;   pickup_by + [retention]
+                                   title and name dropped when the hold closes  hold_days
 notice:{token}              str    hold_id of the notice with Message-ID token  as its hold
-calls                       hash   hold_id → JSON entry of the phone-call list  until staff mark it called
+calls                       hash   hold_id → JSON entry of the phone-call list  until called, closed or past pickup
 calls:due                   zset   hold_id, score = pickup_by as YYYYMMDD       with ``calls``
 inflight                    zset   hold_id → ms after which the sweeper looks at it  while sending/retrying
-called                      list   JSON of each call staff marked done          kept (audit)
+called                      list   JSON of each call staff marked done          [retention] called_days
 patron:{card}               hash   contact state, approved and pending address, kept
-                                   hashed receipt code (see worker/store/contacts.py)
+                                   hashed receipt code (worker/contact/changes.py),
+                                   last_sent_hold, last_sent_ms (below)
 pending                     zset   card, score = registered_at ms (oldest first) while pending
 address:{key}               set    cards holding this address (pending/active)  while any card does
-audit:{card}                list   JSON audit entries, append-only              kept
-failures                    list   JSON delivery failures, append-only          kept
+audit:{card}                list   JSON audit entries, append-only              [retention] audit_days
+failures                    list   JSON delivery failures, append-only          [retention] failures_days
 bouncescore:{key}           zset   day (YYYY-MM-DD) → bounce points given that  stale_after_days + 1 day
                                    day, per address key
-bounces                     list   JSON of every ingested mail and its outcome  kept (audit)
-bounces:seen                set    fingerprints of ingested mails (dedup)       kept
+bounces                     list   JSON of every ingested mail and its outcome  [retention] bounces_days
+bounces:seen                set    fingerprints of ingested mails (dedup)       as their ``bounces`` entry
 bounces:reasons             hash   reason → failures recorded (metrics)         kept
 bounces:weak:{key}:{day}    str    unverified bounces counted for an address    2 days
                                    that day (rate limit, worker/app/ingest.py)
@@ -32,12 +31,14 @@ verp:{token}                str    JSON of what a return-path token was issued  
                                    for: hold or registration, card, address
 suspended                   set    cards whose address is suspended (metrics)   while suspended
 sent:{card}                 list   hold ids of the last notices mailed to card  20 newest
-rejected                    hash   fingerprint → JSON of a refused event        kept (staff review)
+rejected                    hash   fingerprint → JSON of a refused event        [retention] refused_days
 rejected:order              zset   fingerprint, score = arrival µs              with ``rejected``
 staff:{staff_id}            hash   staff web account: password hash (argon2),   until ``staff remove``
-                                   branch, created_at (see worker/web/auth.py)
+                                   branch, created_at (worker/store/staff.py)
 stafflog                    list   JSON of each account change (created,        kept (audit)
                                    password set, removed) and who made it
+purge:day:{YYYY-MM-DD}      str    the daily purge of that day was taken (SET NX) 3 days
+purge:last                  str    JSON report of the last purge (counts by kind) kept (replaced daily)
 web:session:{sid}           hash   staff web session: staff id, CSRF token,     session_max_age_s
                                    account epoch, created_at, last seen;        (or idle, or epoch
                                    deleted on logout                            changed)
@@ -47,6 +48,8 @@ web:login_fail:{kind}:{who} str    failed logins per staff id, client address,  
 web:login_wait:{who}        str    a slowed-down (client, id) pair waits        ≤ 60 s
 web:login_known:{staff_id}  set    client addresses that logged in as staff_id  90 days
 web:login_missed:{staff_id} str    failed logins since the last good one        30 days
+queue:secret                str    HMAC key signing the worker's own queue      kept (created once,
+                                   messages (worker/queue/internal.py)          SET NX)
 gather:{branch}:{card}      hash   the open digest window of a card at a pickup  gather_s + 1 day
                                    branch: id, due (ms), h:{hold_id} per member
                                    (worker/app/digest.py)
@@ -55,6 +58,35 @@ reminders                   zset   hold_id of a mailed hold, score = ms of its  
 outcomes                    stream every outcome of a hold, for the ILS          ~[outcomes] maxlen entries
                                    (worker/store/outcomes.py)
 ==========================  =====  ===========================================  ==========================
+
+Fields of ``hold:{hold_id}``, by who writes them (the scripts are in ``lua/``):
+
+- ``claim_hold.lua``: ``status`` (sending), ``lease_until`` (ms), ``token`` (the latest
+  claim's: only it may finish), ``notice`` (the Message-ID's token, fixed at the first
+  claim), ``attempts``, ``first_ms``; and the fields the caller passes: ``event`` (JSON),
+  ``card_number``, ``pickup_branch``, ``pickup_by`` (worker/app/holds.py).
+- ``extend_lease.lua``: ``lease_until``.
+- ``finish_hold.lua``: ``status`` (sent | phoned | retrying), drops
+  ``lease_until``; the caller's fields: ``message_id``, ``sent_ms``, ``to`` (masked),
+  ``relay_reply`` when sent; ``reason`` when phoned; ``last_error`` when retrying. On
+  "sent" it also sets ``last_sent_hold`` and ``last_sent_ms`` on ``patron:{card}``.
+- ``close_hold.lua``: ``status`` (cancelled | picked_up), or ``closed`` when the patron
+  was told already (sent, called); ``closed_ms``; drops the title and name (the event's
+  reading data, worker/holds/retention.py), as ``mark_called.lua`` does.
+- ``purge_hold.lua`` (the daily purge): drops the same; ``closed`` (expired) for a hold
+  whose pickup window passed, which also leaves the call list.
+- ``mark_called.lua``: ``status`` (called), ``called_ms``, ``called_entry`` (the call
+  list entry, JSON), ``called_due``, ``called_from`` (the status before);
+  ``uncall.lua`` puts ``status`` back from ``called_from`` and drops those four.
+- ``rephone_hold.lua`` (a sent notice bounced): ``status`` (phoned), ``reason``.
+- ``gather_join.lua`` / ``gather_take.lua`` (digests, worker/app/digest.py): ``gather``
+  (the window's id), ``digest`` (the digest's token); ``finish_hold.lua`` then also
+  ``digest_holds`` (every hold of the mail, comma-separated).
+- ``remind_take.lua`` / ``remind_done.lua`` (pickup reminders): ``reminding``,
+  ``reminding_until``, then ``reminded_ms`` and ``reminder_id``.
+
+dramatiq's own keys (under ``[redis] namespace``) are named in
+:mod:`worker.store.queue_keys`.
 """
 
 from __future__ import annotations
@@ -149,6 +181,13 @@ class Keys:
         # not under "staff:": "log" is a valid staff id, and `staff list` scans staff:*
         return f"{self.prefix}stafflog"
 
+    def purge_day(self, day: str) -> str:
+        return f"{self.prefix}purge:day:{day}"
+
+    @property
+    def purge_last(self) -> str:
+        return f"{self.prefix}purge:last"
+
     def web_session(self, sid: str) -> str:
         return f"{self.prefix}web:session:{sid}"
 
@@ -167,6 +206,10 @@ class Keys:
 
     def login_missed(self, staff_id: str) -> str:
         return f"{self.prefix}web:login_missed:{staff_id}"
+
+    @property
+    def queue_secret(self) -> str:
+        return f"{self.prefix}queue:secret"
 
     @property
     def outcomes(self) -> str:

@@ -7,8 +7,6 @@ import secrets
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -20,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import StoreError
 from ..settings import Settings
+from ..store.client import REDIS_UNREACHABLE
 from ..store.core import Store, safe_url
 from .auth import Accounts
 from .base import TEMPLATES, form_page, login_url, make_env, render
@@ -28,6 +27,8 @@ from .routes import calls, failures, home, login, patron, pending, rejected
 log = logging.getLogger(__name__)
 
 PUBLIC = ("/login", "/static/")
+# what makes a page "Redis is unreachable" rather than an error
+UNREACHABLE: tuple[type[Exception], ...] = (StoreError, OSError, *REDIS_UNREACHABLE)
 COOKIE = "omitama_staff"
 HEADERS = [
     # no script at all runs on these pages; styles only from us
@@ -63,7 +64,7 @@ class LoginWall:
         accounts = Accounts(scope["app"].state.store, scope["app"].state.settings.web)
         try:
             staff = await accounts.session(scope["session"].get("sid"))
-        except (StoreError, RedisConnectionError, RedisTimeoutError, OSError) as e:
+        except UNREACHABLE as e:
             scope.setdefault("state", {})["staff"] = None
             await (await store_unreachable(Request(scope), e))(scope, receive, send_with_headers)
             return
@@ -138,8 +139,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Middleware(LoginWall),
         ],
         exception_handlers={StoreError: store_unreachable,
-                            RedisConnectionError: store_unreachable,
-                            RedisTimeoutError: store_unreachable})
+                            **{e: store_unreachable for e in REDIS_UNREACHABLE}})
     app.state.settings = settings
     app.state.jinja = make_env()
     return app

@@ -1,4 +1,5 @@
-"""Staff accounts, sessions and CSRF tokens (all in Redis); throttling is in throttle.py.
+"""Staff accounts, sessions and CSRF tokens: the rules (stored by worker/store/staff.py);
+throttling is in throttle.py.
 
 - Passwords: argon2id (argon2-cffi's defaults, RFC 9106's second recommended profile);
   the hash is rehashed on login when the parameters change.
@@ -17,7 +18,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -29,6 +29,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from ..errors import NotifyError
 from ..settings import WebSettings
 from ..store.core import Store, now_iso, now_ms
+from ..store.staff import StaffStore
 from .throttle import Throttle, Throttled
 
 __all__ = ["Accounts", "AccountError", "Staff", "Throttled", "same_token"]
@@ -78,12 +79,11 @@ class Staff:
 
 
 class Accounts:
-    """Staff accounts and sessions in Redis (keys from :mod:`worker.store.keys`)."""
+    """Staff accounts and sessions (stored by :class:`worker.store.staff.StaffStore`)."""
 
     def __init__(self, store: Store, web: WebSettings) -> None:
         self.store = store
-        self.r = store.r
-        self.k = store.k
+        self.db = StaffStore(store)
         self.web = web
 
     # -- accounts ----------------------------------------------------------------
@@ -94,30 +94,27 @@ class Accounts:
         names who did it (the OS user running the command) for the account log."""
         check_staff_id(staff_id)
         check_password(password)
-        key = self.k.staff(staff_id)
         fields = {"hash": hash_password(password), "branch": branch or "",
                   "updated_at": now_iso(), "epoch": secrets.token_urlsafe(12)}
         if replace:
-            if not await self.r.exists(key):
+            if not await self.db.update_account(staff_id, fields):
                 raise AccountError(f"there is no staff account {staff_id}")
-            await self.r.hset(key, mapping=fields)  # the new epoch ends the old sessions
-            await self.end_sessions(staff_id)
+            await self.db.end_sessions(staff_id)  # the new epoch ends them anyway
             await self._log(staff_id, "password set", by, branch)
             return
-        if not await self.r.hsetnx(key, "created_at", now_iso()):
+        if not await self.db.create_account(staff_id, fields):
             raise AccountError(f"staff account {staff_id} already exists "
                                f"(omitama-notify staff passwd {staff_id} sets a new password)")
-        await self.r.hset(key, mapping=fields)
-        await self.end_sessions(staff_id)  # sessions of an earlier account of that id
+        await self.db.end_sessions(staff_id)  # sessions of an earlier account of that id
         await self._log(staff_id, "created", by, branch)
 
     async def branch(self, staff_id: str) -> str | None:
         """The account's branch (None: none set, or no such account)."""
-        return await self.r.hget(self.k.staff(staff_id), "branch") or None
+        return (await self.db.account(staff_id)).get("branch") or None
 
     async def remove(self, staff_id: str, by: str = "") -> bool:
-        removed = bool(await self.r.delete(self.k.staff(staff_id)))
-        await self.end_sessions(staff_id)
+        removed = await self.db.delete_account(staff_id)
+        await self.db.end_sessions(staff_id)
         if removed:
             await self._log(staff_id, "removed", by)
         return removed
@@ -125,50 +122,31 @@ class Accounts:
     async def logout_all(self, staff_id: str, by: str = "") -> int:
         """End every session of an account (a new epoch, and the sessions deleted);
         returns how many were live."""
-        if not await self.r.exists(self.k.staff(staff_id)):
+        if not await self.db.update_account(staff_id, {"epoch": secrets.token_urlsafe(12)}):
             raise AccountError(f"there is no staff account {staff_id}")
-        await self.r.hset(self.k.staff(staff_id), "epoch", secrets.token_urlsafe(12))
-        ended = await self.end_sessions(staff_id)
+        ended = await self.db.end_sessions(staff_id)
         await self._log(staff_id, "logged out everywhere", by)
         return ended
 
     async def end_sessions(self, staff_id: str) -> int:
-        sids = await self.r.smembers(self.k.staff_sessions(staff_id))
-        ended = 0
-        if sids:
-            ended = await self.r.delete(*[self.k.web_session(sid) for sid in sids])
-        await self.r.delete(self.k.staff_sessions(staff_id))
-        return int(ended)
+        return await self.db.end_sessions(staff_id)
 
     async def active_sessions(self, staff_id: str) -> int:
-        """Live sessions of an account (forgetting the ids of those that ended)."""
-        sids = list(await self.r.smembers(self.k.staff_sessions(staff_id)))
-        if not sids:
-            return 0
-        async with self.r.pipeline(transaction=False) as p:
-            for sid in sids:
-                p.exists(self.k.web_session(sid))
-            live = await p.execute()
-        dead = [sid for sid, n in zip(sids, live) if not n]
-        if dead:
-            await self.r.srem(self.k.staff_sessions(staff_id), *dead)
-        return len(sids) - len(dead)
+        """Live sessions of an account."""
+        return await self.db.live_sessions(staff_id)
 
     async def _log(self, staff_id: str, what: str, by: str, branch: str | None = None) -> None:
         # never the password or its hash: who, what, when
-        await self.r.rpush(self.k.staff_log, json.dumps(
-            {"at": now_iso(), "staff_id": staff_id, "what": what, "branch": branch or "",
-             "by": by}, ensure_ascii=False))
+        await self.db.log_change({"at": now_iso(), "staff_id": staff_id, "what": what,
+                                  "branch": branch or "", "by": by})
 
     async def log(self) -> list[dict[str, str]]:
         """Every account change, oldest first."""
-        return [json.loads(x) for x in await self.r.lrange(self.k.staff_log, 0, -1)]
+        return await self.db.changes()
 
     async def list(self) -> list[dict[str, str]]:
         rows = []
-        async for key in self.r.scan_iter(self.k.staff("*"), count=500):
-            h = await self.r.hgetall(key)
-            staff_id = key[len(self.k.staff("")):]
+        for staff_id, h in await self.db.accounts():
             rows.append({"staff_id": staff_id, "branch": h.get("branch", ""),
                          "created_at": h.get("created_at", ""),
                          "sessions": await self.active_sessions(staff_id)})
@@ -182,7 +160,7 @@ class Accounts:
         staff_id = staff_id.strip()[:64]
         throttle = Throttle(self.store, self.web)
         await throttle.check(staff_id, addr)
-        h = await self.r.hgetall(self.k.staff(staff_id)) if STAFF_ID.fullmatch(staff_id) else {}
+        h = await self.db.account(staff_id) if STAFF_ID.fullmatch(staff_id) else {}
         try:
             _hasher.verify(h.get("hash") or _dummy_hash(), password)
             ok = bool(h.get("hash"))
@@ -192,38 +170,32 @@ class Accounts:
             await throttle.failed(staff_id, addr, bool(h))
             return None
         if _hasher.check_needs_rehash(h["hash"]):
-            await self.r.hset(self.k.staff(staff_id), "hash", hash_password(password))
+            await self.db.update_account(staff_id, {"hash": hash_password(password)})
         missed = await throttle.succeeded(staff_id, addr)
         sid = secrets.token_urlsafe(32)
-        key = self.k.web_session(sid)
-        async with self.r.pipeline(transaction=True) as p:
-            p.hset(key, mapping={"staff": staff_id, "csrf": secrets.token_urlsafe(32),
-                                 "epoch": h.get("epoch", ""), "created_at": now_iso(),
-                                 "seen_ms": now_ms()})
-            p.expire(key, self.web.session_max_age_s)
-            p.sadd(self.k.staff_sessions(staff_id), sid)
-            p.expire(self.k.staff_sessions(staff_id), self.web.session_max_age_s)
-            await p.execute()
+        await self.db.open_session(sid, staff_id, {
+            "csrf": secrets.token_urlsafe(32), "epoch": h.get("epoch", ""),
+            "created_at": now_iso(), "seen_ms": now_ms()}, self.web.session_max_age_s)
         return Login(sid, missed)
 
     async def session(self, sid: str | None) -> Staff | None:
         """The staff member of a live session (and whose account still exists)."""
         if not sid or not isinstance(sid, str):
             return None
-        s: dict[str, Any] = await self.r.hgetall(self.k.web_session(sid))
+        s: dict[str, Any] = await self.db.session(sid)
         if not s.get("staff"):
             return None
-        account = await self.r.hgetall(self.k.staff(s["staff"]))
+        account = await self.db.account(s["staff"])
         now = now_ms()
         idle = now - int(s.get("seen_ms") or 0) > self.web.session_idle_s * 1000
         if not account or s.get("epoch", "") != account.get("epoch", "") or idle:
             await self.logout(sid)
             return None
-        await self.r.hset(self.k.web_session(sid), "seen_ms", now)
+        await self.db.touch_session(sid, now)
         return Staff(s["staff"], account.get("branch") or None, sid, s["csrf"])
 
     async def logout(self, sid: str) -> None:
-        await self.r.delete(self.k.web_session(sid))
+        await self.db.delete_session(sid)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from ..contact import ContactState
 from ..errors import ReviewError
 from ..jdate import TOKYO, ja_date, ja_datetime
 from ..settings import Settings
@@ -59,7 +60,7 @@ def make_env() -> jinja2.Environment:
                              trim_blocks=True,
                              lstrip_blocks=True)
     env.filters.update(ja_datetime=f_datetime, ja_date=f_date,
-                       state_ja=lambda s: STATE_JA.get(s or "none", s),
+                       state_ja=lambda s: STATE_JA.get(s or ContactState.NONE, s),
                        confirmation_ja=lambda s: CONFIRMATION_JA.get(s, s),
                        code_ja=lambda s: CODE_JA.get(s, s), audit_ja=audit_ja,
                        audit_why_ja=audit_why_ja, staff_ja=staff_ja)
@@ -76,11 +77,6 @@ def settings(request: Request) -> Settings:
 
 def staff(request: Request) -> Staff:
     return request.state.staff
-
-
-def branch_name(request: Request, code: str | None) -> str:
-    b = settings(request).branches.get(code or "")
-    return b.name if b else (code or "-")
 
 
 def branches_own_first(request: Request) -> list[str]:

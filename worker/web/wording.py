@@ -6,13 +6,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..app.refusals import RefusalKind
+from ..contact import Confirmation, ContactState
+from ..contact.changes import AuditKind
 from ..errors import ReviewError
 from ..bounces.failures import REASON_JA
 
-STATE_JA = {"none": "未登録(電話連絡)", "pending": "承認待ち(本人からの電話待ち)",
-            "active": "メール利用中", "suspended": "メール停止中(不達)"}
-CONFIRMATION_JA = {"sent": "送信済み", "refused": "送信できず(受信拒否など)",
-                   "sending": "送信中", None: "-", "": "-"}
+STATE_JA: dict[str, str] = {
+    ContactState.NONE: "未登録(電話連絡)", ContactState.PENDING: "承認待ち(本人からの電話待ち)",
+    ContactState.ACTIVE: "メール利用中", ContactState.SUSPENDED: "メール停止中(不達)"}
+CONFIRMATION_JA: dict[str | None, str] = {
+    Confirmation.SENT: "送信済み", Confirmation.REFUSED: "送信できず(受信拒否など)",
+    Confirmation.SENDING: "送信中", Confirmation.BOUNCED: "届かず(バウンスメールあり)",
+    None: "-", "": "-"}
+# what a `review rejected` row is, when re-validating its raw payload cannot say why
+# (see worker/web/refusal_ja.py): the event itself was valid, or the message around it not
+REFUSAL_KIND_JA: dict[str, str] = {
+    RefusalKind.MALFORMED_ENVELOPE: "メッセージの形式(envelope)が正しくありません",
+    RefusalKind.WRONG_ACTOR: "データの種類(type)と送り先(actor_name)が一致しません",
+    RefusalKind.INVALID_EVENT: "データの内容が正しくありません",
+    RefusalKind.REFUSED_ADDRESS: "メールアドレスとして使えないため受け付けられません",
+}
 CODE_JA = {"valid": "有効", "expired": "期限切れ", "locked": "ロック(誤入力が上限)"}
 STAFF_JA = {"worker": "自動処理", "website": "ウェブサイト(利用者本人)"}
 
@@ -34,21 +48,22 @@ ERROR_JA = {
     "no_address": "カード {card} にはメールアドレスが登録されていません。何も変更していません。",
 }
 
-# audit entries by their stable kind (worker/contact/changes.py AuditKind)
-KIND_JA = {
-    "registered": "アドレス登録(本人からの電話待ち)",
-    "address_refused": "アドレスを受付できず(状態は変更なし)",
-    "approved": "承認(受付番号を確認)",
-    "approved_without_code": "承認(受付番号なし)",
-    "rejected": "登録を却下",
-    "removed": "アドレス削除",
-    "suspended": "メール停止(不達)",
-    "suspended_while_pending": "承認済みアドレスをメール停止(新しいアドレスは承認待ち)",
-    "failure_not_suspended": "メール不達(アドレスは停止せず)",
-    "failure_noted": "メール不達",
-    "reenabled": "メール再開",
-    "called": "電話連絡済み(予約 {hold_id})",
-    "uncalled": "電話連絡済みを取り消し(予約 {hold_id})",
+# audit entries by their stable kind
+KIND_JA: dict[str, str] = {
+    AuditKind.REGISTERED: "アドレス登録(本人からの電話待ち)",
+    AuditKind.ADDRESS_REFUSED: "アドレスを受付できず(状態は変更なし)",
+    AuditKind.APPROVED: "承認(受付番号を確認)",
+    AuditKind.APPROVED_WITHOUT_CODE: "承認(受付番号なし)",
+    AuditKind.REJECTED: "登録を却下",
+    AuditKind.REMOVED: "アドレス削除",
+    AuditKind.SUSPENDED: "メール停止(不達)",
+    AuditKind.SUSPENDED_WHILE_PENDING: "承認済みアドレスをメール停止(新しいアドレスは承認待ち)",
+    AuditKind.FAILURE_NOT_SUSPENDED: "メール不達(アドレスは停止せず)",
+    AuditKind.FAILURE_NOTED: "メール不達",
+    AuditKind.REENABLED: "メール再開",
+    AuditKind.CALLED: "電話連絡済み(予約 {hold_id})",
+    AuditKind.UNCALLED: "電話連絡済みを取り消し(予約 {hold_id})",
+    AuditKind.FORGOTTEN: "利用者の求めにより、この利用者の記録をすべて削除",
 }
 # entries written before they carried a kind: by their fixed English ``what``
 AUDIT_JA = {
@@ -69,7 +84,7 @@ CALLED, UNCALLED = "phoned about hold ", "call undone for hold "
 
 
 def state_ja(state: str | None) -> str:
-    return STATE_JA.get(state or "none", state or "")
+    return STATE_JA.get(state or ContactState.NONE, state or "")
 
 
 def error_ja(e: ReviewError) -> str:

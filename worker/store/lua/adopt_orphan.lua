@@ -4,6 +4,7 @@
 -- KEYS[1] <ns>:<queue>  KEYS[2] <ns>:<queue>.msgs  KEYS[3] <ns>:__swept__.<queue>.<id>
 -- KEYS[4..] every <ns>:__acks__.*.<queue>
 -- ARGV[1] message id  ARGV[2] marker lifetime, ms.  Returns 1 if queued.
+-- Vocabulary: none (no hold status or verdict; worker/store/vocab.py)
 if redis.call("HEXISTS", KEYS[2], ARGV[1]) == 0 or redis.call("EXISTS", KEYS[3]) == 1 then
   return 0
 end

@@ -9,6 +9,7 @@
 -- for the token stored last. A worker whose lease ran out and was taken over can no
 -- longer record anything. `notice` is the token of the first claim: it names the notice
 -- (Message-ID, notice:{token}) and stays the same through retries and takeovers.
+-- Vocabulary: HoldStatus, ClaimVerdict (worker/store/vocab.py)
 local hold = KEYS[1]
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])

@@ -4,6 +4,7 @@
 -- ARGV[1] token of the claim  ARGV[2] the lease's new end (ms)  ARGV[3] hold_id
 -- ARGV[4] the sweeper's next look (ms)
 -- Returns 1, or 0 when the claim is no longer the hold's (taken over, or finished).
+-- Vocabulary: HoldStatus (worker/store/vocab.py)
 local hold = KEYS[1]
 if redis.call("HGET", hold, "status") ~= "sending" or redis.call("HGET", hold, "token") ~= ARGV[1] then
   return 0

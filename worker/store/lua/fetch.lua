@@ -5,6 +5,7 @@
 -- KEYS[4] <ns>:__acks__.<worker>.<queue>
 -- ARGV[1] now_ms  ARGV[2] worker id  ARGV[3] how many
 -- Returns id1, data1, id2, data2, ... (data false when the id has no message, as dramatiq).
+-- Vocabulary: none (no hold status or verdict; worker/store/vocab.py)
 redis.call("ZADD", KEYS[1], ARGV[1], ARGV[2])
 local out = {}
 for _ = 1, tonumber(ARGV[3]) do

@@ -9,6 +9,7 @@
 -- worker took the expired lease over) changes nothing and gets "lost".
 -- Returns the hold's status afterwards ("missing" if it expired). A hold cancelled or
 -- picked up while we were sending keeps that status and never reaches the call list.
+-- Vocabulary: HoldStatus, ClaimVerdict (worker/store/vocab.py)
 local hold = KEYS[1]
 local outcome = ARGV[1]
 local status = redis.call("HGET", hold, "status")

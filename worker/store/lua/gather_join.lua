@@ -7,6 +7,7 @@
 -- Returns {"wait", ms_left, gather_id} | {"due", gather_id} (a window whose end has
 -- passed and nobody has taken yet: the caller takes it, then joins again) | {"lost"}
 -- (another claim owns the hold now).
+-- Vocabulary: GatherVerdict, HoldStatus (what it answers; the statuses it reads and writes)
 local hold = KEYS[1]
 local now = tonumber(ARGV[3])
 if redis.call("HGET", hold, "token") ~= ARGV[1] or redis.call("HGET", hold, "status") ~= "sending" then

@@ -6,6 +6,7 @@
 -- ARGV[5..] hold_id of each member (as KEYS[3..])
 -- Returns the hold ids taken (in the order given), or false when the window is no
 -- longer this one (another worker took it).
+-- Vocabulary: HoldStatus (the statuses it reads and writes)
 if redis.call("HGET", KEYS[1], "id") ~= ARGV[1] then
   return false
 end

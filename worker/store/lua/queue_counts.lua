@@ -2,6 +2,7 @@
 -- More stored than queued and fetched means an orphan (or, rarely, a new worker's ack
 -- set missing from KEYS): the sweeper then looks id by id.
 -- KEYS[1] <ns>:<queue>  KEYS[2] <ns>:<queue>.msgs  KEYS[3..] every <ns>:__acks__.*.<queue>
+-- Vocabulary: none (no hold status or verdict; worker/store/vocab.py)
 local fetched = 0
 for i = 3, #KEYS do
   fetched = fetched + redis.call("SCARD", KEYS[i])

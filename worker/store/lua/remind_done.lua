@@ -3,6 +3,7 @@
 -- KEYS[1] reminders  KEYS[2] outcomes  KEYS[3..] hold:{hold_id}
 -- ARGV[1] token  ARGV[2] now_ms  ARGV[3] message id  ARGV[4] maxlen  ARGV[5] at (ISO)
 -- ARGV[6..] hold_id (as KEYS[3..]).  Returns how many were recorded.
+-- Vocabulary: none (it reads no status)
 local n = 0
 for i = 3, #KEYS do
   local hold = KEYS[i]

@@ -4,6 +4,7 @@
 -- KEYS[1] reminders  KEYS[2..] hold:{hold_id}
 -- ARGV[1] token  ARGV[2] now_ms  ARGV[3] how long a take holds (ms)  ARGV[4..] hold_id (as KEYS[2..])
 -- Returns the hold ids taken.
+-- Vocabulary: HoldStatus (the status it reads)
 local taken = {}
 local now = tonumber(ARGV[2])
 for i = 2, #KEYS do

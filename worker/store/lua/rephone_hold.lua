@@ -3,6 +3,7 @@
 -- KEYS[1] hold:{hold_id}  KEYS[2] calls  KEYS[3] calls:due
 -- ARGV[1] hold_id  ARGV[2] call entry JSON  ARGV[3] due score  ARGV[4] reason
 -- Returns "phoned", or the status that stopped it.
+-- Vocabulary: HoldStatus, ClaimVerdict (worker/store/vocab.py)
 local hold = KEYS[1]
 local status = redis.call("HGET", hold, "status")
 if status ~= "sent" then

@@ -6,6 +6,7 @@
 -- KEYS[1] <ns>:__acks__.<worker>.<queue>  KEYS[2] <ns>:<queue>  KEYS[3] <ns>:<queue>.msgs
 -- KEYS[4] <ns>:__swept__.<queue>.<id>
 -- ARGV[1] message id  ARGV[2] marker lifetime, ms.  Returns 1 if re-queued.
+-- Vocabulary: none (no hold status or verdict; worker/store/vocab.py)
 if redis.call("EXISTS", KEYS[4]) == 1 then
   return 0
 end

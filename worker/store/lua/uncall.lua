@@ -3,6 +3,7 @@
 -- ARGV[1] hold_id  ARGV[2] record JSON (appended to `called`)
 -- Returns the call-list entry JSON, or false when the hold is not marked called (never
 -- was, already undone) or was cancelled or picked up since (close_hold.lua sets `closed`).
+-- Vocabulary: HoldStatus (worker/store/vocab.py)
 local hold = KEYS[3]
 if redis.call("HGET", hold, "status") ~= "called" or redis.call("HEXISTS", hold, "closed") == 1 then
   return false

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...app import suspension
+from ...contact import ContactState
 from ...contact.changes import AUDIT_WHAT, AuditKind
 from ...errors import ReviewError
 from ...store.contacts import Registry
@@ -55,11 +56,12 @@ async def failures_with_state(s: Store) -> tuple[list[dict[str, Any]], dict[str,
         if card and card not in cards:
             rec = await reg.get(card)
             fixed[card] = _fixed_at(await s.history(card))
-            cards[card] = {"state": rec.get("state") or "none",
+            cards[card] = {"state": rec.get("state") or ContactState.NONE,
                            "address": rec.get("address") or rec.get("suspended_address") or ""}
         at, last = _at(r.get("at")), fixed.get(card or "")
         state = cards[card]["state"] if card else ""
-        r["handled"] = bool(card) and (state == "none" or bool(last and at and last >= at))
+        r["handled"] = bool(card) and (state == ContactState.NONE
+                                       or bool(last and at and last >= at))
         r["first_of_card"] = bool(card) and card not in seen  # the actions go with the newest
         seen.add(card)
     return rows, cards

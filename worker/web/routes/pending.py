@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...app import registration
+from ...contact import ContactState
 from ...contact.carriers import carrier_label
 from ...contact.codes import clean_code
 from ...contact.domains import carrier_of
@@ -78,6 +79,6 @@ async def reject(request: Request, form: FormData, who: Staff) -> str:
     if not reason:
         raise ReviewError("却下するには理由が必要です。")
     before = await registration.reject(store(request), card, who.staff_id, reason)
-    back = before.get("prev_state") or "none"
+    back = before.get("prev_state") or ContactState.NONE
     return (f"カード {card} の {before.get('pending_address')} の登録を却下しました"
             f"(登録前の状態「{STATE_JA.get(back, back)}」に戻りました)。")

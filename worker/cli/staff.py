@@ -10,21 +10,10 @@ import sys
 from typing import Any
 
 from ..errors import NotifyError
-from ..cli.review import with_store as review_with_store
 from ..settings import Settings
 from ..store.core import Store
-from .auth import Accounts, check_password, check_staff_id
-
-
-def with_store(s: Settings, fn: Any) -> int:
-    """Like ``review``'s, but first starts the private Redis where settings allow it
-    (so ``staff add`` works on a fresh machine before the worker ever ran)."""
-    from ..store.devredis import ensure_redis
-
-    started = ensure_redis(s.redis.url, s.var_dir / "redis", start_private=s.redis.start_private)
-    if started:
-        print(started, flush=True)
-    return review_with_store(s, fn)
+from ..web.auth import Accounts, check_password, check_staff_id
+from .common import with_store
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -135,12 +124,8 @@ def _operator() -> str:
 def cmd_staff_web(args: argparse.Namespace, s: Settings) -> int:
     import uvicorn
 
-    from ..store.devredis import ensure_redis
-    from .app import create_app
+    from ..web.app import create_app
 
-    started = ensure_redis(s.redis.url, s.var_dir / "redis", start_private=s.redis.start_private)
-    if started:
-        print(started, flush=True)
     host = args.host or s.web.host
     port = args.port or s.web.port
     if not s.web.session_secret.get_secret_value():
@@ -154,7 +139,7 @@ def cmd_staff_web(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
-def add_web_commands(sub: Any) -> None:
+def add_staff_commands(sub: Any) -> None:
     st = sub.add_parser("staff", help="staff accounts of the web page").add_subparsers(
         dest="what", required=True)
     a = st.add_parser("add", help="create an account (asks for the password twice)")

@@ -1,0 +1,148 @@
+"""What of each record is kept, and until when (pure).
+
+The Library Freedom Declaration (図書館の自由に関する宣言): what a patron reads is kept
+secret, and records of it are not kept once the service that needed them is done.
+
+1. A hold is *open* while the worker may still have to tell the patron (sending,
+   retrying, sent, on the call list) and its pickup window has not closed. It *closes*
+   when it is picked up, cancelled, the patron was phoned (``called``), or its pickup
+   window passed (:func:`hold_closed`).
+2. When it closes, the title, author, call number, patron name and phone go from every
+   record at once: the stored event (:data:`HOLD_PERSONAL_FIELDS`), the call-list entry
+   and the copy kept for undoing a call (:data:`CALL_ENTRY_PERSONAL_FIELDS`). What
+   remains — hold id, card number, branch, outcome and dates — lives ``[retention]
+   hold_days`` past the pickup window (the record's Redis lifetime,
+   :func:`worker.holds.policy.retention_s`).
+3. Lists kept for staff and audit (``called``, failures, bounce-mail log, each patron's
+   audit log) lose their entries oldest first once older than their setting
+   (:func:`cutoff`); refused events, raw payload and all, after ``refused_days``; outbox
+   files after ``outbox_days``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Mapping
+
+from ..settings import RetentionSettings
+from .policy import pickup_deadline
+
+# Fields of a hold's record that carry what the patron reads or who they are: the event
+# JSON (title, author, call number, patron name and phone), the call-list entry kept for
+# "uncall" (title), and free text a relay or a refusal may have quoted an address into.
+HOLD_PERSONAL_FIELDS = ("event", "called_entry", "last_error", "relay_reply")
+# Fields of a call-list entry dropped once the patron was phoned (the rest stays for undo).
+CALL_ENTRY_PERSONAL_FIELDS = ("title", "author", "patron_name", "patron_phone", "detail")
+# A hold listed from a refused event may have no known last day: it counts as closed
+# this long after it was listed (the library's longest pickup window, with a margin).
+UNKNOWN_PICKUP_DAYS = 14
+# statuses after which nothing more is sent or phoned about the hold, and of a hold the
+# worker is still working on (never touched by the purge): values of the store's
+# HoldStatus (worker/store/vocab.py; tests/test_retention_rules.py keeps them in step)
+CLOSED_STATUSES = frozenset({"cancelled", "picked_up", "called"})
+BUSY_STATUSES = frozenset({"sending", "retrying"})
+# the ``closed`` field of a hold whose pickup window passed (the others: its status)
+EXPIRED = "expired"
+
+
+class Kind(StrEnum):
+    """What the purge removes, as ``purge --json`` names it."""
+
+    HOLD_DETAILS = "hold_details"      # title/name fields dropped from a closed hold's record
+    CALL_ENTRY = "call_entry"          # a call-list entry whose pickup window passed
+    CALLED = "called"                  # records of calls made, past called_days
+    AUDIT = "audit"                    # patron audit entries, past audit_days
+    FAILURE = "failure"                # delivery failures, past failures_days
+    BOUNCE_LOG = "bounce_log"          # ingested bounce mails, past bounces_days
+    REFUSED = "refused"                # refused events (raw payload), past refused_days
+    OUTBOX = "outbox"                  # outbox .eml files, past outbox_days
+    RECENT_NOTICE = "recent_notice"    # a card's recent hold ids whose hold record expired
+    BOUNCE_MAIL = "bounce_mail"        # mails in the Maildir's Processed, past bounces_days
+
+
+def _day(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def hold_closed(hold: Mapping[str, str], now: datetime) -> bool:
+    """Whether the service of this hold is over: see 1. in the module docstring. A hold
+    the worker is busy with is never closed here (its event is still needed to send)."""
+    status = hold.get("status")
+    if not status or status in BUSY_STATUSES:
+        return False
+    if hold.get("closed") or status in CLOSED_STATUSES:
+        return True
+    last = _day(hold.get("pickup_by"))
+    if last is None:
+        first_ms = int(hold.get("first_ms") or 0)
+        listed = datetime.fromtimestamp(first_ms / 1000, now.tzinfo).date() if first_ms else None
+        if listed is None:
+            return False
+        last = listed + timedelta(days=UNKNOWN_PICKUP_DAYS)
+    return now >= pickup_deadline(last)
+
+
+def call_entry_over(entry: Mapping[str, object], now: datetime) -> bool:
+    """Whether a call-list entry is past its pickup window (nobody can collect any more)."""
+    last = _day(entry.get("pickup_by") if isinstance(entry.get("pickup_by"), str) else None)  # type: ignore[arg-type]
+    if last is None:
+        added = entry.get("added_at")
+        try:
+            listed = datetime.fromisoformat(added).date() if isinstance(added, str) else None
+        except ValueError:
+            listed = None
+        if listed is None:
+            return False
+        last = listed + timedelta(days=UNKNOWN_PICKUP_DAYS)
+    return now >= pickup_deadline(last)
+
+
+def needs_stripping(hold: Mapping[str, str], now: datetime) -> bool:
+    """A closed hold that still has a field of :data:`HOLD_PERSONAL_FIELDS`."""
+    return hold_closed(hold, now) and any(hold.get(f) for f in HOLD_PERSONAL_FIELDS)
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    """The oldest moment (Tokyo ISO, as records write ``at``) each list keeps."""
+
+    called: str
+    audit: str
+    failures: str
+    bounces: str
+    refused: datetime
+    outbox: datetime
+
+
+def cutoff(now: datetime, days: int) -> datetime:
+    return now - timedelta(days=days)
+
+
+def cutoffs(now: datetime, r: RetentionSettings) -> Cutoffs:
+    def iso(days: int) -> str:
+        return cutoff(now, days).isoformat(timespec="seconds")
+    return Cutoffs(called=iso(r.called_days), audit=iso(r.audit_days),
+                   failures=iso(r.failures_days), bounces=iso(r.bounces_days),
+                   refused=cutoff(now, r.refused_days), outbox=cutoff(now, r.outbox_days))
+
+
+def arrival_time(score: float) -> datetime | None:
+    """When a refused event arrived, from its order score: µs since the epoch (older
+    entries: ms). None when the score says nothing."""
+    if score <= 0:
+        return None
+    seconds = score / 1e6 if score >= 1e14 else score / 1e3
+    try:
+        return datetime.fromtimestamp(seconds).astimezone()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def purge_due(day_started: date | None, now: datetime, hour: int) -> bool:
+    """Whether the daily purge should start now: not yet today, and ``hour`` reached."""
+    return day_started != now.date() and now.hour >= hour

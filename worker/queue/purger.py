@@ -1,0 +1,57 @@
+"""The daily purge inside the worker: a thread in each worker process.
+
+Every ``CHECK_S`` it asks whether the day's purge is due (``[retention] purge_hour``
+reached in Tokyo); the first process of any worker host to take the day's marker in
+Redis (SET NX, worker/store/retention.py) runs it, the others skip. A purge cut short (a
+stop, Redis gone) is finished by the next day's: every step is idempotent, and all that
+was overdue is still overdue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import date
+
+from ..app.retention import daily_purge
+from ..holds.retention import purge_due
+from ..jdate import now_tokyo
+from ..settings import Settings
+from ..store.core import Store
+
+log = logging.getLogger(__name__)
+CHECK_S = 300.0
+
+
+async def _once(s: Settings, who: str) -> bool:
+    store = Store.connect(s.redis.url, s.redis.key_prefix, s.outcomes.maxlen)
+    try:
+        return await daily_purge(store, s, who) is not None
+    finally:
+        await store.close()
+
+
+def run_if_due(s: Settings, last_day: date | None) -> date | None:
+    """One look: the day this process saw settled (by itself or another), else ``last_day``."""
+    now = now_tokyo()
+    if not purge_due(last_day, now, s.retention.purge_hour):
+        return last_day
+    asyncio.run(_once(s, f"{socket.gethostname()}:{os.getpid()}"))
+    return now.date()
+
+
+def start(s: Settings, check_s: float = CHECK_S) -> None:
+    def loop() -> None:
+        last: date | None = None
+        while True:
+            try:
+                last = run_if_due(s, last)
+            except Exception as e:  # noqa: BLE001 - tomorrow's purge catches up
+                log.warning("purge: failed (%s); the next one catches up", type(e).__name__)
+            time.sleep(check_s)
+
+    threading.Thread(target=loop, name="omitama-purge", daemon=True).start()

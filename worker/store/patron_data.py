@@ -1,0 +1,148 @@
+"""Redis I/O of a patron's data on request: find everything held about a card, remove it.
+
+Records name a card in three ways: by key (``patron:{card}``, ``audit:{card}``,
+``sent:{card}``), by a ``card_number`` field (holds, call-list entries, failures, the
+bounce log, refused events, VERP tokens) and through the card's hold ids (``called``,
+``notice:{token}``) or address keys (``address:{key}``, ``bouncescore:{key}``). Finding
+them scans the holds and tokens: a staff command, run rarely, not a hot path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .core import Store, _dumps, now_iso
+
+# the receipt code's salted hash is shown as present, never as its value
+_SECRET_FIELDS = ("code_salt", "code_hash")
+_ADDRESS_KEY_FIELDS = ("key", "pending_key", "suspended_key")
+
+
+@dataclass
+class Found:
+    """Everything held about one card (raw values, for export and for removal)."""
+
+    card: str
+    patron: dict[str, str] = field(default_factory=dict)
+    audit: list[str] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
+    holds: dict[str, dict[str, str]] = field(default_factory=dict)
+    calls: dict[str, str] = field(default_factory=dict)
+    called: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    bounces: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    verp: dict[str, str] = field(default_factory=dict)
+    address_keys: list[str] = field(default_factory=list)
+
+    def export(self) -> dict[str, Any]:
+        """The disclosure: every record, JSON decoded where it is JSON."""
+        patron = {k: ("(hashed; kept)" if k in _SECRET_FIELDS else v)
+                  for k, v in self.patron.items()}
+        return {"card_number": self.card, "patron": patron,
+                "audit": [_load(x) for x in self.audit],
+                "recent_notices": self.sent,
+                "holds": {h: {k: (_load(v) if k in ("event", "called_entry") else v)
+                              for k, v in rec.items()} for h, rec in self.holds.items()},
+                "call_list": [_load(x) for x in self.calls.values()],
+                "calls_made": [_load(x) for x in self.called],
+                "failures": [_load(x) for x in self.failures],
+                "bounce_mails": [_load(x) for x in self.bounces],
+                "refused_events": [_load(x) for x in self.refused.values()],
+                "return_path_tokens": [_load(x) for x in self.verp.values()]}
+
+    def counts(self) -> dict[str, int]:
+        return {"patron": int(bool(self.patron)), "audit": len(self.audit),
+                "recent_notices": len(self.sent), "holds": len(self.holds),
+                "call_list": len(self.calls), "calls_made": len(self.called),
+                "failures": len(self.failures), "bounce_mails": len(self.bounces),
+                "refused_events": len(self.refused), "return_path_tokens": len(self.verp)}
+
+
+def _load(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _hold_of(raw: str) -> str:
+    rec = _load(raw)
+    hold_id = rec.get("hold_id") if isinstance(rec, dict) else None
+    return hold_id if isinstance(hold_id, str) else ""
+
+
+def _of(raw: str, card: str) -> bool:
+    """Whether a JSON record names ``card`` in its ``card_number`` (or, for a refused
+    event, in the payload it kept raw)."""
+    rec = _load(raw)
+    if not isinstance(rec, dict):
+        return False
+    if rec.get("card_number") == card or rec.get("card") == card:
+        return True
+    inner = _load(rec["raw"]) if isinstance(rec.get("raw"), str) else None
+    return isinstance(inner, dict) and inner.get("card_number") == card
+
+
+class PatronData:
+    def __init__(self, store: Store) -> None:
+        self.s = store
+        self.r = store.r
+        self.k = store.k
+
+    async def find(self, card: str) -> Found:
+        k, r = self.k, self.r
+        f = Found(card, patron=await r.hgetall(k.patron(card)),
+                  audit=await r.lrange(k.audit(card), 0, -1),
+                  sent=await r.lrange(k.sent(card), 0, -1))
+        f.address_keys = [f.patron[x] for x in _ADDRESS_KEY_FIELDS if f.patron.get(x)]
+        cut = len(k.hold(""))
+        async for key in r.scan_iter(k.hold("*"), count=500):
+            if await r.hget(key, "card_number") == card:
+                f.holds[key[cut:]] = await r.hgetall(key)
+        f.calls = {h: v for h, v in (await r.hgetall(k.calls)).items() if _of(v, card)}
+        f.called = [x for x in await r.lrange(k.called, 0, -1)
+                    if _hold_of(x) in f.holds or _hold_of(x) in f.calls]
+        f.failures = [x for x in await r.lrange(k.failures, 0, -1) if _of(x, card)]
+        f.bounces = [x for x in await r.lrange(k.bounces, 0, -1) if _of(x, card)]
+        f.refused = {fp: v for fp, v in (await r.hgetall(k.rejected)).items() if _of(v, card)}
+        async for key in r.scan_iter(k.verp("*"), count=500):
+            raw = await r.get(key)
+            if raw and _of(raw, card):
+                f.verp[key] = raw
+        return f
+
+    async def remove(self, f: Found, audit_entry: dict[str, Any]) -> None:
+        """Remove everything in ``f``; the card's audit log becomes the one ``audit_entry``
+        saying so. Each value is removed by exact match: what came since stays."""
+        k = self.k
+        async with self.r.pipeline(transaction=True) as p:
+            p.delete(k.patron(f.card), k.sent(f.card), k.audit(f.card))
+            p.rpush(k.audit(f.card), _dumps({"at": now_iso(), **audit_entry}))
+            p.zrem(k.pending, f.card)
+            p.srem(k.suspended, f.card)
+            for key in f.address_keys:
+                p.srem(k.address(key), f.card)
+            for hold_id, rec in f.holds.items():
+                p.delete(k.hold(hold_id))
+                if rec.get("notice"):
+                    p.delete(k.notice(rec["notice"]))
+            for hold_id in {*f.holds, *f.calls}:
+                p.hdel(k.calls, hold_id)
+                p.zrem(k.calls_due, hold_id)
+                p.zrem(k.inflight, hold_id)
+            for lst, values in ((k.called, f.called), (k.failures, f.failures),
+                                (k.bounces, f.bounces)):
+                for v in values:
+                    p.lrem(lst, 1, v)
+            for fp in f.refused:
+                p.hdel(k.rejected, fp)
+                p.zrem(k.rejected_order, fp)
+            for key in f.verp:
+                p.delete(key)
+            await p.execute()
+        for key in f.address_keys:  # the address's bounce score, once no card holds it
+            if not await self.r.exists(k.address(key)):
+                await self.r.delete(k.bounce_score(key))
