@@ -36,6 +36,8 @@ class Found:
     refused: dict[str, str] = field(default_factory=dict)
     verp: dict[str, str] = field(default_factory=dict)
     address_keys: list[str] = field(default_factory=list)
+    outcomes: dict[str, dict[str, str]] = field(default_factory=dict)  # stream id → entry
+    gathers: list[str] = field(default_factory=list)  # open digest windows' keys
 
     def export(self) -> dict[str, Any]:
         """The disclosure: every record, JSON decoded where it is JSON."""
@@ -51,14 +53,16 @@ class Found:
                 "failures": [_load(x) for x in self.failures],
                 "bounce_mails": [_load(x) for x in self.bounces],
                 "refused_events": [_load(x) for x in self.refused.values()],
-                "return_path_tokens": [_load(x) for x in self.verp.values()]}
+                "return_path_tokens": [_load(x) for x in self.verp.values()],
+                "outcomes": list(self.outcomes.values())}
 
     def counts(self) -> dict[str, int]:
         return {"patron": int(bool(self.patron)), "audit": len(self.audit),
                 "recent_notices": len(self.sent), "holds": len(self.holds),
                 "call_list": len(self.calls), "calls_made": len(self.called),
                 "failures": len(self.failures), "bounce_mails": len(self.bounces),
-                "refused_events": len(self.refused), "return_path_tokens": len(self.verp)}
+                "refused_events": len(self.refused), "return_path_tokens": len(self.verp),
+                "outcomes": len(self.outcomes)}
 
 
 def _load(raw: str) -> Any:
@@ -112,6 +116,16 @@ class PatronData:
             raw = await r.get(key)
             if raw and _of(raw, card):
                 f.verp[key] = raw
+        # the outcome stream (worker/store/outcomes.py), bounded by [outcomes] maxlen
+        start = "-"
+        while True:
+            rows = await r.xrange(k.outcomes, start, "+", count=1000)
+            f.outcomes.update({i: e for i, e in rows if e.get("card_number") == card})
+            if len(rows) < 1000:
+                break
+            start = "(" + rows[-1][0]
+        f.gathers = [key async for key in r.scan_iter(k.gather(card, "*"), count=500)
+                     if key.endswith(":" + card)]
         return f
 
     async def remove(self, f: Found, audit_entry: dict[str, Any]) -> None:
@@ -142,6 +156,12 @@ class PatronData:
                 p.zrem(k.rejected_order, fp)
             for key in f.verp:
                 p.delete(key)
+            if f.outcomes:
+                p.xdel(k.outcomes, *f.outcomes)
+            for key in f.gathers:
+                p.delete(key)
+            for hold_id in f.holds:
+                p.zrem(k.reminders, hold_id)
             await p.execute()
         for key in f.address_keys:  # the address's bounce score, once no card holds it
             if not await self.r.exists(k.address(key)):
