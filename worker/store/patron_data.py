@@ -119,7 +119,8 @@ class PatronData:
         # the outcome stream (worker/store/outcomes.py), bounded by [outcomes] maxlen
         start = "-"
         while True:
-            rows = await r.xrange(k.outcomes, start, "+", count=1000)
+            rows: list[tuple[str, dict[str, str]]] = list(
+                await r.xrange(k.outcomes, start, "+", count=1000) or [])  # type: ignore[arg-type]
             f.outcomes.update({i: e for i, e in rows if e.get("card_number") == card})
             if len(rows) < 1000:
                 break
