@@ -148,6 +148,7 @@ def test_every_state_is_reachable_and_every_kind_is_used():
     states = {t[3] for t in TABLE if t[3]}
     assert states == {s.value for s in ContactState}
     kinds = {t[4] for t in TABLE} - {REFUSED}
-    # the call list's kinds are no contact transitions (worker/app/calls.py writes them)
+    # the call list's kinds and `patron forget`'s are no contact transitions
+    # (worker/app/calls.py and the patron-data commands write them)
     assert kinds == set(AuditKind) - {AuditKind.ADDRESS_REFUSED, AuditKind.CALLED,
-                                      AuditKind.UNCALLED}
+                                      AuditKind.UNCALLED, AuditKind.FORGOTTEN}
