@@ -25,8 +25,7 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings) -> "Runtime":
-        return cls(settings, Store.connect(settings.redis.url, settings.redis.key_prefix,
-                                           settings.outcomes.maxlen),
+        return cls(settings, Store.from_settings(settings),
                    Composer(settings), make_transport(settings))
 
     @cached_property

@@ -16,8 +16,7 @@ def with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]]) -> T:
     unreachable Redis is one clear StoreError), closed afterwards; from synchronous code.
     The private Redis, where settings allow one, is started by ``main`` around the command."""
     async def run() -> T:
-        store = Store.connect(settings.redis.url, settings.redis.key_prefix,
-                              settings.outcomes.maxlen)
+        store = Store.from_settings(settings)
         try:
             await store.ping()
             return await fn(store)

@@ -71,7 +71,7 @@ def check_address(event: Event) -> None:
 
 
 async def _ping(settings: Settings) -> None:
-    store = Store.connect(settings.redis.url, settings.redis.key_prefix)
+    store = Store.from_settings(settings)
     try:
         await store.ping()
     finally:
@@ -114,8 +114,7 @@ def enqueue_text(data: bytes, settings: Settings, *, source: str, err: TextIO) -
         ok += 1
 
     async def keep() -> None:
-        store = Store.connect(settings.redis.url, settings.redis.key_prefix,
-                              settings.outcomes.maxlen)
+        store = Store.from_settings(settings)
         try:
             for line, value, error, event_id, etype, kind in refusals:
                 listed = await refuse(store, settings, value, error, listable=True,

@@ -22,7 +22,7 @@ from ..mail.transport import smtp_client
 
 def _check_redis(s: Settings) -> str:
     async def go() -> str:
-        store = Store.connect(s.redis.url, s.redis.key_prefix, s.outcomes.maxlen)
+        store = Store.from_settings(s)
         try:
             try:
                 await store.ping()

@@ -85,8 +85,7 @@ def watch(settings: Settings, *, once: bool = False, limit: int | None = None,
     errors are logged and retried after ``[bounces] poll_s``."""
     stop = stop or threading.Event()
     loop = asyncio.new_event_loop()
-    store = Store.connect(settings.redis.url, settings.redis.key_prefix,
-                          settings.outcomes.maxlen)
+    store = Store.from_settings(settings)
     total = Counts()
 
     def ingest(name: str, raw: bytes) -> list[dict[str, Any]]:

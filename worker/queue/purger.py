@@ -28,7 +28,7 @@ CHECK_S = 300.0
 
 
 async def _once(s: Settings, who: str) -> bool:
-    store = Store.connect(s.redis.url, s.redis.key_prefix, s.outcomes.maxlen)
+    store = Store.from_settings(s)
     try:
         return await daily_purge(store, s, who) is not None
     finally:

@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -27,6 +27,9 @@ from .keys import Keys
 from .outcomes import DEFAULT_MAXLEN, outcome_args, with_outcomes
 from .scripts import lua
 from .vocab import ClaimVerdict, HoldStatus
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 
 
@@ -95,6 +98,13 @@ class Store:
     def connect(cls, url: str, prefix: str, outcomes_maxlen: int = DEFAULT_MAXLEN) -> "Store":
         client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
         return cls(client, Keys(prefix), url, outcomes_maxlen)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "Store":
+        """The store every command and process uses: ``[redis] url`` and ``key_prefix``,
+        the outcome stream trimmed to ``[outcomes] maxlen``."""
+        return cls.connect(settings.redis.url, settings.redis.key_prefix,
+                           settings.outcomes.maxlen)
 
     def outcome_args(self) -> list[str | int]:
         """Appended to the ARGV of a script wrapped by :func:`with_outcomes` (its KEYS

@@ -120,8 +120,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = store is None
-        app.state.store = store or Store.connect(settings.redis.url, settings.redis.key_prefix,
-                                                 settings.outcomes.maxlen)
+        app.state.store = store or Store.from_settings(settings)
         try:
             yield
         finally:
