@@ -224,3 +224,18 @@ def test_the_decoder_runs_an_internal_actor_only_for_what_the_worker_signed(
         if forged is not None and got["actor_name"] in INTERNAL:
             again = enc.decode(json.dumps(forged).encode())
             assert again["message_id"].startswith("malformed-")
+
+
+def test_redis_away_while_reading_the_queue_secret_is_a_connection_error():
+    """dramatiq's consumer logs a BrokerConnectionError in one line and reconnects (the
+    message stays in the ack set for the sweeper); any other error it logs with a traceback."""
+    from dramatiq.brokers.redis import RedisBroker
+    from dramatiq.errors import BrokerConnectionError
+
+    from tests.helpers import free_port
+    from worker.queue.broker import _load_secret
+    from worker.store.keys import Keys
+
+    broker = RedisBroker(url=f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(BrokerConnectionError, match="reading the queue secret"):
+        _load_secret(broker, Keys("t:"))

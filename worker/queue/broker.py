@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.errors import ConnectionClosed
 from dramatiq.common import current_millis, dq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware, Retries
@@ -247,6 +248,17 @@ class OneStopSignal(Middleware):
         signal.signal(signal.SIGTERM, on_term)
 
 
+def _load_secret(broker: RedisBroker, keys: Keys) -> bytes:
+    """The queue secret, read once. Redis away at that moment is dramatiq's connection
+    error: its consumer says so in one line and reconnects, and the message it was
+    decoding stays in the ack set for the sweeper (a plain Redis error here printed a
+    traceback as "an unexpected error")."""
+    try:
+        return queue_secret(broker.client, keys)
+    except REDIS_UNREACHABLE as e:
+        raise ConnectionClosed(f"Redis unreachable while reading the queue secret: {e}") from None
+
+
 def build_broker(settings: Settings) -> RedisBroker:
     broker = Broker(url=settings.redis.url, namespace=settings.redis.namespace,
                     heartbeat_timeout=settings.redis.heartbeat_timeout_ms,
@@ -261,7 +273,7 @@ def build_broker(settings: Settings) -> RedisBroker:
         broker.add_middleware(prometheus)
     broker.add_middleware(ProcessSetup(settings))
     keys = Keys(settings.redis.key_prefix)
-    signer = Signer(lambda: queue_secret(broker.client, keys))
+    signer = Signer(lambda: _load_secret(broker, keys))
     broker.add_middleware(SignInternal(signer))
     dramatiq.set_encoder(EnvelopeEncoder(lambda: set(broker.actors), signer))
     dramatiq.set_broker(broker)
