@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import EventError
 from ..ils.events import Event, parse_event
@@ -93,22 +93,23 @@ async def refuse_message(store: Store, settings: Settings, raw: str, problem: st
 
 
 async def accept(rt: Runtime, payload: Any, expected: str,
-                 key: str | None = None) -> Event | Refused:
+                 key: Callable[[], str | None] = lambda: None) -> Event | Refused:
     """Validate one event handed to the actor for ``expected``. A refusal is kept (and,
     for ``hold_ready``, its hold listed) and returned as :class:`Refused`, so the message
-    is acknowledged and the worker goes on."""
+    is acknowledged and the worker goes on. ``key()`` names the refusal; it is computed
+    only when there is one (it hashes the message: not worth it for every accepted event)."""
     listable = meant_as_hold_ready(payload, expected)
     try:
         event = parse_event(payload, rt.branches)
     except EventError as e:
         error = str(e)
         listed = await refuse(rt.store, rt.settings, payload, error, listable=listable,
-                              key=key, event_id=e.event_id, event_type=e.event_type)
+                              key=key(), event_id=e.event_id, event_type=e.event_type)
         return Refused(error, listed)
     if event.type == expected:
         return event
     error = (f"type: a {event.type} event was sent to the {expected} actor; use "
              "actor_name equal to the event type")
     return Refused(error, await refuse(rt.store, rt.settings, payload, error,
-                                       listable=listable, key=key, event_id=event.event_id,
+                                       listable=listable, key=key(), event_id=event.event_id,
                                        event_type=event.type, kind=RefusalKind.WRONG_ACTOR))

@@ -56,25 +56,25 @@ def _message_key() -> str | None:
     return f"msg:{msg.message_id}:{payload_fingerprint(carried)}"
 
 
-Handler = Callable[[Runtime, Any, str | None], Awaitable[None]]
+MessageKey = Callable[[], str | None]
+Handler = Callable[[Runtime, Any, MessageKey], Awaitable[None]]
 
 
 def event_actor(handle: Handler) -> Any:
     """The actor for the event type named like ``handle``: validate the event (a refusal
     is kept — see worker.app.intake — and the message acknowledged), then
-    ``handle(runtime, event, message_key)``."""
+    ``handle(runtime, event, message_key)`` (``message_key()`` names a refusal)."""
     name = handle.__name__
     d = get_settings().delivery
 
     async def actor(event: Any) -> None:
         rt = get_runtime()
-        key = _message_key()
-        got = await accept(rt, event, name, key=key)
+        got = await accept(rt, event, name, key=_message_key)
         if isinstance(got, Refused):
             if got.listed is not None:  # a refused hold_ready, listed for a call
                 _outcome(got.listed)
             return
-        await handle(rt, got, key)
+        await handle(rt, got, _message_key)
 
     actor.__name__ = actor.__qualname__ = name
     return dramatiq.actor(actor_name=name, queue_name=QUEUE,
@@ -89,7 +89,7 @@ def _outcome(result: holds.Result, hold_id: str | None = None) -> None:
 
 
 @event_actor
-async def hold_ready(rt: Runtime, ev: HoldReady, key: str | None) -> None:
+async def hold_ready(rt: Runtime, ev: HoldReady, key: MessageKey) -> None:
     result = await holds.notify_hold_ready(rt, ev)
     _outcome(result, ev.hold_id)
     if result.outcome in (Outcome.RETRY, Outcome.BUSY, Outcome.GATHERING):
@@ -97,24 +97,24 @@ async def hold_ready(rt: Runtime, ev: HoldReady, key: str | None) -> None:
 
 
 @event_actor
-async def hold_cancelled(rt: Runtime, ev: HoldCancelled, key: str | None) -> None:
+async def hold_cancelled(rt: Runtime, ev: HoldCancelled, key: MessageKey) -> None:
     await holds.close_hold(rt, ev.hold_id, HoldStatus.CANCELLED)
 
 
 @event_actor
-async def hold_picked_up(rt: Runtime, ev: HoldPickedUp, key: str | None) -> None:
+async def hold_picked_up(rt: Runtime, ev: HoldPickedUp, key: MessageKey) -> None:
     await holds.close_hold(rt, ev.hold_id, HoldStatus.PICKED_UP)
 
 
 @event_actor
-async def address_registered(rt: Runtime, ev: AddressRegistered, key: str | None) -> None:
-    if await registration.register(rt, ev, key=key) is RegistrationResult.BUSY:
+async def address_registered(rt: Runtime, ev: AddressRegistered, key: MessageKey) -> None:
+    if await registration.register(rt, ev, key=key()) is RegistrationResult.BUSY:
         raise dramatiq.Retry("another worker is sending this confirmation",
                              delay=int(rt.settings.delivery.lease_s * 1000))
 
 
 @event_actor
-async def address_removed(rt: Runtime, ev: AddressRemoved, key: str | None) -> None:
+async def address_removed(rt: Runtime, ev: AddressRemoved, key: MessageKey) -> None:
     await registration.removed_event(rt.store, ev)
 
 
