@@ -135,21 +135,15 @@ def index_of(rcpt: str) -> int:
 
 def activate_patrons(space: Space, n: int) -> None:
     """n patrons with an approved address, set up through the production transitions
-    (registered, then approved: tests.helpers.set_contact)."""
-    from tests.helpers import set_contact
-    from worker.contact import ContactState
+    (registered, then approved), 500 cards per MULTI: tests.helpers.activate_many."""
+    from tests.helpers import activate_many
     from worker.store.core import Store
 
     async def go() -> None:
         store = Store.connect(REDIS_URL, space.prefix)
         try:
-            sem = asyncio.Semaphore(8)  # within the store's connection pool
-
-            async def one(i: int) -> None:
-                async with sem:
-                    await set_contact(store, f"21{i:08d}", ContactState.ACTIVE,
-                                      address=address(i), why="bench")
-            await asyncio.gather(*(one(i) for i in range(n)))
+            await activate_many(store, {f"21{i:08d}": address(i) for i in range(n)},
+                                why="bench")
         finally:
             await store.close()
     asyncio.run(go())
@@ -329,10 +323,12 @@ class Worker(WorkerCommand):
     Prometheus exposition on, its output saved to LOG_DIR when it stops."""
 
     def __init__(self, space: Space, sink_port: int, *, processes: int | None = None,
-                 threads: int | None = None, extra_env: dict[str, str] | None = None) -> None:
+                 threads: int | None = None, extra_env: dict[str, str] | None = None,
+                 tree: Path = ROOT) -> None:
         self.run = space.run
-        super().__init__(sink_port, processes, threads, **space.env(),
-                         OMITAMA_NOTIFY_METRICS__PORT=str(free_port()), **(extra_env or {}))
+        # extra_env overrides the space's own (--digest sets the window the space pins to 0)
+        env = {**space.env(), "OMITAMA_NOTIFY_METRICS__PORT": str(free_port()), **(extra_env or {})}
+        super().__init__(sink_port, processes, threads, tree=tree, **env)
 
     def stop(self) -> None:
         try:
@@ -344,12 +340,13 @@ class Worker(WorkerCommand):
 
 def worker_rate(space: Space, sink: Sink, n: int, *, processes: int | None = None,
                 threads: int | None = None, extra_env: dict[str, str] | None = None,
-                timeout: float = 300) -> dict[str, Any]:
+                timeout: float = 300, tree: Path = ROOT) -> dict[str, Any]:
     """n hold_ready events through the real worker into the sink: mails/s from the first
     enqueue to the last 250, the worker's CPU per notice, its peak RSS, and sanity counts."""
     client = space.client()
     events = [hold_event(i, space.run) for i in range(n)]
-    w = Worker(space, sink.port, processes=processes, threads=threads, extra_env=extra_env)
+    w = Worker(space, sink.port, processes=processes, threads=threads, extra_env=extra_env,
+               tree=tree)
     try:
         sink.reset()
         cpu0 = w.cpu_s()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (Worker, activate_patrons, enqueue_raw, hold_event,  # noqa: E402
+from common import (ROOT, Worker, activate_patrons, enqueue_raw, hold_event,  # noqa: E402
                     key_space, make_sink, prebuilt, queue_drained, raw_rate, worker_rate)
 
 TARGET = {"aiosmtpd": 0.8, "smtp-sink": 0.5}
@@ -57,7 +57,8 @@ def measure(kind: str, n: int, repeat: int) -> dict[str, float]:
             "cpu_ms": statistics.median(cpu)}
 
 
-def digest_rate(kind: str, n: int, per_card: int, window: float) -> dict[str, float]:
+def digest_rate(kind: str, n: int, per_card: int, window: float,
+                tree: Path = ROOT) -> dict[str, float]:
     """n holds, per_card of them per card at one branch, through the worker with a digest
     window: holds/s and mails/s from the window's end to the last 250, CPU per hold."""
     import time
@@ -73,7 +74,8 @@ def digest_rate(kind: str, n: int, per_card: int, window: float) -> dict[str, fl
             events.append(ev)
         sink = make_sink(kind)
         client = space.client()
-        w = Worker(space, sink.port, extra_env={"OMITAMA_NOTIFY_DIGEST__GATHER_S": str(window)})
+        w = Worker(space, sink.port, extra_env={"OMITAMA_NOTIFY_DIGEST__GATHER_S": str(window)},
+                   tree=tree)
         try:
             sink.reset()
             cpu0 = w.cpu_s()

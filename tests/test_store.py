@@ -105,3 +105,64 @@ def test_redis_down_is_a_clear_error():
     with pytest.raises(StoreError, match=r"cannot reach Redis at redis://:\*\*\*@127.0.0.1:1/0"):
         asyncio.run(go())
     assert "secret" not in safe_url("redis://u:secret@h:1/0")
+
+
+
+def test_apply_many_writes_what_apply_writes(store_run):
+    """The bulk set-up (benchmarks) goes through the same transitions and writes: records,
+    address index, audit log — as set_contact one card at a time."""
+    import json
+
+    from tests.helpers import activate_many
+    from worker.store.contacts import Registry
+
+    volatile = {"updated_ms", "pending_at", "code_salt", "code_hash", "code_expires_ms"}
+
+    async def go(store):
+        await set_contact(store, "C1", ContactState.ACTIVE, address="one@example.jp")
+        await activate_many(store, {"C2": "two@example.jp", "C3": "three@example.jp"},
+                            batch=1)
+        await activate_many(store, {"C4": "four@example.jp", "C5": "five@example.jp"})
+        reg = Registry(store)
+        cards = ("C1", "C2", "C3", "C4", "C5")
+        recs = {c: {k: v for k, v in (await reg.get(c)).items() if k not in volatile}
+                for c in cards}
+        audits = {c: [json.loads(e)["kind"] for e in await store.r.lrange(store.k.audit(c), 0, -1)]
+                  for c in cards}
+        index = {c: await reg.cards_with(recs[c]["key"]) for c in cards}
+        return recs, audits, index
+
+    recs, audits, index = store_run(go)
+    for card, name in (("C2", "two"), ("C4", "four")):
+        addr = f"{name}@example.jp"
+        assert recs[card] == {**recs["C1"], "address": addr, "envelope": addr, "key": addr}
+    assert {recs[c]["state"] for c in recs} == {"active"}
+    assert {tuple(a) for a in audits.values()} == {("registered", "approved_without_code")}
+    assert index == {c: {c} for c in recs}
+
+
+def test_apply_many_is_all_or_nothing_and_retried_when_a_record_moves(store_run, rclient):
+    """A record changed between the read and the write (staff acting meanwhile) makes the
+    whole batch read again and recompute; a card twice in one batch is refused."""
+    from worker.contact.changes import removed
+    from worker.store.contacts import Registry
+
+    seen = []
+
+    async def go(store):
+        reg = Registry(store)
+        await set_contact(store, "C1", ContactState.ACTIVE, address="one@example.jp")
+        with pytest.raises(ValueError, match="appears twice"):
+            await reg.apply_many([("C1", lambda b: removed(b, "S01", "t"))] * 2)
+
+        def change(before):
+            seen.append(before.get("state"))
+            if len(seen) == 1:  # another client writes the record before our MULTI
+                rclient.hset(store.k.patron("C1"), "state", "suspended")
+            return removed(before, "S01", "test")
+        await reg.apply_many([("C2", lambda b: removed(b, "S01", "t")), ("C1", change)])
+        return await reg.get("C1"), await store.r.llen(store.k.audit("C2"))
+
+    record, c2_audits = store_run(go)
+    assert seen == ["active", "suspended"]  # recomputed from what the other client wrote
+    assert record["state"] == "none" and c2_audits == 1  # C2 written once, not twice

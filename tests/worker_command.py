@@ -24,14 +24,20 @@ READY = "Worker process is ready for action"
 
 class WorkerCommand:
     def __init__(self, smtp_port: int, processes: int | None = 1, threads: int | None = 8,
-                 **env: str) -> None:
-        """``processes``/``threads`` None: the settings' own ([worker] in settings.toml)."""
+                 *, tree: Path = ROOT, **env: str) -> None:
+        """``processes``/``threads`` None: the settings' own ([worker] in settings.toml).
+        ``tree``: the source tree whose ``worker`` package runs (bench/compare.py runs
+        another commit's checkout with this one's virtualenv)."""
+        self.tree = tree
         self.env = {**os.environ, "OMITAMA_NOTIFY_MAIL__TRANSPORT": "smtp",
                     "OMITAMA_NOTIFY_SMTP__PORT": str(smtp_port), **env}
         if processes is not None:
             self.env["OMITAMA_NOTIFY_WORKER__PROCESSES"] = str(processes)
         if threads is not None:
             self.env["OMITAMA_NOTIFY_WORKER__THREADS"] = str(threads)
+        if tree != ROOT:  # before the editable install's path to this tree
+            self.env["PYTHONPATH"] = str(tree)
+            self.env = _known_settings(self.env, tree)
         if processes is None:
             from worker.settings import load_settings
             processes = load_settings(environ=self.env).worker.processes
@@ -41,7 +47,7 @@ class WorkerCommand:
 
     def start(self, timeout: float = 60) -> None:
         self.log.append("---- start\n")
-        self.proc = subprocess.Popen([sys.executable, "-m", "worker.cli.main", "worker"], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", self._cli(), "worker"], cwd=self.tree,
                                      env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
@@ -50,6 +56,11 @@ class WorkerCommand:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("worker did not start:\n" + self.tail())
             time.sleep(0.05)
+
+    def _cli(self) -> str:
+        # the command's module: worker.cli was one module before it became a package
+        return "worker.cli.main" if (self.tree / "worker" / "cli" / "main.py").exists() \
+            else "worker.cli"
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
@@ -114,6 +125,14 @@ class WorkerCommand:
 
     def errors(self) -> list[str]:
         return [x for x in self.log if "ERROR" in x or "CRITICAL" in x or "Traceback" in x]
+
+
+def _known_settings(env: dict[str, str], tree: Path) -> dict[str, str]:
+    """``env`` without the OMITAMA_NOTIFY_<SECTION>__ settings of sections an older tree
+    has not got (its settings refuse them): only its settings.toml's sections pass."""
+    sections = set(re.findall(r"^\[([a-z_]+)\]", (tree / "settings.toml").read_text(), re.M))
+    return {k: v for k, v in env.items() if not k.startswith("OMITAMA_NOTIFY_")
+            or k.split("__")[0].removeprefix("OMITAMA_NOTIFY_").lower() in sections}
 
 
 def _running(pid: int) -> bool:

@@ -14,7 +14,7 @@ carrier, typo hint), ``prev_state``, ``code_salt``/``code_hash``/``code_expires_
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
@@ -51,6 +51,31 @@ class Registry:
                     self._write(p, card, change)
                     await p.execute()
                     return before, change
+                except WatchError:
+                    continue
+
+    async def apply_many(self, items: Sequence[tuple[str, Transition]]) -> list[ContactChange]:
+        """``apply`` for many cards in three round trips, all or nothing: WATCH every
+        record, read them in one pipeline, write every change in one MULTI (retried
+        whole if any record moved meanwhile). For bulk set-ups (the benchmarks' patrons);
+        one card appears at most once."""
+        keys = [self.k.patron(card) for card, _ in items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("apply_many: a card appears twice; apply its transitions in turn")
+        while True:
+            async with self.r.pipeline(transaction=True) as p:
+                try:
+                    await p.watch(*keys)
+                    async with self.r.pipeline(transaction=False) as read:
+                        for key in keys:
+                            read.hgetall(key)
+                        befores = await read.execute()
+                    changes = [t(b) for (_, t), b in zip(items, befores)]
+                    p.multi()
+                    for (card, _), change in zip(items, changes):
+                        self._write(p, card, change)
+                    await p.execute()
+                    return changes
                 except WatchError:
                     continue
 
