@@ -112,3 +112,68 @@ def test_an_orphan_on_the_delayed_queue_is_adopted_too(s, clean_redis):
     assert watch.adopt_orphans(older_than_s=1, now=2.0) == 1
     assert clean_redis.lrange(dq, 0, -1) == ["late"]
     assert watch.adopt_orphans(older_than_s=1, now=time.monotonic()) == 0
+
+
+
+@pytest.fixture
+def our_decoder():
+    """The worker's decoder (it sets the id a message is stored under), restored after."""
+    import dramatiq
+
+    from worker.queue.broker import EnvelopeEncoder
+    before = dramatiq.get_encoder()
+    dramatiq.set_encoder(EnvelopeEncoder(lambda: {"hold_ready"}))
+    yield
+    dramatiq.set_encoder(before)
+
+def test_a_finished_message_is_acknowledged_with_the_next_fetch(s, clean_redis, our_decoder):
+    """dramatiq acknowledged each message in a Redis round trip of its own; the consumer
+    now notes the id and the next fetch acknowledges it (or closing the consumer, or a
+    full batch) — until then the message is in the worker's ack set, as while it ran."""
+    from worker.queue.broker import AckOnFetch, Broker
+
+    ns = s.redis.namespace
+    broker = Broker(url=s.redis.url, namespace=ns)
+    consumer = broker.consume("notifications", prefetch=1, timeout=50)
+    assert isinstance(consumer, AckOnFetch)
+    acks = f"{ns}:__acks__.{broker.broker_id}.notifications"
+    stored = lambda rid: (clean_redis.sismember(acks, rid),  # noqa: E731
+                          clean_redis.hexists(f"{ns}:notifications.msgs", rid))
+    try:
+        rids = [raw_enqueue(clean_redis, ns, envelope(
+            "hold_ready", hold_event(f"H-{i}", f"C-{i}"), None)) for i in range(2)]
+        first = next(consumer)
+        assert first.options["redis_message_id"] == rids[0]
+        consumer.ack(first)
+        assert stored(rids[0]) == (True, True)  # noted, no round trip yet
+        second = next(consumer)  # this fetch acknowledges the first
+        assert stored(rids[0]) == (False, False) and stored(rids[1]) == (True, True)
+        consumer.ack(second)
+    finally:
+        consumer.close()  # acknowledges what is noted
+    assert stored(rids[1]) == (False, False)
+    assert leftovers(clean_redis, ns) == CLEAN
+    broker.close()
+
+
+def test_noted_acknowledgements_survive_a_failed_fetch(s, clean_redis, our_decoder):
+    """Redis away during the fetch that carries them: the ids stay noted and go with the
+    next fetch that succeeds — a message is never left unacknowledged for ever."""
+    from worker.queue.broker import Broker
+
+    ns = s.redis.namespace
+    broker = Broker(url=s.redis.url, namespace=ns)
+    consumer = broker.consume("notifications", prefetch=1, timeout=50)
+    try:
+        raw_enqueue(clean_redis, ns, envelope("hold_ready", hold_event("H-1", "C-1"), None))
+        consumer.ack(next(consumer))
+        real = broker._fetch
+        broker._fetch = lambda **kw: (_ for _ in ()).throw(ConnectionError("Redis away"))
+        with pytest.raises(Exception):
+            next(consumer)
+        broker._fetch = real
+        assert next(consumer) is None  # nothing left to fetch; the ack went with it
+        assert leftovers(clean_redis, ns) == CLEAN
+    finally:
+        consumer.close()
+        broker.close()
