@@ -1,6 +1,6 @@
 """This tree against another commit, alternating in one sitting: the regression guard.
 
-    .venv/bin/python bench/compare.py REV [--n 3000] [--rounds 3] [--sink both]
+    .venv/bin/python bench/compare.py REV [--against REV2] [--n 3000] [--rounds 3] [--sink both]
                                           [--digest-window 5] [--latency 20] [--profile S]
 
 REV (any commit, e.g. ``467e91f`` or ``main``) is exported with ``git archive`` into
@@ -170,6 +170,9 @@ def profile(tree: Path, n: int, seconds: float, tag: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("rev", help="the commit to compare this tree with, e.g. 467e91f")
+    ap.add_argument("--against", metavar="REV2", default=None,
+                    help="compare with REV2's tree instead of this working tree (so this "
+                         "tree can be edited while the sitting runs)")
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sink", choices=["aiosmtpd", "smtp-sink", "both"], default="both")
@@ -181,7 +184,8 @@ def main() -> int:
                     help="also profile each tree's workers for S s with py-spy")
     a = ap.parse_args()
     other = export(a.rev)
-    names = {ROOT: "this tree", other: a.rev}
+    ours = export(a.against) if a.against else ROOT
+    names = {ours: a.against or "this tree", other: a.rev}
     kinds = ["aiosmtpd", "smtp-sink"] if a.sink == "both" else [a.sink]
     with key_space() as space:
         notices = prebuilt(space, a.n)
@@ -189,7 +193,7 @@ def main() -> int:
                                                             for t in names}
     digests: dict[Path, list[dict[str, float]]] = {t: [] for t in names}
     for r in range(a.rounds):
-        trees = [ROOT, other] if r % 2 == 0 else [other, ROOT]
+        trees = [ours, other] if r % 2 == 0 else [other, ours]
         print(f"round {r + 1}: {' then '.join(names[t] for t in trees)}", flush=True)
         for kind in kinds:
             sink_round(kind, a.n, trees, names, notices, out)
@@ -207,11 +211,13 @@ def main() -> int:
             lat[tree] = latency.measure(50.0, a.latency, tree=tree)
     if a.profile > 0:
         for tree in names:
-            profile(tree, a.n, a.profile, "this" if tree == ROOT else a.rev.replace("/", "_"))
+            profile(tree, a.n, a.profile, "this" if tree == ours else a.rev.replace("/", "_"))
 
+    this = (git("rev-parse", "--short", a.against) if a.against else
+            git("rev-parse", "--short", "HEAD")
+            + (" + changes" if git("status", "--porcelain", "--untracked-files=no") else ""))
     print(f"\nN = {a.n}, {a.rounds} rounds alternating, medians (min–max); "
-          f"this tree {git('rev-parse', '--short', 'HEAD')}"
-          f"{' + changes' if git('status', '--porcelain', '--untracked-files=no') else ''}")
+          f"{names[ours]} = {this}")
     print("| sink | tree | raw mails/s | worker mails/s | ratio to raw | CPU per notice | peak RSS |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for kind in kinds:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 
 from ..jdate import TOKYO
 from ..settings import DeliverySettings
@@ -20,8 +21,10 @@ from ..settings import DeliverySettings
 _LAST_MOMENT = datetime.max.replace(tzinfo=TOKYO)
 
 
+@lru_cache(maxsize=1024)
 def pickup_deadline(pickup_by: date) -> datetime:
-    """The moment the pickup window closes: the end of ``pickup_by`` in Tokyo."""
+    """The moment the pickup window closes: the end of ``pickup_by`` in Tokyo. Cached:
+    asked twice per notice, for a few dozen distinct days."""
     if pickup_by == date.max:  # the day after it is not a date
         return _LAST_MOMENT
     return datetime.combine(pickup_by + timedelta(days=1), time(0, 0), tzinfo=TOKYO)
