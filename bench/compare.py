@@ -1,6 +1,6 @@
-"""This tree against another commit, alternating in one sitting: the regression guard.
+"""This tree against other commits, alternating in one sitting: the regression guard.
 
-    .venv/bin/python bench/compare.py REV [--against REV2] [--n 3000] [--rounds 3] [--sink both]
+    .venv/bin/python bench/compare.py REV [REV ...] [--against REV2] [--n 3000] [--rounds 3] [--sink both]
                                           [--digest-window 5] [--latency 20] [--profile S]
 
 REV (any commit, e.g. ``467e91f`` or ``main``) is exported with ``git archive`` into
@@ -10,9 +10,9 @@ to the export so that its own ``worker`` package is imported, not the editable i
 this one (checked before anything is measured). A commit whose dependencies differ from
 this tree's needs its own virtualenv: compare.py refuses it.
 
-Each round, per sink: raw, tree A, raw, tree B, raw — every worker run is divided by the
-mean of the raw runs on either side of it (the machine's speed drifts within minutes),
-and the order of A and B swaps each round. Each worker run has a fresh key space; its
+Each round, per sink: raw, tree A, raw, tree B, raw (…) — every worker run is divided by
+the mean of the raw runs on either side of it (the machine's speed drifts within minutes),
+and each tree leads in turn. Each worker run has a fresh key space; its
 patrons are set up by this tree's store (the patron hash is the same in every commit
 since 467e91f). Then, per tree: the digest path (the shipped default, with a short window
 so the sitting stays short: the bookkeeping per hold is the same), latency at 50 events/s
@@ -169,7 +169,8 @@ def profile(tree: Path, n: int, seconds: float, tag: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("rev", help="the commit to compare this tree with, e.g. 467e91f")
+    ap.add_argument("rev", nargs="+", help="the commit(s) to compare this tree with, "
+                    "e.g. 467e91f main")
     ap.add_argument("--against", metavar="REV2", default=None,
                     help="compare with REV2's tree instead of this working tree (so this "
                          "tree can be edited while the sitting runs)")
@@ -183,9 +184,11 @@ def main() -> int:
     ap.add_argument("--profile", type=float, default=0.0, metavar="S",
                     help="also profile each tree's workers for S s with py-spy")
     a = ap.parse_args()
-    other = export(a.rev)
     ours = export(a.against) if a.against else ROOT
-    names = {ours: a.against or "this tree", other: a.rev}
+    names = {ours: a.against or "this tree"}
+    for rev in a.rev:
+        names.setdefault(export(rev), rev)
+    order = list(names)
     kinds = ["aiosmtpd", "smtp-sink"] if a.sink == "both" else [a.sink]
     with key_space() as space:
         notices = prebuilt(space, a.n)
@@ -193,7 +196,7 @@ def main() -> int:
                                                             for t in names}
     digests: dict[Path, list[dict[str, float]]] = {t: [] for t in names}
     for r in range(a.rounds):
-        trees = [ours, other] if r % 2 == 0 else [other, ours]
+        trees = order[r % len(order):] + order[:r % len(order)]  # each leads in turn
         print(f"round {r + 1}: {' then '.join(names[t] for t in trees)}", flush=True)
         for kind in kinds:
             sink_round(kind, a.n, trees, names, notices, out)
@@ -211,7 +214,7 @@ def main() -> int:
             lat[tree] = latency.measure(50.0, a.latency, tree=tree)
     if a.profile > 0:
         for tree in names:
-            profile(tree, a.n, a.profile, "this" if tree == ours else a.rev.replace("/", "_"))
+            profile(tree, a.n, a.profile, "this" if tree == ours else names[tree].replace("/", "_"))
 
     this = (git("rev-parse", "--short", a.against) if a.against else
             git("rev-parse", "--short", "HEAD")
