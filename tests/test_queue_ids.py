@@ -177,3 +177,37 @@ def test_noted_acknowledgements_survive_a_failed_fetch(s, clean_redis, our_decod
     finally:
         consumer.close()
         broker.close()
+
+
+def test_a_planned_retry_is_requeued_without_a_traceback_or_an_info_line(s, clean_redis,
+                                                                         caplog):
+    """A hold waiting in its digest window (or busy, or after a 4xx) raises dramatiq.Retry:
+    the message goes to the delayed queue with its retry counted, as dramatiq does — but
+    without the traceback dramatiq formatted into it and the INFO line it logged per
+    message (the digest path paid both for every hold, twice)."""
+    import logging
+
+    import dramatiq
+    from dramatiq import Message
+
+    from worker.queue.broker import Broker, PatientRetries
+
+    ns = s.redis.namespace
+    broker = Broker(url=s.redis.url, namespace=ns)
+    broker.declare_queue("notifications")
+    broker.declare_actor(dramatiq.Actor(lambda e: None, broker=broker, actor_name="hold_ready",
+                                        queue_name="notifications", priority=0, options={}))
+    msg = Message(queue_name="notifications", actor_name="hold_ready",
+                  args=(hold_event("H-1", "C-1"),), kwargs={},
+                  options={"redis_message_id": "r1", "traceback": "an earlier error"})
+    try:
+        raise dramatiq.Retry("gathering", delay=5000)
+    except dramatiq.Retry as e:
+        with caplog.at_level(logging.INFO):
+            PatientRetries().after_process_message(broker, msg, exception=e)
+    [rid] = clean_redis.hkeys(f"{ns}:notifications.DQ.msgs")
+    queued = json.loads(clean_redis.hget(f"{ns}:notifications.DQ.msgs", rid))
+    assert queued["options"]["retries"] == 1 and "traceback" not in queued["options"]
+    assert queued["options"]["eta"] >= queued["options"]["requeue_timestamp"] + 5000 - 5
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+    broker.close()

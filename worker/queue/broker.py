@@ -297,11 +297,28 @@ class PatientRetries(Retries):
 
     def after_process_message(self, broker: dramatiq.Broker, message: Any, *,
                               result: Any = None, exception: BaseException | None = None) -> None:
+        if isinstance(exception, dramatiq.Retry) and exception.delay is not None:
+            # A planned retry (a hold waiting in its digest window, busy with another
+            # worker, a relay's 4xx — each counted or logged where it is decided): as
+            # dramatiq's own, without the traceback it formats and the INFO line it logs
+            # per message (both for an exception nobody reads; every line of a worker
+            # process is relayed through dramatiq's main process).
+            delay = exception.delay
+            message.options["retries"] = message.options.get("retries", 0) + 1
+            message.options["requeue_timestamp"] = int(time.time() * 1000)
+            message.options.pop("traceback", None)
+            self.logger.debug("Retrying message %r in %d milliseconds.", message.message_id,
+                              delay)
+            return self._patiently(lambda: broker.enqueue(message, delay=delay))
+        return self._patiently(lambda: super(PatientRetries, self).after_process_message(
+            broker, message, result=result, exception=exception))
+
+    def _patiently(self, step: Callable[[], Any]) -> None:
         deadline = time.monotonic() + self.PATIENCE_S
         while True:
             try:
-                return super().after_process_message(broker, message, result=result,
-                                                     exception=exception)
+                step()
+                return
             except REDIS_UNREACHABLE:
                 if time.monotonic() > deadline:
                     raise  # not acknowledged either: the sweeper finds it in the ack set
