@@ -70,6 +70,12 @@ class DigestStore:
                           *outcome_args(self.s.outcomes_maxlen, now_iso()))
             return [str(x) for x in await p.execute()]
 
+    async def name_notice(self, token: str, hold_id: str) -> None:
+        """``notice:TOKEN`` names the digest's first hold (its Message-ID's token), kept
+        as long as that hold (a day at least)."""
+        ttl = int(await self.r.ttl(self.k.hold(hold_id)))
+        await self.r.set(self.k.notice(token), hold_id, ex=max(ttl, 86400))
+
     async def extend_all(self, hold_ids: list[str], token: str, until_ms: int) -> bool:
         ok = True
         for h in hold_ids:
