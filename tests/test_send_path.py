@@ -125,3 +125,88 @@ def test_after_a_4xx_on_a_digest_every_hold_goes_round_again_and_is_gathered_aga
     assert "4点" in decoded(m)["Subject"]
     assert Counter(o["hold_id"] for o in outcomes(rclient, s)
                    if o["outcome"] == "mailed") == Counter({h: 1 for h in ids})
+
+
+TEMPLATE = "bounce+{token}@city.omitama.ibaraki.jp"
+
+
+def reminder_pass(s, at: str) -> dict:
+    import asyncio
+    from datetime import datetime
+
+    from worker.app.reminders import run_pass
+    from worker.runtime import Runtime
+
+    async def go() -> dict:
+        rt = Runtime.create(s)
+        try:
+            return await run_pass(rt, datetime.fromisoformat(at))
+        finally:
+            await rt.close()
+    return asyncio.run(go())
+
+
+def test_a_reminder_is_traced_like_a_notice_and_a_genuine_dsn_after_it_suspends(
+        settings, smtp_sink, clean_redis, tmp_path, monkeypatch):
+    """Found: reminders went out MAIL FROM:<lib@…> while notices had a VERP return path,
+    their <remind.…> Message-IDs were not recognised, and a genuine DSN after a reminder
+    was "traced: address, unverified" and suspended nothing."""
+    from tests.test_bounce_handling import dsn, ingest
+    from worker.mail.verp import token_in
+
+    monkeypatch.setenv("OMITAMA_NOTIFY_MAIL__RETURN_PATH", TEMPLATE)  # for `bounces ingest`
+    s = variant(settings_for(settings, smtp_sink, 0.0), mail={"return_path": TEMPLATE},
+                reminder={"enabled": True})
+    active(s, "C1", "taro@docomo.ne.jp")
+    active(s, "C2", "hana@example.jp")
+    with run_worker(s):
+        send(hold_event("H1", "C1", pickup_by="2099-12-05"))
+        send(hold_event("H2", "C2", pickup_by="2099-12-05"))
+        wait_for(lambda: len(smtp_sink.messages) == 2)
+    assert reminder_pass(s, "2099-12-04T10:00:00+09:00")["mails"] == 2
+    by_card = {m.rcpt_tos[0]: m for m in smtp_sink.messages[2:]}
+    for m in by_card.values():
+        assert token_in(TEMPLATE, [m.mail_from]), m.mail_from  # its own return path
+        assert decoded(m)["Message-ID"].startswith("<remind.")
+
+    # C1: a genuine DSN quoting the reminder (no return path recorded): the Message-ID
+    quoted = tmp_path / "quoted.eml"
+    quoted.write_bytes(dsn(by_card["taro@docomo.ne.jp"].data, "taro@docomo.ne.jp", "5.1.1",
+                           "550 5.1.1 <taro@docomo.ne.jp>: user unknown"))
+    [row] = ingest(str(quoted))
+    assert (row["traced"], row["trust"], row["card_number"]) == ("message-id", "verified", "C1")
+    assert row["suspended"] == ["C1"]
+    # C2: a DSN to the reminder's return path, quoting nothing: the VERP token
+    verp = tmp_path / "verp.eml"
+    verp.write_bytes(f"Delivered-To: {by_card['hana@example.jp'].mail_from}\r\n".encode()
+                     + dsn(None, "hana@example.jp", "5.1.1", "550 5.1.1 user unknown",
+                           mid="<b2@mx>"))
+    [row] = ingest(str(verp))
+    assert (row["traced"], row["trust"], row["card_number"]) == ("verp", "verified", "C2")
+    assert row["suspended"] == ["C2"]
+    # the holds' notices were mailed: the reminder's bounce does not list them
+    assert {hold(s, h)["status"] for h in ("H1", "H2")} == {"sent"}
+    assert [with_store(s, lambda st, c=c: st.get_contact(c)).state for c in ("C1", "C2")] == [
+        ContactState.SUSPENDED, ContactState.SUSPENDED]
+
+
+def test_a_confirmation_mail_is_traced_by_its_message_id(settings, smtp_sink, clean_redis,
+                                                         tmp_path):
+    from tests.test_bounce_handling import dsn, ingest
+    from worker.queue.actors import address_registered
+
+    s = settings_for(settings, smtp_sink, 0.0)
+    with run_worker(s):
+        address_registered.send({
+            "event_id": "r1", "type": "address_registered", "card_number": "C1",
+            "email": "taro@docomo.ne.jp", "registered_at": "2026-11-29T09:30:00+09:00",
+            "application_branch": "ogawa"})
+        wait_for(lambda: smtp_sink.messages)
+    [m] = smtp_sink.messages
+    assert decoded(m)["Message-ID"].startswith("<reg.")
+    f = tmp_path / "b.eml"
+    f.write_bytes(dsn(m.data, "taro@docomo.ne.jp", "5.1.1", "550 5.1.1 user unknown"))
+    [row] = ingest(str(f))
+    assert (row["traced"], row["trust"], row["card_number"]) == ("message-id", "verified", "C1")
+    patron = with_store(s, lambda st: st.r.hgetall(st.k.patron("C1")))
+    assert patron["confirmation"] == "bounced"
