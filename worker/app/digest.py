@@ -88,7 +88,7 @@ async def send_window(rt: Runtime, card: str, branch: str,
     members: list[Member] = []
     listed: list[Finish] = []
     now = now_tokyo()
-    for hold_id, h in zip(taken, await ds.holds(taken)):
+    for hold_id, h in zip(taken, await rt.store.get_holds(taken)):
         try:
             ev = parse_event(json.loads(h.get("event") or "{}"), rt.branches)
         except (EventError, ValueError):  # stored by the claim from a valid event: damage

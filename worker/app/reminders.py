@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from ..contact import decide_contact
 from ..errors import EventError
-from ..holds.reminders import may_remind, reminder_at
 from ..ils.events import HoldReady, parse_event
+from ..jdate import TOKYO
 from ..mail.compose import new_token
 from ..mail.verp import Sent
 from ..masking import mask_address
@@ -36,6 +36,16 @@ from ..store.reminders import ReminderStore
 from .send import Delivered, deadline, send_mail
 
 log = logging.getLogger(__name__)
+
+
+def reminder_at(pickup_by: date, days_before: int, hour: int) -> datetime:
+    """The moment (JST) the reminder of a hold whose last day is ``pickup_by`` is due."""
+    return datetime.combine(pickup_by - timedelta(days=days_before), time(hour), TOKYO)
+
+
+def may_remind(pickup_by: date, at: datetime) -> bool:
+    """Never after the last day: a reminder at ``at`` is still useful on ``pickup_by``."""
+    return at.astimezone(TOKYO).date() <= pickup_by
 
 
 async def schedule(rt: Runtime, hold_ids: list[str], pickup_by: date) -> None:
@@ -52,7 +62,7 @@ async def run_pass(rt: Runtime, at: datetime) -> dict[str, Any]:
     ids = await rs.due(int(at.timestamp() * 1000))
     groups: dict[tuple[str, str], list[HoldReady]] = {}
     late = []
-    for hold_id, h in zip(ids, await rs.holds(ids)):
+    for hold_id, h in zip(ids, await rt.store.get_holds(ids)):
         try:
             ev = parse_event(json.loads(h.get("event") or "{}"), rt.branches)
         except (EventError, ValueError):

@@ -216,6 +216,13 @@ class Store:
     async def get_hold(self, hold_id: str) -> dict[str, str]:
         return await self.r.hgetall(self.k.hold(hold_id))
 
+    async def get_holds(self, hold_ids: list[str]) -> list[dict[str, str]]:
+        """Several holds in one round trip (a digest's, a reminder pass's)."""
+        async with self.r.pipeline(transaction=False) as p:
+            for h in hold_ids:
+                p.hgetall(self.k.hold(h))
+            return list(await p.execute())
+
     async def hold_for_token(self, token: str) -> str | None:
         return await self.r.get(self.k.notice(token))
 

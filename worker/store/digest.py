@@ -48,12 +48,6 @@ class DigestStore:
                                args=[gather_id, token, now_ms(), lease_ms, *members])
         return None if res is None else list(res)
 
-    async def holds(self, hold_ids: list[str]) -> list[dict[str, str]]:
-        async with self.r.pipeline(transaction=False) as p:
-            for h in hold_ids:
-                p.hgetall(self.k.hold(h))
-            return list(await p.execute())
-
     async def finish_all(self, outcomes: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, int]],
                          token: str, card: str) -> list[str]:
         """finish_hold for every hold of one digest — (hold_id, outcome, fields, call, due)
