@@ -6,14 +6,13 @@ runs here: what these tests prove happens without it.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import time
 from collections import Counter
 
 import pytest
 
-from tests.helpers import hold_event, run_worker, set_contact, variant, wait_for, with_store
+from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
+from tests.test_digest import active, decoded, hold, outcomes, send
 from worker.contact import ContactState
 
 # the bound of issue 18, item 2: gather_s + lease_s + a sweep (none runs here)
@@ -26,27 +25,6 @@ def settings_for(settings, smtp_sink, gather_s: float, lease_s: float = LEASE_S)
                    smtp={"port": smtp_sink.port, "pool_size": 2, "timeout": 2},
                    delivery={"min_backoff_s": 0.2, "max_backoff_s": 0.5, "lease_s": lease_s},
                    digest={"gather_s": gather_s})
-
-
-def active(s, card: str, address: str) -> None:
-    with_store(s, lambda st: set_contact(st, card, ContactState.ACTIVE, address=address))
-
-
-def hold(s, hold_id: str) -> dict:
-    return with_store(s, lambda st: st.get_hold(hold_id))
-
-
-def send(event: dict) -> None:
-    from worker.queue.actors import hold_ready
-    hold_ready.send(event)
-
-
-def outcomes(rclient, s) -> list[dict]:
-    return [f for _, f in rclient.xrange(f"{s.redis.key_prefix}outcomes")]
-
-
-def decoded(m) -> email.message.EmailMessage:
-    return email.message_from_bytes(m.data, policy=email.policy.default)
 
 
 @pytest.mark.parametrize("gather_s", [0.0, WINDOW_S])

@@ -98,8 +98,9 @@ async def record(store: Store, token: str, card: str, finishes: list[Finish],
         if status == ClaimVerdict.LOST:
             # a mail relayed after all, later than the margin: worker/app/holds.py, window 3
             log.warning("hold %s: another worker took it over before its outcome (%s) was"
-                        " recorded%s", hold_id, outcome, "; the patron may get the notice twice"
-                        if outcome == HoldStatus.SENT else "")
+                        " recorded%s", hold_id, outcome,
+                        f"; notice {fields.get('message_id')} was relayed, the patron may get"
+                        " it twice" if outcome == HoldStatus.SENT else "")
             out[hold_id] = Result(Outcome.LOST)
         elif status == HoldStatus.SENT:
             out[hold_id] = Result(Outcome.SENT, detail=status)
@@ -161,15 +162,14 @@ async def _mail(rt: Runtime, card: str, token: str, members: list[Member], until
     ids = [m.ev.hold_id for m in members]
     events = [m.ev for m in members]
     name = members[0].notice if len(members) == 1 else ""
-    ds = DigestStore(rt.store)
     if not name:  # several holds: the digest's token names the mail
         name = token
-        await ds.name_notice(token, ids[0])
+        await DigestStore(rt.store).name_notice(token, ids[0])
 
     async def lease(until_ms: int) -> bool:
         if len(ids) == 1:
             return await rt.store.extend_lease(ids[0], token, until_ms)
-        return await ds.extend_all(ids, token, until_ms)
+        return await DigestStore(rt.store).extend_all(ids, token, until_ms)
     to = envelope
     d = await send_mail(rt, Sent("hold", card, to, ids[0]),
                         lambda t: rt.composer.hold_ready_digest(events, to, t),
