@@ -216,7 +216,7 @@ def main() -> int:
         for tree in names:
             profile(tree, a.n, a.profile, "this" if tree == ours else names[tree].replace("/", "_"))
 
-    this = (git("rev-parse", "--short", a.against) if a.against else
+    this = (ours.name if a.against else
             git("rev-parse", "--short", "HEAD")
             + (" + changes" if git("status", "--porcelain", "--untracked-files=no") else ""))
     print(f"\nN = {a.n}, {a.rounds} rounds alternating, medians (min–max); "

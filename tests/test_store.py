@@ -166,3 +166,41 @@ def test_apply_many_is_all_or_nothing_and_retried_when_a_record_moves(store_run,
     record, c2_audits = store_run(go)
     assert seen == ["active", "suspended"]  # recomputed from what the other client wrote
     assert record["state"] == "none" and c2_audits == 1  # C2 written once, not twice
+
+
+def test_a_digest_is_recorded_on_a_server_that_lost_its_scripts(tmp_path):
+    """finish_all records a digest's holds in one MULTI of EVALSHA without loading the
+    script first (a round trip per digest); on a server that lost its script cache — a
+    private one just started here — every EVALSHA fails alike, nothing is written, and
+    the MULTI runs again once the script is loaded."""
+    import socket
+
+    from worker.store.devredis import start_redis, stop_redis
+    from worker.store.digest import DigestStore
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = tmp_path / "redis"
+    pid = start_redis(port, data, appendonly=False)
+
+    async def go():
+        store = Store.connect(f"redis://127.0.0.1:{port}/0", "lost:")
+        try:
+            for h in ("H1", "H2"):
+                await store.claim_hold(h, token="tk", lease_ms=60_000, ttl_s=3600,
+                                       fields={"card_number": "C1"})
+            assert not (await store.r.script_exists(store._finish.sha))[0]
+            got = await DigestStore(store).finish_all(
+                [(h, "sent", {"message_id": "<hold.tk@x>"}, None, 0) for h in ("H1", "H2")],
+                "tk", "C1")
+            return got, [await store.get_hold(h) for h in ("H1", "H2")], \
+                await store.r.xlen(store.k.outcomes)
+        finally:
+            await store.close()
+    try:
+        got, holds, outcomes = asyncio.run(go())
+    finally:
+        stop_redis(pid, data)
+    assert got == ["sent", "sent"] and outcomes == 2
+    assert [h["status"] for h in holds] == ["sent", "sent"]

@@ -176,13 +176,14 @@ async def _mail(rt: Runtime, card: str, token: str, members: list[Member], until
                         until=until, lease=lease, token=name)
     if d.outcome is Delivered.SENT:
         now = now_tokyo()
+        masked = mask_address(to)
         fields = {"message_id": d.message_id, "sent_ms": int(now.timestamp() * 1000),
-                  "to": mask_address(to), "relay_reply": d.reply[:200]}
+                  "to": masked, "relay_reply": d.reply[:200]}
         if len(ids) > 1:
             fields["digest_holds"] = ",".join(ids)
         # DEBUG, not INFO: the hold in Redis records the send and omitama_notices_total
         # counts it; a line per notice cost ~1/6 of the worker's CPU (README, "Performance")
-        log.debug("notice %s: %d holds sent to %s", d.message_id, len(ids), mask_address(to))
+        log.debug("notice %s: %d holds sent to %s", d.message_id, len(ids), masked)
         return [(h, HoldStatus.SENT, fields, None, 0) for h in ids], [], ""
     if d.outcome is Delivered.REFUSED:
         return [listing_of(e, CallReason.BOUNCED, d.diagnostic) for e in events], [], ""

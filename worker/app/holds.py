@@ -116,7 +116,10 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
                 "pickup_branch": ev.pickup_branch, "pickup_by": ev.pickup_by.isoformat()},
         contact_of=ev.card_number)  # the contact comes in the same round trip
     if claim.verdict == ClaimVerdict.DONE:
-        log.info("hold %s: already %s; duplicate ignored", ev.hold_id, claim.status)
+        # DEBUG: in a digest every member's message but one comes back to a hold already
+        # sent (a line per hold, relayed through dramatiq's main process); duplicates are
+        # counted in the minute's summary and in omitama_notices_total
+        log.debug("hold %s: already %s; duplicate ignored", ev.hold_id, claim.status)
         if claim.first_event:  # the ILS said something else first: staff see what
             await _first_event(rt, ev, claim)
         return Result(Outcome.DUPLICATE, detail=claim.status)

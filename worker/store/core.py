@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.commands.core import AsyncScript
 
 from ..contact import Contact, ContactState
 from ..errors import StoreError
@@ -94,6 +95,15 @@ class Store:
         self._close = client.register_script(with_outcomes("close_hold"))
         self._called = client.register_script(with_outcomes("mark_called"))
         self._uncalled = client.register_script(with_outcomes("uncall"))
+        self._scripts: dict[str, AsyncScript] = {}
+
+    def script(self, name: str) -> AsyncScript:
+        """``lua/<name>.lua``, registered once per store: the helpers built per call
+        (DigestStore, ReminderStore) hashed the script text each time."""
+        found = self._scripts.get(name)
+        if found is None:
+            found = self._scripts[name] = self.r.register_script(lua(name))
+        return found
 
     @classmethod
     def connect(cls, url: str, prefix: str, outcomes_maxlen: int = DEFAULT_MAXLEN) -> "Store":

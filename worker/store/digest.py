@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from .core import Store, _dumps, now_iso, now_ms
 from .outcomes import outcome_args
-from .scripts import lua
 from .vocab import GatherVerdict
 
 
@@ -23,8 +24,8 @@ class DigestStore:
         self.s = store
         self.r = store.r
         self.k = store.k
-        self._join = self.r.register_script(lua("gather_join"))
-        self._take = self.r.register_script(lua("gather_take"))
+        self._join = store.script("gather_join")
+        self._take = store.script("gather_take")
 
     async def join(self, hold_id: str, token: str, card: str, branch: str, *, window_ms: int,
                    lease_ms: int, new_id: str) -> Joined:
@@ -52,7 +53,20 @@ class DigestStore:
                          token: str, card: str) -> list[str]:
         """finish_hold for every hold of one digest — (hold_id, outcome, fields, call, due)
         — in one MULTI/EXEC: the mail's holds are recorded together or not at all."""
-        await self.s.r.script_load(self.s._finish.script)  # EVALSHA inside MULTI needs it
+        got = await self._finish_all(outcomes, token, card)
+        if any(isinstance(x, NoScriptError) for x in got):
+            # the server lost its script cache (a restart): every EVALSHA of the MULTI
+            # failed alike, so nothing was written; load it and record them again (was
+            # a SCRIPT LOAD round trip before every digest's MULTI)
+            await self.r.script_load(self.s._finish.script)
+            got = await self._finish_all(outcomes, token, card)
+        for x in got:
+            if isinstance(x, Exception):
+                raise x
+        return [str(x) for x in got]
+
+    async def _finish_all(self, outcomes: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, int]],
+                          token: str, card: str) -> list[Any]:
         async with self.r.pipeline(transaction=True) as p:
             for hold_id, outcome, fields, call, due in outcomes:
                 args: list[Any] = [outcome, token, hold_id, _dumps(call) if call else "", due]
@@ -62,7 +76,7 @@ class DigestStore:
                         self.k.patron(card), self.k.inflight, self.k.outcomes]
                 p.evalsha(self.s._finish.sha, len(keys), *keys, *args,
                           *outcome_args(self.s.outcomes_maxlen, now_iso()))
-            return [str(x) for x in await p.execute()]
+            return list(await p.execute(raise_on_error=False))
 
     async def name_notice(self, token: str, hold_id: str) -> None:
         """``notice:TOKEN`` names the digest's first hold (its Message-ID's token), kept

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .core import Store, now_iso, now_ms
-from .scripts import lua
 
 
 class ReminderStore:
@@ -11,8 +10,8 @@ class ReminderStore:
         self.s = store
         self.r = store.r
         self.k = store.k
-        self._take = self.r.register_script(lua("remind_take"))
-        self._done = self.r.register_script(lua("remind_done"))
+        self._take = store.script("remind_take")
+        self._done = store.script("remind_done")
 
     async def schedule(self, hold_ids: list[str], at_ms: int) -> None:
         if hold_ids:
