@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.helpers import with_store
@@ -44,6 +46,36 @@ def test_refused_messages_sharing_a_message_id_are_each_kept(settings, clean_red
             for _ in range(2):  # the same message twice, as a redelivery would
                 raw_enqueue(clean_redis, ns, body, rid)
                 # acknowledged before it comes again (the ack deletes the stored copy)
+                wait_for(lambda: not any(leftovers(clean_redis, ns).values()))
+    rows = with_store(s, lambda st: st.rejected())
+    assert sorted(r["event_id"] for r in rows) == ["a-1", "b-1"]
+
+
+@pytest.mark.parametrize("with_rid", [True, False])
+@pytest.mark.parametrize("chosen", ["same", "", "\u3042" * 40, "0" * 32])
+def test_a_producer_cannot_choose_what_a_refusal_is_kept_under(settings, clean_redis, tmp_path,
+                                                               chosen, with_rid):
+    """A producer could set ``options.omitama_raw_sha`` (the decoder kept it as what a
+    refusal is filed under) and so fold two different refused events into one row of
+    review rejected: the second refusal lost. The row is keyed by what the worker
+    computes from the message; a redelivery of one message still gives one row."""
+    import uuid
+
+    from tests.helpers import run_worker, variant, wait_for
+    from tests.test_raw_redis_producer import envelope, leftovers, raw_enqueue
+
+    s = variant(settings, mail={"transport": "outbox", "outbox_dir": tmp_path / "out"})
+    ns = s.redis.namespace
+    with run_worker(s):
+        for event in ({"event_id": "a-1", "type": "hold_readyy"},
+                      {"event_id": "b-1", "type": "hold_readyy"}):
+            rid = str(uuid.uuid4())
+            body = envelope("hold_ready", event, rid if with_rid else None)
+            msg = json.loads(body)
+            msg["options"]["omitama_raw_sha"] = chosen
+            body = json.dumps(msg)
+            for _ in range(2):  # the same message twice, as a redelivery would
+                raw_enqueue(clean_redis, ns, body, rid)
                 wait_for(lambda: not any(leftovers(clean_redis, ns).values()))
     rows = with_store(s, lambda st: st.rejected())
     assert sorted(r["event_id"] for r in rows) == ["a-1", "b-1"]
