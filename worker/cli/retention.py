@@ -42,9 +42,13 @@ def cmd_patron_export(args: argparse.Namespace, s: Settings) -> int:
 def cmd_patron_forget(args: argparse.Namespace, s: Settings) -> int:
     async def run(store: Store) -> int:
         counts = await patron_data.forget(store, s, args.card, args.staff, args.reason)
+        listed = counts.pop("listed_for_call", 0)
         print(f"card {args.card}: removed " + ", ".join(
             f"{n} {kind}" for kind, n in counts.items() if n) + "; the audit log keeps one "
             f"line: removed by {args.staff}")
+        if listed:  # the patron still has to be told: staff need to know where
+            print(f"{listed} ready hold(s) not yet told stay on the call list as 'forgotten'"
+                  " (hold id, branch and last day only: find the patron in the ILS)")
         return 0
     return with_store(s, run)
 

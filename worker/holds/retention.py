@@ -87,6 +87,29 @@ def hold_closed(hold: Mapping[str, str], now: datetime) -> bool:
     return now >= pickup_deadline(last)
 
 
+# What a hold's record keeps after ``patron forget``: what names the hold and where it
+# stands, nothing that names the patron (no card number, no event, no tokens).
+FORGOTTEN_HOLD_FIELDS = ("status", "pickup_branch", "pickup_by", "closed", "reason", "first_ms")
+
+
+def after_forget(hold: Mapping[str, str], now: datetime) -> tuple[dict[str, str], bool]:
+    """What a hold keeps after ``patron forget`` removed its card's data, and whether it
+    goes (or stays) on the call list as ``forgotten``.
+
+    The hold is still ready in the ILS, and forgetting the patron must not leave them
+    untold: a hold the worker had not yet told them about — being sent, waiting in a
+    digest window or for a retry — or that was on the call list and not yet phoned is
+    listed for a call with only its hold id, branch and last day; staff find the patron
+    in the ILS by the hold id. A hold already mailed, phoned, cancelled, picked up or
+    past its window is not listed. The record stays (stripped, with its lifetime) so
+    that a message still queued for it — a digest window's, a retry's, a duplicate —
+    finds a hold with an outcome and re-creates nothing (worker/app/patron_data.py)."""
+    kept = {f: hold[f] for f in FORGOTTEN_HOLD_FIELDS if hold.get(f)}
+    status = hold.get("status")
+    listed = status in BUSY_STATUSES or (status == "phoned" and not hold_closed(hold, now))
+    return kept, listed
+
+
 def call_entry_over(entry: Mapping[str, object], now: datetime) -> bool:
     """Whether a call-list entry is past its pickup window (nobody can collect any more)."""
     last = _day(entry.get("pickup_by") if isinstance(entry.get("pickup_by"), str) else None)  # type: ignore[arg-type]

@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
+from redis.exceptions import WatchError
+
+from ..contact import CallReason
+from ..holds.calls import call_due, call_entry
+from ..holds.retention import after_forget
 from .core import Store, _dumps, now_iso
+from .outcomes import HoldOutcome
+from .vocab import HoldStatus
 
 # the receipt code's salted hash is shown as present, never as its value
 _SECRET_FIELDS = ("code_salt", "code_hash")
@@ -129,41 +137,86 @@ class PatronData:
                      if key.endswith(":" + card)]
         return f
 
-    async def remove(self, f: Found, audit_entry: dict[str, Any]) -> None:
+    async def remove(self, f: Found, audit_entry: dict[str, Any], now: datetime) -> int | None:
         """Remove everything in ``f``; the card's audit log becomes the one ``audit_entry``
-        saying so. Each value is removed by exact match: what came since stays."""
+        saying so. Each value is removed by exact match: what came since stays.
+
+        A hold's record is not deleted but stripped to what names the hold
+        (:func:`worker.holds.retention.after_forget`): a message still queued for it — a
+        digest window's, a retry's — would otherwise claim a hold never seen and store
+        its event, title and name again. A hold whose patron was not yet told is listed
+        for a call as ``forgotten`` (no card, no title). Its token goes too, so a send in
+        flight records nothing ("lost"). The number of holds so listed; None when one
+        of the holds changed while this ran (find again and retry)."""
         k = self.k
-        async with self.r.pipeline(transaction=True) as p:
-            p.delete(k.patron(f.card), k.sent(f.card), k.audit(f.card))
-            p.rpush(k.audit(f.card), _dumps({"at": now_iso(), **audit_entry}))
-            p.zrem(k.pending, f.card)
-            p.srem(k.suspended, f.card)
-            for key in f.address_keys:
-                p.srem(k.address(key), f.card)
-            for hold_id, rec in f.holds.items():
-                p.delete(k.hold(hold_id))
-                if rec.get("notice"):
-                    p.delete(k.notice(rec["notice"]))
-            for hold_id in {*f.holds, *f.calls}:
-                p.hdel(k.calls, hold_id)
-                p.zrem(k.calls_due, hold_id)
-                p.zrem(k.inflight, hold_id)
-            for lst, values in ((k.called, f.called), (k.failures, f.failures),
-                                (k.bounces, f.bounces)):
-                for v in values:
-                    p.lrem(lst, 1, v)
-            for fp in f.refused:
-                p.hdel(k.rejected, fp)
-                p.zrem(k.rejected_order, fp)
-            for key in f.verp:
-                p.delete(key)
-            if f.outcomes:
-                p.xdel(k.outcomes, *f.outcomes)
-            for key in f.gathers:
-                p.delete(key)
-            for hold_id in f.holds:
-                p.zrem(k.reminders, hold_id)
-            await p.execute()
+        listed = 0
+        try:
+            async with self.r.pipeline(transaction=True) as p:
+                if f.holds:  # the records are read again under WATCH: decided on what EXEC changes
+                    await p.watch(*(k.hold(h) for h in f.holds))
+                holds = {h: (await p.hgetall(k.hold(h)), await p.pttl(k.hold(h))) for h in f.holds}
+                p.multi()
+                p.delete(k.patron(f.card), k.sent(f.card), k.audit(f.card))
+                p.rpush(k.audit(f.card), _dumps({"at": now_iso(), **audit_entry}))
+                p.zrem(k.pending, f.card)
+                p.srem(k.suspended, f.card)
+                for key in f.address_keys:
+                    p.srem(k.address(key), f.card)
+                for hold_id in {*f.holds, *f.calls}:
+                    p.hdel(k.calls, hold_id)
+                    p.zrem(k.calls_due, hold_id)
+                    p.zrem(k.inflight, hold_id)
+                for hold_id, (rec, ttl_ms) in holds.items():
+                    if rec.get("notice"):
+                        p.delete(k.notice(rec["notice"]))
+                    p.delete(k.hold(hold_id))
+                    if not rec:  # expired meanwhile
+                        continue
+                    listed += self._strip(p, hold_id, rec, ttl_ms, now)
+                for lst, values in ((k.called, f.called), (k.failures, f.failures),
+                                    (k.bounces, f.bounces)):
+                    for v in values:
+                        p.lrem(lst, 1, v)
+                for fp in f.refused:
+                    p.hdel(k.rejected, fp)
+                    p.zrem(k.rejected_order, fp)
+                for key in f.verp:
+                    p.delete(key)
+                if f.outcomes:
+                    p.xdel(k.outcomes, *f.outcomes)
+                for key in f.gathers:
+                    p.delete(key)
+                for hold_id in f.holds:
+                    p.zrem(k.reminders, hold_id)
+                await p.execute()
+        except WatchError:
+            return None
         for key in f.address_keys:  # the address's bounce score, once no card holds it
             if not await self.r.exists(k.address(key)):
                 await self.r.delete(k.bounce_score(key))
+        return listed
+
+    def _strip(self, p: Any, hold_id: str, rec: dict[str, str], ttl_ms: int,
+               now: datetime) -> int:
+        """Queue the stripped record of one hold (and its listing, if any) on ``p``."""
+        kept, listed = after_forget(rec, now)
+        if listed:
+            kept.update(status=HoldStatus.PHONED, reason=CallReason.FORGOTTEN.value)
+            try:
+                last: date | None = date.fromisoformat(kept.get("pickup_by", ""))
+            except ValueError:
+                last = None
+            p.hset(self.k.calls, hold_id, _dumps(call_entry(
+                hold_id=hold_id, card_number=None, pickup_branch=kept.get("pickup_branch"),
+                pickup_by=last, reason=CallReason.FORGOTTEN, title=None, added_at=now)))
+            p.zadd(self.k.calls_due, {hold_id: call_due(last, now.date())})
+        p.hset(self.k.hold(hold_id), mapping={**kept, "forgotten": now_iso()})
+        if ttl_ms > 0:
+            p.pexpire(self.k.hold(hold_id), ttl_ms)
+        if listed and rec.get("status") != HoldStatus.PHONED:  # a new outcome: now listed
+            p.xadd(self.k.outcomes, {"hold_id": hold_id, "card_number": "",
+                                     "outcome": HoldOutcome.LISTED,
+                                     "reason": CallReason.FORGOTTEN.value,
+                                     "message_id": "", "at": now_iso()},
+                   maxlen=self.s.outcomes_maxlen, approximate=True)
+        return int(listed)
