@@ -1,4 +1,4 @@
-"""Keeping a refusal (worker/refusals.py) on the real Redis, whatever the payload holds."""
+"""Keeping a refusal (worker/app/refusals.py) on the real Redis, whatever the payload holds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.helpers import with_store
-from worker.app.refusals import reject
+from worker.app.refusals import keep_refusal as reject
 
 
 @pytest.mark.parametrize("event_id", ["ev-1\ud800", "ev-1\r\nX", "\udc80"])

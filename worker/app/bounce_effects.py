@@ -32,7 +32,6 @@ from ..bounces.failures import failure_record
 from ..jdate import now_tokyo
 from ..holds.calls import call_due, call_entry
 from ..holds.policy import pickup_passed
-from ..store.contacts import Registry
 from ..settings import Settings
 from ..store.core import Store
 from .suspension import suspend
@@ -56,9 +55,9 @@ async def apply_failure(store: Store, settings: Settings, result: BounceResult, 
                         trust: Trust = SEND_TIME, traced: str = "smtp") -> dict[str, Any]:
     """Apply one failure for ``address`` (and ``card``/``hold_id`` when traced by
     ``traced``), as far as ``trust`` allows."""
-    bs = BounceStore(store)
+    bs = store.bounces
     key = address_key(address)
-    cards = set(await Registry(store).cards_with(key))
+    cards = set(await store.contacts.cards_with(key))
     if card:
         cards.add(card)
     today = now_tokyo().date()

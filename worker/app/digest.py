@@ -67,7 +67,7 @@ Finish = tuple[str, str, dict[str, Any], dict[str, Any] | None, int]
 
 async def gather(rt: Runtime, ev: HoldReady, claim: Claim) -> Result:
     """A claimed hold to be mailed: wait in its window, or send the window that is due."""
-    ds = DigestStore(rt.store)
+    ds = rt.store.digest
     lease_ms = int(rt.settings.delivery.lease_s * 1000)
     window_ms = int(rt.settings.digest.gather_s * 1000)
     for _ in range(5):  # a window taken by another worker meanwhile: look again
@@ -88,7 +88,7 @@ async def send_window(rt: Runtime, card: str, branch: str,
     """Take window ``gather_id`` and mail its holds; each taken hold's result, or None
     when another worker took the window first."""
     d = rt.settings.delivery
-    ds = DigestStore(rt.store)
+    ds = rt.store.digest
     token = new_token()
     deadline = asyncio.get_running_loop().time() + SEND_SHARE * d.lease_s
     taken = await ds.take(card, branch, gather_id, token, int(d.lease_s * 1000))
@@ -126,8 +126,7 @@ async def _mail(rt: Runtime, ds: DigestStore, card: str, events: list[HoldReady]
         return [_listing(e.hold_id, {}, e, decision.reason) for e in events]
     assert decision.envelope is not None
     ids = [e.hold_id for e in events]
-    ttl = int(await rt.store.r.ttl(rt.store.k.hold(ids[0])))
-    await rt.store.r.set(rt.store.k.notice(token), ids[0], ex=max(ttl, 86400))
+    await ds.name_notice(token, ids[0])
     notice = await stamp_return_path(
         rt.store, rt.settings, rt.composer.hold_ready_digest(events, decision.envelope, token),
         Sent("hold", card, decision.envelope, ids[0]))

@@ -25,7 +25,7 @@ from ..errors import ReviewError, StoreError
 from ..jdate import now_tokyo
 from ..settings import Settings
 from ..store.core import Store
-from ..store.patron_data import Found, PatronData
+from ..store.patron_data import Found
 
 log = logging.getLogger(__name__)
 _ADDRESS_FIELDS = ("address", "envelope", "pending_address", "pending_envelope",
@@ -51,7 +51,7 @@ def _outbox_mails(folder: Path, f: Found) -> list[Path]:
 
 
 async def export(store: Store, settings: Settings, card: str) -> dict[str, Any]:
-    f = await PatronData(store).find(card)
+    f = await store.patron_data.find(card)
     return {**f.export(), "outbox_mails": [p.name for p in _outbox_mails(settings.outbox_dir, f)]}
 
 
@@ -61,7 +61,7 @@ async def forget(store: Store, settings: Settings, card: str, staff: str,
     if not staff.strip() or not reason.strip():
         raise ReviewError("patron forget needs --staff and a --reason (kept in the audit log)",
                           kind="reason_required")
-    data = PatronData(store)
+    data = store.patron_data
     for _ in range(10):  # a hold of the card changed meanwhile (a worker sent it): again
         f = await data.find(card)
         listed = await data.remove(f, audit_entry(AuditKind.FORGOTTEN, staff, reason),

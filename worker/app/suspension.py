@@ -13,7 +13,6 @@ from . import registration
 from ..errors import ReviewError
 from ..bounces.failures import REASON_JA
 from ..contact.changes import AuditKind, reenabled, suspended
-from ..store.contacts import Registry
 from ..store.core import Store
 
 FAILURE_FIELDS = ("card_number", "hold_id", "reason", "misconfigured_recipient", "permanent",
@@ -24,14 +23,14 @@ async def suspend(store: Store, card: str, *, reason: str, detail: str,
                   address_key: str | None = None) -> bool:
     """Suspend the card's approved address (only if it is the one that failed).
     Returns True if the address was taken out of use."""
-    _, change = await Registry(store).apply(
+    _, change = await store.contacts.apply(
         card, lambda b: suspended(b, reason, detail, address_key))
     return change.audit["kind"] in (AuditKind.SUSPENDED, AuditKind.SUSPENDED_WHILE_PENDING)
 
 
 async def reenable(store: Store, card: str, staff: str, reason: str) -> dict[str, str]:
     """Staff put a suspended address back into use (the patron fixed their settings)."""
-    before, _ = await Registry(store).apply(card, lambda b: reenabled(card, b, staff, reason))
+    before, _ = await store.contacts.apply(card, lambda b: reenabled(card, b, staff, reason))
     return before
 
 

@@ -8,7 +8,7 @@ worker thread that finishes a message whose ``queue_name`` it has no consumer fo
 (``KeyError``). Here:
 
 * :class:`Broker` fetches each message together with the id it is stored under
-  (``lua/fetch.lua``, one round trip as dramatiq's own fetch) and hands both, and
+  (``store/lua/fetch.lua``, one round trip as dramatiq's own fetch) and hands both, and
   the queue it came from, to the decoder as :class:`Fetched` bytes;
 * :class:`EnvelopeEncoder` never fails to decode: it sets the true
   ``redis_message_id`` (so the message is acknowledged exactly once, at no extra

@@ -19,9 +19,8 @@ from redis.exceptions import WatchError
 from ..contact import CallReason
 from ..holds.calls import call_due, call_entry
 from ..holds.retention import after_forget
-from .core import Store, _dumps, now_iso
-from .outcomes import HoldOutcome
-from .vocab import HoldStatus
+from .base import Conn, _dumps, now_iso
+from .vocab import HoldOutcome, HoldStatus
 
 # the receipt code's salted hash is shown as present, never as its value
 _SECRET_FIELDS = ("code_salt", "code_hash")
@@ -99,7 +98,7 @@ def _of(raw: str, card: str) -> bool:
 
 
 class PatronData:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Conn) -> None:
         self.s = store
         self.r = store.r
         self.k = store.k

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from ..mail.compose import Notice
 from ..settings import Settings
 from .core import Store, _dumps
-from ..mail.verp import Sent, new_token, with_return_path
+from ..mail.verp import Sent, new_return_token, with_return_path
 
 
 async def stamp_return_path(store: Store, settings: Settings, notice: Notice, sent: Sent) -> Notice:
@@ -17,7 +17,7 @@ async def stamp_return_path(store: Store, settings: Settings, notice: Notice, se
     template = settings.mail.return_path
     if not template:
         return notice
-    token = new_token()
+    token = new_return_token()
     await store.r.set(store.k.verp(token), _dumps(asdict(sent)),
                       ex=int(settings.bounces.token_days * 86400))
     return with_return_path(notice, template, token)
