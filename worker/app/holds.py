@@ -56,7 +56,8 @@ from ..jdate import TOKYO, now_tokyo
 from ..masking import mask_address
 from ..holds.calls import call_due, call_entry
 from ..holds.outcome import Outcome
-from ..holds.policy import next_retry_delay_s, pickup_passed, retention_s, retry_horizon
+from ..holds.policy import next_retry_delay_s, pickup_passed, retry_horizon
+from ..holds.retention import retention_s
 from ..runtime import Runtime
 from ..settings import Settings
 from ..store.core import Claim, Store, now_ms

@@ -12,7 +12,7 @@ secret, and records of it are not kept once the service that needed them is done
    and the copy kept for undoing a call (:data:`CALL_ENTRY_PERSONAL_FIELDS`). What
    remains — hold id, card number, branch, outcome and dates — lives ``[retention]
    hold_days`` past the pickup window (the record's Redis lifetime,
-   :func:`worker.holds.policy.retention_s`).
+   :func:`retention_s`).
 3. Lists kept for staff and audit (``called``, failures, bounce-mail log, each patron's
    audit log) lose their entries oldest first once older than their setting
    (:func:`cutoff`); refused events, raw payload and all, after ``refused_days``; outbox
@@ -108,6 +108,15 @@ def after_forget(hold: Mapping[str, str], now: datetime) -> tuple[dict[str, str]
     status = hold.get("status")
     listed = status in BUSY_STATUSES or (status == "phoned" and not hold_closed(hold, now))
     return kept, listed
+
+
+def retention_s(pickup_by: date, now: datetime, keep_days: int) -> int:
+    """How long to keep a hold's record: past its deadline by ``keep_days`` (``[retention]
+    hold_days``), so bounces that arrive late can still be traced to the notice. Its title
+    and the patron's name are gone long before (:func:`hold_closed`)."""
+    # a difference of two datetimes cannot overflow; a sum could (deadline near 9999)
+    keep = (pickup_deadline(pickup_by) - now).total_seconds() + keep_days * 86400
+    return max(int(keep), 86400)
 
 
 def call_entry_over(entry: Mapping[str, object], now: datetime) -> bool:

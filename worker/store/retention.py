@@ -1,4 +1,5 @@
-"""Redis I/O of retention: the purge's steps and a patron's data on request.
+"""Redis I/O of retention: the purge's steps (a patron's data on request is
+:mod:`worker.store.patron_data`).
 
 What to remove is decided by :mod:`worker.holds.retention`; each removal here is atomic
 and tells whether *it* removed something (a Lua script's count, ZREM's reply), so two
