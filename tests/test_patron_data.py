@@ -108,7 +108,8 @@ def test_forget_while_a_message_is_still_queued_for_the_hold_is_not_undone(
 
     s = variant(settings, mail={"transport": "smtp"},
                 smtp={"port": smtp_sink.port, "pool_size": 2, "timeout": 5},
-                delivery={"min_backoff_s": 0.2, "max_backoff_s": 0.5, "lease_s": 5},
+                # the retry comes 2 s after the 451: time enough to forget before it
+                delivery={"min_backoff_s": 2, "max_backoff_s": 2.5, "lease_s": 5},
                 digest={"gather_s": window_s})
     r, p = clean_redis, s.redis.key_prefix
     with_store(s, lambda st: set_contact(st, "C-F", ContactState.ACTIVE, address=ADDRESS))
@@ -171,3 +172,31 @@ def test_forget_lists_a_hold_not_yet_phoned_without_what_names_the_patron(
     dump = everything(clean_redis, s.redis.key_prefix, s.redis.namespace)
     assert not {k for k, v in dump.items() if traces(v, (TITLE, NAME, ADDRESS, "C-F"))
                 if not k.endswith("audit:C-F")}
+
+
+def test_forget_reaches_an_event_still_unread_in_the_queue(settings, clean_redis, tmp_path):
+    """A hold_ready for the card still waiting in the queue (no worker has read it: no
+    hold record yet) when the card is forgotten: the worker reads it afterwards and finds
+    the hold listed as `forgotten`; it stores neither the event nor the card."""
+    from worker.app.calls import calls_view
+    from worker.app.patron_data import forget
+    from worker.queue.actors import hold_ready
+    from tests.helpers import queue_empty
+
+    s = variant(settings, mail={"outbox_dir": str(tmp_path / "outbox")})
+    with_store(s, lambda st: set_contact(st, "C-F", ContactState.ACTIVE, address=ADDRESS))
+    hold_ready.send(_ev("H-Q", "C-F", pickup_by="2099-12-05"))  # no worker yet
+    hold_ready.send(hold_event("H-O", "C-O", contact="phone"))  # another card's: untouched
+    counts = with_store(s, lambda st: forget(st, s, "C-F", "S07", "利用者の申し出"))
+    assert counts["listed_for_call"] == 1
+    with run_worker(s):
+        wait_for(lambda: queue_empty(s))
+    rows = {r["hold_id"]: r for r in with_store(s, lambda st: calls_view(st))}
+    assert (rows["H-Q"]["card_number"], rows["H-Q"]["title"], rows["H-Q"]["reason"]) == (
+        None, None, "forgotten")
+    assert rows["H-O"]["card_number"] == "C-O"
+    h = with_store(s, lambda st: st.get_hold("H-Q"))
+    assert "event" not in h and "card_number" not in h
+    assert not list((tmp_path / "outbox").glob("*.eml"))
+    dump = everything(clean_redis, s.redis.key_prefix, s.redis.namespace)
+    assert not {k for k, v in dump.items() if traces(v, (TITLE, NAME, ADDRESS))}

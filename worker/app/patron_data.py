@@ -6,8 +6,9 @@ return-path tokens, outbox mails to the patron's addresses — and leaves one au
 saying that it was removed, by whom and why (worker/store/patron_data.py).
 
 Forgotten means forgotten: nothing removed comes back. A hold's record is stripped, not
-deleted, so a message still queued for it (a digest window's, a retry's, a duplicate)
-finds a hold with an outcome and stores nothing. A ready hold whose patron had not been
+deleted, so a message still queued for it (a digest window's, a retry's, a duplicate, or
+an event for the card no worker has read yet) finds a hold with an outcome and stores
+nothing. A ready hold whose patron had not been
 told yet is listed for a call as ``forgotten`` with only its hold id, branch and last
 day: staff find the patron in the ILS (worker/holds/retention.py: after_forget).
 """
@@ -63,9 +64,9 @@ async def forget(store: Store, settings: Settings, card: str, staff: str,
                           kind="reason_required")
     data = store.patron_data
     for _ in range(10):  # a hold of the card changed meanwhile (a worker sent it): again
-        f = await data.find(card)
+        f = await data.find(card, settings.redis.namespace)
         listed = await data.remove(f, audit_entry(AuditKind.FORGOTTEN, staff, reason),
-                                   now_tokyo())
+                                   now_tokyo(), settings.retention.hold_days)
         if listed is not None:
             break
     else:

@@ -18,7 +18,7 @@ from redis.exceptions import WatchError
 
 from ..contact import CallReason
 from ..holds.calls import call_due, call_entry
-from ..holds.retention import after_forget
+from ..holds.retention import after_forget, retention_s
 from .base import Conn, _dumps, now_iso
 from .vocab import HoldOutcome, HoldStatus
 
@@ -45,6 +45,9 @@ class Found:
     address_keys: list[str] = field(default_factory=list)
     outcomes: dict[str, dict[str, str]] = field(default_factory=dict)  # stream id → entry
     gathers: list[str] = field(default_factory=list)  # open digest windows' keys
+    # hold_ready events for the card still in dramatiq's queues, for holds never claimed
+    # (no record yet): hold_id → {"pickup_branch", "pickup_by"} as the event names them
+    queued: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def export(self) -> dict[str, Any]:
         """The disclosure: every record, JSON decoded where it is JSON."""
@@ -97,13 +100,28 @@ def _of(raw: str, card: str) -> bool:
     return isinstance(inner, dict) and inner.get("card_number") == card
 
 
+def _queued_hold(raw: str, card: str) -> tuple[str, dict[str, str]] | None:
+    """(hold_id, where and until when) of a queued dramatiq message carrying a hold_ready
+    event for ``card``; None for anything else (other cards, other events, damage)."""
+    msg = _load(raw)
+    args = msg.get("args") if isinstance(msg, dict) else None
+    ev = args[0] if isinstance(args, list) and args and isinstance(args[0], dict) else {}
+    if ev.get("type") != "hold_ready" or ev.get("card_number") != card \
+            or not isinstance(ev.get("hold_id"), str):
+        return None
+    return ev["hold_id"], {f: ev[f] for f in ("pickup_branch", "pickup_by")
+                           if isinstance(ev.get(f), str)}
+
+
 class PatronData:
     def __init__(self, store: Conn) -> None:
         self.s = store
         self.r = store.r
         self.k = store.k
 
-    async def find(self, card: str) -> Found:
+    async def find(self, card: str, namespace: str = "") -> Found:
+        """Everything about ``card``; with dramatiq's ``namespace``, also the hold_ready
+        events for it still waiting in a queue for a hold never seen (:attr:`Found.queued`)."""
         k, r = self.k, self.r
         f = Found(card, patron=await r.hgetall(k.patron(card)),
                   audit=await r.lrange(k.audit(card), 0, -1),
@@ -134,9 +152,16 @@ class PatronData:
             start = "(" + rows[-1][0]
         f.gathers = [key async for key in r.scan_iter(k.gather(card, "*"), count=500)
                      if key.endswith(":" + card)]
+        if namespace:
+            async for key in r.scan_iter(f"{namespace}:*.msgs", count=100):
+                for raw in await r.hvals(key):
+                    hold = _queued_hold(raw, card)
+                    if hold and hold[0] not in f.holds:
+                        f.queued[hold[0]] = hold[1]
         return f
 
-    async def remove(self, f: Found, audit_entry: dict[str, Any], now: datetime) -> int | None:
+    async def remove(self, f: Found, audit_entry: dict[str, Any], now: datetime,
+                     keep_days: int) -> int | None:
         """Remove everything in ``f``; the card's audit log becomes the one ``audit_entry``
         saying so. Each value is removed by exact match: what came since stays.
 
@@ -145,15 +170,22 @@ class PatronData:
         digest window's, a retry's — would otherwise claim a hold never seen and store
         its event, title and name again. A hold whose patron was not yet told is listed
         for a call as ``forgotten`` (no card, no title). Its token goes too, so a send in
-        flight records nothing ("lost"). The number of holds so listed; None when one
-        of the holds changed while this ran (find again and retry)."""
+        flight records nothing ("lost"). A hold whose event still waits in a queue, never
+        claimed, gets such a record too (kept ``keep_days`` past its pickup window, as a
+        claim would): its message then finds it listed. The number of holds listed; None
+        when one of the holds changed while this ran (find again and retry)."""
         k = self.k
         listed = 0
         try:
             async with self.r.pipeline(transaction=True) as p:
-                if f.holds:  # the records are read again under WATCH: decided on what EXEC changes
-                    await p.watch(*(k.hold(h) for h in f.holds))
+                if f.holds or f.queued:  # read again under WATCH: decided on what EXEC changes
+                    await p.watch(*(k.hold(h) for h in {*f.holds, *f.queued}))
                 holds = {h: (await p.hgetall(k.hold(h)), await p.pttl(k.hold(h))) for h in f.holds}
+                for h, where in f.queued.items():
+                    if await p.exists(k.hold(h)):
+                        return None  # claimed since find(): it names the card now
+                    holds[h] = ({"status": HoldStatus.RETRYING, **where},
+                                _queued_ttl_ms(where.get("pickup_by", ""), now, keep_days))
                 p.multi()
                 p.delete(k.patron(f.card), k.sent(f.card), k.audit(f.card))
                 p.rpush(k.audit(f.card), _dumps({"at": now_iso(), **audit_entry}))
@@ -219,3 +251,11 @@ class PatronData:
                                      "message_id": "", "at": now_iso()},
                    maxlen=self.s.outcomes_maxlen, approximate=True)
         return int(listed)
+
+
+def _queued_ttl_ms(pickup_by: str, now: datetime, keep_days: int) -> int:
+    try:
+        last = date.fromisoformat(pickup_by)
+    except ValueError:
+        last = now.date()
+    return retention_s(last, now, keep_days) * 1000
