@@ -179,7 +179,7 @@ def worker_side(n: int, rounds: int) -> dict[str, float]:
     import logging
 
     from worker.app.refusals import payload_fingerprint
-    from worker.holds.policy import retention_s
+    from worker.holds.retention import retention_s
     from worker.ils.events import parse_event
     from worker.jdate import now_tokyo
     from worker.mail.compose import new_token

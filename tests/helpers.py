@@ -257,9 +257,8 @@ async def set_contact(store: Any, card: str, state: Any, *, address: str | None 
     store function as the worker (the address index included); no mail is sent."""
     from worker.contact import ContactState
     from worker.contact.changes import approved, registered, removed, suspended
-    from worker.store.contacts import Registry
 
-    reg = Registry(store)
+    reg = store.contacts
     if state is ContactState.NONE:
         await reg.apply(card, lambda b: removed(b, staff, why))
         return
@@ -281,9 +280,8 @@ async def activate_many(store: Any, addresses: dict[str, str], *, staff: str = "
     (``Registry.apply_many``), the receipt code hashed once for all."""
     from worker.contact.changes import approved, registered
     from worker.contact.codes import hash_code
-    from worker.store.contacts import Registry
 
-    reg = Registry(store)
+    reg = store.contacts
     code = hash_code("000000")
     cards = list(addresses)
     for i in range(0, len(cards), batch):

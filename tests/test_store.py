@@ -114,7 +114,6 @@ def test_apply_many_writes_what_apply_writes(store_run):
     import json
 
     from tests.helpers import activate_many
-    from worker.store.contacts import Registry
 
     volatile = {"updated_ms", "pending_at", "code_salt", "code_hash", "code_expires_ms"}
 
@@ -123,7 +122,7 @@ def test_apply_many_writes_what_apply_writes(store_run):
         await activate_many(store, {"C2": "two@example.jp", "C3": "three@example.jp"},
                             batch=1)
         await activate_many(store, {"C4": "four@example.jp", "C5": "five@example.jp"})
-        reg = Registry(store)
+        reg = store.contacts
         cards = ("C1", "C2", "C3", "C4", "C5")
         recs = {c: {k: v for k, v in (await reg.get(c)).items() if k not in volatile}
                 for c in cards}
@@ -145,12 +144,11 @@ def test_apply_many_is_all_or_nothing_and_retried_when_a_record_moves(store_run,
     """A record changed between the read and the write (staff acting meanwhile) makes the
     whole batch read again and recompute; a card twice in one batch is refused."""
     from worker.contact.changes import removed
-    from worker.store.contacts import Registry
 
     seen = []
 
     async def go(store):
-        reg = Registry(store)
+        reg = store.contacts
         await set_contact(store, "C1", ContactState.ACTIVE, address="one@example.jp")
         with pytest.raises(ValueError, match="appears twice"):
             await reg.apply_many([("C1", lambda b: removed(b, "S01", "t"))] * 2)
@@ -176,7 +174,6 @@ def test_a_digest_is_recorded_on_a_server_that_lost_its_scripts(tmp_path):
     import socket
 
     from worker.store.devredis import start_redis, stop_redis
-    from worker.store.digest import DigestStore
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -191,7 +188,7 @@ def test_a_digest_is_recorded_on_a_server_that_lost_its_scripts(tmp_path):
                 await store.claim_hold(h, token="tk", lease_ms=60_000, ttl_s=3600,
                                        fields={"card_number": "C1"})
             assert not (await store.r.script_exists(store._finish.sha))[0]
-            got = await DigestStore(store).finish_all(
+            got = await store.digest.finish_all(
                 [(h, "sent", {"message_id": "<hold.tk@x>"}, None, 0) for h in ("H1", "H2")],
                 "tk", "C1")
             return got, [await store.get_hold(h) for h in ("H1", "H2")], \

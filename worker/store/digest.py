@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from .core import Store, _dumps, now_iso, now_ms
+from .base import Conn, _dumps, now_iso, now_ms
 from .outcomes import outcome_args
+from .scripts import lua
 from .vocab import GatherVerdict
 
 
@@ -20,12 +22,18 @@ class Joined:
 
 
 class DigestStore:
-    def __init__(self, store: Store) -> None:
+    """Built by the store with the two fenced hold writes it shares with single notices
+    (``finish_hold.lua`` wrapped with its outcomes, and the store's lease extension)."""
+
+    def __init__(self, store: Conn, finish: AsyncScript,
+                 extend_lease: Callable[[str, str, int], Awaitable[bool]]) -> None:
         self.s = store
+        self._finish = finish
+        self._extend_lease = extend_lease
         self.r = store.r
         self.k = store.k
-        self._join = store.script("gather_join")
-        self._take = store.script("gather_take")
+        self._join = self.r.register_script(lua("gather_join"))
+        self._take = self.r.register_script(lua("gather_take"))
 
     async def join(self, hold_id: str, token: str, card: str, branch: str, *, window_ms: int,
                    lease_ms: int, new_id: str) -> Joined:
@@ -58,7 +66,7 @@ class DigestStore:
             # the server lost its script cache (a restart): every EVALSHA of the MULTI
             # failed alike, so nothing was written; load it and record them again (was
             # a SCRIPT LOAD round trip before every digest's MULTI)
-            await self.r.script_load(self.s._finish.script)
+            await self.r.script_load(self._finish.script)
             got = await self._finish_all(outcomes, token, card)
         for x in got:
             if isinstance(x, Exception):
@@ -74,7 +82,7 @@ class DigestStore:
                     args += [k, v if isinstance(v, str) else _dumps(v)]
                 keys = [self.k.hold(hold_id), self.k.calls, self.k.calls_due, self.k.sent(card),
                         self.k.patron(card), self.k.inflight, self.k.outcomes]
-                p.evalsha(self.s._finish.sha, len(keys), *keys, *args,
+                p.evalsha(self._finish.sha, len(keys), *keys, *args,
                           *outcome_args(self.s.outcomes_maxlen, now_iso()))
             return list(await p.execute(raise_on_error=False))
 
@@ -87,6 +95,6 @@ class DigestStore:
     async def extend_all(self, hold_ids: list[str], token: str, until_ms: int) -> bool:
         ok = True
         for h in hold_ids:
-            ok = await self.s.extend_lease(h, token, until_ms) and ok
+            ok = await self._extend_lease(h, token, until_ms) and ok
         return ok
 

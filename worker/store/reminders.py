@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from .core import Store, now_iso, now_ms
+from .base import Conn, now_iso, now_ms
+from .scripts import lua
 
 
 class ReminderStore:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Conn) -> None:
         self.s = store
         self.r = store.r
         self.k = store.k
-        self._take = store.script("remind_take")
-        self._done = store.script("remind_done")
+        self._take = self.r.register_script(lua("remind_take"))
+        self._done = self.r.register_script(lua("remind_done"))
 
     async def schedule(self, hold_ids: list[str], at_ms: int) -> None:
         if hold_ids:
