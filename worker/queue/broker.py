@@ -167,7 +167,7 @@ class EnvelopeEncoder(JSONEncoder):
 
 class AckOnFetch(_RedisConsumer):  # type: ignore[misc]
     """dramatiq's Redis consumer, but ``ack`` only notes the id: the consumer's next
-    fetch acknowledges every noted id in the same script (``lua/fetch.lua``), saving a
+    fetch acknowledges every noted id in the same script (``store/lua/fetch.lua``), saving a
     Redis round trip per message (~5 % of the worker's CPU per notice, bench/README.md).
 
     The consumer fetches whenever fewer than ``prefetch`` messages are outstanding, and
