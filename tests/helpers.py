@@ -258,7 +258,7 @@ async def set_contact(store: Any, card: str, state: Any, *, address: str | None 
     await reg.apply(card, lambda b: registered(b, registration))
     if state is ContactState.PENDING:
         return
-    await reg.apply(card, lambda b: approved(card, b, staff, code_checked=False, reason=why,
+    await reg.apply(card, lambda b: approved(card, b, staff, code_hash=None, reason=why,
                                              masked=registration.masked))
     if state is ContactState.SUSPENDED:
         await reg.apply(card, lambda b: suspended(b, "filtered", why))
