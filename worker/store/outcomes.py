@@ -78,11 +78,11 @@ if before ~= ARGV[1] and closed ~= ARGV[1] then
 end"""),
     "mark_called": (
         "",
-        'if result then emit(KEYS[3], ARGV[1], "called", "", "") end'),
+        'if type(result) == "string" then emit(KEYS[3], ARGV[1], "called", "", "") end'),
     # a misclick undone: the hold is back on the list for the reason it had
     "uncall": (
         "",
-        'if result then emit(KEYS[3], ARGV[1], "listed", '
+        'if type(result) == "string" then emit(KEYS[3], ARGV[1], "listed", '
         'redis.call("HGET", KEYS[3], "reason") or "", "") end'),
     # a sent notice bounced later: bounced (naming the mail), then listed
     "rephone_hold": (
