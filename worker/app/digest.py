@@ -41,7 +41,7 @@ from typing import Any
 from ..bounces.failures import failure_entry, smtp_result
 from ..contact import CallReason, decide_contact
 from ..errors import EventError, PermanentDeliveryError, TransientDeliveryError
-from ..holds.calls import call_due, call_entry
+from ..holds.calls import call_due, call_entry, passed_reason
 from ..holds.outcome import Outcome
 from ..holds.policy import next_retry_delay_s, pickup_passed, retry_horizon
 from ..ils.events import HoldReady, parse_event
@@ -107,7 +107,10 @@ async def send_window(rt: Runtime, card: str, branch: str,
         if not isinstance(ev, HoldReady):
             listed.append(_listing(hold_id, h, None, CallReason.WORKER_ERROR, "stored event unreadable"))
         elif pickup_passed(ev.pickup_by, now):
-            listed.append(_listing(hold_id, h, ev, CallReason.PICKUP_PASSED))
+            listed.append(_listing(hold_id, h, ev, passed_reason(
+                ev.pickup_by, int(h.get("first_ms") or 0),
+                # a hold claimed again after its digest failed is being retried
+                "retrying" if int(h.get("attempts") or 1) > 1 else "gathering")))
         else:
             events.append(ev)
     results = await _mail(rt, ds, card, events, token, deadline) if events else []

@@ -54,7 +54,7 @@ from ..ils.events import MAX_EVENT_BYTES, HoldReady, HoldRef, hold_ref, json_tex
 from ..bounces.failures import failure_entry, smtp_result
 from ..jdate import TOKYO, now_tokyo
 from ..masking import mask_address
-from ..holds.calls import call_due, call_entry
+from ..holds.calls import call_due, call_entry, passed_reason
 from ..holds.outcome import Outcome
 from ..holds.policy import next_retry_delay_s, pickup_passed, retention_s, retry_horizon
 from ..runtime import Runtime
@@ -140,7 +140,8 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         return Result(Outcome.BUSY, delay_ms=claim.busy_ms + 1000)
 
     if pickup_passed(ev.pickup_by, now):
-        return await _phone(rt.store, ev, claim, CallReason.PICKUP_PASSED)
+        return await _phone(rt.store, ev, claim,
+                            passed_reason(ev.pickup_by, claim.first_ms, "retrying"))
     decision = decide_contact(ev.contact, claim.contact or await rt.store.get_contact(ev.card_number))
     if not decision.by_email:
         assert decision.reason is not None
