@@ -11,24 +11,14 @@
 -- uncall.lua can put it back exactly as it was (a misclick). The mark and its audit line
 -- are one step: a process killed in between cannot leave one without the other.
 -- Vocabulary: HoldStatus, CallVerdict (worker/store/vocab.py)
+-- include: call_entry_audit
 local entry = redis.call("HGET", KEYS[1], ARGV[1])
 if not entry then
   return false
 end
-local ok, e = pcall(cjson.decode, entry)
-if not ok or type(e) ~= type({}) then
-  e = {}
-end
-local card = e["card_number"]
-if type(card) ~= type("") then card = "" end
+local e, card, audit = entry_audit(entry, ARGV[5], ARGV[6])
 if card ~= ARGV[5] then
   return {"other_card", card}
-end
-local audit = nil
-if #ARGV[6] > 0 then  -- decoded before anything is written: a bad entry changes nothing
-  audit = cjson.decode(ARGV[6])
-  audit["branch"] = e["pickup_branch"]
-  audit = cjson.encode(audit)
 end
 local due = redis.call("ZSCORE", KEYS[2], ARGV[1]) or "0"
 local before = redis.call("HGET", KEYS[3], "status") or "phoned"

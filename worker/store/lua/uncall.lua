@@ -8,6 +8,7 @@
 -- was, already undone) or was cancelled or picked up since (close_hold.lua sets `closed`);
 -- {"other_card", card} when the entry names another card than ARGV[3] (nothing written).
 -- Vocabulary: HoldStatus, CallVerdict (worker/store/vocab.py)
+-- include: call_entry_audit
 local hold = KEYS[3]
 if redis.call("HGET", hold, "status") ~= "called" or redis.call("HEXISTS", hold, "closed") == 1 then
   return false
@@ -16,20 +17,9 @@ local entry = redis.call("HGET", hold, "called_entry")
 if not entry then
   return false
 end
-local ok, e = pcall(cjson.decode, entry)
-if not ok or type(e) ~= type({}) then
-  e = {}
-end
-local card = e["card_number"]
-if type(card) ~= type("") then card = "" end
+local _, card, audit = entry_audit(entry, ARGV[3], ARGV[4])
 if card ~= ARGV[3] then
   return {"other_card", card}
-end
-local audit = nil
-if #ARGV[4] > 0 then
-  audit = cjson.decode(ARGV[4])
-  audit["branch"] = e["pickup_branch"]
-  audit = cjson.encode(audit)
 end
 redis.call("HSET", KEYS[1], ARGV[1], entry)
 redis.call("ZADD", KEYS[2], redis.call("HGET", hold, "called_due") or "0", ARGV[1])
