@@ -209,6 +209,19 @@ def run_worker(settings: Any, threads: int = 4) -> Iterator[Any]:
         rtmod.reset_runtime()
 
 
+def runtime_do(settings: Any, fn: Callable[[Any], Any]) -> Any:
+    """Run ``await fn(runtime)`` with a process's runtime (store, composer, transport)."""
+    from worker.runtime import Runtime
+
+    async def go() -> Any:
+        rt = Runtime.create(settings)
+        try:
+            return await fn(rt)
+        finally:
+            await rt.close()
+    return asyncio.run(go())
+
+
 def with_store(settings: Any, fn: Callable[[Any], Any]) -> Any:
     """Run ``await fn(store)`` against the real Redis, from synchronous test code (the
     commands' own helper)."""

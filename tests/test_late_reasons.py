@@ -4,11 +4,10 @@ waited in its digest window or between retries."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import date, datetime, timedelta
 
-from tests.helpers import hold_event, set_contact, variant
+from tests.helpers import hold_event, runtime_do, set_contact, variant
 from worker.contact import CALL_REASON_JA, CallReason, ContactState
 from worker.holds.calls import passed_reason
 from worker.holds.policy import pickup_deadline
@@ -34,18 +33,6 @@ def test_passed_reason_tells_late_events_from_holds_that_waited():
     assert "待ち時間中" in CALL_REASON_JA[CallReason.PASSED_WHILE_GATHERING]
     assert "再送中" in CALL_REASON_JA[CallReason.PASSED_WHILE_RETRYING]
     assert "取置期限後に通知" not in CALL_REASON_JA[CallReason.PASSED_WHILE_GATHERING]
-
-
-def _run(s, fn):
-    from worker.runtime import Runtime
-
-    async def go():
-        rt = Runtime.create(s)
-        try:
-            return await fn(rt)
-        finally:
-            await rt.close()
-    return asyncio.run(go())
 
 
 def test_a_hold_whose_last_day_passes_in_its_digest_window_says_so(settings, clean_redis, tmp_path):
@@ -77,7 +64,7 @@ def test_a_hold_whose_last_day_passes_in_its_digest_window_says_so(settings, cle
         await holds.notify_hold_ready(rt, late)
         return {c["hold_id"]: c for c in await rt.store.calls()}
 
-    calls = _run(s, go)
+    calls = runtime_do(s, go)
     assert calls["H1"]["reason"] == "pickup_passed_while_gathering", calls
     assert "待ち時間中に取置期限が過ぎた" in calls["H1"]["reason_ja"]
     assert calls["H2"]["reason"] == "pickup_passed" and calls["H2"]["reason_ja"] == "取置期限後に通知"

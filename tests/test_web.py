@@ -7,7 +7,6 @@ carry the staff id of the session, never one from a form field.
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import json
@@ -21,7 +20,7 @@ import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from tests.helpers import hold_event, variant, with_store
+from tests.helpers import hold_event, runtime_do, variant, with_store
 from tests.helpers import set_contact
 from worker.contact import ContactState
 from worker.web.app import create_app
@@ -99,18 +98,6 @@ def flash(page) -> str:
 
 
 # -- data, made by the worker's own functions -------------------------------------
-
-def runtime_do(s, fn):
-    from worker.runtime import Runtime
-
-    async def go():
-        rt = Runtime.create(s)
-        try:
-            return await fn(rt)
-        finally:
-            await rt.close()
-    return asyncio.run(go())
-
 
 def register(s, card: str, address: str, branch: str = "ogawa", event_id: str = "") -> str:
     """address_registered handled by the worker's function; returns the mailed code."""
