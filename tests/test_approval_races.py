@@ -49,12 +49,11 @@ OPS = st.tuples(st.sampled_from(["register", "approve_code", "approve_no_code",
 
 async def _run(url: str, prefix: str, who: int, ops: list[Op]) -> list[dict[str, Any]]:
     from worker.app import registration
-    from worker.store.contacts import Registry
     from worker.store.core import Store
 
     settings = get_settings()
     store = Store.connect(url, prefix)
-    reg = Registry(store)
+    reg = store.contacts
     done: list[dict[str, Any]] = []
     first_event = ""
     try:

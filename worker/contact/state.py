@@ -40,6 +40,7 @@ class CallReason(StrEnum):
     PASSED_WHILE_RETRYING = "pickup_passed_while_retrying"
     WORKER_ERROR = "worker_error"          # the worker could not process it; see the log
     INVALID_EVENT = "invalid_event"        # the ILS sent a hold_ready the worker refused
+    FORGOTTEN = "forgotten"                # not yet told when `patron forget` removed the card's data
 
 
 # What staff read in `review calls` (Japanese, as on the counter).
@@ -55,6 +56,7 @@ CALL_REASON_JA: dict[CallReason, str] = {
     CallReason.PASSED_WHILE_RETRYING: "メールの再送中に取置期限が過ぎた(通知は期限内に到着)",
     CallReason.WORKER_ERROR: "システムエラー",
     CallReason.INVALID_EVENT: "予約連携データに不備(内容を確認して電話)",
+    CallReason.FORGOTTEN: "利用者の記録は削除済み(予約番号で利用者を確認して電話)",
 }
 
 

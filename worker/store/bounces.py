@@ -9,7 +9,7 @@ from datetime import date
 from typing import Any
 
 from ..contact import CallReason
-from .core import Store, _dumps, now_iso
+from .base import Conn, _dumps, now_iso
 from .outcomes import with_outcomes
 
 # a reader killed while ingesting a mail holds it this long at most; ingesting one mail
@@ -18,7 +18,7 @@ TAKING_MS = 60_000
 
 
 class BounceStore:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Conn) -> None:
         self.s = store
         self.r = store.r
         self.k = store.k
