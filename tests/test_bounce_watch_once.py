@@ -56,17 +56,17 @@ def test_a_second_watch_on_the_same_mailbox_refuses_to_start(settings, clean_red
 def test_a_killed_watch_lets_go_when_its_lease_runs_out_and_a_lost_lease_stops_the_watch(
         settings, clean_redis):
     keys = Keys(settings.redis.key_prefix)
-    crashed = WatchLease(settings.redis.url, keys, "maildir:/var/mail/b", lease_s=1)
+    crashed = WatchLease(settings.redis.url, settings.redis.key_prefix, "maildir:/var/mail/b", lease_s=1)
     assert crashed.take() is None  # …and it never renews: killed
     with pytest.raises(AlreadyWatched, match="killed lets go within 1 s"):
-        with sole_watcher(settings.redis.url, keys, "maildir:/var/mail/b", lambda: None, 1):
+        with sole_watcher(settings.redis.url, settings.redis.key_prefix, "maildir:/var/mail/b", lambda: None, 1):
             pass
     # another mailbox is another lease
-    with sole_watcher(settings.redis.url, keys, "maildir:/var/mail/other", lambda: None, 1):
+    with sole_watcher(settings.redis.url, settings.redis.key_prefix, "maildir:/var/mail/other", lambda: None, 1):
         pass
     time.sleep(1.2)
     lost = threading.Event()
-    with sole_watcher(settings.redis.url, keys, "maildir:/var/mail/b", lost.set, 1.5):
+    with sole_watcher(settings.redis.url, settings.redis.key_prefix, "maildir:/var/mail/b", lost.set, 1.5):
         time.sleep(1.0)  # renewed meanwhile (every 0.5 s)
         assert crashed.take() is not None and not lost.is_set()
         with_store(settings, lambda st: _drop(st, keys))  # ran out while Redis was away
@@ -81,13 +81,13 @@ def test_a_lease_left_by_a_killed_watch_of_this_host_is_taken_over_at_once(setti
     key = keys.bounce_watch(mailbox_id("maildir:/var/mail/b"))
     with_store(settings, lambda st: st.r.set(
         key, f"tok pid {dead.pid} on {socket.gethostname()} since then", px=30_000))
-    with sole_watcher(settings.redis.url, keys, "maildir:/var/mail/b", lambda: None):
+    with sole_watcher(settings.redis.url, settings.redis.key_prefix, "maildir:/var/mail/b", lambda: None):
         pass
     # a live one (this test's own process) is not
     with_store(settings, lambda st: st.r.set(
         key, f"tok pid {os.getpid()} on {socket.gethostname()} since then", px=30_000))
     with pytest.raises(AlreadyWatched, match=f"pid {os.getpid()}"):
-        with sole_watcher(settings.redis.url, keys, "maildir:/var/mail/b", lambda: None):
+        with sole_watcher(settings.redis.url, settings.redis.key_prefix, "maildir:/var/mail/b", lambda: None):
             pass
 
 

@@ -54,7 +54,6 @@ def cmd_watch(args: argparse.Namespace, s: Settings) -> int:
     import threading
 
     from ..mailbox.watch import Counts, watch
-    from ..store.keys import Keys
     from ..store.watch_lock import sole_watcher
 
     stop = threading.Event()
@@ -69,7 +68,7 @@ def cmd_watch(args: argparse.Namespace, s: Settings) -> int:
             print(f"{c.mails} mail(s): {c.processed} processed, {c.for_staff} kept for staff,"
                   f" {c.duplicates} already ingested", flush=True)
     # one watch per mailbox: a second refuses to start (worker/store/watch_lock.py)
-    with sole_watcher(s.redis.url, Keys(s.redis.key_prefix), s.bounces.mailbox, stop.set):
+    with sole_watcher(s.redis.url, s.redis.key_prefix, s.bounces.mailbox, stop.set):
         watch(s, once=args.once, limit=args.limit, stop=stop, report=report)
     return 0
 

@@ -43,9 +43,10 @@ def mailbox_id(mailbox: str) -> str:
 
 
 class WatchLease:
-    def __init__(self, url: str, keys: Keys, mailbox: str, lease_s: float = LEASE_S) -> None:
+    def __init__(self, url: str, key_prefix: str, mailbox: str,
+                 lease_s: float = LEASE_S) -> None:
         self.r = redis.Redis.from_url(url, decode_responses=True, socket_timeout=lease_s / 3)
-        self.key = keys.bounce_watch(mailbox_id(mailbox))
+        self.key = Keys(key_prefix).bounce_watch(mailbox_id(mailbox))
         self.lease_ms = int(lease_s * 1000)
         self.token = uuid.uuid4().hex
         self._keep = self.r.register_script(lua("lease_keep"))
@@ -91,12 +92,12 @@ def _gone(held: str) -> bool:
 
 
 @contextmanager
-def sole_watcher(url: str, keys: Keys, mailbox: str, on_lost: Callable[[], None],
+def sole_watcher(url: str, key_prefix: str, mailbox: str, on_lost: Callable[[], None],
                  lease_s: float = LEASE_S) -> Iterator[None]:
     """Hold the mailbox's lease for the ``with`` block (renewed from a thread); raise
     :class:`AlreadyWatched` when another watch holds it; ``on_lost`` is called when the
     lease could not be kept (the block should stop)."""
-    lease = WatchLease(url, keys, mailbox, lease_s)
+    lease = WatchLease(url, key_prefix, mailbox, lease_s)
     try:
         try:
             holder = lease.take()
