@@ -37,9 +37,9 @@ def fingerprints(s) -> list[str]:
 
 
 def watch_cmd(env: dict, *args: str, **kw) -> subprocess.Popen:
+    kw = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kw}
     return subprocess.Popen([sys.executable, "-m", "worker.cli.main", "bounces", "watch", *args],
-                            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, **kw)
+                            cwd=ROOT, env={**os.environ, **env}, **kw)
 
 
 def assert_each_processed_once(s, n: int) -> None:
@@ -265,3 +265,77 @@ def test_check_reports_the_imap_mailbox_and_a_wrong_password(imapd):
     [line] = [x for x in r.stdout.splitlines() if "bounces" in x]
     assert line.startswith("FAIL") and "OMITAMA_NOTIFY_BOUNCES__PASSWORD" in line
     assert imapd_mod.PASSWORD not in r.stdout + r.stderr
+
+
+# -- issue 23: an entry that cannot be read never makes the watch spin ---------------
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_dangling_symlink_in_new_leaves_the_watch_idle(settings, clean_redis, maildir):
+    """A dangling symlink in new/ (what a file removed between listing and opening looks
+    like, for good) was skipped and left there: the wait saw new/ non-empty, the pass
+    skipped it again — 100 % CPU and a line per pass. It is set aside in ForStaff, once."""
+    from tests.helpers import settle
+    root, md = maildir
+    os.symlink(root / "gone-for-good", root / "new" / "1700000000.M1P1.host")
+    md.add(bounce(1))
+    env = {"OMITAMA_NOTIFY_BOUNCES__MAILBOX": f"maildir:{root}",
+           "OMITAMA_NOTIFY_BOUNCES__POLL_S": "30"}
+    s = variant(settings, bounces={"mailbox": f"maildir:{root}"})
+    # output to a file: a full pipe would stop a spinning watch and hide the spin
+    with open(root.parent / "watch.out", "wb") as log:
+        p = watch_cmd(env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: (root / ".Processed" / "cur").is_dir()
+                 and len(os.listdir(root / ".Processed" / "cur")) == 1, timeout=60)
+        before = _cpu_s(p.pid)
+        settle(3)  # the quiet period the test is about: an idle watch uses no CPU
+        used = _cpu_s(p.pid) - before
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(30)
+    lines = (root.parent / "watch.out").read_text(errors="replace").splitlines()
+    assert p.returncode == 0, lines[-5:]
+    assert used < 0.5, f"the watch used {used:.2f} s of CPU in 3 s while idle"
+    assert len(lines) < 20, lines[:20]
+    assert os.listdir(root / "new") == []
+    [kept] = os.listdir(root / ".ForStaff" / "cur")
+    assert (root / ".ForStaff" / "cur" / kept).is_symlink()
+    assert_each_processed_once(s, 1)
+
+
+def test_an_entry_neither_readable_nor_movable_is_skipped_with_a_back_off(maildir, caplog):
+    """ForStaff cannot be made (its cur/ is a file): the unreadable entry stays, skipped
+    by the passes and ignored by the wait until its back-off is over, one line each try."""
+    import logging
+    import time as time_mod
+    from worker.mailbox.aside import SetAside
+    from worker.mailbox.maildir import MaildirBox
+    from worker.mailbox.watch import run_pass
+    root, _ = maildir
+    (root / ".ForStaff").mkdir()
+    (root / ".ForStaff" / "cur").write_text("not a folder")
+    os.symlink(root / "gone-for-good", root / "new" / "1700000000.M1P1.host")
+    now = [1000.0]
+    aside, box = SetAside(clock=lambda: now[0]), MaildirBox(root)
+
+    def never(name: str, raw: bytes) -> list:
+        raise AssertionError("nothing here can be read")
+    with caplog.at_level(logging.INFO, logger="worker.mailbox.watch"):
+        assert run_pass(box, never, aside=aside).mails == 1
+        assert aside.blocks("new/1700000000.M1P1.host")
+        started = time_mod.monotonic()
+        box.wait(1.0, aside.blocked())  # the entry set aside is no reason to wake up
+        assert time_mod.monotonic() - started >= 0.9
+        assert run_pass(box, never, aside=aside).mails == 0
+        now[0] += 61  # past the first back-off (60 s): tried once more, then 120 s
+        assert run_pass(box, never, aside=aside).mails == 1
+        now[0] += 61
+        assert run_pass(box, never, aside=aside).mails == 0
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and "tried again in 60 s" in lines[0] and "in 120 s" in lines[1]
+    assert os.listdir(root / "new") == ["1700000000.M1P1.host"]

@@ -17,7 +17,7 @@ import ipaddress
 import socket
 import ssl
 import threading
-from typing import Any
+from typing import Any, Collection
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError
@@ -112,7 +112,7 @@ class ImapBox:
         else:
             self._ok(self.conn.expunge(), "EXPUNGE failed")
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float, skip: Collection[str] = ()) -> None:
         """IDLE (RFC 2177) until the server reports new mail, ``timeout`` passes or
         ``stop`` is set; without IDLE, wait and let the next pass look."""
         if not self.idle:
