@@ -234,22 +234,62 @@ def test_imap_restart_mid_mailbox_processes_each_mail_once(settings, clean_redis
     assert_each_processed_once(s, n)
 
 
-@needs_dovecot
-def test_imap_idle_wakes_the_watch_for_new_mail(settings, clean_redis, imapd):
-    s = variant(settings, bounces={"mailbox": imapd.url})
-    # polling every 10 minutes: only IDLE can make it see the mail in time
-    p = watch_cmd({**_imap_env(imapd), "OMITAMA_NOTIFY_BOUNCES__POLL_S": "600"}, "--quiet")
+def _deliver(d, raw: bytes) -> None:
+    """APPEND over a login of the test's own (one "Login:" line in Dovecot's log). A file
+    written into new/ by hand can wait for Dovecot's own 30 s re-check when it lands in
+    the second of the watch's last look (Maildir times are whole seconds)."""
+    c = _imap(d)
     try:
-        wait_for(lambda: _count(imapd, "Processed") == 0, timeout=30)  # folders made: idle
-        c = _imap(imapd)
-        c.append("INBOX", None, None, bounce(7))
+        c.append("INBOX", None, None, raw)
+    finally:
         c.logout()
-        wait_for(lambda: _count(imapd, "Processed") == 1, timeout=20)
+
+
+def _in_folder(d, folder: str) -> int:
+    """Mails in a folder, from the Maildir itself (Dovecot moves into new/ or cur/)."""
+    path = d.maildir / f".{folder}"
+    return sum(len(os.listdir(path / sub)) for sub in ("new", "cur") if (path / sub).is_dir())
+
+
+def _logins(d) -> int:
+    return d.log().count(f"Login: user=<{imapd_mod.USER}>")
+
+
+@needs_dovecot
+def test_imap_idle_takes_each_bounce_within_seconds_on_one_login(settings, clean_redis, imapd):
+    """Issue 23: every IDLE wait failed after a second (a read after a socket timeout:
+    "cannot read from timed out object"); the watch logged out, slept poll_s, logged in
+    again. Now: poll_s is ten minutes, yet each bounce is taken within seconds, all on
+    the one login; a server that goes away ends the IDLE without a spin."""
+    s = variant(settings, bounces={"mailbox": imapd.url})
+    out_file = imapd.dir / "watch.out"
+    before = _logins(imapd)
+    with open(out_file, "wb") as out:
+        p = watch_cmd({**_imap_env(imapd), "OMITAMA_NOTIFY_BOUNCES__POLL_S": "600"},
+                      "--quiet", stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: (imapd.maildir / ".ForStaff").is_dir(), timeout=60)  # made: idle
+        for i in range(3):
+            _deliver(imapd, bounce(i))
+            started = time.monotonic()
+            wait_for(lambda: _in_folder(imapd, "Processed") == i + 1, timeout=30)
+            took = time.monotonic() - started
+            assert took < 10, f"bounce {i} taken after {took:.1f} s"
+            from tests.helpers import settle
+            settle(2)  # idle for longer than the 1 s after which every IDLE used to fail
+        assert _logins(imapd) - before == 1 + 3, imapd.log()[-2000:]  # the watch's + ours
+        assert "unreachable" not in out_file.read_text(), out_file.read_text()
+        imapd.stop()  # the server goes away in the middle of an IDLE
+        wait_for(lambda: "unreachable" in out_file.read_text(), timeout=30)
+        cpu = _cpu_s(p.pid)
+        from tests.helpers import settle
+        settle(2)  # the quiet period the test is about: no spin on a closed connection
+        assert _cpu_s(p.pid) - cpu < 0.5
     finally:
         p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=30)
-    assert p.returncode == 0, err
-    assert_each_processed_once(s, 1)
+        p.wait(30)
+    assert p.returncode == 0, out_file.read_text()
+    assert_each_processed_once(s, 3)
 
 
 @needs_dovecot
@@ -339,3 +379,52 @@ def test_an_entry_neither_readable_nor_movable_is_skipped_with_a_back_off(maildi
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2 and "tried again in 60 s" in lines[0] and "in 120 s" in lines[1]
     assert os.listdir(root / "new") == ["1700000000.M1P1.host"]
+
+
+# -- issue 23: the long-running watch logs at INFO, in the worker's format -------------
+
+LINE = r"^\[20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+09:00\] \[PID \d+\] \[MainThread\] "
+
+
+def test_the_watch_logs_an_unreachable_mailbox_and_redis_in_the_workers_format(
+        settings, clean_redis, maildir):
+    """At the CLI's ERROR level the watch said nothing for its whole life while the IMAP
+    server or Redis was away; now: the worker's lines, Tokyo time, INFO and up."""
+    import re
+    from tests.helpers import free_port
+    closed = free_port()
+    env = {"OMITAMA_NOTIFY_BOUNCES__MAILBOX": f"imap://bounce@127.0.0.1:{closed}/INBOX",
+           "OMITAMA_NOTIFY_BOUNCES__PASSWORD": "x", "OMITAMA_NOTIFY_BOUNCES__POLL_S": "0.5"}
+    where = f"imap://127.0.0.1:{closed}/INBOX"
+    with open(maildir[0].parent / "imap.out", "wb") as out:
+        p = watch_cmd(env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: (maildir[0].parent / "imap.out").read_text().count("unreachable") >= 2,
+                 timeout=30)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(30)
+    lines = (maildir[0].parent / "imap.out").read_text().splitlines()
+    assert re.match(LINE + rf"\[worker\.mailbox\.watch\] \[INFO\] bounce mailbox {where}: "
+                    "watching", lines[0]), lines
+    assert re.match(LINE + rf"\[worker\.mailbox\.watch\] \[WARNING\] bounce mailbox {where} "
+                    r"unreachable: .*refused.*; trying again in 0\.5 s$", lines[1]), lines
+    # Redis away: the mail stays in the inbox, the watch says why and waits
+    root, md = maildir
+    md.add(bounce(1))
+    env = {"OMITAMA_NOTIFY_BOUNCES__MAILBOX": f"maildir:{root}",
+           "OMITAMA_NOTIFY_BOUNCES__POLL_S": "0.5",
+           "OMITAMA_NOTIFY_REDIS__URL": f"redis://127.0.0.1:{closed}/0"}
+    with open(root.parent / "redis.out", "wb") as out:
+        p = watch_cmd(env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "Redis unreachable" in (root.parent / "redis.out").read_text(),
+                 timeout=30)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(30)
+    lines = (root.parent / "redis.out").read_text().splitlines()
+    assert any(re.match(LINE + r"\[worker\.mailbox\.watch\] \[WARNING\] bounce mailbox "
+                        rf"maildir:{root}: Redis unreachable .* the mail stays in the inbox",
+                        x) for x in lines), lines
+    assert len(os.listdir(root / "new")) == 1

@@ -620,6 +620,42 @@ def test_staff_web_command_serves_the_page_on_loopback(s):
     assert f"staff web page: http://127.0.0.1:{port}/" in out
 
 
+def test_staff_web_logs_at_info_in_the_workers_format(s):
+    """Issue 23: staff-web logged through the CLI's ERROR-level "omitama-notify: …" lines;
+    a long-running page logs like the worker: its line format, Tokyo time, INFO."""
+    import re
+
+    import httpx
+
+    from tests.helpers import free_port, wait_for
+
+    port, closed = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli.main", "staff-web"], cwd=ROOT,
+                            env={**os.environ, "OMITAMA_NOTIFY_WEB__PORT": str(port),
+                                 "OMITAMA_NOTIFY_REDIS__URL": f"redis://127.0.0.1:{closed}/0"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        web_client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
+
+        def up():
+            try:
+                return web_client.get("/login", timeout=1)
+            except httpx.HTTPError:
+                return None
+        token = csrf_of(wait_for(up, timeout=20, interval=0.1).text)
+        r = web_client.post("/login", data={"csrf": token, "staff_id": "S01", "password": "x"})
+        assert r.status_code == 503  # Redis is away
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0]
+    line = r"^\[20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+09:00\] \[PID \d+\] \[[^]]+\] "
+    lines = out.splitlines()
+    assert any(re.match(line + r"\[uvicorn\.error\] \[INFO\] ", x) for x in lines), out
+    assert any(re.match(line + r"\[worker\.web\.app\] \[ERROR\] staff web: Redis", x)
+               for x in lines), out
+    assert "omitama-notify: staff web" not in out
+
+
 # -- no dead ends, screens that say the right thing (issue 15) -------------------------
 
 def test_a_call_marked_by_mistake_is_undone_in_the_page_and_the_cli(s, web):

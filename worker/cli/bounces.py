@@ -53,8 +53,10 @@ def cmd_watch(args: argparse.Namespace, s: Settings) -> int:
     import signal
     import threading
 
+    from .. import logs
     from ..mailbox.watch import Counts, watch
 
+    logs.long_running(s.logging.format, s.logging.level)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -112,6 +112,9 @@ def watch(settings: Settings, *, once: bool = False, limit: int | None = None,
 
     box: Mailbox | None = None
     aside = SetAside()
+    where = safe_mailbox(settings.bounces.mailbox)
+    again = settings.bounces.poll_s
+    log.info("bounce mailbox %s: watching (new mail looked for at least every %g s)", where, again)
     try:
         while not stop.is_set():
             try:
@@ -124,25 +127,42 @@ def watch(settings: Settings, *, once: bool = False, limit: int | None = None,
                 total.for_staff += c.for_staff
                 total.duplicates += c.duplicates
                 total.rows += c.rows
+                if c.mails:
+                    log.info("bounce mailbox %s: %d mail(s): %d processed, %d kept in %s, "
+                             "%d already ingested", where, c.mails, c.processed, c.for_staff,
+                             FOR_STAFF, c.duplicates)
                 report(c)
                 if once:
                     break
-                box.wait(settings.bounces.poll_s, aside.blocked())
-            except (OSError, imaplib.IMAP4.error, RedisError, StoreError) as e:
+                box.wait(again, aside.blocked())
+            except (RedisError, StoreError) as e:
                 if once:
                     raise
-                log.warning("bounce mailbox %s: %s; trying again in %g s",
-                            settings.bounces.mailbox.split("@")[-1], e, settings.bounces.poll_s)
+                # the mailbox is fine: the mail in hand stays in the inbox for the next pass
+                log.warning("bounce mailbox %s: Redis unreachable (%s); the mail stays in the "
+                            "inbox, trying again in %g s", where, e, again)
+                stop.wait(again)
+            except (OSError, imaplib.IMAP4.error) as e:
+                if once:
+                    raise
+                log.warning("bounce mailbox %s unreachable: %s; trying again in %g s",
+                            where, e, again)
                 if box is not None:
                     box.close()
                     box = None
-                stop.wait(settings.bounces.poll_s)
+                stop.wait(again)
     finally:
         if box is not None:
             box.close()
         loop.run_until_complete(store.close())
         loop.close()
     return total
+
+
+def safe_mailbox(url: str) -> str:
+    """The mailbox as logs name it: no user (the part before the host's "@")."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}://{rest.rsplit('@', 1)[-1]}" if sep else url
 
 
 def check_mailbox(settings: Settings) -> str:
