@@ -27,6 +27,8 @@ bounces:seen                set    fingerprints of ingested mails (dedup)       
 bounces:reasons             hash   reason → failures recorded (metrics)         kept
 bounces:weak:{key}:{day}    str    unverified bounces counted for an address    2 days
                                    that day (rate limit, worker/app/ingest.py)
+bounces:overcap             str    unverified bounces past the daily cap: counted, kept
+                                   never stored (no ``bounces`` row, no ``seen``)
 verp:{token}                str    JSON of what a return-path token was issued  [bounces] token_days
                                    for: hold or registration, card, address
 suspended                   set    cards whose address is suspended (metrics)   while suspended
@@ -151,6 +153,10 @@ class Keys:
     @property
     def bounce_reasons(self) -> str:
         return f"{self.prefix}bounces:reasons"
+
+    @property
+    def bounces_over_cap(self) -> str:
+        return f"{self.prefix}bounces:overcap"
 
     def bounces_weak(self, address_key: str, day: str) -> str:
         return f"{self.prefix}bounces:weak:{address_key}:{day}"
