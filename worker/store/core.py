@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..contact import Contact, ContactState
 from ..errors import StoreError
-from ..holds.retention import CALL_ENTRY_PERSONAL_FIELDS, HOLD_PERSONAL_FIELDS
+from ..holds.retention import HOLD_PERSONAL_FIELDS, UNDO_KEEPS
 from ..jdate import TOKYO
 from .keys import Keys
 from .outcomes import DEFAULT_MAXLEN, outcome_args, with_outcomes
@@ -239,8 +239,10 @@ class Store:
             keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called,
                   self.k.outcomes],
             args=[hold_id, _dumps({"at": now_iso(), **record}), now_ms(),
-                  _dumps(CALL_ENTRY_PERSONAL_FIELDS),
-                  *(f for f in HOLD_PERSONAL_FIELDS if f != "called_entry"),
+                  # no call-list field dropped now: the entry is kept whole while undo
+                  # is offered; the purge drops it after (worker/holds/retention.py)
+                  "[]",
+                  *(f for f in HOLD_PERSONAL_FIELDS if f not in UNDO_KEEPS),
                   *self.outcome_args()])
         return json.loads(entry) if entry else None
 
