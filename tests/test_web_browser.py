@@ -258,6 +258,18 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
     assert len(list(SHOTS.glob("*.png"))) >= 12
 
 
+def logged_in_page(browser, server: str, width: int):
+    """A browser context of ``width`` px, logged in as S01."""
+    ctx = browser.new_context(viewport={"width": width, "height": 800}, locale="ja-JP")
+    page = ctx.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(server + "/login")
+    page.fill("input[name=staff_id]", "S01")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    return ctx, page
+
+
 PAGES = ["/", "/pending", "/calls", "/failures", "/rejected", "/patron?card=2100000009",
          "/patron", "/login"]
 
@@ -295,13 +307,7 @@ def test_every_page_fits_a_phone_and_a_desktop(browser, s, server):
     ws(s, lambda st: Accounts(st, s.web).add("S01", PASSWORD, "minori"))
 
     for width in (390, 1280):
-        ctx = browser.new_context(viewport={"width": width, "height": 800}, locale="ja-JP")
-        page = ctx.new_page()
-        page.set_default_timeout(15_000)
-        page.goto(server + "/login")
-        page.fill("input[name=staff_id]", "S01")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
+        ctx, page = logged_in_page(browser, server, width)
         for path in PAGES[:-1]:
             page.goto(server + path)
             for summary in page.locator("summary").all():
@@ -355,13 +361,7 @@ def test_undo_error_pages_lookups_and_tap_targets_at_390_and_1280(browser, s, se
     ws(s, lambda st: Accounts(st, s.web).add("S01", PASSWORD, "minori"))
 
     for width in (390, 1280):
-        ctx = browser.new_context(viewport={"width": width, "height": 800}, locale="ja-JP")
-        page = ctx.new_page()
-        page.set_default_timeout(15_000)
-        page.goto(server + "/login")
-        page.fill("input[name=staff_id]", "S01")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
+        ctx, page = logged_in_page(browser, server, width)
 
         # tap targets: every button and link a finger uses is 44 px high on a phone
         for path in ("/", "/calls", "/failures", "/patron?card=2100000009", "/pending"):
