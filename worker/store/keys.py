@@ -29,8 +29,9 @@ bounces:weak:{key}:{day}    str    unverified bounces counted for an address    
                                    that day (rate limit, worker/app/ingest.py)
 bounces:overcap             str    unverified bounces past the daily cap: counted, kept
                                    never stored (no ``bounces`` row, no ``seen``)
-verp:{token}                str    JSON of what a return-path token was issued  [bounces] token_days
-                                   for: hold or registration, card, address
+verp:{token}                str    JSON of what a mail token was issued for     [bounces] token_days
+                                   (a return path's; the Message-ID's of a
+                                   reminder or confirmation): kind, card, address
 suspended                   set    cards whose address is suspended (metrics)   while suspended
 sent:{card}                 list   hold ids of the last notices mailed to card  20 newest
 rejected                    hash   fingerprint → JSON of a refused event        [retention] refused_days
