@@ -167,7 +167,6 @@ def test_a_flood_past_the_daily_cap_adds_to_a_counter_not_stored_rows(s, smtp_si
     `bounces:seen` entries (~540 B each, kept 90 days). Past `[bounces]
     unverified_per_day` they only count; a verified bounce is never capped."""
     from worker.app.ingest import ingest_one
-    from worker.store.bounces import BounceStore
 
     active(s, "C1", "taro@example.jp")
     cap, n = s.bounces.unverified_per_day, 300
@@ -182,7 +181,7 @@ def test_a_flood_past_the_daily_cap_adds_to_a_counter_not_stored_rows(s, smtp_si
                 "prankster@evil.example", POSTFIX_TEXT.replace("taro@", "jiro@"),
                 mid=f"<nobody{i}@evil.example>"))
         return (await st.r.llen(st.k.bounces), await st.r.scard(st.k.bounces_seen),
-                await BounceStore(st).over_cap_count())
+                await st.bounces.over_cap_count())
     rows, seen, counted = with_store(s, flood)
     assert (rows, seen) == (2 * cap, 2 * cap)
     assert counted == n - cap + 2

@@ -10,7 +10,6 @@ from starlette.responses import Response
 
 from ...app import calls as calls_mod
 from ...ils.events import IDENT_PATTERN
-from ...store.contacts import Registry
 from ..base import render, store
 
 # what staff may see of the patron record (never the code's hash or salt)
@@ -27,7 +26,7 @@ async def page(request: Request) -> Response:
         return render(request, "patron.html", card=card, not_a_card=True, record=None,
                       history=[], calls=[])
     if card:
-        raw = await Registry(store(request)).get(card)
+        raw = await store(request).contacts.get(card)
         record = {k: raw.get(k) for k in SHOWN}
         history = list(reversed(await store(request).history(card)))  # newest first
         calls = [c for c in await calls_mod.calls_view(store(request))
