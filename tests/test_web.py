@@ -804,7 +804,7 @@ def test_refusals_that_are_not_an_invalid_event_say_what_they_are(s, web):
     an unusable address are valid events: validating them again named no fault, or a wrong
     one (a message has no "type": "データの種類(type)が不明です"). Their kind says it."""
     logged_in(s, web)
-    from worker.app.refusals import RefusalKind, reject
+    from worker.app.refusals import RefusalKind, keep_refusal as reject
 
     message = json.dumps({"queue_name": "other", "actor_name": "hold_ready",
                           "args": [hold_event("R5", "C5")], "kwargs": {}, "options": {}})
