@@ -157,11 +157,12 @@ async def _first_event(rt: Runtime, ev: HoldReady, claim: Claim
         return ev, claim.contact
     if (first.card_number, first.pickup_branch) != (ev.card_number, ev.pickup_branch):
         await keep_refusal(rt.store, ev.model_dump(mode="json"),
-                     f"hold {ev.hold_id} was first announced for card {first.card_number} at"
-                     f" {first.pickup_branch}; this event (card {ev.card_number} at"
-                     f" {ev.pickup_branch}) is not used: the first event of a hold decides",
-                     event_id=ev.event_id, event_type=ev.type,
-                     kind=RefusalKind.CONFLICTING_EVENT)
+                           f"hold {ev.hold_id} was first announced for card"
+                           f" {first.card_number} at {first.pickup_branch}; this event (card"
+                           f" {ev.card_number} at {ev.pickup_branch}) is not used: the first"
+                           " event of a hold decides",
+                           event_id=ev.event_id, event_type=ev.type,
+                           kind=RefusalKind.CONFLICTING_EVENT)
     return first, claim.contact if first.card_number == ev.card_number else None
 
 
