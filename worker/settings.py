@@ -258,7 +258,8 @@ class BounceSettings(_Section):
     stale_after_days: float = Field(7.0, gt=0, le=YEARS_10)
     # how long a VERP return-path token still traces a bounce to its notice
     token_days: float = Field(30.0, gt=0, le=YEARS_10)
-    # unverified bounce mails recorded per address and day; more are only logged
+    # unverified (forged, untraceable) bounces stored per address and day; past this cap
+    # they are only counted (bounces:overcap), so a flood cannot fill Redis
     unverified_per_day: int = Field(3, ge=0, le=1_000_000)
     # where bounce mails arrive for `bounces watch` (worker/mailbox/): maildir:PATH,
     # imap://user@host/FOLDER or imaps://user@host[:port]/FOLDER; empty: off

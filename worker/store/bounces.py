@@ -82,6 +82,13 @@ class BounceStore:
             n, _ = await p.execute()
         return int(n)
 
+    async def over_cap(self) -> None:
+        """One more unverified bounce past its address's daily cap: counted, not stored."""
+        await self.r.incr(self.k.bounces_over_cap)
+
+    async def over_cap_count(self) -> int:
+        return int(await self.r.get(self.k.bounces_over_cap) or 0)
+
     async def log(self, entry: dict[str, Any]) -> None:
         await self.r.rpush(self.k.bounces, _dumps({"at": now_iso(), **entry}))
 

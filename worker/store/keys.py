@@ -31,6 +31,8 @@ bounces:watch:{mailbox}     str    the one ``bounces watch`` of a mailbox:      
 bounces:reasons             hash   reason → failures recorded (metrics)         kept
 bounces:weak:{key}:{day}    str    unverified bounces counted for an address    2 days
                                    that day (rate limit, worker/app/ingest.py)
+bounces:overcap             str    unverified bounces past the daily cap: counted, kept
+                                   never stored (no ``bounces`` row, no ``seen``)
 verp:{token}                str    JSON of what a mail token was issued for     [bounces] token_days
                                    (a return path's; the Message-ID's of a
                                    reminder or confirmation): kind, card, address
@@ -162,6 +164,10 @@ class Keys:
 
     def bounce_watch(self, mailbox_id: str) -> str:
         return f"{self.prefix}bounces:watch:{mailbox_id}"
+
+    @property
+    def bounces_over_cap(self) -> str:
+        return f"{self.prefix}bounces:overcap"
 
     def bounces_weak(self, address_key: str, day: str) -> str:
         return f"{self.prefix}bounces:weak:{address_key}:{day}"
