@@ -24,9 +24,15 @@ bouncescore:{key}           zset   day (YYYY-MM-DD) → bounce points given that
                                    day, per address key
 bounces                     list   JSON of every ingested mail and its outcome  [retention] bounces_days
 bounces:seen                set    fingerprints of ingested mails (dedup)       as their ``bounces`` entry
+bounces:taking:{fp}         str    the reader ingesting a mail now (one at a     60 s (a reader killed mid-mail)
+                                   time; worker/app/ingest.py)
+bounces:watch:{mailbox}     str    the one ``bounces watch`` of a mailbox:       30 s, renewed by the watch
+                                   token, pid, host (store/watch_lock.py)
 bounces:reasons             hash   reason → failures recorded (metrics)         kept
 bounces:weak:{key}:{day}    str    unverified bounces counted for an address    2 days
                                    that day (rate limit, worker/app/ingest.py)
+bounces:overcap             str    unverified bounces past the daily cap: counted, kept
+                                   never stored (no ``bounces`` row, no ``seen``)
 verp:{token}                str    JSON of what a mail token was issued for     [bounces] token_days
                                    (a return path's; the Message-ID's of a
                                    reminder or confirmation): kind, card, address
@@ -152,6 +158,16 @@ class Keys:
     @property
     def bounce_reasons(self) -> str:
         return f"{self.prefix}bounces:reasons"
+
+    def bounce_taking(self, fingerprint_hash: str) -> str:
+        return f"{self.prefix}bounces:taking:{fingerprint_hash}"
+
+    def bounce_watch(self, mailbox_id: str) -> str:
+        return f"{self.prefix}bounces:watch:{mailbox_id}"
+
+    @property
+    def bounces_over_cap(self) -> str:
+        return f"{self.prefix}bounces:overcap"
 
     def bounces_weak(self, address_key: str, day: str) -> str:
         return f"{self.prefix}bounces:weak:{address_key}:{day}"
