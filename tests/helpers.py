@@ -301,7 +301,7 @@ async def activate_many(store: Any, addresses: dict[str, str], *, staff: str = "
         regs = {c: _registration(c, addresses[c], branch, code) for c in cards[i:i + batch]}
         await reg.apply_many([(c, lambda b, r=r: registered(b, r)) for c, r in regs.items()])
         await reg.apply_many([
-            (c, lambda b, c=c, r=r: approved(c, b, staff, code_checked=False, reason=why,
+            (c, lambda b, c=c, r=r: approved(c, b, staff, code_hash=None, reason=why,
                                              masked=r.masked)) for c, r in regs.items()])
 
 
