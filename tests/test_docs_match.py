@@ -93,3 +93,17 @@ def test_ils_guide_lists_every_field_of_review_calls_json(clean_redis, settings)
     table = doc.split("`review calls --json` gives one object per hold")[1].split("\n\n")[1]
     documented = re.findall(r"^\| `([a-z_]+)` \|", table, re.M)
     assert documented == list(row), (documented, list(row))
+
+
+def test_the_readme_call_list_is_what_review_calls_prints(clean_redis, settings) -> None:
+    from tests.helpers import run_worker, wait_for
+
+    readme = (ROOT / "README.md").read_text("utf-8")
+    block = readme.split("`./run review calls` prints the two holds")[1].split("```")[1]
+    shown = block.strip().splitlines()
+    with run_worker(settings):
+        r = cli("enqueue", "examples/events.jsonl")
+        assert r.returncode == 0, r.stdout + r.stderr
+        wait_for(lambda: len(cli("review", "calls").stdout.splitlines()) == len(shown),
+                 timeout=30)
+    assert cli("review", "calls").stdout.splitlines() == shown
