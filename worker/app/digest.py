@@ -74,13 +74,26 @@ async def gather(rt: Runtime, ev: HoldReady, claim: Claim) -> Result:
         j = await ds.join(ev.hold_id, claim.token, ev.card_number, ev.pickup_branch,
                           window_ms=window_ms, lease_ms=lease_ms, new_id=new_token())
         if j.verdict == GatherVerdict.LOST:
-            return Result(Outcome.LOST)
+            return await _lost_or_gathered(ds, ev.hold_id)
         if j.verdict == GatherVerdict.WAIT:
             return Result(Outcome.GATHERING, delay_ms=j.wait_ms, detail=j.gather_id)
         sent = await send_window(rt, ev.card_number, ev.pickup_branch, j.gather_id)
         if sent is not None and ev.hold_id in sent:
             return sent[ev.hold_id]
     return Result(Outcome.BUSY, delay_ms=1000)
+
+
+async def _lost_or_gathered(ds: DigestStore, hold_id: str) -> Result:
+    """Our claim is no longer the hold's: most often because a sibling's message took
+    the window with this hold in it (its digest token is the hold's token now). That is
+    the digest working, not a lost claim: say so (issue 23: a good digest logged
+    "sent 1, lost 1")."""
+    [h] = await ds.holds([hold_id])
+    if h.get("digest") and h.get("token") == h.get("digest"):
+        log.debug("hold %s: taken into digest %s by another message of its window", hold_id,
+                  h["digest"])
+        return Result(Outcome.GATHERED, detail=h["digest"])
+    return Result(Outcome.LOST)
 
 
 async def send_window(rt: Runtime, card: str, branch: str,

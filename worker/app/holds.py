@@ -134,6 +134,11 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
                 "pickup_branch": ev.pickup_branch, "pickup_by": ev.pickup_by.isoformat()},
         contact_of=ev.card_number)  # the contact comes in the same round trip
     if claim.verdict == ClaimVerdict.DONE:
+        if rt.settings.digest.gather_s > 0 and claim.status == HoldStatus.SENT:
+            together = (await rt.store.get_hold(ev.hold_id)).get("digest_holds", "")
+            if "," in together:  # the message of a hold mailed in a sibling's digest
+                log.debug("hold %s: mailed in the digest of %s", ev.hold_id, together)
+                return Result(Outcome.GATHERED, detail=claim.status)
         log.info("hold %s: already %s; duplicate ignored", ev.hold_id, claim.status)
         return Result(Outcome.DUPLICATE, detail=claim.status)
     if claim.verdict == ClaimVerdict.BUSY:
