@@ -264,7 +264,7 @@ def test_smtp_server_down_then_back_delivers_all_once(clean_redis, settings, win
         # every hold has met the dead relay (with a window: after its window ended)
         wait_for(lambda: sum(1 for i in range(n) if with_store(
             settings, lambda s, i=i: s.get_hold(hold(i))).get("last_error")) == n,
-            timeout=30 + window)
+            timeout=OUTAGE_S)
         settle(max(0.0, OUTAGE_S - (time.monotonic() - t0)))  # the outage lasts OUTAGE_S
         outage = time.monotonic() - t0
         assert statuses(settings, n)["sent"] == 0

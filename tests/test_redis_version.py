@@ -130,7 +130,6 @@ def test_the_login_throttle_counts_on_the_embedded_redis(tmp_path) -> None:
     from tests.helpers import free_port
     from worker.store.core import Store
     from worker.store.devredis import redis_server_binary, start_redis
-    from worker.store.staff import StaffStore
 
     assert redis_server_binary() == __redis_executable__
     port = free_port()
@@ -139,7 +138,7 @@ def test_the_login_throttle_counts_on_the_embedded_redis(tmp_path) -> None:
     async def go() -> tuple[list[int], str, list[int]]:
         store = Store.connect(f"redis://127.0.0.1:{port}/0", "t:")
         try:
-            db = StaffStore(store)
+            db = store.staff
             counts = [(await db.count_failure("S01", "10.0.0.1", window_s=600,
                                               account_exists=True, missed_for_s=3600))[0]
                       for _ in range(3)]
