@@ -17,6 +17,7 @@ from ..ils.events import HoldReady
 from ..jdate import TOKYO
 from ..settings import Settings
 from ..store.core import Store, safe_url
+from ..store.version import MIN_REDIS_TEXT, redis_too_old
 from ..mail.transport import smtp_client
 
 
@@ -29,7 +30,11 @@ def _check_redis(s: Settings) -> str:
             except StoreError as e:  # say how to get one, not only that it is missing
                 raise StoreError(f"{str(e).rstrip('.')}; {redis_hint(s.redis.url, s.redis.start_private)}") from None
             version = await store.server_version()
-            return f"Redis {version} answers at {safe_url(s.redis.url)}"
+            too_old = redis_too_old(version)
+            if too_old:
+                raise StoreError(f"{too_old}; it answers at {safe_url(s.redis.url)}")
+            return (f"Redis {version} answers at {safe_url(s.redis.url)} "
+                    f"({MIN_REDIS_TEXT} or newer needed)")
         finally:
             await store.close()
     return asyncio.run(go())
