@@ -90,6 +90,9 @@ CHECKS: list[tuple[str, Callable[[Settings], str]]] = [
 
 
 def cmd_check(args: argparse.Namespace, s: Settings) -> int:
+    if getattr(args, "what", None) == "domain":
+        from .sender import cmd_check_domain
+        return cmd_check_domain(args, s)
     failed = 0
     print(f"ok    settings  {s.source}; {len(s.branches)} branches, transport {s.mail.transport}")
     # the bounce mailbox only when one is set ([bounces] mailbox)
@@ -103,5 +106,8 @@ def cmd_check(args: argparse.Namespace, s: Settings) -> int:
 
 
 def add_ops_commands(sub: Any) -> None:
-    c = sub.add_parser("check", help="check settings, Redis, the relay and the templates")
+    c = sub.add_parser("check", help="check settings, Redis, the relay and the templates; "
+                       "`check domain`: the sending domain's SPF, DKIM, DMARC and MX")
+    c.add_argument("what", nargs="?", choices=["domain"],
+                   help="domain: look the sending domain up in DNS (no Redis needed)")
     c.set_defaults(fn=cmd_check)
