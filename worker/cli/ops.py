@@ -102,7 +102,31 @@ def cmd_check(args: argparse.Namespace, s: Settings) -> int:
         except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the rest
             failed += 1
             print(f"FAIL  {name:<9} {type(e).__name__}: {e}", flush=True)
+    failed += _last_sender_problem(s)
+    print("      (the sending domain's SPF, DKIM, DMARC and MX: `omitama-notify check domain`)")
     return 1 if failed else 0
+
+
+def _last_sender_problem(s: Settings) -> int:
+    """The open sender-problem alert, if any (worker/app/sender_problems.py): 1 if there is."""
+    from ..app import sender_problems
+    from .review import sender_problem_text
+
+    async def go() -> dict[str, Any] | None:
+        store = Store.from_settings(s)
+        try:
+            return await sender_problems.current(store)
+        finally:
+            await store.close()
+    try:
+        alert = asyncio.run(go())
+    except StoreError:
+        return 0  # the redis line above said so already
+    if alert is None:
+        print("ok    sender    no failure caused by our sender is open")
+        return 0
+    print("FAIL  sender    " + sender_problem_text(alert).replace("\n", "\n          "))
+    return 1
 
 
 def add_ops_commands(sub: Any) -> None:

@@ -25,6 +25,10 @@ bouncescore:{key}           zset   day (YYYY-MM-DD) → bounce points given that
 bounces                     list   JSON of every ingested mail and its outcome  [retention] bounces_days
 bounces:seen                set    fingerprints of ingested mails (dedup)       as their ``bounces`` entry
 bounces:reasons             hash   reason → failures recorded (metrics)         kept
+sender:problem              hash   the open alert of a failure caused by our     until staff close it
+                                   sender (worker/app/sender_problems.py): last
+                                   (JSON), first_at, count
+sender:cards                set    cards whose mail a sender problem stopped    with ``sender:problem``
 bounces:weak:{key}:{day}    str    unverified bounces counted for an address    2 days
                                    that day (rate limit, worker/app/ingest.py)
 verp:{token}                str    JSON of what a return-path token was issued  [bounces] token_days
@@ -151,6 +155,14 @@ class Keys:
     @property
     def bounce_reasons(self) -> str:
         return f"{self.prefix}bounces:reasons"
+
+    @property
+    def sender_problem(self) -> str:
+        return f"{self.prefix}sender:problem"
+
+    @property
+    def sender_cards(self) -> str:
+        return f"{self.prefix}sender:cards"
 
     def bounces_weak(self, address_key: str, day: str) -> str:
         return f"{self.prefix}bounces:weak:{address_key}:{day}"
