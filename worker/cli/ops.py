@@ -103,7 +103,6 @@ def cmd_check(args: argparse.Namespace, s: Settings) -> int:
             failed += 1
             print(f"FAIL  {name:<9} {type(e).__name__}: {e}", flush=True)
     failed += _last_sender_problem(s)
-    print("      (the sending domain's SPF, DKIM, DMARC and MX: `omitama-notify check domain`)")
     return 1 if failed else 0
 
 
@@ -123,7 +122,8 @@ def _last_sender_problem(s: Settings) -> int:
     except StoreError:
         return 0  # the redis line above said so already
     if alert is None:
-        print("ok    sender    no failure caused by our sender is open")
+        print("ok    sender    no failure caused by our sender is open (the sending domain's "
+              "SPF, DKIM, DMARC and MX: omitama-notify check domain)")
         return 0
     print("FAIL  sender    " + sender_problem_text(alert).replace("\n", "\n          "))
     return 1
@@ -131,7 +131,7 @@ def _last_sender_problem(s: Settings) -> int:
 
 def add_ops_commands(sub: Any) -> None:
     c = sub.add_parser("check", help="check settings, Redis, the relay and the templates; "
-                       "`check domain`: the sending domain's SPF, DKIM, DMARC and MX")
+                       "check domain: the sending domain's SPF, DKIM, DMARC and MX")
     c.add_argument("what", nargs="?", choices=["domain"],
                    help="domain: look the sending domain up in DNS (no Redis needed)")
     c.set_defaults(fn=cmd_check)

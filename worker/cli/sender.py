@@ -57,5 +57,6 @@ def add_sender_commands(sub: Any) -> None:
     k.add_argument("--key-file", help="where to write the key (default [dkim] key_file)")
     k.add_argument("--domain", help="d= of the signatures (default [dkim] domain)")
     k.add_argument("--selector", help="the selector (default [dkim] selector)")
-    k.add_argument("--bits", type=int, default=2048, choices=(1024, 2048, 3072, 4096))
+    k.add_argument("--bits", type=int, default=2048, choices=(1024, 2048, 3072, 4096),
+                   help="RSA key size (2048: what receivers expect; 1024 is refused by some)")
     k.set_defaults(fn=cmd_keygen)
