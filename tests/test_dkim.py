@@ -107,3 +107,28 @@ def test_openssl_signs_the_same_bytes_as_dkimpy_alone(settings, key_file):
         dkim.RSASSA_PKCS1_v1_5_sign = ours._rsa_sign
     sig = lambda d: d.split(b"\r\nFrom: ", 1)[0].split(b" t=", 1)[1].split(b";", 1)[1]
     assert sig(fast) == sig(slow)
+
+
+# -- what DNS may hold is anybody's text: the judgements never fail on it -----------------
+
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+from worker.mail.domaincheck import dkim_lines, dmarc_lines, spf_lines  # noqa: E402
+
+TXT = st.text(max_size=300) | st.sampled_from(
+    ["v=spf1", "v=spf1 +all", "v=spf1 all", "v=spf1 ?all -all", "v=DKIM1; p=", "p=!!!",
+     "v=DMARC1; p=reject; adkim=s", "v=DMARC1;;;=;p", "v=spf1 ip4:1.2.3.4 ~all"])
+PEM = generate_key(1024)
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(st.lists(TXT, max_size=4), st.dictionaries(st.sampled_from(["127.0.0.1", "192.0.2.1"]),
+                                                  st.sampled_from(["pass", "fail", "neutral"])))
+def test_any_record_text_gives_lines_not_errors(txts, results):
+    for line in (spf_lines("city.test", txts, list(results), results)
+                 + dkim_lines("city.test", "sel", txts, PEM, "record")
+                 + dmarc_lines("city.test", ("city.test", txts[0]) if txts else None,
+                               "city.test", False, "city.test", False)):
+        assert line.topic and line.said and line.text()
+        if line.ok is False:
+            assert line.ask  # every fault says what to ask for

@@ -259,9 +259,8 @@ def check_domain(s: Settings) -> list[Line]:
         txts = dnsq.txt(domain)
         results = {ip: _spf_result(dnsq, ip, domain, c.timeout_s)
                    for ip in c.relay_addresses} if spf_records(txts) else {}
-        got = spf_lines(domain, txts, list(c.relay_addresses), results)
-        spf_pass[domain] = all(line.ok for line in got) and bool(c.relay_addresses)
-        lines += got
+        lines += spf_lines(domain, txts, list(c.relay_addresses), results)
+        spf_pass[domain] = bool(results) and all(r == "pass" for r in results.values())
     dkim_ok = False
     if s.dkim_on:
         from .dkim import txt_record
