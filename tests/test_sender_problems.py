@@ -107,3 +107,23 @@ def test_a_patron_filter_with_evidence_is_still_the_patrons(s, smtp_sink):
     [row] = failures(s)
     assert row["misconfigured_recipient"] is True and row["sender_problem"] is False
     assert patron(s, "C1")["state"] == "suspended" and alert(s) is None
+
+
+def test_a_blocked_ip_until_the_retry_horizon_raises_the_alert_too(s, smtp_sink):
+    """4xx "our IP is blocked" until no retry is left: the hold is phoned, the row is a
+    sender problem — and since the page shows such rows only through the alert, the alert
+    must be raised here as well."""
+    from datetime import timedelta
+
+    from worker.jdate import now_tokyo
+    soon = (now_tokyo() + timedelta(days=1)).date().isoformat()
+    active(s, "C1", "taro@example.jp")
+    smtp_sink.refuse("taro@example.jp",
+                     "421 4.7.0 [192.0.2.25] Our system has detected an unusual rate of "
+                     "unsolicited mail originating from your IP address")
+    send_and_wait(s, hold_event("H1", "C1", pickup_by=soon), status="phoned")
+    [row] = failures(s)
+    assert row["sender_problem"] is True and row["reason"] == "blocked"
+    assert patron(s, "C1")["state"] == "active"
+    a = alert(s)
+    assert a is not None and a["patrons"] == 1 and a["reason"] == "blocked"

@@ -55,6 +55,7 @@ from ..store.digest import DigestStore
 from ..store.vocab import ClaimVerdict, GatherVerdict, HoldStatus
 from ..store.verp import stamp_return_path
 from .bounce_effects import apply_failure
+from .sender_problems import record_failure
 from .holds import SEND_SHARE, Result
 from .reminders import schedule as schedule_reminder
 
@@ -168,8 +169,8 @@ async def _retrying(rt: Runtime, ds: DigestStore, card: str, events: list[HoldRe
         delay = next_retry_delay_s(int(h.get("attempts") or 1), now,
                                    retry_horizon(first, ev.pickup_by, d), d)
         if delay is None:
-            await rt.store.add_failure(failure_entry(card, ev.hold_id, envelope, e,
-                                                     rt.settings.mail.from_address))
+            await record_failure(rt.store, failure_entry(card, ev.hold_id, envelope, e,
+                                                         rt.settings.mail.from_address), card)
             out.append(_listing(ev.hold_id, {}, ev, CallReason.DELIVERY_FAILED, str(e)))
         else:
             look_again = int((now.timestamp() + delay + 2 * d.lease_s) * 1000)

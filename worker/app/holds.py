@@ -47,6 +47,7 @@ from datetime import datetime
 from typing import Any
 
 from .bounce_effects import apply_failure
+from .sender_problems import record_failure
 from ..mail.compose import new_token
 from ..contact import CallReason, decide_contact
 from ..errors import EventError, PermanentDeliveryError, TransientDeliveryError
@@ -171,8 +172,8 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         first = datetime.fromtimestamp(claim.first_ms / 1000, TOKYO)
         delay = next_retry_delay_s(claim.attempts, now, retry_horizon(first, ev.pickup_by, d), d)
         if delay is None:
-            await rt.store.add_failure(
-                failure_entry(ev.card_number, ev.hold_id, decision.envelope, e, sender))
+            await record_failure(rt.store, failure_entry(
+                ev.card_number, ev.hold_id, decision.envelope, e, sender), ev.card_number)
             return await _phone(rt.store, ev, claim, CallReason.DELIVERY_FAILED, str(e))
         # the sweeper looks again if the retry has not come two leases after it was due
         look_again = int((now.timestamp() + delay + 2 * d.lease_s) * 1000)

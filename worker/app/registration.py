@@ -27,7 +27,7 @@ from ..mail.compose import new_token
 from ..errors import AddressError, PermanentDeliveryError, ReviewError
 from ..ils.events import AddressRegistered, AddressRemoved
 from ..bounces.failures import failure_entry
-from .sender_problems import raise_alert
+from .sender_problems import record_failure
 from .refusals import RefusalKind, reject as reject_event
 from ..jdate import TOKYO, ja_date
 from ..contact.changes import (AuditKind, ContactChange, Record, Registration, approved,
@@ -112,9 +112,7 @@ async def register(rt: Runtime, ev: AddressRegistered,
         await rt.transport.send(notice)
     except PermanentDeliveryError as e:
         entry = failure_entry(card, None, addr.envelope, e, settings.mail.from_address)
-        await rt.store.add_failure({**entry, "what": "confirmation mail"})
-        if entry.get("sender_problem"):  # ours: the patron's address is not in doubt
-            await raise_alert(rt.store, entry, [card])
+        await record_failure(rt.store, {**entry, "what": "confirmation mail"}, card)
         await reg.set_confirmation(card, ev.event_id, Confirmation.REFUSED, f"{e.code} {e.text}")
         log.warning("card %s: confirmation mail to %s refused: %s", card,
                     mask_address(addr.display), e)

@@ -25,6 +25,15 @@ async def raise_alert(store: Store, entry: dict[str, Any], cards: list[str]) -> 
     await alerts.note(keep, [c for c in cards if c])
 
 
+async def record_failure(store: Store, entry: dict[str, Any], card: str) -> None:
+    """Record a failure row that no bounce step follows (a send given up after retries, a
+    refused confirmation mail); one our sender caused also counts into the alert, since
+    the failures page shows such rows only through it."""
+    await store.add_failure(entry)
+    if entry.get("sender_problem"):
+        await raise_alert(store, entry, [card])
+
+
 async def current(store: Store) -> dict[str, Any] | None:
     """The open alert: the last failure, when the first came, how many, how many patrons."""
     alert = await SenderProblemStore(store).get()
