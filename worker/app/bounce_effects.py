@@ -32,7 +32,6 @@ from ..bounces.failures import failure_record
 from ..jdate import now_tokyo
 from ..holds.calls import call_due, call_entry
 from ..holds.policy import pickup_passed
-from ..store.contacts import Registry
 from ..settings import Settings
 from ..store.core import Store
 from .sender_problems import raise_alert
@@ -54,12 +53,14 @@ def address_key(address: str) -> str:
 async def apply_failure(store: Store, settings: Settings, result: BounceResult, *,
                         card: str | None, hold_id: str | None, address: str, source: str,
                         diagnostic: str | None = None, hold: dict[str, str] | None = None,
-                        trust: Trust = SEND_TIME, traced: str = "smtp") -> dict[str, Any]:
+                        trust: Trust = SEND_TIME, traced: str = "smtp",
+                        what: str | None = None) -> dict[str, Any]:
     """Apply one failure for ``address`` (and ``card``/``hold_id`` when traced by
-    ``traced``), as far as ``trust`` allows."""
-    bs = BounceStore(store)
+    ``traced``), as far as ``trust`` allows. ``what``: the kind of mail, on the failure
+    rows, when not a hold notice ("confirmation mail", "reminder")."""
+    bs = store.bounces
     key = address_key(address)
-    cards = set(await Registry(store).cards_with(key))
+    cards = set(await store.contacts.cards_with(key))
     if card:
         cards.add(card)
     today = now_tokyo().date()
@@ -82,7 +83,7 @@ async def apply_failure(store: Store, settings: Settings, result: BounceResult, 
             c or "", hold_id if c == card else None, address, result, sender=sender,
             source=source, diagnostic=diagnostic, score=verdict.score,
             shared=(c != card), verified=trust.verified, traced=traced,
-            evidence=trust.evidence)
+            evidence=trust.evidence, **({"what": what} if what else {}))
         await store.add_failure(row)
     if result.sender_problem and trust.verified:
         await raise_alert(store, row, sorted(cards))

@@ -35,7 +35,6 @@ from ..contact import Confirmation
 from ..bounces.trust import MailFacts, TokenState, Traced, Trust, assess, mail_facts
 from ..mail.compose import token_of
 from ..jdate import now_tokyo
-from ..store.contacts import Registry
 from ..settings import Settings
 from ..store.core import Store
 from ..mail.verp import Sent, token_in
@@ -125,27 +124,35 @@ class Trace:
     card: str | None = None
     hold_id: str | None = None
     hold: dict[str, str] | None = None
-    sent: Sent | None = None          # what the VERP token was issued for
+    sent: Sent | None = None          # what the mail's token was issued for
 
 
 async def trace(store: Store, settings: Settings, r: BounceResult, sent: Sent | None = None
                 ) -> Trace:
     """Trace one failed recipient: the VERP token first (``sent``), then our
-    Message-ID quoted in the bounce, then the failed address."""
+    Message-ID quoted in the bounce (a notice's names its hold; a reminder's or
+    confirmation's, what it was sent for), then the failed address."""
     if sent is not None:
         hold = await store.get_hold(sent.hold_id) if sent.hold_id else None
         return Trace("verp", sent.card, sent.hold_id or None, hold or None, sent)
-    token = token_of(r.original_message_id or "", settings.mail.message_id_domain)
+    mid, domain = r.original_message_id or "", settings.mail.message_id_domain
+    token = token_of(mid, domain)
     if token:
         hold_id = await store.hold_for_token(token)
         if hold_id:
             hold = await store.get_hold(hold_id)
             return Trace("message-id", hold.get("card_number"), hold_id, hold)
+    # a reminder's or confirmation's: its token names what it was sent for
+    token = token_of(mid, domain, "remind") or token_of(mid, domain, "reg")
+    mailed = await sent_for(store, token) if token else None
+    if mailed is not None:
+        hold = await store.get_hold(mailed.hold_id) if mailed.hold_id else None
+        return Trace("message-id", mailed.card, mailed.hold_id or None, hold or None, mailed)
     if not r.recipient:
         return Trace("none")
-    cards = sorted(await Registry(store).cards_with(address_key(r.recipient)))
+    cards = sorted(await store.contacts.cards_with(address_key(r.recipient)))
     for card in cards:
-        for hold_id in await BounceStore(store).recent_holds(card):
+        for hold_id in await store.bounces.recent_holds(card):
             hold = await store.get_hold(hold_id)
             if hold.get("status") == HoldStatus.SENT:
                 return Trace("address", card, hold_id, hold)
@@ -162,7 +169,7 @@ async def _return_path(store: Store, settings: Settings, facts: MailFacts
 
 
 async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) -> list[dict[str, Any]]:
-    bs = BounceStore(store)
+    bs = store.bounces
     fp = mail_fingerprint(raw)
     if await bs.seen(fp):
         dup: dict[str, Any] = {"file": name, "duplicate": True, "fingerprint": fp}
@@ -190,7 +197,7 @@ async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) ->
             row.update(suspended=effect["suspended"], hold_action=effect["hold"],
                        score=effect["score"])
             if t.sent and t.sent.kind == "registration" and trust.verified:
-                await Registry(store).set_confirmation(t.card or "", t.sent.event_id,
+                await store.contacts.set_confirmation(t.card or "", t.sent.event_id,
                                                        Confirmation.BOUNCED,
                                                        f"{r.reason} {r.status or ''}".strip())
         else:

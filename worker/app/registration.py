@@ -23,21 +23,17 @@ from ..contact.addresses import normalise_address
 from ..masking import mask_address
 from ..contact.carriers import allow_sender_advice, carrier_label
 from ..contact.codes import code_expired, code_expiry, hash_code, new_code, verify_code
-from ..mail.compose import new_token
-from ..errors import AddressError, PermanentDeliveryError, ReviewError
+from ..errors import AddressError, ReviewError
 from ..ils.events import AddressRegistered, AddressRemoved
-from ..bounces.failures import failure_entry
-from .sender_problems import record_failure
-from .refusals import RefusalKind, reject as reject_event
+from .refusals import RefusalKind, keep_refusal
 from ..jdate import TOKYO, ja_date
 from ..contact.changes import (AuditKind, ContactChange, Record, Registration, approved,
                               audit_entry, need_pending, registered, rejected, removed)
-from ..store.contacts import Registry
 from ..runtime import Runtime
 from ..settings import Settings
 from ..store.core import Store, now_ms
 from ..mail.verp import Sent
-from ..store.verp import stamp_return_path
+from .send import Delivered, deadline, send_mail
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +67,13 @@ def _seen_before(before: Record, event_id: str, now: int) -> RegistrationResult 
 async def register(rt: Runtime, ev: AddressRegistered,
                    key: str | None = None) -> RegistrationResult:
     """Handle address_registered; returns what happened (:class:`RegistrationResult`)."""
-    settings, reg = rt.settings, Registry(rt.store)
+    settings, reg = rt.settings, rt.store.contacts
     try:
         addr = normalise_address(ev.email, check_dns=settings.registration.check_dns)
     except AddressError as e:
         await rt.store.audit(ev.card_number, audit_entry(
             AuditKind.ADDRESS_REFUSED, "website", str(e), ev.application_branch))
-        await reject_event(rt.store, ev.model_dump(mode="json"), f"email: {e}", key=key,
+        await keep_refusal(rt.store, ev.model_dump(mode="json"), f"email: {e}", key=key,
                            event_id=ev.event_id, event_type=ev.type,
                            kind=RefusalKind.REFUSED_ADDRESS)
         return RegistrationResult.REFUSED
@@ -105,20 +101,21 @@ async def register(rt: Runtime, ev: AddressRegistered,
         await reg.apply(card, change)
     except _Seen as seen:
         return seen.outcome
-    notice = await stamp_return_path(rt.store, settings, rt.composer.confirmation(
-        addr.envelope, code, ev.application_branch, addr.carrier, ja_date(expires), new_token()),
-        Sent("registration", card, addr.envelope, event_id=ev.event_id))
-    try:
-        await rt.transport.send(notice)
-    except PermanentDeliveryError as e:
-        entry = failure_entry(card, None, addr.envelope, e, settings.mail.from_address)
-        await record_failure(rt.store, {**entry, "what": "confirmation mail"}, card)
-        await reg.set_confirmation(card, ev.event_id, Confirmation.REFUSED, f"{e.code} {e.text}")
+    d = await send_mail(
+        rt, Sent("registration", card, addr.envelope, event_id=ev.event_id),
+        lambda token: rt.composer.confirmation(addr.envelope, code, ev.application_branch,
+                                               addr.carrier, ja_date(expires), token),
+        until=deadline(rt))
+    if d.outcome is Delivered.REFUSED:  # the failure row and the bounce steps are done
+        await reg.set_confirmation(card, ev.event_id, Confirmation.REFUSED, d.diagnostic)
         log.warning("card %s: confirmation mail to %s refused: %s", card,
-                    mask_address(addr.display), e)
+                    mask_address(addr.display), d.error)
         return RegistrationResult.REFUSED_MAIL
-    # a transient failure propagates: the actor retries, and a new code replaces this one
-    await reg.set_confirmation(card, ev.event_id, Confirmation.SENT, notice.message_id)
+    if d.outcome is Delivered.TRANSIENT:
+        # the actor retries, and a new code replaces this one
+        assert d.error is not None
+        raise d.error
+    await reg.set_confirmation(card, ev.event_id, Confirmation.SENT, d.message_id)
     log.info("card %s: confirmation mail sent to %s", card, mask_address(addr.display))
     return RegistrationResult.SENT
 
@@ -127,7 +124,7 @@ async def approve(store: Store, settings: Settings, card: str, staff: str, *,
                   code: str | None = None, reason: str | None = None) -> dict[str, str]:
     """Staff approve the pending address, with the code the patron read out, or
     without it for a stated reason. Returns the record as it was before."""
-    reg = Registry(store)
+    reg = store.contacts
     before = await reg.get(card)
     need_pending(card, before)
     if code is None and not (reason or "").strip():
@@ -158,7 +155,7 @@ async def approve(store: Store, settings: Settings, card: str, staff: str, *,
 
 async def reject(store: Store, card: str, staff: str, reason: str) -> dict[str, str]:
     """Staff reject the pending address: the patron goes back to the state before."""
-    before, _ = await Registry(store).apply(card, lambda b: rejected(
+    before, _ = await store.contacts.apply(card, lambda b: rejected(
         card, b, staff, reason, masked=mask_address(b.get("pending_address", ""))))
     return before
 
@@ -173,14 +170,14 @@ async def remove(store: Store, card: str, *, staff: str, why: str,
                  need_address: bool = False) -> dict[str, str]:
     """Back to ``none``: the patron's addresses (approved, pending, suspended) are dropped.
     ``need_address``: refuse (staff asked) when the card has none at all."""
-    before, _ = await Registry(store).apply(card, lambda b: removed(
+    before, _ = await store.contacts.apply(card, lambda b: removed(
         b, staff, why, card=card, need_address=need_address))
     return before
 
 
 async def pending_view(store: Store, settings: Settings, branch: str | None = None) -> list[dict[str, Any]]:
     """What staff need on the call, oldest registration first."""
-    reg, rows = Registry(store), []
+    reg, rows = store.contacts, []
     sender = settings.mail.from_address
     for card, h in await reg.pending():
         if branch and h.get("pending_branch") != branch:

@@ -8,11 +8,8 @@ on dramatiq's event-loop thread, the CLI under ``asyncio.run``.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -22,45 +19,22 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..contact import Contact, ContactState
 from ..errors import StoreError
 from ..holds.retention import CALL_ENTRY_PERSONAL_FIELDS, HOLD_PERSONAL_FIELDS
-from ..jdate import TOKYO
+from .base import Conn, _dumps, arrival_us, now_iso, now_ms, safe_url
+from .bounces import BounceStore, SenderProblemStore
+from .contacts import Registry
+from .digest import DigestStore
 from .keys import Keys
-from .outcomes import DEFAULT_MAXLEN, outcome_args, with_outcomes
+from .outcomes import DEFAULT_MAXLEN, with_outcomes
+from .patron_data import PatronData
+from .reminders import ReminderStore
+from .retention import RetentionStore
+from .staff import StaffStore
 from .scripts import lua
 from .vocab import ClaimVerdict, HoldStatus
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-_last_us = 0
-
-
-def arrival_us() -> int:
-    """Microseconds now, strictly increasing within the process: an order key for things
-    listed in the order they came (several can come within one millisecond)."""
-    global _last_us
-    _last_us = max(time.time_ns() // 1000, _last_us + 1)
-    return _last_us
-
-
-def now_iso() -> str:
-    """Timestamps people read (audit, failures, refusals): ISO 8601 in Tokyo time."""
-    return datetime.now(TOKYO).isoformat(timespec="seconds")
-
-
-def safe_url(url: str) -> str:
-    """The Redis URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        host = parts.hostname or ""
-        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 @dataclass(frozen=True)
@@ -73,19 +47,20 @@ class Claim:
     busy_ms: int = 0        # for BUSY: how long the other worker's lease still runs
     contact: Contact | None = None  # the patron's contact, when asked for with the claim
     notice: str = ""        # the notice's token (its Message-ID), the same for every claim
+    first_event: str = ""   # the event the hold was first claimed with, when not this one
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+__all__ = ["Claim", "Store", "arrival_us", "now_iso", "now_ms", "safe_url"]
 
 
-class Store:
+class Store(Conn):
+    """The store: holds, the call list, audit logs, failures and refusals here; the rest
+    in the sub-stores, built once with it on the same client and used as its attributes
+    (``store.contacts.apply(…)``), never constructed at a call site."""
+
     def __init__(self, client: aioredis.Redis, keys: Keys, url: str = "",
                  outcomes_maxlen: int = DEFAULT_MAXLEN) -> None:
-        self.r = client
-        self.k = keys
-        self.url = url
-        self.outcomes_maxlen = outcomes_maxlen
+        super().__init__(client, keys, url, outcomes_maxlen)
         self._claim = client.register_script(lua("claim_hold"))
         # the scripts that change a hold's state also append its outcome (store/outcomes.py)
         self._finish = client.register_script(with_outcomes("finish_hold"))
@@ -93,6 +68,14 @@ class Store:
         self._close = client.register_script(with_outcomes("close_hold"))
         self._called = client.register_script(with_outcomes("mark_called"))
         self._uncalled = client.register_script(with_outcomes("uncall"))
+        self.contacts = Registry(self)
+        self.bounces = BounceStore(self)
+        self.sender_problems = SenderProblemStore(self)
+        self.digest = DigestStore(self, self._finish, self.extend_lease)
+        self.reminders = ReminderStore(self)
+        self.retention = RetentionStore(self)
+        self.patron_data = PatronData(self)
+        self.staff = StaffStore(self)
 
     @classmethod
     def connect(cls, url: str, prefix: str, outcomes_maxlen: int = DEFAULT_MAXLEN) -> "Store":
@@ -105,11 +88,6 @@ class Store:
         the outcome stream trimmed to ``[outcomes] maxlen``."""
         return cls.connect(settings.redis.url, settings.redis.key_prefix,
                            settings.outcomes.maxlen)
-
-    def outcome_args(self) -> list[str | int]:
-        """Appended to the ARGV of a script wrapped by :func:`with_outcomes` (its KEYS
-        get ``self.k.outcomes``)."""
-        return outcome_args(self.outcomes_maxlen, now_iso())
 
     async def close(self) -> None:
         await self.r.aclose()
@@ -147,7 +125,9 @@ class Store:
     async def claim_hold(self, hold_id: str, *, token: str, lease_ms: int, ttl_s: int,
                          fields: dict[str, str], contact_of: str | None = None) -> Claim:
         """Claim a hold (``claim_hold.lua``) with a ``token`` never used before: it fences
-        the claim (see :meth:`finish_hold`). With ``contact_of`` the patron's contact is
+        the claim (see :meth:`finish_hold`). ``fields`` (kept by the first claim) begin
+        with ``event``: a later claim with another event gets the first one back
+        (``Claim.first_event``). With ``contact_of`` the patron's contact is
         read in the same round trip (a pipeline of EVALSHA + HGETALL): one Redis round
         trip per notice less. The read is independent of the claim, so this changes no
         outcome; when the server lost its script cache (a restart) the claim did not run
@@ -173,10 +153,11 @@ class Store:
             contact = self._contact(contact_of, h)
         if res[0] == ClaimVerdict.CLAIMED:
             return Claim(ClaimVerdict.CLAIMED, token=res[1], attempts=int(res[2]),
-                         first_ms=int(res[3]), contact=contact, notice=res[4])
+                         first_ms=int(res[3]), contact=contact, notice=res[4],
+                         first_event=res[5] if len(res) > 5 else "")
         if res[0] == ClaimVerdict.BUSY:
             return Claim(ClaimVerdict.BUSY, busy_ms=int(res[1]))
-        return Claim(ClaimVerdict.DONE, status=res[1])
+        return Claim(ClaimVerdict.DONE, status=res[1], first_event=res[2] if len(res) > 2 else "")
 
     async def extend_lease(self, hold_id: str, token: str, until_ms: int) -> bool:
         """Make the lease of the claim holding ``token`` run at least until ``until_ms``
@@ -211,6 +192,13 @@ class Store:
 
     async def get_hold(self, hold_id: str) -> dict[str, str]:
         return await self.r.hgetall(self.k.hold(hold_id))
+
+    async def get_holds(self, hold_ids: list[str]) -> list[dict[str, str]]:
+        """Several holds in one round trip (a digest's, a reminder pass's)."""
+        async with self.r.pipeline(transaction=False) as p:
+            for h in hold_ids:
+                p.hgetall(self.k.hold(h))
+            return list(await p.execute())
 
     async def hold_for_token(self, token: str) -> str | None:
         return await self.r.get(self.k.notice(token))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .core import Store, now_iso, now_ms
+from .base import Conn, now_iso, now_ms
 from .scripts import lua
 
 
 class ReminderStore:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Conn) -> None:
         self.s = store
         self.r = store.r
         self.k = store.k
@@ -20,12 +20,6 @@ class ReminderStore:
 
     async def due(self, at_ms: int, limit: int = 1000) -> list[str]:
         return list(await self.r.zrangebyscore(self.k.reminders, "-inf", at_ms, 0, limit))
-
-    async def holds(self, hold_ids: list[str]) -> list[dict[str, str]]:
-        async with self.r.pipeline(transaction=False) as p:
-            for h in hold_ids:
-                p.hgetall(self.k.hold(h))
-            return list(await p.execute())
 
     async def take(self, hold_ids: list[str], token: str, hold_ms: int) -> list[str]:
         return list(await self._take(keys=[self.k.reminders, *[self.k.hold(h) for h in hold_ids]],
