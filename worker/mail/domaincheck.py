@@ -52,15 +52,15 @@ class Dns:
     """TXT and MX look-ups at one resolver; a missing name or record is an empty list."""
 
     def __init__(self, server: str = "", port: int = 53, timeout: float = 5.0) -> None:
-        self.r = dns.resolver.Resolver(configure=not server)
+        self.resolver = dns.resolver.Resolver(configure=not server)
         if server:
-            self.r.nameservers = [server]
-        self.r.port = port
-        self.r.lifetime = timeout
+            self.resolver.nameservers = [server]
+        self.resolver.port = port
+        self.resolver.lifetime = timeout
 
     def _answer(self, name: str, rtype: str) -> list[object]:
         try:
-            return list(self.r.resolve(name, rtype, search=False))
+            return list(self.resolver.resolve(name, rtype, search=False))
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return []
         except (dns.exception.Timeout, dns.resolver.NoNameservers) as e:
