@@ -7,7 +7,6 @@ carry the staff id of the session, never one from a form field.
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import json
@@ -21,7 +20,7 @@ import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from tests.helpers import hold_event, variant, with_store
+from tests.helpers import hold_event, runtime_do, variant, with_store
 from tests.helpers import set_contact
 from worker.contact import ContactState
 from worker.web.app import create_app
@@ -71,11 +70,26 @@ def logged_in(s, web, staff_id: str = "S01", branch: str | None = None) -> str:
 
 
 def act(web, path: str, **form):
-    """POST a form with the session's CSRF token; returns the page redirected to."""
+    """POST a form with the session's CSRF token; returns the page redirected to. A form
+    of the pending page carries the registration its row shows, as the browser sends it."""
     token = csrf_of(web.get("/").text)
+    if path.startswith("/pending/") and "card" in form and "registration" not in form:
+        shown = shown_registration(web, form["card"])
+        if shown:
+            form["registration"] = shown
     r = web.post(path, data={"csrf": token, **form})
     assert r.status_code == 303, r.text
     return web.get(r.headers["location"])
+
+
+def shown_registration(web, card: str) -> str | None:
+    """The registration id the pending page's row for ``card`` carries in its forms."""
+    page = web.get("/pending").text
+    if f'id="pending-{card}"' not in page:
+        return None
+    row = page[page.index(f'id="pending-{card}"'):]
+    m = re.search(r'name="registration" value="([^"]*)"', row[:row.index("</article>")])
+    return m[1] if m else None
 
 
 def flash(page) -> str:
@@ -85,24 +99,12 @@ def flash(page) -> str:
 
 # -- data, made by the worker's own functions -------------------------------------
 
-def runtime_do(s, fn):
-    from worker.runtime import Runtime
-
-    async def go():
-        rt = Runtime.create(s)
-        try:
-            return await fn(rt)
-        finally:
-            await rt.close()
-    return asyncio.run(go())
-
-
-def register(s, card: str, address: str, branch: str = "ogawa") -> str:
+def register(s, card: str, address: str, branch: str = "ogawa", event_id: str = "") -> str:
     """address_registered handled by the worker's function; returns the mailed code."""
     from worker.app import registration
     from worker.ils.events import parse_event
 
-    ev = parse_event({"event_id": f"reg-{card}", "type": "address_registered",
+    ev = parse_event({"event_id": event_id or f"reg-{card}", "type": "address_registered",
                       "card_number": card, "email": address,
                       "registered_at": "2026-11-29T09:30:00+09:00",
                       "application_branch": branch}, set(s.branches))
@@ -429,6 +431,36 @@ def test_pending_page_approve_with_the_code(s, web):
     assert "承認待ちではありません" in flash(page)
 
 
+def test_a_stale_page_approves_and_rejects_nothing_the_patron_registered_since(s, web):
+    """Issue 24 #1: staff saw address A; the patron registered B meanwhile. Every action
+    of A's row (with A's code, without a code, reject) leaves B pending and says why."""
+    from worker.masking import mask_address
+
+    logged_in(s, web)
+    first_code = register(s, "C1", "taro@docomo.ne.jp")
+    shown = shown_registration(web, "C1")
+    assert shown == "reg-C1"
+    register(s, "C1", "jiro@docomo.ne.jp", event_id="reg-C1-again")
+    for path, extra in (("/pending/approve-without-code", {"reason": "来館され本人確認済み"}),
+                        ("/pending/reject", {"reason": "本人と連絡がつかない"}),
+                        ("/pending/approve", {"code": first_code})):
+        page = act(web, path, card="C1", registration=shown, **extra)
+        assert flash(page).startswith("error:") and "別のメールアドレスを登録しました" in flash(page)
+        assert "読み込み直して" in flash(page), flash(page)
+    p = patron(s, "C1")
+    assert p["state"] == "pending" and p["pending_address"] == "jiro@docomo.ne.jp"
+    assert p["code_wrong"] == "0"
+    assert [h["kind"] for h in history(s, "C1")] == ["registered", "registered"]
+    # reloaded, the row shows B: approving it works, and the audit names B (masked)
+    page = act(web, "/pending/approve-without-code", card="C1", reason="来館され本人確認済み")
+    assert flash(page).startswith("ok:") and "jiro@docomo.ne.jp" in flash(page)
+    last = history(s, "C1")[-1]
+    assert last["kind"] == "approved_without_code" and last["code_read"] is False
+    assert last["address"] == mask_address("jiro@docomo.ne.jp") and "jiro" not in last["address"]
+    assert last["registration"] == "reg-C1-again"
+    assert patron(s, "C1")["address"] == "jiro@docomo.ne.jp"
+
+
 def test_pending_approve_without_code_and_reject_need_a_reason(s, web):
     logged_in(s, web)
     register(s, "C1", "a@example.jp")
@@ -620,6 +652,42 @@ def test_staff_web_command_serves_the_page_on_loopback(s):
     assert f"staff web page: http://127.0.0.1:{port}/" in out
 
 
+def test_staff_web_logs_at_info_in_the_workers_format(s):
+    """Issue 23: staff-web logged through the CLI's ERROR-level "omitama-notify: …" lines;
+    a long-running page logs like the worker: its line format, Tokyo time, INFO."""
+    import re
+
+    import httpx
+
+    from tests.helpers import free_port, wait_for
+
+    port, closed = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli.main", "staff-web"], cwd=ROOT,
+                            env={**os.environ, "OMITAMA_NOTIFY_WEB__PORT": str(port),
+                                 "OMITAMA_NOTIFY_REDIS__URL": f"redis://127.0.0.1:{closed}/0"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        web_client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
+
+        def up():
+            try:
+                return web_client.get("/login", timeout=1)
+            except httpx.HTTPError:
+                return None
+        token = csrf_of(wait_for(up, timeout=20, interval=0.1).text)
+        r = web_client.post("/login", data={"csrf": token, "staff_id": "S01", "password": "x"})
+        assert r.status_code == 503  # Redis is away
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0]
+    line = r"^\[20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+09:00\] \[PID \d+\] \[[^]]+\] "
+    lines = out.splitlines()
+    assert any(re.match(line + r"\[uvicorn\.error\] \[INFO\] ", x) for x in lines), out
+    assert any(re.match(line + r"\[worker\.web\.app\] \[ERROR\] staff web: Redis", x)
+               for x in lines), out
+    assert "omitama-notify: staff web" not in out
+
+
 # -- no dead ends, screens that say the right thing (issue 15) -------------------------
 
 def test_a_call_marked_by_mistake_is_undone_in_the_page_and_the_cli(s, web):
@@ -768,7 +836,7 @@ def test_refusals_that_are_not_an_invalid_event_say_what_they_are(s, web):
     an unusable address are valid events: validating them again named no fault, or a wrong
     one (a message has no "type": "データの種類(type)が不明です"). Their kind says it."""
     logged_in(s, web)
-    from worker.app.refusals import RefusalKind, reject
+    from worker.app.refusals import RefusalKind, keep_refusal as reject
 
     message = json.dumps({"queue_name": "other", "actor_name": "hold_ready",
                           "args": [hold_event("R5", "C5")], "kwargs": {}, "options": {}})
@@ -781,3 +849,50 @@ def test_refusals_that_are_not_an_invalid_event_say_what_they_are(s, web):
     assert "メッセージの形式(envelope)が正しくありません" in page
     assert "データの種類(type)と送り先(actor_name)が一致しません" in page
     assert "データの種類(type)が不明です" not in page
+
+
+# -- issue 23: error pages, undo, lookups -------------------------------------------------
+
+def test_404_405_and_500_are_japanese_pages_with_a_way_back(s, caplog):
+    import logging
+    with TestClient(create_app(s), follow_redirects=False, client=("testclient", 50000),
+                    raise_server_exceptions=False) as web:
+        logged_in(s, web)
+        for path, method, code, words in [("/no-such-page", "get", 404, "ページが見つかりません"),
+                                          ("/static/missing.css", "get", 404, "ページが見つかりません"),
+                                          ("/calls/called", "get", 405, "このアドレスは開けません")]:
+            r = getattr(web, method)(path)
+            assert r.status_code == code and words in r.text, (path, r.text)
+            assert '<a href="/">トップへ戻る</a>' in r.text and "Not Found" not in r.text
+            assert "content-security-policy" in r.headers
+        assert "POST" in web.get("/calls/called").headers["allow"]
+        # data no page expected (a failure record that is not JSON): an unexpected error
+        with_store(s, lambda st: st.r.rpush(st.k.failures, "{not json"))
+        with caplog.at_level(logging.ERROR, logger="worker.web.app"):
+            r = web.get("/failures")
+    assert r.status_code == 500 and "エラーが発生しました" in r.text and "トップへ戻る" in r.text
+    assert "Internal Server Error" not in r.text and "content-security-policy" in r.headers
+    [rec] = [x for x in caplog.records if "unexpected error on GET /failures" in x.getMessage()]
+    assert rec.exc_info and "Traceback" in caplog.text  # logged with its traceback
+
+
+def test_looking_up_something_that_is_not_a_card_number_says_so(s, web):
+    logged_in(s, web)
+    page = web.get("/patron", params={"card": "abc def"})
+    assert "カード番号ではありません" in page.text and "未登録" not in page.text
+    assert "記録(新しい順)" not in page.text
+    page = web.get("/patron", params={"card": "２１００００００９"})  # full-width: a card
+    assert "カード 210000009" in page.text and "カード番号ではありません" not in page.text
+
+
+def test_an_undone_call_comes_back_with_name_title_and_phone(s, web):
+    logged_in(s, web)
+    on_call_list(s, "H1", "C1", pickup_by="2099-12-01", patron_phone="029-123-4567")
+    before = web.get("/calls").text
+    assert all(x in before for x in ("山田 太郎", "吾輩は猫である", "029-123-4567"))
+    page = act(web, "/calls/called", hold_id="H1", anchor="call-H1", next="/calls")
+    done = re.search(r'<article class="card" id="called-H1">.*?</article>', page.text, re.S)[0]
+    assert "山田 太郎" in done and "吾輩は猫である" in done  # which hold it was, at a glance
+    page = act(web, "/calls/uncall", hold_id="H1", anchor="call-H1", next="/calls")
+    row = re.search(r'<tr id="call-H1".*?</tr>', page.text, re.S)[0]
+    assert all(x in row for x in ("山田 太郎", "吾輩は猫である", "029-123-4567")), row

@@ -57,6 +57,7 @@ from typing import Any
 
 from ..contact import CallReason, Contact, decide_contact
 from ..errors import EventError
+from ..holds.calls import passed_reason
 from ..holds.outcome import Outcome
 from ..holds.policy import pickup_passed
 from ..holds.retention import retention_s
@@ -129,7 +130,8 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
 
     # 2. decide
     if pickup_passed(ev.pickup_by, now):
-        return await _list(rt.store, ev, claim, CallReason.PICKUP_PASSED)
+        return await _list(rt.store, ev, claim, passed_reason(
+            ev.pickup_by, claim.first_ms, "retrying"))
     decision = decide_contact(ev.contact, contact or await rt.store.get_contact(ev.card_number))
     if not decision.by_email:
         assert decision.reason is not None
@@ -157,11 +159,12 @@ async def _first_event(rt: Runtime, ev: HoldReady, claim: Claim
         return ev, claim.contact
     if (first.card_number, first.pickup_branch) != (ev.card_number, ev.pickup_branch):
         await keep_refusal(rt.store, ev.model_dump(mode="json"),
-                     f"hold {ev.hold_id} was first announced for card {first.card_number} at"
-                     f" {first.pickup_branch}; this event (card {ev.card_number} at"
-                     f" {ev.pickup_branch}) is not used: the first event of a hold decides",
-                     event_id=ev.event_id, event_type=ev.type,
-                     kind=RefusalKind.CONFLICTING_EVENT)
+                           f"hold {ev.hold_id} was first announced for card"
+                           f" {first.card_number} at {first.pickup_branch}; this event (card"
+                           f" {ev.card_number} at {ev.pickup_branch}) is not used: the first"
+                           " event of a hold decides",
+                           event_id=ev.event_id, event_type=ev.type,
+                           kind=RefusalKind.CONFLICTING_EVENT)
     return first, claim.contact if first.card_number == ev.card_number else None
 
 

@@ -149,8 +149,11 @@ def cmd_approve(args: argparse.Namespace, s: Settings) -> int:
         raise NotifyError(str(e)) from None
 
     async def run(store: Store) -> int:
+        shown = args.address or await registration.pending_now(store, args.card)
+        if shown is None:
+            raise NotifyError(f"card {args.card}: no registration is waiting for approval")
         before = await registration.approve(store, s, args.card, args.staff, code=code,
-                                            reason=args.reason)
+                                            reason=args.reason, shown=shown)
         print(f"card {args.card}: {before.get('pending_address')} approved by {args.staff}; "
               "hold notices now go by e-mail")
         return 0
@@ -159,7 +162,9 @@ def cmd_approve(args: argparse.Namespace, s: Settings) -> int:
 
 def cmd_reject(args: argparse.Namespace, s: Settings) -> int:
     async def run(store: Store) -> int:
-        before = await registration.reject(store, args.card, args.staff, args.reason)
+        shown = args.address or await registration.pending_now(store, args.card)
+        before = await registration.reject(store, args.card, args.staff, args.reason,
+                                           shown=shown)
         print(f"card {args.card}: registration of {before.get('pending_address')} rejected; "
               f"back to {before.get('prev_state') or 'none'}")
         return 0
@@ -246,6 +251,9 @@ def _reason(value: str) -> str:
 JSON_HELP = "print one JSON object per line (for scripts) instead of readable lines"
 STAFF_HELP = "your staff id, kept in the patron's audit log"
 CARD_HELP = "the patron's card number"
+ADDRESS_HELP = ("the pending address as 'review pending' shows it (or the registration id of "
+                "'review pending --json'): if the patron has registered another since, "
+                "nothing is changed")
 
 
 def add_review_commands(sub: Any) -> None:
@@ -262,11 +270,14 @@ def add_review_commands(sub: Any) -> None:
     a.add_argument("--without-code", action="store_true",
                    help="approve without the code (needs --reason, e.g. identity checked at the counter)")
     a.add_argument("--reason", type=_reason, help="why, when approving without the code")
+    a.add_argument("--address", type=_reason, help=ADDRESS_HELP + "; without it, the registration pending now")
     a.set_defaults(fn=cmd_approve)
     j = r.add_parser("reject", help="reject a pending address")
     j.add_argument("card", help=CARD_HELP)
     j.add_argument("--staff", required=True, type=_staff, help=STAFF_HELP)
     j.add_argument("--reason", required=True, type=_reason, help="why, for the audit log")
+    j.add_argument("--address", type=_reason,
+                   help=ADDRESS_HELP + "; without it, the registration pending now")
     j.set_defaults(fn=cmd_reject)
     f = r.add_parser("failures", help="delivery failures with advice for the patron")
     f.add_argument("--json", action="store_true", help=JSON_HELP)
