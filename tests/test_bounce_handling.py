@@ -263,7 +263,8 @@ def test_review_failures_json_and_reenable(s, smtp_sink):
     out = subprocess.run(cli + ["failures", "--json"], capture_output=True, text=True, cwd=ROOT)
     [row] = [json.loads(x) for x in out.stdout.splitlines()]
     assert set(row) == {"card_number", "hold_id", "reason", "misconfigured_recipient",
-                        "permanent", "diagnostic", "advice", "at"}
+                        "permanent", "diagnostic", "advice", "at", "sender_problem"}
+    assert row["sender_problem"] is False
     r = subprocess.run(cli + ["reenable", "C1", "--staff", "S05", "--reason", "アドレス確認済み"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
