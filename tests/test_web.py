@@ -389,7 +389,7 @@ def test_every_action_refuses_a_post_without_the_csrf_token(s, web):
     with_store(s, lambda st: set_contact(st, "C2", ContactState.SUSPENDED,
                                             address="x@ezweb.ne.jp"))
     actions = [p for m, p in _routes(web.app) if m == "POST" and p != "/login"]
-    assert len(actions) == 8
+    assert len(actions) == 9
     form = {"card": "C1", "code": "123456", "reason": "r", "hold_id": "H1", "note": "n"}
     for path in actions:
         assert web.post(path, data=form).status_code == 403, path

@@ -47,7 +47,9 @@ def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
                 _out(args.json, row)
         if not args.json:
             print(", ".join(f"{k} {v}" for k, v in counts.items()))
-        return 0
+        # like classify: the readable mails are ingested, the exit status tells of the others
+        # (a missing path was "unreadable 1" and exit 0: a typo looked like an empty mailbox)
+        return 1 if counts["unreadable"] else 0
     return with_store(s, run)
 
 

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from ..app import calls, registration, suspension
+from ..app import calls, registration, sender_problems, suspension
 from ..app.call_groups import CallGroup, group_calls, grouped_rows
 from ..contact.codes import clean_code
 from ..errors import NotifyError
@@ -179,6 +179,10 @@ def cmd_failures(args: argparse.Namespace, s: Settings) -> int:
                 print(json.dumps({k: r.get(k) for k in suspension.FAILURE_FIELDS},
                                  ensure_ascii=False))
             return 0
+        alert = await sender_problems.current(store)
+        if alert:  # once, above the patrons' failures: nothing there is theirs to fix
+            print(sender_problem_text(alert))
+        rows = [r for r in rows if not r["sender_problem"]]
         if not rows:
             print("(none)")
         for r in rows:
@@ -189,6 +193,23 @@ def cmd_failures(args: argparse.Namespace, s: Settings) -> int:
                 print(f"    {r['evidence']}")
             print(f"    {r['diagnostic']}")
             print(f"    伝えること: {r['advice']}")
+        return 0
+    return with_store(s, run)
+
+
+def sender_problem_text(alert: dict[str, Any]) -> str:
+    """The open sender-problem alert in a few lines (``review failures``, ``check``)."""
+    return (f"SENDER PROBLEM (ours, not the patrons'): {alert['count']} failure(s) since "
+            f"{alert['first_at']}, {alert['patrons']} patron(s) affected; last {alert['at']}: "
+            f"{alert['reason']} {alert.get('diagnostic') or ''}\n"
+            f"    DNS管理者に依頼すること: {alert['advice']}\n"
+            "    (close it with `omitama-notify review sender-fixed --staff ID` once fixed)")
+
+
+def cmd_sender_fixed(args: argparse.Namespace, s: Settings) -> int:
+    async def run(store: Store) -> int:
+        await sender_problems.close(store)
+        print(f"sender-problem alert closed by {args.staff}")
         return 0
     return with_store(s, run)
 
@@ -261,6 +282,9 @@ def add_review_commands(sub: Any) -> None:
     f = r.add_parser("failures", help="delivery failures with advice for the patron")
     f.add_argument("--json", action="store_true", help=JSON_HELP)
     f.set_defaults(fn=cmd_failures)
+    x = r.add_parser("sender-fixed", help="close the sender-problem alert (DNS fixed)")
+    x.add_argument("--staff", required=True, type=_staff, help=STAFF_HELP)
+    x.set_defaults(fn=cmd_sender_fixed)
     e = r.add_parser("reenable", help="re-enable a suspended address")
     e.add_argument("card", help=CARD_HELP)
     e.add_argument("--staff", required=True, type=_staff, help=STAFF_HELP)

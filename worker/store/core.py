@@ -20,7 +20,7 @@ from ..contact import Contact, ContactState
 from ..errors import StoreError
 from ..holds.retention import HOLD_PERSONAL_FIELDS, UNDO_KEEPS
 from .base import Conn, _dumps, arrival_us, now_iso, now_ms, safe_url
-from .bounces import BounceStore
+from .bounces import BounceStore, SenderProblemStore
 from .contacts import Registry
 from .digest import DigestStore
 from .keys import Keys
@@ -85,6 +85,7 @@ class Store(Conn):
         self._uncalled = client.register_script(with_outcomes("uncall"))
         self.contacts = Registry(self)
         self.bounces = BounceStore(self)
+        self.sender_problems = SenderProblemStore(self)
         self.digest = DigestStore(self, self._finish, self.extend_lease)
         self.reminders = ReminderStore(self)
         self.retention = RetentionStore(self)

@@ -162,6 +162,7 @@ def routes() -> list[Any]:
         Route("/failures", failures.page, methods=["GET"]),
         Route("/failures/reenable", failures.reenable, methods=["POST"]),
         Route("/failures/remove", failures.remove, methods=["POST"]),
+        Route("/failures/sender-fixed", failures.sender_fixed, methods=["POST"]),
         Route("/rejected", rejected.page, methods=["GET"]),
         Route("/patron", patron.page, methods=["GET"]),
         Mount("/static", StaticFiles(directory=TEMPLATES.parent / "static"), name="static"),
