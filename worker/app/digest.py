@@ -49,6 +49,7 @@ from ..jdate import TOKYO, now_tokyo
 from ..mail.compose import new_token
 from ..mail.verp import Sent
 from ..masking import mask_address
+from ..stats.fields import bounce_stats, carrier_bucket
 from ..runtime import Runtime
 from ..store.core import Claim, now_ms
 from ..store.digest import DigestStore
@@ -145,14 +146,15 @@ async def _mail(rt: Runtime, ds: DigestStore, card: str, events: list[HoldReady]
         await apply_failure(rt.store, rt.settings, result, card=card, hold_id=ids[0],
                             address=decision.envelope, source="smtp",
                             diagnostic=f"{e.code} {e.text}")
-        return [_listing(ev.hold_id, {}, ev, CallReason.BOUNCED, f"{e.code} {e.text}")
-                for ev in events]
+        return [_listing(ev.hold_id, {}, ev, CallReason.BOUNCED, f"{e.code} {e.text}",
+                         bounce_stats(decision.envelope, result.reason)) for ev in events]
     except TransientDeliveryError as e:
         return await _retrying(rt, ds, card, events, decision.envelope, e)
     now = now_tokyo()
     fields = {"message_id": notice.message_id, "sent_ms": int(now.timestamp() * 1000),
               "to": mask_address(decision.envelope), "relay_reply": reply[:200],
-              "digest_holds": siblings}
+              "digest_holds": siblings,
+              "carrier": carrier_bucket(decision.envelope)}  # for the statistics
     log.debug("digest %s: %d holds sent to %s", notice.message_id, len(ids),
               mask_address(decision.envelope))
     return [(ev.hold_id, HoldStatus.SENT, fields, None, 0) for ev in events]
@@ -180,7 +182,7 @@ async def _retrying(rt: Runtime, ds: DigestStore, card: str, events: list[HoldRe
 
 
 def _listing(hold_id: str, h: dict[str, str], ev: HoldReady | None, reason: CallReason,
-             detail: str = "") -> Finish:
+             detail: str = "", stats: dict[str, str] | None = None) -> Finish:
     """The finish of a hold of the window that goes to the call list instead."""
     stored = h.get("pickup_by") or ""
     pickup_by = ev.pickup_by if ev else (date.fromisoformat(stored) if stored else None)
@@ -189,7 +191,7 @@ def _listing(hold_id: str, h: dict[str, str], ev: HoldReady | None, reason: Call
                       pickup_branch=ev.pickup_branch if ev else h.get("pickup_branch"),
                       pickup_by=pickup_by, reason=reason, title=ev.item.title if ev else None,
                       added_at=now, detail=detail)
-    return (hold_id, HoldStatus.PHONED, {"reason": reason.value}, call,
+    return (hold_id, HoldStatus.PHONED, {"reason": reason.value, **(stats or {})}, call,
             call_due(pickup_by, now.date()))
 
 

@@ -54,6 +54,7 @@ from ..ils.events import MAX_EVENT_BYTES, HoldReady, HoldRef, hold_ref, json_tex
 from ..bounces.failures import failure_entry, smtp_result
 from ..jdate import TOKYO, now_tokyo
 from ..masking import mask_address
+from ..stats.fields import bounce_stats, carrier_bucket
 from ..holds.calls import call_due, call_entry
 from ..holds.outcome import Outcome
 from ..holds.policy import next_retry_delay_s, pickup_passed, retention_s, retry_horizon
@@ -78,7 +79,7 @@ class Result:
 
 
 async def _phone(store: Store, ev: HoldReady | HoldRef, claim: Claim, reason: CallReason,
-                 detail: str = "") -> Result:
+                 detail: str = "", stats: dict[str, str] | None = None) -> Result:
     now = now_tokyo()
     call = call_entry(hold_id=ev.hold_id, card_number=ev.card_number,
                       pickup_branch=ev.pickup_branch, pickup_by=ev.pickup_by, reason=reason,
@@ -86,7 +87,7 @@ async def _phone(store: Store, ev: HoldReady | HoldRef, claim: Claim, reason: Ca
                       added_at=now, detail=detail)
     status = await store.finish_hold(ev.hold_id, HoldStatus.PHONED, claim.token, call=call,
                                      due=call_due(ev.pickup_by, now.date()),
-                                     fields={"reason": reason.value})
+                                     fields={"reason": reason.value, **(stats or {})})
     if status == ClaimVerdict.LOST:
         log.warning("hold %s: another worker took it over before it reached the call list",
                     ev.hold_id)
@@ -166,7 +167,8 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         await apply_failure(rt.store, rt.settings, result, card=ev.card_number,
                             hold_id=ev.hold_id, address=decision.envelope, source="smtp",
                             diagnostic=f"{e.code} {e.text}")
-        return await _phone(rt.store, ev, claim, CallReason.BOUNCED, f"{e.code} {e.text}")
+        return await _phone(rt.store, ev, claim, CallReason.BOUNCED, f"{e.code} {e.text}",
+                            bounce_stats(decision.envelope, result.reason))
     except TransientDeliveryError as e:
         first = datetime.fromtimestamp(claim.first_ms / 1000, TOKYO)
         delay = next_retry_delay_s(claim.attempts, now, retry_horizon(first, ev.pickup_by, d), d)
@@ -189,7 +191,8 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
     status = await rt.store.finish_hold(
         ev.hold_id, HoldStatus.SENT, claim.token, card=ev.card_number,
         fields={"message_id": notice.message_id, "sent_ms": int(now.timestamp() * 1000),
-                "to": mask_address(decision.envelope), "relay_reply": reply[:200]})
+                "to": mask_address(decision.envelope), "relay_reply": reply[:200],
+                "carrier": carrier_bucket(decision.envelope)})  # for the statistics
     if status == ClaimVerdict.LOST:
         # the relay took it after all, later than the margin: see window 3 in the docstring
         log.warning("hold %s: notice %s was relayed but another worker had taken the hold"

@@ -22,6 +22,7 @@ from redis.exceptions import WatchError
 from ..contact import Confirmation, ContactState
 from ..contact.changes import ContactChange, Record
 from .core import Store, _dumps, now_iso, now_ms
+from .stats import count_contact
 
 Transition = Callable[[Record], ContactChange]
 
@@ -49,6 +50,7 @@ class Registry:
                     change = transition(before)
                     p.multi()
                     self._write(p, card, change)
+                    count_contact(p, self.k, before, change.audit)  # the statistics, same MULTI
                     await p.execute()
                     return before, change
                 except WatchError:

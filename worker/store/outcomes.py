@@ -50,6 +50,17 @@ local function emit(hold_key, hold_id, outcome, reason, message_id)
              "outcome", outcome, "reason", reason or "", "message_id", message_id or "",
              "at", OUT_AT)
 end
+-- the library's statistics (worker/stats/fields.py), counted in this same step:
+-- stats:day:{Tokyo day of OUT_AT} under the stream's prefix (Keys.stats_day), one HINCRBY
+-- of "{pickup branch}|{metric}" per count
+local STATS = (string.gsub(OUT_STREAM, "outcomes$", "")) .. "stats:day:" .. string.sub(OUT_AT, 1, 10)
+local function tally(hold_key, metric, by, key)
+  local branch = redis.call("HGET", hold_key, "pickup_branch") or "unknown"
+  redis.call("HINCRBY", key or STATS, branch .. "|" .. metric, by or 1)
+end
+local function carrier(hold_key)
+  return redis.call("HGET", hold_key, "carrier") or "other"
+end
 """
 
 # name → (before, after). `before` runs first; `after` sees the script's reply as `result`.
@@ -62,10 +73,18 @@ _RULES: dict[str, tuple[str, str]] = {
 if (before == "sending" or before == "retrying") and result == ARGV[1] then
   if result == "sent" then
     emit(KEYS[1], ARGV[3], "mailed", "", redis.call("HGET", KEYS[1], "message_id"))
+    local shared = string.find(redis.call("HGET", KEYS[1], "digest_holds") or "", ",", 1, true)
+    tally(KEYS[1], "mailed." .. (shared and "digest" or "single") .. "." .. carrier(KEYS[1]))
   elseif result == "phoned" then
     local reason = redis.call("HGET", KEYS[1], "reason") or ""
-    if reason == "bounced" then emit(KEYS[1], ARGV[3], "bounced", reason, "") end
+    if reason == "bounced" then
+      emit(KEYS[1], ARGV[3], "bounced", reason, "")
+      tally(KEYS[1], "bounced." .. (redis.call("HGET", KEYS[1], "bounce_reason") or "undefined")
+            .. "." .. carrier(KEYS[1]))
+      tally(KEYS[1], "sendfail." .. carrier(KEYS[1]))
+    end
     emit(KEYS[1], ARGV[3], "listed", reason, "")
+    tally(KEYS[1], "listed." .. reason)
   end
 end"""),
     # cancelled / picked_up, once: a repeated event is not a new outcome
@@ -76,14 +95,20 @@ end"""),
 if before ~= ARGV[1] and closed ~= ARGV[1] then
   emit(KEYS[1], ARGV[2], ARGV[1], "", "")
 end"""),
+    # the day's count is noted on the hold (called_stats), so that an undo takes back
+    # the count it made, even after midnight
     "mark_called": (
         "",
-        'if result then emit(KEYS[3], ARGV[1], "called", "", "") end'),
-    # a misclick undone: the hold is back on the list for the reason it had
+        'if result then emit(KEYS[3], ARGV[1], "called", "", "")\n'
+        '  tally(KEYS[3], "called") redis.call("HSET", KEYS[3], "called_stats", STATS) end'),
+    # a misclick undone: the hold is back on the list for the reason it had (not listed
+    # anew in the statistics: the call it counted is taken back instead)
     "uncall": (
-        "",
+        'local counted = redis.call("HGET", KEYS[3], "called_stats")',
         'if result then emit(KEYS[3], ARGV[1], "listed", '
-        'redis.call("HGET", KEYS[3], "reason") or "", "") end'),
+        'redis.call("HGET", KEYS[3], "reason") or "", "")\n'
+        '  if counted then tally(KEYS[3], "called", -1, counted) '
+        'redis.call("HDEL", KEYS[3], "called_stats") end end'),
     # a sent notice bounced later: bounced (naming the mail), then listed
     "rephone_hold": (
         'local before = redis.call("HGET", KEYS[1], "status")',
@@ -91,6 +116,10 @@ end"""),
 if before == "sent" and result == "phoned" then
   emit(KEYS[1], ARGV[1], "bounced", ARGV[4], redis.call("HGET", KEYS[1], "message_id"))
   emit(KEYS[1], ARGV[1], "listed", ARGV[4], "")
+  local why = ARGV[5]
+  if not why or why == "" then why = "undefined" end
+  tally(KEYS[1], "bounced." .. why .. "." .. carrier(KEYS[1]))
+  tally(KEYS[1], "listed." .. ARGV[4])
 end"""),
 }
 

@@ -22,7 +22,7 @@ from ..store.client import REDIS_UNREACHABLE
 from ..store.core import Store, safe_url
 from .auth import Accounts
 from .base import TEMPLATES, form_page, login_url, make_env, render
-from .routes import calls, failures, home, login, patron, pending, rejected
+from .routes import calls, failures, home, login, patron, pending, rejected, stats
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,8 @@ def routes() -> list[Any]:
         Route("/failures/remove", failures.remove, methods=["POST"]),
         Route("/rejected", rejected.page, methods=["GET"]),
         Route("/patron", patron.page, methods=["GET"]),
+        Route("/stats", stats.page, methods=["GET"]),
+        Route("/stats/csv", stats.csv, methods=["GET"]),
         Mount("/static", StaticFiles(directory=TEMPLATES.parent / "static"), name="static"),
     ]
 
