@@ -259,7 +259,7 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
 
 
 PAGES = ["/", "/pending", "/calls", "/failures", "/rejected", "/patron?card=2100000009",
-         "/patron", "/login"]
+         "/patron", "/stats", "/login"]
 
 
 def test_every_page_fits_a_phone_and_a_desktop(browser, s, server):

@@ -102,6 +102,7 @@ def routes() -> list[Any]:
         Route("/pending/approve-without-code", pending.approve_without_code, methods=["POST"]),
         Route("/pending/reject", pending.reject, methods=["POST"]),
         Route("/calls", calls.page, methods=["GET"]),
+        Route("/calls/print", calls.printable, methods=["GET"]),
         Route("/calls/called", calls.called, methods=["POST"]),
         Route("/calls/uncall", calls.uncall, methods=["POST"]),
         Route("/failures", failures.page, methods=["GET"]),
