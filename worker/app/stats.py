@@ -15,7 +15,7 @@ from ..store.contacts import Registry
 from ..store.core import Store
 from ..store.stats import StatsStore
 
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$", re.ASCII)
 
 
 def month_period(text: str) -> Period:

@@ -87,7 +87,7 @@ def stacked_bars(title: str, labels: Sequence[str], series: Sequence[Series]) ->
     step = (W - LEFT - RIGHT) / max(len(labels), 1)
     width = max(step * 0.7, 1)
     for i in range(len(labels)):
-        y = TOP + plot_h
+        y: float = TOP + plot_h
         for s in series:
             v = s.values[i] or 0
             if v <= 0:

@@ -18,15 +18,16 @@ CARRIER_LOOK = {"docomo": ("#CC79A7", ""), "au": ("#E69F00", "6 3"),
                 "softbank": ("#009E73", "2 2"), "other": ("#56667a", "8 3 2 3")}
 
 
-def _how(tallies: list[Tally], labels: list[str], title: str) -> dict[str, object]:
-    """A mail / phone / failed chart with its table rows."""
+def _how(tallies: list[Tally], labels: list[str], title: str,
+         row_labels: list[str] | None = None) -> dict[str, object]:
+    """A mail / phone / failed chart with its table rows (labelled ``row_labels``)."""
     mail = [t.get("mail") for t in tallies]
     phone = [t.get("phone") for t in tallies]
     failed = [t.get("failed") for t in tallies]
     chart = stacked_bars(title, labels, [Series("メール", MAIL, mail),
                                          Series("電話", PHONE, phone),
                                          Series("不達", FAILED, failed)])
-    return {"chart": chart, "rows": list(zip(labels, mail, phone, failed))}
+    return {"chart": chart, "rows": list(zip(row_labels or labels, mail, phone, failed))}
 
 
 async def page(request: Request) -> Response:
@@ -51,7 +52,8 @@ async def page(request: Request) -> Response:
     return render(
         request, "stats.html", only=only, now=ov.now,
         recent=_how(days, [p.label for p in ov.days], f"この30日 {scope_30}: 連絡の方法(予約数)"),
-        yearly=_how(months, month_labels, f"この12か月 {scope_12}: 連絡の方法(予約数)"),
+        yearly=_how(months, month_labels, f"この12か月 {scope_12}: 連絡の方法(予約数)",
+                    [f"{p.first.year}年{p.first.month}月" for p in ov.months]),
         rate_chart=lines("携帯会社別の不達率(月ごと)", month_labels, rates),
         carrier_rows=carrier_rows, carriers=[CARRIER_LABELS[c] for c in CARRIER_BUCKETS],
         ages=ages, age_buckets=[(name, WAIT_LABELS[name]) for _, name in WAIT_BUCKETS],
