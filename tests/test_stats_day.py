@@ -26,6 +26,9 @@ from tests.test_bounce_handling import dsn, ingest
 from tests.test_web import client_for, csrf_of, logged_in
 from worker.contact import ContactState
 from worker.jdate import TOKYO, now_tokyo
+from worker.stats.report import COLUMNS
+
+HEAD = dict(COLUMNS)  # column → its heading in the CSV
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -129,33 +132,34 @@ def test_a_day_of_events_is_counted_alike_on_the_page_in_the_csv_and_by_stats(s,
     per: dict[str, Counter[str]] = {}
     for r in rows:
         if r["日付"] == today:
-            per[r["館コード"]] = Counter({k: int(v) for k, v in r.items()
-                                       if v.lstrip("-").isdigit() and k not in ("日付",)})
+            by_key = {c: r[h] for c, h in HEAD.items()}
+            per[r["館コード"]] = Counter({k: int(v) for k, v in by_key.items()
+                                       if v.lstrip("-").isdigit()})
         else:
             assert all(v in ("0", "") for k, v in r.items() if k not in ("日付", "館コード", "館")), r
     assert set(per) == set(s.branches)
 
     # what happened, branch by branch
-    assert per["ogawa"]["メール(まとめ)"] == 2 and per["ogawa"]["メール(1通1点)"] == 2   # HA1+HA2; HC1, HD1
-    assert per["tamari"]["メール(1通1点)"] == 1 and per["minori"]["メール(1通1点)"] == 1  # HA3; HB1
-    assert per["ogawa"]["メール:docomo"] == 2 and per["ogawa"]["メール:softbank"] == 1
-    assert per["ogawa"]["メール:other"] == 1 and per["minori"]["メール:au"] == 1
+    assert per["ogawa"]["mailed_digest"] == 2 and per["ogawa"]["mailed_single"] == 2   # HA1+HA2; HC1, HD1
+    assert per["tamari"]["mailed_single"] == 1 and per["minori"]["mailed_single"] == 1  # HA3; HB1
+    assert per["ogawa"]["mailed_docomo"] == 2 and per["ogawa"]["mailed_softbank"] == 1
+    assert per["ogawa"]["mailed_other"] == 1 and per["minori"]["mailed_au"] == 1
     for card, branch, carrier in (("E", "ogawa", "docomo"), ("F", "tamari", "au"),
                                   ("G", "minori", "softbank"), ("K", "ogawa", "other")):
-        assert per[branch][f"不達:{carrier}"] >= 1, (card, per[branch])
-    assert per["ogawa"]["送信時に拒否"] == 2 and per["tamari"]["送信時に拒否"] == 1
-    assert per["minori"]["送信時に拒否"] == 1
-    assert per["minori"]["不達:au"] == 1                     # B's bounce mail, after sending
-    assert per["ogawa"]["メール不達"] == 2 and per["tamari"]["メール不達"] == 1
-    assert per["minori"]["メール不達"] == 2                   # G refused, B bounced later
-    assert per["tamari"]["電話連絡へ:chose_phone"] == 1 and per["minori"]["電話連絡へ:no_address"] == 1
-    assert per["tamari"]["電話連絡済み"] == 1 and per["minori"]["電話連絡済み"] == 0  # HN1 undone
-    assert sum(p["受取期限前のお知らせ"] for p in per.values()) == reminded["holds"] > 0
-    assert per["ogawa"]["メール登録"] == 8 + 1 and per["ogawa"]["承認(番号なし)"] == 8
-    assert per["minori"]["メール登録"] == 1 and per["minori"]["承認(確認番号)"] == 1
-    assert per["tamari"]["メール登録"] == 1 and per["tamari"]["登録取消"] == 1
-    assert per["minori"]["承認までの日数:件数"] == 1 and per["minori"]["承認まで:d0"] == 1
-    assert sum(p["承認まで:d0"] for p in per.values()) == 9
+        assert per[branch][f"bounced_{carrier}"] >= 1, (card, per[branch])
+    assert per["ogawa"]["sendfail"] == 2 and per["tamari"]["sendfail"] == 1
+    assert per["minori"]["sendfail"] == 1
+    assert per["minori"]["bounced_au"] == 1                     # B's bounce mail, after sending
+    assert per["ogawa"]["failed"] == 2 and per["tamari"]["failed"] == 1
+    assert per["minori"]["failed"] == 2                   # G refused, B bounced later
+    assert per["tamari"]["listed_chose_phone"] == 1 and per["minori"]["listed_no_address"] == 1
+    assert per["tamari"]["called"] == 1 and per["minori"]["called"] == 0  # HN1 undone
+    assert sum(p["reminded"] for p in per.values()) == reminded["holds"] > 0
+    assert per["ogawa"]["registered"] == 8 + 1 and per["ogawa"]["approved_without_code"] == 8
+    assert per["minori"]["registered"] == 1 and per["minori"]["approved_code"] == 1
+    assert per["tamari"]["registered"] == 1 and per["tamari"]["rejected"] == 1
+    assert per["minori"]["wait_n"] == 1 and per["minori"]["wait_d0"] == 1
+    assert sum(p["wait_d0"] for p in per.values()) == 9
 
     # … and as the outcome stream tells it (the counts cannot drift from the outcomes)
     stream = with_store(s, lambda st: st.r.xrange(st.k.outcomes))
@@ -164,34 +168,34 @@ def test_a_day_of_events_is_counted_alike_on_the_page_in_the_csv_and_by_stats(s,
     for _, f in stream:
         told[(branch_of[f["hold_id"]], f["outcome"])] += 1
     for b in s.branches:
-        mailed = per[b]["メール(1通1点)"] + per[b]["メール(まとめ)"]
+        mailed = per[b]["mailed_single"] + per[b]["mailed_digest"]
         assert told[(b, "mailed")] == mailed
-        assert told[(b, "bounced")] == sum(per[b][f"不達:{c}"] for c in ("docomo", "au", "softbank", "other"))
-        assert told[(b, "reminded")] == per[b]["受取期限前のお知らせ"]
+        assert told[(b, "bounced")] == sum(per[b][f"bounced_{c}"] for c in ("docomo", "au", "softbank", "other"))
+        assert told[(b, "reminded")] == per[b]["reminded"]
         # an undo is a "listed" in the stream, and takes its call back in the counts
         undone = 1 if b == "minori" else 0
-        assert told[(b, "listed")] - undone == per[b]["電話連絡へ"] + per[b]["メール不達"]
-        assert told[(b, "called")] - undone == per[b]["電話連絡済み"]
+        assert told[(b, "listed")] - undone == per[b]["phone"] + per[b]["failed"]
+        assert told[(b, "called")] - undone == per[b]["called"]
 
     # the page (all branches and each) and `stats` show the same sums as the CSV
     everything = sum(per.values(), Counter())
     for html, c in [(page, everything), *((pages[b], per[b]) for b in s.branches)]:
         summary = _table(html, "summary-table")
-        assert summary["メールで連絡(予約数)"][0] == str(c["メールで連絡"])
-        assert summary["電話連絡へ(メール以外の理由)"][0] == str(c["電話連絡へ"])
-        assert summary["メール不達で電話連絡へ"][0] == str(c["メール不達"])
-        assert summary["承認(確認番号あり)"][0] == str(c["承認(確認番号)"])
-        assert summary["登録取消"][0] == str(c["登録取消"])
-        assert summary["電話連絡済み"][1] == str(c["電話連絡済み"])
+        assert summary["メールで連絡(予約数)"][0] == str(c["mail"])
+        assert summary["電話連絡へ(メール以外の理由)"][0] == str(c["phone"])
+        assert summary["メール不達で電話連絡へ"][0] == str(c["failed"])
+        assert summary["承認(確認番号あり)"][0] == str(c["approved_code"])
+        assert summary["登録取消"][0] == str(c["rejected"])
+        assert summary["電話連絡済み"][1] == str(c["called"])
         last = _table(html, "recent-table")[f"{now_tokyo().month}/{now_tokyo().day}"]
-        assert last == [str(c["メールで連絡"]), str(c["電話連絡へ"]), str(c["メール不達"])]
+        assert last == [str(c["mail"]), str(c["phone"]), str(c["failed"])]
     assert _table(page, "pending-table")["小川館" if "小川館" in page else
                                          s.branches["ogawa"].name][0] == "1"   # R3 waiting
     lines = {l.split()[0]: l.split()[1:] for l in text.stdout.splitlines()[2:]}
     names = [s.branches[b].name for b in s.branches]
-    assert lines["メールで連絡(予約数)"] == [str(per[b]["メールで連絡"]) for b in s.branches] + [
-        str(everything["メールで連絡"])], (names, text.stdout)
-    assert lines["メール不達で電話連絡へ"][-1] == str(everything["メール不達"])
+    assert lines["メールで連絡(予約数)"] == [str(per[b]["mail"]) for b in s.branches] + [
+        str(everything["mail"])], (names, text.stdout)
+    assert lines["メール不達で電話連絡へ"][-1] == str(everything["failed"])
 
 
 def _reminders(s, at: datetime) -> dict:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Iterable, Mapping
 
-from ..contact.state import CallReason
-from .fields import CARRIER_BUCKETS, WAIT_BUCKETS, split, wait_bucket
+from ..contact.state import CALL_REASON_JA, CallReason
+from .fields import CARRIER_BUCKETS, CARRIER_LABELS, WAIT_BUCKETS, WAIT_LABELS, split, wait_bucket
 
 FAILED_REASONS = (CallReason.BOUNCED.value, CallReason.DELIVERY_FAILED.value)
 
@@ -30,15 +30,15 @@ FAILED_REASONS = (CallReason.BOUNCED.value, CallReason.DELIVERY_FAILED.value)
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("mail", "メールで連絡"), ("phone", "電話連絡へ"), ("failed", "メール不達"),
     ("mailed_single", "メール(1通1点)"), ("mailed_digest", "メール(まとめ)"),
-    *((f"listed_{r.value}", f"電話連絡へ:{r.value}") for r in CallReason),
-    *((f"mailed_{c}", f"メール:{c}") for c in CARRIER_BUCKETS),
-    *((f"bounced_{c}", f"不達:{c}") for c in CARRIER_BUCKETS),
+    *((f"listed_{r.value}", f"電話連絡へ:{CALL_REASON_JA.get(r, r.value)}") for r in CallReason),
+    *((f"mailed_{c}", f"メール:{CARRIER_LABELS[c]}") for c in CARRIER_BUCKETS),
+    *((f"bounced_{c}", f"不達:{CARRIER_LABELS[c]}") for c in CARRIER_BUCKETS),
     ("sendfail", "送信時に拒否"), ("bounce_reasons", "不達の理由"),
     ("reminded", "受取期限前のお知らせ"), ("called", "電話連絡済み"),
     ("registered", "メール登録"), ("approved_code", "承認(確認番号)"),
     ("approved_without_code", "承認(番号なし)"), ("rejected", "登録取消"),
     ("wait_n", "承認までの日数:件数"), ("wait_sum_s", "承認までの秒数:合計"),
-    *((f"wait_{b}", f"承認まで:{b}") for _, b in WAIT_BUCKETS),
+    *((f"wait_{b}", f"承認まで:{WAIT_LABELS[b]}") for _, b in WAIT_BUCKETS),
 )
 NUMBER_COLUMNS = tuple(c for c, _ in COLUMNS if c != "bounce_reasons")
 
@@ -180,7 +180,8 @@ SUMMARY: tuple[tuple[str, object], ...] = (
     ("  うちまとめメール", lambda t: str(t.get("mailed_digest"))),
     ("電話連絡へ(メール以外の理由)", lambda t: str(t.get("phone"))),
     ("メール不達で電話連絡へ", lambda t: str(t.get("failed"))),
-    *((f"不達 {c}(率)", (lambda c: lambda t: f"{t.get(f'bounced_{c}')}({_rate(t, c)})")(c))
+    *((f"不達 {CARRIER_LABELS[c]}(率)",
+       (lambda c: lambda t: f"{t.get(f'bounced_{c}')}({_rate(t, c)})")(c))
       for c in CARRIER_BUCKETS),
     ("受取期限前のお知らせ", lambda t: str(t.get("reminded"))),
     ("電話連絡済み", lambda t: str(t.get("called"))),
