@@ -104,6 +104,23 @@ def test_packages_import_each_other_in_no_cycle():
         "\n" + "\n".join(f"  {a} → {b} at {where[a, b]}" for a, b in zip(cycle, cycle[1:])))
 
 
+def test_modules_import_each_other_in_no_cycle():
+    """Not even through an import inside a function: a cycle hidden that way is a
+    design that wants one module where there are two (or a third below both)."""
+    names = {module_name(p) for p in MODULES}
+    edges: dict[str, set[str]] = {}
+    where: dict[tuple[str, str], str] = {}
+    for path in MODULES:
+        me = module_name(path)
+        for line, target in imports(path):
+            if target in names and target != me:
+                edges.setdefault(me, set()).add(target)
+                where.setdefault((me, target), f"{path.relative_to(ROOT.parent)}:{line}")
+    cycle = _cycle(edges)
+    assert cycle is None, "modules import each other in a cycle: " + " → ".join(cycle) + (
+        "\n" + "\n".join(f"  {a} → {b} at {where[a, b]}" for a, b in zip(cycle, cycle[1:])))
+
+
 def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
     state: dict[str, int] = {}  # 1: on the path, 2: done
     path: list[str] = []

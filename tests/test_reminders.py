@@ -15,7 +15,7 @@ import pytest
 
 from tests.helpers import hold_event, run_worker, set_contact, variant, wait_for, with_store
 from worker.contact import ContactState
-from worker.holds.reminders import may_remind, reminder_at
+from worker.app.reminders import may_remind, reminder_at
 from worker.jdate import TOKYO
 from worker.mail.linewrap import MAIL_COLUMNS, columns
 

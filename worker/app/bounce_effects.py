@@ -53,9 +53,11 @@ def address_key(address: str) -> str:
 async def apply_failure(store: Store, settings: Settings, result: BounceResult, *,
                         card: str | None, hold_id: str | None, address: str, source: str,
                         diagnostic: str | None = None, hold: dict[str, str] | None = None,
-                        trust: Trust = SEND_TIME, traced: str = "smtp") -> dict[str, Any]:
+                        trust: Trust = SEND_TIME, traced: str = "smtp",
+                        what: str | None = None) -> dict[str, Any]:
     """Apply one failure for ``address`` (and ``card``/``hold_id`` when traced by
-    ``traced``), as far as ``trust`` allows."""
+    ``traced``), as far as ``trust`` allows. ``what``: the kind of mail, on the failure
+    rows, when not a hold notice ("confirmation mail", "reminder")."""
     bs = BounceStore(store)
     key = address_key(address)
     cards = set(await Registry(store).cards_with(key))
@@ -77,7 +79,7 @@ async def apply_failure(store: Store, settings: Settings, result: BounceResult, 
             c or "", hold_id if c == card else None, address, result, sender=sender,
             source=source, diagnostic=diagnostic, score=verdict.score,
             shared=(c != card), verified=trust.verified, traced=traced,
-            evidence=trust.evidence))
+            evidence=trust.evidence, **({"what": what} if what else {})))
     suspended = []
     if verdict.suspend and trust.may_suspend:
         for c in sorted(cards):

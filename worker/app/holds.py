@@ -1,16 +1,28 @@
-"""Hold notices: decide, send or list for a call, and record — once per hold.
+"""Hold notices: claim → decide → send → record, once per hold (:func:`notify_hold_ready`).
 
-Exactly one notice per hold_id: ``claim_hold.lua`` lets one worker at a time own
-a hold (a lease of ``[delivery] lease_s``), and a hold that reached an outcome
-(sent, phoned, cancelled, picked up) is never claimed again, whatever the
-redeliveries and duplicates.
+1. **Claim** (``claim_hold.lua``): one worker at a time owns a hold (a lease of
+   ``[delivery] lease_s``); a hold that reached an outcome (sent, phoned, cancelled,
+   picked up) is never claimed again, whatever the redeliveries and duplicates.
+2. **Decide**: pickup day passed, or the patron's contact says phone → the call list.
+3. **Send**: one mail through the one send path (worker/app/send.py) — now, or at the
+   end of the card's digest window at the branch (``[digest] gather_s``,
+   worker/app/digest.py); a window of 0 is a digest of one sent now.
+4. **Record**: worker/app/hold_mail.py, the same for both.
+
+One hold, one event. The event a hold is first claimed with decides everything about
+it: whom the notice goes to, what it says, which window it waits in, the card the
+outcome stream names. A later ``hold_ready`` for the same hold is a duplicate whatever
+it says (as when the first was already mailed); when it names another card or pickup
+branch it is also kept in ``review rejected`` (kind ``conflicting_event``) for the ILS
+team. So a hold belongs to exactly one window, and a mail carries only the data of the
+card it is addressed to, with or without a window.
 
 Fencing. Every claim (the first, a retry, the takeover of a lease whose worker died
 or stalled) gets a token of its own, and ``finish_hold.lua`` records an outcome only
 for the hold's latest token: a worker whose lease was taken over is told "lost",
 writes nothing and reports nothing (``Outcome.LOST``), so a hold is never counted as
 mailed twice, nor listed after it was mailed. Fencing cannot recall a mail, so the
-send is bounded as well: it must be over within ``SEND_SHARE`` of the lease after the
+send is bounded as well (worker/app/send.py): it must be over within ``SEND_SHARE`` of the lease after the
 claim, the rest of the lease being for recording the outcome and for clocks that
 differ between hosts. Waiting for a pooled connection, connecting and MAIL/RCPT/DATA
 are cut at that deadline; the message itself goes out only while a whole
@@ -39,65 +51,34 @@ into one — when:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from .bounce_effects import apply_failure
-from ..mail.compose import new_token
-from ..contact import CallReason, decide_contact
-from ..errors import EventError, PermanentDeliveryError, TransientDeliveryError
-from ..ils.events import MAX_EVENT_BYTES, HoldReady, HoldRef, hold_ref, json_text, parse_event
-from ..bounces.failures import failure_entry, smtp_result
-from ..jdate import TOKYO, now_tokyo
-from ..masking import mask_address
-from ..stats.fields import bounce_stats, carrier_bucket
-from ..holds.calls import call_due, call_entry
+from ..contact import CallReason, Contact, decide_contact
+from ..errors import EventError
 from ..holds.outcome import Outcome
-from ..holds.policy import next_retry_delay_s, pickup_passed, retention_s, retry_horizon
+from ..holds.policy import pickup_passed, retention_s
+from ..ils.events import MAX_EVENT_BYTES, HoldReady, HoldRef, hold_ref, json_text, parse_event
+from ..jdate import now_tokyo
+from ..mail.compose import new_token
 from ..runtime import Runtime
 from ..settings import Settings
-from ..store.core import Claim, Store, now_ms
+from ..store.core import Claim, Store
 from ..store.vocab import OPEN_STATUSES, ClaimVerdict, HoldStatus
-from ..mail.verp import Sent
-from ..store.verp import stamp_return_path
+from .digest import gather
+from .hold_mail import Member, Result, listing_of, mail_holds, record
+from .refusals import RefusalKind, reject
+from .send import deadline
 
 log = logging.getLogger(__name__)
 
-# The share of the lease a send may take, counted from the claim (see the docstring)
-SEND_SHARE = 0.8
 
-
-@dataclass(frozen=True)
-class Result:
-    outcome: Outcome
-    delay_ms: int = 0
-    detail: str = ""
-
-
-async def _phone(store: Store, ev: HoldReady | HoldRef, claim: Claim, reason: CallReason,
-                 detail: str = "", stats: dict[str, str] | None = None) -> Result:
-    now = now_tokyo()
-    call = call_entry(hold_id=ev.hold_id, card_number=ev.card_number,
-                      pickup_branch=ev.pickup_branch, pickup_by=ev.pickup_by, reason=reason,
-                      title=ev.item.title if isinstance(ev, HoldReady) else ev.title,
-                      added_at=now, detail=detail)
-    status = await store.finish_hold(ev.hold_id, HoldStatus.PHONED, claim.token, call=call,
-                                     due=call_due(ev.pickup_by, now.date()),
-                                     fields={"reason": reason.value, **(stats or {})})
-    if status == ClaimVerdict.LOST:
-        log.warning("hold %s: another worker took it over before it reached the call list",
-                    ev.hold_id)
-        return Result(Outcome.LOST)
-    if status != HoldStatus.PHONED:
-        log.info("hold %s: %s before it reached the call list", ev.hold_id, status)
-        return Result(Outcome.CLOSED, detail=status)
-    log.info("hold %s: on the phone-call list of %s (%s)", ev.hold_id, ev.pickup_branch,
-             reason.value)
-    return Result(Outcome.PHONED, detail=reason.value)
+async def _list(store: Store, ev: HoldReady | HoldRef, claim: Claim, reason: CallReason,
+                detail: str = "") -> Result:
+    """The claimed hold goes to the call list (the record step, for a hold not mailed)."""
+    return (await record(store, claim.token, ev.card_number,
+                         [listing_of(ev, reason, detail)]))[ev.hold_id]
 
 
 async def phone_refused(store: Store, settings: Settings, payload: Any,
@@ -119,15 +100,15 @@ async def phone_refused(store: Store, settings: Settings, payload: Any,
     if claim.verdict != ClaimVerdict.CLAIMED:  # already handled, or a valid event is being sent now
         return Result(Outcome.DUPLICATE if claim.verdict == ClaimVerdict.DONE else Outcome.BUSY,
                       detail=claim.status)
-    return await _phone(store, ref, claim, CallReason.INVALID_EVENT, error[:500])
+    return await _list(store, ref, claim, CallReason.INVALID_EVENT, error[:500])
 
 
 async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
+    """Claim → decide → send → record, once per hold (see the module's docstring)."""
     d = rt.settings.delivery
-    sender = rt.settings.mail.from_address
     now = now_tokyo()
-    # the send must be over well before the lease can run out (the lease starts after this)
-    deadline = asyncio.get_running_loop().time() + SEND_SHARE * d.lease_s
+    until = deadline(rt)  # the send must be over well before the lease (starting now) ends
+    # 1. claim
     claim = await rt.store.claim_hold(
         ev.hold_id, token=new_token(), lease_ms=int(d.lease_s * 1000),
         ttl_s=retention_s(ev.pickup_by, now, rt.settings.retention.hold_days),
@@ -136,78 +117,51 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         contact_of=ev.card_number)  # the contact comes in the same round trip
     if claim.verdict == ClaimVerdict.DONE:
         log.info("hold %s: already %s; duplicate ignored", ev.hold_id, claim.status)
+        if claim.first_event:  # the ILS said something else first: staff see what
+            await _first_event(rt, ev, claim)
         return Result(Outcome.DUPLICATE, detail=claim.status)
     if claim.verdict == ClaimVerdict.BUSY:
         return Result(Outcome.BUSY, delay_ms=claim.busy_ms + 1000)
+    contact = claim.contact
+    if claim.first_event:  # the hold was claimed before with another event: that one decides
+        ev, contact = await _first_event(rt, ev, claim)
 
+    # 2. decide
     if pickup_passed(ev.pickup_by, now):
-        return await _phone(rt.store, ev, claim, CallReason.PICKUP_PASSED)
-    decision = decide_contact(ev.contact, claim.contact or await rt.store.get_contact(ev.card_number))
+        return await _list(rt.store, ev, claim, CallReason.PICKUP_PASSED)
+    decision = decide_contact(ev.contact, contact or await rt.store.get_contact(ev.card_number))
     if not decision.by_email:
         assert decision.reason is not None
-        return await _phone(rt.store, ev, claim, decision.reason)
+        return await _list(rt.store, ev, claim, decision.reason)
 
-    assert decision.envelope is not None
-    if rt.settings.digest.gather_s > 0:  # one mail for the card's holds at this branch
-        from .digest import gather  # digest builds on this module
+    # 3. send and 4. record: in a window (its end sends), or now — a digest of one
+    if rt.settings.digest.gather_s > 0:
         return await gather(rt, ev, claim)
-    notice = await stamp_return_path(
-        rt.store, rt.settings, rt.composer.hold_ready(ev, decision.envelope, claim.notice),
-        Sent("hold", ev.card_number, decision.envelope, ev.hold_id))
+    member = Member(ev, claim.attempts, claim.first_ms, claim.notice)
+    return (await mail_holds(rt, ev.card_number, claim.token, [member], until,
+                             envelope=decision.envelope))[ev.hold_id]
 
-    async def extend(seconds: float) -> bool:
-        # the relay's reply to the message may take longer than the lease has left
-        until = now_ms() + int((seconds + (1 - SEND_SHARE) * d.lease_s) * 1000)
-        return await rt.store.extend_lease(ev.hold_id, claim.token, until)
+
+async def _first_event(rt: Runtime, ev: HoldReady, claim: Claim
+                       ) -> tuple[HoldReady, Contact | None]:
+    """The event the hold was first claimed with, which decides everything the notice
+    says and whom it goes to; one naming another card or branch than ``ev`` leaves ``ev``
+    in ``review rejected`` (kind conflicting_event) for the ILS team. The contact read
+    with the claim is kept when it is the first event's card's."""
     try:
-        reply = await rt.transport.send(notice, deadline, extend)
-    except PermanentDeliveryError as e:
-        result = smtp_result(e, decision.envelope)
-        assert result is not None  # a permanent refusal always carries the reply
-        await apply_failure(rt.store, rt.settings, result, card=ev.card_number,
-                            hold_id=ev.hold_id, address=decision.envelope, source="smtp",
-                            diagnostic=f"{e.code} {e.text}")
-        return await _phone(rt.store, ev, claim, CallReason.BOUNCED, f"{e.code} {e.text}",
-                            bounce_stats(decision.envelope, result.reason))
-    except TransientDeliveryError as e:
-        first = datetime.fromtimestamp(claim.first_ms / 1000, TOKYO)
-        delay = next_retry_delay_s(claim.attempts, now, retry_horizon(first, ev.pickup_by, d), d)
-        if delay is None:
-            await rt.store.add_failure(
-                failure_entry(ev.card_number, ev.hold_id, decision.envelope, e, sender))
-            return await _phone(rt.store, ev, claim, CallReason.DELIVERY_FAILED, str(e))
-        # the sweeper looks again if the retry has not come two leases after it was due
-        look_again = int((now.timestamp() + delay + 2 * d.lease_s) * 1000)
-        status = await rt.store.finish_hold(ev.hold_id, HoldStatus.RETRYING, claim.token,
-                                            due=look_again, fields={"last_error": str(e)})
-        if status == ClaimVerdict.LOST:  # the retry is the new claimant's business
-            log.warning("hold %s: attempt %d failed (%s) after another worker took it over",
-                        ev.hold_id, claim.attempts, e)
-            return Result(Outcome.LOST, detail=str(e))
-        log.warning("hold %s: attempt %d failed (%s); retrying in %.0f s", ev.hold_id,
-                    claim.attempts, e, delay)
-        return Result(Outcome.RETRY, delay_ms=int(delay * 1000), detail=str(e))
-
-    status = await rt.store.finish_hold(
-        ev.hold_id, HoldStatus.SENT, claim.token, card=ev.card_number,
-        fields={"message_id": notice.message_id, "sent_ms": int(now.timestamp() * 1000),
-                "to": mask_address(decision.envelope), "relay_reply": reply[:200],
-                "carrier": carrier_bucket(decision.envelope)})  # for the statistics
-    if status == ClaimVerdict.LOST:
-        # the relay took it after all, later than the margin: see window 3 in the docstring
-        log.warning("hold %s: notice %s was relayed but another worker had taken the hold"
-                    " over (our lease ran out); the patron may get it twice", ev.hold_id,
-                    notice.message_id)
-        return Result(Outcome.LOST)
-    # DEBUG, not INFO: the hold in Redis records the send (Message-ID, masked recipient,
-    # relay reply) and omitama_notices_total counts it; a line per notice relayed through
-    # dramatiq's main process cost ~1/6 of the worker's CPU (README, "Performance")
-    log.debug("hold %s: notice %s sent to %s", ev.hold_id, notice.message_id,
-              mask_address(decision.envelope))
-    if status == HoldStatus.SENT and rt.settings.reminder.enabled:
-        from .reminders import schedule  # reminders build on this module
-        await schedule(rt, [ev.hold_id], ev.pickup_by)
-    return Result(Outcome.SENT if status == HoldStatus.SENT else Outcome.CLOSED, detail=status)
+        first = parse_event(json.loads(claim.first_event), rt.branches)
+    except (EventError, ValueError):  # kept by a claim from a refused payload: ours decides
+        return ev, claim.contact
+    if not isinstance(first, HoldReady):
+        return ev, claim.contact
+    if (first.card_number, first.pickup_branch) != (ev.card_number, ev.pickup_branch):
+        await reject(rt.store, ev.model_dump(mode="json"),
+                     f"hold {ev.hold_id} was first announced for card {first.card_number} at"
+                     f" {first.pickup_branch}; this event (card {ev.card_number} at"
+                     f" {ev.pickup_branch}) is not used: the first event of a hold decides",
+                     event_id=ev.event_id, event_type=ev.type,
+                     kind=RefusalKind.CONFLICTING_EVENT)
+    return first, claim.contact if first.card_number == ev.card_number else None
 
 
 async def close_hold(rt: Runtime, hold_id: str, status: HoldStatus) -> str:
@@ -266,4 +220,4 @@ async def give_up(rt: Runtime, payload: Any, detail: str) -> Result | None:
             return Result(Outcome.DUPLICATE, detail=claim.status)
     # the detail is an exception's text: keep it storable whatever it quotes
     why = why[:500].encode("utf-8", "backslashreplace").decode("utf-8")
-    return await _phone(rt.store, ref, claim, reason, why)
+    return await _list(rt.store, ref, claim, reason, why)

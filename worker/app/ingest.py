@@ -125,22 +125,30 @@ class Trace:
     card: str | None = None
     hold_id: str | None = None
     hold: dict[str, str] | None = None
-    sent: Sent | None = None          # what the VERP token was issued for
+    sent: Sent | None = None          # what the mail's token was issued for
 
 
 async def trace(store: Store, settings: Settings, r: BounceResult, sent: Sent | None = None
                 ) -> Trace:
     """Trace one failed recipient: the VERP token first (``sent``), then our
-    Message-ID quoted in the bounce, then the failed address."""
+    Message-ID quoted in the bounce (a notice's names its hold; a reminder's or
+    confirmation's, what it was sent for), then the failed address."""
     if sent is not None:
         hold = await store.get_hold(sent.hold_id) if sent.hold_id else None
         return Trace("verp", sent.card, sent.hold_id or None, hold or None, sent)
-    token = token_of(r.original_message_id or "", settings.mail.message_id_domain)
+    mid, domain = r.original_message_id or "", settings.mail.message_id_domain
+    token = token_of(mid, domain)
     if token:
         hold_id = await store.hold_for_token(token)
         if hold_id:
             hold = await store.get_hold(hold_id)
             return Trace("message-id", hold.get("card_number"), hold_id, hold)
+    # a reminder's or confirmation's: its token names what it was sent for
+    token = token_of(mid, domain, "remind") or token_of(mid, domain, "reg")
+    mailed = await sent_for(store, token) if token else None
+    if mailed is not None:
+        hold = await store.get_hold(mailed.hold_id) if mailed.hold_id else None
+        return Trace("message-id", mailed.card, mailed.hold_id or None, hold or None, mailed)
     if not r.recipient:
         return Trace("none")
     cards = sorted(await Registry(store).cards_with(address_key(r.recipient)))

@@ -25,6 +25,9 @@ class RefusalKind(StrEnum):
     WRONG_ACTOR = "wrong_actor"                # a valid event sent to another type's actor
     INVALID_EVENT = "invalid_event"            # the event fails validation (worker.ils.events)
     REFUSED_ADDRESS = "refused_address"        # address_registered with an unusable address
+    # a valid hold_ready naming another card or branch than the hold's first event, which
+    # decides (worker/app/holds.py): kept so the ILS team can see what it sent
+    CONFLICTING_EVENT = "conflicting_event"
 
 
 def payload_fingerprint(raw: str | bytes) -> str:

@@ -23,10 +23,8 @@ from ..contact.addresses import normalise_address
 from ..masking import mask_address
 from ..contact.carriers import allow_sender_advice, carrier_label
 from ..contact.codes import code_expired, code_expiry, hash_code, new_code, verify_code
-from ..mail.compose import new_token
-from ..errors import AddressError, PermanentDeliveryError, ReviewError
+from ..errors import AddressError, ReviewError
 from ..ils.events import AddressRegistered, AddressRemoved
-from ..bounces.failures import failure_entry
 from .refusals import RefusalKind, reject as reject_event
 from ..jdate import TOKYO, ja_date
 from ..contact.changes import (AuditKind, ContactChange, Record, Registration, approved,
@@ -36,7 +34,7 @@ from ..runtime import Runtime
 from ..settings import Settings
 from ..store.core import Store, now_ms
 from ..mail.verp import Sent
-from ..store.verp import stamp_return_path
+from .send import Delivered, deadline, send_mail
 
 log = logging.getLogger(__name__)
 
@@ -104,20 +102,21 @@ async def register(rt: Runtime, ev: AddressRegistered,
         await reg.apply(card, change)
     except _Seen as seen:
         return seen.outcome
-    notice = await stamp_return_path(rt.store, settings, rt.composer.confirmation(
-        addr.envelope, code, ev.application_branch, addr.carrier, ja_date(expires), new_token()),
-        Sent("registration", card, addr.envelope, event_id=ev.event_id))
-    try:
-        await rt.transport.send(notice)
-    except PermanentDeliveryError as e:
-        entry = failure_entry(card, None, addr.envelope, e, settings.mail.from_address)
-        await rt.store.add_failure({**entry, "what": "confirmation mail"})
-        await reg.set_confirmation(card, ev.event_id, Confirmation.REFUSED, f"{e.code} {e.text}")
+    d = await send_mail(
+        rt, Sent("registration", card, addr.envelope, event_id=ev.event_id),
+        lambda token: rt.composer.confirmation(addr.envelope, code, ev.application_branch,
+                                               addr.carrier, ja_date(expires), token),
+        until=deadline(rt))
+    if d.outcome is Delivered.REFUSED:  # the failure row and the bounce steps are done
+        await reg.set_confirmation(card, ev.event_id, Confirmation.REFUSED, d.diagnostic)
         log.warning("card %s: confirmation mail to %s refused: %s", card,
-                    mask_address(addr.display), e)
+                    mask_address(addr.display), d.error)
         return RegistrationResult.REFUSED_MAIL
-    # a transient failure propagates: the actor retries, and a new code replaces this one
-    await reg.set_confirmation(card, ev.event_id, Confirmation.SENT, notice.message_id)
+    if d.outcome is Delivered.TRANSIENT:
+        # the actor retries, and a new code replaces this one
+        assert d.error is not None
+        raise d.error
+    await reg.set_confirmation(card, ev.event_id, Confirmation.SENT, d.message_id)
     log.info("card %s: confirmation mail sent to %s", card, mask_address(addr.display))
     return RegistrationResult.SENT
 

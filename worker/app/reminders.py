@@ -10,28 +10,42 @@ pickup branch as the digest does, and sends one mail per group; ``remind_done.lu
 records each hold and its ``reminded`` outcome in one step. Never twice (the take);
 never after ``pickup_by`` (such holds are dropped); a hold whose notice went by phone
 is never scheduled. A transient failure leaves the holds scheduled for the next pass.
+
+A reminder goes through the one send path (worker/app/send.py) and is traced like a
+notice: its Message-ID ``<remind.TOKEN@…>`` and its VERP return path carry a token
+remembered with the card and address, so a bounce of it suspends the address as a
+notice's does (the holds stay as they are: their notice was mailed).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from ..contact import decide_contact
-from ..errors import EventError, PermanentDeliveryError, TransientDeliveryError
-from ..bounces.failures import smtp_result
-from ..holds.reminders import may_remind, reminder_at
+from ..errors import EventError
 from ..ils.events import HoldReady, parse_event
+from ..jdate import TOKYO
 from ..mail.compose import new_token
+from ..mail.verp import Sent
 from ..masking import mask_address
 from ..runtime import Runtime
 from ..store.reminders import ReminderStore
-from .bounce_effects import apply_failure
+from .send import Delivered, deadline, send_mail
 
 log = logging.getLogger(__name__)
+
+
+def reminder_at(pickup_by: date, days_before: int, hour: int) -> datetime:
+    """The moment (JST) the reminder of a hold whose last day is ``pickup_by`` is due."""
+    return datetime.combine(pickup_by - timedelta(days=days_before), time(hour), TOKYO)
+
+
+def may_remind(pickup_by: date, at: datetime) -> bool:
+    """Never after the last day: a reminder at ``at`` is still useful on ``pickup_by``."""
+    return at.astimezone(TOKYO).date() <= pickup_by
 
 
 async def schedule(rt: Runtime, hold_ids: list[str], pickup_by: date) -> None:
@@ -48,7 +62,7 @@ async def run_pass(rt: Runtime, at: datetime) -> dict[str, Any]:
     ids = await rs.due(int(at.timestamp() * 1000))
     groups: dict[tuple[str, str], list[HoldReady]] = {}
     late = []
-    for hold_id, h in zip(ids, await rs.holds(ids)):
+    for hold_id, h in zip(ids, await rt.store.get_holds(ids)):
         try:
             ev = parse_event(json.loads(h.get("event") or "{}"), rt.branches)
         except (EventError, ValueError):
@@ -78,25 +92,18 @@ async def _send(rt: Runtime, rs: ReminderStore, card: str, events: list[HoldRead
     if not decision.by_email or decision.envelope is None:
         await rs.drop(ids)  # the address was suspended or removed since: no reminder
         return False
-    notice = rt.composer.reminder(events, decision.envelope, token)
-    deadline = asyncio.get_running_loop().time() + 0.8 * rt.settings.delivery.lease_s
-
-    async def extend(seconds: float) -> bool:
-        return True  # a reminder is taken, not leased: a late reply changes nothing
-    try:
-        await rt.transport.send(notice, deadline, extend)
-    except PermanentDeliveryError as e:
-        result = smtp_result(e, decision.envelope)
-        if result is not None:  # the address scores the bounce; the holds stay as they are
-            await apply_failure(rt.store, rt.settings, result, card=card, hold_id=None,
-                                address=decision.envelope, source="smtp",
-                                diagnostic=f"{e.code} {e.text}")
+    to = decision.envelope
+    # no lease to extend: a reminder is taken (remind_take.lua), and a late reply
+    # changes nothing but the take's end; the send path traces it like a notice
+    d = await send_mail(rt, Sent("reminder", card, to),
+                        lambda name: rt.composer.reminder(events, to, name), until=deadline(rt))
+    if d.outcome is Delivered.REFUSED:  # the address scored it; the holds stay as they are
         await rs.drop(ids)
         return False
-    except TransientDeliveryError as e:
-        log.warning("reminder for %d holds of a card: %s; tried again next pass", len(ids), e)
+    if d.outcome is Delivered.TRANSIENT:
+        log.warning("reminder for %d holds of a card: %s; tried again next pass", len(ids),
+                    d.error)
         return False
-    await rs.done(ids, token, notice.message_id)
-    log.info("reminder %s: %d holds, to %s", notice.message_id, len(ids),
-             mask_address(decision.envelope))
+    await rs.done(ids, token, d.message_id)
+    log.info("reminder %s: %d holds, to %s", d.message_id, len(ids), mask_address(to))
     return True

@@ -38,13 +38,15 @@ def new_token() -> str:
     return secrets.token_hex(12)
 
 
-def token_of(message_id: str, domain: str) -> str | None:
-    """The notice token inside one of our Message-IDs, or None if it is not ours."""
+def token_of(message_id: str, domain: str, kind: str = "hold") -> str | None:
+    """The token inside one of our Message-IDs of ``kind`` — ``hold`` (a notice or
+    digest: ``notice:TOKEN``), ``remind`` or ``reg`` (a reminder, a confirmation: the
+    token worker/app/send.py remembered) — or None if it is not ours."""
     mid = message_id.strip().strip("<>")
     local, _, dom = mid.partition("@")
-    if dom.lower() != domain.lower() or not local.startswith("hold."):
+    if dom.lower() != domain.lower() or not local.startswith(kind + "."):
         return None
-    return local[5:] or None
+    return local[len(kind) + 1:] or None
 
 
 class Composer:

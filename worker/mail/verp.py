@@ -5,8 +5,9 @@ confirmation mail goes out with ``MAIL FROM:<bounce+TOKEN@city.omitama.ibaraki.j
 The relay sends any failure report to that address (its ``recipient_delimiter = +``
 delivers it to the ``bounce`` mailbox), and the token — 128 random bits, lower-case hex
 because some mail systems lower-case local parts — maps in Redis
-(:mod:`worker.store.verp`) to the hold or registration it was sent for, for
-``[bounces] token_days``. Empty ``return_path`` (the default) keeps today's envelope
+(:mod:`worker.store.verp`) to the hold, reminder or registration it was sent for, for
+``[bounces] token_days``. A reminder's or confirmation's Message-ID carries the same
+token (worker/app/send.py). Empty ``return_path`` (the default) keeps today's envelope
 sender, ``[mail] from_address``.
 
 The From header stays ``from_address`` in both cases: patrons' filters allow that
@@ -29,10 +30,10 @@ TOKEN_RE = re.compile(r"[0-9a-f]{32}")
 class Sent:
     """What one return-path token was issued for (stored with it)."""
 
-    kind: str               # "hold" | "registration"
+    kind: str               # "hold" | "reminder" | "registration"
     card: str
     address: str            # the envelope recipient the mail went to
-    hold_id: str = ""       # kind "hold"
+    hold_id: str = ""       # kind "hold" (a digest's: its first hold)
     event_id: str = ""      # kind "registration": the address_registered event
 
 

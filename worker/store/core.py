@@ -73,6 +73,7 @@ class Claim:
     busy_ms: int = 0        # for BUSY: how long the other worker's lease still runs
     contact: Contact | None = None  # the patron's contact, when asked for with the claim
     notice: str = ""        # the notice's token (its Message-ID), the same for every claim
+    first_event: str = ""   # the event the hold was first claimed with, when not this one
 
 
 def _dumps(obj: Any) -> str:
@@ -147,7 +148,9 @@ class Store:
     async def claim_hold(self, hold_id: str, *, token: str, lease_ms: int, ttl_s: int,
                          fields: dict[str, str], contact_of: str | None = None) -> Claim:
         """Claim a hold (``claim_hold.lua``) with a ``token`` never used before: it fences
-        the claim (see :meth:`finish_hold`). With ``contact_of`` the patron's contact is
+        the claim (see :meth:`finish_hold`). ``fields`` (kept by the first claim) begin
+        with ``event``: a later claim with another event gets the first one back
+        (``Claim.first_event``). With ``contact_of`` the patron's contact is
         read in the same round trip (a pipeline of EVALSHA + HGETALL): one Redis round
         trip per notice less. The read is independent of the claim, so this changes no
         outcome; when the server lost its script cache (a restart) the claim did not run
@@ -173,10 +176,11 @@ class Store:
             contact = self._contact(contact_of, h)
         if res[0] == ClaimVerdict.CLAIMED:
             return Claim(ClaimVerdict.CLAIMED, token=res[1], attempts=int(res[2]),
-                         first_ms=int(res[3]), contact=contact, notice=res[4])
+                         first_ms=int(res[3]), contact=contact, notice=res[4],
+                         first_event=res[5] if len(res) > 5 else "")
         if res[0] == ClaimVerdict.BUSY:
             return Claim(ClaimVerdict.BUSY, busy_ms=int(res[1]))
-        return Claim(ClaimVerdict.DONE, status=res[1])
+        return Claim(ClaimVerdict.DONE, status=res[1], first_event=res[2] if len(res) > 2 else "")
 
     async def extend_lease(self, hold_id: str, token: str, until_ms: int) -> bool:
         """Make the lease of the claim holding ``token`` run at least until ``until_ms``
@@ -211,6 +215,13 @@ class Store:
 
     async def get_hold(self, hold_id: str) -> dict[str, str]:
         return await self.r.hgetall(self.k.hold(hold_id))
+
+    async def get_holds(self, hold_ids: list[str]) -> list[dict[str, str]]:
+        """Several holds in one round trip (a digest's, a reminder pass's)."""
+        async with self.r.pipeline(transaction=False) as p:
+            for h in hold_ids:
+                p.hgetall(self.k.hold(h))
+            return list(await p.execute())
 
     async def hold_for_token(self, token: str) -> str | None:
         return await self.r.get(self.k.notice(token))

@@ -48,12 +48,6 @@ class DigestStore:
                                args=[gather_id, token, now_ms(), lease_ms, *members])
         return None if res is None else list(res)
 
-    async def holds(self, hold_ids: list[str]) -> list[dict[str, str]]:
-        async with self.r.pipeline(transaction=False) as p:
-            for h in hold_ids:
-                p.hgetall(self.k.hold(h))
-            return list(await p.execute())
-
     async def finish_all(self, outcomes: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, int]],
                          token: str, card: str) -> list[str]:
         """finish_hold for every hold of one digest — (hold_id, outcome, fields, call, due)
@@ -69,6 +63,12 @@ class DigestStore:
                 p.evalsha(self.s._finish.sha, len(keys), *keys, *args,
                           *outcome_args(self.s.outcomes_maxlen, now_iso()))
             return [str(x) for x in await p.execute()]
+
+    async def name_notice(self, token: str, hold_id: str) -> None:
+        """``notice:TOKEN`` names the digest's first hold (its Message-ID's token), kept
+        as long as that hold (a day at least)."""
+        ttl = int(await self.r.ttl(self.k.hold(hold_id)))
+        await self.r.set(self.k.notice(token), hold_id, ex=max(ttl, 86400))
 
     async def extend_all(self, hold_ids: list[str], token: str, until_ms: int) -> bool:
         ok = True

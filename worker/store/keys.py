@@ -27,8 +27,9 @@ bounces:seen                set    fingerprints of ingested mails (dedup)       
 bounces:reasons             hash   reason → failures recorded (metrics)         kept
 bounces:weak:{key}:{day}    str    unverified bounces counted for an address    2 days
                                    that day (rate limit, worker/app/ingest.py)
-verp:{token}                str    JSON of what a return-path token was issued  [bounces] token_days
-                                   for: hold or registration, card, address
+verp:{token}                str    JSON of what a mail token was issued for     [bounces] token_days
+                                   (a return path's; the Message-ID's of a
+                                   reminder or confirmation): kind, card, address
 suspended                   set    cards whose address is suspended (metrics)   while suspended
 sent:{card}                 list   hold ids of the last notices mailed to card  20 newest
 rejected                    hash   fingerprint → JSON of a refused event        [retention] refused_days

@@ -21,12 +21,6 @@ class ReminderStore:
     async def due(self, at_ms: int, limit: int = 1000) -> list[str]:
         return list(await self.r.zrangebyscore(self.k.reminders, "-inf", at_ms, 0, limit))
 
-    async def holds(self, hold_ids: list[str]) -> list[dict[str, str]]:
-        async with self.r.pipeline(transaction=False) as p:
-            for h in hold_ids:
-                p.hgetall(self.k.hold(h))
-            return list(await p.execute())
-
     async def take(self, hold_ids: list[str], token: str, hold_ms: int) -> list[str]:
         return list(await self._take(keys=[self.k.reminders, *[self.k.hold(h) for h in hold_ids]],
                                      args=[token, now_ms(), hold_ms, *hold_ids]))

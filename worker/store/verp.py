@@ -1,26 +1,18 @@
-"""Redis I/O of VERP return-path tokens (see :mod:`worker.mail.verp`)."""
+"""Redis I/O of mail tokens: what each VERP return path or non-notice Message-ID token was
+issued for (see :mod:`worker.mail.verp`; the mail is built in worker/app/send.py)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 
-from ..mail.compose import Notice
-from ..settings import Settings
+from ..mail.verp import Sent
 from .core import Store, _dumps
-from ..mail.verp import Sent, new_token, with_return_path
 
 
-async def stamp_return_path(store: Store, settings: Settings, notice: Notice, sent: Sent) -> Notice:
-    """``notice`` with its own return path, the token remembered for ``[bounces]
-    token_days``; unchanged (no Redis call) when ``[mail] return_path`` is empty."""
-    template = settings.mail.return_path
-    if not template:
-        return notice
-    token = new_token()
-    await store.r.set(store.k.verp(token), _dumps(asdict(sent)),
-                      ex=int(settings.bounces.token_days * 86400))
-    return with_return_path(notice, template, token)
+async def remember_sent(store: Store, token: str, sent: Sent, keep_s: int) -> None:
+    """Remember what ``token`` was issued for, for ``keep_s`` seconds."""
+    await store.r.set(store.k.verp(token), _dumps(asdict(sent)), ex=keep_s)
 
 
 async def sent_for(store: Store, token: str) -> Sent | None:

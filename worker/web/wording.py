@@ -26,6 +26,8 @@ REFUSAL_KIND_JA: dict[str, str] = {
     RefusalKind.WRONG_ACTOR: "データの種類(type)と送り先(actor_name)が一致しません",
     RefusalKind.INVALID_EVENT: "データの内容が正しくありません",
     RefusalKind.REFUSED_ADDRESS: "メールアドレスとして使えないため受け付けられません",
+    RefusalKind.CONFLICTING_EVENT: "同じ予約の先のデータとカード番号または受取館が違います"
+                                   "(先のデータで連絡しています)",
 }
 CODE_JA = {"valid": "有効", "expired": "期限切れ", "locked": "ロック(誤入力が上限)"}
 STAFF_JA = {"worker": "自動処理", "website": "ウェブサイト(利用者本人)"}

@@ -2,8 +2,12 @@
 -- KEYS[1] hold:{hold_id}   KEYS[2] notice:{token} (used only when the hold is new)
 -- KEYS[3] inflight (the sweeper looks at the hold again after two leases)
 -- ARGV[1] now_ms  ARGV[2] lease_ms  ARGV[3] token (fresh for every claim)  ARGV[4] hold_id
--- ARGV[5] ttl_s  ARGV[6..] field/value pairs stored on first claim (event JSON, card, …)
--- Returns {"claimed", token, attempts, first_ms, notice} | {"done", status} | {"busy", ms_left}
+-- ARGV[5] ttl_s  ARGV[6..] field/value pairs stored on first claim, the first pair being
+-- the event ("event", its JSON), then card, …
+-- Returns {"claimed", token, attempts, first_ms, notice, first_event}
+-- | {"done", status, first_event} | {"busy", ms_left}. `first_event` is "" unless the
+-- hold was claimed before with an event other than the one given now: then it is that
+-- first event, which decides (one hold, one event: worker/app/holds.py).
 --
 -- Fencing: every claim stores its own token, and finish_hold.lua writes an outcome only
 -- for the token stored last. A worker whose lease ran out and was taken over can no
@@ -12,6 +16,15 @@
 -- Vocabulary: HoldStatus, ClaimVerdict (worker/store/vocab.py)
 local hold = KEYS[1]
 local now = tonumber(ARGV[1])
+
+-- the event the hold was first claimed with, when it is not the one given now ("" if so)
+local function first_event()
+  local first = redis.call("HGET", hold, ARGV[6] or "")
+  if first == ARGV[7] then
+    first = false
+  end
+  return first or ""
+end
 local lease = tonumber(ARGV[2])
 local status = redis.call("HGET", hold, "status")
 
@@ -21,7 +34,7 @@ if status == "sending" then
     return {"busy", tostring(until_ms - now)}
   end
 elseif status and status ~= "retrying" then
-  return {"done", status}
+  return {"done", status, first_event()}
 end
 
 if not status then
@@ -33,7 +46,7 @@ if not status then
   redis.call("SET", KEYS[2], ARGV[4], "EX", ARGV[5])
   redis.call("EXPIRE", hold, ARGV[5])
   redis.call("ZADD", KEYS[3], now + 2 * lease, ARGV[4])
-  return {"claimed", ARGV[3], "1", tostring(now), ARGV[3]}
+  return {"claimed", ARGV[3], "1", tostring(now), ARGV[3], ""}
 end
 
 -- a retry, or a lease left behind by a worker that died or is still busy mid-send:
@@ -46,4 +59,5 @@ end
 redis.call("HSET", hold, "status", "sending", "lease_until", now + lease, "token", ARGV[3])
 redis.call("ZADD", KEYS[3], now + 2 * lease, ARGV[4])
 local attempts = redis.call("HINCRBY", hold, "attempts", 1)
-return {"claimed", ARGV[3], tostring(attempts), redis.call("HGET", hold, "first_ms"), notice}
+return {"claimed", ARGV[3], tostring(attempts), redis.call("HGET", hold, "first_ms"), notice,
+        first_event()}

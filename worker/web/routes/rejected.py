@@ -14,7 +14,7 @@ from ..wording import REFUSAL_KIND_JA
 
 # the event inside was valid (or is not what was wrong): validating it again cannot say why
 _NOT_THE_EVENT = (RefusalKind.MALFORMED_ENVELOPE, RefusalKind.WRONG_ACTOR,
-                  RefusalKind.REFUSED_ADDRESS)
+                  RefusalKind.REFUSED_ADDRESS, RefusalKind.CONFLICTING_EVENT)
 
 
 async def page(request: Request) -> Response:
