@@ -240,9 +240,8 @@ async def set_contact(store: Any, card: str, state: Any, *, address: str | None 
     from worker.contact import ContactState
     from worker.contact.changes import Registration, approved, registered, removed, suspended
     from worker.masking import mask_address
-    from worker.store.contacts import Registry
 
-    reg = Registry(store)
+    reg = store.contacts
     if state is ContactState.NONE:
         await reg.apply(card, lambda b: removed(b, staff, why))
         return

@@ -1,6 +1,6 @@
 """Hypothesis strategies for hostile ILS input, and the oracle the harness judges it by.
 
-Events are built from the contract (DESIGN.md "Events in", worker/events.py) field by
+Events are built from the contract (DESIGN.md "Events in", worker/ils/events.py) field by
 field: each field is mostly valid and sometimes replaced by a hostile value. Every
 replacement carries a *level*:
 

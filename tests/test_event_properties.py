@@ -27,7 +27,8 @@ from worker.errors import EventError
 from worker.ils.events import (EARLIEST_DAY, EVENT_TYPES, LATEST_DAY, AddressRegistered, HoldReady,
                            hold_ref, json_text, parse_event)
 from worker.jdate import TOKYO
-from worker.holds.policy import pickup_deadline, pickup_passed, retention_s, retry_horizon
+from worker.holds.retention import retention_s
+from worker.holds.policy import pickup_deadline, pickup_passed, retry_horizon
 from worker.settings import DeliverySettings
 
 BRANCHES = {"ogawa", "tamari", "minori"}

@@ -218,12 +218,35 @@ def test_the_decoder_runs_an_internal_actor_only_for_what_the_worker_signed(
     elif got["actor_name"] in INTERNAL:
         assert signed
     assert set(got["options"]) <= {"redis_message_id", "retries", "eta", "traceback",
-                                   "requeue_timestamp", "omitama_raw_sha", SIG}
+                                   "requeue_timestamp", SIG}
     if not refused and signed:  # changed by one argument, it is refused
         forged = {**msg, "args": [*msg["args"], 1]} if isinstance(msg["args"], list) else None
         if forged is not None and got["actor_name"] in INTERNAL:
             again = enc.decode(json.dumps(forged).encode())
             assert again["message_id"].startswith("malformed-")
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=20), _JSON, max_size=4), _JSON, _JSON,
+       st.sampled_from(["", "ils-1"]))
+def test_a_refusal_key_is_computed_never_chosen_by_the_producer(
+        options: dict[str, Any], first: Any, second: Any, message_id: str) -> None:
+    """Two messages carrying different events are kept as two refusals whatever options
+    and message_id the producer gives both (``omitama_raw_sha`` named the row once);
+    the same message decoded twice (a redelivery) is kept under one key."""
+    import dramatiq
+
+    from worker.queue.actors import refusal_key
+    enc = EnvelopeEncoder(lambda: {"hold_ready"}, _SIGNER)
+    options = {**options, "omitama_raw_sha": "chosen", "redis_message_id": "r-1"}
+
+    def key(event: Any) -> str:
+        msg = {**message("hold_ready", [event]), "options": dict(options),
+               "message_id": message_id}
+        return refusal_key(dramatiq.Message(**enc.decode(json.dumps(msg).encode())))
+    assert key(first) == key(first)
+    if json.dumps(first, sort_keys=True) != json.dumps(second, sort_keys=True):
+        assert key(first) != key(second)
 
 
 def test_redis_away_while_reading_the_queue_secret_is_a_connection_error():

@@ -191,7 +191,7 @@ def test_mask_filter_masks_whatever_slips_through(caplog):
 
 def test_review_rejected_lists_refusals_in_arrival_order(clean_redis, settings):
     # many refusals inside one millisecond used to tie and come out in fingerprint order
-    from worker.app.refusals import reject
+    from worker.app.refusals import keep_refusal as reject
 
     async def refuse_many(store):
         for i in range(60):

@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from tests.helpers import hold_event, run_worker, set_contact, variant, wait_for, with_store
 from worker.contact import ContactState
-from worker.store.bounces import BounceStore
 
 ISO_JST = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+09:00$")
 FIELDS = {"hold_id", "card_number", "outcome", "reason", "message_id", "at"}
@@ -88,7 +87,7 @@ def test_a_bounce_after_sending_is_bounced_then_listed(smtp_settings, smtp_sink,
     mid = with_store(smtp_settings, lambda s: s.get_hold("H-1"))["message_id"]
 
     async def bounce(store):
-        bs = BounceStore(store)
+        bs = store.bounces
         call = {"hold_id": "H-1", "card_number": "C-1", "reason": "bounced"}
         assert await bs.rephone("H-1", call, 20991205, "bounced") == "phoned"
         # a second bounce of the same mail: already listed, nothing new to tell
@@ -152,7 +151,7 @@ def test_every_state_change_has_its_outcome_and_no_other(settings, clean_redis, 
             elif op == "uncall":
                 await store.uncall(hold_id, {"hold_id": hold_id, "staff": "S"})
             else:
-                await BounceStore(store).rephone(hold_id, {"hold_id": hold_id}, 1, "bounced")
+                await store.bounces.rephone(hold_id, {"hold_id": hold_id}, 1, "bounced")
             after = await store.get_hold(hold_id)
             new = [f for _, f in await store.r.xrange(key, f"({last[0][0]}" if last else "-")]
             changed = (before.get("status"), before.get("closed")) != (

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import hold_event, run_worker, set_contact, variant, wait_for, with_store
 from tests.test_retention import everything, outbox_text, traces
 from worker.contact import ContactState
@@ -88,3 +90,113 @@ def test_export_never_shows_the_receipt_codes_hash(settings, clean_redis):
     data = with_store(settings, lambda st: export(st, settings, "C-P"))
     assert data["patron"]["code_hash"] == "(hashed; kept)" and data["patron"]["state"] == "pending"
     assert raw["code_hash"] not in json.dumps(data) and raw["code_salt"] not in json.dumps(data)
+
+
+@pytest.mark.parametrize("window_s", [2.0, 0.0])
+def test_forget_while_a_message_is_still_queued_for_the_hold_is_not_undone(
+        settings, smtp_sink, clean_redis, window_s):
+    """`patron forget` while the hold waits — in a digest window (gather_s > 0), or for a
+    retry after the relay's 451 (gather_s = 0) — used to be undone when the queued
+    message came back: the claim found no hold, stored the event again, and the hold was
+    listed with title and name, with new outcomes, visible in `patron export`. Now the
+    message finds the hold stripped and listed as `forgotten` (the patron still has to be
+    told): no card, no title, no name anywhere; no mail."""
+    from worker.app.calls import calls_view
+    from worker.app.patron_data import export, forget
+    from worker.queue.actors import hold_ready
+    from tests.helpers import queue_empty
+
+    s = variant(settings, mail={"transport": "smtp"},
+                smtp={"port": smtp_sink.port, "pool_size": 2, "timeout": 5},
+                # the retry comes 2 s after the 451: time enough to forget before it
+                delivery={"min_backoff_s": 2, "max_backoff_s": 2.5, "lease_s": 5},
+                digest={"gather_s": window_s})
+    r, p = clean_redis, s.redis.key_prefix
+    with_store(s, lambda st: set_contact(st, "C-F", ContactState.ACTIVE, address=ADDRESS))
+    if not window_s:
+        smtp_sink.refuse(ADDRESS, "451 4.3.0 try again later")  # every attempt: a retry
+    with run_worker(s):
+        hold_ready.send(_ev("H-1", "C-F", pickup_by="2099-12-05"))
+        wait_for(lambda: with_store(s, lambda st: st.get_hold("H-1")).get("status") == "retrying")
+        with_store(s, lambda st: forget(st, s, "C-F", "S07", "利用者の申し出"))
+        right_after = with_store(s, lambda st: export(st, s, "C-F"))
+        assert not queue_empty(s)  # the hold's message is still to come back
+        smtp_sink.refuse(ADDRESS, None)  # the relay would take it now
+        wait_for(lambda: queue_empty(s), timeout=window_s + 20)
+    assert all(not v for k, v in right_after.items() if k not in ("card_number", "audit"))
+    after = with_store(s, lambda st: export(st, s, "C-F"))
+    assert all(not v for k, v in after.items() if k not in ("card_number", "audit")), after
+    assert smtp_sink.messages == []
+    h = with_store(s, lambda st: st.get_hold("H-1"))
+    assert (h["status"], h["reason"]) == ("phoned", "forgotten")
+    assert not {"card_number", "event", "token", "notice"} & set(h)
+    [row] = with_store(s, lambda st: calls_view(st))
+    assert (row["hold_id"], row["card_number"], row["title"], row["patron_name"]) == (
+        "H-1", None, None, "")
+    assert (row["reason"], row["pickup_branch"], row["pickup_by"]) == (
+        "forgotten", "ogawa", "2099-12-05")
+    dump = everything(r, p, s.redis.namespace)
+    assert not {k for k, v in dump.items() if traces(v, (TITLE, NAME, ADDRESS))}
+    assert [k for k in dump if "C-F" in k or "C-F" in dump[k]] == [f"{p}audit:C-F"]
+    told = [f for _, f in r.xrange(f"{p}outcomes") if f["hold_id"] == "H-1"]
+    assert [(f["outcome"], f["reason"], f["card_number"]) for f in told] == [
+        ("listed", "forgotten", "")]
+
+
+def test_forget_lists_a_hold_not_yet_phoned_without_what_names_the_patron(
+        settings, clean_redis, tmp_path):
+    """A hold on the call list when its card is forgotten stays there (the patron still
+    has to be told) as `forgotten`, hold id, branch and last day only; a hold already
+    mailed is not listed; a late duplicate of either re-creates nothing."""
+    from worker.app.calls import calls_view
+    from worker.app.patron_data import forget
+    from worker.queue.actors import hold_ready
+    from tests.helpers import queue_empty
+
+    s = variant(settings, mail={"outbox_dir": str(tmp_path / "outbox")})
+    with_store(s, lambda st: set_contact(st, "C-F", ContactState.ACTIVE, address=ADDRESS))
+    with run_worker(s):
+        hold_ready.send(_ev("H-1", "C-F"))
+        hold_ready.send(_ev("H-2", "C-F", contact="phone", pickup_by="2099-12-05"))
+        wait_for(lambda: with_store(s, lambda st: st.get_hold("H-1")).get("status") == "sent"
+                 and with_store(s, lambda st: st.calls()))
+        counts = with_store(s, lambda st: forget(st, s, "C-F", "S07", "利用者の申し出"))
+        assert counts["listed_for_call"] == 1 and counts["holds"] == 2
+        hold_ready.send(_ev("H-1", "C-F"))  # late duplicates from the ILS
+        hold_ready.send(_ev("H-2", "C-F", contact="phone", pickup_by="2099-12-05"))
+        wait_for(lambda: queue_empty(s))
+    [row] = with_store(s, lambda st: calls_view(st))
+    assert (row["hold_id"], row["card_number"], row["title"], row["reason"], row["pickup_by"]) == (
+        "H-2", None, None, "forgotten", "2099-12-05")
+    assert with_store(s, lambda st: st.get_hold("H-1"))["status"] == "sent"
+    dump = everything(clean_redis, s.redis.key_prefix, s.redis.namespace)
+    assert not {k for k, v in dump.items() if traces(v, (TITLE, NAME, ADDRESS, "C-F"))
+                if not k.endswith("audit:C-F")}
+
+
+def test_forget_reaches_an_event_still_unread_in_the_queue(settings, clean_redis, tmp_path):
+    """A hold_ready for the card still waiting in the queue (no worker has read it: no
+    hold record yet) when the card is forgotten: the worker reads it afterwards and finds
+    the hold listed as `forgotten`; it stores neither the event nor the card."""
+    from worker.app.calls import calls_view
+    from worker.app.patron_data import forget
+    from worker.queue.actors import hold_ready
+    from tests.helpers import queue_empty
+
+    s = variant(settings, mail={"outbox_dir": str(tmp_path / "outbox")})
+    with_store(s, lambda st: set_contact(st, "C-F", ContactState.ACTIVE, address=ADDRESS))
+    hold_ready.send(_ev("H-Q", "C-F", pickup_by="2099-12-05"))  # no worker yet
+    hold_ready.send(hold_event("H-O", "C-O", contact="phone"))  # another card's: untouched
+    counts = with_store(s, lambda st: forget(st, s, "C-F", "S07", "利用者の申し出"))
+    assert counts["listed_for_call"] == 1
+    with run_worker(s):
+        wait_for(lambda: queue_empty(s))
+    rows = {r["hold_id"]: r for r in with_store(s, lambda st: calls_view(st))}
+    assert (rows["H-Q"]["card_number"], rows["H-Q"]["title"], rows["H-Q"]["reason"]) == (
+        None, None, "forgotten")
+    assert rows["H-O"]["card_number"] == "C-O"
+    h = with_store(s, lambda st: st.get_hold("H-Q"))
+    assert "event" not in h and "card_number" not in h
+    assert not list((tmp_path / "outbox").glob("*.eml"))
+    dump = everything(clean_redis, s.redis.key_prefix, s.redis.namespace)
+    assert not {k for k, v in dump.items() if traces(v, (TITLE, NAME, ADDRESS))}

@@ -150,7 +150,7 @@ def test_second_registration_replaces_the_first_code(s, smtp_sink):
             approve(s, "C6", code=first)
     approve(s, "C6", code=second)
     assert state(s, "C6")["address"] == "second@example.jp"
-    assert with_store(s, lambda st: registration.Registry(st).cards_with("first@example.jp")) == set()
+    assert with_store(s, lambda st: st.contacts.cards_with("first@example.jp")) == set()
 
 
 def test_duplicate_registration_event_sends_one_mail(s, smtp_sink):
@@ -172,7 +172,7 @@ def test_removal_goes_back_to_none(s, smtp_sink):
                               "removed_at": "2026-11-30T08:00:00+09:00"})
         wait_for(lambda: state(s, "C8").get("state") == "none")
     assert "address" not in state(s, "C8")
-    assert with_store(s, lambda st: registration.Registry(st).cards_with("gone@example.jp")) == set()
+    assert with_store(s, lambda st: st.contacts.cards_with("gone@example.jp")) == set()
 
 
 def test_legacy_carrier_address_received_quoted_on_the_wire(s, smtp_sink):

@@ -285,7 +285,6 @@ _ENTRY = hst.one_of(
 @given(entries=hst.lists(_ENTRY, max_size=30), cut=_AT)
 def test_a_trim_removes_the_old_head_exactly_and_a_dry_run_counts_the_same(
         clean_redis, settings, entries, cut):
-    from worker.store.retention import RetentionStore
 
     key = f"{settings.redis.key_prefix}called"
     clean_redis.delete(key)
@@ -293,7 +292,7 @@ def test_a_trim_removes_the_old_head_exactly_and_a_dry_run_counts_the_same(
         clean_redis.rpush(key, *entries)
 
     async def both(store):
-        rs = RetentionStore(store)
+        rs = store.retention
         return await rs.trim(key, cut, True), await rs.trim(key, cut, False)
     would, did = with_store(settings, both)
     n = 0  # the rule: the longest run of entries from the head with a time before the cut

@@ -9,7 +9,8 @@ import pytest
 
 from worker.contact import CallReason, Contact, ContactState, decide_contact
 from worker.jdate import TOKYO
-from worker.holds.policy import (next_retry_delay_s, pickup_deadline, pickup_passed, retention_s,
+from worker.holds.retention import retention_s
+from worker.holds.policy import (next_retry_delay_s, pickup_deadline, pickup_passed,
                            retry_horizon)
 from worker.settings import DeliverySettings
 

@@ -12,7 +12,7 @@ from hypothesis import given, strategies as st
 from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
 from tests.test_bounce_handling import active, failures, hold, patron, send_and_wait
 from worker.app.ingest import ingest_one
-from worker.mail.verp import new_token, return_path, token_in
+from worker.mail.verp import new_return_token, return_path, token_in
 from worker.settings import check_return_path as check_template
 
 TEMPLATE = "bounce+{token}@city.omitama.ibaraki.jp"
@@ -29,7 +29,7 @@ def test_a_return_path_without_one_token_before_the_at_is_refused(bad):
 
 @given(st.booleans(), st.booleans())
 def test_token_round_trip_survives_case_changes_and_angle_brackets(upper, brackets):
-    token = new_token()
+    token = new_return_token()
     addr = return_path(TEMPLATE, token)
     addr = addr.upper() if upper else addr
     addr = f"<{addr}>" if brackets else addr
@@ -84,7 +84,7 @@ def test_notice_goes_out_with_its_own_return_path_and_its_bounce_is_traced_by_it
 def test_a_token_we_never_issued_is_unverified_even_in_a_perfect_report(s, smtp_sink):
     active(s, "C1", "taro@docomo.ne.jp")
     send_and_wait(s, hold_event("H1", "C1"))
-    forged = carrier_bounce(return_path(TEMPLATE, new_token()), "X-Original-To")
+    forged = carrier_bounce(return_path(TEMPLATE, new_return_token()), "X-Original-To")
     [row] = ingest(s, forged)
     assert row["trust"] == "unverified" and "token" in row["evidence"]
     assert row["suspended"] == [] and patron(s, "C1")["state"] == "active"

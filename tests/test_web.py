@@ -514,7 +514,7 @@ def test_removing_the_address_of_a_card_that_has_none_is_refused(s, web):
 
 def test_rejected_events_page_escapes_the_raw_payload(s, web):
     logged_in(s, web)
-    from worker.app.refusals import reject
+    from worker.app.refusals import keep_refusal as reject
     with_store(s, lambda st: reject(st, {"event_id": "bad-1", "type": "hold_ready",
                                          "item": {"title": "<script>x()</script>"}},
                                     "item.material: Field required",
@@ -745,7 +745,7 @@ def test_refused_events_say_why_in_japanese_from_the_error_kinds(s, web):
     logged_in(s, web)
     from worker.errors import EventError
     from worker.ils.events import parse_event
-    from worker.app.refusals import reject
+    from worker.app.refusals import keep_refusal as reject
 
     bad = [hold_event("R1", "C1", pickup_branch="mito"),
            {k: v for k, v in hold_event("R2", "C2").items() if k != "card_number"},

@@ -144,7 +144,7 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
         "diagnostic": "550 5.2.0 Message rejected (filtered by the recipient)",
         "advice": advice_for("filtered", True, "hanako@ezweb.ne.jp"),
         "address": "h***@ezweb.ne.jp", "source": "smtp"}))
-    from worker.app.refusals import reject
+    from worker.app.refusals import keep_refusal as reject
     ws(s, lambda st: reject(st, {"event_id": "bad-1", "type": "hold_ready",
                                          "pickup_branch": "mito"},
                                     "pickup_branch: unknown branch 'mito'",
@@ -266,7 +266,7 @@ def test_every_page_fits_a_phone_and_a_desktop(browser, s, server):
     """At 390 px (a phone) and 1280 px every page fits without sideways scrolling, with
     the longest things staff meet: a long address, title, name, hold id and raw event."""
     from worker.bounces.failures import advice_for
-    from worker.app.refusals import reject
+    from worker.app.refusals import keep_refusal as reject
     from worker.web.auth import Accounts
 
     long_addr = "a.very.long.local.part.of.an.address.1234567890@subdomain.example-provider.ne.jp"

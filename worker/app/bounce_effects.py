@@ -32,7 +32,6 @@ from ..bounces.failures import failure_record
 from ..jdate import now_tokyo
 from ..holds.calls import call_due, call_entry
 from ..holds.policy import pickup_passed
-from ..store.contacts import Registry
 from ..settings import Settings
 from ..store.core import Store
 from .suspension import suspend
@@ -58,9 +57,9 @@ async def apply_failure(store: Store, settings: Settings, result: BounceResult, 
     """Apply one failure for ``address`` (and ``card``/``hold_id`` when traced by
     ``traced``), as far as ``trust`` allows. ``what``: the kind of mail, on the failure
     rows, when not a hold notice ("confirmation mail", "reminder")."""
-    bs = BounceStore(store)
+    bs = store.bounces
     key = address_key(address)
-    cards = set(await Registry(store).cards_with(key))
+    cards = set(await store.contacts.cards_with(key))
     if card:
         cards.add(card)
     today = now_tokyo().date()

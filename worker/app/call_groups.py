@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def group_key(card_number: str | None, pickup_branch: str | None) -> str:
-    """The entry's name in JSON output (``group``) and in the page's anchors."""
-    return f"{pickup_branch or '-'}/{card_number or '-'}"
+def group_key(card_number: str | None, pickup_branch: str | None, hold_id: str = "") -> str:
+    """The entry's name in JSON output (``group``) and in the page's anchors. A row that
+    names no card (a hold listed after ``patron forget``) is an entry of its own: holds
+    of different patrons must never become one call."""
+    return f"{pickup_branch or '-'}/{card_number or f'hold-{hold_id}'}"
 
 
 @dataclass
@@ -44,7 +46,7 @@ def group_calls(rows: list[dict[str, Any]]) -> list[CallGroup]:
     The name and number are the first the holds carry (the ILS sends the same for a card)."""
     groups: dict[str, CallGroup] = {}
     for r in rows:
-        key = group_key(r.get("card_number"), r.get("pickup_branch"))
+        key = group_key(r.get("card_number"), r.get("pickup_branch"), str(r.get("hold_id") or ""))
         g = groups.get(key)
         if g is None:
             g = groups[key] = CallGroup(key, r.get("card_number") or "",

@@ -45,7 +45,7 @@ def _name(event: str | None) -> str:
     return "".join(c for c in name if c.isprintable())[:100]
 
 
-def _phone(event: str | None) -> str:
+def _phone_number(event: str | None) -> str:
     """The patron's phone number from the stored event (validated on the way in), if any."""
     try:
         phone = json.loads(event or "{}").get("patron_phone")
@@ -64,7 +64,7 @@ async def calls_view(store: Store, branch: str | None = None) -> list[dict[str, 
                                          for r in rows])
     for r, (event, state) in zip(rows, got):
         r["patron_name"] = _name(event)
-        r["patron_phone"] = _phone(event)
+        r["patron_phone"] = _phone_number(event)
         r["reason_now"] = reason_now(r["reason"], state)
     return rows
 

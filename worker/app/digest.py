@@ -46,7 +46,6 @@ from ..jdate import now_tokyo
 from ..mail.compose import new_token
 from ..runtime import Runtime
 from ..store.core import Claim
-from ..store.digest import DigestStore
 from ..store.vocab import GatherVerdict
 from .hold_mail import Finish, Member, Result, listing, listing_of, mail_holds
 from .send import deadline
@@ -56,7 +55,7 @@ log = logging.getLogger(__name__)
 
 async def gather(rt: Runtime, ev: HoldReady, claim: Claim) -> Result:
     """A claimed hold to be mailed: wait in its window, or send the window that is due."""
-    ds = DigestStore(rt.store)
+    ds = rt.store.digest
     lease_ms = int(rt.settings.delivery.lease_s * 1000)
     window_ms = int(rt.settings.digest.gather_s * 1000)
     for _ in range(5):  # a window taken by another worker meanwhile: look again
@@ -79,7 +78,7 @@ async def send_window(rt: Runtime, card: str, branch: str,
     """Take window ``gather_id`` and mail its holds; each taken hold's result, or None
     when another worker took the window first."""
     d = rt.settings.delivery
-    ds = DigestStore(rt.store)
+    ds = rt.store.digest
     token = new_token()
     until = deadline(rt)
     taken = await ds.take(card, branch, gather_id, token, int(d.lease_s * 1000))

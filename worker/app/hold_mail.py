@@ -31,7 +31,6 @@ from ..masking import mask_address
 from ..stats.fields import bounce_stats, carrier_bucket
 from ..runtime import Runtime
 from ..store.core import Store, now_ms
-from ..store.digest import DigestStore
 from ..store.vocab import ClaimVerdict, HoldStatus
 from .reminders import schedule as schedule_reminders
 from .send import Delivered, send_mail
@@ -93,7 +92,7 @@ async def record(store: Store, token: str, card: str, finishes: list[Finish],
         statuses = [await store.finish_hold(hold_id, HoldStatus(status), token, card=card,
                                             fields=fields, call=call, due=due)]
     else:
-        statuses = await DigestStore(store).finish_all(finishes, token, card)
+        statuses = await store.digest.finish_all(finishes, token, card)
     out: dict[str, Result] = {}
     for (hold_id, outcome, fields, _, due), status in zip(finishes, statuses):
         if status == ClaimVerdict.LOST:
@@ -165,12 +164,12 @@ async def _mail(rt: Runtime, card: str, token: str, members: list[Member], until
     name = members[0].notice if len(members) == 1 else ""
     if not name:  # several holds: the digest's token names the mail
         name = token
-        await DigestStore(rt.store).name_notice(token, ids[0])
+        await rt.store.digest.name_notice(token, ids[0])
 
     async def lease(until_ms: int) -> bool:
         if len(ids) == 1:
             return await rt.store.extend_lease(ids[0], token, until_ms)
-        return await DigestStore(rt.store).extend_all(ids, token, until_ms)
+        return await rt.store.digest.extend_all(ids, token, until_ms)
     to = envelope
     d = await send_mail(rt, Sent("hold", card, to, ids[0]),
                         lambda t: rt.composer.hold_ready_digest(events, to, t),

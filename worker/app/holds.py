@@ -58,7 +58,8 @@ from typing import Any
 from ..contact import CallReason, Contact, decide_contact
 from ..errors import EventError
 from ..holds.outcome import Outcome
-from ..holds.policy import pickup_passed, retention_s
+from ..holds.policy import pickup_passed
+from ..holds.retention import retention_s
 from ..ils.events import MAX_EVENT_BYTES, HoldReady, HoldRef, hold_ref, json_text, parse_event
 from ..jdate import now_tokyo
 from ..mail.compose import new_token
@@ -68,7 +69,7 @@ from ..store.core import Claim, Store
 from ..store.vocab import OPEN_STATUSES, ClaimVerdict, HoldStatus
 from .digest import gather
 from .hold_mail import Member, Result, listing_of, mail_holds, record
-from .refusals import RefusalKind, reject
+from .refusals import RefusalKind, keep_refusal
 from .send import deadline
 
 log = logging.getLogger(__name__)
@@ -155,12 +156,13 @@ async def _first_event(rt: Runtime, ev: HoldReady, claim: Claim
     if not isinstance(first, HoldReady):
         return ev, claim.contact
     if (first.card_number, first.pickup_branch) != (ev.card_number, ev.pickup_branch):
-        await reject(rt.store, ev.model_dump(mode="json"),
-                     f"hold {ev.hold_id} was first announced for card {first.card_number} at"
-                     f" {first.pickup_branch}; this event (card {ev.card_number} at"
-                     f" {ev.pickup_branch}) is not used: the first event of a hold decides",
-                     event_id=ev.event_id, event_type=ev.type,
-                     kind=RefusalKind.CONFLICTING_EVENT)
+        await keep_refusal(rt.store, ev.model_dump(mode="json"),
+                           f"hold {ev.hold_id} was first announced for card"
+                           f" {first.card_number} at {first.pickup_branch}; this event (card"
+                           f" {ev.card_number} at {ev.pickup_branch}) is not used: the first"
+                           " event of a hold decides",
+                           event_id=ev.event_id, event_type=ev.type,
+                           kind=RefusalKind.CONFLICTING_EVENT)
     return first, claim.contact if first.card_number == ev.card_number else None
 
 

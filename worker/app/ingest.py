@@ -35,7 +35,6 @@ from ..contact import Confirmation
 from ..bounces.trust import MailFacts, TokenState, Traced, Trust, assess, mail_facts
 from ..mail.compose import token_of
 from ..jdate import now_tokyo
-from ..store.contacts import Registry
 from ..settings import Settings
 from ..store.core import Store
 from ..mail.verp import Sent, token_in
@@ -151,9 +150,9 @@ async def trace(store: Store, settings: Settings, r: BounceResult, sent: Sent | 
         return Trace("message-id", mailed.card, mailed.hold_id or None, hold or None, mailed)
     if not r.recipient:
         return Trace("none")
-    cards = sorted(await Registry(store).cards_with(address_key(r.recipient)))
+    cards = sorted(await store.contacts.cards_with(address_key(r.recipient)))
     for card in cards:
-        for hold_id in await BounceStore(store).recent_holds(card):
+        for hold_id in await store.bounces.recent_holds(card):
             hold = await store.get_hold(hold_id)
             if hold.get("status") == HoldStatus.SENT:
                 return Trace("address", card, hold_id, hold)
@@ -170,7 +169,7 @@ async def _return_path(store: Store, settings: Settings, facts: MailFacts
 
 
 async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) -> list[dict[str, Any]]:
-    bs = BounceStore(store)
+    bs = store.bounces
     fp = mail_fingerprint(raw)
     if await bs.seen(fp):
         dup: dict[str, Any] = {"file": name, "duplicate": True, "fingerprint": fp}
@@ -198,7 +197,7 @@ async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) ->
             row.update(suspended=effect["suspended"], hold_action=effect["hold"],
                        score=effect["score"])
             if t.sent and t.sent.kind == "registration" and trust.verified:
-                await Registry(store).set_confirmation(t.card or "", t.sent.event_id,
+                await store.contacts.set_confirmation(t.card or "", t.sent.event_id,
                                                        Confirmation.BOUNCED,
                                                        f"{r.reason} {r.status or ''}".strip())
         else:

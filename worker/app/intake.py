@@ -10,7 +10,7 @@ from typing import Any, Callable
 from ..errors import EventError
 from ..ils.events import Event, parse_event
 from .holds import Result, phone_refused
-from .refusals import RefusalKind, reject
+from .refusals import RefusalKind, keep_refusal
 from ..runtime import Runtime
 from ..settings import Settings
 from ..store.core import Store
@@ -34,7 +34,7 @@ async def refuse(store: Store, settings: Settings, payload: Any, error: str, *,
     (:func:`worker.app.holds.phone_refused`): the hold is ready in the ILS whatever the event
     got wrong. Both ways in — the queue and ``omitama-notify enqueue`` — refuse through here.
     ``event`` is what names the hold when ``payload`` is more (a whole message)."""
-    await reject(store, payload, error, key=key, event_id=event_id, event_type=event_type,
+    await keep_refusal(store, payload, error, key=key, event_id=event_id, event_type=event_type,
                  source=source, kind=kind)
     if not listable:
         return None

@@ -62,7 +62,7 @@ def _named(payload: dict[str, Any], key: str) -> str | None:
     return _printable(payload.get(key))
 
 
-async def reject(store: Store, payload: Any, error: str, *, key: str | None = None,
+async def keep_refusal(store: Store, payload: Any, error: str, *, key: str | None = None,
                  event_id: str | None = None, event_type: str | None = None,
                  source: str = "queue", kind: RefusalKind = RefusalKind.INVALID_EVENT) -> bool:
     """Keep a refused event (once per ``key``, by default its content) as ``kind``."""

@@ -25,11 +25,10 @@ from ..contact.carriers import allow_sender_advice, carrier_label
 from ..contact.codes import code_expired, code_expiry, hash_code, new_code, verify_code
 from ..errors import AddressError, ReviewError
 from ..ils.events import AddressRegistered, AddressRemoved
-from .refusals import RefusalKind, reject as reject_event
+from .refusals import RefusalKind, keep_refusal
 from ..jdate import TOKYO, ja_date
 from ..contact.changes import (AuditKind, ContactChange, Record, Registration, approved,
                               audit_entry, need_pending, registered, rejected, removed)
-from ..store.contacts import Registry
 from ..runtime import Runtime
 from ..settings import Settings
 from ..store.core import Store, now_ms
@@ -68,13 +67,13 @@ def _seen_before(before: Record, event_id: str, now: int) -> RegistrationResult 
 async def register(rt: Runtime, ev: AddressRegistered,
                    key: str | None = None) -> RegistrationResult:
     """Handle address_registered; returns what happened (:class:`RegistrationResult`)."""
-    settings, reg = rt.settings, Registry(rt.store)
+    settings, reg = rt.settings, rt.store.contacts
     try:
         addr = normalise_address(ev.email, check_dns=settings.registration.check_dns)
     except AddressError as e:
         await rt.store.audit(ev.card_number, audit_entry(
             AuditKind.ADDRESS_REFUSED, "website", str(e), ev.application_branch))
-        await reject_event(rt.store, ev.model_dump(mode="json"), f"email: {e}", key=key,
+        await keep_refusal(rt.store, ev.model_dump(mode="json"), f"email: {e}", key=key,
                            event_id=ev.event_id, event_type=ev.type,
                            kind=RefusalKind.REFUSED_ADDRESS)
         return RegistrationResult.REFUSED
@@ -125,7 +124,7 @@ async def approve(store: Store, settings: Settings, card: str, staff: str, *,
                   code: str | None = None, reason: str | None = None) -> dict[str, str]:
     """Staff approve the pending address, with the code the patron read out, or
     without it for a stated reason. Returns the record as it was before."""
-    reg = Registry(store)
+    reg = store.contacts
     before = await reg.get(card)
     need_pending(card, before)
     if code is None and not (reason or "").strip():
@@ -156,7 +155,7 @@ async def approve(store: Store, settings: Settings, card: str, staff: str, *,
 
 async def reject(store: Store, card: str, staff: str, reason: str) -> dict[str, str]:
     """Staff reject the pending address: the patron goes back to the state before."""
-    before, _ = await Registry(store).apply(card, lambda b: rejected(
+    before, _ = await store.contacts.apply(card, lambda b: rejected(
         card, b, staff, reason, masked=mask_address(b.get("pending_address", ""))))
     return before
 
@@ -171,14 +170,14 @@ async def remove(store: Store, card: str, *, staff: str, why: str,
                  need_address: bool = False) -> dict[str, str]:
     """Back to ``none``: the patron's addresses (approved, pending, suspended) are dropped.
     ``need_address``: refuse (staff asked) when the card has none at all."""
-    before, _ = await Registry(store).apply(card, lambda b: removed(
+    before, _ = await store.contacts.apply(card, lambda b: removed(
         b, staff, why, card=card, need_address=need_address))
     return before
 
 
 async def pending_view(store: Store, settings: Settings, branch: str | None = None) -> list[dict[str, Any]]:
     """What staff need on the call, oldest registration first."""
-    reg, rows = Registry(store), []
+    reg, rows = store.contacts, []
     sender = settings.mail.from_address
     for card, h in await reg.pending():
         if branch and h.get("pending_branch") != branch:

@@ -53,12 +53,12 @@ async def schedule(rt: Runtime, hold_ids: list[str], pickup_by: date) -> None:
     r = rt.settings.reminder
     if r.enabled and hold_ids:
         at = reminder_at(pickup_by, r.days_before, r.hour)
-        await ReminderStore(rt.store).schedule(hold_ids, int(at.timestamp() * 1000))
+        await rt.store.reminders.schedule(hold_ids, int(at.timestamp() * 1000))
 
 
 async def run_pass(rt: Runtime, at: datetime) -> dict[str, Any]:
     """One pass as if it were ``at``: what was due, mailed, dropped."""
-    rs = ReminderStore(rt.store)
+    rs = rt.store.reminders
     ids = await rs.due(int(at.timestamp() * 1000))
     groups: dict[tuple[str, str], list[HoldReady]] = {}
     late = []

@@ -29,7 +29,6 @@ from ..holds.retention import Kind, cutoff, cutoffs
 from ..jdate import now_tokyo
 from ..settings import Settings
 from ..store.core import Store
-from ..store.retention import RetentionStore
 from ..store.stats import StatsStore
 
 log = logging.getLogger(__name__)
@@ -40,13 +39,12 @@ async def purge(store: Store, settings: Settings, *, dry_run: bool = False,
     """Remove (with ``dry_run``: count) what is past its retention; counts by kind."""
     now = now or now_tokyo()
     c = cutoffs(now, settings.retention)
-    rs = RetentionStore(store)
-    k = store.k
+    rs = store.retention
     done: dict[Kind, int] = {}
     done[Kind.HOLD_DETAILS], done[Kind.CALL_ENTRY] = await rs.close_over_holds(now, dry_run)
-    done[Kind.CALLED] = await rs.trim(k.called, c.called, dry_run)
-    done[Kind.FAILURE] = await rs.trim(k.failures, c.failures, dry_run)
-    done[Kind.BOUNCE_LOG] = await rs.trim(k.bounces, c.bounces, dry_run, seen=k.bounces_seen)
+    done[Kind.CALLED] = await rs.trim_called(c.called, dry_run)
+    done[Kind.FAILURE] = await rs.trim_failures(c.failures, dry_run)
+    done[Kind.BOUNCE_LOG] = await rs.trim_bounce_log(c.bounces, dry_run)
     done[Kind.AUDIT] = await rs.trim_audits(c.audit, dry_run)
     done[Kind.REFUSED] = await rs.drop_refused(c.refused, dry_run)
     done[Kind.RECENT_NOTICE] = await rs.prune_recent_notices(dry_run)
@@ -90,7 +88,7 @@ async def daily_purge(store: Store, settings: Settings, who: str,
                       now: datetime | None = None) -> dict[Kind, int] | None:
     """The day's purge, if nobody has taken it yet today (None when another did)."""
     now = now or now_tokyo()
-    rs = RetentionStore(store)
+    rs = store.retention
     if not await rs.take_day(now.date().isoformat(), who):
         return None
     done = await purge(store, settings, now=now)

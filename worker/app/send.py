@@ -37,7 +37,7 @@ from typing import Awaitable, Callable
 from ..bounces.failures import smtp_result
 from ..errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from ..mail.compose import Notice
-from ..mail.verp import Sent, new_token, with_return_path
+from ..mail.verp import Sent, new_return_token, with_return_path
 from ..runtime import Runtime
 from ..store.core import now_ms
 from ..store.verp import remember_sent
@@ -90,10 +90,10 @@ async def send_mail(rt: Runtime, sent: Sent, compose: Callable[[str], Notice], *
     template = s.mail.return_path
     verp = ""
     if token is None:  # the one token names the mail in its Message-ID and return path
-        token = verp = new_token()
+        token = verp = new_return_token()
         await remember_sent(rt.store, verp, sent, keep_s)
     elif template:  # a notice: its Message-ID is the hold's; the return path its own
-        verp = new_token()
+        verp = new_return_token()
         await remember_sent(rt.store, verp, sent, keep_s)
     notice = compose(token)
     if template:

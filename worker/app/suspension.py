@@ -12,7 +12,6 @@ from typing import Any
 from ..errors import ReviewError
 from ..bounces.failures import REASON_JA
 from ..contact.changes import AuditKind, reenabled, removed, suspended
-from ..store.contacts import Registry
 from ..store.core import Store
 
 FAILURE_FIELDS = ("card_number", "hold_id", "reason", "misconfigured_recipient", "permanent",
@@ -23,14 +22,14 @@ async def suspend(store: Store, card: str, *, reason: str, detail: str,
                   address_key: str | None = None) -> bool:
     """Suspend the card's approved address (only if it is the one that failed).
     Returns True if the address was taken out of use."""
-    _, change = await Registry(store).apply(
+    _, change = await store.contacts.apply(
         card, lambda b: suspended(b, reason, detail, address_key))
     return change.audit["kind"] in (AuditKind.SUSPENDED, AuditKind.SUSPENDED_WHILE_PENDING)
 
 
 async def reenable(store: Store, card: str, staff: str, reason: str) -> dict[str, str]:
     """Staff put a suspended address back into use (the patron fixed their settings)."""
-    before, _ = await Registry(store).apply(card, lambda b: reenabled(card, b, staff, reason))
+    before, _ = await store.contacts.apply(card, lambda b: reenabled(card, b, staff, reason))
     return before
 
 
@@ -40,7 +39,7 @@ async def remove_address(store: Store, card: str, staff: str, reason: str) -> di
         raise ReviewError("removing an address needs a reason", kind="remove_needs_reason")
     # the change of worker.app.registration.remove, with an address required (not
     # imported from there: registration sends mail, and the send path imports this module)
-    before, _ = await Registry(store).apply(card, lambda b: removed(
+    before, _ = await store.contacts.apply(card, lambda b: removed(
         b, staff, reason, card=card, need_address=True))
     return before
 

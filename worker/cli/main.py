@@ -16,6 +16,7 @@ from .bounces import add_bounce_commands
 from .ops import add_ops_commands
 from .outbox import add_outbox_command
 from .reminders import add_reminder_commands
+from .patron import add_patron_commands
 from .retention import add_retention_commands
 from .review import add_review_commands
 from ..settings import Settings, get_settings
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_review_commands(sub)
     add_retention_commands(sub)
+    add_patron_commands(sub)
     add_outbox_command(sub)
     add_ops_commands(sub)
 

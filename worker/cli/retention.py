@@ -1,4 +1,4 @@
-"""``omitama-notify purge`` and ``patron export|forget``: retention of personal data.
+"""``omitama-notify purge``: retention of personal data.
 
 ``purge`` removes what is past its ``[retention]`` setting now (the worker does the same
 once a day by itself) and prints what it removed — or with ``--dry-run`` would remove —
@@ -11,7 +11,6 @@ import argparse
 import json
 from typing import Any
 
-from ..app import patron_data
 from ..app.retention import purge
 from ..settings import Settings
 from ..store.core import Store
@@ -31,40 +30,8 @@ def cmd_purge(args: argparse.Namespace, s: Settings) -> int:
     return with_store(s, run)
 
 
-def cmd_patron_export(args: argparse.Namespace, s: Settings) -> int:
-    async def run(store: Store) -> int:
-        data = await patron_data.export(store, s, args.card)
-        print(json.dumps(data, ensure_ascii=False, indent=None if args.json else 2))
-        return 0
-    return with_store(s, run)
-
-
-def cmd_patron_forget(args: argparse.Namespace, s: Settings) -> int:
-    async def run(store: Store) -> int:
-        counts = await patron_data.forget(store, s, args.card, args.staff, args.reason)
-        print(f"card {args.card}: removed " + ", ".join(
-            f"{n} {kind}" for kind, n in counts.items() if n) + "; the audit log keeps one "
-            f"line: removed by {args.staff}")
-        return 0
-    return with_store(s, run)
-
-
 def add_retention_commands(sub: Any) -> None:
     p = sub.add_parser("purge", help="remove what is past its [retention] setting, by kind")
     p.add_argument("--dry-run", action="store_true", help="count only; change nothing")
     p.add_argument("--json", action="store_true", help="one JSON object per kind")
     p.set_defaults(fn=cmd_purge)
-
-    pa = sub.add_parser("patron", help="a patron's data on request: export or forget it")
-    what = pa.add_subparsers(dest="what", required=True)
-    e = what.add_parser("export", help="everything held about a card (for a disclosure request)")
-    e.add_argument("card", metavar="CARD", help="the patron's card number")
-    e.add_argument("--json", action="store_true", help="one JSON object on one line")
-    e.set_defaults(fn=cmd_patron_export)
-    f = what.add_parser("forget", help="remove everything about a card but an audit line saying so")
-    f.add_argument("card", metavar="CARD", help="the patron's card number")
-    f.add_argument("--staff", required=True, metavar="ID", help="who removes it")
-    f.add_argument("--reason", required=True, metavar="TEXT", help="why (kept in the audit log)")
-    f.set_defaults(fn=cmd_patron_forget)
-
-

@@ -36,6 +36,7 @@ class CallReason(StrEnum):
     PICKUP_PASSED = "pickup_passed"        # the event came after the last day to collect
     WORKER_ERROR = "worker_error"          # the worker could not process it; see the log
     INVALID_EVENT = "invalid_event"        # the ILS sent a hold_ready the worker refused
+    FORGOTTEN = "forgotten"                # not yet told when `patron forget` removed the card's data
 
 
 # What staff read in `review calls` (Japanese, as on the counter).
@@ -49,6 +50,7 @@ CALL_REASON_JA: dict[CallReason, str] = {
     CallReason.PICKUP_PASSED: "取置期限後に通知",
     CallReason.WORKER_ERROR: "システムエラー",
     CallReason.INVALID_EVENT: "予約連携データに不備(内容を確認して電話)",
+    CallReason.FORGOTTEN: "利用者の記録は削除済み(予約番号で利用者を確認して電話)",
 }
 
 

@@ -55,12 +55,3 @@ def next_retry_delay_s(attempts: int, now: datetime, horizon: datetime, d: Deliv
     if now + timedelta(seconds=delay) > horizon:
         return None
     return delay
-
-
-def retention_s(pickup_by: date, now: datetime, keep_days: int) -> int:
-    """How long to keep a hold's record: past its deadline by ``keep_days`` (``[retention]
-    hold_days``), so bounces that arrive late can still be traced to the notice. Its title
-    and the patron's name are gone long before (worker/holds/retention.py)."""
-    # a difference of two datetimes cannot overflow; a sum could (deadline near 9999)
-    keep = (pickup_deadline(pickup_by) - now).total_seconds() + keep_days * 86400
-    return max(int(keep), 86400)

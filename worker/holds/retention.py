@@ -12,7 +12,7 @@ secret, and records of it are not kept once the service that needed them is done
    and the copy kept for undoing a call (:data:`CALL_ENTRY_PERSONAL_FIELDS`). What
    remains — hold id, card number, branch, outcome and dates — lives ``[retention]
    hold_days`` past the pickup window (the record's Redis lifetime,
-   :func:`worker.holds.policy.retention_s`).
+   :func:`retention_s`).
 3. Lists kept for staff and audit (``called``, failures, bounce-mail log, each patron's
    audit log) lose their entries oldest first once older than their setting
    (:func:`cutoff`); refused events, raw payload and all, after ``refused_days``; outbox
@@ -86,6 +86,38 @@ def hold_closed(hold: Mapping[str, str], now: datetime) -> bool:
             return False
         last = listed + timedelta(days=UNKNOWN_PICKUP_DAYS)
     return now >= pickup_deadline(last)
+
+
+# What a hold's record keeps after ``patron forget``: what names the hold and where it
+# stands, nothing that names the patron (no card number, no event, no tokens).
+FORGOTTEN_HOLD_FIELDS = ("status", "pickup_branch", "pickup_by", "closed", "reason", "first_ms")
+
+
+def after_forget(hold: Mapping[str, str], now: datetime) -> tuple[dict[str, str], bool]:
+    """What a hold keeps after ``patron forget`` removed its card's data, and whether it
+    goes (or stays) on the call list as ``forgotten``.
+
+    The hold is still ready in the ILS, and forgetting the patron must not leave them
+    untold: a hold the worker had not yet told them about — being sent, waiting in a
+    digest window or for a retry — or that was on the call list and not yet phoned is
+    listed for a call with only its hold id, branch and last day; staff find the patron
+    in the ILS by the hold id. A hold already mailed, phoned, cancelled, picked up or
+    past its window is not listed. The record stays (stripped, with its lifetime) so
+    that a message still queued for it — a digest window's, a retry's, a duplicate —
+    finds a hold with an outcome and re-creates nothing (worker/app/patron_data.py)."""
+    kept = {f: hold[f] for f in FORGOTTEN_HOLD_FIELDS if hold.get(f)}
+    status = hold.get("status")
+    listed = status in BUSY_STATUSES or (status == "phoned" and not hold_closed(hold, now))
+    return kept, listed
+
+
+def retention_s(pickup_by: date, now: datetime, keep_days: int) -> int:
+    """How long to keep a hold's record: past its deadline by ``keep_days`` (``[retention]
+    hold_days``), so bounces that arrive late can still be traced to the notice. Its title
+    and the patron's name are gone long before (:func:`hold_closed`)."""
+    # a difference of two datetimes cannot overflow; a sum could (deadline near 9999)
+    keep = (pickup_deadline(pickup_by) - now).total_seconds() + keep_days * 86400
+    return max(int(keep), 86400)
 
 
 def call_entry_over(entry: Mapping[str, object], now: datetime) -> bool:

@@ -37,7 +37,9 @@ class Sent:
     event_id: str = ""      # kind "registration": the address_registered event
 
 
-def new_token() -> str:
+def new_return_token() -> str:
+    """A return path's token (128 bits, lower-case hex): not a notice's token
+    (:func:`worker.mail.compose.new_token`, its Message-ID), which is shorter and public."""
     return secrets.token_hex(16)
 
 

@@ -16,7 +16,7 @@ from dramatiq.middleware import CurrentMessage
 
 from . import activity
 from ..app import holds, registration
-from .broker import QUEUE, RAW_SHA, build_broker
+from .broker import QUEUE, build_broker
 from .internal import GAVE_UP_ACTOR, MALFORMED_ACTOR
 from ..ils.events import AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady
 from ..app.intake import Refused, accept, refuse_message
@@ -41,19 +41,21 @@ def _retry_when(retries: int, exc: BaseException) -> bool:
     return isinstance(exc, dramatiq.Retry) or retries < ERROR_RETRIES
 
 
-def _message_key() -> str | None:
-    """What a refusal of the current message is kept under (once per key): the same on
-    every delivery and retry of one message, different for two messages. The producer
-    chooses ``message_id`` — "" or an id it reuses would fold different refused events
-    into one row of ``review rejected`` and lose the others — so the event it carries
-    is part of the key (a few µs a message)."""
-    msg = CurrentMessage.get_current_message()
-    if msg is None:
-        return None
-    if RAW_SHA in msg.options:
-        return str(msg.options[RAW_SHA])
+def refusal_key(msg: dramatiq.Message[Any]) -> str:
+    """What a refusal of ``msg`` is kept under (once per key): the same on every delivery
+    and retry of one message, different for two messages. Computed here from what the
+    message carries, never read from it: the producer chooses ``message_id`` — "" or an
+    id it reuses would fold different refused events into one row of ``review
+    rejected`` and lose the others — so the event it carries is part of the key (a few
+    µs, and only when a refusal is kept); and no option a producer can set names the row
+    (an ``omitama_raw_sha`` option used to, and folded two refusals into one)."""
     carried = json.dumps(msg.args, sort_keys=True, default=repr)  # ASCII: surrogates too
     return f"msg:{msg.message_id}:{payload_fingerprint(carried)}"
+
+
+def _message_key() -> str | None:
+    msg = CurrentMessage.get_current_message()
+    return None if msg is None else refusal_key(msg)
 
 
 MessageKey = Callable[[], str | None]

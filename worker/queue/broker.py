@@ -8,7 +8,7 @@ worker thread that finishes a message whose ``queue_name`` it has no consumer fo
 (``KeyError``). Here:
 
 * :class:`Broker` fetches each message together with the id it is stored under
-  (``lua/fetch.lua``, one round trip as dramatiq's own fetch) and hands both, and
+  (``store/lua/fetch.lua``, one round trip as dramatiq's own fetch) and hands both, and
   the queue it came from, to the decoder as :class:`Fetched` bytes;
 * :class:`EnvelopeEncoder` never fails to decode: it sets the true
   ``redis_message_id`` (so the message is acknowledged exactly once, at no extra
@@ -40,7 +40,7 @@ from dramatiq.common import current_millis, dq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware, Retries
 
-from .internal import (GAVE_UP_ACTOR, MALFORMED_ACTOR, RAW_SHA, Signer, SignInternal,
+from .internal import (GAVE_UP_ACTOR, MALFORMED_ACTOR, Signer, SignInternal,
                        drop_options, internal_problem, short as _short)
 from .process_setup import ProcessSetup, prometheus_middleware
 from ..settings import Settings
@@ -137,9 +137,7 @@ class EnvelopeEncoder(JSONEncoder):
             drop_options(fields)
             options = fields["options"]
             claimed = options.get("redis_message_id")
-            if not isinstance(claimed, str):
-                options[RAW_SHA] = raw_sha(data)  # the same key on every delivery
-            elif rid is not None and claimed != rid:
+            if isinstance(claimed, str) and rid is not None and claimed != rid:
                 log.warning("message %s: options.redis_message_id %s is not the id it was "
                             "queued under (%s); acknowledged by the true id",
                             fields.get("message_id"), _short(claimed), rid)
@@ -151,7 +149,7 @@ class EnvelopeEncoder(JSONEncoder):
                 fields["message_timestamp"] = int(fields["message_timestamp"])
             return fields
         sha = raw_sha(data)
-        kept: dict[str, Any] = {RAW_SHA: sha}
+        kept: dict[str, Any] = {}
         if rid is not None:
             kept["redis_message_id"] = rid
         elif isinstance(fields, dict) and isinstance(fields.get("options"), dict) and \

@@ -48,7 +48,6 @@ MALFORMED_ACTOR = "omitama_malformed"
 GAVE_UP_ACTOR = "omitama_gave_up"
 INTERNAL = frozenset({MALFORMED_ACTOR, GAVE_UP_ACTOR})
 SIG = "omitama_sig"
-RAW_SHA = "omitama_raw_sha"  # set by the decoder: what a refusal is kept under
 _MAX_COUNT = 2 ** 53
 _MAX_DELAY_MS = 7 * 86400 * 1000  # dramatiq's own limit on a delay
 
@@ -138,7 +137,7 @@ def _no(v: Any) -> bool:
 # min_backoff, time_limit, throws change how it runs — and is dropped with a warning.
 _OPTIONS: dict[str, Callable[[Any], bool]] = {
     "redis_message_id": lambda v: True, "retries": _count, "traceback": _text,
-    "requeue_timestamp": _count, "eta": _eta, RAW_SHA: _text, SIG: _text}
+    "requeue_timestamp": _count, "eta": _eta, SIG: _text}
 
 
 def drop_options(fields: dict[str, Any]) -> None:

@@ -34,9 +34,10 @@ def count_notice(outcome: str) -> None:
         _notices.labels(outcome=outcome).inc()
 
 
-def start(url: str, keys: Keys, branches: list[str]) -> None:
+def start(url: str, prefix: str, branches: list[str]) -> None:
     """In a worker process after boot: create our metrics and the refresher thread."""
     global _notices
+    keys = Keys(prefix)
     # dramatiq runs after_* hooks in reverse order, so its Prometheus middleware may not
     # have set the multiprocess directory yet; it must be set before the first import.
     from dramatiq.middleware.prometheus import DB_PATH

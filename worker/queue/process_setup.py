@@ -8,9 +8,8 @@ from typing import Any
 
 from dramatiq.middleware import Middleware
 
-from . import activity, loop, metrics, purger, reminder_loop, sweeper
+from . import activity, loop, metrics, periodic, sweeper
 from .. import logs
-from ..store.keys import Keys
 from ..settings import Settings
 
 
@@ -55,11 +54,10 @@ class ProcessSetup(Middleware):
         logging.getLogger(__name__).debug("event loop: %s", loop.install())
         activity.start(s.logging.summary_interval_s)
         if s.metrics.port:
-            metrics.start(s.redis.url, Keys(s.redis.key_prefix), list(s.branches))
+            metrics.start(s.redis.url, s.redis.key_prefix, list(s.branches))
         # (process_boot is a worker-CLI event: in-process test workers get no sweeper thread)
         actor = broker.get_actor("hold_ready")
-        sweeper.start(s.redis.url, Keys(s.redis.key_prefix), actor.send,
+        sweeper.start(s.redis.url, s.redis.key_prefix, actor.send,
                       namespace=s.redis.namespace, queue=actor.queue_name,
                       lease_s=s.delivery.lease_s, interval_s=s.delivery.sweep_interval_s)
-        purger.start(s)  # the daily purge of personal data past its retention
-        reminder_loop.start(s)
+        periodic.start(s)  # the daily purge; pickup reminders

@@ -132,10 +132,10 @@ def sweep_once(db: SweepStore, send: Callable[[dict[str, Any]], Any], push_ms: i
     return done
 
 
-def start(url: str, keys: Keys, send: Callable[[dict[str, Any]], Any], *, namespace: str,
+def start(url: str, prefix: str, send: Callable[[dict[str, Any]], Any], *, namespace: str,
           queue: str, lease_s: float, interval_s: float) -> None:
     """A daemon thread in each worker process."""
-    db = SweepStore.connect(url, keys, QueueKeys(namespace))
+    db = SweepStore.connect(url, Keys(prefix), QueueKeys(namespace))
     watch = AckWatch(db, queue)
     push_ms = int(2 * lease_s * 1000)
 

@@ -7,13 +7,13 @@ from datetime import date
 from typing import Any
 
 from ..contact import CallReason
-from .core import Store, _dumps, now_iso
+from .base import Conn, _dumps, now_iso
 from .outcomes import with_outcomes
 
 
 
 class BounceStore:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Conn) -> None:
         self.s = store
         self.r = store.r
         self.k = store.k

@@ -21,14 +21,14 @@ from redis.exceptions import WatchError
 
 from ..contact import Confirmation, ContactState
 from ..contact.changes import ContactChange, Record
-from .core import Store, _dumps, now_iso, now_ms
+from .base import Conn, _dumps, now_iso, now_ms
 from .stats import count_contact
 
 Transition = Callable[[Record], ContactChange]
 
 
 class Registry:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Conn) -> None:
         self.s = store
         self.r = store.r
         self.k = store.k

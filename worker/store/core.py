@@ -8,11 +8,8 @@ on dramatiq's event-loop thread, the CLI under ``asyncio.run``.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -22,45 +19,22 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..contact import Contact, ContactState
 from ..errors import StoreError
 from ..holds.retention import CALL_ENTRY_PERSONAL_FIELDS, HOLD_PERSONAL_FIELDS
-from ..jdate import TOKYO
+from .base import Conn, _dumps, arrival_us, now_iso, now_ms, safe_url
+from .bounces import BounceStore
+from .contacts import Registry
+from .digest import DigestStore
 from .keys import Keys
-from .outcomes import DEFAULT_MAXLEN, outcome_args, with_outcomes
+from .outcomes import DEFAULT_MAXLEN, with_outcomes
+from .patron_data import PatronData
+from .reminders import ReminderStore
+from .retention import RetentionStore
+from .staff import StaffStore
 from .scripts import lua
 from .vocab import ClaimVerdict, HoldStatus
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-_last_us = 0
-
-
-def arrival_us() -> int:
-    """Microseconds now, strictly increasing within the process: an order key for things
-    listed in the order they came (several can come within one millisecond)."""
-    global _last_us
-    _last_us = max(time.time_ns() // 1000, _last_us + 1)
-    return _last_us
-
-
-def now_iso() -> str:
-    """Timestamps people read (audit, failures, refusals): ISO 8601 in Tokyo time."""
-    return datetime.now(TOKYO).isoformat(timespec="seconds")
-
-
-def safe_url(url: str) -> str:
-    """The Redis URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        host = parts.hostname or ""
-        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 @dataclass(frozen=True)
@@ -76,17 +50,17 @@ class Claim:
     first_event: str = ""   # the event the hold was first claimed with, when not this one
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+__all__ = ["Claim", "Store", "arrival_us", "now_iso", "now_ms", "safe_url"]
 
 
-class Store:
+class Store(Conn):
+    """The store: holds, the call list, audit logs, failures and refusals here; the rest
+    in the sub-stores, built once with it on the same client and used as its attributes
+    (``store.contacts.apply(…)``), never constructed at a call site."""
+
     def __init__(self, client: aioredis.Redis, keys: Keys, url: str = "",
                  outcomes_maxlen: int = DEFAULT_MAXLEN) -> None:
-        self.r = client
-        self.k = keys
-        self.url = url
-        self.outcomes_maxlen = outcomes_maxlen
+        super().__init__(client, keys, url, outcomes_maxlen)
         self._claim = client.register_script(lua("claim_hold"))
         # the scripts that change a hold's state also append its outcome (store/outcomes.py)
         self._finish = client.register_script(with_outcomes("finish_hold"))
@@ -94,6 +68,13 @@ class Store:
         self._close = client.register_script(with_outcomes("close_hold"))
         self._called = client.register_script(with_outcomes("mark_called"))
         self._uncalled = client.register_script(with_outcomes("uncall"))
+        self.contacts = Registry(self)
+        self.bounces = BounceStore(self)
+        self.digest = DigestStore(self, self._finish, self.extend_lease)
+        self.reminders = ReminderStore(self)
+        self.retention = RetentionStore(self)
+        self.patron_data = PatronData(self)
+        self.staff = StaffStore(self)
 
     @classmethod
     def connect(cls, url: str, prefix: str, outcomes_maxlen: int = DEFAULT_MAXLEN) -> "Store":
@@ -106,11 +87,6 @@ class Store:
         the outcome stream trimmed to ``[outcomes] maxlen``."""
         return cls.connect(settings.redis.url, settings.redis.key_prefix,
                            settings.outcomes.maxlen)
-
-    def outcome_args(self) -> list[str | int]:
-        """Appended to the ARGV of a script wrapped by :func:`with_outcomes` (its KEYS
-        get ``self.k.outcomes``)."""
-        return outcome_args(self.outcomes_maxlen, now_iso())
 
     async def close(self) -> None:
         await self.r.aclose()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
-from .core import Store, _dumps, now_iso, now_ms
+from redis.commands.core import AsyncScript
+
+from .base import Conn, _dumps, now_iso, now_ms
 from .outcomes import outcome_args
 from .scripts import lua
 from .vocab import GatherVerdict
@@ -19,8 +21,14 @@ class Joined:
 
 
 class DigestStore:
-    def __init__(self, store: Store) -> None:
+    """Built by the store with the two fenced hold writes it shares with single notices
+    (``finish_hold.lua`` wrapped with its outcomes, and the store's lease extension)."""
+
+    def __init__(self, store: Conn, finish: AsyncScript,
+                 extend_lease: Callable[[str, str, int], Awaitable[bool]]) -> None:
         self.s = store
+        self._finish = finish
+        self._extend_lease = extend_lease
         self.r = store.r
         self.k = store.k
         self._join = self.r.register_script(lua("gather_join"))
@@ -52,7 +60,7 @@ class DigestStore:
                          token: str, card: str) -> list[str]:
         """finish_hold for every hold of one digest — (hold_id, outcome, fields, call, due)
         — in one MULTI/EXEC: the mail's holds are recorded together or not at all."""
-        await self.s.r.script_load(self.s._finish.script)  # EVALSHA inside MULTI needs it
+        await self.r.script_load(self._finish.script)  # EVALSHA inside MULTI needs it
         async with self.r.pipeline(transaction=True) as p:
             for hold_id, outcome, fields, call, due in outcomes:
                 args: list[Any] = [outcome, token, hold_id, _dumps(call) if call else "", due]
@@ -60,7 +68,7 @@ class DigestStore:
                     args += [k, v if isinstance(v, str) else _dumps(v)]
                 keys = [self.k.hold(hold_id), self.k.calls, self.k.calls_due, self.k.sent(card),
                         self.k.patron(card), self.k.inflight, self.k.outcomes]
-                p.evalsha(self.s._finish.sha, len(keys), *keys, *args,
+                p.evalsha(self._finish.sha, len(keys), *keys, *args,
                           *outcome_args(self.s.outcomes_maxlen, now_iso()))
             return [str(x) for x in await p.execute()]
 
@@ -73,6 +81,6 @@ class DigestStore:
     async def extend_all(self, hold_ids: list[str], token: str, until_ms: int) -> bool:
         ok = True
         for h in hold_ids:
-            ok = await self.s.extend_lease(h, token, until_ms) and ok
+            ok = await self._extend_lease(h, token, until_ms) and ok
         return ok
 

@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
-from .core import Store, _dumps, now_iso
+from redis.exceptions import WatchError
+
+from ..contact import CallReason
+from ..holds.calls import call_due, call_entry
+from ..holds.retention import after_forget, retention_s
+from .base import Conn, _dumps, now_iso
+from .vocab import HoldOutcome, HoldStatus
 
 # the receipt code's salted hash is shown as present, never as its value
 _SECRET_FIELDS = ("code_salt", "code_hash")
@@ -38,6 +45,9 @@ class Found:
     address_keys: list[str] = field(default_factory=list)
     outcomes: dict[str, dict[str, str]] = field(default_factory=dict)  # stream id → entry
     gathers: list[str] = field(default_factory=list)  # open digest windows' keys
+    # hold_ready events for the card still in dramatiq's queues, for holds never claimed
+    # (no record yet): hold_id → {"pickup_branch", "pickup_by"} as the event names them
+    queued: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def export(self) -> dict[str, Any]:
         """The disclosure: every record, JSON decoded where it is JSON."""
@@ -90,13 +100,28 @@ def _of(raw: str, card: str) -> bool:
     return isinstance(inner, dict) and inner.get("card_number") == card
 
 
+def _queued_hold(raw: str, card: str) -> tuple[str, dict[str, str]] | None:
+    """(hold_id, where and until when) of a queued dramatiq message carrying a hold_ready
+    event for ``card``; None for anything else (other cards, other events, damage)."""
+    msg = _load(raw)
+    args = msg.get("args") if isinstance(msg, dict) else None
+    ev = args[0] if isinstance(args, list) and args and isinstance(args[0], dict) else {}
+    if ev.get("type") != "hold_ready" or ev.get("card_number") != card \
+            or not isinstance(ev.get("hold_id"), str):
+        return None
+    return ev["hold_id"], {f: ev[f] for f in ("pickup_branch", "pickup_by")
+                           if isinstance(ev.get(f), str)}
+
+
 class PatronData:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Conn) -> None:
         self.s = store
         self.r = store.r
         self.k = store.k
 
-    async def find(self, card: str) -> Found:
+    async def find(self, card: str, namespace: str = "") -> Found:
+        """Everything about ``card``; with dramatiq's ``namespace``, also the hold_ready
+        events for it still waiting in a queue for a hold never seen (:attr:`Found.queued`)."""
         k, r = self.k, self.r
         f = Found(card, patron=await r.hgetall(k.patron(card)),
                   audit=await r.lrange(k.audit(card), 0, -1),
@@ -127,43 +152,110 @@ class PatronData:
             start = "(" + rows[-1][0]
         f.gathers = [key async for key in r.scan_iter(k.gather(card, "*"), count=500)
                      if key.endswith(":" + card)]
+        if namespace:
+            async for key in r.scan_iter(f"{namespace}:*.msgs", count=100):
+                for raw in await r.hvals(key):
+                    hold = _queued_hold(raw, card)
+                    if hold and hold[0] not in f.holds:
+                        f.queued[hold[0]] = hold[1]
         return f
 
-    async def remove(self, f: Found, audit_entry: dict[str, Any]) -> None:
+    async def remove(self, f: Found, audit_entry: dict[str, Any], now: datetime,
+                     keep_days: int) -> int | None:
         """Remove everything in ``f``; the card's audit log becomes the one ``audit_entry``
-        saying so. Each value is removed by exact match: what came since stays."""
+        saying so. Each value is removed by exact match: what came since stays.
+
+        A hold's record is not deleted but stripped to what names the hold
+        (:func:`worker.holds.retention.after_forget`): a message still queued for it — a
+        digest window's, a retry's — would otherwise claim a hold never seen and store
+        its event, title and name again. A hold whose patron was not yet told is listed
+        for a call as ``forgotten`` (no card, no title). Its token goes too, so a send in
+        flight records nothing ("lost"). A hold whose event still waits in a queue, never
+        claimed, gets such a record too (kept ``keep_days`` past its pickup window, as a
+        claim would): its message then finds it listed. The number of holds listed; None
+        when one of the holds changed while this ran (find again and retry)."""
         k = self.k
-        async with self.r.pipeline(transaction=True) as p:
-            p.delete(k.patron(f.card), k.sent(f.card), k.audit(f.card))
-            p.rpush(k.audit(f.card), _dumps({"at": now_iso(), **audit_entry}))
-            p.zrem(k.pending, f.card)
-            p.srem(k.suspended, f.card)
-            for key in f.address_keys:
-                p.srem(k.address(key), f.card)
-            for hold_id, rec in f.holds.items():
-                p.delete(k.hold(hold_id))
-                if rec.get("notice"):
-                    p.delete(k.notice(rec["notice"]))
-            for hold_id in {*f.holds, *f.calls}:
-                p.hdel(k.calls, hold_id)
-                p.zrem(k.calls_due, hold_id)
-                p.zrem(k.inflight, hold_id)
-            for lst, values in ((k.called, f.called), (k.failures, f.failures),
-                                (k.bounces, f.bounces)):
-                for v in values:
-                    p.lrem(lst, 1, v)
-            for fp in f.refused:
-                p.hdel(k.rejected, fp)
-                p.zrem(k.rejected_order, fp)
-            for key in f.verp:
-                p.delete(key)
-            if f.outcomes:
-                p.xdel(k.outcomes, *f.outcomes)
-            for key in f.gathers:
-                p.delete(key)
-            for hold_id in f.holds:
-                p.zrem(k.reminders, hold_id)
-            await p.execute()
+        listed = 0
+        try:
+            async with self.r.pipeline(transaction=True) as p:
+                if f.holds or f.queued:  # read again under WATCH: decided on what EXEC changes
+                    await p.watch(*(k.hold(h) for h in {*f.holds, *f.queued}))
+                holds = {h: (await p.hgetall(k.hold(h)), await p.pttl(k.hold(h))) for h in f.holds}
+                for h, where in f.queued.items():
+                    if await p.exists(k.hold(h)):
+                        return None  # claimed since find(): it names the card now
+                    holds[h] = ({"status": HoldStatus.RETRYING, **where},
+                                _queued_ttl_ms(where.get("pickup_by", ""), now, keep_days))
+                p.multi()
+                p.delete(k.patron(f.card), k.sent(f.card), k.audit(f.card))
+                p.rpush(k.audit(f.card), _dumps({"at": now_iso(), **audit_entry}))
+                p.zrem(k.pending, f.card)
+                p.srem(k.suspended, f.card)
+                for key in f.address_keys:
+                    p.srem(k.address(key), f.card)
+                for hold_id in {*f.holds, *f.calls}:
+                    p.hdel(k.calls, hold_id)
+                    p.zrem(k.calls_due, hold_id)
+                    p.zrem(k.inflight, hold_id)
+                for hold_id, (rec, ttl_ms) in holds.items():
+                    if rec.get("notice"):
+                        p.delete(k.notice(rec["notice"]))
+                    p.delete(k.hold(hold_id))
+                    if not rec:  # expired meanwhile
+                        continue
+                    listed += self._strip(p, hold_id, rec, ttl_ms, now)
+                for lst, values in ((k.called, f.called), (k.failures, f.failures),
+                                    (k.bounces, f.bounces)):
+                    for v in values:
+                        p.lrem(lst, 1, v)
+                for fp in f.refused:
+                    p.hdel(k.rejected, fp)
+                    p.zrem(k.rejected_order, fp)
+                for key in f.verp:
+                    p.delete(key)
+                if f.outcomes:
+                    p.xdel(k.outcomes, *f.outcomes)
+                for key in f.gathers:
+                    p.delete(key)
+                for hold_id in f.holds:
+                    p.zrem(k.reminders, hold_id)
+                await p.execute()
+        except WatchError:
+            return None
         for key in f.address_keys:  # the address's bounce score, once no card holds it
             if not await self.r.exists(k.address(key)):
                 await self.r.delete(k.bounce_score(key))
+        return listed
+
+    def _strip(self, p: Any, hold_id: str, rec: dict[str, str], ttl_ms: int,
+               now: datetime) -> int:
+        """Queue the stripped record of one hold (and its listing, if any) on ``p``."""
+        kept, listed = after_forget(rec, now)
+        if listed:
+            kept.update(status=HoldStatus.PHONED, reason=CallReason.FORGOTTEN.value)
+            try:
+                last: date | None = date.fromisoformat(kept.get("pickup_by", ""))
+            except ValueError:
+                last = None
+            p.hset(self.k.calls, hold_id, _dumps(call_entry(
+                hold_id=hold_id, card_number=None, pickup_branch=kept.get("pickup_branch"),
+                pickup_by=last, reason=CallReason.FORGOTTEN, title=None, added_at=now)))
+            p.zadd(self.k.calls_due, {hold_id: call_due(last, now.date())})
+        p.hset(self.k.hold(hold_id), mapping={**kept, "forgotten": now_iso()})
+        if ttl_ms > 0:
+            p.pexpire(self.k.hold(hold_id), ttl_ms)
+        if listed and rec.get("status") != HoldStatus.PHONED:  # a new outcome: now listed
+            p.xadd(self.k.outcomes, {"hold_id": hold_id, "card_number": "",
+                                     "outcome": HoldOutcome.LISTED,
+                                     "reason": CallReason.FORGOTTEN.value,
+                                     "message_id": "", "at": now_iso()},
+                   maxlen=self.s.outcomes_maxlen, approximate=True)
+        return int(listed)
+
+
+def _queued_ttl_ms(pickup_by: str, now: datetime, keep_days: int) -> int:
+    try:
+        last = date.fromisoformat(pickup_by)
+    except ValueError:
+        last = now.date()
+    return retention_s(last, now, keep_days) * 1000

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .core import Store, now_iso, now_ms
+from .base import Conn, now_iso, now_ms
 from .scripts import lua
 
 
 class ReminderStore:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Conn) -> None:
         self.s = store
         self.r = store.r
         self.k = store.k

@@ -1,4 +1,5 @@
-"""Redis I/O of retention: the purge's steps and a patron's data on request.
+"""Redis I/O of retention: the purge's steps (a patron's data on request is
+:mod:`worker.store.patron_data`).
 
 What to remove is decided by :mod:`worker.holds.retention`; each removal here is atomic
 and tells whether *it* removed something (a Lua script's count, ZREM's reply), so two
@@ -13,7 +14,7 @@ from typing import Any, AsyncIterator
 
 from ..holds.retention import (CLOSED_STATUSES, EXPIRED, HOLD_PERSONAL_FIELDS, arrival_time,
                                call_entry_over, hold_closed, needs_stripping)
-from .core import Store, now_ms
+from .base import Conn, now_ms
 from .scripts import lua
 
 # entries a trim looks at per round trip (the script runs once per batch)
@@ -22,7 +23,7 @@ _HOLD_FIELDS = ("status", "closed", "pickup_by", "first_ms", *HOLD_PERSONAL_FIEL
 
 
 class RetentionStore:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Conn) -> None:
         self.s = store
         self.r = store.r
         self.k = store.k
@@ -92,6 +93,18 @@ class RetentionStore:
             total += n
             if n < TRIM_BATCH:
                 return total
+
+    async def trim_called(self, cutoff_iso: str, dry_run: bool) -> int:
+        """Records of calls made (``called``) older than ``cutoff_iso``."""
+        return await self.trim(self.k.called, cutoff_iso, dry_run)
+
+    async def trim_failures(self, cutoff_iso: str, dry_run: bool) -> int:
+        """Delivery failures older than ``cutoff_iso``."""
+        return await self.trim(self.k.failures, cutoff_iso, dry_run)
+
+    async def trim_bounce_log(self, cutoff_iso: str, dry_run: bool) -> int:
+        """Ingested bounce mails' rows older than ``cutoff_iso`` (and their fingerprints)."""
+        return await self.trim(self.k.bounces, cutoff_iso, dry_run, seen=self.k.bounces_seen)
 
     async def trim_audits(self, cutoff_iso: str, dry_run: bool) -> int:
         total = 0

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .core import Store, now_iso
+from .base import Conn, now_iso
 
 
 class StaffStore:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Conn) -> None:
         self.r = store.r
         self.k = store.k
 

@@ -15,7 +15,7 @@ from redis.asyncio.client import Pipeline
 
 from ..jdate import TOKYO
 from ..stats.fields import contact_counts
-from .core import Store
+from .base import Conn
 from .keys import Keys
 
 
@@ -35,7 +35,7 @@ def days_between(first: date, last: date) -> list[date]:
 
 
 class StatsStore:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Conn) -> None:
         self.r = store.r
         self.k = store.k
 

@@ -46,3 +46,15 @@ class GatherVerdict(StrEnum):
     WAIT = "wait"  # the hold joined (or opened) a window that is still open (ms left follow)
     DUE = "due"    # the card's window at the branch has ended and nobody took it yet
     LOST = "lost"  # another claim owns the hold now
+
+
+class HoldOutcome(StrEnum):
+    """The ``outcome`` of an entry of the outcome stream (worker/store/outcomes.py)."""
+
+    MAILED = "mailed"          # the notice (or digest) was handed to the relay
+    LISTED = "listed"          # on the staff phone-call list; reason = why not e-mail
+    BOUNCED = "bounced"        # a mail for the hold bounced (a `listed` follows)
+    CALLED = "called"          # staff marked the call done
+    REMINDED = "reminded"      # a pickup reminder was mailed
+    CANCELLED = "cancelled"    # hold_cancelled from the ILS
+    PICKED_UP = "picked_up"    # hold_picked_up from the ILS

@@ -29,7 +29,6 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from ..errors import NotifyError
 from ..settings import WebSettings
 from ..store.core import Store, now_iso, now_ms
-from ..store.staff import StaffStore
 from .throttle import Throttle, Throttled
 
 __all__ = ["Accounts", "AccountError", "Staff", "Throttled", "same_token"]
@@ -83,7 +82,7 @@ class Accounts:
 
     def __init__(self, store: Store, web: WebSettings) -> None:
         self.store = store
-        self.db = StaffStore(store)
+        self.db = store.staff
         self.web = web
 
     # -- accounts ----------------------------------------------------------------

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 from ..settings import WebSettings
 from ..store.core import Store
-from ..store.staff import StaffStore
 
 KNOWN_FOR_S = 90 * 86400
 MISSED_FOR_S = 30 * 86400
@@ -38,7 +37,7 @@ class Throttled(Exception):
 
 class Throttle:
     def __init__(self, store: Store, web: WebSettings) -> None:
-        self.db, self.web = StaffStore(store), web
+        self.db, self.web = store.staff, web
 
     async def check(self, staff_id: str, addr: str) -> None:
         """Raises :class:`Throttled` when this try may not be checked now."""

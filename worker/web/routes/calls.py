@@ -62,7 +62,7 @@ async def called(request: Request, form: FormData, who: Staff) -> tuple[str, str
     if len(ids) > 1:
         done, gone = await calls_mod.mark_entry_called(store(request), ids, who.staff_id,
                                                        text_field(form, "note"))
-        text = (f"カード {done[0].get('card_number')} の予約{len(done)}点"
+        text = (f"カード {done[0].get('card_number') or '-'} の予約{len(done)}点"
                 f"({'、'.join(e['hold_id'] for e in done)})を連絡済みにしました。")
         if gone:
             text += f"予約 {'、'.join(gone)} は既にリストにありませんでした。"
@@ -72,7 +72,7 @@ async def called(request: Request, form: FormData, who: Staff) -> tuple[str, str
     entry = await calls_mod.mark_called(store(request), hold_id, who.staff_id,
                                         text_field(form, "note"))
     # back at the hold, now in 「連絡済みにした予約」 with its undo button
-    return (f"予約 {hold_id}(カード {entry.get('card_number')})を連絡済みにしました。"
+    return (f"予約 {hold_id}(カード {entry.get('card_number') or '-'})を連絡済みにしました。"
             "間違えたときは「取り消す」でリストに戻せます。", f"called-{hold_id}")
 
 
@@ -81,5 +81,5 @@ async def uncall(request: Request, form: FormData, who: Staff) -> tuple[str, str
     hold_id = _hold(form)
     entry = await calls_mod.uncall(store(request), hold_id, who.staff_id,
                                    text_field(form, "note"))
-    return (f"予約 {hold_id}(カード {entry.get('card_number')})の連絡済みを取り消し、"
+    return (f"予約 {hold_id}(カード {entry.get('card_number') or '-'})の連絡済みを取り消し、"
             "電話連絡リストに戻しました。", f"call-{hold_id}")

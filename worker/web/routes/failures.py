@@ -15,7 +15,6 @@ from ...app import suspension
 from ...contact import ContactState
 from ...contact.changes import AUDIT_WHAT, AuditKind
 from ...errors import ReviewError
-from ...store.contacts import Registry
 from ...store.core import Store
 from ..auth import Staff
 from ..base import action, render, store, text_field
@@ -48,7 +47,7 @@ async def failures_with_state(s: Store) -> tuple[list[dict[str, Any]], dict[str,
     """Failures newest first, each with ``handled`` and ``first_of_card``; and per card
     its state and full address (staff read it back to the patron)."""
     rows = await suspension.failures_view(s)
-    reg, seen = Registry(s), set()
+    reg, seen = s.contacts, set()
     cards: dict[str, dict[str, str]] = {}
     fixed: dict[str, datetime | None] = {}  # when staff last fixed the card's mail
     for r in rows:

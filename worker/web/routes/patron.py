@@ -8,7 +8,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...app import calls as calls_mod
-from ...store.contacts import Registry
 from ..base import render, store
 
 # what staff may see of the patron record (never the code's hash or salt)
@@ -21,7 +20,7 @@ async def page(request: Request) -> Response:
     card = unicodedata.normalize("NFKC", request.query_params.get("card") or "").strip()[:64]
     record, history, calls = None, [], []
     if card:
-        raw = await Registry(store(request)).get(card)
+        raw = await store(request).contacts.get(card)
         record = {k: raw.get(k) for k in SHOWN}
         history = list(reversed(await store(request).history(card)))  # newest first
         calls = [c for c in await calls_mod.calls_view(store(request))
