@@ -11,7 +11,7 @@ if before == "sent" and result == "phoned" then
   emit(KEYS[1], ARGV[1], "listed", ARGV[4], "")
   -- statistics: the bounce's reason (ARGV[5]) and the carrier the notice went to
   local why = ARGV[5]
-  if not why or why == "" then why = "undefined" end
+  if not why or #why == 0 then why = "undefined" end
   tally(KEYS[1], "bounced." .. why .. "." .. carrier(KEYS[1]))
   tally(KEYS[1], "listed." .. ARGV[4])
 end
