@@ -209,6 +209,19 @@ def run_worker(settings: Any, threads: int = 4) -> Iterator[Any]:
         rtmod.reset_runtime()
 
 
+def runtime_do(settings: Any, fn: Callable[[Any], Any]) -> Any:
+    """Run ``await fn(runtime)`` with a process's runtime (store, composer, transport)."""
+    from worker.runtime import Runtime
+
+    async def go() -> Any:
+        rt = Runtime.create(settings)
+        try:
+            return await fn(rt)
+        finally:
+            await rt.close()
+    return asyncio.run(go())
+
+
 def with_store(settings: Any, fn: Callable[[Any], Any]) -> Any:
     """Run ``await fn(store)`` against the real Redis, from synchronous test code (the
     commands' own helper)."""
@@ -257,7 +270,7 @@ async def set_contact(store: Any, card: str, state: Any, *, address: str | None 
     await reg.apply(card, lambda b: registered(b, registration))
     if state is ContactState.PENDING:
         return
-    await reg.apply(card, lambda b: approved(card, b, staff, code_checked=False, reason=why,
+    await reg.apply(card, lambda b: approved(card, b, staff, code_hash=None, reason=why,
                                              masked=registration.masked))
     if state is ContactState.SUSPENDED:
         await reg.apply(card, lambda b: suspended(b, "filtered", why))

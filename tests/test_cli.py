@@ -196,8 +196,17 @@ def test_review_pending_approve_reject_through_the_cli(clean_redis, settings, tm
     assert r.returncode == 0 and "approved by S01" in r.stdout, r.stderr
     r = cli("review", "approve", "C2", "--staff", "S02", "--without-code")
     assert r.returncode == 1 and "needs --reason" in r.stderr
-    r = cli("review", "reject", "C2", "--staff", "S02", "--reason", "本人と連絡がつかない")
-    assert r.returncode == 0 and "back to none" in r.stdout
+    r = cli("review", "approve", "C2", "--staff", "S02", "--without-code", "--reason", "来館")
+    assert r.returncode == 1 and "needs --address" in r.stderr
+    # a registration the staff member was not shown is neither approved nor rejected
+    for action in (("approve", "--without-code"), ("reject",)):
+        r = cli("review", *action, "C2", "--staff", "S02", "--reason", "来館",
+                "--address", "taro@docomo.ne.jp")
+        assert r.returncode == 1 and "registered another address" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    r = cli("review", "reject", "C2", "--staff", "S02", "--reason", "本人と連絡がつかない",
+            "--address", "Hana@ezweb.ne.jp")
+    assert r.returncode == 0 and "back to none" in r.stdout, r.stderr
     assert cli("review", "pending", "--json").stdout == ""
     hist = [json.loads(x) for x in cli("review", "history", "C2", "--json").stdout.splitlines()]
     assert hist[-1]["what"] == "registration rejected" and hist[-1]["staff"] == "S02"

@@ -25,7 +25,8 @@ ACTIVE = {"state": "active", "address": "old@example.jp", "envelope": "old@examp
 SUSPENDED = {**ACTIVE, "state": "suspended"}
 PENDING_NEW = {"state": "pending", "prev_state": "none", "pending_address": "p@example.jp",
                "pending_envelope": "p@example.jp", "pending_key": "p@example.jp",
-               "pending_branch": "ogawa"}
+               "pending_branch": "ogawa", "pending_event": "E-1", "code_hash": "h1",
+               "code_expires_ms": "9000", "code_wrong": "0"}
 PENDING_OVER_ACTIVE = {**ACTIVE, **PENDING_NEW, "prev_state": "active"}
 PENDING_OVER_SUSPENDED = {**PENDING_NEW, "prev_state": "suspended",
                           "suspended_address": "old@example.jp",
@@ -35,9 +36,9 @@ PENDING_OVER_SUSPENDED = {**PENDING_NEW, "prev_state": "suspended",
 Event = Callable[[Record], ContactChange]
 EVENTS: dict[str, Event] = {
     "registered": lambda b: registered(b, NEW),
-    "approved": lambda b: approved("C1", b, "S01", code_checked=True, reason="",
-                                   masked="p***@example.jp"),
-    "approved_no_code": lambda b: approved("C1", b, "S01", code_checked=False,
+    "approved": lambda b: approved("C1", b, "S01", code_hash="h1", reason="",
+                                   masked="p***@example.jp", tries=5, now_ms=1_000),
+    "approved_no_code": lambda b: approved("C1", b, "S01", code_hash=None, shown="E-1",
                                            reason="来館", masked="p***@example.jp"),
     "rejected": lambda b: rejected("C1", b, "S01", "本人でない", masked="p***@example.jp"),
     "removed": lambda b: removed(b, "website", "removed on the website"),
@@ -118,8 +119,8 @@ def test_index_and_pending_list_follow_the_address():
     reg = registered(PENDING_NEW, NEW)
     assert reg.index_add == ("new@example.jp",) and reg.index_remove == ("p@example.jp",)
     assert reg.pending == NEW.registered_ms and not reg.off_pending
-    ok = approved("C1", PENDING_OVER_SUSPENDED, "S01", code_checked=True, reason="",
-                  masked="p***")
+    ok = approved("C1", PENDING_OVER_SUSPENDED, "S01", code_hash="h1", reason="",
+                  masked="p***", tries=5, now_ms=1_000)
     assert ok.index_add == ("p@example.jp",) and ok.index_remove == ("old@example.jp",)
     assert ok.off_pending
     gone = removed(PENDING_OVER_ACTIVE, "S01", "x")
@@ -152,3 +153,40 @@ def test_every_state_is_reachable_and_every_kind_is_used():
     # (worker/app/calls.py and the patron-data commands write them)
     assert kinds == set(AuditKind) - {AuditKind.ADDRESS_REFUSED, AuditKind.CALLED,
                                       AuditKind.UNCALLED, AuditKind.FORGOTTEN}
+
+
+@pytest.mark.parametrize("act", [
+    lambda b: approved("C1", b, "S01", code_hash=None, shown="E-0", reason="来館", masked="x"),
+    lambda b: approved("C1", b, "S01", code_hash=None, shown="q@example.jp", reason="来館",
+                       masked="x"),
+    lambda b: approved("C1", b, "S01", code_hash="h0", reason="", masked="x", tries=5,
+                       now_ms=1_000),
+    lambda b: rejected("C1", b, "S01", "x", masked="x", shown="E-0"),
+], ids=["other id", "other address", "code of another registration", "reject other"])
+def test_only_the_registration_shown_or_whose_code_was_read_is_acted_on(act):
+    """Issue 24 #1: the check is part of the transition the store applies atomically."""
+    with pytest.raises(ReviewError, match="registered another address|since replaced") as e:
+        act(PENDING_NEW)
+    assert e.value.kind == "registration_changed"
+
+
+def test_the_shown_registration_matches_by_id_or_address_and_the_audit_names_it():
+    for shown in ("E-1", "p@example.jp", " P@Example.JP "):
+        c = approved("C1", PENDING_NEW, "S01", code_hash=None, shown=shown, reason="来館",
+                     masked="p***@example.jp")
+        assert c.audit is not None and c.audit["registration"] == "E-1"
+        assert c.audit["address"] == "p***@example.jp" and c.audit["code_read"] is False
+    c = approved("C1", PENDING_NEW, "S01", code_hash="h1", reason="", masked="p***@example.jp",
+                 tries=5, now_ms=1_000)
+    assert c.audit is not None and c.audit["code_read"] is True
+
+
+def test_a_code_locked_or_expired_at_the_write_is_refused_there():
+    locked = {**PENDING_NEW, "code_wrong": "5"}
+    with pytest.raises(ReviewError) as e:
+        approved("C1", locked, "S01", code_hash="h1", reason="", masked="x", tries=5, now_ms=1)
+    assert e.value.kind == "code_locked"
+    with pytest.raises(ReviewError) as e:
+        approved("C1", PENDING_NEW, "S01", code_hash="h1", reason="", masked="x", tries=5,
+                 now_ms=9_001)
+    assert e.value.kind == "code_expired"

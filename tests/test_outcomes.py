@@ -147,9 +147,9 @@ def test_every_state_change_has_its_outcome_and_no_other(settings, clean_redis, 
                 await store.close_hold(hold_id, "cancelled" if op == "cancel" else "picked_up",
                                        ttl_s=60)
             elif op == "called":
-                await store.mark_called(hold_id, {"hold_id": hold_id, "staff": "S"})
+                await store.mark_called(hold_id, {"hold_id": hold_id, "staff": "S"}, {"kind": "called"})
             elif op == "uncall":
-                await store.uncall(hold_id, {"hold_id": hold_id, "staff": "S"})
+                await store.uncall(hold_id, {"hold_id": hold_id, "staff": "S"}, {"kind": "uncalled"})
             else:
                 await store.bounces.rephone(hold_id, {"hold_id": hold_id}, 1, "bounced")
             after = await store.get_hold(hold_id)

@@ -97,7 +97,7 @@ def test_wrong_code_counts_down_then_locks(s, smtp_sink):
     with pytest.raises(ReviewError, match="locked after 5 wrong tries"):
         approve(s, "C2", code=code)  # even the right one, once locked
     assert state(s, "C2")["state"] == "pending"
-    approve(s, "C2", reason="本人確認済み(来館)")
+    approve(s, "C2", reason="本人確認済み(来館)", shown="taro@docomo.ne.jp")
     assert state(s, "C2")["state"] == "active"
     assert "WITHOUT the code" in with_store(s, lambda st: st.history("C2"))[-1]["what"]
 
@@ -132,12 +132,13 @@ def test_reject_returns_to_previous_state(s, smtp_sink):
         hold_ready.send(hold_event("H5", "C5"))
         wait_for(lambda: len(smtp_sink.messages) == 3)
     assert smtp_sink.messages[2].rcpt_tos == ["old@docomo.ne.jp"]
-    with_store(s, lambda st: registration.reject(st, "C5", "S02", "番号が確認できない"))
+    with_store(s, lambda st: registration.reject(st, "C5", "S02", "番号が確認できない",
+                                                 shown="r2"))
     rec = state(s, "C5")
     assert rec["state"] == "active" and rec["address"] == "old@docomo.ne.jp"
     assert "pending_address" not in rec
     with pytest.raises(ReviewError, match="not awaiting approval"):
-        with_store(s, lambda st: registration.reject(st, "C5", "S02", "again"))
+        with_store(s, lambda st: registration.reject(st, "C5", "S02", "again", shown="r2"))
 
 
 def test_second_registration_replaces_the_first_code(s, smtp_sink):

@@ -58,8 +58,8 @@ def test_mark_called_once(store_run):
                                 call={"hold_id": "H4", "card_number": "C4", "pickup_branch": "ogawa"})
         assert [x["hold_id"] for x in await store.calls("ogawa")] == ["H4"]
         assert await store.calls("tamari") == []
-        assert (await store.mark_called("H4", {"staff": "S1"}))["card_number"] == "C4"
-        assert await store.mark_called("H4", {"staff": "S1"}) is None
+        assert (await store.mark_called("H4", {"staff": "S1"}, {"kind": "called"}))["card_number"] == "C4"
+        assert await store.mark_called("H4", {"staff": "S1"}, {"kind": "called"}) is None
         assert (await store.get_hold("H4"))["status"] == "called"
     store_run(go)
 

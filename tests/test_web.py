@@ -7,7 +7,6 @@ carry the staff id of the session, never one from a form field.
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import json
@@ -21,7 +20,7 @@ import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from tests.helpers import hold_event, variant, with_store
+from tests.helpers import hold_event, runtime_do, variant, with_store
 from tests.helpers import set_contact
 from worker.contact import ContactState
 from worker.web.app import create_app
@@ -71,11 +70,26 @@ def logged_in(s, web, staff_id: str = "S01", branch: str | None = None) -> str:
 
 
 def act(web, path: str, **form):
-    """POST a form with the session's CSRF token; returns the page redirected to."""
+    """POST a form with the session's CSRF token; returns the page redirected to. A form
+    of the pending page carries the registration its row shows, as the browser sends it."""
     token = csrf_of(web.get("/").text)
+    if path.startswith("/pending/") and "card" in form and "registration" not in form:
+        shown = shown_registration(web, form["card"])
+        if shown:
+            form["registration"] = shown
     r = web.post(path, data={"csrf": token, **form})
     assert r.status_code == 303, r.text
     return web.get(r.headers["location"])
+
+
+def shown_registration(web, card: str) -> str | None:
+    """The registration id the pending page's row for ``card`` carries in its forms."""
+    page = web.get("/pending").text
+    if f'id="pending-{card}"' not in page:
+        return None
+    row = page[page.index(f'id="pending-{card}"'):]
+    m = re.search(r'name="registration" value="([^"]*)"', row[:row.index("</article>")])
+    return m[1] if m else None
 
 
 def flash(page) -> str:
@@ -85,24 +99,12 @@ def flash(page) -> str:
 
 # -- data, made by the worker's own functions -------------------------------------
 
-def runtime_do(s, fn):
-    from worker.runtime import Runtime
-
-    async def go():
-        rt = Runtime.create(s)
-        try:
-            return await fn(rt)
-        finally:
-            await rt.close()
-    return asyncio.run(go())
-
-
-def register(s, card: str, address: str, branch: str = "ogawa") -> str:
+def register(s, card: str, address: str, branch: str = "ogawa", event_id: str = "") -> str:
     """address_registered handled by the worker's function; returns the mailed code."""
     from worker.app import registration
     from worker.ils.events import parse_event
 
-    ev = parse_event({"event_id": f"reg-{card}", "type": "address_registered",
+    ev = parse_event({"event_id": event_id or f"reg-{card}", "type": "address_registered",
                       "card_number": card, "email": address,
                       "registered_at": "2026-11-29T09:30:00+09:00",
                       "application_branch": branch}, set(s.branches))
@@ -427,6 +429,36 @@ def test_pending_page_approve_with_the_code(s, web):
     assert last["staff"] == "S01" and "code checked" in last["what"]
     page = act(web, "/pending/approve", card="C1", code=code)
     assert "承認待ちではありません" in flash(page)
+
+
+def test_a_stale_page_approves_and_rejects_nothing_the_patron_registered_since(s, web):
+    """Issue 24 #1: staff saw address A; the patron registered B meanwhile. Every action
+    of A's row (with A's code, without a code, reject) leaves B pending and says why."""
+    from worker.masking import mask_address
+
+    logged_in(s, web)
+    first_code = register(s, "C1", "taro@docomo.ne.jp")
+    shown = shown_registration(web, "C1")
+    assert shown == "reg-C1"
+    register(s, "C1", "jiro@docomo.ne.jp", event_id="reg-C1-again")
+    for path, extra in (("/pending/approve-without-code", {"reason": "来館され本人確認済み"}),
+                        ("/pending/reject", {"reason": "本人と連絡がつかない"}),
+                        ("/pending/approve", {"code": first_code})):
+        page = act(web, path, card="C1", registration=shown, **extra)
+        assert flash(page).startswith("error:") and "別のメールアドレスを登録しました" in flash(page)
+        assert "読み込み直して" in flash(page), flash(page)
+    p = patron(s, "C1")
+    assert p["state"] == "pending" and p["pending_address"] == "jiro@docomo.ne.jp"
+    assert p["code_wrong"] == "0"
+    assert [h["kind"] for h in history(s, "C1")] == ["registered", "registered"]
+    # reloaded, the row shows B: approving it works, and the audit names B (masked)
+    page = act(web, "/pending/approve-without-code", card="C1", reason="来館され本人確認済み")
+    assert flash(page).startswith("ok:") and "jiro@docomo.ne.jp" in flash(page)
+    last = history(s, "C1")[-1]
+    assert last["kind"] == "approved_without_code" and last["code_read"] is False
+    assert last["address"] == mask_address("jiro@docomo.ne.jp") and "jiro" not in last["address"]
+    assert last["registration"] == "reg-C1-again"
+    assert patron(s, "C1")["address"] == "jiro@docomo.ne.jp"
 
 
 def test_pending_approve_without_code_and_reject_need_a_reason(s, web):
@@ -768,7 +800,7 @@ def test_refusals_that_are_not_an_invalid_event_say_what_they_are(s, web):
     an unusable address are valid events: validating them again named no fault, or a wrong
     one (a message has no "type": "データの種類(type)が不明です"). Their kind says it."""
     logged_in(s, web)
-    from worker.app.refusals import RefusalKind, reject
+    from worker.app.refusals import RefusalKind, keep_refusal as reject
 
     message = json.dumps({"queue_name": "other", "actor_name": "hold_ready",
                           "args": [hold_event("R5", "C5")], "kwargs": {}, "options": {}})

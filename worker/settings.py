@@ -23,7 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo,
+                      field_validator)
 
 from .errors import ConfigError
 
@@ -36,6 +37,9 @@ SHIPPED_IN_PACKAGE = Path(__file__).resolve().parent / "_shipped"
 ETC_FILE = Path("/etc/omitama-notify/settings.toml")
 # data of a server configured in /etc (FHS: configuration in /etc, state in /var/lib)
 STATE_DIR = Path("/var/lib/omitama-notify")
+# upper bounds of numeric settings: far beyond any sensible value, below any overflow
+DAY_S = 86_400
+YEARS_10 = 3650
 
 
 def check_return_path(template: str) -> str:
@@ -54,7 +58,9 @@ def check_return_path(template: str) -> str:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are refused: a non-finite duration overflows where it is used (a
+    # timedelta, a Redis expiry), far from the file that set it
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class RedisSettings(_Section):
@@ -67,7 +73,7 @@ class RedisSettings(_Section):
     start_private: bool = False
     # dramatiq: a worker silent this long is dead, and its unacknowledged messages are
     # given to others (at the next queue maintenance); dramatiq's default
-    heartbeat_timeout_ms: int = Field(60_000, ge=100)
+    heartbeat_timeout_ms: int = Field(60_000, ge=100, le=DAY_S * 1000)
     # dramatiq: out of a million broker commands, how many also run queue maintenance
     # (re-queue a dead worker's messages, purge old dead letters); dramatiq's default
     maintenance_chance: int = Field(1000, ge=0, le=1_000_000)
@@ -94,6 +100,14 @@ class SmtpSettings(_Section):
     # connections kept open per worker process; reused across messages
     pool_size: int = Field(4, ge=1, le=64)
     helo_name: str = ""
+
+    @field_validator("tls")
+    @classmethod
+    def _one_tls(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and info.data.get("starttls"):
+            raise ValueError("tls (TLS from the first byte, port 465) and starttls (upgrade "
+                             "on port 25/587) cannot both be true: choose one")
+        return v
 
 
 class MailSettings(_Section):
@@ -135,18 +149,27 @@ class WorkerSettings(_Section):
 
 
 class DeliverySettings(_Section):
-    min_backoff_s: float = Field(30, gt=0)
-    max_backoff_s: float = Field(1800, gt=0)
+    min_backoff_s: float = Field(30, gt=0, le=DAY_S)
+    max_backoff_s: float = Field(1800, gt=0, le=DAY_S)
     # give up on a relay that keeps failing after this long, whatever the deadline
-    max_retry_hours: float = Field(24, gt=0)
+    max_retry_hours: float = Field(24, gt=0, le=24 * 60)
     # retries stop this many hours before the pickup window closes, so staff can still phone
-    phone_margin_hours: float = Field(48, ge=0)
+    phone_margin_hours: float = Field(48, ge=0, le=24 * 60)
     # how long a worker may hold a hold's "sending" lease before another may take over
-    lease_s: float = Field(120, gt=0)
+    lease_s: float = Field(120, gt=0, le=DAY_S)
     # how often each worker process looks for holds and messages that went missing
-    sweep_interval_s: float = Field(30, gt=0)
+    sweep_interval_s: float = Field(30, gt=0, le=DAY_S)
     # moved to [retention] hold_days: a file that still sets it is refused with that pointer
     retention_days: int | None = None
+
+    @field_validator("max_backoff_s")
+    @classmethod
+    def _cap_above_start(cls, v: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_backoff_s")
+        if low is not None and v < low:
+            raise ValueError(f"must be at least min_backoff_s ({low:g}): the longest wait "
+                             "between retries cannot be shorter than the first")
+        return v
 
     @field_validator("retention_days")
     @classmethod
@@ -162,27 +185,27 @@ class RetentionSettings(_Section):
 
     # a hold's record (ids, card, outcome, dates; title and name are dropped when the hold
     # closes) lives this long past its pickup window: late bounces are traced through it
-    hold_days: int = Field(30, ge=1)
+    hold_days: int = Field(30, ge=1, le=YEARS_10)
     # refused events (their raw payload included): long enough for the ILS team to fix
     # the producer
-    refused_days: int = Field(30, ge=0)
+    refused_days: int = Field(30, ge=0, le=YEARS_10)
     # staff's records of calls made (`called`), delivery failures, the bounce-mail log
-    called_days: int = Field(90, ge=0)
-    failures_days: int = Field(90, ge=0)
-    bounces_days: int = Field(90, ge=0)
+    called_days: int = Field(90, ge=0, le=YEARS_10)
+    failures_days: int = Field(90, ge=0, le=YEARS_10)
+    bounces_days: int = Field(90, ge=0, le=YEARS_10)
     # a patron's audit log (state changes, approvals, calls): entries older than this go
-    audit_days: int = Field(400, ge=0)
+    audit_days: int = Field(400, ge=0, le=YEARS_10)
     # .eml files of the outbox transport
-    outbox_days: int = Field(7, ge=0)
+    outbox_days: int = Field(7, ge=0, le=YEARS_10)
     # the library's statistics (counts per day and branch; no personal data): years
-    stats_days: int = Field(3660, ge=1)
+    stats_days: int = Field(3660, ge=1, le=YEARS_10 * 3)
     # the worker runs the purge once a day, at this hour (Tokyo) or at its first start after
     purge_hour: int = Field(3, ge=0, le=23)
 
 
 class RegistrationSettings(_Section):
     # how long the receipt code in the confirmation mail stays valid
-    code_ttl_days: float = Field(14, gt=0)
+    code_ttl_days: float = Field(14, gt=0, le=365)
     # wrong codes before the code locks (staff may still approve without it, with a reason)
     max_code_tries: int = Field(5, ge=1, le=20)
     # check the address's domain in DNS on registration (off: offline machines refuse all)
@@ -197,17 +220,17 @@ class WebSettings(_Section):
     session_secret: SecretStr = SecretStr("")
     # a session ends this long after login at the latest (the cookie itself is a
     # browser-session cookie: closing the browser on a shared counter PC ends it too) …
-    session_max_age_s: int = Field(8 * 3600, ge=60)
+    session_max_age_s: int = Field(8 * 3600, ge=60, le=30 * DAY_S)
     # … and after this long without a page being opened
-    session_idle_s: int = Field(30 * 60, ge=60)
+    session_idle_s: int = Field(30 * 60, ge=60, le=30 * DAY_S)
     # failed logins for one staff id from one client before that client is refused for
     # the window (a client that logged in as that id before is only slowed down)
-    login_max_failures: int = Field(5, ge=1)
+    login_max_failures: int = Field(5, ge=1, le=10_000)
     # failed logins from one client address over all staff ids, and for one staff id
     # from all clients together (the ceiling), before clients new to the id are refused
-    login_max_failures_per_client: int = Field(20, ge=1)
-    login_max_failures_per_id: int = Field(30, ge=1)
-    login_window_s: int = Field(900, ge=10)
+    login_max_failures_per_client: int = Field(20, ge=1, le=1_000_000)
+    login_max_failures_per_id: int = Field(30, ge=1, le=1_000_000)
+    login_window_s: int = Field(900, ge=10, le=30 * DAY_S)
     # addresses (or networks, "10.0.0.0/8") of reverse proxies whose X-Forwarded-For is
     # believed; empty: the header is ignored and the connecting address counts
     trusted_proxies: list[str] = []
@@ -230,22 +253,22 @@ class WebSettings(_Section):
 
 class BounceSettings(_Section):
     # Mailman-style score: a permanent bounce adds at most one point per day …
-    points_per_day: float = Field(1.0, gt=0)
+    points_per_day: float = Field(1.0, gt=0, le=1000)
     # … the address is suspended when the score reaches this …
-    threshold: float = Field(5.0, gt=0)
+    threshold: float = Field(5.0, gt=0, le=1_000_000)
     # … and points older than this no longer count.
-    stale_after_days: float = Field(7.0, gt=0)
+    stale_after_days: float = Field(7.0, gt=0, le=YEARS_10)
     # how long a VERP return-path token still traces a bounce to its notice
-    token_days: float = Field(30.0, gt=0)
+    token_days: float = Field(30.0, gt=0, le=YEARS_10)
     # unverified bounce mails recorded per address and day; more are only logged
-    unverified_per_day: int = Field(3, ge=0)
+    unverified_per_day: int = Field(3, ge=0, le=1_000_000)
     # where bounce mails arrive for `bounces watch` (worker/mailbox/): maildir:PATH,
     # imap://user@host/FOLDER or imaps://user@host[:port]/FOLDER; empty: off
     mailbox: str = ""
     # the IMAP password: set OMITAMA_NOTIFY_BOUNCES__PASSWORD, never in the file
     password: SecretStr = SecretStr("")
     # seconds between looks at the mailbox when the server offers no IDLE (or Maildir)
-    poll_s: float = Field(30.0, gt=0)
+    poll_s: float = Field(30.0, gt=0, le=DAY_S)
 
     @field_validator("mailbox")
     @classmethod
@@ -260,7 +283,7 @@ class LoggingSettings(_Section):
     format: Literal["text", "json"] = "text"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # each worker process logs what it did with hold notices this often (0: never)
-    summary_interval_s: float = Field(60.0, ge=0)
+    summary_interval_s: float = Field(60.0, ge=0, le=DAY_S)
 
 
 class MetricsSettings(_Section):
@@ -289,7 +312,7 @@ class ReminderSettings(_Section):
 class OutcomeSettings(_Section):
     # the outcome stream (<key_prefix>outcomes) keeps about this many entries
     # (trimmed with MAXLEN ~): days of outcomes for an ILS that reads it now and then
-    maxlen: int = Field(100_000, ge=100)
+    maxlen: int = Field(100_000, ge=100, le=1_000_000_000)
 
 
 class Branch(_Section):

@@ -70,13 +70,15 @@ async def calls_view(store: Store, branch: str | None = None) -> list[dict[str, 
 
 
 async def mark_called(store: Store, hold_id: str, staff: str, note: str = "") -> dict[str, Any]:
-    """Take a hold off the list because staff phoned; kept in the patron's audit log."""
-    entry = await store.mark_called(hold_id, {"hold_id": hold_id, "staff": staff, "note": note})
+    """Take a hold off the list because staff phoned; the patron's audit line is written
+    in the same step (a kill cannot leave a call nobody can account for)."""
+    entry = await store.mark_called(hold_id, {"hold_id": hold_id, "staff": staff, "note": note},
+                                    audit_entry(AuditKind.CALLED, staff, note, hold_id=hold_id))
     if entry is None:
         raise ReviewError(f"hold {hold_id} is not on the phone-call list "
                           "(already called, cancelled, picked up, or never listed)",
                           kind="not_on_call_list", hold_id=hold_id)
-    return await _audited(store, entry, AuditKind.CALLED, staff, note)
+    return entry
 
 
 async def mark_entry_called(store: Store, hold_ids: list[str], staff: str,
@@ -100,18 +102,12 @@ async def mark_entry_called(store: Store, hold_ids: list[str], staff: str,
 
 async def uncall(store: Store, hold_id: str, staff: str, note: str = "") -> dict[str, Any]:
     """Put a hold marked as phoned back on the list (a misclick); audited."""
-    entry = await store.uncall(hold_id, {"hold_id": hold_id, "staff": staff, "note": note})
+    entry = await store.uncall(hold_id, {"hold_id": hold_id, "staff": staff, "note": note},
+                               audit_entry(AuditKind.UNCALLED, staff, note, hold_id=hold_id))
     if entry is None:
         raise ReviewError(f"hold {hold_id} is not marked as phoned (never was, already undone, "
                           "or cancelled or picked up since); nothing was changed",
                           kind="not_called", hold_id=hold_id)
-    return await _audited(store, entry, AuditKind.UNCALLED, staff, note)
-
-
-async def _audited(store: Store, entry: dict[str, Any], kind: AuditKind, staff: str,
-                   note: str) -> dict[str, Any]:
-    await store.audit(entry["card_number"], audit_entry(
-        kind, staff, note, entry.get("pickup_branch"), hold_id=entry.get("hold_id")))
     return entry
 
 

@@ -39,6 +39,7 @@ from datetime import date
 
 from ..contact import CallReason
 from ..errors import EventError
+from ..holds.calls import passed_reason
 from ..holds.outcome import Outcome
 from ..holds.policy import pickup_passed
 from ..ils.events import HoldReady, parse_event
@@ -97,7 +98,10 @@ async def send_window(rt: Runtime, card: str, branch: str,
                                   branch=h.get("pickup_branch"), pickup_by=_day(h),
                                   title=None, detail="stored event unreadable"))
         elif pickup_passed(ev.pickup_by, now):
-            listed.append(listing_of(ev, CallReason.PICKUP_PASSED))
+            listed.append(listing_of(ev, passed_reason(
+                ev.pickup_by, int(h.get("first_ms") or 0),
+                # a hold claimed again after its digest failed is being retried
+                "retrying" if int(h.get("attempts") or 1) > 1 else "gathering")))
         else:
             members.append(Member(ev, int(h.get("attempts") or 1),
                                   int(h.get("first_ms") or now.timestamp() * 1000),

@@ -57,6 +57,7 @@ from typing import Any
 
 from ..contact import CallReason, Contact, decide_contact
 from ..errors import EventError
+from ..holds.calls import passed_reason
 from ..holds.outcome import Outcome
 from ..holds.policy import pickup_passed
 from ..holds.retention import retention_s
@@ -129,7 +130,8 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
 
     # 2. decide
     if pickup_passed(ev.pickup_by, now):
-        return await _list(rt.store, ev, claim, CallReason.PICKUP_PASSED)
+        return await _list(rt.store, ev, claim, passed_reason(
+            ev.pickup_by, claim.first_ms, "retrying"))
     decision = decide_contact(ev.contact, contact or await rt.store.get_contact(ev.card_number))
     if not decision.by_email:
         assert decision.reason is not None

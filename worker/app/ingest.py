@@ -22,11 +22,12 @@ import hashlib
 import mailbox
 import re
 import tempfile
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from ..errors import InputError
+from ..errors import InputError, StoreError
 from ..masking import mask_address
 from .bounce_effects import address_key, apply_failure
 from ..store.bounces import BounceStore
@@ -36,6 +37,7 @@ from ..bounces.trust import MailFacts, TokenState, Traced, Trust, assess, mail_f
 from ..mail.compose import token_of
 from ..jdate import now_tokyo
 from ..settings import Settings
+from ..store.client import RedisError
 from ..store.core import Store
 from ..mail.verp import Sent, token_in
 from ..store.verp import sent_for
@@ -169,12 +171,29 @@ async def _return_path(store: Store, settings: Settings, facts: MailFacts
 
 
 async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) -> list[dict[str, Any]]:
+    """Ingest one mail once, whichever way and however often it comes in (the same mail
+    read by two readers at once is taken in by one: :meth:`BounceStore.take`)."""
     bs = store.bounces
     fp = mail_fingerprint(raw)
-    if await bs.seen(fp):
+    if not await bs.take(fp):
         dup: dict[str, Any] = {"file": name, "duplicate": True, "fingerprint": fp}
         await bs.log(dup)
         return [dup]
+    try:
+        rows = await _ingest(store, settings, bs, fp, name, raw)
+    except BaseException:
+        with suppress(RedisError, StoreError, OSError):
+            await bs.let_go(fp)
+        raise
+    # marked only now: a crash before this line (a killed process, Redis gone) means
+    # the mail is ingested again, at worst leaving a second failure row; marking it
+    # first would lose a real bounce for good (suspension and re-phoning are idempotent)
+    await bs.mark_seen(fp)
+    return rows
+
+
+async def _ingest(store: Store, settings: Settings, bs: BounceStore, fp: str, name: str,
+                  raw: bytes) -> list[dict[str, Any]]:
     facts = mail_facts(raw)
     token_state, sent = await _return_path(store, settings, facts)
     rows = []
@@ -207,10 +226,6 @@ async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) ->
                              and address and not trust.verified else "recorded only")
         await bs.log({**row, "fingerprint": fp})
         rows.append(row)
-    # marked only now: a crash before this line (a killed process, Redis gone) means
-    # the mail is ingested again, at worst leaving a second failure row; marking it
-    # first would lose a real bounce for good (suspension and re-phoning are idempotent)
-    await bs.mark_seen(fp)
     return rows
 
 

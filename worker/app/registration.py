@@ -28,7 +28,8 @@ from ..ils.events import AddressRegistered, AddressRemoved
 from .refusals import RefusalKind, keep_refusal
 from ..jdate import TOKYO, ja_date
 from ..contact.changes import (AuditKind, ContactChange, Record, Registration, approved,
-                              audit_entry, need_pending, registered, rejected, removed)
+                              audit_entry, need_code_usable, need_shown, registered, rejected,
+                              removed, wrong_code)
 from ..runtime import Runtime
 from ..settings import Settings
 from ..store.core import Store, now_ms
@@ -121,42 +122,49 @@ async def register(rt: Runtime, ev: AddressRegistered,
 
 
 async def approve(store: Store, settings: Settings, card: str, staff: str, *,
-                  code: str | None = None, reason: str | None = None) -> dict[str, str]:
-    """Staff approve the pending address, with the code the patron read out, or
-    without it for a stated reason. Returns the record as it was before."""
+                  shown: str | None = None, code: str | None = None,
+                  reason: str | None = None) -> dict[str, str]:
+    """Staff approve the registration they were shown (``shown``: its id or its address)
+    with the code the patron read out, or without it for a stated reason. The code is
+    compared (slowly, on purpose) outside the store's atomic step; that step then approves
+    only if the registration is still the one whose code was compared and the one shown
+    (``Registry.apply`` re-reads it under WATCH). Returns the record as it was before."""
     reg = store.contacts
-    before = await reg.get(card)
-    need_pending(card, before)
     if code is None and not (reason or "").strip():
         raise ReviewError("approving without the code needs a reason",
                           kind="approve_needs_reason")
+    if code is None and not (shown or "").strip():
+        raise ReviewError(f"card {card}: name the registration you approve (its address as "
+                          "the pending list shows it); nothing was changed",
+                          kind="approve_needs_registration", card=card)
+    code_hash: str | None = None
+    tries = settings.registration.max_code_tries
     if code is not None:
-        tries = settings.registration.max_code_tries
-        if int(before.get("code_wrong") or 0) >= tries:
-            raise ReviewError(f"the code for card {card} is locked after {tries} wrong tries; "
-                              "approve --without-code with a reason, or ask the patron to register again",
-                              kind="code_locked", card=card, tries=tries)
-        if code_expired(int(before.get("code_expires_ms") or 0), now_ms()):
-            raise ReviewError(f"the code for card {card} has expired; approve --without-code with a"
-                              " reason, or ask the patron to register again for a new code",
-                              kind="code_expired", card=card)
-        if not verify_code(code, before.get("code_salt", ""), before.get("code_hash", "")):
-            left = tries - await reg.wrong_code(card)
+        seen = await reg.get(card)
+        need_shown(card, seen, shown)
+        need_code_usable(card, seen, tries, now_ms())
+        code_hash = seen.get("code_hash", "")
+        if not verify_code(code, seen.get("code_salt", ""), code_hash):
+            _, change = await reg.apply(card, lambda b: wrong_code(card, b, code_hash or "", tries))
+            left = tries - int(change.fields["code_wrong"])
             if left > 0:
                 raise ReviewError(f"wrong code for card {card}; {left} tries left",
                                   kind="wrong_code", card=card, left=left)
             raise ReviewError(f"wrong code for card {card}; the code is now locked",
                               kind="wrong_code_locked", card=card)
     before, _ = await reg.apply(card, lambda b: approved(
-        card, b, staff, code_checked=code is not None, reason=reason or "",
-        masked=mask_address(b.get("pending_address", ""))))
+        card, b, staff, code_hash=code_hash, reason=reason or "", shown=shown,
+        masked=mask_address(b.get("pending_address", "")), tries=tries, now_ms=now_ms()))
     return before
 
 
-async def reject(store: Store, card: str, staff: str, reason: str) -> dict[str, str]:
-    """Staff reject the pending address: the patron goes back to the state before."""
+async def reject(store: Store, card: str, staff: str, reason: str, *,
+                 shown: str | None) -> dict[str, str]:
+    """Staff reject the registration they were shown (its id or address): the patron
+    goes back to the state before. ``shown`` None only where no one was shown a list."""
     before, _ = await store.contacts.apply(card, lambda b: rejected(
-        card, b, staff, reason, masked=mask_address(b.get("pending_address", ""))))
+        card, b, staff, reason, masked=mask_address(b.get("pending_address", "")),
+        shown=shown))
     return before
 
 
@@ -195,5 +203,8 @@ async def pending_view(store: Store, settings: Settings, branch: str | None = No
             "shared_with": sorted(await reg.cards_with(h.get("pending_key", "")) - {card}),
             "confirmation": h.get("confirmation"), "code": code_state,
             "previous_state": h.get("prev_state"),
+            # what staff act on: the page posts it back, so a newer registration is not
+            # approved or rejected in its place
+            "registration": h.get("pending_event"),
             "read_on_call": allow_sender_advice(carrier, sender)})
     return rows

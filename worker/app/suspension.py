@@ -24,7 +24,8 @@ async def suspend(store: Store, card: str, *, reason: str, detail: str,
     Returns True if the address was taken out of use."""
     _, change = await store.contacts.apply(
         card, lambda b: suspended(b, reason, detail, address_key))
-    return change.audit["kind"] in (AuditKind.SUSPENDED, AuditKind.SUSPENDED_WHILE_PENDING)
+    kind = (change.audit or {}).get("kind")
+    return kind in (AuditKind.SUSPENDED, AuditKind.SUSPENDED_WHILE_PENDING)
 
 
 async def reenable(store: Store, card: str, staff: str, reason: str) -> dict[str, str]:

@@ -54,6 +54,7 @@ def cmd_watch(args: argparse.Namespace, s: Settings) -> int:
     import threading
 
     from ..mailbox.watch import Counts, watch
+    from ..store.watch_lock import sole_watcher
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -66,7 +67,9 @@ def cmd_watch(args: argparse.Namespace, s: Settings) -> int:
         if c.mails and not args.json:
             print(f"{c.mails} mail(s): {c.processed} processed, {c.for_staff} kept for staff,"
                   f" {c.duplicates} already ingested", flush=True)
-    watch(s, once=args.once, limit=args.limit, stop=stop, report=report)
+    # one watch per mailbox: a second refuses to start (worker/store/watch_lock.py)
+    with sole_watcher(s.redis.url, s.redis.key_prefix, s.bounces.mailbox, stop.set):
+        watch(s, once=args.once, limit=args.limit, stop=stop, report=report)
     return 0
 
 

@@ -143,6 +143,9 @@ def cmd_approve(args: argparse.Namespace, s: Settings) -> int:
         raise NotifyError("give either --code or --without-code, not both")
     if args.without_code and not (args.reason or "").strip():
         raise NotifyError("--without-code needs --reason TEXT (it is kept in the audit log)")
+    if args.without_code and not args.address:
+        raise NotifyError(f"--without-code needs --address ADDR: the address 'review pending' "
+                          f"shows for card {args.card} (only that registration is approved)")
     try:
         code = clean_code(args.code) if args.code is not None else None
     except ValueError as e:
@@ -150,7 +153,7 @@ def cmd_approve(args: argparse.Namespace, s: Settings) -> int:
 
     async def run(store: Store) -> int:
         before = await registration.approve(store, s, args.card, args.staff, code=code,
-                                            reason=args.reason)
+                                            reason=args.reason, shown=args.address)
         print(f"card {args.card}: {before.get('pending_address')} approved by {args.staff}; "
               "hold notices now go by e-mail")
         return 0
@@ -159,7 +162,8 @@ def cmd_approve(args: argparse.Namespace, s: Settings) -> int:
 
 def cmd_reject(args: argparse.Namespace, s: Settings) -> int:
     async def run(store: Store) -> int:
-        before = await registration.reject(store, args.card, args.staff, args.reason)
+        before = await registration.reject(store, args.card, args.staff, args.reason,
+                                           shown=args.address)
         print(f"card {args.card}: registration of {before.get('pending_address')} rejected; "
               f"back to {before.get('prev_state') or 'none'}")
         return 0
@@ -225,6 +229,9 @@ def _reason(value: str) -> str:
 JSON_HELP = "print one JSON object per line (for scripts) instead of readable lines"
 STAFF_HELP = "your staff id, kept in the patron's audit log"
 CARD_HELP = "the patron's card number"
+ADDRESS_HELP = ("the pending address as 'review pending' shows it (or the registration id of "
+                "'review pending --json'): if the patron has registered another since, "
+                "nothing is changed")
 
 
 def add_review_commands(sub: Any) -> None:
@@ -241,11 +248,13 @@ def add_review_commands(sub: Any) -> None:
     a.add_argument("--without-code", action="store_true",
                    help="approve without the code (needs --reason, e.g. identity checked at the counter)")
     a.add_argument("--reason", type=_reason, help="why, when approving without the code")
+    a.add_argument("--address", type=_reason, help=ADDRESS_HELP + " (needed with --without-code)")
     a.set_defaults(fn=cmd_approve)
     j = r.add_parser("reject", help="reject a pending address")
     j.add_argument("card", help=CARD_HELP)
     j.add_argument("--staff", required=True, type=_staff, help=STAFF_HELP)
     j.add_argument("--reason", required=True, type=_reason, help="why, for the audit log")
+    j.add_argument("--address", required=True, type=_reason, help=ADDRESS_HELP)
     j.set_defaults(fn=cmd_reject)
     f = r.add_parser("failures", help="delivery failures with advice for the patron")
     f.add_argument("--json", action="store_true", help=JSON_HELP)

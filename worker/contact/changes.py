@@ -24,6 +24,9 @@ The store applies any change atomically (``Registry.apply``); nothing here does 
 
 Illegal staff actions (approve or reject when nothing is pending, re-enable when not
 suspended) raise :class:`~worker.errors.ReviewError` with a message staff can act on.
+Staff approve and reject the registration they were shown (:func:`need_shown`); the
+check is part of the transition, so the store makes it in the same atomic step as the
+change: a registration that replaced the one on the page is never the one approved.
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ class ContactChange:
     ``fields["state"]``.
     """
 
-    audit: dict[str, Any]
+    audit: dict[str, Any] | None  # None: a change no audit line is kept for (a wrong code)
     fields: dict[str, Any] = field(default_factory=dict)
     drop: tuple[str, ...] = ()
     index_add: tuple[str, ...] = ()
@@ -180,14 +183,66 @@ def need_pending(card: str, before: Record) -> None:
                           "nothing was changed", kind="not_pending", card=card, state=state.value)
 
 
-def approved(card: str, before: Record, staff: str, *, code_checked: bool, reason: str,
-             masked: str) -> ContactChange:
-    """Staff approved the pending address after the patron's call."""
+def is_shown(before: Record, shown: str) -> bool:
+    """Whether ``shown`` — what staff saw: the registration's id, or its address — names
+    the registration pending now."""
+    want = shown.strip().lower()
+    return bool(want) and want in (before.get("pending_event", "").lower(),
+                                   before.get("pending_address", "").lower(),
+                                   before.get("pending_envelope", "").lower())
+
+
+def need_shown(card: str, before: Record, shown: str | None) -> None:
+    """Refuse when the registration pending now is not the one staff were shown (the
+    patron registered another address since); ``None``: nothing was shown to compare."""
     need_pending(card, before)
-    kind = AuditKind.APPROVED if code_checked else AuditKind.APPROVED_WITHOUT_CODE
+    if shown is not None and not is_shown(before, shown):
+        raise ReviewError(f"card {card}: the patron registered another address since the list "
+                          "was shown; nothing was changed. Reload the list and check the new "
+                          "address with the patron", kind="registration_changed", card=card)
+
+
+def need_code_usable(card: str, before: Record, tries: int, now_ms: int) -> None:
+    """Refuse a code for a registration whose code is locked or expired."""
+    if int(before.get("code_wrong") or 0) >= tries:
+        raise ReviewError(f"the code for card {card} is locked after {tries} wrong tries; "
+                          "approve --without-code with a reason, or ask the patron to register again",
+                          kind="code_locked", card=card, tries=tries)
+    if now_ms > int(before.get("code_expires_ms") or 0):  # see contact/codes.code_expired
+        raise ReviewError(f"the code for card {card} has expired; approve --without-code with a"
+                          " reason, or ask the patron to register again for a new code",
+                          kind="code_expired", card=card)
+
+
+def wrong_code(card: str, before: Record, code_hash: str, tries: int) -> ContactChange:
+    """A wrong code was read out for the registration whose code hash is ``code_hash``:
+    one try fewer for that registration (never for one that replaced it)."""
+    need_pending(card, before)
+    if before.get("code_hash") != code_hash:
+        raise ReviewError(f"card {card}: the patron registered another address meanwhile; "
+                          "nothing was changed", kind="registration_changed", card=card)
+    return ContactChange(None, {"code_wrong": int(before.get("code_wrong") or 0) + 1})
+
+
+def approved(card: str, before: Record, staff: str, *, code_hash: str | None, reason: str,
+             masked: str, shown: str | None = None, tries: int = 0,
+             now_ms: int = 0) -> ContactChange:
+    """Staff approved the pending address after the patron's call: with ``code_hash``,
+    the hash the code read out was verified against (the code approves that registration
+    only, while it is neither locked nor expired); without it, by a stated reason, for
+    the registration ``shown``."""
+    need_shown(card, before, shown)
+    if code_hash is not None:
+        if before.get("code_hash") != code_hash:
+            raise ReviewError(f"card {card}: the code read out was for an address the patron "
+                              "has since replaced; nothing was changed. Reload the list",
+                              kind="registration_changed", card=card)
+        need_code_usable(card, before, tries, now_ms)
+    kind = AuditKind.APPROVED if code_hash is not None else AuditKind.APPROVED_WITHOUT_CODE
     return ContactChange(
         audit_entry(kind, staff, reason, before.get("pending_branch"), address=masked,
-                    state=ContactState.ACTIVE.value),
+                    state=ContactState.ACTIVE.value, registration=before.get("pending_event"),
+                    code_read=code_hash is not None),
         {"state": ContactState.ACTIVE.value, "address": before["pending_address"],
          "envelope": before["pending_envelope"], "key": before["pending_key"]},
         PENDING_FIELDS + SUSPENDED_FIELDS, index_add=_keys(before, "pending_key"),
@@ -195,9 +250,10 @@ def approved(card: str, before: Record, staff: str, *, code_checked: bool, reaso
 
 
 def rejected(card: str, before: Record, staff: str, reason: str, *,
-             masked: str) -> ContactChange:
-    """Staff rejected the pending address: back to the state before the registration."""
-    need_pending(card, before)
+             masked: str, shown: str | None = None) -> ContactChange:
+    """Staff rejected the pending address (the registration ``shown``): back to the state
+    before the registration."""
+    need_shown(card, before, shown)
     prev = before.get("prev_state") or ContactState.NONE.value
     fields: dict[str, Any] = {"state": prev}
     if before.get("suspended_address"):
@@ -205,7 +261,7 @@ def rejected(card: str, before: Record, staff: str, reason: str, *,
     keep = _keys(before, "key", "suspended_key")
     return ContactChange(
         audit_entry(AuditKind.REJECTED, staff, reason, before.get("pending_branch"),
-                    address=masked, state=prev),
+                    address=masked, state=prev, registration=before.get("pending_event")),
         fields, PENDING_FIELDS + SUSPENDED_FIELDS, index_add=keep,
         index_remove=tuple(k for k in _keys(before, "pending_key") if k not in keep),
         off_pending=True)

@@ -34,6 +34,10 @@ class CallReason(StrEnum):
     BOUNCED = "bounced"                    # the relay refused this notice permanently (5xx)
     DELIVERY_FAILED = "delivery_failed"    # retries ran out before the pickup deadline
     PICKUP_PASSED = "pickup_passed"        # the event came after the last day to collect
+    # the event came in time; the last day passed while the hold waited in its digest
+    # window, or between retries of its mail (worker/holds/calls.py: passed_reason)
+    PASSED_WHILE_GATHERING = "pickup_passed_while_gathering"
+    PASSED_WHILE_RETRYING = "pickup_passed_while_retrying"
     WORKER_ERROR = "worker_error"          # the worker could not process it; see the log
     INVALID_EVENT = "invalid_event"        # the ILS sent a hold_ready the worker refused
     FORGOTTEN = "forgotten"                # not yet told when `patron forget` removed the card's data
@@ -48,6 +52,8 @@ CALL_REASON_JA: dict[CallReason, str] = {
     CallReason.BOUNCED: "メールが届かなかった",
     CallReason.DELIVERY_FAILED: "メール送信に失敗(再送期限切れ)",
     CallReason.PICKUP_PASSED: "取置期限後に通知",
+    CallReason.PASSED_WHILE_GATHERING: "まとめて送る待ち時間中に取置期限が過ぎた(通知は期限内に到着)",
+    CallReason.PASSED_WHILE_RETRYING: "メールの再送中に取置期限が過ぎた(通知は期限内に到着)",
     CallReason.WORKER_ERROR: "システムエラー",
     CallReason.INVALID_EVENT: "予約連携データに不備(内容を確認して電話)",
     CallReason.FORGOTTEN: "利用者の記録は削除済み(予約番号で利用者を確認して電話)",

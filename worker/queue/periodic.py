@@ -40,6 +40,7 @@ class Job:
     name: str
     every_s: float
     run: Callable[[Runtime], Awaitable[None]]
+    first_s: float | None = None  # the first turn this long after start (None: every_s)
 
 
 class Periodic:
@@ -67,7 +68,7 @@ class Periodic:
             await rt.close()
 
     async def _turns(self, rt: Runtime, job: Job) -> None:
-        next_at = time.monotonic() + job.every_s
+        next_at = time.monotonic() + (job.every_s if job.first_s is None else job.first_s)
         while not self._stopping.is_set():
             if time.monotonic() < next_at:
                 await asyncio.sleep(min(0.5, next_at - time.monotonic()))
@@ -91,7 +92,8 @@ def purge_job(who: str | None = None) -> Job:
         if purge_due(last[0], now, rt.settings.retention.purge_hour):
             await daily_purge(rt.store, rt.settings, by, now=now)
             last[0] = now.date()
-    return Job("purge", PURGE_CHECK_S, run)
+    # the first look at start: a worker started after purge_hour purges now, not in 5 min
+    return Job("purge", PURGE_CHECK_S, run, first_s=0)
 
 
 def reminder_job() -> Job:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 from datetime import date
 from typing import Any
@@ -10,6 +12,9 @@ from ..contact import CallReason
 from .base import Conn, _dumps, now_iso
 from .outcomes import with_outcomes
 
+# a reader killed while ingesting a mail holds it this long at most; ingesting one mail
+# takes well under a second
+TAKING_MS = 60_000
 
 
 class BounceStore:
@@ -37,9 +42,36 @@ class BounceStore:
         """Whether a mail with this fingerprint was ingested to the end already."""
         return bool(await self.r.sismember(self.k.bounces_seen, fingerprint))
 
+    def _taking(self, fingerprint: str) -> str:
+        return self.k.bounce_taking(hashlib.sha256(fingerprint.encode()).hexdigest()[:32])
+
+    async def take(self, fingerprint: str) -> bool:
+        """Take the mail in: True when this reader is to ingest it now, False when it
+        was ingested already (by any reader, any path: watch, ``bounces ingest``). While
+        another reader is ingesting it, wait for that one: it finishes (False), or was
+        killed and its claim runs out (``TAKING_MS``; then True)."""
+        key = self._taking(fingerprint)
+        while True:
+            if await self.seen(fingerprint):
+                return False
+            if await self.r.set(key, "1", nx=True, px=TAKING_MS):
+                if await self.seen(fingerprint):  # finished between the two looks
+                    await self.r.delete(key)
+                    return False
+                return True
+            await asyncio.sleep(0.05)
+
+    async def let_go(self, fingerprint: str) -> None:
+        """Give the mail back untaken (ingesting it failed: the next pass tries again)."""
+        await self.r.delete(self._taking(fingerprint))
+
     async def mark_seen(self, fingerprint: str) -> None:
-        """Called once the mail's consequences are all recorded (see worker/app/ingest.py)."""
-        await self.r.sadd(self.k.bounces_seen, fingerprint)
+        """Called once the mail's consequences are all recorded (see worker/app/ingest.py);
+        the claim of :meth:`take` ends with it."""
+        async with self.r.pipeline(transaction=True) as p:
+            p.sadd(self.k.bounces_seen, fingerprint)
+            p.delete(self._taking(fingerprint))
+            await p.execute()
 
     async def weak_today(self, address_key: str, day: str) -> int:
         """Count one more unverified bounce for the address on ``day``; the new count."""

@@ -76,10 +76,8 @@ class Registry:
             p.zrem(self.k.pending, card)
         elif c.pending is not None:
             p.zadd(self.k.pending, {card: c.pending})
-        p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **c.audit}))
-
-    async def wrong_code(self, card: str) -> int:
-        return int(await self.r.hincrby(self.k.patron(card), "code_wrong", 1))
+        if c.audit is not None:
+            p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **c.audit}))
 
     async def set_confirmation(self, card: str, event_id: str, status: Confirmation,
                                detail: str) -> None:

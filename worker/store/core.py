@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -51,6 +51,21 @@ class Claim:
 
 
 __all__ = ["Claim", "Store", "arrival_us", "now_iso", "now_ms", "safe_url"]
+
+
+def _card_of(entry: str | None) -> str:
+    """The card a stored call-list entry names ("" when none or unreadable)."""
+    try:
+        card = json.loads(entry or "{}").get("card_number")
+    except (ValueError, AttributeError):
+        return ""
+    return card if isinstance(card, str) else ""
+
+
+def _audit_arg(card: str, audit: dict[str, Any]) -> str:
+    """The audit line as a call-list script appends it ("" for an entry without a card:
+    there is no patron log to write to)."""
+    return _dumps({"at": now_iso(), **audit}) if card else ""
 
 
 class Store(Conn):
@@ -221,24 +236,42 @@ class Store(Conn):
             got = await p.execute()
         return list(zip(got[::2], got[1::2]))
 
-    async def mark_called(self, hold_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
-        entry = await self._called(
+    async def mark_called(self, hold_id: str, record: dict[str, Any],
+                          audit: dict[str, Any]) -> dict[str, Any] | None:
+        """Take a hold off the call list (``mark_called.lua``) and append ``audit`` (its
+        branch filled from the entry) to the patron's audit log in the same step; None
+        when the hold is not on the list."""
+        entry = await self.r.hget(self.k.calls, hold_id)
+        return await self._with_audit(self._called, _card_of(entry), lambda card: dict(
             keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called,
-                  self.k.outcomes],
+                  self.k.audit(card), self.k.outcomes],
             args=[hold_id, _dumps({"at": now_iso(), **record}), now_ms(),
-                  _dumps(CALL_ENTRY_PERSONAL_FIELDS),
+                  _dumps(CALL_ENTRY_PERSONAL_FIELDS), card, _audit_arg(card, audit),
                   *(f for f in HOLD_PERSONAL_FIELDS if f != "called_entry"),
-                  *self.outcome_args()])
-        return json.loads(entry) if entry else None
+                  *self.outcome_args()]))
 
-    async def uncall(self, hold_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
-        """Undo :meth:`mark_called` (``uncall.lua``); None when there is nothing to undo."""
-        entry = await self._uncalled(
+    async def uncall(self, hold_id: str, record: dict[str, Any],
+                     audit: dict[str, Any]) -> dict[str, Any] | None:
+        """Undo :meth:`mark_called` (``uncall.lua``), ``audit`` appended in the same step;
+        None when there is nothing to undo."""
+        entry = await self.r.hget(self.k.hold(hold_id), "called_entry")
+        return await self._with_audit(self._uncalled, _card_of(entry), lambda card: dict(
             keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called,
-                  self.k.outcomes],
-            args=[hold_id, _dumps({"at": now_iso(), "undo": True, **record}),
-                  *self.outcome_args()])
-        return json.loads(entry) if entry else None
+                  self.k.audit(card), self.k.outcomes],
+            args=[hold_id, _dumps({"at": now_iso(), "undo": True, **record}), card,
+                  _audit_arg(card, audit), *self.outcome_args()]))
+
+    async def _with_audit(self, script: Any, card: str,
+                          call: Callable[[str], dict[str, Any]]) -> dict[str, Any] | None:
+        """Run a call-list script whose audit key is the card of the entry read just
+        before; if the entry changed to another card meanwhile, once more with that one."""
+        for _ in range(3):
+            res = await script(**call(card))
+            if isinstance(res, list):  # [CallVerdict.OTHER_CARD, card]
+                card = str(res[1])
+                continue
+            return json.loads(res) if res else None
+        raise StoreError("the call-list entry kept changing its card; nothing was changed")
 
     async def recently_called(self, n: int = 20) -> list[dict[str, Any]]:
         """The last ``n`` records of ``called`` (marked and undone), newest first."""

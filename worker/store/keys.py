@@ -24,6 +24,10 @@ bouncescore:{key}           zset   day (YYYY-MM-DD) → bounce points given that
                                    day, per address key
 bounces                     list   JSON of every ingested mail and its outcome  [retention] bounces_days
 bounces:seen                set    fingerprints of ingested mails (dedup)       as their ``bounces`` entry
+bounces:taking:{fp}         str    the reader ingesting a mail now (one at a     60 s (a reader killed mid-mail)
+                                   time; worker/app/ingest.py)
+bounces:watch:{mailbox}     str    the one ``bounces watch`` of a mailbox:       30 s, renewed by the watch
+                                   token, pid, host (store/watch_lock.py)
 bounces:reasons             hash   reason → failures recorded (metrics)         kept
 bounces:weak:{key}:{day}    str    unverified bounces counted for an address    2 days
                                    that day (rate limit, worker/app/ingest.py)
@@ -159,6 +163,12 @@ class Keys:
     @property
     def bounce_reasons(self) -> str:
         return f"{self.prefix}bounces:reasons"
+
+    def bounce_taking(self, fingerprint_hash: str) -> str:
+        return f"{self.prefix}bounces:taking:{fingerprint_hash}"
+
+    def bounce_watch(self, mailbox_id: str) -> str:
+        return f"{self.prefix}bounces:watch:{mailbox_id}"
 
     def bounces_weak(self, address_key: str, day: str) -> str:
         return f"{self.prefix}bounces:weak:{address_key}:{day}"

@@ -40,6 +40,12 @@ class ClaimVerdict(StrEnum):
     UNSEEN = "none"      # close_hold: the status before, for a hold never seen (a tombstone)
 
 
+class CallVerdict(StrEnum):
+    """What mark_called.lua and uncall.lua answer besides the entry (or false)."""
+
+    OTHER_CARD = "other_card"  # the entry names another card than the audit key given (follows)
+
+
 class GatherVerdict(StrEnum):
     """What ``gather_join.lua`` answers (digest windows, worker/app/digest.py)."""
 

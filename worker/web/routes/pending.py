@@ -50,6 +50,15 @@ def _card(form: FormData) -> str:
     return card
 
 
+def _shown(form: FormData) -> str:
+    """The registration the row showed (its id): only that one may be acted on. A code
+    is bound to its registration by itself; without one, the id is needed."""
+    shown = text_field(form, "registration", 200)
+    if not shown:
+        raise ReviewError("どの登録への操作か分かりません。ページを読み込み直してください。")
+    return shown
+
+
 @action("/pending")
 async def approve_with_code(request: Request, form: FormData, who: Staff) -> str:
     card = _card(form)
@@ -59,6 +68,7 @@ async def approve_with_code(request: Request, form: FormData, who: Staff) -> str
         raise ReviewError(f"カード {card}: 受付番号は6桁の数字です(例: 042917)。"
                           "利用者が読み上げた番号を入力してください。") from None
     before = await registration.approve(store(request), settings(request), card, who.staff_id,
+                                        shown=text_field(form, "registration", 200) or None,
                                         code=code)
     return (f"カード {card} の {before.get('pending_address')} を承認しました"
             "(受付番号を確認)。今後の予約連絡はメールで届きます。")
@@ -68,7 +78,7 @@ async def approve_with_code(request: Request, form: FormData, who: Staff) -> str
 async def approve_without_code(request: Request, form: FormData, who: Staff) -> str:
     card, reason = _card(form), text_field(form, "reason")
     before = await registration.approve(store(request), settings(request), card, who.staff_id,
-                                        reason=reason)
+                                        shown=_shown(form), reason=reason)
     return (f"カード {card} の {before.get('pending_address')} を受付番号なしで承認しました"
             f"(理由: {reason})。")
 
@@ -78,7 +88,8 @@ async def reject(request: Request, form: FormData, who: Staff) -> str:
     card, reason = _card(form), text_field(form, "reason")
     if not reason:
         raise ReviewError("却下するには理由が必要です。")
-    before = await registration.reject(store(request), card, who.staff_id, reason)
+    before = await registration.reject(store(request), card, who.staff_id, reason,
+                                       shown=_shown(form))
     back = before.get("prev_state") or ContactState.NONE
     return (f"カード {card} の {before.get('pending_address')} の登録を却下しました"
             f"(登録前の状態「{STATE_JA.get(back, back)}」に戻りました)。")

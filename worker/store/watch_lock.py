@@ -1,0 +1,139 @@
+"""One ``bounces watch`` per mailbox: a lease in Redis, renewed while the watch runs.
+
+Two watches reading one mailbox take mails in twice and trip over files the other moved
+(issue 24). The first takes the lease ``bounces:watch:{mailbox}`` (SET NX with an expiry)
+and renews it every third of :data:`LEASE_S` from a thread; a second is refused with one
+line naming the holder. A watch that was killed stops renewing, so its lease runs out
+and the next start takes over within :data:`LEASE_S` — at once when the killed watch ran
+on the same host (its process is gone). A watch that could not renew in
+time (Redis away longer than the lease) is told it lost the lease and stops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+import redis
+
+from ..errors import NotifyError, StoreError
+from ..jdate import TOKYO
+from .keys import Keys
+from .scripts import lua
+
+log = logging.getLogger(__name__)
+
+LEASE_S = 30.0
+
+
+class AlreadyWatched(NotifyError):
+    """Another ``bounces watch`` holds the mailbox's lease."""
+
+
+def mailbox_id(mailbox: str) -> str:
+    """A short stable name of the mailbox for the key (the setting may hold a path)."""
+    return hashlib.sha256(mailbox.encode()).hexdigest()[:16]
+
+
+class WatchLease:
+    def __init__(self, url: str, key_prefix: str, mailbox: str,
+                 lease_s: float = LEASE_S) -> None:
+        self.r = redis.Redis.from_url(url, decode_responses=True, socket_timeout=lease_s / 3)
+        self.key = Keys(key_prefix).bounce_watch(mailbox_id(mailbox))
+        self.lease_ms = int(lease_s * 1000)
+        self.token = uuid.uuid4().hex
+        self._keep = self.r.register_script(lua("lease_keep"))
+
+    def take(self) -> str | None:
+        """Take the lease: None when taken, else who holds it. A lease left by a watch of
+        this host whose process is gone (killed) is taken over at once."""
+        since = datetime.now(TOKYO).isoformat(timespec="seconds")
+        value = f"{self.token} pid {os.getpid()} on {socket.gethostname()} since {since}"
+        for _ in range(2):
+            if self.r.set(self.key, value, nx=True, px=self.lease_ms):
+                return None
+            held = self.r.get(self.key) or ""
+            if not _gone(held):
+                break
+            self._keep(keys=[self.key], args=[held.partition(" ")[0], 0])  # only that one's
+        return held.partition(" ")[2] or "another watch"
+
+    def renew(self) -> bool:
+        return bool(self._keep(keys=[self.key], args=[self.token, self.lease_ms]))
+
+    def give_up(self) -> None:
+        self._keep(keys=[self.key], args=[self.token, 0])
+
+    def close(self) -> None:
+        self.r.close()
+
+
+def _gone(held: str) -> bool:
+    """Whether the lease value names a process of this host that no longer runs."""
+    words = held.split()
+    if len(words) < 5 or words[1] != "pid" or words[3] != "on" or not words[2].isdigit():
+        return False
+    if words[4] != socket.gethostname():
+        return False  # another host's: only its lease running out tells
+    try:
+        os.kill(int(words[2]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # runs, as another user
+    return False
+
+
+@contextmanager
+def sole_watcher(url: str, key_prefix: str, mailbox: str, on_lost: Callable[[], None],
+                 lease_s: float = LEASE_S) -> Iterator[None]:
+    """Hold the mailbox's lease for the ``with`` block (renewed from a thread); raise
+    :class:`AlreadyWatched` when another watch holds it; ``on_lost`` is called when the
+    lease could not be kept (the block should stop)."""
+    lease = WatchLease(url, key_prefix, mailbox, lease_s)
+    try:
+        try:
+            holder = lease.take()
+        except redis.ConnectionError as e:
+            raise StoreError(f"cannot reach Redis to take the bounce mailbox's watch lease "
+                             f"({e})") from None
+        if holder is not None:
+            raise AlreadyWatched(
+                f"another 'bounces watch' already reads this mailbox ({holder}); only one may: "
+                f"stop that one first (a watch that was killed lets go within {lease_s:g} s)")
+        done = threading.Event()
+        renewer = threading.Thread(target=_renew, args=(lease, done, on_lost, lease_s / 3),
+                                   name="bounce-watch-lease", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join(lease_s)
+            try:
+                lease.give_up()
+            except redis.RedisError:
+                pass  # it runs out by itself
+    finally:
+        lease.close()
+
+
+def _renew(lease: WatchLease, done: threading.Event, on_lost: Callable[[], None],
+           every_s: float) -> None:
+    while not done.wait(every_s):
+        try:
+            if lease.renew():
+                continue
+            log.warning("bounce mailbox: the watch's lease ran out (another watch may read "
+                        "the mailbox now); stopping")
+            on_lost()
+            return
+        except redis.RedisError as e:
+            log.warning("bounce mailbox: cannot renew the watch's lease: %s", e)
