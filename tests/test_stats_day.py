@@ -104,7 +104,7 @@ def test_a_day_of_events_is_counted_alike_on_the_page_in_the_csv_and_by_stats(s,
         ("plain",)).get_content()
     code = re.findall(r"^(\d{6})$", body, re.M)[0]
     with_store(s, lambda st: approve(st, s, "R1", "S01", code=code))
-    with_store(s, lambda st: reject(st, "R2", "S01", "電話で本人が取消を希望"))
+    with_store(s, lambda st: reject(st, "R2", "S01", "電話で本人が取消を希望", shown=None))
     with client_for(s) as web:
         logged_in(s, web)
         token = csrf_of(web.get("/calls").text)
