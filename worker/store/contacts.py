@@ -50,7 +50,8 @@ class Registry:
                     change = transition(before)
                     p.multi()
                     self._write(p, card, change)
-                    count_contact(p, self.k, before, change.audit)  # the statistics, same MULTI
+                    if change.audit:  # the statistics, same MULTI
+                        count_contact(p, self.k, before, change.audit)
                     await p.execute()
                     return before, change
                 except WatchError:
