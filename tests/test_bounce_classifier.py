@@ -203,14 +203,22 @@ def test_classify_paths_reports_unreadable_files_and_goes_on(tmp_path) -> None:
 # -- one list of carrier domains (issue 12) -------------------------------------------------
 
 def test_every_carrier_domain_gets_both_the_advice_and_the_filter_judgement() -> None:
+    """Issue 20: a carrier's refusal of our sender is the patron's filter only on evidence
+    of it; in plain words it may be the carrier's なりすまし filter refusing mail that fails
+    SPF/DKIM — ours to fix, so a sender problem."""
     from worker.contact.domains import _CARRIER_DOMAINS
 
     for domain in [*_CARRIER_DOMAINS, "biz.au.com", "d.vodafone.ne.jp"]:
-        refused = classify_smtp_reply(
+        plain = classify_smtp_reply(
             550, "5.7.1 <taro@x>: Sender address rejected: Access denied", command="MAIL",
             recipient=f"taro@{domain}")
-        assert refused.reason == "rejected", domain
-        assert refused.misconfigured_recipient, domain  # the subscriber's own sender filter
+        assert plain.reason == "rejected", domain
+        assert not plain.misconfigured_recipient and plain.sender_problem, domain
+        refused = classify_smtp_reply(
+            550, "5.7.1 <taro@x>: Sender address rejected: 受信拒否設定により拒否されました",
+            command="MAIL", recipient=f"taro@{domain}")
+        assert refused.reason in ("rejected", "filtered"), domain
+        assert refused.misconfigured_recipient and not refused.sender_problem, domain
     elsewhere = classify_smtp_reply(550, "5.7.1 Sender address rejected: Access denied",
                                     command="MAIL", recipient="taro@example.jp")
     assert elsewhere.reason == "rejected" and not elsewhere.misconfigured_recipient

@@ -240,10 +240,19 @@ def test_bad_input_never_crashes_and_changes_nothing(s, tmp_path, content):
 
 
 def test_unreadable_path_is_reported_and_run_goes_on(s, tmp_path):
+    """A missing file exits non-zero, as `bounces classify` does (issue 23: exit 0 made a
+    typo look like an empty mailbox); a readable path beside it is still ingested."""
+    (tmp_path / "ok.eml").write_bytes(b"From: a@b.jp\r\nSubject: hi\r\n\r\nhello\r\n")
+    for cmd in ("ingest", "classify"):
+        r = subprocess.run([sys.executable, "-m", "worker.cli.main", "bounces", cmd,
+                            str(tmp_path / "missing.eml"), *[str(tmp_path / "ok.eml")] * (
+                                cmd == "classify")], capture_output=True, text=True, cwd=ROOT,
+                           timeout=60)
+        assert r.returncode == 1, (cmd, r.stdout, r.stderr)
+        assert "missing.eml" in r.stdout + r.stderr, (cmd, r.stdout, r.stderr)
     r = subprocess.run([sys.executable, "-m", "worker.cli.main", "bounces", "ingest",
-                        str(tmp_path / "missing.eml")], capture_output=True, text=True, cwd=ROOT,
-                       timeout=60)
-    assert r.returncode == 0 and "unreadable" in r.stdout
+                        str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0 and "mails 1," in r.stdout, r.stdout + r.stderr
 
 
 def test_review_failures_json_and_reenable(s, smtp_sink):
@@ -254,7 +263,8 @@ def test_review_failures_json_and_reenable(s, smtp_sink):
     out = subprocess.run(cli + ["failures", "--json"], capture_output=True, text=True, cwd=ROOT)
     [row] = [json.loads(x) for x in out.stdout.splitlines()]
     assert set(row) == {"card_number", "hold_id", "reason", "misconfigured_recipient",
-                        "permanent", "diagnostic", "advice", "at"}
+                        "permanent", "diagnostic", "advice", "at", "sender_problem"}
+    assert row["sender_problem"] is False
     r = subprocess.run(cli + ["reenable", "C1", "--staff", "S05", "--reason", "アドレス確認済み"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr

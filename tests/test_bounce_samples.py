@@ -40,12 +40,24 @@ ROWS: list[tuple[str, set[str], str | None, bool, bool]] = [
     ("flufl-bounce/groupwise_02.txt", {"userx@example.com"}, "userunknown", True, False),
     ("flufl-bounce/netscape_01.txt", {"aaaaa@corel.com", "bbbbb@corel.com"}, None, True, False),
     ("flufl-bounce/sina_01.txt", {"userx@sina.com", "usery@sina.com"}, None, True, False),
-    ("flufl-bounce/dsn_04.txt", {"haasm@yogi.urz.example.ch"}, "mailboxfull", True, False),
+    # forwarded: Original-Recipient is the address we mailed, the failure is its (issue 20)
+    ("flufl-bounce/dsn_04.txt", {"userx@example.ch"}, "mailboxfull", True, False),
     # -- a version number in the quoted headers is not a status -----------------------------
     ("flufl-bounce/simple_43.txt", {"test-a@listserv.our-domain.de"}, None, True, False),
     # -- challenge-response requests are not bounces ----------------------------------------
     ("ours/challenge-response-boxbe-style.eml", set(), None, False, False),
     ("ours/challenge-response-generic.eml", set(), None, False, False),
+    # -- issue 20: "the patron's filter" only on evidence of one -------------------------------
+    ("sisimai/lhost-powermta-01.eml", {"kijitora@example.jp"}, "filtered", True, False),
+    ("sisimai/lhost-messagingserver-06.eml", {"kijitora@example.jp"}, "filtered", True, False),
+    # deferred for days (our IP blocked meanwhile), then given up: expired, not blocked
+    ("ours/sendmail-deferred-blocked-5-days.eml", {"hanako@example.org"}, "expired", True, False),
+    ("ours/deferred-blocked-retry-timeout.eml", {"hanako@example.org"}, "expired", True, False),
+    # an auto-reply is named, and is no bounce
+    ("ours/auto-reply-ja-fuzai.eml", {"taro@example.co.jp"}, "vacation", False, False),
+    # Original- and Final-Recipient: the failure belongs to the address we mailed
+    ("sisimai/lhost-postfix-77.eml", {"neko@example.co.jp"}, None, True, False),
+    ("sisimai/rhost-google-03.eml", {"neko@example.co.jp"}, "authfailure", True, False),
     # -- controls: ordinary bounces stay as they were ---------------------------------------
     ("flufl-bounce/postfix_01.txt", {"xxxxx@local.ie"}, "userunknown", True, False),
     ("flufl-bounce/simple_42.txt", {"david...@gmail.com"}, "spamdetected", True, False),

@@ -156,6 +156,38 @@ def test_a_flood_of_unverified_bounces_is_rate_limited_per_address(s, tmp_path):
         mail = _plain("prankster@evil.example", mid=f"<flood{i}@evil.example>")
         (tmp_path / f"{i:02}.eml").write_bytes(mail)
     rows = ingest(str(tmp_path))
-    assert [r.get("action") for r in rows].count("rate-limited (unverified)") == 4
+    assert [r.get("action") for r in rows].count(
+        "counted only (unverified, over the daily cap)") == 4
     assert len(failures(s)) == limit
     assert patron(s, "C1")["state"] == "active"
+
+
+def test_a_flood_past_the_daily_cap_adds_to_a_counter_not_stored_rows(s, smtp_sink):
+    """Issue 23: 300 forged bounces for one address added 300 bounce-log rows and
+    `bounces:seen` entries (~540 B each, kept 90 days). Past `[bounces]
+    unverified_per_day` they only count; a verified bounce is never capped."""
+    from worker.app.ingest import ingest_one
+
+    active(s, "C1", "taro@example.jp")
+    cap, n = s.bounces.unverified_per_day, 300
+
+    async def flood(st):
+        for i in range(n):
+            await ingest_one(st, s, f"forged-{i}",
+                             _plain("prankster@evil.example", mid=f"<flood{i}@evil.example>"))
+        # one more address: untraceable (no card holds it), capped on its own
+        for i in range(cap + 2):
+            await ingest_one(st, s, f"nobody-{i}", _plain(
+                "prankster@evil.example", POSTFIX_TEXT.replace("taro@", "jiro@"),
+                mid=f"<nobody{i}@evil.example>"))
+        return (await st.r.llen(st.k.bounces), await st.r.scard(st.k.bounces_seen),
+                await st.bounces.over_cap_count())
+    rows, seen, counted = with_store(s, flood)
+    assert (rows, seen) == (2 * cap, 2 * cap)
+    assert counted == n - cap + 2
+    assert len(failures(s)) == 2 * cap and patron(s, "C1")["state"] == "active"
+    # the real report still counts in full the same day
+    send_and_wait(s, hold_event("H1", "C1"))
+    [row] = ingest("-", stdin=_with_return_path(dsn(
+        smtp_sink.messages[0].data, "taro@example.jp", "5.1.1", "550 5.1.1 User unknown"), "<>"))
+    assert row["trust"] == "verified" and row["suspended"] == ["C1"]

@@ -37,9 +37,9 @@ def fingerprints(s) -> list[str]:
 
 
 def watch_cmd(env: dict, *args: str, **kw) -> subprocess.Popen:
+    kw = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kw}
     return subprocess.Popen([sys.executable, "-m", "worker.cli.main", "bounces", "watch", *args],
-                            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, **kw)
+                            cwd=ROOT, env={**os.environ, **env}, **kw)
 
 
 def assert_each_processed_once(s, n: int) -> None:
@@ -234,22 +234,62 @@ def test_imap_restart_mid_mailbox_processes_each_mail_once(settings, clean_redis
     assert_each_processed_once(s, n)
 
 
-@needs_dovecot
-def test_imap_idle_wakes_the_watch_for_new_mail(settings, clean_redis, imapd):
-    s = variant(settings, bounces={"mailbox": imapd.url})
-    # polling every 10 minutes: only IDLE can make it see the mail in time
-    p = watch_cmd({**_imap_env(imapd), "OMITAMA_NOTIFY_BOUNCES__POLL_S": "600"}, "--quiet")
+def _deliver(d, raw: bytes) -> None:
+    """APPEND over a login of the test's own (one "Login:" line in Dovecot's log). A file
+    written into new/ by hand can wait for Dovecot's own 30 s re-check when it lands in
+    the second of the watch's last look (Maildir times are whole seconds)."""
+    c = _imap(d)
     try:
-        wait_for(lambda: _count(imapd, "Processed") == 0, timeout=30)  # folders made: idle
-        c = _imap(imapd)
-        c.append("INBOX", None, None, bounce(7))
+        c.append("INBOX", None, None, raw)
+    finally:
         c.logout()
-        wait_for(lambda: _count(imapd, "Processed") == 1, timeout=20)
+
+
+def _in_folder(d, folder: str) -> int:
+    """Mails in a folder, from the Maildir itself (Dovecot moves into new/ or cur/)."""
+    path = d.maildir / f".{folder}"
+    return sum(len(os.listdir(path / sub)) for sub in ("new", "cur") if (path / sub).is_dir())
+
+
+def _logins(d) -> int:
+    return d.log().count(f"Login: user=<{imapd_mod.USER}>")
+
+
+@needs_dovecot
+def test_imap_idle_takes_each_bounce_within_seconds_on_one_login(settings, clean_redis, imapd):
+    """Issue 23: every IDLE wait failed after a second (a read after a socket timeout:
+    "cannot read from timed out object"); the watch logged out, slept poll_s, logged in
+    again. Now: poll_s is ten minutes, yet each bounce is taken within seconds, all on
+    the one login; a server that goes away ends the IDLE without a spin."""
+    s = variant(settings, bounces={"mailbox": imapd.url})
+    out_file = imapd.dir / "watch.out"
+    before = _logins(imapd)
+    with open(out_file, "wb") as out:
+        p = watch_cmd({**_imap_env(imapd), "OMITAMA_NOTIFY_BOUNCES__POLL_S": "600"},
+                      "--quiet", stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: (imapd.maildir / ".ForStaff").is_dir(), timeout=60)  # made: idle
+        for i in range(3):
+            _deliver(imapd, bounce(i))
+            started = time.monotonic()
+            wait_for(lambda: _in_folder(imapd, "Processed") == i + 1, timeout=30)
+            took = time.monotonic() - started
+            assert took < 10, f"bounce {i} taken after {took:.1f} s"
+            from tests.helpers import settle
+            settle(2)  # idle for longer than the 1 s after which every IDLE used to fail
+        assert _logins(imapd) - before == 1 + 3, imapd.log()[-2000:]  # the watch's + ours
+        assert "unreachable" not in out_file.read_text(), out_file.read_text()
+        imapd.stop()  # the server goes away in the middle of an IDLE
+        wait_for(lambda: "unreachable" in out_file.read_text(), timeout=30)
+        cpu = _cpu_s(p.pid)
+        from tests.helpers import settle
+        settle(2)  # the quiet period the test is about: no spin on a closed connection
+        assert _cpu_s(p.pid) - cpu < 0.5
     finally:
         p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=30)
-    assert p.returncode == 0, err
-    assert_each_processed_once(s, 1)
+        p.wait(30)
+    assert p.returncode == 0, out_file.read_text()
+    assert_each_processed_once(s, 3)
 
 
 @needs_dovecot
@@ -265,3 +305,126 @@ def test_check_reports_the_imap_mailbox_and_a_wrong_password(imapd):
     [line] = [x for x in r.stdout.splitlines() if "bounces" in x]
     assert line.startswith("FAIL") and "OMITAMA_NOTIFY_BOUNCES__PASSWORD" in line
     assert imapd_mod.PASSWORD not in r.stdout + r.stderr
+
+
+# -- issue 23: an entry that cannot be read never makes the watch spin ---------------
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_dangling_symlink_in_new_leaves_the_watch_idle(settings, clean_redis, maildir):
+    """A dangling symlink in new/ (what a file removed between listing and opening looks
+    like, for good) was skipped and left there: the wait saw new/ non-empty, the pass
+    skipped it again — 100 % CPU and a line per pass. It is set aside in ForStaff, once."""
+    from tests.helpers import settle
+    root, md = maildir
+    os.symlink(root / "gone-for-good", root / "new" / "1700000000.M1P1.host")
+    md.add(bounce(1))
+    env = {"OMITAMA_NOTIFY_BOUNCES__MAILBOX": f"maildir:{root}",
+           "OMITAMA_NOTIFY_BOUNCES__POLL_S": "30"}
+    s = variant(settings, bounces={"mailbox": f"maildir:{root}"})
+    # output to a file: a full pipe would stop a spinning watch and hide the spin
+    with open(root.parent / "watch.out", "wb") as log:
+        p = watch_cmd(env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: (root / ".Processed" / "cur").is_dir()
+                 and len(os.listdir(root / ".Processed" / "cur")) == 1, timeout=60)
+        before = _cpu_s(p.pid)
+        settle(3)  # the quiet period the test is about: an idle watch uses no CPU
+        used = _cpu_s(p.pid) - before
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(30)
+    lines = (root.parent / "watch.out").read_text(errors="replace").splitlines()
+    assert p.returncode == 0, lines[-5:]
+    assert used < 0.5, f"the watch used {used:.2f} s of CPU in 3 s while idle"
+    assert len(lines) < 20, lines[:20]
+    assert os.listdir(root / "new") == []
+    [kept] = os.listdir(root / ".ForStaff" / "cur")
+    assert (root / ".ForStaff" / "cur" / kept).is_symlink()
+    assert_each_processed_once(s, 1)
+
+
+def test_an_entry_neither_readable_nor_movable_is_skipped_with_a_back_off(maildir, caplog):
+    """ForStaff cannot be made (its cur/ is a file): the unreadable entry stays, skipped
+    by the passes and ignored by the wait until its back-off is over, one line each try."""
+    import logging
+    import time as time_mod
+    from worker.mailbox.aside import SetAside
+    from worker.mailbox.maildir import MaildirBox
+    from worker.mailbox.watch import run_pass
+    root, _ = maildir
+    (root / ".ForStaff").mkdir()
+    (root / ".ForStaff" / "cur").write_text("not a folder")
+    os.symlink(root / "gone-for-good", root / "new" / "1700000000.M1P1.host")
+    now = [1000.0]
+    aside, box = SetAside(clock=lambda: now[0]), MaildirBox(root)
+
+    def never(name: str, raw: bytes) -> list:
+        raise AssertionError("nothing here can be read")
+    with caplog.at_level(logging.INFO, logger="worker.mailbox.watch"):
+        assert run_pass(box, never, aside=aside).mails == 1
+        assert aside.blocks("new/1700000000.M1P1.host")
+        started = time_mod.monotonic()
+        box.wait(1.0, aside.blocked())  # the entry set aside is no reason to wake up
+        assert time_mod.monotonic() - started >= 0.9
+        assert run_pass(box, never, aside=aside).mails == 0
+        now[0] += 61  # past the first back-off (60 s): tried once more, then 120 s
+        assert run_pass(box, never, aside=aside).mails == 1
+        now[0] += 61
+        assert run_pass(box, never, aside=aside).mails == 0
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and "tried again in 60 s" in lines[0] and "in 120 s" in lines[1]
+    assert os.listdir(root / "new") == ["1700000000.M1P1.host"]
+
+
+# -- issue 23: the long-running watch logs at INFO, in the worker's format -------------
+
+LINE = r"^\[20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+09:00\] \[PID \d+\] \[MainThread\] "
+
+
+def test_the_watch_logs_an_unreachable_mailbox_and_redis_in_the_workers_format(
+        settings, clean_redis, maildir):
+    """At the CLI's ERROR level the watch said nothing for its whole life while the IMAP
+    server or Redis was away; now: the worker's lines, Tokyo time, INFO and up."""
+    import re
+    from tests.helpers import free_port
+    closed = free_port()
+    env = {"OMITAMA_NOTIFY_BOUNCES__MAILBOX": f"imap://bounce@127.0.0.1:{closed}/INBOX",
+           "OMITAMA_NOTIFY_BOUNCES__PASSWORD": "x", "OMITAMA_NOTIFY_BOUNCES__POLL_S": "0.5"}
+    where = f"imap://127.0.0.1:{closed}/INBOX"
+    with open(maildir[0].parent / "imap.out", "wb") as out:
+        p = watch_cmd(env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: (maildir[0].parent / "imap.out").read_text().count("unreachable") >= 2,
+                 timeout=30)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(30)
+    lines = (maildir[0].parent / "imap.out").read_text().splitlines()
+    assert re.match(LINE + rf"\[worker\.mailbox\.watch\] \[INFO\] bounce mailbox {where}: "
+                    "watching", lines[0]), lines
+    assert re.match(LINE + rf"\[worker\.mailbox\.watch\] \[WARNING\] bounce mailbox {where} "
+                    r"unreachable: .*refused.*; trying again in 0\.5 s$", lines[1]), lines
+    # Redis away: the mail stays in the inbox, the watch says why and waits
+    root, md = maildir
+    md.add(bounce(1))
+    env = {"OMITAMA_NOTIFY_BOUNCES__MAILBOX": f"maildir:{root}",
+           "OMITAMA_NOTIFY_BOUNCES__POLL_S": "0.5",
+           "OMITAMA_NOTIFY_REDIS__URL": f"redis://127.0.0.1:{closed}/0"}
+    with open(root.parent / "redis.out", "wb") as out:
+        p = watch_cmd(env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "Redis unreachable" in (root.parent / "redis.out").read_text(),
+                 timeout=30)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(30)
+    lines = (root.parent / "redis.out").read_text().splitlines()
+    assert any(re.match(LINE + r"\[worker\.mailbox\.watch\] \[WARNING\] bounce mailbox "
+                        rf"maildir:{root}: Redis unreachable .* the mail stays in the inbox",
+                        x) for x in lines), lines
+    assert len(os.listdir(root / "new")) == 1

@@ -30,7 +30,7 @@ def test_check_passes_on_outbox_and_fails_on_a_dead_relay(clean_redis, tmp_path)
     ok = cli("check", env={"OMITAMA_NOTIFY_MAIL__OUTBOX_DIR": str(tmp_path)})
     assert ok.returncode == 0, ok.stdout
     assert [line.split()[1] for line in ok.stdout.splitlines()] == ["settings", "redis", "mail",
-                                                                     "templates"]
+                                                                     "templates", "sender"]
     bad = cli("check", env={"OMITAMA_NOTIFY_MAIL__TRANSPORT": "smtp",
                             "OMITAMA_NOTIFY_SMTP__PORT": "1",
                             "OMITAMA_NOTIFY_REDIS__URL": "redis://127.0.0.1:1/0"})

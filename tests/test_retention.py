@@ -103,8 +103,9 @@ def test_closed_holds_leave_no_trace_after_purge_and_open_ones_are_untouched(s, 
         wait_for(lambda: _hold(s, "H-MAIL").get("closed") and
                  _hold(s, "H-CANCEL").get("status") == "cancelled")
 
-    # at once, without a purge: the closed holds' records know neither title nor name
-    for hold_id in ("H-MAIL", "H-CALL", "H-CANCEL"):
+    # at once, without a purge: the closed holds' records know neither title nor name —
+    # but the hold marked as phoned, while staff may undo the mark (worker/holds/retention.py)
+    for hold_id in ("H-MAIL", "H-CANCEL"):
         h = _hold(s, hold_id)
         assert h["card_number"] and h["status"] and not traces(json.dumps(h, ensure_ascii=False)), h
     assert not traces(json.dumps(r.lrange(s.redis.key_prefix + "called", 0, -1), ensure_ascii=False))
@@ -112,7 +113,12 @@ def test_closed_holds_leave_no_trace_after_purge_and_open_ones_are_untouched(s, 
                    if "audit:" in k or k.endswith("hold:H-KEEP")}
 
     short = variant(s, retention={"refused_days": 0, "outbox_days": 0, "called_days": 0})
-    done = with_store(s, lambda st: purge(st, short))
+    from datetime import timedelta
+
+    from worker.holds.retention import UNDO_S
+    from worker.jdate import now_tokyo
+    past_undo = now_tokyo() + timedelta(seconds=UNDO_S + 60)
+    done = with_store(s, lambda st: purge(st, short, now=past_undo))
     assert done["call_entry"] == 2 and done["refused"] == 1 and done["outbox"] == 1, done
 
     dump = everything(r, s.redis.key_prefix, s.redis.namespace)
@@ -128,15 +134,42 @@ def test_closed_holds_leave_no_trace_after_purge_and_open_ones_are_untouched(s, 
     assert _hold(s, "H-PAST")["closed"] == "expired"
 
 
-def test_an_undone_call_comes_back_without_title(s):
+def test_an_undone_call_comes_back_whole_while_undo_is_offered_then_the_purge_drops_it(s):
+    """Issue 23: undoing 連絡済み brought the entry back without name, title and phone
+    (they were dropped at the mark). They are kept while undo is offered (a day), and
+    the purge after that drops them: the hold is closed, nothing more to undo."""
+    from datetime import timedelta
+
+    from worker.holds.retention import UNDO_S
+    from worker.jdate import now_tokyo
+
     with run_worker(s):
-        _send("hold_ready", _secret_hold("H-U", "C-U", contact="phone"))
-        wait_for(lambda: with_store(s, lambda st: st.calls()))
-    with_store(s, lambda st: calls_app.mark_called(st, "H-U", "S01"))
+        _send("hold_ready", _secret_hold("H-U", "C-U", contact="phone",
+                                         patron_phone="029-000-1111"))
+        _send("hold_ready", _secret_hold("H-V", "C-V", contact="phone"))
+        wait_for(lambda: len(with_store(s, lambda st: st.calls())) == 2)
+    listed = {e["hold_id"]: e for e in with_store(s, lambda st: calls_app.calls_view(st))}
+    assert listed["H-U"]["title"] == TITLE and listed["H-U"]["patron_name"] == NAME
+    for hold_id in ("H-U", "H-V"):
+        with_store(s, lambda st: calls_app.mark_called(st, hold_id, "S01"))
+    [done_v, done_u] = with_store(s, lambda st: calls_app.recently_called(st))
+    assert (done_u["title"], done_u["patron_name"]) == (TITLE, NAME)
+    # a purge inside the undo window keeps it
+    with_store(s, lambda st: purge(st, s))
     with_store(s, lambda st: calls_app.uncall(st, "H-U", "S01"))
-    [entry] = with_store(s, lambda st: calls_app.calls_view(st))
-    assert entry["hold_id"] == "H-U" and entry["card_number"] == "C-U" and not entry["title"]
-    assert entry["patron_name"] == ""
+    [entry] = [e for e in with_store(s, lambda st: calls_app.calls_view(st))
+               if e["hold_id"] == "H-U"]
+    assert entry == listed["H-U"]  # as it was: name, title, phone
+    # past the window: undo is no longer offered, and the next purge drops what it kept
+    later = now_tokyo() + timedelta(seconds=UNDO_S + 60)
+    done = with_store(s, lambda st: purge(st, s, now=later))
+    assert done["hold_details"] == 1
+    h = _hold(s, "H-V")
+    assert h["status"] == "called" and "called_entry" not in h and not traces(json.dumps(h))
+    assert with_store(s, lambda st: calls_app.recently_called(st)) == []
+    from worker.errors import ReviewError
+    with pytest.raises(ReviewError, match="not marked as phoned"):
+        with_store(s, lambda st: calls_app.uncall(st, "H-V", "S01"))
 
 
 # -- the purge itself: dry run, twice, two at once --------------------------------------

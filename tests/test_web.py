@@ -389,7 +389,7 @@ def test_every_action_refuses_a_post_without_the_csrf_token(s, web):
     with_store(s, lambda st: set_contact(st, "C2", ContactState.SUSPENDED,
                                             address="x@ezweb.ne.jp"))
     actions = [p for m, p in _routes(web.app) if m == "POST" and p != "/login"]
-    assert len(actions) == 8
+    assert len(actions) == 9
     form = {"card": "C1", "code": "123456", "reason": "r", "hold_id": "H1", "note": "n"}
     for path in actions:
         assert web.post(path, data=form).status_code == 403, path
@@ -652,6 +652,42 @@ def test_staff_web_command_serves_the_page_on_loopback(s):
     assert f"staff web page: http://127.0.0.1:{port}/" in out
 
 
+def test_staff_web_logs_at_info_in_the_workers_format(s):
+    """Issue 23: staff-web logged through the CLI's ERROR-level "omitama-notify: …" lines;
+    a long-running page logs like the worker: its line format, Tokyo time, INFO."""
+    import re
+
+    import httpx
+
+    from tests.helpers import free_port, wait_for
+
+    port, closed = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli.main", "staff-web"], cwd=ROOT,
+                            env={**os.environ, "OMITAMA_NOTIFY_WEB__PORT": str(port),
+                                 "OMITAMA_NOTIFY_REDIS__URL": f"redis://127.0.0.1:{closed}/0"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        web_client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
+
+        def up():
+            try:
+                return web_client.get("/login", timeout=1)
+            except httpx.HTTPError:
+                return None
+        token = csrf_of(wait_for(up, timeout=20, interval=0.1).text)
+        r = web_client.post("/login", data={"csrf": token, "staff_id": "S01", "password": "x"})
+        assert r.status_code == 503  # Redis is away
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0]
+    line = r"^\[20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+09:00\] \[PID \d+\] \[[^]]+\] "
+    lines = out.splitlines()
+    assert any(re.match(line + r"\[uvicorn\.error\] \[INFO\] ", x) for x in lines), out
+    assert any(re.match(line + r"\[worker\.web\.app\] \[ERROR\] staff web: Redis", x)
+               for x in lines), out
+    assert "omitama-notify: staff web" not in out
+
+
 # -- no dead ends, screens that say the right thing (issue 15) -------------------------
 
 def test_a_call_marked_by_mistake_is_undone_in_the_page_and_the_cli(s, web):
@@ -813,3 +849,50 @@ def test_refusals_that_are_not_an_invalid_event_say_what_they_are(s, web):
     assert "メッセージの形式(envelope)が正しくありません" in page
     assert "データの種類(type)と送り先(actor_name)が一致しません" in page
     assert "データの種類(type)が不明です" not in page
+
+
+# -- issue 23: error pages, undo, lookups -------------------------------------------------
+
+def test_404_405_and_500_are_japanese_pages_with_a_way_back(s, caplog):
+    import logging
+    with TestClient(create_app(s), follow_redirects=False, client=("testclient", 50000),
+                    raise_server_exceptions=False) as web:
+        logged_in(s, web)
+        for path, method, code, words in [("/no-such-page", "get", 404, "ページが見つかりません"),
+                                          ("/static/missing.css", "get", 404, "ページが見つかりません"),
+                                          ("/calls/called", "get", 405, "このアドレスは開けません")]:
+            r = getattr(web, method)(path)
+            assert r.status_code == code and words in r.text, (path, r.text)
+            assert '<a href="/">トップへ戻る</a>' in r.text and "Not Found" not in r.text
+            assert "content-security-policy" in r.headers
+        assert "POST" in web.get("/calls/called").headers["allow"]
+        # data no page expected (a failure record that is not JSON): an unexpected error
+        with_store(s, lambda st: st.r.rpush(st.k.failures, "{not json"))
+        with caplog.at_level(logging.ERROR, logger="worker.web.app"):
+            r = web.get("/failures")
+    assert r.status_code == 500 and "エラーが発生しました" in r.text and "トップへ戻る" in r.text
+    assert "Internal Server Error" not in r.text and "content-security-policy" in r.headers
+    [rec] = [x for x in caplog.records if "unexpected error on GET /failures" in x.getMessage()]
+    assert rec.exc_info and "Traceback" in caplog.text  # logged with its traceback
+
+
+def test_looking_up_something_that_is_not_a_card_number_says_so(s, web):
+    logged_in(s, web)
+    page = web.get("/patron", params={"card": "abc def"})
+    assert "カード番号ではありません" in page.text and "未登録" not in page.text
+    assert "記録(新しい順)" not in page.text
+    page = web.get("/patron", params={"card": "２１００００００９"})  # full-width: a card
+    assert "カード 210000009" in page.text and "カード番号ではありません" not in page.text
+
+
+def test_an_undone_call_comes_back_with_name_title_and_phone(s, web):
+    logged_in(s, web)
+    on_call_list(s, "H1", "C1", pickup_by="2099-12-01", patron_phone="029-123-4567")
+    before = web.get("/calls").text
+    assert all(x in before for x in ("山田 太郎", "吾輩は猫である", "029-123-4567"))
+    page = act(web, "/calls/called", hold_id="H1", anchor="call-H1", next="/calls")
+    done = re.search(r'<article class="card" id="called-H1">.*?</article>', page.text, re.S)[0]
+    assert "山田 太郎" in done and "吾輩は猫である" in done  # which hold it was, at a glance
+    page = act(web, "/calls/uncall", hold_id="H1", anchor="call-H1", next="/calls")
+    row = re.search(r'<tr id="call-H1".*?</tr>', page.text, re.S)[0]
+    assert all(x in row for x in ("山田 太郎", "吾輩は猫である", "029-123-4567")), row

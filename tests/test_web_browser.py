@@ -258,6 +258,18 @@ def test_a_librarian_approves_phones_and_reenables_in_a_real_browser(browser, s,
     assert len(list(SHOTS.glob("*.png"))) >= 12
 
 
+def logged_in_page(browser, server: str, width: int):
+    """A browser context of ``width`` px, logged in as S01."""
+    ctx = browser.new_context(viewport={"width": width, "height": 800}, locale="ja-JP")
+    page = ctx.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(server + "/login")
+    page.fill("input[name=staff_id]", "S01")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    return ctx, page
+
+
 PAGES = ["/", "/pending", "/calls", "/failures", "/rejected", "/patron?card=2100000009",
          "/patron", "/stats", "/login"]
 
@@ -295,13 +307,7 @@ def test_every_page_fits_a_phone_and_a_desktop(browser, s, server):
     ws(s, lambda st: Accounts(st, s.web).add("S01", PASSWORD, "minori"))
 
     for width in (390, 1280):
-        ctx = browser.new_context(viewport={"width": width, "height": 800}, locale="ja-JP")
-        page = ctx.new_page()
-        page.set_default_timeout(15_000)
-        page.goto(server + "/login")
-        page.fill("input[name=staff_id]", "S01")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
+        ctx, page = logged_in_page(browser, server, width)
         for path in PAGES[:-1]:
             page.goto(server + path)
             for summary in page.locator("summary").all():
@@ -314,4 +320,90 @@ def test_every_page_fits_a_phone_and_a_desktop(browser, s, server):
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= width  # on screen
         page.click("text=ログアウト")
         shot(page, f"fit-{width}-login")
+        ctx.close()
+
+
+# -- issue 23: found on screens at 390 and 1280 px -----------------------------------------
+
+TAPPED = "button, nav a, .filter a, a.tel, summary"
+
+
+def _small_targets(page) -> list[str]:
+    """What a finger taps, visible and less than 44 px high (on a phone)."""
+    return page.evaluate("""(sel) => [...document.querySelectorAll(sel)]
+        .filter(e => e.offsetParent !== null)
+        .map(e => [e.innerText.trim().slice(0, 30), e.getBoundingClientRect().height])
+        .filter(([, h]) => h < 44).map(([t, h]) => `${t}: ${h.toFixed(0)} px`)""", TAPPED)
+
+
+def test_undo_error_pages_lookups_and_tap_targets_at_390_and_1280(browser, s, server):
+    from worker.bounces.failures import advice_for
+    from worker.queue.actors import hold_ready
+    from worker.web.auth import Accounts
+
+    with run_worker(s):
+        hold_ready.send(hold_event("HX-3001", "2100000001", contact="phone",
+                                   pickup_branch="minori", pickup_by="2099-12-05",
+                                   patron_name="電話 花子", patron_phone="029-123-4567",
+                                   item={"title": "取り消しの本", "material": "book"}))
+        for n in (1, 2):  # two holds of one patron: one entry, a button per hold
+            hold_ready.send(hold_event(f"HX-320{n}", "2100000002", contact="phone",
+                                       pickup_branch="minori", pickup_by="2099-12-06",
+                                       item={"title": f"二冊目の本{n}", "material": "book"}))
+        wait_for(lambda: len(ws(s, lambda st: st.calls())) == 3)
+    ws(s, lambda st: set_contact(st, "2100000009", ContactState.SUSPENDED,
+                                 address="hanako@ezweb.ne.jp", why="filtered"))
+    ws(s, lambda st: st.add_failure({
+        "card_number": "2100000009", "hold_id": "HX-0999", "reason": "filtered",
+        "permanent": True, "misconfigured_recipient": True, "status": "5.2.0",
+        "diagnostic": "550 5.2.0 rejected", "advice": advice_for("filtered", True, "h@ezweb.ne.jp"),
+        "address": "h***@ezweb.ne.jp", "source": "smtp"}))
+    ws(s, lambda st: Accounts(st, s.web).add("S01", PASSWORD, "minori"))
+
+    for width in (390, 1280):
+        ctx, page = logged_in_page(browser, server, width)
+
+        # tap targets: every button and link a finger uses is 44 px high on a phone
+        for path in ("/", "/calls", "/failures", "/patron?card=2100000009", "/pending"):
+            page.goto(server + path)
+            if width == 390:
+                assert _small_targets(page) == [], (path, _small_targets(page))
+        page.goto(server + "/calls")
+        assert page.locator("text=この資料だけ連絡済み").count() == 2
+        shot(page, f"i23-{width}-calls")
+
+        # 連絡済み, then undone: the entry comes back whole
+        row = page.locator("#call-HX-3001")
+        row.locator("button").click()
+        done = page.locator("#called-HX-3001").inner_text()
+        assert "電話 花子" in done and "取り消しの本" in done, done
+        shot(page, f"i23-{width}-called")
+        page.locator("#called-HX-3001 button").click()
+        back = page.locator("#call-HX-3001").inner_text()
+        assert all(x in back for x in ("電話 花子", "取り消しの本", "029-123-4567")), back
+        shot(page, f"i23-{width}-undone")
+
+        # error pages: Japanese, and a way back to the front page
+        for path, words in [("/no-such-page", "ページが見つかりません"),
+                            ("/calls/called", "このアドレスは開けません")]:
+            page.goto(server + path)
+            assert words in page.inner_text("main") and "Not Found" not in page.content()
+            shot(page, f"i23-{width}-error-{path.strip('/').replace('/', '-')}")
+            page.click("main >> text=トップへ戻る")
+            assert page.url == server + "/"
+        ws(s, lambda st: st.r.rpush(st.k.failures, "{not json"))  # data no page expected
+        page.goto(server + "/failures")
+        assert "エラーが発生しました" in page.inner_text("main")
+        shot(page, f"i23-{width}-error-500")
+        ws(s, lambda st: st.r.lrem(st.k.failures, 0, "{not json"))
+        page.click("text=トップへ戻る")
+        assert page.url == server + "/"
+
+        # a lookup of something that is not a card number says so
+        page.goto(server + "/patron")
+        page.fill("main input[name=card]", "abc def")
+        page.click("main button[type=submit]")
+        text = page.inner_text("main")
+        assert "カード番号ではありません" in text and "未登録" not in text
+        shot(page, f"i23-{width}-not-a-card")
         ctx.close()

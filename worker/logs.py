@@ -72,6 +72,12 @@ def use_tokyo_time() -> None:
     logging.Formatter.default_msec_format = "%s.%03d" + _OFFSET_TEXT
 
 
+# dramatiq's line format (dramatiq.cli.LOGFORMAT): the worker's lines look like this, and
+# so do those of the other long-running commands (``bounces watch``, ``staff-web``)
+WORKER_FORMAT = ("[%(asctime)s] [PID %(process)d] [%(threadName)s] [%(name)s] "
+                 "[%(levelname)s] %(message)s")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return json.dumps({
@@ -98,3 +104,16 @@ def configure(fmt: str = "text", level: str = "INFO") -> None:
             handler.addFilter(MaskFilter())
         if fmt == "json":
             handler.setFormatter(JsonFormatter())
+
+
+def long_running(fmt: str = "text", level: str = "INFO") -> None:
+    """A command that runs for days (``bounces watch``, ``staff-web``) logs like the
+    worker: ``[logging] level`` (INFO by default) in the worker's line format, Tokyo time,
+    masked — not the one-shot commands' "omitama-notify: …" at ERROR, which would hide
+    "IMAP unreachable" or "Redis down" for the life of the process."""
+    use_tokyo_time()
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.setFormatter(logging.Formatter(WORKER_FORMAT))
+        handler.setLevel(logging.NOTSET)
+    configure(fmt, level)

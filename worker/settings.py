@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo,
-                      field_validator)
+                      field_validator, model_validator)
 
 from .errors import ConfigError
 
@@ -260,7 +260,8 @@ class BounceSettings(_Section):
     stale_after_days: float = Field(7.0, gt=0, le=YEARS_10)
     # how long a VERP return-path token still traces a bounce to its notice
     token_days: float = Field(30.0, gt=0, le=YEARS_10)
-    # unverified bounce mails recorded per address and day; more are only logged
+    # unverified (forged, untraceable) bounces stored per address and day; past this cap
+    # they are only counted (bounces:overcap), so a flood cannot fill Redis
     unverified_per_day: int = Field(3, ge=0, le=1_000_000)
     # where bounce mails arrive for `bounces watch` (worker/mailbox/): maildir:PATH,
     # imap://user@host/FOLDER or imaps://user@host[:port]/FOLDER; empty: off
@@ -315,6 +316,60 @@ class OutcomeSettings(_Section):
     maxlen: int = Field(100_000, ge=100, le=1_000_000_000)
 
 
+class DkimSettings(_Section):
+    # DKIM signing by the worker (worker/mail/dkim.py); empty key_file: no signing (a
+    # relay that signs needs none). The key file is checked when the worker starts.
+    domain: str = ""
+    selector: str = ""
+    key_file: str = ""
+
+    @field_validator("domain", "selector")
+    @classmethod
+    def _label(cls, v: str) -> str:
+        if v and not all(part and all(c.isalnum() or c in "-_" for c in part)
+                         for part in v.split(".")):
+            raise ValueError("must be a DNS name like city.omitama.ibaraki.jp (letters, "
+                             "digits, - and _ between dots)")
+        return v.lower()
+
+    @model_validator(mode="after")
+    def _complete(self) -> "DkimSettings":
+        if self.key_file and not (self.domain and self.selector):
+            raise ValueError("key_file is set: domain and selector are needed too")
+        return self
+
+
+class DomainCheckSettings(_Section):
+    # `omitama-notify check domain` (worker/mail/domaincheck.py): the addresses the relay
+    # sends from, which SPF must authorise; the DNS server to ask ("" = the system's)
+    relay_addresses: list[str] = []
+    resolver: str = ""
+    resolver_port: int = Field(53, ge=1, le=65535)
+    timeout_s: float = Field(5.0, gt=0, le=60)
+
+    @field_validator("relay_addresses")
+    @classmethod
+    def _ips(cls, v: list[str]) -> list[str]:
+        import ipaddress
+        for ip in v:
+            try:
+                ipaddress.ip_address(ip.strip())
+            except ValueError:
+                raise ValueError(f"{ip!r} is not an IP address") from None
+        return [ip.strip() for ip in v]
+
+    @field_validator("resolver")
+    @classmethod
+    def _resolver(cls, v: str) -> str:
+        import ipaddress
+        if v:
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not an IP address (the DNS server to ask)") from None
+        return v
+
+
 class Branch(_Section):
     name: str
     address: str
@@ -337,6 +392,8 @@ class Settings(_Section):
     outcomes: OutcomeSettings = OutcomeSettings()
     digest: DigestSettings = DigestSettings()
     reminder: ReminderSettings = ReminderSettings()
+    dkim: DkimSettings = DkimSettings()
+    domain_check: DomainCheckSettings = DomainCheckSettings()
     branches: dict[str, Branch]
     # folder relative data paths (outbox_dir, var/) are resolved against
     base_dir: Path = PROJECT_ROOT
@@ -369,6 +426,10 @@ class Settings(_Section):
             return p
         own, shipped = self.config_dir / p, shipped_dir() / p
         return shipped if not own.is_dir() and shipped.is_dir() else own
+
+    @property
+    def dkim_on(self) -> bool:
+        return bool(self.dkim.key_file)
 
     @property
     def var_dir(self) -> Path:

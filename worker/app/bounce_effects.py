@@ -22,7 +22,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from ..contact.addresses import normalise_address
-from ..bounces.scoring import judge
+from ..bounces.scoring import Verdict, judge
 from ..store.bounces import BounceStore
 from ..bounces import BounceResult
 from ..bounces.trust import SEND_TIME, Trust
@@ -34,6 +34,7 @@ from ..holds.calls import call_due, call_entry
 from ..holds.policy import pickup_passed
 from ..settings import Settings
 from ..store.core import Store
+from .sender_problems import raise_alert
 from .suspension import suspend
 
 log = logging.getLogger(__name__)
@@ -66,19 +67,26 @@ async def apply_failure(store: Store, settings: Settings, result: BounceResult, 
     await bs.count(result.reason)
     verdict = judge(result.reason, result.permanent, result.misconfigured_recipient, today,
                     await bs.scored_days(key), settings.bounces)
+    if result.sender_problem:  # ours to fix: no step toward suspending the patron's address
+        verdict = Verdict(0.0, verdict.score - verdict.points, False,
+                          f"{result.reason}: our sender's fault, not the patron's (no points)")
     why = verdict.why if trust.may_suspend or not verdict.suspend else (
         f"{result.reason}: not suspended, {trust.evidence}")
-    if verdict.points:
+    if verdict.points > 0:
         keep = timedelta(days=settings.bounces.stale_after_days + 1)
         await bs.add_points(key, today, verdict.points, int(keep.total_seconds()))
     sender = settings.mail.from_address
     recipients: list[str | None] = [*sorted(cards)] or [None]  # no card known: one record
+    row: dict[str, Any] = {}
     for c in recipients:
-        await store.add_failure(failure_record(
+        row = failure_record(
             c or "", hold_id if c == card else None, address, result, sender=sender,
             source=source, diagnostic=diagnostic, score=verdict.score,
             shared=(c != card), verified=trust.verified, traced=traced,
-            evidence=trust.evidence, **({"what": what} if what else {})))
+            evidence=trust.evidence, **({"what": what} if what else {}))
+        await store.add_failure(row)
+    if result.sender_problem and trust.verified:
+        await raise_alert(store, row, sorted(cards))
     suspended = []
     if verdict.suspend and trust.may_suspend:
         for c in sorted(cards):

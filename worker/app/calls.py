@@ -10,7 +10,8 @@ from ..contact import CallReason, ContactState
 from ..contact.changes import AuditKind, audit_entry
 from ..errors import ReviewError
 from ..holds.calls import CALL_FIELDS
-from ..store.vocab import HoldStatus
+from ..holds.retention import undo_offered
+from ..jdate import now_tokyo
 from ..store.core import Store
 
 
@@ -124,12 +125,13 @@ async def recently_called(store: Store, branch: str | None = None,
         if rec.get("undo"):
             continue
         h = await store.get_hold(hold_id)
-        if h.get("status") != HoldStatus.CALLED or h.get("closed") or not h.get("called_entry"):
+        if not undo_offered(h, now_tokyo()):
             continue
         entry = json.loads(h["called_entry"])
         if branch and entry.get("pickup_branch") != branch:
             continue
-        rows.append({**{k: entry.get(k) for k in CALL_FIELDS}, "staff": rec.get("staff"),
+        rows.append({**{k: entry.get(k) for k in CALL_FIELDS},
+                     "patron_name": _name(h.get("event")), "staff": rec.get("staff"),
                      "note": rec.get("note"), "at": rec.get("at")})
         if len(rows) >= n:
             break

@@ -33,6 +33,7 @@ from ..runtime import Runtime
 from ..store.core import Store, now_ms
 from ..store.vocab import ClaimVerdict, HoldStatus
 from .reminders import schedule as schedule_reminders
+from .sender_problems import record_failure
 from .send import Delivered, send_mail
 
 log = logging.getLogger(__name__)
@@ -198,8 +199,8 @@ async def _mail(rt: Runtime, card: str, token: str, members: list[Member], until
         first = datetime.fromtimestamp(m.first_ms / 1000, TOKYO)
         delay = next_retry_delay_s(m.attempts, now, retry_horizon(first, m.ev.pickup_by, dl), dl)
         if delay is None:  # the horizon ran out: staff phone
-            await rt.store.add_failure(failure_entry(card, m.ev.hold_id, to, d.error,
-                                                     rt.settings.mail.from_address))
+            await record_failure(rt.store, failure_entry(
+                card, m.ev.hold_id, to, d.error, rt.settings.mail.from_address), card)
             finishes.append(listing_of(m.ev, CallReason.DELIVERY_FAILED, str(d.error)))
         else:
             again.append((m, delay))

@@ -19,6 +19,7 @@ each row and failure record says what traced it and whether it was verified.
 from __future__ import annotations
 
 import hashlib
+import logging
 import mailbox
 import re
 import tempfile
@@ -42,6 +43,8 @@ from ..store.core import Store
 from ..mail.verp import Sent, token_in
 from ..store.verp import sent_for
 from ..store.vocab import HoldStatus
+
+log = logging.getLogger(__name__)
 
 MAX_MAIL_BYTES = 25 * 1024 * 1024
 _MB = MAX_MAIL_BYTES // (1024 * 1024)
@@ -180,23 +183,29 @@ async def ingest_one(store: Store, settings: Settings, name: str, raw: bytes) ->
         await bs.log(dup)
         return [dup]
     try:
-        rows = await _ingest(store, settings, bs, fp, name, raw)
+        rows, stored = await _ingest(store, settings, bs, fp, name, raw)
     except BaseException:
         with suppress(RedisError, StoreError, OSError):
             await bs.let_go(fp)
         raise
     # marked only now: a crash before this line (a killed process, Redis gone) means
     # the mail is ingested again, at worst leaving a second failure row; marking it
-    # first would lose a real bounce for good (suspension and re-phoning are idempotent)
-    await bs.mark_seen(fp)
+    # first would lose a real bounce for good (suspension and re-phoning are idempotent).
+    # A mail of which nothing was stored (over the cap) is not marked either: read
+    # again, it is only counted again
+    if stored or not rows:
+        await bs.mark_seen(fp)
+    else:
+        await bs.let_go(fp)
     return rows
 
 
 async def _ingest(store: Store, settings: Settings, bs: BounceStore, fp: str, name: str,
-                  raw: bytes) -> list[dict[str, Any]]:
+                  raw: bytes) -> tuple[list[dict[str, Any]], int]:
     facts = mail_facts(raw)
     token_state, sent = await _return_path(store, settings, facts)
-    rows = []
+    rows, stored = [], 0
+    day = now_tokyo().date().isoformat()
     for r in classify_mail(raw):
         t = await trace(store, settings, r, sent) if r.is_bounce else Trace("none")
         trust = assess(t.how, token_state, facts)
@@ -208,8 +217,13 @@ async def _ingest(store: Store, settings: Settings, bs: BounceStore, fp: str, na
                                "card_number": t.card, "hold_id": t.hold_id}
         if r.is_bounce:
             row.update(trust=trust.label, evidence=trust.evidence)
-        if r.is_bounce and r.permanent and address and await _within_limit(bs, settings, trust,
-                                                                           address):
+        rows.append(row)
+        if r.is_bounce and await _over_cap(bs, settings, trust, address, day):
+            # a flood of forged or untraceable bounces: a counter, not 90 days of rows
+            row["action"] = OVER_CAP
+            await bs.over_cap()
+            continue
+        if r.is_bounce and r.permanent and address:
             effect = await apply_failure(store, settings, r, card=t.card, hold_id=t.hold_id,
                                          address=address, source="bounce mail", hold=t.hold,
                                          trust=trust, traced=t.how)
@@ -222,17 +236,25 @@ async def _ingest(store: Store, settings: Settings, bs: BounceStore, fp: str, na
         else:
             if r.is_bounce:
                 await bs.count(r.reason)
-            row["action"] = ("rate-limited (unverified)" if r.is_bounce and r.permanent
-                             and address and not trust.verified else "recorded only")
+            row["action"] = "recorded only"
         await bs.log({**row, "fingerprint": fp})
-        rows.append(row)
-    return rows
+        stored += 1
+    return rows, stored
 
 
-async def _within_limit(bs: BounceStore, settings: Settings, trust: Trust, address: str) -> bool:
-    """Verified bounces always count; unverified ones up to ``unverified_per_day`` per
-    address and day (a flood of forged mails must not bury staff's list)."""
+OVER_CAP = "counted only (unverified, over the daily cap)"
+
+
+async def _over_cap(bs: BounceStore, settings: Settings, trust: Trust, address: str | None,
+                    day: str) -> bool:
+    """Verified bounces always count; unverified ones (forged, or traced by the address
+    only, or not at all) are stored up to ``[bounces] unverified_per_day`` per address and
+    day; past that only counted (``bounces:overcap``): a flood cannot fill Redis."""
     if trust.verified:
-        return True
-    n = await bs.weak_today(address_key(address), now_tokyo().date().isoformat())
-    return n <= settings.bounces.unverified_per_day
+        return False
+    n = await bs.weak_today(address_key(address) if address else "-", day)
+    if n == settings.bounces.unverified_per_day + 1:
+        log.warning("unverified bounces for %s: more than %d today; the rest of the day they "
+                    "are only counted", mask_address(address) if address else "no address",
+                    settings.bounces.unverified_per_day)
+    return n > settings.bounces.unverified_per_day

@@ -121,6 +121,15 @@ async def register(rt: Runtime, ev: AddressRegistered,
     return RegistrationResult.SENT
 
 
+async def pending_now(store: Store, card: str) -> str | None:
+    """The id of the registration pending for ``card`` now (None: nothing pending), for a
+    command line that named none: DESIGN's ``review approve/reject CARD`` predate
+    ``--address``, so they act on the registration pending when they run — bound to that
+    very one, so a re-registration between the read and the write still changes nothing."""
+    rec = await store.contacts.get(card)
+    return rec.get("pending_event") or rec.get("pending_address") or None
+
+
 async def approve(store: Store, settings: Settings, card: str, staff: str, *,
                   shown: str | None = None, code: str | None = None,
                   reason: str | None = None) -> dict[str, str]:

@@ -15,7 +15,7 @@ from ..contact.changes import AuditKind, reenabled, removed, suspended
 from ..store.core import Store
 
 FAILURE_FIELDS = ("card_number", "hold_id", "reason", "misconfigured_recipient", "permanent",
-                  "diagnostic", "advice", "at")
+                  "diagnostic", "advice", "at", "sender_problem")
 
 
 async def suspend(store: Store, card: str, *, reason: str, detail: str,
@@ -55,5 +55,6 @@ async def failures_view(store: Store) -> list[dict[str, Any]]:
         # bounce mails that proved nothing (worker/bounces/trust.py): shown, not acted on
         row["verified"] = f.get("verified", True)
         row["evidence"] = f.get("evidence")
+        row["sender_problem"] = bool(f.get("sender_problem"))  # older rows lack it
         rows.append(row)
     return rows

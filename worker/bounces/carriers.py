@@ -135,6 +135,18 @@ def carrier_host(fact: Fact) -> bool:
     return bool(words) and is_carrier_domain(words[0])
 
 
+def carrier_filter(fact: Fact, mail_text: str) -> bool:
+    """Whether a carrier's own rule reads the failure as the subscriber's reception filter
+    (docomo's 5.2.0 or "550 Unknown user" after DATA, au's "550 : User unknown")."""
+    domain = (fact.recipient or "").rsplit("@", 1)[-1].lower()
+    remote = (fact.remote_mta or "").lower()
+    for suffixes, rule in RHOSTS:
+        if any(remote.endswith(s.lstrip(".")) or domain.endswith(s.lstrip("."))
+               for s in suffixes):
+            return rule(fact, mail_text) in ("filtered", "rejected")
+    return False
+
+
 def host_rule(fact: Fact, mail_text: str) -> str:
     """A reason from the host-specific rules, or "".
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 from . import dsn, lhosts, mta, parse, rules
-from .carriers import carrier_host, host_rule
+from .carriers import carrier_filter, carrier_host, host_rule
 from .fact import Fact, all_addresses, canonical_address, find_reply_code, find_status, unfold
-from .model import BounceResult, make_result
+from .model import BounceResult, filter_evidence, make_result
 
 _MESSAGE_ID = re.compile(r"(?im)^message-id:[ \t]*\n?[ \t]*(<[^>\s]+>)")
 _AUTO_REPLY_SUBJECT = re.compile(
@@ -101,6 +101,23 @@ def _facts(mail: parse.ParsedMail) -> list[Fact]:
     return facts
 
 
+#: Reasons of a temporary refusal that, once the MTA has given up retrying, only say
+#: why it kept deferring: the failure itself is that the time ran out (``expired``).
+GIVEN_UP_HIDES = frozenset({"blocked", "toomanyconn", "speeding", "networkerror", "systemerror",
+                            "systemfull", "onhold", "undefined", "securityerror"})
+_GAVE_UP = re.compile(
+    r"(?i)could not be delivered for (?:more than )?\d+ days?|retry timeout exceeded|"
+    r"has been delayed for too long|after multiple retries, giving up|"
+    r"(?:could not|unable to) (?:be )?deliver(?:ed)? (?:message )?within \d+ days?")
+
+
+def _given_up(fact: Fact, body: str) -> bool:
+    """A final failure after deferrals: the MTA's own words that it stopped retrying
+    (Action: failed with a 4.x.x status alone is not enough: Sisimai keeps the reason of
+    the deferral there, and so do we)."""
+    return bool(_GAVE_UP.search(fact.diagnostic + " " + fact.context + " " + body[:3000]))
+
+
 def _says_permanent(fact: Fact) -> bool:
     """A 5xx reply or 5.x.x status: a failure even inside a mail that warns of delays."""
     return fact.status.startswith("5") or (fact.reply_code or 0) >= 500
@@ -135,7 +152,8 @@ def _classify(raw: bytes) -> list[BounceResult]:
 
     special = lhosts.special_facts(mail)
     facts = special or _facts(mail)
-    if lhosts.ezweb_filtered(mail):
+    ezweb_filter = lhosts.ezweb_filtered(mail)
+    if ezweb_filter:
         for fact in facts:
             fact.reason = fact.reason or "filtered"
     delay_warning = bool(_DELAY_SUBJECT.search(mail.header("subject"))) or (
@@ -157,10 +175,17 @@ def _classify(raw: bytes) -> list[BounceResult]:
             continue
         else:
             reason = rules.find_reason(fact, extra=lambda f: host_rule(f, mail.body + mail.dsn))
+            if _given_up(fact, mail.body) and reason in GIVEN_UP_HIDES:
+                reason = "expired"
         results.append(make_result(
-            reason=reason, recipient=fact.recipient, status=fact.status or None,
+            # forwarded (Original- and Final-Recipient differ): the failure is the
+            # address we mailed, not where it was forwarded to
+            reason=reason, recipient=fact.original_recipient or fact.recipient,
+            status=fact.status or None,
             diagnostic=fact.diagnostic or None, reply_code=fact.reply_code,
-            original_message_id=message_id, carrier=carrier_host(fact)))
+            original_message_id=message_id, carrier=carrier_host(fact),
+            evidence=ezweb_filter or carrier_filter(fact, mail.body + mail.dsn)
+            or filter_evidence(fact.context)))
     return results or [_not_bounce(None, None, message_id)]
 
 
@@ -233,6 +258,7 @@ def classify_smtp_reply(code: int, text: str, *, command: str = "RCPT",
     address = canonical_address(recipient) if recipient else None
     status = find_status(diagnostic)
     reply = code if isinstance(code, int) and 200 <= code < 600 else find_reply_code(diagnostic)
+    evidence = False
     if reply is not None and 200 <= reply < 300:
         reason = "delivered"
     else:
@@ -244,5 +270,7 @@ def classify_smtp_reply(code: int, text: str, *, command: str = "RCPT",
             fact.command = "DATA"
         reason = rules.find_reason(fact, extra=lambda f: host_rule(f, ""))
         address = fact.recipient
+        evidence = carrier_filter(fact, "")
     return make_result(reason=reason, recipient=address, status=status or None,
-                       diagnostic=diagnostic, reply_code=reply, original_message_id=None)
+                       diagnostic=diagnostic, reply_code=reply, original_message_id=None,
+                       evidence=evidence)

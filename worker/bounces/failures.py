@@ -40,12 +40,33 @@ REASON_JA: dict[str, str] = {
     "notaccept": "相手側がメールを受け付けていない",
     "delayed": "配送が遅れている",
     "undefined": "理由不明",
+    "authfailure": "送信ドメイン認証(SPF・DKIM・DMARC)の失敗",
+    "badreputation": "図書館の送信元の評価が低い",
+    "requireptr": "送信サーバーの逆引き(PTR)がない",
+}
+# Failures our sender caused (worker/bounces/model.py SENDER_REASONS): what staff ask the
+# city's DNS (or mail) administrator for. Never read to a patron: nothing is theirs to fix.
+SENDER_ADVICE: dict[str, str] = {
+    "authfailure": "受信側で送信ドメイン認証(SPF・DKIM・DMARC)に失敗しました。市のDNS管理者に、"
+                   "SPFレコードへの中継サーバーのアドレスの追加、DKIM公開鍵の掲載、DMARCの整合を"
+                   "依頼してください(omitama-notify check domain の結果を添えてください)。",
+    "blocked": "図書館の送信サーバー(IPアドレス)が受信側で拒否されました。市のメール管理者に、"
+               "送信サーバーがブロックリストに載っていないかの確認と解除申請を依頼してください。",
+    "badreputation": "図書館の送信元の評価(レピュテーション)が低いため拒否されました。市のメール"
+                     "管理者に、送信サーバーのIPアドレスとドメインの評価の確認を依頼してください。",
+    "requireptr": "送信サーバーのIPアドレスに逆引き(PTRレコード)がないため拒否されました。市のDNS"
+                  "管理者(または回線事業者)に、中継サーバーのIPアドレスの逆引き設定を依頼してください。",
+    "rejected": "受信側が図書館の送信元アドレス(ドメイン)を拒否しました。市のDNS管理者に、送信"
+                "ドメインのSPF・DKIM・DMARCの設定確認を依頼してください"
+                "(omitama-notify check domain の結果を添えてください)。",
 }
 _GENERIC = "メールが届きませんでした。図書館でアドレスと受信設定を確認いたします。"
 
 
 def advice_for(reason: str | None, misconfigured: bool, address: str | None,
-               sender: str = DEFAULT_SENDER) -> str:
+               sender: str = DEFAULT_SENDER, sender_problem: bool = False) -> str:
+    if sender_problem:
+        return SENDER_ADVICE.get(reason or "", SENDER_ADVICE["rejected"])
     domain = address.rpartition("@")[2].lower() if address else ""
     if misconfigured:
         return allow_sender_advice(carrier_of(domain) if domain else None, sender)
@@ -67,8 +88,10 @@ def failure_record(card: str, hold_id: str | None, address: str, result: BounceR
     return {"card_number": card, "hold_id": hold_id, "reason": result.reason,
             "permanent": result.permanent,
             "misconfigured_recipient": result.misconfigured_recipient,
+            "sender_problem": result.sender_problem,
             "status": result.status, "diagnostic": diagnostic or result.diagnostic,
-            "advice": advice_for(result.reason, result.misconfigured_recipient, address, sender),
+            "advice": advice_for(result.reason, result.misconfigured_recipient, address, sender,
+                                 result.sender_problem),
             "address": mask_address(address), "source": source, **more}
 
 
@@ -78,7 +101,8 @@ def failure_entry(card: str, hold_id: str | None, address: str, error: DeliveryE
     result = smtp_result(error, address)
     if result is None:
         return {"card_number": card, "hold_id": hold_id, "reason": "networkerror",
-                "permanent": False, "misconfigured_recipient": False, "status": None,
+                "permanent": False, "misconfigured_recipient": False, "sender_problem": False,
+                "status": None,
                 "diagnostic": str(error), "command": None,
                 "advice": advice_for("networkerror", False, address, sender),
                 "address": mask_address(address), "source": "smtp"}

@@ -81,39 +81,69 @@ HARD_BY_NATURE: frozenset[str] = frozenset(
     {"userunknown", "hostunknown", "hasmoved", "notaccept", "suspend", "filtered"}
 )
 
-#: Reasons that mean the patron must change a setting (their own filter) so mail arrives.
-#: ``filtered`` is the core case (docomo/au/SoftBank reception refusal, 指定受信).
-MISCONFIGURED_REASONS: frozenset[str] = frozenset({"filtered"})
+#: Reasons that can mean the patron must change a setting (their own filter) so mail
+#: arrives — only with evidence of that filter (:func:`filter_evidence`): Sisimai says
+#: ``filtered`` also for a disabled, unavailable or unknown mailbox.
+MISCONFIGURED_REASONS: frozenset[str] = frozenset({"filtered", "rejected"})
+
+#: Failures whose cause is our sender (authentication, our IP or domain blocked or of bad
+#: reputation, no reverse DNS, our envelope sender refused): never the patron's to fix.
+SENDER_REASONS: frozenset[str] = frozenset(
+    {"authfailure", "badreputation", "blocked", "requireptr", "rejected"})
+
+#: Words with which a receiver says the *recipient's own* filter or reception setting
+#: refused us (lower case). "user not found" or "mailbox unavailable" are not among them.
+RECIPIENT_FILTER: tuple[str, ...] = (
+    "message rejected due to user rules", "recipient id refuse to receive mail",
+    "recipient is only accepting mail from specific email addresses",
+    "refused due to recipient preferences", "user refuses to receive this mail",
+    "user reject", "you have been blocked by the recipient", "rejected by recipient's filter",
+    "rejected by the domain filter", "has restricted sms e-mail", "blocked by the recipient",
+    "recipient's filter", "recipient filter", "user's filter", "recipient's preferences",
+    "on the recipient's block list", "on the recipient's blocked senders list",
+    "account is protected by", "受信拒否", "指定受信", "ドメイン指定", "迷惑メールフィルタ",
+    "なりすまし規制",
+)
+
+
+def filter_evidence(text: str | None) -> bool:
+    """Whether a bounce's text shows the recipient's own filtering."""
+    lowered = (text or "").lower()
+    return any(phrase in lowered for phrase in RECIPIENT_FILTER)
+
 
 def is_carrier_address(address: str | None) -> bool:
-    """True when the address's domain is (a subdomain of) a Japanese mobile carrier's.
-
-    The list of carrier-mail domains is :mod:`worker.contact.domains`' (one list for the advice
-    staff read out and for this judgement).  There, ``rejected`` (our sender refused) and
-    a permanent ``policyviolation`` are the subscriber's own sender/domain filter.
-    """
+    """True when the address's domain is (a subdomain of) a Japanese mobile carrier's
+    (:mod:`worker.contact.domains`: one list for the advice staff read out and for this
+    judgement)."""
     if not address or "@" not in address:
         return False
     return is_carrier_domain(address.rsplit("@", 1)[1])
 
 
 def is_misconfigured(reason: str | None, recipient: str | None, permanent: bool,
-                     carrier: bool = False) -> bool:
-    """Whether the patron's own settings are the likely cause.
+                     carrier: bool = False, evidence: bool = False) -> bool:
+    """Whether the patron's own settings are the cause: only on ``evidence`` of their
+    filter (its words in the bounce, or a carrier's own way of saying it: docomo's 5.2.0,
+    au's "550 : User unknown", EZweb's X-SPASIGN: NG — worker/bounces/carriers.py).
 
-    * ``filtered``: always (the recipient's filter refused us).
-    * ``rejected`` at a Japanese mobile carrier: carriers refuse a sender because the
-      subscriber asked them to (受信拒否 / 指定受信); elsewhere it is our side's problem.
-    * a permanent ``policyviolation`` at a carrier: the carrier's family/URL filters.
+    * ``filtered`` or ``rejected`` (our sender refused) with that evidence;
+    * a permanent ``policyviolation`` at a carrier with that evidence (family filters).
+
+    A reason alone is never enough: a carrier's なりすまし filter refuses mail that fails
+    SPF/DKIM, which is our fault, in words no different from a plain refusal.
     """
+    if not evidence:
+        return False
     if reason in MISCONFIGURED_REASONS:
         return True
     carrier = carrier or is_carrier_address(recipient)
-    if reason == "rejected" and carrier:
-        return True
-    if reason == "policyviolation" and permanent and carrier:
-        return True
-    return False
+    return reason == "policyviolation" and permanent and carrier
+
+
+def is_sender_problem(reason: str | None, misconfigured: bool) -> bool:
+    """Whether the failure is ours (see :data:`SENDER_REASONS`), not the patron's."""
+    return reason in SENDER_REASONS and not misconfigured
 
 
 def is_permanent(reason: str | None, status: str | None, reply_code: int | None) -> bool:
@@ -143,6 +173,7 @@ class BounceResult:
     status: str | None = None  # enhanced status code such as "5.1.1"
     diagnostic: str | None = None  # unfolded diagnostic text, as the remote side wrote it
     reply_code: int | None = None  # SMTP reply code such as 550
+    sender_problem: bool = False  # our sender is at fault (never the patron's)
 
     def as_json(self, file: str) -> dict[str, Any]:
         """The `bounces classify --json` object for this result (exactly the DESIGN keys)."""
@@ -161,21 +192,27 @@ class BounceResult:
 
 def make_result(*, reason: str | None, recipient: str | None, status: str | None,
                 diagnostic: str | None, reply_code: int | None,
-                original_message_id: str | None, carrier: bool = False) -> BounceResult:
-    """Build a result, deriving is_bounce, permanent and misconfigured_recipient.
+                original_message_id: str | None, carrier: bool = False,
+                evidence: bool = False) -> BounceResult:
+    """Build a result, deriving is_bounce, permanent, misconfigured_recipient and
+    sender_problem.
 
     ``carrier`` says the failure came from a Japanese mobile carrier's own servers even
-    when the recipient's domain does not show it.
+    when the recipient's domain does not show it; ``evidence`` that a host rule saw the
+    recipient's own filter (the diagnostic's words are looked at here).
     """
     is_bounce = reason is not None and reason not in NOT_BOUNCES
     permanent = is_bounce and is_permanent(reason, status, reply_code)
+    misconfigured = is_bounce and is_misconfigured(
+        reason, recipient, permanent, carrier, evidence or filter_evidence(diagnostic))
     return BounceResult(
         is_bounce=is_bounce,
         recipient=recipient,
         original_message_id=original_message_id,
         reason=reason,
         permanent=permanent,
-        misconfigured_recipient=is_bounce and is_misconfigured(reason, recipient, permanent, carrier),
+        misconfigured_recipient=misconfigured,
+        sender_problem=is_bounce and is_sender_problem(reason, misconfigured),
         status=status,
         diagnostic=diagnostic,
         reply_code=reply_code,

@@ -4,18 +4,22 @@ The model, justified against the two references:
 
 * GNU Mailman 3 scores permanent bounces: at most one point a day, suspension at
   a threshold (5), points older than a window (7 days) forgotten. That is right
-  for failures whose cause is unclear or on *our* side (``rejected``, ``blocked``,
-  ``spamdetected``, ``policyviolation`` …): one bad day at a provider must not cut
+  for failures whose cause is unclear (``spamdetected``, ``policyviolation``, a
+  ``filtered`` without the words of the recipient's filter …): one bad day at a provider must not cut
   a patron off, a week of them should.
 * Postal suppresses an address at the first hard bounce. That is right when the
   reason itself says the address cannot work until someone acts: the recipient's
-  own filter refuses us (``filtered`` and other *misconfigured recipient*
-  reasons — the Japanese carriers' "reject unknown senders" setting), or the
+  own filter refuses us (*misconfigured recipient*: ``filtered`` or ``rejected``
+  with evidence of that filter — the Japanese carriers' "reject unknown senders"
+  setting), or the
   mailbox or domain does not exist (``userunknown``, ``hostunknown``,
   ``hasmoved``, ``suspend``, ``notaccept``). Retrying those only adds bounces;
   the patron has to change a setting or their address, and staff phone them.
 
-Soft failures (mailbox full, delays, 4xx) add no points: they clear by themselves.
+Soft failures (mailbox full, delays, 4xx) add no points: they clear by themselves. A
+failure our own sender caused (``sender_problem``: authentication, our IP or domain
+blocked, no reverse DNS) is never judged here at all: worker/app/bounce_effects.py gives
+it no points and suspends nobody — the fix is the city's DNS, not the patron's address.
 Scores decay by the window; a later successful delivery is recorded but does not
 wipe the points (a relay's 250 is not proof the mailbox accepted it).
 """

@@ -27,11 +27,12 @@ def cmd_classify(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
-    from ..app.ingest import ingest_one, read_sources
+    from ..app.ingest import OVER_CAP, ingest_one, read_sources
     from .common import with_store
 
     async def run(store: Any) -> int:
-        counts = {"mails": 0, "bounces": 0, "duplicates": 0, "unreadable": 0, "suspended": 0}
+        counts = {"mails": 0, "bounces": 0, "duplicates": 0, "unreadable": 0, "suspended": 0,
+                  "over the daily cap": 0}
         for name, raw in read_sources(args.path, sys.stdin.buffer):
             counts["mails"] += 1
             if isinstance(raw, Exception):
@@ -42,10 +43,13 @@ def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
                 counts["duplicates"] += bool(row.get("duplicate"))
                 counts["bounces"] += bool(row.get("is_bounce"))
                 counts["suspended"] += len(row.get("suspended") or [])
+                counts["over the daily cap"] += row.get("action") == OVER_CAP
                 _out(args.json, row)
         if not args.json:
             print(", ".join(f"{k} {v}" for k, v in counts.items()))
-        return 0
+        # like classify: the readable mails are ingested, the exit status tells of the others
+        # (a missing path was "unreadable 1" and exit 0: a typo looked like an empty mailbox)
+        return 1 if counts["unreadable"] else 0
     return with_store(s, run)
 
 
@@ -53,9 +57,11 @@ def cmd_watch(args: argparse.Namespace, s: Settings) -> int:
     import signal
     import threading
 
+    from .. import logs
     from ..mailbox.watch import Counts, watch
     from ..store.watch_lock import sole_watcher
 
+    logs.long_running(s.logging.format, s.logging.level)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

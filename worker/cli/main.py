@@ -21,6 +21,7 @@ from .retention import add_retention_commands
 from .review import add_review_commands
 from ..settings import Settings, get_settings
 from ..store.client import RedisError
+from .sender import add_sender_commands
 from .staff import add_staff_commands
 from .stats import add_stats_command
 
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bounce_commands(sub)
     add_reminder_commands(sub)
     add_stats_command(sub)
+    add_sender_commands(sub)
     # the staff web page (worker/web) adds its commands here
     add_staff_commands(sub)
     _describe(p)
@@ -169,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _uses_redis(args: argparse.Namespace) -> bool:
     """Commands that need Redis (the worker sees to its own)."""
-    if args.command in ("review", "check", "enqueue", "staff", "staff-web", "purge", "patron",
+    if args.command == "check":
+        return getattr(args, "what", None) != "domain"
+    if args.command in ("review", "enqueue", "staff", "staff-web", "purge", "patron",
                         "stats"):
         return True
     return args.command == "bounces" and getattr(args, "what", None) == "ingest"

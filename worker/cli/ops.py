@@ -17,6 +17,7 @@ from ..ils.events import HoldReady
 from ..jdate import TOKYO
 from ..settings import Settings
 from ..store.core import Store, safe_url
+from ..store.version import MIN_REDIS_TEXT, redis_too_old
 from ..mail.transport import smtp_client
 
 
@@ -29,7 +30,11 @@ def _check_redis(s: Settings) -> str:
             except StoreError as e:  # say how to get one, not only that it is missing
                 raise StoreError(f"{str(e).rstrip('.')}; {redis_hint(s.redis.url, s.redis.start_private)}") from None
             version = await store.server_version()
-            return f"Redis {version} answers at {safe_url(s.redis.url)}"
+            too_old = redis_too_old(version)
+            if too_old:
+                raise StoreError(f"{too_old}; it answers at {safe_url(s.redis.url)}")
+            return (f"Redis {version} answers at {safe_url(s.redis.url)} "
+                    f"({MIN_REDIS_TEXT} or newer needed)")
         finally:
             await store.close()
     return asyncio.run(go())
@@ -90,6 +95,9 @@ CHECKS: list[tuple[str, Callable[[Settings], str]]] = [
 
 
 def cmd_check(args: argparse.Namespace, s: Settings) -> int:
+    if getattr(args, "what", None) == "domain":
+        from .sender import cmd_check_domain
+        return cmd_check_domain(args, s)
     failed = 0
     print(f"ok    settings  {s.source}; {len(s.branches)} branches, transport {s.mail.transport}")
     # the bounce mailbox only when one is set ([bounces] mailbox)
@@ -99,9 +107,36 @@ def cmd_check(args: argparse.Namespace, s: Settings) -> int:
         except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the rest
             failed += 1
             print(f"FAIL  {name:<9} {type(e).__name__}: {e}", flush=True)
+    failed += _last_sender_problem(s)
     return 1 if failed else 0
 
 
+def _last_sender_problem(s: Settings) -> int:
+    """The open sender-problem alert, if any (worker/app/sender_problems.py): 1 if there is."""
+    from ..app import sender_problems
+    from .review import sender_problem_text
+
+    async def go() -> dict[str, Any] | None:
+        store = Store.from_settings(s)
+        try:
+            return await sender_problems.current(store)
+        finally:
+            await store.close()
+    try:
+        alert = asyncio.run(go())
+    except StoreError:
+        return 0  # the redis line above said so already
+    if alert is None:
+        print("ok    sender    no failure caused by our sender is open (the sending domain's "
+              "SPF, DKIM, DMARC and MX: omitama-notify check domain)")
+        return 0
+    print("FAIL  sender    " + sender_problem_text(alert).replace("\n", "\n          "))
+    return 1
+
+
 def add_ops_commands(sub: Any) -> None:
-    c = sub.add_parser("check", help="check settings, Redis, the relay and the templates")
+    c = sub.add_parser("check", help="check settings, Redis, the relay and the templates; "
+                       "check domain: the sending domain's SPF, DKIM, DMARC and MX")
+    c.add_argument("what", nargs="?", choices=["domain"],
+                   help="domain: look the sending domain up in DNS (no Redis needed)")
     c.set_defaults(fn=cmd_check)

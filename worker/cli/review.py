@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from ..app import calls, registration, suspension
+from ..app import calls, registration, sender_problems, suspension
 from ..app.call_groups import CallGroup, group_calls, grouped_rows
 from ..contact.codes import clean_code
 from ..errors import NotifyError
@@ -143,17 +143,17 @@ def cmd_approve(args: argparse.Namespace, s: Settings) -> int:
         raise NotifyError("give either --code or --without-code, not both")
     if args.without_code and not (args.reason or "").strip():
         raise NotifyError("--without-code needs --reason TEXT (it is kept in the audit log)")
-    if args.without_code and not args.address:
-        raise NotifyError(f"--without-code needs --address ADDR: the address 'review pending' "
-                          f"shows for card {args.card} (only that registration is approved)")
     try:
         code = clean_code(args.code) if args.code is not None else None
     except ValueError as e:
         raise NotifyError(str(e)) from None
 
     async def run(store: Store) -> int:
+        shown = args.address or await registration.pending_now(store, args.card)
+        if shown is None:
+            raise NotifyError(f"card {args.card}: no registration is waiting for approval")
         before = await registration.approve(store, s, args.card, args.staff, code=code,
-                                            reason=args.reason, shown=args.address)
+                                            reason=args.reason, shown=shown)
         print(f"card {args.card}: {before.get('pending_address')} approved by {args.staff}; "
               "hold notices now go by e-mail")
         return 0
@@ -162,8 +162,9 @@ def cmd_approve(args: argparse.Namespace, s: Settings) -> int:
 
 def cmd_reject(args: argparse.Namespace, s: Settings) -> int:
     async def run(store: Store) -> int:
+        shown = args.address or await registration.pending_now(store, args.card)
         before = await registration.reject(store, args.card, args.staff, args.reason,
-                                           shown=args.address)
+                                           shown=shown)
         print(f"card {args.card}: registration of {before.get('pending_address')} rejected; "
               f"back to {before.get('prev_state') or 'none'}")
         return 0
@@ -178,6 +179,10 @@ def cmd_failures(args: argparse.Namespace, s: Settings) -> int:
                 print(json.dumps({k: r.get(k) for k in suspension.FAILURE_FIELDS},
                                  ensure_ascii=False))
             return 0
+        alert = await sender_problems.current(store)
+        if alert:  # once, above the patrons' failures: nothing there is theirs to fix
+            print(sender_problem_text(alert))
+        rows = [r for r in rows if not r["sender_problem"]]
         if not rows:
             print("(none)")
         for r in rows:
@@ -188,6 +193,23 @@ def cmd_failures(args: argparse.Namespace, s: Settings) -> int:
                 print(f"    {r['evidence']}")
             print(f"    {r['diagnostic']}")
             print(f"    伝えること: {r['advice']}")
+        return 0
+    return with_store(s, run)
+
+
+def sender_problem_text(alert: dict[str, Any]) -> str:
+    """The open sender-problem alert in a few lines (``review failures``, ``check``)."""
+    return (f"SENDER PROBLEM (ours, not the patrons'): {alert['count']} failure(s) since "
+            f"{alert['first_at']}, {alert['patrons']} patron(s) affected; last {alert['at']}: "
+            f"{alert['reason']} {alert.get('diagnostic') or ''}\n"
+            f"    DNS管理者に依頼すること: {alert['advice']}\n"
+            "    (close it with `omitama-notify review sender-fixed --staff ID` once fixed)")
+
+
+def cmd_sender_fixed(args: argparse.Namespace, s: Settings) -> int:
+    async def run(store: Store) -> int:
+        await sender_problems.close(store)
+        print(f"sender-problem alert closed by {args.staff}")
         return 0
     return with_store(s, run)
 
@@ -248,17 +270,21 @@ def add_review_commands(sub: Any) -> None:
     a.add_argument("--without-code", action="store_true",
                    help="approve without the code (needs --reason, e.g. identity checked at the counter)")
     a.add_argument("--reason", type=_reason, help="why, when approving without the code")
-    a.add_argument("--address", type=_reason, help=ADDRESS_HELP + " (needed with --without-code)")
+    a.add_argument("--address", type=_reason, help=ADDRESS_HELP + "; without it, the registration pending now")
     a.set_defaults(fn=cmd_approve)
     j = r.add_parser("reject", help="reject a pending address")
     j.add_argument("card", help=CARD_HELP)
     j.add_argument("--staff", required=True, type=_staff, help=STAFF_HELP)
     j.add_argument("--reason", required=True, type=_reason, help="why, for the audit log")
-    j.add_argument("--address", required=True, type=_reason, help=ADDRESS_HELP)
+    j.add_argument("--address", type=_reason,
+                   help=ADDRESS_HELP + "; without it, the registration pending now")
     j.set_defaults(fn=cmd_reject)
     f = r.add_parser("failures", help="delivery failures with advice for the patron")
     f.add_argument("--json", action="store_true", help=JSON_HELP)
     f.set_defaults(fn=cmd_failures)
+    x = r.add_parser("sender-fixed", help="close the sender-problem alert (DNS fixed)")
+    x.add_argument("--staff", required=True, type=_staff, help=STAFF_HELP)
+    x.set_defaults(fn=cmd_sender_fixed)
     e = r.add_parser("reenable", help="re-enable a suspended address")
     e.add_argument("card", help=CARD_HELP)
     e.add_argument("--staff", required=True, type=_staff, help=STAFF_HELP)

@@ -124,8 +124,10 @@ def _operator() -> str:
 def cmd_staff_web(args: argparse.Namespace, s: Settings) -> int:
     import uvicorn
 
+    from .. import logs
     from ..web.app import create_app
 
+    logs.long_running(s.logging.format, s.logging.level)
     host = args.host or s.web.host
     port = args.port or s.web.port
     if not s.web.session_secret.get_secret_value():
@@ -134,7 +136,10 @@ def cmd_staff_web(args: argparse.Namespace, s: Settings) -> int:
     print(f"staff web page: http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from any local
     # process; the page itself trusts it only from [web] trusted_proxies
-    uvicorn.run(create_app(s), host=host, port=port, log_level="warning",
+    # log_config=None: uvicorn's lines go through our handler (format, mask, level);
+    # no access log: the page logs what staff do themselves, a line per request is noise
+    uvicorn.run(create_app(s), host=host, port=port, log_config=None,
+                log_level=s.logging.level.lower(), access_log=False,
                 server_header=False, date_header=False, proxy_headers=False)
     return 0
 

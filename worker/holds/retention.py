@@ -8,8 +8,10 @@ secret, and records of it are not kept once the service that needed them is done
    when it is picked up, cancelled, the patron was phoned (``called``), or its pickup
    window passed (:func:`hold_closed`).
 2. When it closes, the title, author, call number, patron name and phone go from every
-   record at once: the stored event (:data:`HOLD_PERSONAL_FIELDS`), the call-list entry
-   and the copy kept for undoing a call (:data:`CALL_ENTRY_PERSONAL_FIELDS`). What
+   record at once (:data:`HOLD_PERSONAL_FIELDS`: the stored event, the call-list entry) —
+   except, on a hold staff marked as phoned, the call-list entry and the event, kept while
+   the staff page offers to undo the mark (:data:`UNDO_S`: a misclick comes back with
+   name, title and phone), then dropped by the next purge (:func:`strip_fields`). What
    remains — hold id, card number, branch, outcome and dates — lives ``[retention]
    hold_days`` past the pickup window (the record's Redis lifetime,
    :func:`retention_s`).
@@ -33,8 +35,11 @@ from .policy import pickup_deadline
 # JSON (title, author, call number, patron name and phone), the call-list entry kept for
 # "uncall" (title), and free text a relay or a refusal may have quoted an address into.
 HOLD_PERSONAL_FIELDS = ("event", "called_entry", "last_error", "relay_reply")
-# Fields of a call-list entry dropped once the patron was phoned (the rest stays for undo).
-CALL_ENTRY_PERSONAL_FIELDS = ("title", "author", "patron_name", "patron_phone", "detail")
+# How long the staff page offers to undo "called" (a misclick is noticed the same day):
+# until then what the entry shows is kept on the hold — the call-list entry (title) and
+# the event (the patron's name and phone)
+UNDO_S = 24 * 3600
+UNDO_KEEPS = ("event", "called_entry")
 # A hold listed from a refused event may have no known last day: it counts as closed
 # this long after it was listed (the library's longest pickup window, with a margin).
 UNKNOWN_PICKUP_DAYS = 14
@@ -135,9 +140,24 @@ def call_entry_over(entry: Mapping[str, object], now: datetime) -> bool:
     return now >= pickup_deadline(last)
 
 
+def undo_offered(hold: Mapping[str, str], now: datetime) -> bool:
+    """Whether staff may still undo "called" on this hold (see 2. above)."""
+    if hold.get("status") != "called" or hold.get("closed") or not hold.get("called_entry"):
+        return False
+    called_ms = int(hold.get("called_ms") or 0)
+    return now.timestamp() * 1000 - called_ms < UNDO_S * 1000
+
+
+def strip_fields(hold: Mapping[str, str], now: datetime) -> tuple[str, ...]:
+    """The fields of :data:`HOLD_PERSONAL_FIELDS` to drop from a closed hold now."""
+    if undo_offered(hold, now):
+        return tuple(f for f in HOLD_PERSONAL_FIELDS if f not in UNDO_KEEPS)
+    return HOLD_PERSONAL_FIELDS
+
+
 def needs_stripping(hold: Mapping[str, str], now: datetime) -> bool:
-    """A closed hold that still has a field of :data:`HOLD_PERSONAL_FIELDS`."""
-    return hold_closed(hold, now) and any(hold.get(f) for f in HOLD_PERSONAL_FIELDS)
+    """A closed hold that still has a field it should not keep (:func:`strip_fields`)."""
+    return hold_closed(hold, now) and any(hold.get(f) for f in strip_fields(hold, now))
 
 
 @dataclass(frozen=True)

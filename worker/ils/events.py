@@ -35,8 +35,9 @@ from ..errors import EventError
 # a guard against absurd payloads; every field has its own, smaller limit
 MAX_EVENT_BYTES = 1024 * 1024
 
-Ident = Annotated[str, StringConstraints(min_length=1, max_length=64,
-                                         pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
+# card numbers and hold ids (the staff page's lookup checks a card number with it too)
+IDENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
+Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=IDENT_PATTERN)]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128,
                                            pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
 

@@ -18,6 +18,7 @@ from ..contact.carriers import allow_sender_advice
 from ..errors import ConfigError
 from ..ils.events import HoldReady
 from ..jdate import ja_date, now_tokyo
+from .dkim import make_signer
 from .linewrap import wrap_text
 from .mime import build_text_message, check_token
 from ..settings import Settings
@@ -52,6 +53,8 @@ def token_of(message_id: str, domain: str, kind: str = "hold") -> str | None:
 class Composer:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
+        # [dkim] on: every mail is signed right after it is composed (worker/mail/dkim.py)
+        self.signer = make_signer(settings)
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(settings.templates_dir)),
             undefined=jinja2.StrictUndefined, autoescape=False,
@@ -148,4 +151,5 @@ class Composer:
             # a name or title outside JIS X 0208 (e.g. 髙, ①): UTF-8 beats a garbled notice
             log.warning("notice %s: text not encodable as %s, sent as UTF-8", message_id, m.charset)
             data = build_text_message(charset="utf-8", **kwargs)  # type: ignore[arg-type]
+        data = self.signer.sign(data)
         return Notice(message_id, m.from_address, recipient, data)

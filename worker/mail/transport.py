@@ -98,6 +98,8 @@ def _message_gate(bound: asyncio.Timeout, reply_s: float, extend: Extend | None)
             # the slow case only (a slow relay, or a lease shorter than the timeout)
             if extend is None or not await extend(need):
                 raise _NoTimeLeft
+            if bound.expired():  # the deadline passed while extend() ran (its Redis round
+                raise _NoTimeLeft  # trip took the cancellation): too late to lift it
         bound.reschedule(None)
     return gate
 

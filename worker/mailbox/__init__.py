@@ -16,7 +16,7 @@ again, its fingerprint says it was ingested, so it counts once and is moved then
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Collection, Protocol
 
 from ..errors import ConfigError
 from ..settings import Settings
@@ -31,7 +31,8 @@ class Mailbox(Protocol):
     def pending(self) -> list[str]: ...       # ids of the mails waiting in the inbox
     def read(self, mail_id: str) -> bytes: ...
     def move(self, mail_id: str, folder: str) -> None: ...
-    def wait(self, timeout: float) -> None: ...  # until new mail may be there, or timeout
+    # until new mail may be there (other than ``skip``, mails set aside), or timeout
+    def wait(self, timeout: float, skip: Collection[str] = ()) -> None: ...
     def describe(self) -> str: ...            # for `check`: reachable, readable, how many
     def close(self) -> None: ...
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Collection
 
 from ..errors import ConfigError
 
@@ -47,11 +48,13 @@ class MaildirBox:
             (path / "maildirfolder").touch()
         return path
 
-    def wait(self, timeout: float) -> None:
-        """Look at new/ once a second (a listdir costs nothing) until mail is there."""
+    def wait(self, timeout: float, skip: Collection[str] = ()) -> None:
+        """Look at new/ once a second (a listdir costs nothing) until mail other than
+        ``skip`` (mails set aside by the watch) is there."""
         waited = 0.0
         while waited < timeout and not self.stop.is_set():
-            if any(not n.startswith(".") for n in os.listdir(self.root / "new")):
+            if any(not n.startswith(".") and f"new/{n}" not in skip
+                   for n in os.listdir(self.root / "new")):
                 return
             self.stop.wait(min(1.0, timeout - waited))
             waited += 1.0

@@ -3,7 +3,8 @@
 One pass (:func:`run_pass`) reads each waiting mail, ingests it, and moves it out of the
 inbox only after it was recorded. Redis trouble stops the pass with the mail left where
 it is (the next pass tries again); any other failure on one mail moves that mail to
-``ForStaff`` so it cannot block the ones after it.
+``ForStaff`` so it cannot block the ones after it. An entry that can be neither read nor
+moved is skipped with a back-off (:mod:`.aside`): the watch never spins on it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..settings import Settings
 from ..store.client import RedisError
 from ..store.core import Store
 from . import FOR_STAFF, PROCESSED, Mailbox, open_mailbox
+from .aside import SetAside
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +43,38 @@ def understood(rows: list[dict[str, Any]]) -> bool:
     return any(r.get("duplicate") or r.get("is_bounce") or r.get("reason") for r in rows)
 
 
+def _unreadable(box: Mailbox, mail_id: str, error: OSError, c: Counts, aside: SetAside) -> None:
+    """Set aside a mail that cannot be read (a dangling symlink, no permission): into
+    ForStaff, else skipped for a while; one that is gone was moved by another reader."""
+    try:
+        box.move(mail_id, FOR_STAFF)
+    except FileNotFoundError:
+        log.info("bounce mailbox: %s is gone (moved by another reader)", mail_id)
+        return
+    except OSError as e:
+        log.warning("bounce mailbox: cannot read %s (%s) nor move it to %s (%s); left where "
+                    "it is, tried again in %g s", mail_id, error, FOR_STAFF, e, aside.add(mail_id))
+        return
+    log.warning("bounce mailbox: cannot read %s: %s; kept in %s", mail_id, error, FOR_STAFF)
+    aside.forget(mail_id)
+    c.for_staff += 1
+
+
 def run_pass(box: Mailbox, ingest: Callable[[str, bytes], list[dict[str, Any]]],
-             stop: threading.Event | None = None, limit: int | None = None) -> Counts:
+             stop: threading.Event | None = None, limit: int | None = None,
+             aside: SetAside | None = None) -> Counts:
     c = Counts()
+    aside = aside or SetAside()
     for mail_id in box.pending():
         if (stop and stop.is_set()) or (limit is not None and c.mails >= limit):
             break
+        if aside.blocks(mail_id):
+            continue
         c.mails += 1
         try:
             raw = box.read(mail_id)
-        except FileNotFoundError:
-            continue  # another reader moved it meanwhile
         except OSError as e:
-            log.warning("bounce mailbox: cannot read %s: %s; kept in %s", mail_id, e, FOR_STAFF)
-            box.move(mail_id, FOR_STAFF)
-            c.for_staff += 1
+            _unreadable(box, mail_id, e, c, aside)
             continue
         if len(raw) > MAX_MAIL_BYTES:
             rows: list[dict[str, Any]] = []
@@ -92,37 +111,58 @@ def watch(settings: Settings, *, once: bool = False, limit: int | None = None,
         return loop.run_until_complete(ingest_one(store, settings, name, raw))
 
     box: Mailbox | None = None
+    aside = SetAside()
+    where = safe_mailbox(settings.bounces.mailbox)
+    again = settings.bounces.poll_s
+    log.info("bounce mailbox %s: watching (new mail looked for at least every %g s)", where, again)
     try:
         while not stop.is_set():
             try:
                 if box is None:
                     box = open_mailbox(settings)
                     setattr(box, "stop", stop)
-                c = run_pass(box, ingest, stop, limit)
+                c = run_pass(box, ingest, stop, limit, aside)
                 total.mails += c.mails
                 total.processed += c.processed
                 total.for_staff += c.for_staff
                 total.duplicates += c.duplicates
                 total.rows += c.rows
+                if c.mails:
+                    log.info("bounce mailbox %s: %d mail(s): %d processed, %d kept in %s, "
+                             "%d already ingested", where, c.mails, c.processed, c.for_staff,
+                             FOR_STAFF, c.duplicates)
                 report(c)
                 if once:
                     break
-                box.wait(settings.bounces.poll_s)
-            except (OSError, imaplib.IMAP4.error, RedisError, StoreError) as e:
+                box.wait(again, aside.blocked())
+            except (RedisError, StoreError) as e:
                 if once:
                     raise
-                log.warning("bounce mailbox %s: %s; trying again in %g s",
-                            settings.bounces.mailbox.split("@")[-1], e, settings.bounces.poll_s)
+                # the mailbox is fine: the mail in hand stays in the inbox for the next pass
+                log.warning("bounce mailbox %s: Redis unreachable (%s); the mail stays in the "
+                            "inbox, trying again in %g s", where, e, again)
+                stop.wait(again)
+            except (OSError, imaplib.IMAP4.error) as e:
+                if once:
+                    raise
+                log.warning("bounce mailbox %s unreachable: %s; trying again in %g s",
+                            where, e, again)
                 if box is not None:
                     box.close()
                     box = None
-                stop.wait(settings.bounces.poll_s)
+                stop.wait(again)
     finally:
         if box is not None:
             box.close()
         loop.run_until_complete(store.close())
         loop.close()
     return total
+
+
+def safe_mailbox(url: str) -> str:
+    """The mailbox as logs name it: no user (the part before the host's "@")."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}://{rest.rsplit('@', 1)[-1]}" if sep else url
 
 
 def check_mailbox(settings: Settings) -> str:

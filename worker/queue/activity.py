@@ -31,10 +31,19 @@ def note(outcome: str, hold_id: str | None = None) -> None:
     with _lock:
         _counts[outcome] += 1
         first = _counts[outcome] == 1
-    if first and outcome == Outcome.SENT:
+    if first and outcome in _FIRST_SAYS:
         more = (f"the next ones in these {_interval_s:g} s are counted in the summary line"
                 if _interval_s > 0 else "the next ones are logged at DEBUG only")
-        log.info("hold %s: notice sent; %s", hold_id or "?", more)
+        log.info("hold %s: %s; %s", hold_id or "?", _FIRST_SAYS[outcome], more)
+
+
+# the outcomes whose first of an interval gets a line of its own, and what it says
+_FIRST_SAYS: dict[str, str] = {
+    Outcome.SENT: "notice sent",
+    # so that a newcomer trying the digest sees why nothing is mailed yet
+    Outcome.GATHERING: "gathered for a digest: waits [digest] gather_s for the card's other "
+                       "holds at its branch, then all go out as one mail",
+}
 
 
 def take() -> dict[str, int]:

@@ -193,6 +193,17 @@ class Broker(RedisBroker):
         return out
 
 
+def _retry_line_at_debug(record: logging.LogRecord) -> bool:
+    """dramatiq's "Retrying message 'ID' in 4998 milliseconds." at DEBUG, not INFO: every
+    hold waiting in a digest window is such a retry, and an operator read a failure into
+    a digest going as planned. Our own lines say why a hold waits (a relay failure at
+    WARNING with its delay; the first hold gathered of each interval at INFO)."""
+    if isinstance(record.msg, str) and record.msg.startswith("Retrying message"):
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+    return True
+
+
 class PatientRetries(Retries):
     """dramatiq's Retries, but a retry that cannot be scheduled because Redis is away
     is tried again until Redis answers. Plain Retries logs the failure and lets the
@@ -200,6 +211,10 @@ class PatientRetries(Retries):
     hold never claimed — would be gone without a trace."""
 
     PATIENCE_S = 120.0
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.logger.addFilter(_retry_line_at_debug)
 
     def after_process_message(self, broker: dramatiq.Broker, message: Any, *,
                               result: Any = None, exception: BaseException | None = None) -> None:

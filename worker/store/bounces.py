@@ -82,6 +82,13 @@ class BounceStore:
             n, _ = await p.execute()
         return int(n)
 
+    async def over_cap(self) -> None:
+        """One more unverified bounce past its address's daily cap: counted, not stored."""
+        await self.r.incr(self.k.bounces_over_cap)
+
+    async def over_cap_count(self) -> int:
+        return int(await self.r.get(self.k.bounces_over_cap) or 0)
+
     async def log(self, entry: dict[str, Any]) -> None:
         await self.r.rpush(self.k.bounces, _dumps({"at": now_iso(), **entry}))
 
@@ -101,3 +108,34 @@ class BounceStore:
 
     async def recent_holds(self, card: str) -> list[str]:
         return await self.r.lrange(self.k.sent(card), 0, -1)
+
+
+class SenderProblemStore:
+    """The one open alert about failures our sender caused (worker/app/sender_problems.py)."""
+
+    def __init__(self, store: Conn) -> None:
+        self.r = store.r
+        self.k = store.k
+
+    async def note(self, entry: dict[str, Any], cards: list[str]) -> None:
+        now = now_iso()
+        async with self.r.pipeline(transaction=True) as p:
+            p.hset(self.k.sender_problem, "last", _dumps({"at": now, **entry}))
+            p.hsetnx(self.k.sender_problem, "first_at", now)
+            p.hincrby(self.k.sender_problem, "count", 1)
+            if cards:
+                p.sadd(self.k.sender_cards, *cards)
+            await p.execute()
+
+    async def get(self) -> dict[str, Any] | None:
+        async with self.r.pipeline(transaction=False) as p:
+            p.hgetall(self.k.sender_problem)
+            p.scard(self.k.sender_cards)
+            found, patrons = await p.execute()
+        if not found.get("last"):
+            return None
+        return {**json.loads(found["last"]), "first_at": found.get("first_at"),
+                "count": int(found.get("count") or 0), "patrons": int(patrons)}
+
+    async def close(self) -> None:
+        await self.r.delete(self.k.sender_problem, self.k.sender_cards)

@@ -18,9 +18,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..contact import Contact, ContactState
 from ..errors import StoreError
-from ..holds.retention import CALL_ENTRY_PERSONAL_FIELDS, HOLD_PERSONAL_FIELDS
+from ..holds.retention import HOLD_PERSONAL_FIELDS, UNDO_KEEPS
 from .base import Conn, _dumps, arrival_us, now_iso, now_ms, safe_url
-from .bounces import BounceStore
+from .bounces import BounceStore, SenderProblemStore
 from .contacts import Registry
 from .digest import DigestStore
 from .keys import Keys
@@ -85,6 +85,7 @@ class Store(Conn):
         self._uncalled = client.register_script(with_outcomes("uncall"))
         self.contacts = Registry(self)
         self.bounces = BounceStore(self)
+        self.sender_problems = SenderProblemStore(self)
         self.digest = DigestStore(self, self._finish, self.extend_lease)
         self.reminders = ReminderStore(self)
         self.retention = RetentionStore(self)
@@ -246,8 +247,10 @@ class Store(Conn):
             keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called,
                   self.k.audit(card), self.k.outcomes],
             args=[hold_id, _dumps({"at": now_iso(), **record}), now_ms(),
-                  _dumps(CALL_ENTRY_PERSONAL_FIELDS), card, _audit_arg(card, audit),
-                  *(f for f in HOLD_PERSONAL_FIELDS if f != "called_entry"),
+                  # no call-list field dropped now: the entry is kept whole while undo
+                  # is offered; the purge drops it after (worker/holds/retention.py)
+                  "[]", card, _audit_arg(card, audit),
+                  *(f for f in HOLD_PERSONAL_FIELDS if f not in UNDO_KEEPS),
                   *self.outcome_args()]))
 
     async def uncall(self, hold_id: str, record: dict[str, Any],

@@ -29,8 +29,14 @@ bounces:taking:{fp}         str    the reader ingesting a mail now (one at a    
 bounces:watch:{mailbox}     str    the one ``bounces watch`` of a mailbox:       30 s, renewed by the watch
                                    token, pid, host (store/watch_lock.py)
 bounces:reasons             hash   reason → failures recorded (metrics)         kept
+sender:problem              hash   the open alert of a failure caused by our     until staff close it
+                                   sender (worker/app/sender_problems.py): last
+                                   (JSON), first_at, count
+sender:cards                set    cards whose mail a sender problem stopped    with ``sender:problem``
 bounces:weak:{key}:{day}    str    unverified bounces counted for an address    2 days
                                    that day (rate limit, worker/app/ingest.py)
+bounces:overcap             str    unverified bounces past the daily cap: counted, kept
+                                   never stored (no ``bounces`` row, no ``seen``)
 verp:{token}                str    JSON of what a mail token was issued for     [bounces] token_days
                                    (a return path's; the Message-ID's of a
                                    reminder or confirmation): kind, card, address
@@ -164,11 +170,22 @@ class Keys:
     def bounce_reasons(self) -> str:
         return f"{self.prefix}bounces:reasons"
 
+    @property
+    def sender_problem(self) -> str:
+        return f"{self.prefix}sender:problem"
+
+    @property
+    def sender_cards(self) -> str:
+        return f"{self.prefix}sender:cards"
     def bounce_taking(self, fingerprint_hash: str) -> str:
         return f"{self.prefix}bounces:taking:{fingerprint_hash}"
 
     def bounce_watch(self, mailbox_id: str) -> str:
         return f"{self.prefix}bounces:watch:{mailbox_id}"
+
+    @property
+    def bounces_over_cap(self) -> str:
+        return f"{self.prefix}bounces:overcap"
 
     def bounces_weak(self, address_key: str, day: str) -> str:
         return f"{self.prefix}bounces:weak:{address_key}:{day}"

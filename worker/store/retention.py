@@ -13,13 +13,13 @@ from datetime import datetime
 from typing import Any, AsyncIterator
 
 from ..holds.retention import (CLOSED_STATUSES, EXPIRED, HOLD_PERSONAL_FIELDS, arrival_time,
-                               call_entry_over, hold_closed, needs_stripping)
+                               call_entry_over, hold_closed, needs_stripping, strip_fields)
 from .base import Conn, now_ms
 from .scripts import lua
 
 # entries a trim looks at per round trip (the script runs once per batch)
 TRIM_BATCH = 1000
-_HOLD_FIELDS = ("status", "closed", "pickup_by", "first_ms", *HOLD_PERSONAL_FIELDS)
+_HOLD_FIELDS = ("status", "closed", "pickup_by", "first_ms", "called_ms", *HOLD_PERSONAL_FIELDS)
 
 
 class RetentionStore:
@@ -36,10 +36,11 @@ class RetentionStore:
 
     # -- holds and the call list ----------------------------------------------------
 
-    async def _drop(self, hold_id: str, expired: bool) -> tuple[int, int]:
+    async def _drop(self, hold_id: str, expired: bool,
+                    fields: tuple[str, ...] = HOLD_PERSONAL_FIELDS) -> tuple[int, int]:
         dropped, listed = await self._purge_hold(
             keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due],
-            args=[hold_id, EXPIRED if expired else "", now_ms(), *HOLD_PERSONAL_FIELDS])
+            args=[hold_id, EXPIRED if expired else "", now_ms(), *fields])
         return int(dropped), int(listed)
 
     async def close_over_holds(self, now: datetime, dry_run: bool) -> tuple[int, int]:
@@ -70,7 +71,8 @@ class RetentionStore:
                 stripped += 1
                 continue
             expired = not hold.get("closed") and hold.get("status") not in CLOSED_STATUSES
-            dropped, _ = await self._drop(key[prefix:], expired=expired)
+            dropped, _ = await self._drop(key[prefix:], expired=expired,
+                                          fields=strip_fields(hold, now))
             stripped += dropped > 0
         return stripped, unlisted
 

@@ -131,14 +131,16 @@ class StaffStore:
         """Count a wrong password everywhere; (the pair's count now, known client)."""
         async with self.r.pipeline(transaction=True) as p:
             for key in self._failure_keys(staff_id, addr):
+                # the window starts at the first failure; SET NX + INCR (INCR keeps the
+                # TTL) rather than EXPIRE NX, which needs Redis 7 (docs/operations.md)
+                p.set(key, 0, ex=window_s, nx=True)
                 p.incr(key)
-                p.expire(key, window_s, nx=True)
             if account_exists:
                 p.incr(self.k.login_missed(staff_id))
                 p.expire(self.k.login_missed(staff_id), missed_for_s)
             p.sismember(self.k.login_known(staff_id), addr)
             res = await p.execute()
-        return int(res[0]), bool(res[-1])
+        return int(res[1]), bool(res[-1])
 
     async def slow_down(self, staff_id: str, addr: str, seconds: int) -> None:
         await self.r.set(self.k.login_wait(f"{addr}/{staff_id}"), 1, ex=seconds)

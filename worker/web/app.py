@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -84,6 +85,60 @@ class LoginWall:
         await self.app(scope, receive, send_with_headers)
 
 
+class ErrorPage:
+    """The last net: an error nothing else handled is logged with its traceback and
+    shown as a Japanese page with a way back, never Starlette's bare "Internal Server
+    Error" (and not raised on to the server, which would log it a second time)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watching(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+        try:
+            await self.app(scope, receive, watching)
+        except Exception:  # noqa: BLE001 - the one place every other error ends up
+            log.exception("staff web: unexpected error on %s %s", scope.get("method"),
+                          scope.get("path"))
+            if started:
+                raise  # the page was half sent: nothing better to do than cut it
+            env = scope["app"].state.jinja
+            html = env.get_template("error.html").render(
+                staff=None, csrf="", flash=None, branches={}, path=scope.get("path"),
+                title=ERRORS[500][0], message=ERRORS[500][1])
+            await HTMLResponse(html, status_code=500, headers=dict(
+                (k.decode(), v.decode()) for k, v in HEADERS))(scope, receive, send)
+
+
+# what staff read for an HTTP error: (heading, what to do); others get 400's wording
+ERRORS = {
+    404: ("ページが見つかりません", "このアドレスのページはありません。"
+                                 "ブックマークやアドレスが古い可能性があります。"),
+    405: ("このアドレスは開けません", "このアドレスはボタンで操作するためのものです。"
+                                  "元のページを開き直してから操作してください。"),
+    500: ("エラーが発生しました", "予期しないエラーのため、表示または操作ができませんでした。"
+                               "もう一度お試しください。続くときはシステム担当にご連絡ください"
+                               "(詳しい内容はサーバーの記録にあります)。"),
+    400: ("リクエストを処理できません", "送られた内容を読み取れませんでした。"
+                                     "ページを読み込み直してから、もう一度操作してください。"),
+}
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    code = exc.status_code if isinstance(exc, HTTPException) else 500
+    title, message = ERRORS.get(code, ERRORS[400] if code < 500 else ERRORS[500])
+    return render(request, "error.html", status_code=code, title=title, message=message,
+                  headers=getattr(exc, "headers", None))
+
+
 async def store_unreachable(request: Request, exc: Exception) -> Response:
     log.error("staff web: Redis: %s", exc)
     return render(request, "error.html", status_code=503, title="データベースに接続できません",
@@ -108,6 +163,7 @@ def routes() -> list[Any]:
         Route("/failures", failures.page, methods=["GET"]),
         Route("/failures/reenable", failures.reenable, methods=["POST"]),
         Route("/failures/remove", failures.remove, methods=["POST"]),
+        Route("/failures/sender-fixed", failures.sender_fixed, methods=["POST"]),
         Route("/rejected", rejected.page, methods=["GET"]),
         Route("/patron", patron.page, methods=["GET"]),
         Route("/stats", stats.page, methods=["GET"]),
@@ -133,6 +189,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     app = Starlette(
         routes=routes(), lifespan=lifespan,
         middleware=[
+            Middleware(ErrorPage),
             # max_age=None: a browser-session cookie (closing the browser on a shared
             # counter PC ends it); the server-side session keeps its own expiry
             Middleware(SessionMiddleware, secret_key=secret, session_cookie=COOKIE,
@@ -140,7 +197,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
                        https_only=settings.web.secure_cookies),
             Middleware(LoginWall),
         ],
-        exception_handlers={StoreError: store_unreachable,
+        exception_handlers={HTTPException: http_error, StoreError: store_unreachable,
                             **{e: store_unreachable for e in REDIS_UNREACHABLE}})
     app.state.settings = settings
     app.state.jinja = make_env()

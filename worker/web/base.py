@@ -97,14 +97,15 @@ def flash(request: Request, kind: str, text: str, anchor: str = "") -> None:
     request.session["flash"] = [kind, text, anchor]
 
 
-def render(request: Request, template: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
+def render(request: Request, template: str, status_code: int = 200,
+           headers: dict[str, str] | None = None, **ctx: Any) -> HTMLResponse:
     env: jinja2.Environment = request.app.state.jinja
     who: Staff | None = getattr(request.state, "staff", None)
     message = request.session.pop("flash", None)
     html = env.get_template(template).render(
         request=request, staff=who, csrf=who.csrf if who else "", flash=message,
         branches=settings(request).branches, path=request.url.path, **ctx)
-    return HTMLResponse(html, status_code=status_code)
+    return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
 def safe_next(value: Any, default: str) -> str:

@@ -11,7 +11,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...app import suspension
+from ...app import sender_problems, suspension
 from ...contact import ContactState
 from ...contact.changes import AUDIT_WHAT, AuditKind
 from ...errors import ReviewError
@@ -68,7 +68,11 @@ async def failures_with_state(s: Store) -> tuple[list[dict[str, Any]], dict[str,
 
 async def page(request: Request) -> Response:
     rows, cards = await failures_with_state(store(request))
+    # failures our sender caused: one alert at the top, never a row per patron
+    rows = [r for r in rows if not r.get("sender_problem")]
+    alert = await sender_problems.current(store(request))
     return render(request, "failures.html", rows=rows, cards=cards, no_mailbox=NO_MAILBOX,
+                  alert=alert,
                   open_count=sum(1 for r in rows if not r["handled"] and r.get("card_number")))
 
 
@@ -93,3 +97,10 @@ async def remove(request: Request, form: FormData, who: Staff) -> tuple[str, str
     await suspension.remove_address(store(request), card, who.staff_id, reason)
     return (f"カード {card} のメールアドレスを削除しました。今後の予約連絡は電話です。",
             text_field(form, "anchor", 200))
+
+
+@action("/failures")
+async def sender_fixed(request: Request, form: FormData, who: Staff) -> tuple[str, str]:
+    await sender_problems.close(store(request))
+    return ("送信元の問題を「解決済み」にしました。再び起きたときは、ここにまた表示されます。",
+            "sender-problem")

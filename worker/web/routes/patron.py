@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ...app import calls as calls_mod
+from ...ils.events import IDENT_PATTERN
 from ..base import render, store
 
 # what staff may see of the patron record (never the code's hash or salt)
@@ -19,6 +21,10 @@ async def page(request: Request) -> Response:
     # NFKC: full-width digits (what a Japanese input method types) are the same card
     card = unicodedata.normalize("NFKC", request.query_params.get("card") or "").strip()[:64]
     record, history, calls = None, [], []
+    if card and not re.fullmatch(IDENT_PATTERN, card):
+        # "未登録" for a typo or a name typed into the wrong box would mislead
+        return render(request, "patron.html", card=card, not_a_card=True, record=None,
+                      history=[], calls=[])
     if card:
         raw = await store(request).contacts.get(card)
         record = {k: raw.get(k) for k in SHOWN}
