@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent / "worker"
 # low to high; a module is placed by the first part of its name under worker/
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"__init__", "settings", "errors", "jdate", "masking", "logs"}),
-    ("pure rules", {"contact", "ils", "holds", "bounces", "mail"}),
+    ("pure rules", {"contact", "ils", "holds", "bounces", "mail", "stats"}),
     ("store", {"store"}),
     ("runtime", {"runtime"}),
     ("app", {"app"}),

@@ -211,7 +211,10 @@ def _seed_overdue(s, r, folder: Path) -> dict[str, int]:
         os.utime(f, (1_500_000_000, 1_500_000_000))
     (processed / "fresh:2,S").write_text("x")
     r.lpush(f"{p}sent:C0", "L0")  # its hold record is still there
-    return {"hold_details": 30, "call_entry": 30, "called": 30, "failure": 30,
+    # the statistics: two days past stats_days go, a recent one stays
+    for day in ("2001-04-01", "2001-04-02", "2099-01-01"):
+        r.hset(f"{p}stats:day:{day}", "ogawa|called", 1)
+    return {"stats_day": 2, "hold_details": 30, "call_entry": 30, "called": 30, "failure": 30,
             "bounce_log": 30, "audit": 30, "refused": 30, "outbox": 5,
             "recent_notice": 30, "bounce_mail": 3}
 

@@ -271,7 +271,7 @@ def logged_in_page(browser, server: str, width: int):
 
 
 PAGES = ["/", "/pending", "/calls", "/failures", "/rejected", "/patron?card=2100000009",
-         "/patron", "/login"]
+         "/patron", "/stats", "/login"]
 
 
 def test_every_page_fits_a_phone_and_a_desktop(browser, s, server):

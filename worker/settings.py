@@ -197,6 +197,8 @@ class RetentionSettings(_Section):
     audit_days: int = Field(400, ge=0, le=YEARS_10)
     # .eml files of the outbox transport
     outbox_days: int = Field(7, ge=0, le=YEARS_10)
+    # the library's statistics (counts per day and branch; no personal data): years
+    stats_days: int = Field(3660, ge=1, le=YEARS_10 * 3)
     # the worker runs the purge once a day, at this hour (Tokyo) or at its first start after
     purge_hour: int = Field(3, ge=0, le=23)
 

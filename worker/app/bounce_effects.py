@@ -95,18 +95,19 @@ async def apply_failure(store: Store, settings: Settings, result: BounceResult, 
                 suspended.append(c)
     rephoned = None
     if hold_id and hold and result.permanent and trust.may_rephone:
-        rephoned = await _rephone(bs, hold_id, hold)
+        rephoned = await _rephone(bs, hold_id, hold, result.reason)
         # a digest (worker/app/digest.py): the bounce is every one of its holds'
         for other in (hold.get("digest_holds") or "").split(","):
             if other and other != hold_id:
-                await _rephone(bs, other, await store.get_hold(other))
+                await _rephone(bs, other, await store.get_hold(other), result.reason)
     log.info("failure %s for %s cards %s: %s%s", result.reason, source, sorted(cards),
              why, f"; suspended {suspended}" if suspended else "")
     return {"cards": sorted(cards), "suspended": suspended, "score": verdict.score,
             "why": why, "hold": rephoned}
 
 
-async def _rephone(bs: BounceStore, hold_id: str, hold: dict[str, str]) -> str:
+async def _rephone(bs: BounceStore, hold_id: str, hold: dict[str, str],
+                   bounce_reason: str | None) -> str:
     ev = json.loads(hold.get("event") or "{}")
     pickup_by = date.fromisoformat(hold["pickup_by"]) if hold.get("pickup_by") else None
     now = now_tokyo()
@@ -116,4 +117,5 @@ async def _rephone(bs: BounceStore, hold_id: str, hold: dict[str, str]) -> str:
                       pickup_branch=hold.get("pickup_branch"), pickup_by=pickup_by,
                       reason=CallReason.BOUNCED, title=ev.get("item", {}).get("title"),
                       added_at=now, detail="bounce mail after sending")
-    return await bs.rephone(hold_id, call, call_due(pickup_by, now.date()), CallReason.BOUNCED)
+    return await bs.rephone(hold_id, call, call_due(pickup_by, now.date()), CallReason.BOUNCED,
+                            bounce_reason or "undefined")

@@ -28,6 +28,7 @@ from ..ils.events import HoldReady, HoldRef
 from ..jdate import TOKYO, now_tokyo
 from ..mail.verp import Sent
 from ..masking import mask_address
+from ..stats.fields import bounce_stats, carrier_bucket
 from ..runtime import Runtime
 from ..store.core import Store, now_ms
 from ..store.vocab import ClaimVerdict, HoldStatus
@@ -178,7 +179,8 @@ async def _mail(rt: Runtime, card: str, token: str, members: list[Member], until
         now = now_tokyo()
         masked = mask_address(to)
         fields = {"message_id": d.message_id, "sent_ms": int(now.timestamp() * 1000),
-                  "to": masked, "relay_reply": d.reply[:200]}
+                  "to": masked, "relay_reply": d.reply[:200],
+                  "carrier": carrier_bucket(to)}  # for the statistics (worker/stats/)
         if len(ids) > 1:
             fields["digest_holds"] = ",".join(ids)
         # DEBUG, not INFO: the hold in Redis records the send and omitama_notices_total
@@ -186,7 +188,9 @@ async def _mail(rt: Runtime, card: str, token: str, members: list[Member], until
         log.debug("notice %s: %d holds sent to %s", d.message_id, len(ids), masked)
         return [(h, HoldStatus.SENT, fields, None, 0) for h in ids], [], ""
     if d.outcome is Delivered.REFUSED:
-        return [listing_of(e, CallReason.BOUNCED, d.diagnostic) for e in events], [], ""
+        counted = bounce_stats(to, d.reason)  # carrier and reason, for the statistics
+        return [(h, st, {**fields, **counted}, call, due) for h, st, fields, call, due in
+                (listing_of(e, CallReason.BOUNCED, d.diagnostic) for e in events)], [], ""
     assert d.error is not None
     finishes: list[Finish] = []
     again: list[tuple[Member, float]] = []

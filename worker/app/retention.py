@@ -12,7 +12,8 @@ table in docs/operations.md):
    of recent notices forgets holds whose record has expired;
 4. outbox .eml files older than ``outbox_days`` are deleted, and, with a Maildir bounce
    mailbox, the mails the intake moved to ``Processed`` older than ``bounces_days``
-   (an IMAP mailbox: the mail server's own expiry, docs/operations.md).
+   (an IMAP mailbox: the mail server's own expiry, docs/operations.md);
+5. days of the library's statistics older than ``stats_days`` (counts, no personal data).
 
 Every step is idempotent and safe to run in two processes at once: each thing is
 removed, and counted, by one of them.
@@ -28,6 +29,7 @@ from ..holds.retention import Kind, cutoff, cutoffs
 from ..jdate import now_tokyo
 from ..settings import Settings
 from ..store.core import Store
+from ..store.stats import StatsStore
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ async def purge(store: Store, settings: Settings, *, dry_run: bool = False,
     done[Kind.BOUNCE_MAIL] = sum(
         purge_files(folder / sub, "*", cutoff(now, settings.retention.bounces_days), dry_run)
         for folder in _processed_maildir(settings) for sub in ("cur", "new"))
+    done[Kind.STATS_DAY] = await StatsStore(store).drop_before(
+        cutoff(now, settings.retention.stats_days).date(), dry_run)
     return done
 
 

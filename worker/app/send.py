@@ -64,6 +64,7 @@ class Delivery:
     message_id: str
     reply: str = ""                      # the relay's reply, when SENT
     error: DeliveryError | None = None   # when REFUSED or TRANSIENT
+    reason: str = ""                     # when REFUSED: the bounce's reason (statistics)
 
     @property
     def diagnostic(self) -> str:
@@ -112,7 +113,8 @@ async def send_mail(rt: Runtime, sent: Sent, compose: Callable[[str], Notice], *
                                 hold_id=sent.hold_id or None, address=sent.address,
                                 source="smtp", diagnostic=f"{e.code} {e.text}",
                                 what=_WHAT.get(sent.kind))
-        return Delivery(Delivered.REFUSED, notice.message_id, error=e)
+        return Delivery(Delivered.REFUSED, notice.message_id, error=e,
+                        reason=(result.reason or "") if result is not None else "")
     except TransientDeliveryError as e:
         return Delivery(Delivered.TRANSIENT, notice.message_id, error=e)
     return Delivery(Delivered.SENT, notice.message_id, reply=reply)

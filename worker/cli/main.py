@@ -23,6 +23,7 @@ from ..settings import Settings, get_settings
 from ..store.client import RedisError
 from .sender import add_sender_commands
 from .staff import add_staff_commands
+from .stats import add_stats_command
 
 
 # -- worker ---------------------------------------------------------------------
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bounce_commands(sub)
     add_reminder_commands(sub)
+    add_stats_command(sub)
     add_sender_commands(sub)
     # the staff web page (worker/web) adds its commands here
     add_staff_commands(sub)
@@ -171,7 +173,8 @@ def _uses_redis(args: argparse.Namespace) -> bool:
     """Commands that need Redis (the worker sees to its own)."""
     if args.command == "check":
         return getattr(args, "what", None) != "domain"
-    if args.command in ("review", "enqueue", "staff", "staff-web", "purge", "patron"):
+    if args.command in ("review", "enqueue", "staff", "staff-web", "purge", "patron",
+                        "stats"):
         return True
     return args.command == "bounces" and getattr(args, "what", None) == "ingest"
 

@@ -65,6 +65,7 @@ class Kind(StrEnum):
     OUTBOX = "outbox"                  # outbox .eml files, past outbox_days
     RECENT_NOTICE = "recent_notice"    # a card's recent hold ids whose hold record expired
     BOUNCE_MAIL = "bounce_mail"        # mails in the Maildir's Processed, past bounces_days
+    STATS_DAY = "stats_day"            # a day of the library's statistics, past stats_days
 
 
 def _day(value: str | None) -> date | None:

@@ -96,13 +96,15 @@ class BounceStore:
         return [json.loads(x) for x in await self.r.lrange(self.k.bounces, 0, -1)]
 
     async def rephone(self, hold_id: str, call: dict[str, Any], due: int,
-                      reason: CallReason) -> str:
+                      reason: CallReason, bounce_reason: str = "") -> str:
         """Put a hold already mailed on the call list (``rephone_hold.lua``): PHONED, or
         the status that stopped it (or ``ClaimVerdict.MISSING``); its outcomes (bounced,
-        listed) in the same step (worker/store/outcomes.py)."""
+        listed) and their statistics, by ``bounce_reason``, in the same step
+        (worker/store/outcomes.py)."""
         return await self._rephone(
             keys=[self.k.hold(hold_id), self.k.calls, self.k.calls_due, self.k.outcomes],
-            args=[hold_id, _dumps(call), due, reason, *self.s.outcome_args()])
+            args=[hold_id, _dumps(call), due, reason, bounce_reason,
+                  *self.s.outcome_args()])
 
     async def recent_holds(self, card: str) -> list[str]:
         return await self.r.lrange(self.k.sent(card), 0, -1)

@@ -22,6 +22,7 @@ from redis.exceptions import WatchError
 from ..contact import Confirmation, ContactState
 from ..contact.changes import ContactChange, Record
 from .base import Conn, _dumps, now_iso, now_ms
+from .stats import count_contact
 
 Transition = Callable[[Record], ContactChange]
 
@@ -49,6 +50,8 @@ class Registry:
                     change = transition(before)
                     p.multi()
                     self._write(p, card, change)
+                    if change.audit:  # the statistics, same MULTI
+                        count_contact(p, self.k, before, change.audit)
                     await p.execute()
                     return before, change
                 except WatchError:

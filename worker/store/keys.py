@@ -68,6 +68,9 @@ reminders                   zset   hold_id of a mailed hold, score = ms of its  
                                    pickup reminder (worker/app/reminders.py)
 outcomes                    stream every outcome of a hold, for the ILS          ~[outcomes] maxlen entries
                                    (worker/store/outcomes.py)
+stats:day:{YYYY-MM-DD}      hash   "{branch}|{metric}" → count of that Tokyo day  [retention] stats_days
+                                   (worker/stats/fields.py); written by the
+                                   outcome scripts and the contact changes
 ==========================  =====  ===========================================  ==========================
 
 Fields of ``hold:{hold_id}``, by who writes them (the scripts are in ``lua/``):
@@ -95,6 +98,10 @@ Fields of ``hold:{hold_id}``, by who writes them (the scripts are in ``lua/``):
   ``digest_holds`` (every hold of the mail, comma-separated).
 - ``remind_take.lua`` / ``remind_done.lua`` (pickup reminders): ``reminding``,
   ``reminding_until``, then ``reminded_ms`` and ``reminder_id``.
+- for the statistics (worker/stats/fields.py), the send path passes ``carrier`` (docomo,
+  au, softbank, other) with a sent notice or a refusal, and ``bounce_reason`` with a
+  refusal; the outcome wrapper's ``mark_called`` step notes ``called_stats`` (the day's
+  key it counted in), which ``uncall`` takes back and drops.
 
 dramatiq's own keys (under ``[redis] namespace``) are named in
 :mod:`worker.store.queue_keys`.
@@ -249,3 +256,8 @@ class Keys:
     @property
     def reminders(self) -> str:
         return f"{self.prefix}reminders"
+
+    def stats_day(self, day: str) -> str:
+        # the outcome scripts derive it from the stream's key: keep the two in step
+        # (worker/store/outcomes.py, lua/remind_done.lua)
+        return f"{self.prefix}stats:day:{day}"

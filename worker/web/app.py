@@ -23,7 +23,7 @@ from ..store.client import REDIS_UNREACHABLE
 from ..store.core import Store, safe_url
 from .auth import Accounts
 from .base import TEMPLATES, form_page, login_url, make_env, render
-from .routes import calls, failures, home, login, patron, pending, rejected
+from .routes import calls, failures, home, login, patron, pending, rejected, stats
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,7 @@ def routes() -> list[Any]:
         Route("/pending/approve-without-code", pending.approve_without_code, methods=["POST"]),
         Route("/pending/reject", pending.reject, methods=["POST"]),
         Route("/calls", calls.page, methods=["GET"]),
+        Route("/calls/print", calls.printable, methods=["GET"]),
         Route("/calls/called", calls.called, methods=["POST"]),
         Route("/calls/uncall", calls.uncall, methods=["POST"]),
         Route("/failures", failures.page, methods=["GET"]),
@@ -165,6 +166,8 @@ def routes() -> list[Any]:
         Route("/failures/sender-fixed", failures.sender_fixed, methods=["POST"]),
         Route("/rejected", rejected.page, methods=["GET"]),
         Route("/patron", patron.page, methods=["GET"]),
+        Route("/stats", stats.page, methods=["GET"]),
+        Route("/stats/csv", stats.csv, methods=["GET"]),
         Mount("/static", StaticFiles(directory=TEMPLATES.parent / "static"), name="static"),
     ]
 

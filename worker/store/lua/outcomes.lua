@@ -14,3 +14,18 @@ local function emit(hold_key, hold_id, outcome, reason, message_id)
              "outcome", outcome, "reason", reason or "", "message_id", message_id or "",
              "at", OUT_AT)
 end
+-- The library's statistics (worker/stats/fields.py), counted in this same step:
+-- stats:day:{Tokyo day of OUT_AT} under the stream's prefix (Keys.stats_day), one HINCRBY
+-- of "{pickup branch}|{metric}" per count (no card, no address).
+local STATS = (string.gsub(OUT_STREAM, "outcomes$", "")) .. "stats:day:" .. string.sub(OUT_AT, 1, 10)
+local function tally(hold_key, metric, by, key)
+  local branch = redis.call("HGET", hold_key, "pickup_branch")
+  if not branch then branch = "unknown" end
+  redis.call("HINCRBY", key or STATS, branch .. "|" .. metric, by or 1)
+end
+-- the carrier bucket the send path left on the hold (docomo, au, softbank, other)
+local function carrier(hold_key)
+  local c = redis.call("HGET", hold_key, "carrier")
+  if not c then c = "other" end
+  return c
+end

@@ -10,9 +10,21 @@ local before = redis.call("HGET", KEYS[1], "status")
 if (before == "sending" or before == "retrying") and result == ARGV[1] then
   if result == "sent" then
     emit(KEYS[1], ARGV[3], "mailed", "", redis.call("HGET", KEYS[1], "message_id"))
+    -- statistics: a hold mailed alone or with others (digest_holds names several)
+    local how = "single"
+    if string.find(redis.call("HGET", KEYS[1], "digest_holds") or "", ",", 1, true) then how = "digest" end
+    tally(KEYS[1], "mailed." .. how .. "." .. carrier(KEYS[1]))
   elseif result == "phoned" then
     local reason = redis.call("HGET", KEYS[1], "reason") or ""
-    if reason == "bounced" then emit(KEYS[1], ARGV[3], "bounced", reason, "") end
+    if reason == "bounced" then
+      emit(KEYS[1], ARGV[3], "bounced", reason, "")
+      -- statistics: the bounce's reason and carrier, and a refusal at send time
+      local why = redis.call("HGET", KEYS[1], "bounce_reason")
+      if not why then why = "undefined" end
+      tally(KEYS[1], "bounced." .. why .. "." .. carrier(KEYS[1]))
+      tally(KEYS[1], "sendfail." .. carrier(KEYS[1]))
+    end
     emit(KEYS[1], ARGV[3], "listed", reason, "")
+    tally(KEYS[1], "listed." .. reason)  -- statistics
   end
 end

@@ -6,4 +6,9 @@
 -- [before]
 
 -- [after]
-if type(result) == type("") then emit(KEYS[3], ARGV[1], "called", "", "") end
+if type(result) == type("") then
+  emit(KEYS[3], ARGV[1], "called", "", "")
+  -- statistics; the day's key is noted on the hold so an undo takes back this very count
+  tally(KEYS[3], "called")
+  redis.call("HSET", KEYS[3], "called_stats", STATS)
+end

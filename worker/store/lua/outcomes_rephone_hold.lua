@@ -9,4 +9,9 @@ local before = redis.call("HGET", KEYS[1], "status")
 if before == "sent" and result == "phoned" then
   emit(KEYS[1], ARGV[1], "bounced", ARGV[4], redis.call("HGET", KEYS[1], "message_id"))
   emit(KEYS[1], ARGV[1], "listed", ARGV[4], "")
+  -- statistics: the bounce's reason (ARGV[5]) and the carrier the notice went to
+  local why = ARGV[5]
+  if not why or #why == 0 then why = "undefined" end
+  tally(KEYS[1], "bounced." .. why .. "." .. carrier(KEYS[1]))
+  tally(KEYS[1], "listed." .. ARGV[4])
 end

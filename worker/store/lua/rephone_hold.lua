@@ -2,6 +2,7 @@
 -- unless the hold was picked up or cancelled meanwhile (or is already listed).
 -- KEYS[1] hold:{hold_id}  KEYS[2] calls  KEYS[3] calls:due
 -- ARGV[1] hold_id  ARGV[2] call entry JSON  ARGV[3] due score  ARGV[4] reason
+-- ARGV[5] the bounce's reason (for the statistics: read by the outcome wrapper)
 -- Returns "phoned", or the status that stopped it.
 -- Vocabulary: HoldStatus, ClaimVerdict (worker/store/vocab.py)
 local hold = KEYS[1]

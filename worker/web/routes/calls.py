@@ -9,6 +9,7 @@ from starlette.responses import Response
 from ...app import calls as calls_mod
 from ...app.call_groups import group_calls, tel_uri
 from ...errors import ReviewError
+from ...jdate import now_tokyo
 from ..auth import Staff
 from ..base import action, branches_own_first, chosen_branch, render, store, text_field, today
 
@@ -23,6 +24,19 @@ async def page(request: Request) -> Response:
     done = await calls_mod.recently_called(store(request), only)
     return render(request, "calls.html", groups=groups, only=only, total=len(rows),
                   patrons=len(entries), today=today().isoformat(), done=done, tel_uri=tel_uri)
+
+
+async def printable(request: Request) -> Response:
+    """「印刷」: the call list on A4 portrait, each branch from a new page, one block per
+    patron that never breaks across pages, a box to tick and a line for a note; the
+    branch and date repeat at the top of every page (the table's header), the page
+    number at the bottom (print.css). Nothing of the site's navigation."""
+    only = chosen_branch(request)
+    entries = group_calls(await calls_mod.calls_view(store(request), only))
+    groups = [(b, [g for g in entries if g.pickup_branch == b])
+              for b in branches_own_first(request) if not only or b == only]
+    return render(request, "calls_print.html", groups=[(b, g) for b, g in groups if g or only],
+                  only=only, printed=now_tokyo())
 
 
 def _hold(form: FormData) -> str:
