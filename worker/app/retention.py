@@ -29,7 +29,6 @@ from ..holds.retention import Kind, cutoff, cutoffs
 from ..jdate import now_tokyo
 from ..settings import Settings
 from ..store.core import Store
-from ..store.stats import StatsStore
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ async def purge(store: Store, settings: Settings, *, dry_run: bool = False,
     done[Kind.BOUNCE_MAIL] = sum(
         purge_files(folder / sub, "*", cutoff(now, settings.retention.bounces_days), dry_run)
         for folder in _processed_maildir(settings) for sub in ("cur", "new"))
-    done[Kind.STATS_DAY] = await StatsStore(store).drop_before(
+    done[Kind.STATS_DAY] = await store.stats.drop_before(
         cutoff(now, settings.retention.stats_days).date(), dry_run)
     return done
 

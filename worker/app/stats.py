@@ -11,9 +11,7 @@ from ..errors import InputError
 from ..jdate import now_tokyo
 from ..settings import Settings
 from ..stats.report import Period, day_rows, pending_ages, to_csv, Tally
-from ..store.contacts import Registry
 from ..store.core import Store
-from ..store.stats import StatsStore
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$", re.ASCII)
 
@@ -58,8 +56,8 @@ async def overview(store: Store, now: datetime | None = None) -> Overview:
     now = now or now_tokyo()
     today = now.date()
     days, months = last_days(today), last_months(today)
-    counts = await StatsStore(store).days(min(months[0].first, days[0].first), today)
-    records = [r for _, r in await Registry(store).pending()]
+    counts = await store.stats.days(min(months[0].first, days[0].first), today)
+    records = [r for _, r in await store.contacts.pending()]
     return Overview(days, months, counts, pending_ages(records, now), now)
 
 
@@ -69,7 +67,7 @@ async def month_rows(store: Store, settings: Settings,
     last = min(month.last, now_tokyo().date())
     if last < month.first:
         return []
-    return day_rows(await StatsStore(store).days(month.first, last), settings.branches)
+    return day_rows(await store.stats.days(month.first, last), settings.branches)
 
 
 async def month_csv(store: Store, settings: Settings, month: Period) -> str:

@@ -22,6 +22,7 @@ from ..holds.retention import HOLD_PERSONAL_FIELDS, UNDO_KEEPS
 from .base import Conn, _dumps, arrival_us, now_iso, now_ms, safe_url
 from .bounces import BounceStore, SenderProblemStore
 from .contacts import Registry
+from .stats import StatsStore
 from .digest import DigestStore
 from .keys import Keys
 from .outcomes import DEFAULT_MAXLEN, with_outcomes
@@ -91,6 +92,7 @@ class Store(Conn):
         self.retention = RetentionStore(self)
         self.patron_data = PatronData(self)
         self.staff = StaffStore(self)
+        self.stats = StatsStore(self)
 
     @classmethod
     def connect(cls, url: str, prefix: str, outcomes_maxlen: int = DEFAULT_MAXLEN) -> "Store":
