@@ -65,7 +65,7 @@ def test_the_enums_keep_the_strings_already_stored():
     assert [m.value for m in ClaimVerdict] == ["claimed", "done", "busy", "lost", "missing",
                                                "none"]
     assert [m.value for m in Outcome] == ["sent", "phoned", "retry", "busy", "duplicate",
-                                          "closed", "lost", "gathering"]
+                                          "closed", "lost", "gathering", "gathered"]
     assert [m.value for m in RegistrationResult] == ["refused", "duplicate", "busy", "sent",
                                                      "refused-mail"]
     assert [m.value for m in Confirmation] == ["sending", "sent", "refused", "bounced"]

@@ -58,8 +58,7 @@ def cmd_watch(args: argparse.Namespace, s: Settings) -> int:
     import threading
 
     from .. import logs
-    from ..mailbox.watch import Counts, watch
-    from ..store.watch_lock import sole_watcher
+    from ..mailbox.watch import Counts, watch_alone
 
     logs.long_running(s.logging.format, s.logging.level)
     stop = threading.Event()
@@ -74,8 +73,7 @@ def cmd_watch(args: argparse.Namespace, s: Settings) -> int:
             print(f"{c.mails} mail(s): {c.processed} processed, {c.for_staff} kept for staff,"
                   f" {c.duplicates} already ingested", flush=True)
     # one watch per mailbox: a second refuses to start (worker/store/watch_lock.py)
-    with sole_watcher(s.redis.url, s.redis.key_prefix, s.bounces.mailbox, stop.set):
-        watch(s, once=args.once, limit=args.limit, stop=stop, report=report)
+    watch_alone(s, once=args.once, limit=args.limit, stop=stop, report=report)
     return 0
 
 

@@ -22,6 +22,7 @@ from ..app.ingest import MAX_MAIL_BYTES, ingest_one
 from ..settings import Settings
 from ..store.client import RedisError
 from ..store.core import Store
+from ..store.watch_lock import LeaseUnreachable, sole_watcher
 from . import FOR_STAFF, PROCESSED, Mailbox, open_mailbox
 from .aside import SetAside
 
@@ -95,6 +96,27 @@ def run_pass(box: Mailbox, ingest: Callable[[str, bytes], list[dict[str, Any]]],
             box.move(mail_id, FOR_STAFF)
             c.for_staff += 1
     return c
+
+
+def watch_alone(settings: Settings, *, once: bool = False, limit: int | None = None,
+                stop: threading.Event, report: Callable[[Counts], None]) -> None:
+    """:func:`watch` as the one watch of its mailbox (``store/watch_lock.py``). Redis away
+    when the watch starts is waited for as during a pass — the mail stays in the inbox, a
+    line says so — instead of ending a service that systemd would only start again;
+    ``once`` reports it and stops."""
+    where = safe_mailbox(settings.bounces.mailbox)
+    while not stop.is_set():
+        try:
+            with sole_watcher(settings.redis.url, settings.redis.key_prefix,
+                              settings.bounces.mailbox, stop.set):
+                watch(settings, once=once, limit=limit, stop=stop, report=report)
+            return
+        except LeaseUnreachable as e:
+            if once:
+                raise
+            log.warning("bounce mailbox %s: Redis unreachable (%s); the mail stays in the "
+                        "inbox, trying again in %g s", where, e, settings.bounces.poll_s)
+            stop.wait(settings.bounces.poll_s)
 
 
 def watch(settings: Settings, *, once: bool = False, limit: int | None = None,

@@ -37,6 +37,10 @@ class AlreadyWatched(NotifyError):
     """Another ``bounces watch`` holds the mailbox's lease."""
 
 
+class LeaseUnreachable(StoreError):
+    """Redis did not answer when the watch came to take its lease."""
+
+
 def mailbox_id(mailbox: str) -> str:
     """A short stable name of the mailbox for the key (the setting may hold a path)."""
     return hashlib.sha256(mailbox.encode()).hexdigest()[:16]
@@ -102,7 +106,7 @@ def sole_watcher(url: str, key_prefix: str, mailbox: str, on_lost: Callable[[], 
         try:
             holder = lease.take()
         except redis.ConnectionError as e:
-            raise StoreError(f"cannot reach Redis to take the bounce mailbox's watch lease "
+            raise LeaseUnreachable(f"cannot reach Redis to take the bounce mailbox's watch lease "
                              f"({e})") from None
         if holder is not None:
             raise AlreadyWatched(
