@@ -7,8 +7,9 @@ REV (any commit, e.g. ``467e91f`` or ``main``) is exported with ``git archive`` 
 /tmp/omitama-compare/<sha> (no worktree registered, nothing in this repository changes) and
 its worker runs with this tree's virtualenv, ``PYTHONPATH`` and the working directory set
 to the export so that its own ``worker`` package is imported, not the editable install of
-this one (checked before anything is measured). A commit whose dependencies differ from
-this tree's needs its own virtualenv: compare.py refuses it.
+this one (checked before anything is measured). A commit that needs a package this tree
+does not (so this virtualenv lacks it) needs its own virtualenv: compare.py refuses it; an
+older commit that needs fewer runs as it is.
 
 Each round, per sink: raw, tree A, raw, tree B, raw (…) — every worker run is divided by
 the mean of the raw runs on either side of it (the machine's speed drifts within minutes),
@@ -64,9 +65,10 @@ def export(rev: str) -> Path:
             tar.extractall(tree)
     ours = (ROOT / "pyproject.toml").read_text()
     theirs = (tree / "pyproject.toml").read_text()
-    if _deps(ours) != _deps(theirs):
-        raise SystemExit(f"{rev}: its dependencies differ from this tree's; make a virtualenv "
-                         f"for it and run its own bench instead\n{_deps(theirs)}")
+    missing = sorted(set(_deps(theirs)) - set(_deps(ours)))
+    if missing:
+        raise SystemExit(f"{rev}: needs {', '.join(missing)}, which this tree's virtualenv "
+                         f"lacks; make a virtualenv for it and run its own bench instead")
     env = {**os.environ, "PYTHONPATH": str(tree)}
     got = subprocess.run([PY, "-c", "import worker; print(worker.__file__)"], cwd=tree, env=env,
                          check=True, capture_output=True, text=True).stdout.strip()
