@@ -230,18 +230,17 @@ def main() -> int:
     a = ap.parse_args()
     import statistics
     rs = redis_side(a.n, a.rounds)
-    print(f"\nRedis server µs per call (private redis-server, median of {a.rounds} batches of {a.n})")
-    print("| script | µs per call |")
-    print("|---|---:|")
-    for name, v in rs.items():
-        print(f"| {name} | {statistics.median(v):.1f} |")
-    ws = worker_side(a.n, a.rounds)
-    print(f"\nworker CPU µs per call (best of {a.rounds} × {a.n})")
-    print("| step | µs |")
-    print("|---|---:|")
-    for name, us in ws.items():
-        print(f"| {name} | {us:.1f} |")
+    table(f"Redis server µs per call (private redis-server, median of {a.rounds} batches of {a.n})",
+          "script", "µs per call", {k: statistics.median(v) for k, v in rs.items()})
+    table(f"worker CPU µs per call (best of {a.rounds} × {a.n})", "step", "µs",
+          worker_side(a.n, a.rounds))
     return 0
+
+
+def table(title: str, what: str, unit: str, rows: dict[str, float]) -> None:
+    print(f"\n{title}\n| {what} | {unit} |\n|---|---:|")
+    for name, v in rows.items():
+        print(f"| {name} | {v:.1f} |")
 
 
 if __name__ == "__main__":
