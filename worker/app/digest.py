@@ -13,29 +13,44 @@ How, on top of the claim/fence machinery of worker/app/holds.py (read its docstr
    The card and branch are those of the event the hold was first claimed with (one
    hold, one event: a later event naming another card or branch changes neither), so a
    hold belongs to exactly one window. It waits as ``retrying`` — not on the call list,
-   not mailed — and its own message comes back at the window's end (a dramatiq retry
-   with that delay: durable in Redis, so a restart mid-window changes nothing). The
-   sweeper re-sends its event if that message is lost (``inflight``: the window's end
-   plus two leases).
-2. The first message of a member to come back after the end (any member's: they race)
-   *takes* the window (``gather_take.lua``): the window is closed and every member still
-   waiting in it — not cancelled, picked up or listed meanwhile — gets the digest's own
-   token and lease. A member's other claims are fenced out: such a message comes back
-   after the digest's lease (BUSY), so every hold keeps a message of its own; a hold that
-   arrives after the end opens the next window (the window that is due is sent first).
-3. One mail for the holds taken (one hold: exactly the notice of ``gather_s = 0``), then
+   not mailed — and its own message is done. The window has one message of its own:
+   the handler whose hold opened it schedules it for the window's end (a delayed
+   message for the internal actor ``omitama_digest``, worker/queue/actors.py: durable in
+   Redis, so a restart mid-window changes nothing). Each hold's message is handled
+   once, not twice (issue 22: a digest cost ~3.5× a single notice per hold when every
+   member's message came back at the end as a dramatiq retry).
+2. The safety net: every member stays in ``inflight`` until the window's end plus two
+   leases. If the window's message is lost (the worker died between the join and
+   scheduling it; a message dropped), the sweeper re-sends the members' events then;
+   the first to come finds the window due and sends it (step 3), the others find their
+   holds mailed (``gathered``). A hold's event that finds its card's window due and not
+   yet taken (its message late in a backlog, or lost) sends that window first, then
+   opens the next one.
+3. The window's message (or, as in step 2, an event) *takes* the window
+   (``gather_take.lua``): the window is closed and every member still waiting in it —
+   not cancelled, picked up or listed meanwhile — gets the digest's own token and lease,
+   so a member's other claims are fenced out (a duplicate event for it is BUSY, and
+   comes back after the digest's lease). A hold that arrives after the take opens the
+   next window.
+4. One mail for the holds taken (one hold: exactly the notice of ``gather_s = 0``), then
    every hold recorded (worker/app/hold_mail.py): mailed, listed (a 5xx; the address
    changed meanwhile) — or, after a transient failure, every hold still within its retry
    horizon joins a window of its card and branch again, ending at the retry's delay (or
-   the open one, if newer holds started one): its message comes back then, and the next
-   attempt is again one mail for what still belongs together.
+   the open one, if newer holds started one): that window's message comes then, and the
+   next attempt is again one mail for what still belongs together.
+
+What a message did besides its own hold — the results of holds mailed in a window it
+sent, the windows it opened — goes back to the actor in a :class:`Followup` (counted,
+and the windows' messages scheduled: the app does not enqueue).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import date
+from typing import Any
 
 from ..contact import CallReason
 from ..errors import EventError
@@ -47,37 +62,82 @@ from ..jdate import now_tokyo
 from ..mail.compose import new_token
 from ..runtime import Runtime
 from ..store.core import Claim
+from ..store.digest import Joined
 from ..store.vocab import GatherVerdict
-from .hold_mail import Finish, Member, Result, listing, listing_of, mail_holds
+from .hold_mail import Finish, Followup, Member, Result, Window, listing, listing_of, mail_holds
 from .send import deadline
 
 log = logging.getLogger(__name__)
 
 
 async def gather(rt: Runtime, ev: HoldReady, claim: Claim) -> Result:
-    """A claimed hold to be mailed: wait in its window, or send the window that is due."""
-    ds = rt.store.digest
+    """A claimed hold to be mailed: wait in its window (opened, if need be), or send the
+    window that is due."""
+    follow = Followup()
+    got = await _join(rt, ev.hold_id, claim.token, ev.card_number, ev.pickup_branch,
+                      int(rt.settings.digest.gather_s * 1000), new_token(), follow)
+    if isinstance(got, Result):  # it went out in the window that was due
+        return replace(got, followup=follow)
+    if got is None or got.verdict == GatherVerdict.LOST:
+        # fenced out: a digest took the hold (or another message claimed it); come
+        # back when that lease is over and see what came of it
+        return Result(Outcome.BUSY, delay_ms=int(rt.settings.delivery.lease_s * 1000) + 1000,
+                      followup=follow)
+    return Result(Outcome.GATHERING, delay_ms=got.wait_ms, detail=got.gather_id,
+                  followup=follow)
+
+
+async def _join(rt: Runtime, hold_id: str, token: str, card: str, branch: str,
+                window_ms: int, new_id: str, follow: Followup) -> Joined | Result | None:
+    """Put the hold owned by ``token`` in the open window of ``card`` at ``branch`` (or a
+    new one, ``window_ms`` long: its message goes in ``follow``); a window that is due is
+    sent first. The join (WAIT or LOST), the hold's result when it went out in the window
+    that was due, or None when windows kept falling due (the sweeper brings it back)."""
     lease_ms = int(rt.settings.delivery.lease_s * 1000)
-    window_ms = int(rt.settings.digest.gather_s * 1000)
     for _ in range(5):  # a window taken by another worker meanwhile: look again
-        j = await ds.join(ev.hold_id, claim.token, ev.card_number, ev.pickup_branch,
-                          window_ms=window_ms, lease_ms=lease_ms, new_id=new_token())
-        if j.verdict == GatherVerdict.LOST:
-            # fenced out: a digest took the hold (or another message claimed it); come
-            # back when that lease is over, so the hold keeps a message of its own
-            return Result(Outcome.BUSY, delay_ms=lease_ms + 1000)
-        if j.verdict == GatherVerdict.WAIT:
-            return Result(Outcome.GATHERING, delay_ms=j.wait_ms, detail=j.gather_id)
-        sent = await send_window(rt, ev.card_number, ev.pickup_branch, j.gather_id)
-        if sent is not None and ev.hold_id in sent:
-            return sent[ev.hold_id]
-    return Result(Outcome.BUSY, delay_ms=1000)
+        j = await rt.store.digest.join(hold_id, token, card, branch, window_ms=window_ms,
+                                       lease_ms=lease_ms, new_id=new_id)
+        if j.verdict != GatherVerdict.DUE:
+            if j.opened:
+                follow.windows.append(Window(card, branch, j.gather_id, j.wait_ms))
+            return j
+        # the window's end has passed and its message has not taken it (late, or lost)
+        if await send_window(rt, card, branch, j.gather_id, follow):
+            for i, (h, r) in enumerate(follow.results):
+                if h == hold_id:  # a member's event after the end (a duplicate, the sweeper's)
+                    del follow.results[i]
+                    return r
+    return None
 
 
-async def send_window(rt: Runtime, card: str, branch: str,
-                      gather_id: str) -> dict[str, Result] | None:
-    """Take window ``gather_id`` and mail its holds; each taken hold's result, or None
-    when another worker took the window first."""
+def window_message(w: Window) -> dict[str, str]:
+    """What the window's message carries (``omitama_digest``, worker/queue/actors.py)."""
+    return {"card_number": w.card, "pickup_branch": w.branch, "gather": w.gather_id}
+
+
+async def window_due(rt: Runtime, message: Any) -> Followup:
+    """The window's message: send the window, if it is still the one named (a window
+    sent meanwhile by a member's event, or forgotten, is gone: nothing to do)."""
+    follow = Followup()
+    fields = [message.get(k) for k in ("card_number", "pickup_branch", "gather")] \
+        if isinstance(message, dict) else []
+    named = [f for f in fields if isinstance(f, str) and f]
+    if len(named) != 3:
+        # only the worker's own signed messages get here (worker/queue/internal.py)
+        log.error("digest window message unreadable; its holds come back by the sweeper")
+        return follow
+    card, branch, gather_id = named
+    await send_window(rt, card, branch, gather_id, follow)
+    return follow
+
+
+async def send_window(rt: Runtime, card: str, branch: str, gather_id: str,
+                      follow: Followup | None = None) -> dict[str, Result] | None:
+    """Take window ``gather_id`` and mail its holds; each taken hold's result (also
+    added to ``follow``, with the windows their retries opened), or None when another
+    worker took the window first. A mail's first hold counts ``sent``, the others
+    ``gathered``."""
+    follow = Followup() if follow is None else follow
     d = rt.settings.delivery
     ds = rt.store.digest
     token = new_token()
@@ -112,17 +172,27 @@ async def send_window(rt: Runtime, card: str, branch: str,
         out: dict[str, Result] = {}
         new_id = new_token()
         for m, delay in again:
-            j = await ds.join(m.ev.hold_id, token, card, branch, window_ms=int(delay * 1000),
-                              lease_ms=int(d.lease_s * 1000), new_id=new_id)
-            if j.verdict == GatherVerdict.WAIT:
-                out[m.ev.hold_id] = Result(Outcome.RETRY, delay_ms=j.wait_ms, detail=error)
-            elif j.verdict == GatherVerdict.DUE:  # a newer window is due already: join it
-                out[m.ev.hold_id] = Result(Outcome.RETRY, delay_ms=0, detail=error)
-            else:
+            got = await _join(rt, m.ev.hold_id, token, card, branch, int(delay * 1000),
+                              new_id, follow)
+            if isinstance(got, Result):
+                out[m.ev.hold_id] = got
+            elif got is not None and got.verdict == GatherVerdict.LOST:
                 out[m.ev.hold_id] = Result(Outcome.LOST)
+            else:  # waits in a window (or, windows falling due, for the sweeper)
+                out[m.ev.hold_id] = Result(Outcome.RETRY, delay_ms=got.wait_ms if got else 0,
+                                           detail=error)
         log.warning("digest of %d holds: %s; tried again together", len(again), error)
         return out
-    return await mail_holds(rt, card, token, members, until, listed=listed, regather=regather)
+    results = await mail_holds(rt, card, token, members, until, listed=listed,
+                               regather=regather)
+    mailed = 0
+    for hold_id, r in results.items():
+        if r.outcome is Outcome.SENT:
+            mailed += 1
+            if mailed > 1:  # one mail: counted once
+                results[hold_id] = r = replace(r, outcome=Outcome.GATHERED)
+        follow.results.append((hold_id, r))
+    return results
 
 
 def _day(h: dict[str, str]) -> date | None:

@@ -15,7 +15,7 @@ lists them all: worker/app/bounce_effects.py).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Awaitable, Callable
 
@@ -40,12 +40,35 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Window:
+    """A digest window that was opened: its one message is to be scheduled ``delay_ms``
+    from now (worker/app/digest.py), by the queue layer that handles the message."""
+
+    card: str
+    branch: str
+    gather_id: str
+    delay_ms: int
+
+
+@dataclass
+class Followup:
+    """What handling one message did besides its own hold (digests only): the results
+    of the other holds of windows sent on the way (a mail's first hold counts ``sent``,
+    the others ``gathered``), and the windows opened, whose messages are to be scheduled."""
+
+    results: list[tuple[str, "Result"]] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Result:
-    """What handling one hold's message came to (the actor turns it into an ack or a retry)."""
+    """What handling one hold's message came to (the actor turns it into an ack or a
+    retry); ``followup``: what else it did (a digest's; None for a single notice)."""
 
     outcome: Outcome
     delay_ms: int = 0
     detail: str = ""
+    followup: Followup | None = None
 
 
 @dataclass(frozen=True)

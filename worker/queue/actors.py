@@ -7,6 +7,7 @@ rejected`` and the message acknowledged), call the domain code, and turn
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any, Awaitable, Callable
@@ -15,13 +16,14 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from . import activity
-from ..app import holds, registration
+from ..app import digest, holds, registration
 from .broker import QUEUE, build_broker
-from .internal import GAVE_UP_ACTOR, MALFORMED_ACTOR
+from .internal import DIGEST_ACTOR, GAVE_UP_ACTOR, MALFORMED_ACTOR
 from ..ils.events import AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady
 from ..app.intake import Refused, accept, refuse_message
 from .metrics import count_notice
 from ..app.refusals import payload_fingerprint
+from ..app.hold_mail import Followup, Window
 from ..app.registration import RegistrationResult
 from ..holds.outcome import Outcome
 from ..runtime import Runtime, get_runtime
@@ -94,8 +96,36 @@ def _outcome(result: holds.Result, hold_id: str | None = None) -> None:
 async def hold_ready(rt: Runtime, ev: HoldReady, key: MessageKey) -> None:
     result = await holds.notify_hold_ready(rt, ev)
     _outcome(result, ev.hold_id)
-    if result.outcome in (Outcome.RETRY, Outcome.BUSY, Outcome.GATHERING):
+    if result.followup is not None:  # a digest's: other holds mailed, windows opened
+        await _follow(result.followup)
+    # a hold gathering in its window is done here: the window's own message sends it
+    if result.outcome in (Outcome.RETRY, Outcome.BUSY):
         raise dramatiq.Retry(result.detail or result.outcome.value, delay=result.delay_ms)
+
+
+@dramatiq.actor(actor_name=DIGEST_ACTOR, queue_name=QUEUE, max_retries=ERROR_RETRIES,
+                min_backoff=int(get_settings().delivery.min_backoff_s * 1000),
+                max_backoff=int(get_settings().delivery.max_backoff_s * 1000))
+async def digest_window(window: dict[str, Any]) -> None:
+    """A digest window's one message, at the window's end (worker/app/digest.py): send
+    it. Scheduled by the handler whose hold opened the window, signed like the other
+    internal actors. If it fails for good, the members come back by the sweeper."""
+    await _follow(await digest.window_due(get_runtime(), window))
+
+
+async def _follow(f: Followup) -> None:
+    for hold_id, result in f.results:
+        _outcome(result, hold_id)
+    if f.windows:
+        # dramatiq's enqueue is a blocking Redis call: off the event loop, which every
+        # worker thread's actor shares
+        await asyncio.to_thread(_schedule, f.windows)
+
+
+def _schedule(windows: list[Window]) -> None:
+    for w in windows:
+        digest_window.send_with_options(args=(digest.window_message(w),),
+                                        delay=max(0, w.delay_ms))
 
 
 @event_actor

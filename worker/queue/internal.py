@@ -1,13 +1,15 @@
 """The worker's own actors, and the signature that tells their messages from a producer's.
 
-Two actors are not event types: ``omitama_malformed`` (a message that was no valid
-envelope, kept for ``review rejected``; the decoder builds it in-process) and
+Three actors are not event types: ``omitama_malformed`` (a message that was no valid
+envelope, kept for ``review rejected``; the decoder builds it in-process),
 ``omitama_gave_up`` (dramatiq's Retries sends it when an event actor failed
-``ERROR_RETRIES`` times; it lists the hold as ``worker_error`` without mailing). Both
-reach the queue as ordinary messages — a give-up is enqueued, and a failed run of
-either is retried through the delayed queue — so a producer could write them too, and
-make any row appear in ``review rejected`` or put a hold on the call list as
-``worker_error`` without it ever being mailed.
+``ERROR_RETRIES`` times; it lists the hold as ``worker_error`` without mailing) and
+``omitama_digest`` (a digest window's one message, scheduled for the window's end:
+worker/app/digest.py). They reach the queue as ordinary messages — a give-up and a
+window's message are enqueued, and a failed run of any is retried through the delayed
+queue — so a producer could write them too, and make any row appear in ``review
+rejected``, put a hold on the call list as ``worker_error`` without it ever being
+mailed, or send a card's digest before its window ends.
 
 So every message for one of these actors is signed when our worker enqueues it
 (:class:`SignInternal`, dramatiq's ``before_enqueue``: an HMAC-SHA256 over the actor
@@ -27,7 +29,7 @@ recipe, careless or hostile — from running the internal actors. A producer tha
 read our keys can sign anything, and one with full Redis access can write holds and
 call lists directly; only Redis ACLs that give producers dramatiq's namespace and
 nothing under ``[redis] key_prefix`` make that a real boundary. Ordinary events pay
-nothing: the HMAC is computed for the two internal actors only.
+nothing: the HMAC is computed for the internal actors only.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ from dramatiq.middleware import Middleware
 log = logging.getLogger(__name__)
 MALFORMED_ACTOR = "omitama_malformed"
 GAVE_UP_ACTOR = "omitama_gave_up"
-INTERNAL = frozenset({MALFORMED_ACTOR, GAVE_UP_ACTOR})
+DIGEST_ACTOR = "omitama_digest"
+INTERNAL = frozenset({MALFORMED_ACTOR, GAVE_UP_ACTOR, DIGEST_ACTOR})
 SIG = "omitama_sig"
 _MAX_COUNT = 2 ** 53
 _MAX_DELAY_MS = 7 * 86400 * 1000  # dramatiq's own limit on a delay

@@ -19,6 +19,7 @@ class Joined:
     verdict: GatherVerdict
     gather_id: str = ""
     wait_ms: int = 0
+    opened: bool = False  # WAIT: the hold opened the window (its message is the caller's to schedule)
 
 
 class DigestStore:
@@ -42,7 +43,7 @@ class DigestStore:
             args=[token, hold_id, now_ms(), window_ms, lease_ms, new_id,
                   window_ms // 1000 + 86400])
         if res[0] == GatherVerdict.WAIT:
-            return Joined(GatherVerdict.WAIT, res[2], int(res[1]))
+            return Joined(GatherVerdict.WAIT, res[2], int(res[1]), res[3] == "1")
         if res[0] == GatherVerdict.DUE:
             return Joined(GatherVerdict.DUE, res[1])
         return Joined(GatherVerdict.LOST)

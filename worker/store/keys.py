@@ -62,7 +62,8 @@ web:login_missed:{staff_id} str    failed logins since the last good one        
 queue:secret                str    HMAC key signing the worker's own queue      kept (created once,
                                    messages (worker/queue/internal.py)          SET NX)
 gather:{branch}:{card}      hash   the open digest window of a card at a pickup  gather_s + 1 day
-                                   branch: id, due (ms), h:{hold_id} per member
+                                   branch: id, due (ms), opener (the hold that
+                                   opened it), h:{hold_id} per member
                                    (worker/app/digest.py)
 reminders                   zset   hold_id of a mailed hold, score = ms of its  until sent or pickup_by
                                    pickup reminder (worker/app/reminders.py)

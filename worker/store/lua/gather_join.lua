@@ -1,10 +1,13 @@
 -- A claimed e-mail hold joins the open digest window of its card at its pickup branch
--- (worker/app/digest.py), or opens one. The hold then waits as "retrying" (its message
--- comes back at the window's end; the sweeper looks after `due` + two leases if not).
+-- (worker/app/digest.py), or opens one. The hold then waits as "retrying": the window's
+-- one message (scheduled by the caller whose hold opened it) sends it at its end; if
+-- that message is lost, the sweeper re-sends the members' events after `due` + two leases.
 -- KEYS[1] hold:{hold_id}  KEYS[2] gather:{branch}:{card}  KEYS[3] inflight
 -- ARGV[1] token of the claim  ARGV[2] hold_id  ARGV[3] now_ms  ARGV[4] window, ms
 -- ARGV[5] lease_ms  ARGV[6] id for a new window  ARGV[7] the window key's lifetime, s
--- Returns {"wait", ms_left, gather_id} | {"due", gather_id} (a window whose end has
+-- Returns {"wait", ms_left, gather_id, opened} (opened: "1" when this hold opened the
+-- window — also when it joins again, so a retried message schedules the window's message
+-- again — else "0") | {"due", gather_id} (a window whose end has
 -- passed and nobody has taken yet: the caller takes it, then joins again) | {"lost"}
 -- (another claim owns the hold now).
 -- Vocabulary: GatherVerdict, HoldStatus (what it answers; the statuses it reads and writes)
@@ -23,11 +26,15 @@ if gid then
 else
   gid = ARGV[6]
   due = now + tonumber(ARGV[4])
-  redis.call("HSET", KEYS[2], "id", gid, "due", due)
+  redis.call("HSET", KEYS[2], "id", gid, "due", due, "opener", ARGV[2])
   redis.call("EXPIRE", KEYS[2], ARGV[7])
 end
 redis.call("HSET", KEYS[2], "h:" .. ARGV[2], now)
 redis.call("HSET", hold, "status", "retrying", "gather", gid)
 redis.call("HDEL", hold, "lease_until")
 redis.call("ZADD", KEYS[3], due + 2 * tonumber(ARGV[5]), ARGV[2])
-return {"wait", tostring(due - now), gid}
+local opened = "0"
+if redis.call("HGET", KEYS[2], "opener") == ARGV[2] then
+  opened = "1"
+end
+return {"wait", tostring(due - now), gid, opened}
