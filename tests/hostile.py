@@ -287,7 +287,7 @@ def envelope(draw: Any) -> Payload:
     return Payload(env, level, active, draw(st.booleans()))
 
 
-INTERNAL = ("omitama_gave_up", "omitama_malformed")
+INTERNAL = ("omitama_digest", "omitama_gave_up", "omitama_malformed")
 
 
 def _message(actor: str, args: Any, options: dict[str, Any]) -> dict[str, Any]:
@@ -300,14 +300,16 @@ def _message(actor: str, args: Any, options: dict[str, Any]) -> dict[str, Any]:
 def forged(draw: Any, env: dict[str, Any], ev: Any, active: bool) -> Payload:
     """A producer's message for one of the worker's own actors, in their argument shapes
     (worker/queue/internal.py): a give-up wrapping a message (with a forged traceback)
-    or an event, a malformed-message record; unsigned or wrongly signed. Each must be
+    or an event, a malformed-message record, a digest window's message; unsigned or wrongly signed. Each must be
     refused: kept once, and the hold inside listed, never mailed nor listed as
     worker_error."""
     sig = draw(st.sampled_from([{}, {"omitama_sig": "0" * 64}, {"omitama_sig": "forged"},
                                 {"omitama_sig": 5}]))
     info = draw(st.sampled_from([{}, {"retries": 8, "max_retries": 8}]))
-    kind = draw(st.integers(0, 2))
-    if kind == 0:
+    kind = draw(st.integers(0, 3))
+    if kind == 3:  # a digest window's message wrapping the event: sent early, were it obeyed
+        msg = _message("omitama_digest", [ev], sig)
+    elif kind == 0:
         inner = {**env, "options": {"traceback": "  File x\nForgedError: forged"}}
         msg = _message("omitama_gave_up", [inner, info], sig)
     elif kind == 1:

@@ -87,7 +87,7 @@ def test_each_hold_twice_on_a_slow_relay_gives_one_mail_each(settings, clean_red
               f"holds {[(h, x.get('status')) for h, x in holds.items()]}")
     assert got == Counter(set(addrs.values())), report
     # a claimant that lost its lease reports no delivery; a digest is one "sent" (its
-    # other hold's message reports "gathered")
+    # other hold is counted "gathered")
     assert outcomes.get("sent") == N // per, report
     # each hold ends in exactly one outcome: mailed (with the Message-ID that went out), not listed
     assert all(x["status"] == "sent" for x in holds.values()), report

@@ -148,7 +148,7 @@ async def send_window(rt: Runtime, card: str, branch: str, gather_id: str,
     members: list[Member] = []
     listed: list[Finish] = []
     now = now_tokyo()
-    for hold_id, h in zip(taken, await rt.store.get_holds(taken)):
+    for hold_id, h in taken:
         try:
             ev = parse_event(json.loads(h.get("event") or "{}"), rt.branches)
         except (EventError, ValueError):  # stored by the claim from a valid event: damage

@@ -24,6 +24,7 @@ from ..contact import CallReason, decide_contact
 from ..holds.calls import call_due, call_entry
 from ..holds.outcome import Outcome
 from ..holds.policy import next_retry_delay_s, retry_horizon
+from ..holds.retention import retention_s
 from ..ils.events import HoldReady, HoldRef
 from ..jdate import TOKYO, now_tokyo
 from ..mail.verp import Sent
@@ -188,7 +189,8 @@ async def _mail(rt: Runtime, card: str, token: str, members: list[Member], until
     name = members[0].notice if len(members) == 1 else ""
     if not name:  # several holds: the digest's token names the mail
         name = token
-        await rt.store.digest.name_notice(token, ids[0])
+        await rt.store.digest.name_notice(token, ids[0], retention_s(
+            events[0].pickup_by, now_tokyo(), rt.settings.retention.hold_days))
 
     async def lease(until_ms: int) -> bool:
         if len(ids) == 1:

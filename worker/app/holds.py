@@ -118,12 +118,6 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
                 "pickup_branch": ev.pickup_branch, "pickup_by": ev.pickup_by.isoformat()},
         contact_of=ev.card_number)  # the contact comes in the same round trip
     if claim.verdict == ClaimVerdict.DONE:
-        if (rt.settings.digest.gather_s > 0 and claim.status == HoldStatus.SENT
-                and not claim.first_event):
-            together = (await rt.store.get_hold(ev.hold_id)).get("digest_holds", "")
-            if "," in together:  # the message of a hold mailed in a sibling's digest
-                log.debug("hold %s: mailed in the digest of %s", ev.hold_id, together)
-                return Result(Outcome.GATHERED, detail=claim.status)
         log.info("hold %s: already %s; duplicate ignored", ev.hold_id, claim.status)
         if claim.first_event:  # the ILS said something else first: staff see what
             await _first_event(rt, ev, claim)

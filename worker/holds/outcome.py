@@ -18,6 +18,6 @@ class Outcome(StrEnum):
     CLOSED = "closed"        # cancelled or picked up while we worked on it
     LOST = "lost"            # our lease ran out and another worker took the hold over
     GATHERING = "gathering"  # waits for its digest window to end (worker/app/digest.py)
-    # its hold went out in a digest that another message of the window sent (that one
-    # counts the mail as sent): this message is done, nothing was lost
+    # mailed in a digest with other holds, not its first (the first counts the mail as
+    # sent): counted by the window's message, nothing was lost
     GATHERED = "gathered"

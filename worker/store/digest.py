@@ -49,14 +49,18 @@ class DigestStore:
         return Joined(GatherVerdict.LOST)
 
     async def take(self, card: str, branch: str, gather_id: str, token: str,
-                   lease_ms: int) -> list[str] | None:
-        """The holds of window ``gather_id`` now owned by ``token`` (none may be left:
-        all cancelled or listed meanwhile); None when another worker took the window."""
+                   lease_ms: int) -> list[tuple[str, dict[str, str]]] | None:
+        """The holds of window ``gather_id`` now owned by ``token``, each with its record
+        (none may be left: all cancelled or listed meanwhile); None when another worker
+        took the window."""
         key = self.k.gather(card, branch)
         members = [f[2:] for f in await self.r.hkeys(key) if f.startswith("h:")]
         res = await self._take(keys=[key, self.k.inflight, *[self.k.hold(h) for h in members]],
                                args=[gather_id, token, now_ms(), lease_ms, *members])
-        return None if res is None else list(res)
+        if res is None:
+            return None
+        return [(res[i], dict(zip(res[i + 1][::2], res[i + 1][1::2])))
+                for i in range(0, len(res), 2)]
 
     async def finish_all(self, outcomes: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, int]],
                          token: str, card: str) -> list[str]:
@@ -87,11 +91,11 @@ class DigestStore:
                           *outcome_args(self.s.outcomes_maxlen, now_iso()))
             return list(await p.execute(raise_on_error=False))
 
-    async def name_notice(self, token: str, hold_id: str) -> None:
+    async def name_notice(self, token: str, hold_id: str, ttl_s: int) -> None:
         """``notice:TOKEN`` names the digest's first hold (its Message-ID's token), kept
-        as long as that hold (a day at least)."""
-        ttl = int(await self.r.ttl(self.k.hold(hold_id)))
-        await self.r.set(self.k.notice(token), hold_id, ex=max(ttl, 86400))
+        ``ttl_s`` — as long as that hold (the caller's retention rule; a round trip less
+        than reading the hold's TTL)."""
+        await self.r.set(self.k.notice(token), hold_id, ex=ttl_s)
 
     async def extend_all(self, hold_ids: list[str], token: str, until_ms: int) -> bool:
         ok = True

@@ -4,8 +4,9 @@
 -- KEYS[1] gather:{branch}:{card}  KEYS[2] inflight  KEYS[3..] hold:{hold_id} of each member
 -- ARGV[1] gather id  ARGV[2] digest token  ARGV[3] now_ms  ARGV[4] lease_ms
 -- ARGV[5..] hold_id of each member (as KEYS[3..])
--- Returns the hold ids taken (in the order given), or false when the window is no
--- longer this one (another worker took it).
+-- Returns each hold taken (in the order given) as its id followed by its fields (HGETALL,
+-- as the mail needs them: one round trip less), or false when the window is no longer
+-- this one (another worker took it).
 -- Vocabulary: HoldStatus (the statuses it reads and writes)
 if redis.call("HGET", KEYS[1], "id") ~= ARGV[1] then
   return false
@@ -23,6 +24,7 @@ for i = 3, #KEYS do
                "digest", ARGV[2])
     redis.call("ZADD", KEYS[2], now + 2 * lease, id)
     taken[#taken + 1] = id
+    taken[#taken + 1] = redis.call("HGETALL", hold)
   end
 end
 return taken
