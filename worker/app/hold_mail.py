@@ -20,7 +20,7 @@ from datetime import date, datetime
 from typing import Any, Awaitable, Callable
 
 from ..bounces.failures import failure_entry
-from ..contact import CallReason, decide_contact
+from ..contact import CallReason, Contact, decide_contact
 from ..holds.calls import call_due, call_entry
 from ..holds.outcome import Outcome
 from ..holds.policy import next_retry_delay_s, retry_horizon
@@ -143,18 +143,20 @@ async def record(store: Store, token: str, card: str, finishes: list[Finish],
 
 
 async def mail_holds(rt: Runtime, card: str, token: str, members: list[Member], until: float,
-                     *, envelope: str | None = None, listed: list[Finish] | None = None,
+                     *, envelope: str | None = None, contact: Contact | None = None,
+                     listed: list[Finish] | None = None,
                      regather: Regather | None = None) -> dict[str, Result]:
     """Mail ``members`` (holds of ``card`` at one branch, owned by ``token``) as one mail
     and record them with ``listed`` (holds of the same owner going to the call list).
-    ``envelope``: the address decided at the claim; None decides it now. ``until``: the
+    ``envelope``: the address decided at the claim; None decides it now, from ``contact``
+    (read with a digest's take) or the store. ``until``: the
     send's deadline (worker/app/send.py). ``regather``: how a digest's holds go round
     again after a transient failure (None: each retries on its own)."""
     finishes = list(listed or [])
     again: list[tuple[Member, float]] = []
     error = ""
     if members:
-        mailed, again, error = await _mail(rt, card, token, members, until, envelope)
+        mailed, again, error = await _mail(rt, card, token, members, until, envelope, contact)
         finishes += mailed
     if again and regather is None:
         finishes += [_retrying(m, delay, rt.settings.delivery.lease_s, error)
@@ -173,12 +175,12 @@ async def mail_holds(rt: Runtime, card: str, token: str, members: list[Member], 
 
 
 async def _mail(rt: Runtime, card: str, token: str, members: list[Member], until: float,
-                envelope: str | None
+                envelope: str | None, contact: Contact | None
                 ) -> tuple[list[Finish], list[tuple[Member, float]], str]:
     """The finishes of the mail's holds; on a transient failure, those to try again
     (each with its delay, s) and the error."""
     if envelope is None:
-        decision = decide_contact("email", await rt.store.get_contact(card))
+        decision = decide_contact("email", contact or await rt.store.get_contact(card))
         if not decision.by_email:  # the address was suspended or removed meanwhile
             assert decision.reason is not None
             return [listing_of(m.ev, decision.reason) for m in members], [], ""

@@ -87,7 +87,7 @@ class Store(Conn):
         self.contacts = Registry(self)
         self.bounces = BounceStore(self)
         self.sender_problems = SenderProblemStore(self)
-        self.digest = DigestStore(self, self._finish, self.extend_lease)
+        self.digest = DigestStore(self, self._finish, self.extend_lease, self._contact)
         self.reminders = ReminderStore(self)
         self.retention = RetentionStore(self)
         self.patron_data = PatronData(self)

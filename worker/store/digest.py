@@ -8,6 +8,7 @@ from typing import Any, Awaitable, Callable
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from ..contact import Contact
 from .base import Conn, _dumps, now_iso, now_ms
 from .outcomes import outcome_args
 from .scripts import lua
@@ -24,13 +25,16 @@ class Joined:
 
 class DigestStore:
     """Built by the store with the two fenced hold writes it shares with single notices
-    (``finish_hold.lua`` wrapped with its outcomes, and the store's lease extension)."""
+    (``finish_hold.lua`` wrapped with its outcomes, and the store's lease extension) and
+    its reading of a contact record."""
 
     def __init__(self, store: Conn, finish: AsyncScript,
-                 extend_lease: Callable[[str, str, int], Awaitable[bool]]) -> None:
+                 extend_lease: Callable[[str, str, int], Awaitable[bool]],
+                 contact: Callable[[str, dict[str, str]], Contact]) -> None:
         self.s = store
         self._finish = finish
         self._extend_lease = extend_lease
+        self._contact = contact
         self.r = store.r
         self.k = store.k
         self._join = self.r.register_script(lua("gather_join"))
@@ -48,19 +52,28 @@ class DigestStore:
             return Joined(GatherVerdict.DUE, res[1])
         return Joined(GatherVerdict.LOST)
 
-    async def take(self, card: str, branch: str, gather_id: str, token: str,
-                   lease_ms: int) -> list[tuple[str, dict[str, str]]] | None:
+    async def take(self, card: str, branch: str, gather_id: str, token: str, lease_ms: int
+                   ) -> tuple[list[tuple[str, dict[str, str]]], Contact] | None:
         """The holds of window ``gather_id`` now owned by ``token``, each with its record
-        (none may be left: all cancelled or listed meanwhile); None when another worker
-        took the window."""
-        key = self.k.gather(card, branch)
-        members = [f[2:] for f in await self.r.hkeys(key) if f.startswith("h:")]
-        res = await self._take(keys=[key, self.k.inflight, *[self.k.hold(h) for h in members]],
-                               args=[gather_id, token, now_ms(), lease_ms, *members])
+        (none may be left: all cancelled or listed meanwhile), and the card's contact read
+        in the same round trip (a pipeline, as the claim's); None when another worker took
+        the window."""
+        keys = [self.k.gather(card, branch), self.k.inflight]
+        args = [gather_id, token, now_ms(), lease_ms, self.k.hold("")]
+        async with self.r.pipeline(transaction=False) as p:
+            p.evalsha(self._take.sha, len(keys), *keys, *args)
+            p.hgetall(self.k.patron(card))
+            res, h = await p.execute(raise_on_error=False)
+        if isinstance(h, Exception):
+            raise h
+        if isinstance(res, NoScriptError):  # the server lost its script cache: load it
+            res = await self._take(keys=keys, args=args)
+        elif isinstance(res, Exception):
+            raise res
         if res is None:
             return None
-        return [(res[i], dict(zip(res[i + 1][::2], res[i + 1][1::2])))
-                for i in range(0, len(res), 2)]
+        return ([(res[i], dict(zip(res[i + 1][::2], res[i + 1][1::2])))
+                 for i in range(0, len(res), 2)], self._contact(card, h))
 
     async def finish_all(self, outcomes: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, int]],
                          token: str, card: str) -> list[str]:

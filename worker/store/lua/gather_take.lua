@@ -1,30 +1,34 @@
 -- Close a digest window whose end has passed and take its holds for one mail: every
 -- member still waiting in this window (not cancelled, picked up, listed or taken by
 -- another digest) gets the digest's token and lease, so only this send can finish it.
--- KEYS[1] gather:{branch}:{card}  KEYS[2] inflight  KEYS[3..] hold:{hold_id} of each member
+-- KEYS[1] gather:{branch}:{card}  KEYS[2] inflight
 -- ARGV[1] gather id  ARGV[2] digest token  ARGV[3] now_ms  ARGV[4] lease_ms
--- ARGV[5..] hold_id of each member (as KEYS[3..])
--- Returns each hold taken (in the order given) as its id followed by its fields (HGETALL,
--- as the mail needs them: one round trip less), or false when the window is no longer
--- this one (another worker took it).
+-- ARGV[5] the key prefix of a hold (`hold:{hold_id}` without the id): the members are read
+-- from the window here and their keys built from it, so the take is one round trip (as
+-- outcomes.lua builds the day's statistics key)
+-- Returns each hold taken as its id followed by its fields (HGETALL, what the mail needs),
+-- or false when the window is no longer this one (another worker took it).
 -- Vocabulary: HoldStatus (the statuses it reads and writes)
 if redis.call("HGET", KEYS[1], "id") ~= ARGV[1] then
   return false
 end
+local fields = redis.call("HKEYS", KEYS[1])
 redis.call("DEL", KEYS[1])
 local now = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
 local taken = {}
-for i = 3, #KEYS do
-  local hold = KEYS[i]
-  local status = redis.call("HGET", hold, "status")
-  if (status == "retrying" or status == "sending") and redis.call("HGET", hold, "gather") == ARGV[1] then
-    local id = ARGV[i + 2]
-    redis.call("HSET", hold, "status", "sending", "token", ARGV[2], "lease_until", now + lease,
-               "digest", ARGV[2])
-    redis.call("ZADD", KEYS[2], now + 2 * lease, id)
-    taken[#taken + 1] = id
-    taken[#taken + 1] = redis.call("HGETALL", hold)
+for _, field in ipairs(fields) do
+  if string.find(field, "h:", 1, true) == 1 then  -- a member (the others: id, due, opener)
+    local id = string.sub(field, 3)
+    local hold = ARGV[5] .. id
+    local status = redis.call("HGET", hold, "status")
+    if (status == "retrying" or status == "sending") and redis.call("HGET", hold, "gather") == ARGV[1] then
+      redis.call("HSET", hold, "status", "sending", "token", ARGV[2], "lease_until", now + lease,
+                 "digest", ARGV[2])
+      redis.call("ZADD", KEYS[2], now + 2 * lease, id)
+      taken[#taken + 1] = id
+      taken[#taken + 1] = redis.call("HGETALL", hold)
+    end
   end
 end
 return taken
