@@ -80,7 +80,7 @@ def digest_rate(kind: str, n: int, per_card: int, window: float,
         try:
             sink.reset()
             # the worker's own CPU while idle (polling, heartbeats, the metrics thread):
-            # the digest run waits through the window and the members' late messages, so
+            # the digest run waits through the window and then the windows' messages, so
             # this is taken off to leave what the holds cost
             idle0, i0 = w.cpu_s(), time.perf_counter()
             time.sleep(3.0)

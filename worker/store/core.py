@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..contact import Contact, ContactState
 from ..errors import StoreError
 from ..holds.retention import HOLD_PERSONAL_FIELDS, UNDO_KEEPS
-from .base import Conn, _dumps, arrival_us, now_iso, now_ms, safe_url
+from .base import Conn, _dumps, arrival_us, now_iso, now_ms, run_and_read, safe_url
 from .bounces import BounceStore, SenderProblemStore
 from .contacts import Registry
 from .stats import StatsStore
@@ -157,16 +156,8 @@ class Store(Conn):
         if contact_of is None:
             res = await self._claim(keys=keys, args=args)
         else:
-            async with self.r.pipeline(transaction=False) as p:
-                p.evalsha(self._claim.sha, len(keys), *keys, *args)
-                p.hgetall(self.k.patron(contact_of))
-                res, h = await p.execute(raise_on_error=False)
-            if isinstance(h, Exception):
-                raise h
-            if isinstance(res, NoScriptError):
-                res = await self._claim(keys=keys, args=args)
-            elif isinstance(res, Exception):
-                raise res
+            res, h = await run_and_read(self.r, self._claim, keys, args,
+                                        self.k.patron(contact_of))
             contact = self._contact(contact_of, h)
         if res[0] == ClaimVerdict.CLAIMED:
             return Claim(ClaimVerdict.CLAIMED, token=res[1], attempts=int(res[2]),

@@ -9,7 +9,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from ..contact import Contact
-from .base import Conn, _dumps, now_iso, now_ms
+from .base import Conn, _dumps, now_iso, now_ms, run_and_read
 from .outcomes import outcome_args
 from .scripts import lua
 from .vocab import GatherVerdict
@@ -60,16 +60,7 @@ class DigestStore:
         the window."""
         keys = [self.k.gather(card, branch), self.k.inflight]
         args = [gather_id, token, now_ms(), lease_ms, self.k.hold("")]
-        async with self.r.pipeline(transaction=False) as p:
-            p.evalsha(self._take.sha, len(keys), *keys, *args)
-            p.hgetall(self.k.patron(card))
-            res, h = await p.execute(raise_on_error=False)
-        if isinstance(h, Exception):
-            raise h
-        if isinstance(res, NoScriptError):  # the server lost its script cache: load it
-            res = await self._take(keys=keys, args=args)
-        elif isinstance(res, Exception):
-            raise res
+        res, h = await run_and_read(self.r, self._take, keys, args, self.k.patron(card))
         if res is None:
             return None
         return ([(res[i], dict(zip(res[i + 1][::2], res[i + 1][1::2])))
