@@ -101,6 +101,8 @@ def test_after_a_4xx_on_a_digest_every_hold_goes_round_again_and_is_gathered_aga
     # the second attempt gathered what still belonged together: one mail for the four
     [m] = smtp_sink.messages
     assert "4点" in decoded(m)["Subject"]
+    # counted as the second attempt of each (the backoff grows), though no claim came between
+    assert {h: hold(s, h)["attempts"] for h in ids} == {h: "2" for h in ids}
     assert Counter(o["hold_id"] for o in outcomes(rclient, s)
                    if o["outcome"] == "mailed") == Counter({h: 1 for h in ids})
 

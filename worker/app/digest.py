@@ -86,15 +86,17 @@ async def gather(rt: Runtime, ev: HoldReady, claim: Claim) -> Result:
 
 
 async def _join(rt: Runtime, hold_id: str, token: str, card: str, branch: str,
-                window_ms: int, new_id: str, follow: Followup) -> Joined | Result | None:
+                window_ms: int, new_id: str, follow: Followup, again: bool = False
+                ) -> Joined | Result | None:
     """Put the hold owned by ``token`` in the open window of ``card`` at ``branch`` (or a
     new one, ``window_ms`` long: its message goes in ``follow``); a window that is due is
-    sent first. The join (WAIT or LOST), the hold's result when it went out in the window
-    that was due, or None when windows kept falling due (the sweeper brings it back)."""
+    sent first. ``again``: after its digest failed (the join counts an attempt). The join
+    (WAIT or LOST), the hold's result when it went out in the window that was due, or
+    None when windows kept falling due (the sweeper brings it back)."""
     lease_ms = int(rt.settings.delivery.lease_s * 1000)
     for _ in range(5):  # a window taken by another worker meanwhile: look again
         j = await rt.store.digest.join(hold_id, token, card, branch, window_ms=window_ms,
-                                       lease_ms=lease_ms, new_id=new_id)
+                                       lease_ms=lease_ms, new_id=new_id, again=again)
         if j.verdict != GatherVerdict.DUE:
             if j.opened:
                 follow.windows.append(Window(card, branch, j.gather_id, j.wait_ms))
@@ -176,7 +178,7 @@ async def send_window(rt: Runtime, card: str, branch: str, gather_id: str,
         new_id = new_token()
         for m, delay in again:
             got = await _join(rt, m.ev.hold_id, token, card, branch, int(delay * 1000),
-                              new_id, follow)
+                              new_id, follow, again=True)
             if isinstance(got, Result):
                 out[m.ev.hold_id] = got
             elif got is not None and got.verdict == GatherVerdict.LOST:

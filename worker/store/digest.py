@@ -41,11 +41,12 @@ class DigestStore:
         self._take = self.r.register_script(lua("gather_take"))
 
     async def join(self, hold_id: str, token: str, card: str, branch: str, *, window_ms: int,
-                   lease_ms: int, new_id: str) -> Joined:
+                   lease_ms: int, new_id: str, again: bool = False) -> Joined:
+        """``again``: the hold joins after its digest failed (one attempt more)."""
         res = await self._join(
             keys=[self.k.hold(hold_id), self.k.gather(card, branch), self.k.inflight],
             args=[token, hold_id, now_ms(), window_ms, lease_ms, new_id,
-                  window_ms // 1000 + 86400])
+                  window_ms // 1000 + 86400, int(again)])
         if res[0] == GatherVerdict.WAIT:
             return Joined(GatherVerdict.WAIT, res[2], int(res[1]), res[3] == "1")
         if res[0] == GatherVerdict.DUE:

@@ -5,6 +5,8 @@
 -- KEYS[1] hold:{hold_id}  KEYS[2] gather:{branch}:{card}  KEYS[3] inflight
 -- ARGV[1] token of the claim  ARGV[2] hold_id  ARGV[3] now_ms  ARGV[4] window, ms
 -- ARGV[5] lease_ms  ARGV[6] id for a new window  ARGV[7] the window key's lifetime, s
+-- ARGV[8] "1" when the hold joins again after its digest failed (a 4xx): one attempt more,
+-- as a claim counts it (the backoff grows; no claim comes between a digest's tries)
 -- Returns {"wait", ms_left, gather_id, opened} (opened: "1" when this hold opened the
 -- window — also when it joins again, so a retried message schedules the window's message
 -- again — else "0") | {"due", gather_id} (a window whose end has
@@ -31,6 +33,9 @@ else
 end
 redis.call("HSET", KEYS[2], "h:" .. ARGV[2], now)
 redis.call("HSET", hold, "status", "retrying", "gather", gid)
+if tonumber(ARGV[8]) == 1 then
+  redis.call("HINCRBY", hold, "attempts", 1)
+end
 redis.call("HDEL", hold, "lease_until")
 redis.call("ZADD", KEYS[3], due + 2 * tonumber(ARGV[5]), ARGV[2])
 local opened = "0"
