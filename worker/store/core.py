@@ -25,6 +25,7 @@ from .bounces import BounceStore, SenderProblemStore
 from .contacts import Registry
 from .stats import StatsStore
 from .digest import DigestStore
+from .hold_states import HoldStates
 from .keys import Keys
 from .notice_secret import notice_secret
 from .outcomes import DEFAULT_MAXLEN, with_outcomes
@@ -95,6 +96,7 @@ class Store(Conn):
         self.patron_data = PatronData(self)
         self.staff = StaffStore(self)
         self.stats = StatsStore(self)
+        self.hold_states = HoldStates(self)  # what `holds missing` reads
         self._notice_secret: bytes | None = None  # read once (it never changes)
 
     @classmethod
