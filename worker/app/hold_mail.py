@@ -213,6 +213,9 @@ async def _mail(rt: Runtime, card: str, token: str, members: list[Member], until
 
 
 def _retrying(m: Member, delay: float, lease_s: float, error: str) -> Finish:
-    # the sweeper looks again if the retry has not come two leases after it was due
-    look_again = int((now_tokyo().timestamp() + delay + 2 * lease_s) * 1000)
-    return (m.ev.hold_id, HoldStatus.RETRYING, {"last_error": error}, None, look_again)
+    retry_ms = int((now_tokyo().timestamp() + delay) * 1000)
+    # the sweeper looks again if the retry has not come two leases after it was due; a
+    # claim before retry_ms (the event announced again) waits for it (claim_hold.lua)
+    look_again = retry_ms + int(2 * lease_s * 1000)
+    return (m.ev.hold_id, HoldStatus.RETRYING, {"last_error": error, "retry_ms": str(retry_ms)},
+            None, look_again)

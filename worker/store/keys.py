@@ -85,7 +85,8 @@ Fields of ``hold:{hold_id}``, by who writes them (the scripts are in ``lua/``):
 - ``extend_lease.lua``: ``lease_until``.
 - ``finish_hold.lua``: ``status`` (sent | phoned | retrying), drops
   ``lease_until``; the caller's fields: ``message_id``, ``sent_ms``, ``to`` (masked),
-  ``relay_reply`` when sent; ``reason`` when phoned; ``last_error`` when retrying. On
+  ``relay_reply`` when sent; ``reason`` when phoned; ``last_error`` and ``retry_ms`` (when
+  the retry is due; ``claim_hold.lua`` drops it) when retrying. On
   "sent" it also sets ``last_sent_hold`` and ``last_sent_ms`` on ``patron:{card}``.
 - ``close_hold.lua``: ``status`` (cancelled | picked_up), or ``closed`` when the patron
   was told already (sent, called); ``closed_ms``; drops the title and name (the event's

@@ -6,7 +6,7 @@
 -- ARGV[7..] field/value pairs stored on first claim, the first pair being
 -- the event ("event", its JSON), then card, …
 -- Returns {"claimed", token, attempts, first_ms, notice, first_event}
--- | {"done", status, first_event} | {"busy", ms_left}. `first_event` is "" unless the
+-- | {"done", status, first_event} | {"busy", ms_left} (a lease runs, or a retry is due later). `first_event` is "" unless the
 -- hold was claimed before with an event other than the one given now: then it is that
 -- first event, which decides (one hold, one event: worker/app/holds.py).
 --
@@ -36,7 +36,15 @@ if status == "sending" then
   if until_ms > now then
     return {"busy", tostring(until_ms - now)}
   end
-elseif status and status ~= "retrying" then
+elseif status == "retrying" then
+  -- a retry is set for later (`retry_ms`, worker/app/hold_mail.py): a second message for
+  -- the hold (the ILS announcing it again, a redelivery) waits for it rather than try now;
+  -- the retry's own message comes at that moment (1 s: clocks of two worker hosts)
+  local retry_ms = tonumber(redis.call("HGET", hold, "retry_ms") or "0")
+  if retry_ms > now + 1000 then
+    return {"busy", tostring(retry_ms - now)}
+  end
+elseif status then
   return {"done", status, first_event()}
 end
 
@@ -60,6 +68,7 @@ if not notice then  -- a hold claimed before claims had their own tokens
   redis.call("HSET", hold, "notice", notice)
 end
 redis.call("HSET", hold, "status", "sending", "lease_until", now + lease, "token", ARGV[3])
+redis.call("HDEL", hold, "retry_ms")
 redis.call("ZADD", KEYS[3], now + 2 * lease, ARGV[4])
 local attempts = redis.call("HINCRBY", hold, "attempts", 1)
 return {"claimed", ARGV[3], tostring(attempts), redis.call("HGET", hold, "first_ms"), notice,
