@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import hold_event, run_worker, variant, wait_for
-from tests.test_digest import active, hold, outcomes
+from tests.test_digest import active, decoded, hold, outcomes
 from tests.test_notice_message_id import announce, message_ids
 from worker.cli.holds import duration, read_lines
 
@@ -210,3 +210,21 @@ def test_the_raw_redis_reconciliation_pass(settings, smtp_sink, clean_redis, rcl
         time.sleep(0.5)  # not a sync: lets a stray mail show up before we count
     assert len(smtp_sink.messages) == 3
     assert Counter(o["hold_id"] for o in outcomes(rclient, s)) == Counter(list(announced))
+
+
+def test_a_re_announced_hold_in_its_digest_window_stays_in_it(
+        settings, smtp_sink, clean_redis, rclient):
+    s = settings_for(settings, smtp_sink, gather_s=2.0)
+    active(s, "C1", "taro@example.jp")
+    with run_worker(s):
+        announce(rclient, s, hold_event("H1", "C1"))
+        announce(rclient, s, hold_event("H2", "C1"))
+        wait_for(lambda: {hold(s, h).get("status") for h in ("H1", "H2")} == {"retrying"})
+        announce(rclient, s, hold_event("H1", "C1"))  # the ILS's pass, mid-window
+        wait_for(lambda: {hold(s, h).get("status") for h in ("H1", "H2")} == {"sent"},
+                 timeout=20)
+        wait_for(lambda: not rclient.hlen(f"{s.redis.namespace}:notifications.DQ.msgs"))
+        time.sleep(0.5)  # not a sync: lets a stray mail show up before we count
+    [m] = smtp_sink.messages  # one digest for both
+    assert "2点" in decoded(m)["Subject"]
+    assert Counter(o["hold_id"] for o in outcomes(rclient, s)) == Counter(["H1", "H2"])
