@@ -77,6 +77,15 @@ class RedisSettings(_Section):
     # dramatiq: out of a million broker commands, how many also run queue maintenance
     # (re-queue a dead worker's messages, purge old dead letters); dramatiq's default
     maintenance_chance: int = Field(1000, ge=0, le=1_000_000)
+    # Redis Sentinel (docs/operations.md, "High availability"): host:port of each Sentinel
+    # and the name they monitor the primary under; both empty = the one Redis at `url`.
+    # With them, `url` gives only the scheme (rediss:// = TLS), user, password and db.
+    sentinels: list[str] = []
+    master_name: str = ""
+    # the Sentinels' own password (requirepass of sentinel.conf): environment only
+    sentinel_password: SecretStr = SecretStr("")
+    # with Sentinel: how long a command waits for a new primary before it fails
+    failover_wait_s: float = Field(30.0, ge=1, le=600)
 
     @field_validator("url")
     @classmethod
@@ -84,6 +93,39 @@ class RedisSettings(_Section):
         if not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return v
+
+    @field_validator("sentinels", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        # from the environment: OMITAMA_NOTIFY_REDIS__SENTINELS="10.0.0.1:26379,10.0.0.2:26379"
+        return [p for p in v.replace(",", " ").split()] if isinstance(v, str) else v
+
+    @field_validator("sentinels")
+    @classmethod
+    def _host_port(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            host, colon, port = entry.strip().rpartition(":")
+            if not colon or not host.strip("[]") or not port.isdigit() \
+                    or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{entry!r} is not host:port (e.g. 10.0.0.1:26379; "
+                                 f"IPv6 as [::1]:26379)")
+        return [e.strip() for e in v]
+
+    @model_validator(mode="after")
+    def _sentinel_pair(self) -> "RedisSettings":
+        if self.sentinels and not self.master_name:
+            raise ValueError("master_name is missing: with sentinels set, give the name "
+                             "they monitor the primary under (sentinel monitor NAME …)")
+        if self.master_name and not self.sentinels:
+            raise ValueError(f"master_name {self.master_name!r} needs sentinels (host:port "
+                             f"of each Sentinel); leave both empty for one Redis at url")
+        if self.sentinels and self.url.startswith("unix://"):
+            raise ValueError("url must be redis:// or rediss:// with sentinels (its db, "
+                             "user and password are used; unix:// names no data node)")
+        if self.sentinels and self.start_private:
+            raise ValueError("start_private must be false with sentinels (the private "
+                             "server is for first runs on one machine)")
+        return self
 
 
 class SmtpSettings(_Section):

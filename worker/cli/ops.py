@@ -11,12 +11,13 @@ from typing import Any, Callable
 import jinja2
 
 from ..mail.compose import Composer
-from ..store.devredis import redis_hint
+from ..store.connect import describe
+from ..store.devredis import hint
 from ..errors import ConfigError, StoreError
 from ..ils.events import HoldReady
 from ..jdate import TOKYO
 from ..settings import Settings
-from ..store.core import Store, safe_url
+from ..store.core import Store
 from ..store.version import MIN_REDIS_TEXT, redis_too_old
 from ..mail.transport import smtp_client
 
@@ -28,12 +29,12 @@ def _check_redis(s: Settings) -> str:
             try:
                 await store.ping()
             except StoreError as e:  # say how to get one, not only that it is missing
-                raise StoreError(f"{str(e).rstrip('.')}; {redis_hint(s.redis.url, s.redis.start_private)}") from None
+                raise StoreError(f"{str(e).rstrip('.')}; {hint(s.redis)}") from None
             version = await store.server_version()
             too_old = redis_too_old(version)
             if too_old:
-                raise StoreError(f"{too_old}; it answers at {safe_url(s.redis.url)}")
-            return (f"Redis {version} answers at {safe_url(s.redis.url)} "
+                raise StoreError(f"{too_old}; it answers at {describe(s.redis)}")
+            return (f"Redis {version} answers at {describe(s.redis)} "
                     f"({MIN_REDIS_TEXT} or newer needed)")
         finally:
             await store.close()
