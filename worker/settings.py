@@ -81,7 +81,7 @@ class RedisSettings(_Section):
     # and the name they monitor the primary under; both empty = the one Redis at `url`.
     # With them, `url` gives only the scheme (rediss:// = TLS), user, password and db.
     sentinels: list[str] = []
-    master_name: str = ""
+    master_name: str = Field("", validate_default=True)
     # the Sentinels' own password (requirepass of sentinel.conf): environment only
     sentinel_password: SecretStr = SecretStr("")
     # with Sentinel: how long a command waits for a new primary before it fails
@@ -102,30 +102,33 @@ class RedisSettings(_Section):
 
     @field_validator("sentinels")
     @classmethod
-    def _host_port(cls, v: list[str]) -> list[str]:
+    def _host_port(cls, v: list[str], info: ValidationInfo) -> list[str]:
         for entry in v:
             host, colon, port = entry.strip().rpartition(":")
             if not colon or not host.strip("[]") or not port.isdigit() \
                     or not 1 <= int(port) <= 65535:
                 raise ValueError(f"{entry!r} is not host:port (e.g. 10.0.0.1:26379; "
                                  f"IPv6 as [::1]:26379)")
+        if v and str(info.data.get("url", "")).startswith("unix://"):
+            raise ValueError("need [redis] url to be redis:// or rediss:// (its db, user and "
+                             "password are used; unix:// names no data node)")
+        if v and info.data.get("start_private"):
+            raise ValueError("need [redis] start_private = false (the private server is for "
+                             "first runs on one machine)")
         return [e.strip() for e in v]
 
-    @model_validator(mode="after")
-    def _sentinel_pair(self) -> "RedisSettings":
-        if self.sentinels and not self.master_name:
-            raise ValueError("master_name is missing: with sentinels set, give the name "
-                             "they monitor the primary under (sentinel monitor NAME …)")
-        if self.master_name and not self.sentinels:
-            raise ValueError(f"master_name {self.master_name!r} needs sentinels (host:port "
-                             f"of each Sentinel); leave both empty for one Redis at url")
-        if self.sentinels and self.url.startswith("unix://"):
-            raise ValueError("url must be redis:// or rediss:// with sentinels (its db, "
-                             "user and password are used; unix:// names no data node)")
-        if self.sentinels and self.start_private:
-            raise ValueError("start_private must be false with sentinels (the private "
-                             "server is for first runs on one machine)")
-        return self
+    @field_validator("master_name")
+    @classmethod
+    def _with_sentinels(cls, v: str, info: ValidationInfo) -> str:
+        if "sentinels" not in info.data:
+            return v  # sentinels itself was refused
+        if info.data["sentinels"] and not v:
+            raise ValueError("is missing: with sentinels set, give the name they monitor the "
+                             "primary under (sentinel monitor NAME … in sentinel.conf)")
+        if v and not info.data["sentinels"]:
+            raise ValueError(f"{v!r} needs [redis] sentinels (host:port of each Sentinel); "
+                             f"leave both empty for one Redis at url")
+        return v
 
 
 class SmtpSettings(_Section):

@@ -26,20 +26,19 @@ from typing import Any, Callable
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.asyncio.connection import SSLConnection as AsyncSSLConnection
-from redis.asyncio.sentinel import Sentinel as AsyncSentinel
-from redis.asyncio.sentinel import SentinelManagedConnection as AsyncSentinelManagedConnection
 from redis.backoff import ExponentialBackoff
 from redis.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
-from redis.sentinel import MasterNotFoundError, Sentinel, SentinelManagedConnection
 
 from ..errors import StoreError
 from ..settings import RedisSettings
 from .base import safe_url
+from .sentinels import (AsyncFollowingConnection, AsyncFollowingRedis,
+                        AsyncFollowingSSLConnection, AsyncSentinels, FollowingConnection,
+                        FollowingRedis, FollowingSSLConnection, MasterNotFoundError, Sentinels)
 
 __all__ = ["async_client", "broker_client", "describe", "sync_client", "RETRIED"]
 
@@ -102,36 +101,6 @@ class AsyncFailoverRetry(AsyncRetry):
                 _deadline.reset(token)
 
 
-class FollowingConnection(SentinelManagedConnection):
-    """redis-py's Sentinel connection, asking the Sentinels again at every reconnect.
-
-    redis-py asks them only in ``connect()``; a command that lost its connection
-    reconnects through ``send_packed_command`` to the address it had (the old primary:
-    redis/redis-py#3874, open), so no retry ever reached the new one."""
-
-    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        if not self._sock:
-            self.connect()
-        super().send_packed_command(command, check_health)
-
-
-class FollowingSSLConnection(FollowingConnection, SSLConnection):
-    pass
-
-
-class AsyncFollowingConnection(AsyncSentinelManagedConnection):
-    """:class:`FollowingConnection` for redis.asyncio clients."""
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        if not self.is_connected:
-            await self.connect()
-        await super().send_packed_command(command, check_health)
-
-
-class AsyncFollowingSSLConnection(AsyncFollowingConnection, AsyncSSLConnection):
-    pass
-
-
 def _settings(where: RedisSettings | str) -> RedisSettings:
     return RedisSettings(url=where) if isinstance(where, str) else where
 
@@ -163,10 +132,10 @@ def _node_kwargs(rs: RedisSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     return node, sentinel
 
 
-def sentinel(where: RedisSettings) -> Sentinel:
+def sentinel(where: RedisSettings) -> Sentinels:
     """A sync Sentinel manager for ``where`` (its sentinels must be set)."""
     node, sentinel_kw = _node_kwargs(where)
-    return Sentinel(sentinel_addrs(where), sentinel_kwargs=sentinel_kw, **node)
+    return Sentinels(sentinel_addrs(where), sentinel_kwargs=sentinel_kw, **node)
 
 
 def primary_address(rs: RedisSettings) -> tuple[str, int]:
@@ -176,21 +145,19 @@ def primary_address(rs: RedisSettings) -> tuple[str, int]:
         host, port = manager.discover_master(rs.master_name)
         return str(host), int(port)
     except MasterNotFoundError as e:
-        raise StoreError(f"no Sentinel in [redis] sentinels ({', '.join(rs.sentinels)}) "
-                         f"names a primary for {rs.master_name!r}: {_why(e)}") from None
+        raise StoreError(str(e)) from None
     finally:
         manager.close()
 
 
-def _why(e: Exception) -> str:
-    """MasterNotFoundError's text, shortened: each Sentinel's error, or that none knows
-    the name."""
-    text = str(e)
-    if " : " not in text:
-        return "they answer but monitor no primary by that name, or see it down"
-    return "none answers (" + "; ".join(
-        part.split(" - ", 1)[-1].split(": ", 1)[-1] for part in
-        text.split(" : ", 1)[1].split(", <")) + ")"
+def node_client(rs: RedisSettings, host: str, port: int) -> redis.Redis:
+    """One data node, as the clients connect to it, with no Sentinel and no retry: what
+    ``check`` asks about the primary (worker/store/sentinel_view.py)."""
+    node, _ = _node_kwargs(rs)
+    node.pop("ssl", None)
+    tls = rs.url.startswith("rediss:")
+    return redis.Redis(host=host, port=port, ssl=tls, socket_timeout=SENTINEL_TIMEOUT_S,
+                       decode_responses=True, **node)
 
 
 def sync_client(where: RedisSettings | str, *, decode: bool = False,
@@ -201,7 +168,7 @@ def sync_client(where: RedisSettings | str, *, decode: bool = False,
         return redis.Redis.from_url(rs.url, decode_responses=decode,
                                     socket_timeout=socket_timeout)
     return sentinel(rs).master_for(
-        rs.master_name, decode_responses=decode, socket_timeout=socket_timeout,
+        rs.master_name, redis_class=FollowingRedis, decode_responses=decode, socket_timeout=socket_timeout,
         retry=FailoverRetry(rs.failover_wait_s),
         connection_class=FollowingSSLConnection if rs.url.startswith("rediss:")
         else FollowingConnection)
@@ -214,9 +181,9 @@ def async_client(where: RedisSettings | str, *, decode: bool = True) -> aioredis
         return aioredis.Redis.from_url(rs.url, decode_responses=decode,
                                        health_check_interval=30)
     node, sentinel_kw = _node_kwargs(rs)
-    manager = AsyncSentinel(sentinel_addrs(rs), sentinel_kwargs=sentinel_kw, **node)
+    manager = AsyncSentinels(sentinel_addrs(rs), sentinel_kwargs=sentinel_kw, **node)
     return manager.master_for(
-        rs.master_name, decode_responses=decode, health_check_interval=30,
+        rs.master_name, redis_class=AsyncFollowingRedis, decode_responses=decode, health_check_interval=30,
         retry=AsyncFailoverRetry(rs.failover_wait_s),
         connection_class=AsyncFollowingSSLConnection if rs.url.startswith("rediss:")
         else AsyncFollowingConnection)
