@@ -22,7 +22,7 @@ from tests.helpers import set_contact, wait_for
 from tests.redis_lab import Lab, lab_or_skip
 from worker.contact import ContactState
 from worker.queue.broker import QUEUE, Broker
-from worker.store.connect import broker_client, sync_client
+from worker.store.connect import broker_client, close, sync_client
 from worker.store.core import Store
 from worker.store.queue_keys import QueueKeys
 from worker.store.vocab import ClaimVerdict, HoldStatus
@@ -106,7 +106,7 @@ def test_store_and_sync_client_follow_a_failover(settings, lab):
     # the one call that met the failover waited for it; the others were quick
     assert max(waits) > 1.0 and sorted(waits)[-2] < 1.0, waits
     assert max(waits) < s.redis.failover_wait_s
-    sync.close()
+    close(sync)
 
 
 def test_broker_enqueues_and_fetches_across_a_failover(settings, lab):
@@ -129,7 +129,7 @@ def test_broker_enqueues_and_fetches_across_a_failover(settings, lab):
     assert sorted(f.rid for f in fetched if f is not None) == sorted(sent)
     broker.fetch_and_ack(QUEUE, 0, sorted(sent))  # acknowledged: the queue is empty
     assert broker.client.hlen(QueueKeys(s.redis.namespace).messages(QUEUE)) == 0
-    broker.client.close()
+    close(broker.client)
 
 
 def test_a_switchover_moves_every_client_to_the_new_primary(settings, lab):
@@ -168,7 +168,7 @@ def test_a_switchover_moves_every_client_to_the_new_primary(settings, lab):
 
     asyncio.run(go())
     assert [int(x) for x in sync.lrange(key, 0, -1)] == list(range(20))
-    sync.close()
+    close(sync)
 
 
 def test_a_write_refused_by_a_replica_waits_for_the_primary_named_next(settings, any_lab):
