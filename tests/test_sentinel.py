@@ -25,6 +25,7 @@ from worker.queue.broker import QUEUE, Broker
 from worker.store.connect import broker_client, close, sync_client
 from worker.store.core import Store
 from worker.store.queue_keys import QueueKeys
+from worker.store.watch_lock import WatchLease
 from worker.store.vocab import ClaimVerdict, HoldStatus
 
 
@@ -203,3 +204,22 @@ def test_a_write_refused_by_a_replica_waits_for_the_primary_named_next(settings,
     assert asyncio.run(go()) >= 1.5  # it waited for the Sentinel, no error
     db = int(s.redis.url.rsplit("/", 1)[1])
     assert primary.client(db=db).hget(f"{s.redis.key_prefix}hold:H1", "status") == HoldStatus.SENT
+
+
+def test_the_bounce_watch_keeps_its_lease_across_a_failover(settings, lab):
+    """The bounce watch's lease (worker/store/watch_lock.py) through the Sentinels: taken
+    on the first primary, renewed on the new one after a kill -9, then given up."""
+    s = sentinel_settings(settings, lab)
+    lease = WatchLease(s.redis, s.redis.key_prefix, "maildir:/var/mail/bounces", lease_s=30)
+    try:
+        assert lease.take() is None
+        old = lab.primary
+        lab.wait_synced()
+        old.kill9()
+        assert lease.renew()  # waits for the new primary; the lease is there
+        assert lab.wait_failover(old).client(db=int(s.redis.url.rsplit("/", 1)[1])).exists(
+            lease.key)
+        lease.give_up()
+        assert not lease.renew()
+    finally:
+        lease.close()
