@@ -48,7 +48,7 @@ class DigestStore:
             args=[token, hold_id, now_ms(), window_ms, lease_ms, new_id,
                   window_ms // 1000 + 86400, int(again)])
         if res[0] == GatherVerdict.WAIT:
-            return Joined(GatherVerdict.WAIT, res[2], int(res[1]), res[3] == "1")
+            return Joined(GatherVerdict.WAIT, res[2], int(res[1]), res[3] == "true")
         if res[0] == GatherVerdict.DUE:
             return Joined(GatherVerdict.DUE, res[1])
         return Joined(GatherVerdict.LOST)
@@ -59,7 +59,7 @@ class DigestStore:
         (none may be left: all cancelled or listed meanwhile), and the card's contact read
         in the same round trip (a pipeline, as the claim's); None when another worker took
         the window."""
-        keys = [self.k.gather(card, branch), self.k.inflight]
+        keys = [self.k.gather(card, branch), self.k.inflight, self.k.gather_taken(token)]
         args = [gather_id, token, now_ms(), lease_ms, self.k.hold("")]
         res, h = await run_and_read(self.r, self._take, keys, args, self.k.patron(card))
         if res is None:

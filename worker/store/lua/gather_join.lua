@@ -7,15 +7,34 @@
 -- ARGV[5] lease_ms  ARGV[6] id for a new window  ARGV[7] the window key's lifetime, s
 -- ARGV[8] "1" when the hold joins again after its digest failed (a 4xx): one attempt more,
 -- as a claim counts it (the backoff grows; no claim comes between a digest's tries)
--- Returns {"wait", ms_left, gather_id, opened} (opened: "1" when this hold opened the
+-- Returns {"wait", ms_left, gather_id, opened} (opened: "true" when this hold opened the
 -- window — also when it joins again, so a retried message schedules the window's message
--- again — else "0") | {"due", gather_id} (a window whose end has
+-- again — else "false") | {"due", gather_id} (a window whose end has
 -- passed and nobody has taken yet: the caller takes it, then joins again) | {"lost"}
 -- (another claim owns the hold now).
 -- Vocabulary: GatherVerdict, HoldStatus (what it answers; the statuses it reads and writes)
 local hold = KEYS[1]
 local now = tonumber(ARGV[3])
-if redis.call("HGET", hold, "token") ~= ARGV[1] or redis.call("HGET", hold, "status") ~= "sending" then
+-- whether this hold opened the window ("true"/"false"): its caller schedules the message
+local function opened()
+  return tostring(redis.call("HGET", KEYS[2], "opener") == ARGV[2])
+end
+if redis.call("HGET", hold, "token") ~= ARGV[1] then
+  return {"lost"}
+end
+if redis.call("HGET", hold, "status") ~= "sending" then
+  -- this very join again (its first reply lost, the client retried: worker/store/connect.py):
+  -- the hold waits in the window already, the same answer
+  local joined = redis.call("HGET", hold, "gather")
+  if redis.call("HGET", hold, "status") == "retrying" and joined
+      and joined == redis.call("HGET", KEYS[2], "id")
+      and redis.call("HEXISTS", KEYS[2], "h:" .. ARGV[2]) == 1 then
+    local due = tonumber(redis.call("HGET", KEYS[2], "due"))
+    if now >= due then
+      return {"due", joined}
+    end
+    return {"wait", tostring(due - now), joined, opened()}
+  end
   return {"lost"}
 end
 local gid = redis.call("HGET", KEYS[2], "id")
@@ -38,8 +57,4 @@ if tonumber(ARGV[8]) == 1 then
 end
 redis.call("HDEL", hold, "lease_until")
 redis.call("ZADD", KEYS[3], due + 2 * tonumber(ARGV[5]), ARGV[2])
-local opened = "0"
-if redis.call("HGET", KEYS[2], "opener") == ARGV[2] then
-  opened = "1"
-end
-return {"wait", tostring(due - now), gid, opened}
+return {"wait", tostring(due - now), gid, opened()}
