@@ -49,6 +49,10 @@ RETRIED: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError,
                                         socket.timeout, ReadOnlyError)
 # a dead host must not hold a connection attempt for the OS's TCP timeout (minutes)
 CONNECT_TIMEOUT_S = 2.0
+# with Sentinel, a primary silent this long (a frozen or cut-off host: no reset comes) is
+# given up and the command retried on whichever the Sentinels name; every command of ours
+# takes milliseconds (no blocking command, dramatiq's fetch included), and a repeat is safe
+NODE_TIMEOUT_S = 5.0
 SENTINEL_TIMEOUT_S = 2.0
 
 # when the outermost retried call gives up (per thread / per asyncio task): redis-py nests
@@ -172,7 +176,8 @@ def sync_client(where: RedisSettings | str, *, decode: bool = False,
     tls = rs.url.startswith("rediss:")
     return sentinel(rs).master_for(
         rs.master_name, redis_class=FollowingRedis, decode_responses=decode,
-        socket_timeout=socket_timeout, retry=FailoverRetry(rs.failover_wait_s),
+        socket_timeout=min(socket_timeout or NODE_TIMEOUT_S, NODE_TIMEOUT_S),
+        retry=FailoverRetry(rs.failover_wait_s),
         connection_class=FollowingSSLConnection if tls else FollowingConnection)
 
 
@@ -187,7 +192,8 @@ def async_client(where: RedisSettings | str, *, decode: bool = True) -> aioredis
     tls = rs.url.startswith("rediss:")
     return manager.master_for(
         rs.master_name, redis_class=AsyncFollowingRedis, decode_responses=decode,
-        health_check_interval=30, retry=AsyncFailoverRetry(rs.failover_wait_s),
+        health_check_interval=30, socket_timeout=NODE_TIMEOUT_S,
+        retry=AsyncFailoverRetry(rs.failover_wait_s),
         connection_class=AsyncFollowingSSLConnection if tls else AsyncFollowingConnection)
 
 
