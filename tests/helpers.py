@@ -26,6 +26,9 @@ class Received:
     rcpt_wire: list[str]      # the RCPT TO argument exactly as it came over the wire
     rcpt_tos: list[str]       # as aiosmtpd parsed them (unquoted)
     data: bytes
+    # when the sink said 250 to the DATA (time.monotonic): the failover test measures
+    # from the kill to the next mail with it
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
