@@ -125,6 +125,8 @@ def worker_env(lab: Lab, prefix: str, namespace: str) -> dict[str, str]:
     return {**FAST,
             "OMITAMA_NOTIFY_REDIS__SENTINELS": ",".join(lab.sentinel_addrs),
             "OMITAMA_NOTIFY_REDIS__MASTER_NAME": lab.master_name,
+            # with Sentinels only its db (and user, password) counts: the db the ILS writes
+            "OMITAMA_NOTIFY_REDIS__URL": "redis://127.0.0.1:6379/0",
             "OMITAMA_NOTIFY_REDIS__KEY_PREFIX": prefix,
             "OMITAMA_NOTIFY_REDIS__NAMESPACE": namespace,
             "OMITAMA_NOTIFY_REDIS__START_PRIVATE": "false",
@@ -159,7 +161,9 @@ class Failover:
         self.rate, self.before_s, self.after_s, self.stall_s = rate, before_s, after_s, stall_s
         self.staff_every_s = staff_every_s
         self.env = worker_env(lab, prefix, namespace)
-        self.client = primary_client(lab.sentinel_addrs, lab.master_name)
+        # the ILS's writes retry themselves; the scenario's reads wait out a failover
+        self.client = primary_client(lab.sentinel_addrs, lab.master_name, patience_s=15)
+        self.ils = primary_client(lab.sentinel_addrs, lab.master_name)
         self.log: list[str] = []  # the worker's output, for a failure's message
         self.marker = f"{prefix}failover-test:after-the-stall"
 
@@ -174,7 +178,7 @@ class Failover:
         sink = SmtpSink()
         sink.start()
         worker = WorkerCommand(sink.port, processes=2, threads=4, **self.env)
-        producer = Producer(self.client, self.ns, self.event, self.rate)
+        producer = Producer(self.ils, self.ns, self.event, self.rate)
         r = Result(self.run, producer.acked)
         try:
             producer.start()

@@ -16,18 +16,23 @@ import time
 from typing import Any, Callable
 
 import redis
+from redis.backoff import ConstantBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from bench.common import envelope
 
 
 def primary_client(sentinel_addrs: list[str], master_name: str, *,
-                   decode: bool = False) -> redis.Redis:
-    """A client to the primary the Sentinels name now, found again after a failover."""
+                   patience_s: float = 0.0) -> redis.Redis:
+    """A client to the primary the Sentinels name now, found again after a failover.
+    ``patience_s``: a command fails only after retrying that long (the Sentinels may
+    name no primary for a moment while a failover settles)."""
     hosts = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in sentinel_addrs]
     sentinel = Sentinel(hosts, socket_timeout=0.5, socket_connect_timeout=0.5)
+    retry = Retry(ConstantBackoff(0.25), int(patience_s / 0.25)) if patience_s else None
     return sentinel.master_for(master_name, socket_timeout=2, socket_connect_timeout=1,
-                               decode_responses=decode)
+                               retry=retry)
 
 
 class Producer:
