@@ -48,13 +48,14 @@ def test_a_kill_9_of_the_primary_leaves_every_hold_one_outcome(tmp_path: Path) -
     assert set(r.outcomes) <= holds, story
     assert {r.hold_of(m) for m in r.mails} <= holds, story
     dup = r.duplicated()
-    assert {h: ids for h, ids in dup.items() if len(ids) > 2 or len(set(ids)) != 1} == {}, story
-    assert set(dup) <= r.in_flight(), story
+    assert {h: ids for h, ids in dup.items() if len(ids) > 2 or len(set(ids)) != 1} == {}, \
+        "mailed more than twice, or under another Message-ID: " + story
+    assert set(dup) <= r.in_flight(), "mailed twice, not in flight at the kill: " + story
     nxt = r.next_mail_s()
     assert nxt is not None and nxt < 20, story
     confirmed = {a.card for a in r.staff if a.kept}
     assert confirmed, "no staff action was confirmed before the kill: " + story
-    assert confirmed - r.staff_active == set(), story
+    assert confirmed - r.staff_active == set(), "confirmed to staff, lost: " + story
     # the old primary back, as a replica: nothing changes
     assert r.rejoined_role == "slave"
     assert r.mails_after_rejoin == len(r.mails), story
