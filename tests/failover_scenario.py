@@ -62,14 +62,15 @@ class Result:
     t_promoted: float = 0.0
     lost_before: list[str] = field(default_factory=list)
     lost_after: list[str] = field(default_factory=list)
-    outcomes: dict[str, list[str]] = field(default_factory=dict)  # hold → terminal outcomes
+    stream: list[tuple[int, str, str]] = field(default_factory=list)  # (ms, hold, outcome)
+    kill_ms: int = 0                        # the kill, by the wall clock the stream's ids use
     staff: list[StaffAction] = field(default_factory=list)
     staff_active: set[str] = field(default_factory=set)           # after the failover
     producer_failures: int = 0
     unreplicated_lost: bool = False         # a write acknowledged after the stall was lost
     rejoined_role: str = ""
     mails_after_rejoin: int = 0
-    outcomes_after_rejoin: dict[str, list[str]] = field(default_factory=dict)
+    stream_after_rejoin: list[tuple[int, str, str]] = field(default_factory=list)
     staff_active_after_rejoin: set[str] = field(default_factory=set)
     worker_errors: list[str] = field(default_factory=list)
     stuck: list[dict[str, int]] = field(default_factory=list)  # what never went idle
@@ -88,12 +89,19 @@ class Result:
         return {h: [message_id(m) for m in ms] for h, ms in self.mails_by_hold().items()
                 if len(ms) > 1}
 
+    @property
+    def outcomes(self) -> dict[str, list[str]]:
+        """hold → its terminal outcomes (mailed, listed) in the outcome stream."""
+        return terminal(self.stream)
+
     def in_flight(self) -> set[str]:
-        """Holds first mailed while their record could not reach the replica: from just
-        before the stall (a record follows its mail by milliseconds) to the promotion
-        (no claim could be made in between: what was mailed then was claimed before)."""
+        """Holds mailed before the promotion whose outcome the new primary did not get:
+        its entry in the outcome stream (written with the hold's record, in one step) is
+        not among those from before the kill (entries made after the promotion have
+        later ids). These are the holds that may be mailed again."""
+        durable = {h for ms, h, o in self.stream if ms < self.kill_ms and o in TERMINAL}
         return {h for h, ms in self.mails_by_hold().items()
-                if self.t_stall - 0.5 <= min(m.at for m in ms) <= self.t_promoted}
+                if min(m.at for m in ms) <= self.t_promoted and h not in durable}
 
     def next_mail_s(self) -> float | None:
         """Seconds from the kill to the first mail of a hold the ILS sent after it."""
@@ -134,12 +142,17 @@ def worker_env(lab: Lab, prefix: str, namespace: str) -> dict[str, str]:
             "OMITAMA_NOTIFY_STAFF_WRITES__REPLICAS": "1"}
 
 
-def terminal_outcomes(client: Any, prefix: str) -> dict[str, list[str]]:
-    """hold → its terminal outcomes in the outcome stream, read the way the ILS reads it."""
+def outcome_stream(client: Any, prefix: str) -> list[tuple[int, str, str]]:
+    """The outcome stream as the ILS reads it: (ms of the entry's id, hold, outcome)."""
+    return [(int(eid.split(b"-")[0]), f[b"hold_id"].decode(), f[b"outcome"].decode())
+            for eid, f in client.xrange(f"{prefix}outcomes")]
+
+
+def terminal(stream: list[tuple[int, str, str]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = defaultdict(list)
-    for _, f in client.xrange(f"{prefix}outcomes"):
-        if f[b"outcome"].decode() in TERMINAL:
-            out[f[b"hold_id"].decode()].append(f[b"outcome"].decode())
+    for _, hold, outcome in stream:
+        if outcome in TERMINAL:
+            out[hold].append(outcome)
     return dict(out)
 
 
@@ -189,7 +202,7 @@ class Failover:
             old = self.lab.primary
             desk.stop_soon()  # what it is doing now may straddle the kill
             old.kill9()
-            r.t_kill = time.monotonic()
+            r.t_kill, r.kill_ms = time.monotonic(), int(time.time() * 1000)
             self.lab.replicas[0].resume()
             self.lab.wait_failover(old)
             r.t_promoted = time.monotonic()
@@ -205,11 +218,11 @@ class Failover:
             self.wait_idle(r)
             r.lost_after = holds_missing(self.env, list(producer.acked))
             r.mails = sink.messages
-            r.outcomes = terminal_outcomes(self.client, self.prefix)
+            r.stream = outcome_stream(self.client, self.prefix)
             r.staff_active = active_cards(self.env, [a.card for a in r.staff])
             r.rejoined_role = self.rejoin(old)
             r.mails_after_rejoin = len(sink.messages)
-            r.outcomes_after_rejoin = terminal_outcomes(self.client, self.prefix)
+            r.stream_after_rejoin = outcome_stream(self.client, self.prefix)
             r.staff_active_after_rejoin = active_cards(self.env, [a.card for a in r.staff])
         finally:
             producer.stop()

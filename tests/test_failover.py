@@ -59,5 +59,5 @@ def test_a_kill_9_of_the_primary_leaves_every_hold_one_outcome(tmp_path: Path) -
     # the old primary back, as a replica: nothing changes
     assert r.rejoined_role == "slave"
     assert r.mails_after_rejoin == len(r.mails), story
-    assert r.outcomes_after_rejoin == r.outcomes, story
+    assert r.stream_after_rejoin == r.stream, story
     assert r.staff_active_after_rejoin == r.staff_active, story
