@@ -111,7 +111,8 @@ class Result:
 
     def figures(self) -> dict[str, Any]:
         nxt = self.next_mail_s()
-        kept = [a for a in self.staff if a.kept]
+        kept = {a.card for a in self.staff if a.kept}
+        unsure = {a.card for a in self.staff} - kept
         return {
             "holds": len(self.acked), "mails": len(self.mails),
             "duplicates": len(self.duplicated()), "in flight at the kill": len(self.in_flight()),
@@ -119,7 +120,9 @@ class Result:
             "lost after reconciliation": len(self.lost_after),
             "kill → promotion (s)": round(self.t_promoted - self.t_kill, 2),
             "kill → next mail (s)": None if nxt is None else round(nxt, 2),
-            "staff actions confirmed / not confirmed": f"{len(kept)} / {len(self.staff) - len(kept)}",
+            "staff actions confirmed (lost) / not confirmed (lost)":
+                f"{len(kept)} ({len(kept - self.staff_active)}) / "
+                f"{len(unsure)} ({len(unsure - self.staff_active)})",
             "ILS writes refused during the failover": self.producer_failures,
         }
 
