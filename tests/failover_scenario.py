@@ -233,6 +233,8 @@ class Failover:
             sink.stop()
             self.log = worker.log
             r.worker_errors = worker.errors()
+            self.client.close()
+            self.ils.close()
         return r
 
     def cut_replica(self) -> float:
