@@ -28,7 +28,7 @@ STAFF = "S07"
 @dataclass
 class StaffAction:
     card: str
-    at: float            # time.monotonic() when staff were answered
+    at: float            # time.time() when staff were answered
     kept: bool           # staff were told it is confirmed (kept by a replica)
     said: str            # what staff were told, as they read it
 
@@ -117,7 +117,7 @@ class StaffDesk:
                     kept, said = True, "approved"
                 except (NotifyError, RedisError, OSError) as e:
                     kept, said = False, str(e)
-                self.actions.append(StaffAction(card, time.monotonic(), kept, said))
+                self.actions.append(StaffAction(card, time.time(), kept, said))
                 await asyncio.sleep(self.every_s)
         finally:
             await store.close()

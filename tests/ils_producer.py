@@ -44,7 +44,7 @@ class Producer:
                  event: Callable[[int], dict[str, Any]], rate: float) -> None:
         self.client, self.queue = client, f"{namespace}:notifications"
         self.event, self.rate = event, rate
-        self.acked: dict[str, float] = {}  # hold_id → time.monotonic() of its first ack
+        self.acked: dict[str, float] = {}  # hold_id → time.time() of its first ack
         self.sends = 0                     # writes attempted (a retried one counts again)
         self.failures = 0                  # writes that raised
         self._stop = threading.Event()
@@ -75,7 +75,7 @@ class Producer:
                     raise
                 time.sleep(0.05)
                 continue
-            self.acked.setdefault(ev["hold_id"], time.monotonic())
+            self.acked.setdefault(ev["hold_id"], time.time())
             return
 
     def _run(self) -> None:
