@@ -42,6 +42,26 @@ def test_outcome_is_final_and_expired_lease_is_taken_over(store_run):
     store_run(go)
 
 
+def test_a_claim_or_finish_sent_again_answers_as_the_first_time(store_run):
+    """A client that lost the reply (a Redis failover: worker/store/connect.py retries)
+    sends the same claim, with the same token, again: it is the same claim, not "busy"
+    until its own lease runs out; a finish sent again answers the status it wrote, and
+    appends no second outcome."""
+    async def go(store):
+        first = await store.claim_hold("H4", token="a", lease_ms=60_000, ttl_s=3600,
+                                       fields={"card_number": "C1"})
+        again = await store.claim_hold("H4", token="a", lease_ms=60_000, ttl_s=3600,
+                                       fields={"card_number": "C1"})
+        assert again == first and again.verdict == "claimed" and again.attempts == 1
+        other = await store.claim_hold("H4", token="b", lease_ms=60_000, ttl_s=3600, fields={})
+        assert other.verdict == "busy"  # another claim still waits for the lease
+        outcomes = await store.r.xlen(store.k.outcomes)
+        assert await store.finish_hold("H4", "sent", "a", card="C1") == "sent"
+        assert await store.finish_hold("H4", "sent", "a", card="C1") == "sent"
+        assert await store.r.xlen(store.k.outcomes) == outcomes + 1
+    store_run(go)
+
+
 def test_close_during_send_keeps_hold_off_the_call_list(store_run):
     async def go(store):
         c = await store.claim_hold("H3", token="a", lease_ms=60_000, ttl_s=3600, fields={})

@@ -21,6 +21,7 @@ from ..errors import StoreError
 from ..holds.retention import HOLD_PERSONAL_FIELDS, UNDO_KEEPS
 from .base import Conn, _dumps, arrival_us, now_iso, now_ms, safe_url
 from .bounces import BounceStore, SenderProblemStore
+from .connect import async_client, describe
 from .contacts import Registry
 from .stats import StatsStore
 from .digest import DigestStore
@@ -34,7 +35,7 @@ from .scripts import lua
 from .vocab import ClaimVerdict, HoldStatus
 
 if TYPE_CHECKING:
-    from ..settings import Settings
+    from ..settings import RedisSettings, Settings
 
 
 
@@ -95,15 +96,16 @@ class Store(Conn):
         self.stats = StatsStore(self)
 
     @classmethod
-    def connect(cls, url: str, prefix: str, outcomes_maxlen: int = DEFAULT_MAXLEN) -> "Store":
-        client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
-        return cls(client, Keys(prefix), url, outcomes_maxlen)
+    def connect(cls, where: "RedisSettings | str", prefix: str,
+                outcomes_maxlen: int = DEFAULT_MAXLEN) -> "Store":
+        """``where``: the ``[redis]`` settings (one Redis or Sentinel), or a plain URL."""
+        return cls(async_client(where), Keys(prefix), describe(where), outcomes_maxlen)
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "Store":
-        """The store every command and process uses: ``[redis] url`` and ``key_prefix``,
-        the outcome stream trimmed to ``[outcomes] maxlen``."""
-        return cls.connect(settings.redis.url, settings.redis.key_prefix,
+        """The store every command and process uses: ``[redis] url`` (or its Sentinels)
+        and ``key_prefix``, the outcome stream trimmed to ``[outcomes] maxlen``."""
+        return cls.connect(settings.redis, settings.redis.key_prefix,
                            settings.outcomes.maxlen)
 
     async def close(self) -> None:

@@ -29,6 +29,13 @@ local lease = tonumber(ARGV[2])
 local status = redis.call("HGET", hold, "status")
 
 if status == "sending" then
+  if redis.call("HGET", hold, "token") == ARGV[3] then
+    -- this very claim again: its first reply was lost and the client retried (a Redis
+    -- failover, worker/store/connect.py); the hold is this claim's, as first answered
+    return {"claimed", ARGV[3], redis.call("HGET", hold, "attempts"),
+            redis.call("HGET", hold, "first_ms"), redis.call("HGET", hold, "notice") or ARGV[3],
+            first_event()}
+  end
   local until_ms = tonumber(redis.call("HGET", hold, "lease_until") or "0")
   if until_ms > now then
     return {"busy", tostring(until_ms - now)}
