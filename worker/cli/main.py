@@ -13,6 +13,7 @@ import sys
 
 from ..errors import ConfigError, NotifyError, StoreError
 from .bounces import add_bounce_commands
+from .holds import add_holds_commands
 from .ops import add_ops_commands
 from .outbox import add_outbox_command
 from .reminders import add_reminder_commands
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bounce_commands(sub)
     add_reminder_commands(sub)
+    add_holds_commands(sub)
     add_stats_command(sub)
     add_sender_commands(sub)
     # the staff web page (worker/web) adds its commands here
@@ -175,7 +177,7 @@ def _uses_redis(args: argparse.Namespace) -> bool:
     if args.command == "check":
         return getattr(args, "what", None) != "domain"
     if args.command in ("review", "enqueue", "staff", "staff-web", "purge", "patron",
-                        "stats"):
+                        "stats", "holds"):
         return True
     return args.command == "bounces" and getattr(args, "what", None) == "ingest"
 
