@@ -1,0 +1,321 @@
+"""Issue 19 #2: a staff action is reported done only once a replica has it.
+
+A real primary and replica (tests/redis_lab.py). With ``[staff_writes] replicas = 1``
+each staff action — approve (with the code, without it), reject, remove, re-enable, a
+call marked done and undone — comes back kept and the replica has it at that moment;
+with the replica stopped it comes back "maybe not kept" (``NotConfirmed``) within the
+timeout, the page shows the warning and the command exits 75; repeated after the replica
+is back it is ``AlreadyDone`` and kept, with one audit line. With the default (0) no WAIT
+reaches Redis at all. Each action twice on the shared Redis: the second changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.helpers import set_contact, variant, with_store
+from tests.redis_lab import Lab, lab_or_skip
+from tests.test_operations import cli
+from tests.test_staff_atomic import _acts
+from worker.cli.main import EXIT_NOT_CONFIRMED
+from worker.contact import ContactState
+from worker.errors import AlreadyDone, NotConfirmed
+from worker.store.core import Store
+from worker.store.keys import Keys
+from worker.store.replicas import confirmed_by_replicas
+
+TIMEOUT_MS = 300
+MARGIN_S = 1.0  # a loaded CI machine; the WAIT itself is bounded by TIMEOUT_MS
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with lab_or_skip(tmp_path_factory.mktemp("staffwait") / "lab", sentinels=0) as lab:
+        yield lab
+
+
+@pytest.fixture
+def replica_back(lab: Lab) -> Iterator[None]:
+    """Whatever a test does to the replica, it is running and in sync afterwards."""
+    yield
+    lab.replicas[0].resume()
+    lab.wait_synced()
+
+
+def on_lab(settings: Any, lab: Lab, replicas: int = 1) -> Any:
+    return variant(settings, redis={"url": lab.primary.url, "start_private": False},
+                   staff_writes={"replicas": replicas, "timeout_ms": TIMEOUT_MS})
+
+
+def _card() -> str:
+    return f"R{uuid.uuid4().hex[:8]}"
+
+
+async def _audited(store: Store, card: str, kind: str) -> int:
+    return len([e for e in await store.history(card) if e.get("kind") == kind])
+
+
+def _replica_store(lab: Lab, settings: Any) -> Store:
+    return Store.connect(lab.replicas[0].url, settings.redis.key_prefix)
+
+
+@pytest.mark.parametrize("name", list(_acts()))
+def test_each_action_is_kept_when_the_replica_has_it_and_a_repeat_changes_nothing(
+        lab: Lab, settings: Any, replica_back: None, name: str) -> None:
+    setup, act, done, kind = _acts()[name]
+    s = on_lab(settings, lab)
+
+    async def go() -> None:
+        store, replica = Store.from_settings(s), _replica_store(lab, s)
+        try:
+            card = _card()
+            await setup(store, s, card)
+            await act(store, s, card)  # kept: no NotConfirmed
+            # confirmed means on the replica now, not eventually
+            assert await done(replica, card)
+            assert await _audited(replica, card, kind) == 1
+            with pytest.raises(AlreadyDone):
+                await act(store, s, card)
+            assert await done(store, card) and await _audited(store, card, kind) == 1
+        finally:
+            await store.close()
+            await replica.close()
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("name", list(_acts()))
+def test_with_the_replica_stopped_the_action_may_not_be_kept_and_repeating_it_keeps_it(
+        lab: Lab, settings: Any, replica_back: None, name: str) -> None:
+    setup, act, done, kind = _acts()[name]
+    s = on_lab(settings, lab)
+
+    async def go() -> None:
+        store, replica = Store.from_settings(s), _replica_store(lab, s)
+        try:
+            card = _card()
+            await setup(store, s, card)
+            lab.wait_synced()
+            lab.replicas[0].pause()
+            start = time.monotonic()
+            with pytest.raises(NotConfirmed) as e:
+                await act(store, s, card)
+            took = time.monotonic() - start
+            assert (e.value.acked, e.value.wanted, e.value.timeout_ms) == (0, 1, TIMEOUT_MS)
+            assert TIMEOUT_MS / 1000 <= took < TIMEOUT_MS / 1000 + MARGIN_S
+            assert await done(store, card)  # written on the primary, all the same
+            lab.replicas[0].resume()
+            lab.wait_synced()
+            with pytest.raises(AlreadyDone):  # the repeat staff are asked for: kept now
+                await act(store, s, card)
+            assert await done(replica, card) and await _audited(replica, card, kind) == 1
+        finally:
+            lab.replicas[0].resume()
+            await store.close()
+            await replica.close()
+    asyncio.run(go())
+
+
+def test_wait_on_another_pooled_connection_would_answer_for_the_wrong_write(
+        lab: Lab, settings: Any, replica_back: None) -> None:
+    """Why the mark and the WAIT share one connection: WAIT answers for the writes of the
+    connection it runs on. Another pooled connection, whose last write the replica has,
+    gets "1 replica" at once although the replica is stopped and lacks the new write."""
+    key = f"{settings.redis.key_prefix}staffwait:probe"
+
+    async def go() -> None:
+        writer = aioredis.Redis.from_url(lab.primary.url, decode_responses=True)
+        other = aioredis.Redis.from_url(lab.primary.url, decode_responses=True)
+        try:
+            await other.set(key, "an earlier write, on the replica")
+            assert await other.wait(1, 5000) == 1  # acknowledged to the primary
+            lab.replicas[0].pause()
+            await writer.set(key, "written while the replica is stopped")
+            start = time.monotonic()
+            assert await other.wait(1, TIMEOUT_MS) == 1  # the wrong answer
+            assert time.monotonic() - start < TIMEOUT_MS / 1000
+            rep = await confirmed_by_replicas(writer, Keys(settings.redis.key_prefix)
+                                              .replicas_mark, 1, TIMEOUT_MS)
+            assert not rep.kept and rep.acked == 0
+            assert str(rep) == f"maybe not kept (0 of 1 replicas in {TIMEOUT_MS} ms)"
+            lab.replicas[0].resume()
+            lab.wait_synced()
+            rep = await confirmed_by_replicas(writer, Keys(settings.redis.key_prefix)
+                                              .replicas_mark, 1, TIMEOUT_MS)
+            assert rep.kept and str(rep) == "kept (1 of 1 replicas)"
+            await writer.delete(key)
+        finally:
+            lab.replicas[0].resume()
+            await writer.aclose()
+            await other.aclose()
+    asyncio.run(go())
+
+
+def _commandstats(lab: Lab) -> dict[str, Any]:
+    return lab.primary.client().info("commandstats")
+
+
+def test_with_the_default_no_wait_is_sent_at_all(lab: Lab, settings: Any) -> None:
+    """[staff_writes] replicas = 0 (the shipped value): every action as before — not one
+    WAIT, not the mark — and with 1, one WAIT per action."""
+    assert settings.staff_writes.replicas == 0
+    for replicas, waits in ((0, 0), (1, len(_acts()))):
+        s = on_lab(settings, lab, replicas)
+
+        async def go() -> None:
+            store = Store.from_settings(s)
+            try:
+                cards = {name: _card() for name in _acts()}
+                for name, (setup, _, _, _) in _acts().items():  # first: some confirm too
+                    await setup(store, s, cards[name])
+                lab.primary.client().config_resetstat()
+                for name, (_, act, done, _) in _acts().items():
+                    await act(store, s, cards[name])
+                    assert await done(store, cards[name])
+            finally:
+                await store.close()
+        asyncio.run(go())
+        stats = _commandstats(lab)
+        assert int(stats.get("cmdstat_wait", {}).get("calls", 0)) == waits, stats.keys()
+        assert int(stats.get("cmdstat_incrby", {}).get("calls", 0)) == waits
+
+
+def test_the_command_exits_75_and_says_to_repeat_then_the_repeat_is_done(
+        lab: Lab, settings: Any, replica_back: None) -> None:
+    s = on_lab(settings, lab)
+    card = _card()
+    with_store(s, lambda st: set_contact(st, card, ContactState.SUSPENDED))
+    lab.wait_synced()
+    env = {"OMITAMA_NOTIFY_REDIS__URL": lab.primary.url,
+           "OMITAMA_NOTIFY_REDIS__START_PRIVATE": "false",
+           "OMITAMA_NOTIFY_STAFF_WRITES__REPLICAS": "1",
+           "OMITAMA_NOTIFY_STAFF_WRITES__TIMEOUT_MS": str(TIMEOUT_MS)}
+    args = ("review", "reenable", card, "--staff", "S01", "--reason", "受信設定を変更")
+    lab.replicas[0].pause()
+    try:
+        r = cli(*args, env=env)
+    finally:
+        lab.replicas[0].resume()
+    assert r.returncode == EXIT_NOT_CONFIRMED == 75, (r.stdout, r.stderr)
+    assert r.stdout == "" and len(r.stderr.splitlines()) == 1
+    assert "0 of 1 replica(s)" in r.stderr and "run the same command again" in r.stderr
+    lab.wait_synced()
+    again = cli(*args, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "already" in again.stdout
+    history = with_store(s, lambda st: st.history(card))
+    assert [e["kind"] for e in history].count("reenabled") == 1
+
+
+def test_the_page_shows_the_warning_and_the_repeat_as_done(
+        lab: Lab, settings: Any, replica_back: None, tmp_path: Path) -> None:
+    from tests.test_web import act, client_for, flash, logged_in
+    from worker.web.wording import ERROR_JA, NOT_CONFIRMED_JA
+
+    s = variant(on_lab(settings, lab), mail={"outbox_dir": tmp_path / "out"})
+    card = _card()
+    with_store(s, lambda st: set_contact(st, card, ContactState.SUSPENDED))
+    with client_for(s) as web:
+        logged_in(s, web, f"S{uuid.uuid4().hex[:6]}")
+        lab.wait_synced()
+        lab.replicas[0].pause()
+        try:
+            page = act(web, "/failures/reenable", card=card, reason="受信設定を変更")
+        finally:
+            lab.replicas[0].resume()
+        assert flash(page) == f"warn: {NOT_CONFIRMED_JA}"
+        lab.wait_synced()
+        page = act(web, "/failures/reenable", card=card, reason="受信設定を変更")
+        assert flash(page) == "ok: " + ERROR_JA["already_active"].format(card=card)
+
+
+# -- each action twice, on the shared Redis (both CI runs; no replica wanted) ---------
+
+@pytest.mark.parametrize("name", list(_acts()))
+def test_each_action_twice_the_second_changes_nothing_and_writes_no_audit_line(
+        clean_redis: Any, settings: Any, name: str) -> None:
+    setup, act, done, kind = _acts()[name]
+
+    async def go() -> None:
+        store = Store.from_settings(settings)
+        try:
+            card = _card()
+            await setup(store, settings, card)
+            await act(store, settings, card)
+            record = await store.r.hgetall(store.k.patron(card))
+            with pytest.raises(AlreadyDone) as e:
+                await act(store, settings, card)
+            assert e.value.kind.startswith("already_")
+            assert await store.r.hgetall(store.k.patron(card)) == record
+            assert await done(store, card) and await _audited(store, card, kind) == 1
+            assert not await store.r.exists(store.k.replicas_mark)  # no WAIT step at 0
+        finally:
+            await store.close()
+    asyncio.run(go())
+
+
+def test_the_command_line_approval_repeated_without_an_address_is_done_not_refused(
+        clean_redis: Any, settings: Any) -> None:
+    """`review approve CARD --without-code` names no registration: the repeat finds the one
+    approved last, and says so (exit 0) instead of "no registration is waiting"."""
+    card = _card()
+    with_store(settings, lambda st: set_contact(st, card, ContactState.PENDING))
+    args = ("review", "approve", card, "--without-code", "--reason", "来館で確認",
+            "--staff", "S01")
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    again = cli(*args)
+    assert again.returncode == 0 and "approved already" in again.stdout, again.stderr
+    reject = cli("review", "reject", card, "--reason", "x", "--staff", "S01")
+    assert reject.returncode == 1 and "not awaiting approval" in reject.stderr
+    history = with_store(settings, lambda st: st.history(card))
+    assert [e["kind"] for e in history].count("approved_without_code") == 1
+
+
+def test_a_rejection_sent_twice_from_the_page_is_done_once(clean_redis: Any, settings: Any,
+                                                          tmp_path: Path) -> None:
+    from tests.test_web import act, client_for, flash, logged_in, shown_registration
+    from worker.web.wording import ERROR_JA
+
+    s = variant(settings, mail={"outbox_dir": tmp_path / "out"})
+    card = _card()
+    with_store(s, lambda st: set_contact(st, card, ContactState.PENDING))
+    with client_for(s) as web:
+        logged_in(s, web)
+        shown = shown_registration(web, card)
+        assert shown
+        first = act(web, "/pending/reject", card=card, reason="番号が違う", registration=shown)
+        assert flash(first).startswith("ok: ")
+        again = act(web, "/pending/reject", card=card, reason="番号が違う", registration=shown)
+        assert flash(again) == "ok: " + ERROR_JA["already_rejected"].format(card=card)
+    history = with_store(s, lambda st: st.history(card))
+    assert [e["kind"] for e in history].count("rejected") == 1
+
+
+def test_an_account_change_is_confirmed_too(lab: Lab, settings: Any,
+                                            replica_back: None) -> None:
+    """A removed staff account must not come back with a failover: `staff remove` with
+    the replica stopped exits 75 like a staff action."""
+    s = on_lab(settings, lab)
+    staff_id = f"S{uuid.uuid4().hex[:6]}"
+    env = {"OMITAMA_NOTIFY_REDIS__URL": lab.primary.url,
+           "OMITAMA_NOTIFY_REDIS__START_PRIVATE": "false",
+           "OMITAMA_NOTIFY_STAFF_WRITES__REPLICAS": "1",
+           "OMITAMA_NOTIFY_STAFF_WRITES__TIMEOUT_MS": str(TIMEOUT_MS)}
+    from worker.web.auth import Accounts
+    with_store(s, lambda st: Accounts(st, s.web).add(staff_id, "kasidasi-2026"))
+    lab.wait_synced()
+    lab.replicas[0].pause()
+    try:
+        r = cli("staff", "remove", staff_id, env=env)
+    finally:
+        lab.replicas[0].resume()
+    assert r.returncode == EXIT_NOT_CONFIRMED, (r.stdout, r.stderr)
+    lab.wait_synced()
+    assert not lab.replicas[0].client().exists(f"{settings.redis.key_prefix}staff:{staff_id}")
