@@ -225,6 +225,9 @@ class PatronData:
         for key in f.address_keys:  # the address's bounce score, once no card holds it
             if not await self.r.exists(k.address(key)):
                 await self.r.delete(k.bounce_score(key))
+        # a staff action: forgotten data must not come back with a failover (a repeat of
+        # `patron forget` leaves the same state: its one audit line)
+        await self.s.confirm_staff_write()
         return listed
 
     def _strip(self, p: Any, hold_id: str, rec: dict[str, str], ttl_ms: int,
