@@ -313,3 +313,40 @@ def test_an_account_change_is_confirmed_too(lab: Lab, settings: Any,
     assert r.returncode == EXIT_NOT_CONFIRMED, (r.stdout, r.stderr)
     lab.wait_synced()
     assert not lab.replicas[0].client().exists(f"{settings.redis.key_prefix}staff:{staff_id}")
+
+
+def test_patron_forget_is_confirmed_too(lab: Lab, settings: Any, replica_back: None) -> None:
+    """Forgotten data must not come back with a failover: not confirmed → NotConfirmed;
+    the repeat leaves the same state (one `forgotten` line) and is confirmed."""
+    from worker.app.patron_data import forget
+
+    s, short = on_lab(settings, lab), on_lab(settings, lab, timeout_ms=TIMEOUT_MS)
+    card = _card()
+    with_store(s, lambda st: set_contact(st, card, ContactState.ACTIVE))
+    lab.wait_synced()
+    lab.replicas[0].pause()
+    try:
+        with pytest.raises(NotConfirmed):
+            with_store(short, lambda st: forget(st, short, card, "S01", "利用者の申し出"))
+    finally:
+        lab.replicas[0].resume()
+    lab.wait_synced()
+    with_store(s, lambda st: forget(st, s, card, "S01", "利用者の申し出"))
+    on_replica = lab.replicas[0].client()
+    assert not on_replica.exists(f"{settings.redis.key_prefix}patron:{card}")
+    assert len(on_replica.lrange(f"{settings.redis.key_prefix}audit:{card}", 0, -1)) == 1
+
+
+def test_a_redis_error_after_the_action_is_maybe_not_kept_never_a_crash() -> None:
+    """The confirmation comes after the action was answered: if Redis fails then (a
+    failover under way), the answer is "maybe not kept", which staff can act on."""
+    async def go() -> None:
+        dead = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+        try:
+            rep = await confirmed_by_replicas(dead, "x:replicas:mark", 1, TIMEOUT_MS)
+        finally:
+            await dead.aclose()
+        assert not rep.kept and rep.acked == 0 and "ConnectionError" in rep.why
+        with pytest.raises(NotConfirmed, match="0 of 1 replica"):
+            rep.require()
+    asyncio.run(go())
