@@ -216,17 +216,24 @@ def test_the_page_shows_the_warning_and_the_repeat_as_done(
 
     # one setting for both: the warning takes this long, the repeat returns at the ack
     s = variant(on_lab(settings, lab, timeout_ms=1000), mail={"outbox_dir": tmp_path / "out"})
-    card = _card()
+    card, pending = _card(), _card()
     with_store(s, lambda st: set_contact(st, card, ContactState.SUSPENDED))
+    with_store(s, lambda st: set_contact(st, pending, ContactState.PENDING))
     with client_for(s) as web:
         logged_in(s, web, f"S{uuid.uuid4().hex[:6]}")
         lab.wait_synced()
         lab.replicas[0].pause()
         try:
-            page = act(web, "/failures/reenable", card=card, reason="受信設定を変更")
+            page = act(web, "/failures/reenable", card=card, reason="受信設定を変更",
+                       anchor="failure-x")
+            assert flash(page) == f"warn: {NOT_CONFIRMED_JA}"
+            # the approved row leaves the list: the warning is at the top, not in the row
+            page = act(web, "/pending/approve-without-code", card=pending, reason="来館",
+                       anchor=f"pending-{pending}")
+            assert flash(page) == f"warn: {NOT_CONFIRMED_JA}"
+            assert f'id="pending-{pending}"' not in page.text
         finally:
             lab.replicas[0].resume()
-        assert flash(page) == f"warn: {NOT_CONFIRMED_JA}"
         lab.wait_synced()
         page = act(web, "/failures/reenable", card=card, reason="受信設定を変更")
         assert flash(page) == "ok: " + ERROR_JA["already_active"].format(card=card)

@@ -144,15 +144,15 @@ def action(default_next: str) -> Callable[[Action], Callable[[Request], Awaitabl
                 done = await fn(request, form, who)
                 text, anchor = done if isinstance(done, tuple) else (done, "")
                 flash(request, "ok", text, anchor)
-            except AlreadyDone as e:
-                anchor = text_field(form, "anchor", 200)
-                flash(request, "ok", error_ja(e), anchor)
+            except AlreadyDone as e:  # at the top: the row acted on is gone from its list
+                anchor = ""
+                flash(request, "ok", error_ja(e))
             except ReviewError as e:
                 anchor = text_field(form, "anchor", 200)
                 flash(request, "error", error_ja(e), anchor)
-            except NotConfirmed:
-                anchor = text_field(form, "anchor", 200)
-                flash(request, "warn", NOT_CONFIRMED_JA, anchor)
+            except NotConfirmed:  # at the top too: the action was written, its row is gone
+                anchor = ""
+                flash(request, "warn", NOT_CONFIRMED_JA)
             return RedirectResponse(target + (f"#{quote(anchor)}" if anchor else ""),
                                     status_code=303)
         endpoint.is_action = True  # type: ignore[attr-defined]
