@@ -357,3 +357,47 @@ def test_a_redis_error_after_the_action_is_maybe_not_kept_never_a_crash() -> Non
         with pytest.raises(NotConfirmed, match="0 of 1 replica"):
             rep.require()
     asyncio.run(go())
+
+
+def test_after_the_primary_died_the_confirmation_is_not_asked_of_the_new_one(
+        settings: Any, tmp_path: Path) -> None:
+    """Through Sentinel a command that meets a failover is retried on the new primary
+    (worker/store/connect.py). The confirmation must not be: the new primary's replica
+    would confirm the mark while the action, taken by the dead primary and never copied,
+    is gone. Here the action is written while both replicas are stopped, the primary is
+    killed, and the confirmation says "maybe not kept" at once instead of "kept" from the
+    new primary after the failover."""
+    from tests.test_sentinel import sentinel_settings
+    from worker.contact.changes import reenabled
+    from worker.store.replicas import confirm_staff_write
+
+    with lab_or_skip(tmp_path / "lab", replicas=2) as lab:
+        s = variant(sentinel_settings(settings, lab),
+                    staff_writes={"replicas": 1, "timeout_ms": KEPT_MS})
+        card = _card()
+
+        async def go() -> None:
+            store = Store.from_settings(s)
+            try:
+                await set_contact(store, card, ContactState.SUSPENDED)
+                lab.wait_synced()
+                for r in lab.replicas:
+                    r.pause()
+                # and cut off: what follows stays on the primary (not even in a socket buffer)
+                lab.primary.client().client_kill_filter(_type="replica")
+                # the action's own step, as Registry.apply makes it, without its confirmation
+                await store.contacts.apply(card, lambda b: reenabled(card, b, "S01", "設定変更"))
+                old = lab.primary
+                old.kill9()
+                for r in lab.replicas:
+                    r.resume()
+                start = time.monotonic()
+                with pytest.raises(NotConfirmed):
+                    await confirm_staff_write(store)
+                assert time.monotonic() - start < 5  # not after the failover
+                lab.wait_failover(old)
+                # what "maybe not kept" warned of: the new primary never had the action
+                assert (await store.contacts.get(card))["state"] == "suspended"
+            finally:
+                await store.close()
+        asyncio.run(go())

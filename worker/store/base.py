@@ -20,7 +20,6 @@ import redis.asyncio as aioredis
 from ..jdate import TOKYO
 from .keys import Keys
 from .outcomes import DEFAULT_MAXLEN, outcome_args
-from .replicas import Replication, confirmed_by_replicas
 
 
 def now_ms() -> int:
@@ -71,13 +70,6 @@ class Conn:
         self.outcomes_maxlen = outcomes_maxlen
         self.staff_replicas = staff_replicas
         self.staff_timeout_ms = staff_timeout_ms
-
-    async def confirm_staff_write(self) -> Replication:
-        """The step after every staff action (worker/store/replicas.py): kept, or
-        :class:`~worker.errors.NotConfirmed` — written, maybe not kept. No WAIT at all
-        with ``[staff_writes] replicas = 0``."""
-        return (await confirmed_by_replicas(self.r, self.k.replicas_mark, self.staff_replicas,
-                                            self.staff_timeout_ms)).require()
 
     def outcome_args(self) -> list[str | int]:
         """Appended to the ARGV of a script wrapped by

@@ -23,6 +23,7 @@ from ..contact import Confirmation, ContactState
 from ..contact.changes import ContactChange, Record
 from ..errors import AlreadyDone
 from .base import Conn, _dumps, now_iso, now_ms
+from .replicas import confirm_staff_write
 from .stats import count_contact
 
 Transition = Callable[[Record], ContactChange]
@@ -44,15 +45,15 @@ class Registry:
         suspended set, audit entry — in one MULTI. Returns the record as it was before,
         and the change. ``staff``: a staff action, confirmed by replicas afterwards — also
         when the transition finds it done already (``AlreadyDone``: the state found must
-        survive a failover as much as a new write) — see ``Conn.confirm_staff_write``."""
+        survive a failover as much as a new write) — see ``replicas.confirm_staff_write``."""
         try:
             done = await self._apply(card, transition)
         except AlreadyDone:
             if staff:
-                await self.s.confirm_staff_write()
+                await confirm_staff_write(self.s)
             raise
         if staff:
-            await self.s.confirm_staff_write()
+            await confirm_staff_write(self.s)
         return done
 
     async def _apply(self, card: str, transition: Transition) -> tuple[dict[str, str], ContactChange]:

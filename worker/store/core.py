@@ -19,22 +19,27 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..contact import Contact, ContactState
 from ..errors import StoreError
 from ..holds.retention import HOLD_PERSONAL_FIELDS, UNDO_KEEPS
+from ..mail.compose import notice_token
 from .base import Conn, _dumps, arrival_us, now_iso, now_ms, safe_url
 from .bounces import BounceStore, SenderProblemStore
+from .connect import async_client, describe
 from .contacts import Registry
 from .stats import StatsStore
 from .digest import DigestStore
+from .hold_states import HoldStates
 from .keys import Keys
+from .notice_secret import notice_secret
 from .outcomes import DEFAULT_MAXLEN, with_outcomes
 from .patron_data import PatronData
 from .reminders import ReminderStore
+from .replicas import confirm_staff_write
 from .retention import RetentionStore
 from .staff import StaffStore
 from .scripts import lua
 from .vocab import ClaimVerdict, HoldStatus
 
 if TYPE_CHECKING:
-    from ..settings import Settings
+    from ..settings import RedisSettings, Settings
 
 
 
@@ -95,20 +100,23 @@ class Store(Conn):
         self.patron_data = PatronData(self)
         self.staff = StaffStore(self)
         self.stats = StatsStore(self)
+        self.hold_states = HoldStates(self)  # what `holds missing` reads
+        self._notice_secret: bytes | None = None  # read once (it never changes)
 
     @classmethod
-    def connect(cls, url: str, prefix: str, outcomes_maxlen: int = DEFAULT_MAXLEN, *,
-                staff_replicas: int = 0, staff_timeout_ms: int = 500) -> "Store":
-        client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
-        return cls(client, Keys(prefix), url, outcomes_maxlen, staff_replicas=staff_replicas,
-                   staff_timeout_ms=staff_timeout_ms)
+    def connect(cls, where: "RedisSettings | str", prefix: str,
+                outcomes_maxlen: int = DEFAULT_MAXLEN, *, staff_replicas: int = 0,
+                staff_timeout_ms: int = 500) -> "Store":
+        """``where``: the ``[redis]`` settings (one Redis or Sentinel), or a plain URL."""
+        return cls(async_client(where), Keys(prefix), describe(where), outcomes_maxlen,
+                   staff_replicas=staff_replicas, staff_timeout_ms=staff_timeout_ms)
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "Store":
-        """The store every command and process uses: ``[redis] url`` and ``key_prefix``,
-        the outcome stream trimmed to ``[outcomes] maxlen``, staff actions confirmed by
-        ``[staff_writes] replicas``."""
-        return cls.connect(settings.redis.url, settings.redis.key_prefix,
+        """The store every command and process uses: ``[redis] url`` (or its Sentinels)
+        and ``key_prefix``, the outcome stream trimmed to ``[outcomes] maxlen``, staff
+        actions confirmed by ``[staff_writes] replicas``."""
+        return cls.connect(settings.redis, settings.redis.key_prefix,
                            settings.outcomes.maxlen,
                            staff_replicas=settings.staff_writes.replicas,
                            staff_timeout_ms=settings.staff_writes.timeout_ms)
@@ -146,6 +154,13 @@ class Store(Conn):
 
     # -- holds -----------------------------------------------------------------
 
+    async def notice_name(self, hold_ids: list[str]) -> str:
+        """The notice token of a mail of ``hold_ids`` (one hold: its own notice's; a
+        digest: its set's), the same every time (worker/mail/compose.py ``notice_token``)."""
+        if self._notice_secret is None:
+            self._notice_secret = await notice_secret(self.r, self.k)
+        return notice_token(self._notice_secret, hold_ids)
+
     async def claim_hold(self, hold_id: str, *, token: str, lease_ms: int, ttl_s: int,
                          fields: dict[str, str], contact_of: str | None = None) -> Claim:
         """Claim a hold (``claim_hold.lua``) with a ``token`` never used before: it fences
@@ -155,9 +170,12 @@ class Store(Conn):
         read in the same round trip (a pipeline of EVALSHA + HGETALL): one Redis round
         trip per notice less. The read is independent of the claim, so this changes no
         outcome; when the server lost its script cache (a restart) the claim did not run
-        and is retried the usual way, which loads the script."""
-        keys = [self.k.hold(hold_id), self.k.notice(token), self.k.inflight]
-        args: list[Any] = [now_ms(), lease_ms, token, hold_id, ttl_s]
+        and is retried the usual way, which loads the script. The notice token (the
+        Message-ID's) is derived from the hold id, so it is the same for every claim of
+        the hold, even one after its record was lost (:meth:`notice_name`)."""
+        notice = await self.notice_name([hold_id])
+        keys = [self.k.hold(hold_id), self.k.notice(notice), self.k.inflight]
+        args: list[Any] = [now_ms(), lease_ms, token, hold_id, ttl_s, notice]
         for k, v in fields.items():
             args += [k, v]
         contact = None
@@ -251,7 +269,7 @@ class Store(Conn):
         """Take a hold off the call list (``mark_called.lua``) and append ``audit`` (its
         branch filled from the entry) to the patron's audit log in the same step; None
         when the hold is not on the list. A staff action: confirmed by replicas
-        (``Conn.confirm_staff_write``), also when nothing was left to do."""
+        (``replicas.confirm_staff_write``), also when nothing was left to do."""
         entry = await self.r.hget(self.k.calls, hold_id)
         return await self._staff_call(self._called, _card_of(entry), lambda card: dict(
             keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called,
@@ -284,7 +302,7 @@ class Store(Conn):
             if isinstance(res, list):  # [CallVerdict.OTHER_CARD, card]
                 card = str(res[1])
                 continue
-            await self.confirm_staff_write()
+            await confirm_staff_write(self)
             return json.loads(res) if res else None
         raise StoreError("the call-list entry kept changing its card; nothing was changed")
 

@@ -16,7 +16,10 @@ connection's last write, or for none (tests/test_staff_replicas.py shows it sayi
 with the replica stopped). The primary's replication stream is one ordered log, and the
 action's write was answered before the mark was sent, so a replica that acknowledged the
 mark has the action too — and, for a repeat that changed nothing, the earlier write it
-found. ``replicas = 0`` (one Redis): nothing is sent at all.
+found. The pipeline is never retried (``connect.not_retried``): through Sentinel a retry
+after a connection error reaches the new primary, whose replicas would confirm the mark
+and nothing of what the dead primary took — an error here is "maybe not kept".
+``replicas = 0`` (one Redis): nothing is sent at all.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..errors import NotConfirmed
+from .base import Conn
+from .connect import not_retried
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,22 @@ async def confirmed_by_replicas(r: aioredis.Redis, mark_key: str, wanted: int,
         return Replication(0)
     start = time.monotonic()
     try:
-        async with r.pipeline(transaction=False) as p:
-            p.incr(mark_key)
-            p.wait(wanted, timeout_ms)
-            _, acked = await p.execute()
+        # never retried: after a failover the retry would reach the new primary, whose
+        # replicas would confirm the mark but not the action the old one took
+        with not_retried():
+            async with r.pipeline(transaction=False) as p:
+                p.incr(mark_key)
+                p.wait(wanted, timeout_ms)
+                _, acked = await p.execute()
     except (RedisError, OSError) as e:
         return Replication(wanted, 0, timeout_ms, (time.monotonic() - start) * 1000,
                            f"{type(e).__name__}: {e}"[:200])
     return Replication(wanted, int(acked), timeout_ms, (time.monotonic() - start) * 1000)
+
+
+async def confirm_staff_write(conn: Conn) -> Replication:
+    """The step after every staff action (the store's staff writes call it): kept, or
+    :class:`~worker.errors.NotConfirmed` — written, maybe not kept. No WAIT at all with
+    ``[staff_writes] replicas = 0``."""
+    return (await confirmed_by_replicas(conn.r, conn.k.replicas_mark, conn.staff_replicas,
+                                        conn.staff_timeout_ms)).require()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .replicas import confirm_staff_write
 from .base import Conn, now_iso
 
 
@@ -56,7 +57,7 @@ class StaffStore:
         set, removed, logged out everywhere) — then confirmed by replicas as a staff action
         is: a removed account or an old password must not come back with a failover."""
         await self.r.rpush(self.k.staff_log, json.dumps(entry, ensure_ascii=False))
-        await self.s.confirm_staff_write()
+        await confirm_staff_write(self.s)
 
     async def changes(self) -> list[dict[str, str]]:
         """Every account change, oldest first."""
