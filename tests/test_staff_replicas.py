@@ -401,3 +401,12 @@ def test_after_the_primary_died_the_confirmation_is_not_asked_of_the_new_one(
             finally:
                 await store.close()
         asyncio.run(go())
+
+
+def test_check_says_whether_the_replicas_to_wait_for_are_there(lab: Lab) -> None:
+    ok = cli("check", env=_cli_env(lab))
+    assert ok.returncode == 0, ok.stdout
+    assert "staff actions confirmed by 1 of its 1 replica(s)" in ok.stdout
+    two = cli("check", env={**_cli_env(lab), "OMITAMA_NOTIFY_STAFF_WRITES__REPLICAS": "2"})
+    assert two.returncode == 1
+    assert "[staff_writes] replicas = 2, but the primary has 1 replica(s) connected" in two.stdout

@@ -133,6 +133,10 @@ class Store(Conn):
     async def server_version(self) -> str:
         return str((await self.r.info("server")).get("redis_version", "?"))
 
+    async def connected_replicas(self) -> int:
+        """Replicas connected to the primary now (what ``[staff_writes] replicas`` waits for)."""
+        return int((await self.r.info("replication")).get("connected_slaves", 0))
+
     # -- patrons ---------------------------------------------------------------
 
     async def get_contact(self, card: str) -> Contact:
