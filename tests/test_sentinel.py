@@ -22,9 +22,10 @@ from tests.helpers import set_contact, wait_for
 from tests.redis_lab import Lab, lab_or_skip
 from worker.contact import ContactState
 from worker.queue.broker import QUEUE, Broker
-from worker.store.connect import broker_client, sync_client
+from worker.store.connect import broker_client, close, sync_client
 from worker.store.core import Store
 from worker.store.queue_keys import QueueKeys
+from worker.store.watch_lock import WatchLease
 from worker.store.vocab import ClaimVerdict, HoldStatus
 
 
@@ -106,7 +107,7 @@ def test_store_and_sync_client_follow_a_failover(settings, lab):
     # the one call that met the failover waited for it; the others were quick
     assert max(waits) > 1.0 and sorted(waits)[-2] < 1.0, waits
     assert max(waits) < s.redis.failover_wait_s
-    sync.close()
+    close(sync)
 
 
 def test_broker_enqueues_and_fetches_across_a_failover(settings, lab):
@@ -129,7 +130,7 @@ def test_broker_enqueues_and_fetches_across_a_failover(settings, lab):
     assert sorted(f.rid for f in fetched if f is not None) == sorted(sent)
     broker.fetch_and_ack(QUEUE, 0, sorted(sent))  # acknowledged: the queue is empty
     assert broker.client.hlen(QueueKeys(s.redis.namespace).messages(QUEUE)) == 0
-    broker.client.close()
+    close(broker.client)
 
 
 def test_a_switchover_moves_every_client_to_the_new_primary(settings, lab):
@@ -168,7 +169,7 @@ def test_a_switchover_moves_every_client_to_the_new_primary(settings, lab):
 
     asyncio.run(go())
     assert [int(x) for x in sync.lrange(key, 0, -1)] == list(range(20))
-    sync.close()
+    close(sync)
 
 
 def test_a_write_refused_by_a_replica_waits_for_the_primary_named_next(settings, any_lab):
@@ -203,3 +204,22 @@ def test_a_write_refused_by_a_replica_waits_for_the_primary_named_next(settings,
     assert asyncio.run(go()) >= 1.5  # it waited for the Sentinel, no error
     db = int(s.redis.url.rsplit("/", 1)[1])
     assert primary.client(db=db).hget(f"{s.redis.key_prefix}hold:H1", "status") == HoldStatus.SENT
+
+
+def test_the_bounce_watch_keeps_its_lease_across_a_failover(settings, lab):
+    """The bounce watch's lease (worker/store/watch_lock.py) through the Sentinels: taken
+    on the first primary, renewed on the new one after a kill -9, then given up."""
+    s = sentinel_settings(settings, lab)
+    lease = WatchLease(s.redis, s.redis.key_prefix, "maildir:/var/mail/bounces", lease_s=30)
+    try:
+        assert lease.take() is None
+        old = lab.primary
+        lab.wait_synced()
+        old.kill9()
+        assert lease.renew()  # waits for the new primary; the lease is there
+        assert lab.wait_failover(old).client(db=int(s.redis.url.rsplit("/", 1)[1])).exists(
+            lease.key)
+        lease.give_up()
+        assert not lease.renew()
+    finally:
+        lease.close()

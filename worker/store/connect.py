@@ -13,7 +13,8 @@ connection error, a timeout or a write refused by a demoted primary (redis-py's
 ``SentinelManagedConnection`` turns that READONLY into a connection error and asks the
 Sentinels again) until ``[redis] failover_wait_s`` after the command began. A retried
 command may have run once already when only its reply was lost; the scripts and
-transactions it repeats are safe to repeat (see the note in ``worker/store/scripts.py``).
+transactions it repeats are safe to repeat (the note in ``worker/store/scripts.py``; a
+WATCH/MULTI is decided again on what Redis holds then).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from .sentinels import (AsyncFollowingConnection, AsyncFollowingRedis,
                         AsyncFollowingSSLConnection, AsyncSentinels, FollowingConnection,
                         FollowingRedis, FollowingSSLConnection, MasterNotFoundError, Sentinels)
 
-__all__ = ["async_client", "broker_client", "describe", "not_retried", "sync_client", "RETRIED"]
+__all__ = ["aclose", "async_client", "broker_client", "close", "describe", "not_retried",
+           "sync_client", "RETRIED"]
 
 # what a failover looks like to a client: retried (anything else is an answer)
 RETRIED: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError,
@@ -181,11 +183,11 @@ def sync_client(where: RedisSettings | str, *, decode: bool = False,
     if not rs.sentinels:
         return redis.Redis.from_url(rs.url, decode_responses=decode,
                                     socket_timeout=socket_timeout)
+    tls = rs.url.startswith("rediss:")
     return sentinel(rs).master_for(
-        rs.master_name, redis_class=FollowingRedis, decode_responses=decode, socket_timeout=socket_timeout,
-        retry=FailoverRetry(rs.failover_wait_s),
-        connection_class=FollowingSSLConnection if rs.url.startswith("rediss:")
-        else FollowingConnection)
+        rs.master_name, redis_class=FollowingRedis, decode_responses=decode,
+        socket_timeout=socket_timeout, retry=FailoverRetry(rs.failover_wait_s),
+        connection_class=FollowingSSLConnection if tls else FollowingConnection)
 
 
 def async_client(where: RedisSettings | str, *, decode: bool = True) -> aioredis.Redis:
@@ -196,11 +198,11 @@ def async_client(where: RedisSettings | str, *, decode: bool = True) -> aioredis
                                        health_check_interval=30)
     node, sentinel_kw = _node_kwargs(rs)
     manager = AsyncSentinels(sentinel_addrs(rs), sentinel_kwargs=sentinel_kw, **node)
+    tls = rs.url.startswith("rediss:")
     return manager.master_for(
-        rs.master_name, redis_class=AsyncFollowingRedis, decode_responses=decode, health_check_interval=30,
-        retry=AsyncFailoverRetry(rs.failover_wait_s),
-        connection_class=AsyncFollowingSSLConnection if rs.url.startswith("rediss:")
-        else AsyncFollowingConnection)
+        rs.master_name, redis_class=AsyncFollowingRedis, decode_responses=decode,
+        health_check_interval=30, retry=AsyncFailoverRetry(rs.failover_wait_s),
+        connection_class=AsyncFollowingSSLConnection if tls else AsyncFollowingConnection)
 
 
 def broker_client(where: RedisSettings | str) -> redis.Redis:
@@ -218,3 +220,19 @@ def describe(where: RedisSettings | str) -> str:
     if not rs.sentinels:
         return safe_url(rs.url)
     return f"the primary of {rs.master_name!r} named by Sentinel at {', '.join(rs.sentinels)}"
+
+
+def close(client: redis.Redis) -> None:
+    """Close a sync client and, with Sentinel, its connections to the Sentinels."""
+    client.close()
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    if manager is not None:
+        manager.close()
+
+
+async def aclose(client: aioredis.Redis) -> None:
+    """:func:`close` for the Store's client."""
+    await client.aclose()
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    for s in getattr(manager, "sentinels", []):
+        await s.aclose()

@@ -22,7 +22,7 @@ from ..holds.retention import HOLD_PERSONAL_FIELDS, UNDO_KEEPS
 from ..mail.compose import notice_token
 from .base import Conn, _dumps, arrival_us, now_iso, now_ms, safe_url
 from .bounces import BounceStore, SenderProblemStore
-from .connect import async_client, describe
+from .connect import aclose, async_client, describe
 from .contacts import Registry
 from .stats import StatsStore
 from .digest import DigestStore
@@ -122,7 +122,7 @@ class Store(Conn):
                            staff_timeout_ms=settings.staff_writes.timeout_ms)
 
     async def close(self) -> None:
-        await self.r.aclose()
+        await aclose(self.r)
 
     async def ping(self) -> None:
         try:

@@ -151,14 +151,22 @@ def no_primary(name: str, said: list[str]) -> MasterNotFoundError:
     return MasterNotFoundError(f"no Sentinel names a primary for {name!r} ({'; '.join(said)})")
 
 
-def _verdict(sentinels: Sentinel | AsyncSentinel, state: Any) -> str:
-    """"" when ``state`` (SENTINEL MASTERS' entry) is a usable primary, else why not."""
+def _usable(sentinels: Sentinel | AsyncSentinel, state: dict[str, Any] | None
+            ) -> tuple[str, int] | str:
+    """The primary's address when ``state`` (SENTINEL MASTERS' entry) names a usable one,
+    else why not."""
     if not state:
         return "monitors no primary by that name"
     if sentinels.check_master_state(state, ""):
-        return ""
+        return str(state["ip"]), int(state["port"])
     return "sees the primary down" if state["is_sdown"] or state["is_odown"] else \
         "names no usable primary"
+
+
+def _named(masters: Any, name: str) -> dict[str, Any] | None:
+    """SENTINEL MASTERS' entry for ``name`` (redis-py parses the reply into a dict)."""
+    state = masters.get(name) if isinstance(masters, dict) else None
+    return state if isinstance(state, dict) else None
 
 
 class Sentinels(Sentinel):
@@ -168,15 +176,15 @@ class Sentinels(Sentinel):
         said = []
         for i, s in enumerate(self.sentinels):
             try:
-                state = s.sentinel_masters().get(service_name)
+                state = _named(s.sentinel_masters(), service_name)
             except SENTINEL_ERRORS as e:
                 said.append(f"{addr(s)}: {short(e)}")
                 continue
-            why = _verdict(self, state)
-            if not why:
+            found = _usable(self, state)
+            if isinstance(found, tuple):
                 self.sentinels[0], self.sentinels[i] = s, self.sentinels[0]  # ask it first
-                return state["ip"], state["port"]
-            said.append(f"{addr(s)} {why}")
+                return found
+            said.append(f"{addr(s)} {found}")
         raise no_primary(service_name, said)
 
 
@@ -187,13 +195,13 @@ class AsyncSentinels(AsyncSentinel):
         said = []
         for i, s in enumerate(self.sentinels):
             try:
-                state = (await s.sentinel_masters()).get(service_name)
+                state = _named(await s.sentinel_masters(), service_name)
             except SENTINEL_ERRORS as e:
                 said.append(f"{addr(s)}: {short(e)}")
                 continue
-            why = _verdict(self, state)
-            if not why:
+            found = _usable(self, state)
+            if isinstance(found, tuple):
                 self.sentinels[0], self.sentinels[i] = s, self.sentinels[0]
-                return state["ip"], state["port"]
-            said.append(f"{addr(s)} {why}")
+                return found
+            said.append(f"{addr(s)} {found}")
         raise no_primary(service_name, said)

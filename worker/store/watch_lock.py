@@ -26,7 +26,7 @@ import redis
 from ..errors import NotifyError, StoreError
 from ..jdate import TOKYO
 from ..settings import RedisSettings
-from .connect import sync_client
+from .connect import close, sync_client
 from .keys import Keys
 from .scripts import lua
 
@@ -78,7 +78,7 @@ class WatchLease:
         self._keep(keys=[self.key], args=[self.token, 0])
 
     def close(self) -> None:
-        self.r.close()
+        close(self.r)
 
 
 def _gone(held: str) -> bool:

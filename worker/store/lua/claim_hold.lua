@@ -36,7 +36,7 @@ if status == "sending" then
     -- this very claim again: its first reply was lost and the client retried (a Redis
     -- failover, worker/store/connect.py); the hold is this claim's, as first answered
     return {"claimed", ARGV[3], redis.call("HGET", hold, "attempts"),
-            redis.call("HGET", hold, "first_ms"), redis.call("HGET", hold, "notice") or ARGV[3],
+            redis.call("HGET", hold, "first_ms"), redis.call("HGET", hold, "notice") or ARGV[6],
             first_event()}
   end
   local until_ms = tonumber(redis.call("HGET", hold, "lease_until") or "0")
