@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -86,10 +87,13 @@ def net() -> Iterator[NetLab]:
             pytest.fail(why)
         pytest.skip(why)
     lab = NetLab()
+    # a run stopped with SIGTERM (a timeout, a cancelled CI job) still tears down: as Ctrl-C
+    before = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         yield lab.open()
     finally:
         lab.close()
+        signal.signal(signal.SIGTERM, before)
 
 
 def _version(binary: str) -> str:
