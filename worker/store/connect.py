@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import socket
 import time
+from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import redis
 import redis.asyncio as aioredis
@@ -41,8 +42,8 @@ from .sentinels import (AsyncFollowingConnection, AsyncFollowingRedis,
                         AsyncFollowingSSLConnection, AsyncSentinels, FollowingConnection,
                         FollowingRedis, FollowingSSLConnection, MasterNotFoundError, Sentinels)
 
-__all__ = ["aclose", "async_client", "broker_client", "close", "describe", "sync_client",
-           "RETRIED"]
+__all__ = ["aclose", "async_client", "broker_client", "close", "describe", "not_retried",
+           "sync_client", "RETRIED"]
 
 # what a failover looks like to a client: retried (anything else is an answer)
 RETRIED: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError,
@@ -63,6 +64,19 @@ _deadline: ContextVar[float | None] = ContextVar("omitama_redis_deadline", defau
 def _in_time(error: Exception) -> bool:
     deadline = _deadline.get()
     return deadline is None or time.monotonic() < deadline
+
+
+@contextmanager
+def not_retried() -> Iterator[None]:
+    """Commands in the block are not retried after a connection error: one whose answer
+    is only good from the node that answered (a staff action's WAIT, worker/store/
+    replicas.py: after a failover, the new primary's replicas would confirm nothing of
+    what the old one took). The error reaches the caller at once."""
+    token = _deadline.set(time.monotonic())  # already over: no retry is in time
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 def _backoff() -> ExponentialBackoff:
