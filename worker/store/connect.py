@@ -51,9 +51,10 @@ RETRIED: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError,
 # a dead host must not hold a connection attempt for the OS's TCP timeout (minutes)
 CONNECT_TIMEOUT_S = 2.0
 # with Sentinel, a primary silent this long (a frozen or cut-off host: no reset comes) is
-# given up and the command retried on whichever the Sentinels name; every command of ours
-# takes milliseconds (no blocking command, dramatiq's fetch included), and a repeat is safe
-NODE_TIMEOUT_S = 5.0
+# given up and the command retried on whichever the Sentinels name; a repeat is safe, and
+# every command of ours takes milliseconds (dramatiq's fetch is no blocking pop) but a
+# staff action's WAIT, at most [staff_writes] timeout_ms (10 s: tests/test_sentinel.py)
+NODE_TIMEOUT_S = 15.0
 SENTINEL_TIMEOUT_S = 2.0
 
 # when the outermost retried call gives up (per thread / per asyncio task): redis-py nests
