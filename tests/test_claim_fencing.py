@@ -28,9 +28,10 @@ def test_takeover_gets_a_new_token_and_the_old_claims_finish_is_refused(store_ru
         first, second = await _expired_then_taken_over(store, "H1")
         assert (first.verdict, second.verdict) == ("claimed", "claimed")
         assert (first.token, second.token) == ("t1", "t2")
-        # the notice keeps the first claim's token: one Message-ID through takeovers
-        assert first.notice == second.notice == "t1"
-        assert await store.hold_for_token("t1") == "H1"
+        # the notice is the hold's, not a claim's: one Message-ID through takeovers
+        assert first.notice == second.notice == await store.notice_name(["H1"])
+        assert first.notice not in ("t1", "t2")
+        assert await store.hold_for_token(first.notice) == "H1"
         before = await store.get_hold("H1")
         for outcome in ("sent", "retrying", "phoned"):
             got = await store.finish_hold("H1", outcome, first.token, card="C1",
@@ -57,7 +58,7 @@ def test_every_retry_claim_fences_the_one_before(store_run):
             c = await store.claim_hold("H2", token=f"r{i}", lease_ms=60_000, ttl_s=3600,
                                        fields={})
             tokens.append(c.token)
-            assert c.attempts == i + 1 and c.notice == "r0"
+            assert c.attempts == i + 1 and c.notice == await store.notice_name(["H2"])
             assert await store.finish_hold("H2", "retrying", c.token, due=1) == "retrying"
         assert tokens == ["r0", "r1", "r2"]
         for old in tokens[:2]:

@@ -9,7 +9,7 @@ import pytest
 from tests.helpers import until_lease_over, with_store
 from tests.helpers import set_contact
 from worker.contact import ContactState
-from worker.store.core import Store, safe_url
+from worker.store.core import Store, now_ms, safe_url
 
 
 @pytest.fixture
@@ -34,11 +34,58 @@ def test_outcome_is_final_and_expired_lease_is_taken_over(store_run):
         # the first worker died: its lease ran out, a second one takes over with its own
         # token (see test_claim_fencing.py) and the same notice
         second = await store.claim_hold("H2", token="b", lease_ms=60_000, ttl_s=3600, fields={})
-        assert (first.attempts, second.attempts) == (1, 2) and second.notice == "a"
+        assert (first.attempts, second.attempts) == (1, 2) and second.notice == first.notice
         assert await store.finish_hold("H2", "sent", "b", fields={"message_id": "<m>"}) == "sent"
         again = await store.claim_hold("H2", token="c", lease_ms=60_000, ttl_s=3600, fields={})
         assert again.verdict == "done" and again.status == "sent"
-        assert await store.hold_for_token("a") == "H2"
+        assert await store.hold_for_token(first.notice) == "H2"
+    store_run(go)
+
+
+def test_a_claim_or_finish_sent_again_answers_as_the_first_time(store_run):
+    """A client that lost the reply (a Redis failover: worker/store/connect.py retries)
+    sends the same claim, with the same token, again: it is the same claim, not "busy"
+    until its own lease runs out; a finish sent again answers the status it wrote, and
+    appends no second outcome."""
+    async def go(store):
+        first = await store.claim_hold("H4", token="a", lease_ms=60_000, ttl_s=3600,
+                                       fields={"card_number": "C1"})
+        again = await store.claim_hold("H4", token="a", lease_ms=60_000, ttl_s=3600,
+                                       fields={"card_number": "C1"})
+        assert again == first and again.verdict == "claimed" and again.attempts == 1
+        other = await store.claim_hold("H4", token="b", lease_ms=60_000, ttl_s=3600, fields={})
+        assert other.verdict == "busy"  # another claim still waits for the lease
+        outcomes = await store.r.xlen(store.k.outcomes)
+        assert await store.finish_hold("H4", "sent", "a", card="C1") == "sent"
+        assert await store.finish_hold("H4", "sent", "a", card="C1") == "sent"
+        assert await store.r.xlen(store.k.outcomes) == outcomes + 1
+    store_run(go)
+
+
+def test_a_digest_or_reminder_take_sent_again_answers_as_the_first_time(store_run):
+    """A digest window's join and take and a reminder pass's take, sent again as a client retries
+    a call whose reply was lost: the same holds, not "taken by another" (which left them
+    waiting for the sweeper) or "busy"."""
+    async def go(store):
+        for h in ("G1", "G2"):
+            c = await store.claim_hold(h, token=f"c-{h}", lease_ms=60_000, ttl_s=3600,
+                                       fields={"card_number": "C1"})
+            joined = await store.digest.join(h, c.token, "C1", "ogawa", window_ms=60_000,
+                                             lease_ms=60_000, new_id="w1")
+            again = await store.digest.join(h, c.token, "C1", "ogawa", window_ms=60_000,
+                                            lease_ms=60_000, new_id="w1")
+            assert (again.verdict, again.gather_id) == ("wait", joined.gather_id)
+        window = store.k.gather("C1", "ogawa")
+        call = {"keys": [window, store.k.inflight, store.k.hold("G1"), store.k.hold("G2")],
+                "args": [joined.gather_id, "digest-1", now_ms(), 60_000, "G1", "G2"]}
+        assert await store.digest._take(**call) == ["G1", "G2"]
+        assert await store.digest._take(**call) == ["G1", "G2"]  # the same call again
+        assert await store.digest.take("C1", "ogawa", joined.gather_id, "digest-2",
+                                       60_000) is None  # another take: gone
+        await store.finish_hold("G1", "sent", "digest-1", card="C1")
+        assert await store.reminders.take(["G1"], "pass-1", 60_000) == ["G1"]
+        assert await store.reminders.take(["G1"], "pass-1", 60_000) == ["G1"]
+        assert await store.reminders.take(["G1"], "pass-2", 60_000) == []  # busy
     store_run(go)
 
 

@@ -77,12 +77,57 @@ class RedisSettings(_Section):
     # dramatiq: out of a million broker commands, how many also run queue maintenance
     # (re-queue a dead worker's messages, purge old dead letters); dramatiq's default
     maintenance_chance: int = Field(1000, ge=0, le=1_000_000)
+    # Redis Sentinel (docs/operations.md, "High availability"): host:port of each Sentinel
+    # and the name they monitor the primary under; both empty = the one Redis at `url`.
+    # With them, `url` gives only the scheme (rediss:// = TLS), user, password and db.
+    sentinels: list[str] = []
+    master_name: str = Field("", validate_default=True)
+    # the Sentinels' own password (requirepass of sentinel.conf): environment only
+    sentinel_password: SecretStr = SecretStr("")
+    # with Sentinel: how long a command waits for a new primary before it fails
+    failover_wait_s: float = Field(30.0, ge=1, le=600)
 
     @field_validator("url")
     @classmethod
     def _scheme(cls, v: str) -> str:
         if not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return v
+
+    @field_validator("sentinels", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        # from the environment: OMITAMA_NOTIFY_REDIS__SENTINELS="10.0.0.1:26379,10.0.0.2:26379"
+        return [p for p in v.replace(",", " ").split()] if isinstance(v, str) else v
+
+    @field_validator("sentinels")
+    @classmethod
+    def _host_port(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        for entry in v:
+            host, colon, port = entry.strip().rpartition(":")
+            if not colon or not host.strip("[]") or not port.isdigit() \
+                    or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{entry!r} is not host:port (e.g. 10.0.0.1:26379; "
+                                 f"IPv6 as [::1]:26379)")
+        if v and str(info.data.get("url", "")).startswith("unix://"):
+            raise ValueError("need [redis] url to be redis:// or rediss:// (its db, user and "
+                             "password are used; unix:// names no data node)")
+        if v and info.data.get("start_private"):
+            raise ValueError("need [redis] start_private = false (the private server is for "
+                             "first runs on one machine)")
+        return [e.strip() for e in v]
+
+    @field_validator("master_name")
+    @classmethod
+    def _with_sentinels(cls, v: str, info: ValidationInfo) -> str:
+        if "sentinels" not in info.data:
+            return v  # sentinels itself was refused
+        if info.data["sentinels"] and not v:
+            raise ValueError("is missing: with sentinels set, give the name they monitor the "
+                             "primary under (sentinel monitor NAME … in sentinel.conf)")
+        if v and not info.data["sentinels"]:
+            raise ValueError(f"{v!r} needs [redis] sentinels (host:port of each Sentinel); "
+                             f"leave both empty for one Redis at url")
         return v
 
 

@@ -7,9 +7,11 @@ a window). Either way: one mail through the one send path (worker/app/send.py), 
 every hold recorded by ``finish_hold.lua`` under the owner's token — one hold in one
 round trip, several in one MULTI/EXEC — as mailed, listed (a 5xx; the address changed
 meanwhile; the retry horizon ran out) or retrying. A mail of one hold is named by the
-hold's notice token, a mail of several by the digest's token (``notice:TOKEN`` names its
-first hold, and every hold carries ``digest_holds``, so a bounce traced to one of them
-lists them all: worker/app/bounce_effects.py).
+hold's notice token, a mail of several by the notice token of their set (both derived:
+worker/mail/compose.py ``notice_token``, so the same holds re-sent after a 4xx or a loss
+carry the same Message-ID; ``notice:TOKEN`` names the digest's first hold, and every hold
+carries ``digest_holds``, so a bounce traced to one of them lists them all:
+worker/app/bounce_effects.py).
 """
 
 from __future__ import annotations
@@ -163,9 +165,9 @@ async def _mail(rt: Runtime, card: str, token: str, members: list[Member], until
     ids = [m.ev.hold_id for m in members]
     events = [m.ev for m in members]
     name = members[0].notice if len(members) == 1 else ""
-    if not name:  # several holds: the digest's token names the mail
-        name = token
-        await rt.store.digest.name_notice(token, ids[0])
+    if not name:  # several holds: a token of their set names the mail (a re-send, the same)
+        name = await rt.store.notice_name(ids)
+        await rt.store.digest.name_notice(name, ids[0])
 
     async def lease(until_ms: int) -> bool:
         if len(ids) == 1:
@@ -211,6 +213,9 @@ async def _mail(rt: Runtime, card: str, token: str, members: list[Member], until
 
 
 def _retrying(m: Member, delay: float, lease_s: float, error: str) -> Finish:
-    # the sweeper looks again if the retry has not come two leases after it was due
-    look_again = int((now_tokyo().timestamp() + delay + 2 * lease_s) * 1000)
-    return (m.ev.hold_id, HoldStatus.RETRYING, {"last_error": error}, None, look_again)
+    retry_ms = int((now_tokyo().timestamp() + delay) * 1000)
+    # the sweeper looks again if the retry has not come two leases after it was due; a
+    # claim before retry_ms (the event announced again) waits for it (claim_hold.lua)
+    look_again = retry_ms + int(2 * lease_s * 1000)
+    return (m.ev.hold_id, HoldStatus.RETRYING, {"last_error": error, "retry_ms": str(retry_ms)},
+            None, look_again)

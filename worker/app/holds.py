@@ -34,8 +34,9 @@ failure, retried like any other. So a slow relay or a long wait for a connection
 costs time (and, if it never fits the lease, ends on the call list), not a second mail.
 
 The remaining duplicate window. The patron may still get the notice twice — with the
-*same* Message-ID (the notice token of the first claim), which many mail apps fold
-into one — when:
+*same* Message-ID (the hold's notice token, derived from its id: the same for every
+claim, even one after a failover lost the hold's record and the ILS announced it
+again), which many mail apps fold into one — when:
 
 1. the relay took the message but its reply to the final "." did not reach us within
    ``[smtp] timeout`` (a later reply, or the connection broke at that moment): we

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+from datetime import datetime
 from typing import Awaitable, Callable, TypeVar
 
+from ..jdate import TOKYO
 from ..settings import Settings
 from ..store.core import Store
 
@@ -23,3 +26,13 @@ def with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]]) -> T:
         finally:
             await store.close()
     return asyncio.run(run())
+
+
+def moment(text: str) -> datetime:
+    """An ISO 8601 date-time given on the command line (no offset: Tokyo time)."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO date-time: {text!r} (e.g. 2026-12-04T10:00:00+09:00)") from None
+    return at if at.tzinfo else at.replace(tzinfo=TOKYO)

@@ -13,6 +13,7 @@ import sys
 
 from ..errors import ConfigError, NotifyError, StoreError
 from .bounces import add_bounce_commands
+from .holds import add_holds_commands
 from .ops import add_ops_commands
 from .outbox import add_outbox_command
 from .reminders import add_reminder_commands
@@ -29,21 +30,23 @@ from .stats import add_stats_command
 # -- worker ---------------------------------------------------------------------
 
 def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
-    from ..store.devredis import private_redis
+    from ..store.connect import describe
+    from ..store.devredis import redis_for
     from .ops import check_templates
 
     print(f"settings: {s.source}", flush=True)
     check_templates(s)  # a broken template stops the start, not every notice
 
-    with private_redis(s.redis.url, s.var_dir / "redis", start_private=s.redis.start_private,
-                       say=lambda line: print(line, flush=True), require=True) as own:
+    with redis_for(s.redis, s.var_dir / "redis", say=lambda line: print(line, flush=True),
+                   require=True) as own:
         if s.mail.transport == "outbox":
             s.outbox_dir.mkdir(parents=True, exist_ok=True)
             print(f"mail transport: outbox — each mail is written as an .eml file to {s.outbox_dir}",
                   flush=True)
         else:
             print(f"mail transport: smtp — relay {s.smtp.host}:{s.smtp.port}", flush=True)
-        print(f"queue 'notifications' on {s.redis.url.split('@')[-1]} (namespace "
+        where = describe(s.redis) if s.redis.sentinels else s.redis.url.split('@')[-1]
+        print(f"queue 'notifications' on {where} (namespace "
               f"{s.redis.namespace!r}); {s.worker.processes} process(es) × {s.worker.threads} "
               "thread(s); Ctrl-C stops", flush=True)
         if s.metrics.port:
@@ -116,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bounce_commands(sub)
     add_reminder_commands(sub)
+    add_holds_commands(sub)
     add_stats_command(sub)
     add_sender_commands(sub)
     # the staff web page (worker/web) adds its commands here
@@ -144,12 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = get_settings()
         if not _uses_redis(args):
             return int(args.fn(args, settings))
-        from ..store.devredis import private_redis
+        from ..store.devredis import redis_for
         # nothing answers and [redis] start_private: a private Redis for this command only
-        with private_redis(settings.redis.url, settings.var_dir / "redis",
-                           start_private=settings.redis.start_private,
-                           say=lambda line: print(f"omitama-notify: {line}", file=sys.stderr,
-                                                  flush=True)):
+        with redis_for(settings.redis, settings.var_dir / "redis",
+                       say=lambda line: print(f"omitama-notify: {line}", file=sys.stderr,
+                                              flush=True)):
             return int(args.fn(args, settings))
     except ConfigError as e:
         print(f"omitama-notify: {e}", file=sys.stderr)
@@ -174,7 +177,7 @@ def _uses_redis(args: argparse.Namespace) -> bool:
     if args.command == "check":
         return getattr(args, "what", None) != "domain"
     if args.command in ("review", "enqueue", "staff", "staff-web", "purge", "patron",
-                        "stats"):
+                        "stats", "holds"):
         return True
     return args.command == "bounces" and getattr(args, "what", None) == "ingest"
 
@@ -183,8 +186,8 @@ def _how_to_get_redis(e: StoreError, s: Settings | None) -> str:
     """"cannot reach Redis" alone leaves a newcomer stuck: say how to get one."""
     if s is None or not str(e).startswith("cannot reach Redis"):
         return ""
-    from ..store.devredis import redis_hint
-    return f"; {redis_hint(s.redis.url, s.redis.start_private)}"
+    from ..store.devredis import hint
+    return f"; {hint(s.redis)}"
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@ from typing import Any, Callable
 import jinja2
 
 from ..mail.compose import Composer
-from ..store.devredis import redis_hint
+from ..store.connect import describe
+from ..store.devredis import hint
 from ..errors import ConfigError, StoreError
 from ..ils.events import HoldReady
 from ..jdate import TOKYO
 from ..settings import Settings
-from ..store.core import Store, safe_url
+from ..store.core import Store
+from ..store.sentinel_view import NoPrimary, sentinel_line
 from ..store.version import MIN_REDIS_TEXT, redis_too_old
 from ..mail.transport import smtp_client
 
@@ -28,16 +30,20 @@ def _check_redis(s: Settings) -> str:
             try:
                 await store.ping()
             except StoreError as e:  # say how to get one, not only that it is missing
-                raise StoreError(f"{str(e).rstrip('.')}; {redis_hint(s.redis.url, s.redis.start_private)}") from None
+                raise StoreError(f"{str(e).rstrip('.')}; {hint(s.redis)}") from None
             version = await store.server_version()
             too_old = redis_too_old(version)
             if too_old:
-                raise StoreError(f"{too_old}; it answers at {safe_url(s.redis.url)}")
-            return (f"Redis {version} answers at {safe_url(s.redis.url)} "
+                raise StoreError(f"{too_old}; it answers at {describe(s.redis)}")
+            return (f"Redis {version} answers at {describe(s.redis)} "
                     f"({MIN_REDIS_TEXT} or newer needed)")
         finally:
             await store.close()
     return asyncio.run(go())
+
+
+def _check_sentinel(s: Settings) -> str:
+    return sentinel_line(s.redis)
 
 
 def _check_relay(s: Settings) -> str:
@@ -100,14 +106,21 @@ def cmd_check(args: argparse.Namespace, s: Settings) -> int:
         return cmd_check_domain(args, s)
     failed = 0
     print(f"ok    settings  {s.source}; {len(s.branches)} branches, transport {s.mail.transport}")
-    # the bounce mailbox only when one is set ([bounces] mailbox)
-    for name, check in CHECKS + [("bounces", _check_bounces)] * bool(s.bounces.mailbox):
+    # the Sentinel view when [redis] sentinels is set; the bounce mailbox when one is set
+    checks = [("sentinel", _check_sentinel)] * bool(s.redis.sentinels) + CHECKS + \
+        [("bounces", _check_bounces)] * bool(s.bounces.mailbox)
+    no_primary = False
+    for name, check in checks:
+        if no_primary and name == "redis":
+            continue  # it would wait [redis] failover_wait_s for a primary, to say the same
         try:
             print(f"ok    {name:<9} {check(s)}", flush=True)
         except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the rest
             failed += 1
+            no_primary = no_primary or isinstance(e, NoPrimary)
             print(f"FAIL  {name:<9} {type(e).__name__}: {e}", flush=True)
-    failed += _last_sender_problem(s)
+    if not no_primary:
+        failed += _last_sender_problem(s)
     return 1 if failed else 0
 
 

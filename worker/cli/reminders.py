@@ -5,20 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from datetime import datetime
 from typing import Any
 
-from ..jdate import TOKYO, now_tokyo
+from ..jdate import now_tokyo
 from ..settings import Settings
-
-
-def _moment(text: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not an ISO date-time: {text!r} (e.g. 2026-12-04T10:00:00+09:00)") from None
-    return at if at.tzinfo else at.replace(tzinfo=TOKYO)  # no offset: Tokyo time
+from .common import moment
 
 
 def cmd_reminders_run(args: argparse.Namespace, s: Settings) -> int:
@@ -40,6 +31,6 @@ def add_reminder_commands(sub: Any) -> None:
     p = sub.add_parser("reminders", help="pickup reminders ([reminder] settings)")
     r = p.add_subparsers(dest="reminders_cmd", required=True)
     run = r.add_parser("run", help="send the reminders due now (or at --at), once each")
-    run.add_argument("--at", type=_moment, default=None,
+    run.add_argument("--at", type=moment, default=None,
                      help="run as if it were this moment (ISO 8601; no offset = JST)")
     run.set_defaults(fn=cmd_reminders_run)

@@ -8,11 +8,13 @@ through the body or an encoded header word (see :mod:`worker.mail.mime`).
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Iterable, Protocol
 
 import jinja2
 
@@ -36,8 +38,24 @@ class Notice:
 
 
 def new_token() -> str:
-    """Random id of one notice; its Message-ID is <hold.TOKEN@domain>."""
+    """A random token: a claim's fencing token, a digest window's id, the name of a
+    notice whose hold was claimed before notice tokens were derived."""
     return secrets.token_hex(12)
+
+
+def notice_token(secret: bytes, hold_ids: Iterable[str]) -> str:
+    """The token of the notice mailing ``hold_ids`` (its Message-ID is
+    <hold.TOKEN@domain>): an HMAC of the sorted hold ids under the deployment's secret
+    (worker/store/notice_secret.py), so a mail re-sent after any loss — a retry after a
+    4xx, a redelivery, an event re-announced after a failover lost the hold's record —
+    carries the same Message-ID, the same the relay and the patron's mail app dedup on;
+    public, yet not guessable from a hold id. One hold's is its own notice's; a digest's
+    is the same wherever the same set of holds goes out together. 96 bits, lower-case
+    hex: the format of :func:`new_token` (and of ``check_token``)."""
+    ids = sorted(set(hold_ids))
+    if not ids:
+        raise ValueError("a notice names at least one hold")
+    return hmac.new(secret, "\n".join(ids).encode(), hashlib.sha256).hexdigest()[:24]
 
 
 def token_of(message_id: str, domain: str, kind: str = "hold") -> str | None:

@@ -107,7 +107,7 @@ def watch_alone(settings: Settings, *, once: bool = False, limit: int | None = N
     where = safe_mailbox(settings.bounces.mailbox)
     while not stop.is_set():
         try:
-            with sole_watcher(settings.redis.url, settings.redis.key_prefix,
+            with sole_watcher(settings.redis, settings.redis.key_prefix,
                               settings.bounces.mailbox, stop.set):
                 watch(settings, once=once, limit=limit, stop=stop, report=report)
             return

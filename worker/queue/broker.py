@@ -47,6 +47,7 @@ from .internal import (GAVE_UP_ACTOR, MALFORMED_ACTOR, Signer, SignInternal,
 from .process_setup import ProcessSetup, prometheus_middleware
 from ..settings import Settings
 from ..store.client import REDIS_UNREACHABLE
+from ..store.connect import broker_client
 from ..store.queue_keys import QueueKeys
 from ..store.queue_secret import queue_secret
 from ..store.keys import Keys
@@ -382,7 +383,7 @@ def _load_secret(broker: RedisBroker, keys: Keys) -> bytes:
 
 
 def build_broker(settings: Settings) -> RedisBroker:
-    broker = Broker(url=settings.redis.url, namespace=settings.redis.namespace,
+    broker = Broker(client=broker_client(settings.redis), namespace=settings.redis.namespace,
                     heartbeat_timeout=settings.redis.heartbeat_timeout_ms,
                     maintenance_chance=settings.redis.maintenance_chance)
     broker.middleware[:] = [PatientRetries() if type(m) is Retries else m

@@ -18,6 +18,7 @@ import os
 import threading
 from typing import Any
 
+from ..settings import RedisSettings
 from ..store.client import RedisError
 from ..store.gauges import connect, read_gauges
 from ..store.keys import Keys
@@ -34,7 +35,7 @@ def count_notice(outcome: str) -> None:
         _notices.labels(outcome=outcome).inc()
 
 
-def start(url: str, prefix: str, branches: list[str]) -> None:
+def start(where: RedisSettings, prefix: str, branches: list[str]) -> None:
     """In a worker process after boot: create our metrics and the refresher thread."""
     global _notices
     keys = Keys(prefix)
@@ -54,7 +55,7 @@ def start(url: str, prefix: str, branches: list[str]) -> None:
                            multiprocess_mode="livemostrecent")
     bounces = prom.Gauge("omitama_bounces", "Failures recorded, by reason (since the start).",
                          ["reason"], multiprocess_mode="livemostrecent")
-    client = connect(url)
+    client = connect(where)
     stop = threading.Event()
 
     def refresh() -> None:

@@ -54,10 +54,10 @@ class ProcessSetup(Middleware):
         logging.getLogger(__name__).debug("event loop: %s", loop.install())
         activity.start(s.logging.summary_interval_s)
         if s.metrics.port:
-            metrics.start(s.redis.url, s.redis.key_prefix, list(s.branches))
+            metrics.start(s.redis, s.redis.key_prefix, list(s.branches))
         # (process_boot is a worker-CLI event: in-process test workers get no sweeper thread)
         actor = broker.get_actor("hold_ready")
-        sweeper.start(s.redis.url, s.redis.key_prefix, actor.send,
+        sweeper.start(s.redis, s.redis.key_prefix, actor.send,
                       namespace=s.redis.namespace, queue=actor.queue_name,
                       lease_s=s.delivery.lease_s, interval_s=s.delivery.sweep_interval_s)
         periodic.start(s)  # the daily purge; pickup reminders

@@ -34,6 +34,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from ..settings import RedisSettings
 from ..store.client import RedisError
 from ..store.keys import Keys
 from ..store.queue_keys import QueueKeys, delayed
@@ -132,10 +133,10 @@ def sweep_once(db: SweepStore, send: Callable[[dict[str, Any]], Any], push_ms: i
     return done
 
 
-def start(url: str, prefix: str, send: Callable[[dict[str, Any]], Any], *, namespace: str,
+def start(where: RedisSettings, prefix: str, send: Callable[[dict[str, Any]], Any], *, namespace: str,
           queue: str, lease_s: float, interval_s: float) -> None:
     """A daemon thread in each worker process."""
-    db = SweepStore.connect(url, Keys(prefix), QueueKeys(namespace))
+    db = SweepStore.connect(where, Keys(prefix), QueueKeys(namespace))
     watch = AckWatch(db, queue)
     push_ms = int(2 * lease_s * 1000)
 

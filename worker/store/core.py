@@ -18,12 +18,16 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..contact import Contact, ContactState
 from ..errors import StoreError
 from ..holds.retention import HOLD_PERSONAL_FIELDS, UNDO_KEEPS
+from ..mail.compose import notice_token
 from .base import Conn, _dumps, arrival_us, now_iso, now_ms, safe_url
 from .bounces import BounceStore, SenderProblemStore
+from .connect import aclose, async_client, describe
 from .contacts import Registry
 from .stats import StatsStore
 from .digest import DigestStore
+from .hold_states import HoldStates
 from .keys import Keys
+from .notice_secret import notice_secret
 from .outcomes import DEFAULT_MAXLEN, with_outcomes
 from .patron_data import PatronData
 from .reminders import ReminderStore
@@ -33,7 +37,7 @@ from .scripts import lua
 from .vocab import ClaimVerdict, HoldStatus
 
 if TYPE_CHECKING:
-    from ..settings import Settings
+    from ..settings import RedisSettings, Settings
 
 
 
@@ -92,21 +96,24 @@ class Store(Conn):
         self.patron_data = PatronData(self)
         self.staff = StaffStore(self)
         self.stats = StatsStore(self)
+        self.hold_states = HoldStates(self)  # what `holds missing` reads
+        self._notice_secret: bytes | None = None  # read once (it never changes)
 
     @classmethod
-    def connect(cls, url: str, prefix: str, outcomes_maxlen: int = DEFAULT_MAXLEN) -> "Store":
-        client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
-        return cls(client, Keys(prefix), url, outcomes_maxlen)
+    def connect(cls, where: "RedisSettings | str", prefix: str,
+                outcomes_maxlen: int = DEFAULT_MAXLEN) -> "Store":
+        """``where``: the ``[redis]`` settings (one Redis or Sentinel), or a plain URL."""
+        return cls(async_client(where), Keys(prefix), describe(where), outcomes_maxlen)
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "Store":
-        """The store every command and process uses: ``[redis] url`` and ``key_prefix``,
-        the outcome stream trimmed to ``[outcomes] maxlen``."""
-        return cls.connect(settings.redis.url, settings.redis.key_prefix,
+        """The store every command and process uses: ``[redis] url`` (or its Sentinels)
+        and ``key_prefix``, the outcome stream trimmed to ``[outcomes] maxlen``."""
+        return cls.connect(settings.redis, settings.redis.key_prefix,
                            settings.outcomes.maxlen)
 
     async def close(self) -> None:
-        await self.r.aclose()
+        await aclose(self.r)
 
     async def ping(self) -> None:
         try:
@@ -138,6 +145,13 @@ class Store(Conn):
 
     # -- holds -----------------------------------------------------------------
 
+    async def notice_name(self, hold_ids: list[str]) -> str:
+        """The notice token of a mail of ``hold_ids`` (one hold: its own notice's; a
+        digest: its set's), the same every time (worker/mail/compose.py ``notice_token``)."""
+        if self._notice_secret is None:
+            self._notice_secret = await notice_secret(self.r, self.k)
+        return notice_token(self._notice_secret, hold_ids)
+
     async def claim_hold(self, hold_id: str, *, token: str, lease_ms: int, ttl_s: int,
                          fields: dict[str, str], contact_of: str | None = None) -> Claim:
         """Claim a hold (``claim_hold.lua``) with a ``token`` never used before: it fences
@@ -146,11 +160,14 @@ class Store(Conn):
         (``Claim.first_event``). With ``contact_of`` the claim script also reads the
         patron's contact (one round trip per notice less; one script call, not a pipeline
         of the claim and an HGETALL: ~25 µs less per notice, bench/README.md). The read
-        changes no outcome."""
-        keys = [self.k.hold(hold_id), self.k.notice(token), self.k.inflight]
+        changes no outcome. The notice token (the Message-ID's) is derived from the hold
+        id, so it is the same for every claim of the hold, even one after its record was
+        lost (:meth:`notice_name`)."""
+        notice = await self.notice_name([hold_id])
+        keys = [self.k.hold(hold_id), self.k.notice(notice), self.k.inflight]
         if contact_of is not None:
             keys.append(self.k.patron(contact_of))
-        args: list[Any] = [now_ms(), lease_ms, token, hold_id, ttl_s]
+        args: list[Any] = [now_ms(), lease_ms, token, hold_id, ttl_s, notice]
         for k, v in fields.items():
             args += [k, v]
         res = await self._claim(keys=keys, args=args)

@@ -22,13 +22,15 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
 
 from ..errors import StoreError
+from ..settings import RedisSettings
+from .connect import primary_address
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _OWNER = "owner.pid"  # the omitama-notify process whose private server it is
@@ -195,3 +197,24 @@ def private_redis(url: str, data_dir: Path, *, start_private: bool, say: Callabl
         if own is not None:
             stop_redis(own, data_dir)
             say(f"stopped the private redis-server (pid {own}); its data stays in {data_dir}")
+
+
+def redis_for(rs: RedisSettings, data_dir: Path, *, say: Callable[[str], None],
+              require: bool = False) -> AbstractContextManager[int | None]:
+    """:func:`private_redis` for the ``[redis]`` settings. With Sentinel there is no
+    private server and no URL to ping: ``require`` asks the Sentinels for the primary."""
+    if not rs.sentinels:
+        return private_redis(rs.url, data_dir, start_private=rs.start_private, say=say,
+                             require=require)
+    if require:
+        primary_address(rs)  # StoreError when no Sentinel names a primary
+    return nullcontext(None)
+
+
+def hint(rs: RedisSettings) -> str:
+    """:func:`redis_hint` for the ``[redis]`` settings."""
+    if rs.sentinels:
+        return (f"check that the Sentinels in [redis] sentinels run and monitor a primary "
+                f"named {rs.master_name!r} ([redis] master_name; sentinel monitor in "
+                f"sentinel.conf), and that it answers")
+    return redis_hint(rs.url, rs.start_private)

@@ -9,11 +9,13 @@ from typing import Any
 
 import redis
 
+from ..settings import RedisSettings
+from .connect import sync_client
 from .keys import Keys
 
 
-def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5)
+def connect(where: RedisSettings | str) -> redis.Redis:
+    return sync_client(where, socket_timeout=5)
 
 
 def read_gauges(client: redis.Redis, keys: Keys, branches: list[str]) -> dict[str, Any]:

@@ -61,6 +61,8 @@ web:login_known:{staff_id}  set    client addresses that logged in as staff_id  
 web:login_missed:{staff_id} str    failed logins since the last good one        30 days
 queue:secret                str    HMAC key signing the worker's own queue      kept (created once,
                                    messages (worker/queue/internal.py)          SET NX)
+secret:notice               str    HMAC key notice tokens (Message-IDs) are     kept (created once,
+                                   derived from (worker/store/notice_secret.py) SET NX)
 gather:{branch}:{card}      hash   the open digest window of a card at a pickup  gather_s + 1 day
                                    branch: id, due (ms), h:{hold_id} per member
                                    (worker/app/digest.py)
@@ -76,13 +78,15 @@ stats:day:{YYYY-MM-DD}      hash   "{branch}|{metric}" → count of that Tokyo d
 Fields of ``hold:{hold_id}``, by who writes them (the scripts are in ``lua/``):
 
 - ``claim_hold.lua``: ``status`` (sending), ``lease_until`` (ms), ``token`` (the latest
-  claim's: only it may finish), ``notice`` (the Message-ID's token, fixed at the first
-  claim), ``attempts``, ``first_ms``; and the fields the caller passes: ``event`` (JSON),
+  claim's: only it may finish), ``notice`` (the Message-ID's token, derived from the
+  hold id at the first claim: worker/mail/compose.py ``notice_token``), ``attempts``,
+  ``first_ms``; and the fields the caller passes: ``event`` (JSON),
   ``card_number``, ``pickup_branch``, ``pickup_by`` (worker/app/holds.py).
 - ``extend_lease.lua``: ``lease_until``.
 - ``finish_hold.lua``: ``status`` (sent | phoned | retrying), drops
   ``lease_until``; the caller's fields: ``message_id``, ``sent_ms``, ``to`` (masked),
-  ``relay_reply`` when sent; ``reason`` when phoned; ``last_error`` when retrying. On
+  ``relay_reply`` when sent; ``reason`` when phoned; ``last_error`` and ``retry_ms`` (when
+  the retry is due; ``claim_hold.lua`` drops it) when retrying. On
   "sent" it also sets ``last_sent_hold`` and ``last_sent_ms`` on ``patron:{card}``.
 - ``close_hold.lua``: ``status`` (cancelled | picked_up), or ``closed`` when the patron
   was told already (sent, called); ``closed_ms``; drops the title and name (the event's
@@ -245,6 +249,10 @@ class Keys:
     @property
     def queue_secret(self) -> str:
         return f"{self.prefix}queue:secret"
+
+    @property
+    def notice_secret(self) -> str:
+        return f"{self.prefix}secret:notice"
 
     @property
     def outcomes(self) -> str:

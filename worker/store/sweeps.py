@@ -13,6 +13,8 @@ from typing import Any
 
 import redis
 
+from ..settings import RedisSettings
+from .connect import sync_client
 from .keys import Keys
 from .queue_keys import QueueKeys
 from .scripts import lua
@@ -31,8 +33,8 @@ class SweepStore:
         self._counts = client.register_script(lua("queue_counts"))
 
     @classmethod
-    def connect(cls, url: str, keys: Keys, queues: QueueKeys) -> "SweepStore":
-        return cls(redis.Redis.from_url(url, socket_timeout=10), keys, queues)
+    def connect(cls, where: RedisSettings | str, keys: Keys, queues: QueueKeys) -> "SweepStore":
+        return cls(sync_client(where, socket_timeout=10), keys, queues)
 
     # -- dramatiq's messages ---------------------------------------------------
 

@@ -25,6 +25,8 @@ import redis
 
 from ..errors import NotifyError, StoreError
 from ..jdate import TOKYO
+from ..settings import RedisSettings
+from .connect import close, sync_client
 from .keys import Keys
 from .scripts import lua
 
@@ -47,9 +49,9 @@ def mailbox_id(mailbox: str) -> str:
 
 
 class WatchLease:
-    def __init__(self, url: str, key_prefix: str, mailbox: str,
+    def __init__(self, where: RedisSettings | str, key_prefix: str, mailbox: str,
                  lease_s: float = LEASE_S) -> None:
-        self.r = redis.Redis.from_url(url, decode_responses=True, socket_timeout=lease_s / 3)
+        self.r = sync_client(where, decode=True, socket_timeout=lease_s / 3)
         self.key = Keys(key_prefix).bounce_watch(mailbox_id(mailbox))
         self.lease_ms = int(lease_s * 1000)
         self.token = uuid.uuid4().hex
@@ -76,7 +78,7 @@ class WatchLease:
         self._keep(keys=[self.key], args=[self.token, 0])
 
     def close(self) -> None:
-        self.r.close()
+        close(self.r)
 
 
 def _gone(held: str) -> bool:
@@ -96,12 +98,12 @@ def _gone(held: str) -> bool:
 
 
 @contextmanager
-def sole_watcher(url: str, key_prefix: str, mailbox: str, on_lost: Callable[[], None],
+def sole_watcher(where: RedisSettings | str, key_prefix: str, mailbox: str, on_lost: Callable[[], None],
                  lease_s: float = LEASE_S) -> Iterator[None]:
     """Hold the mailbox's lease for the ``with`` block (renewed from a thread); raise
     :class:`AlreadyWatched` when another watch holds it; ``on_lost`` is called when the
     lease could not be kept (the block should stop)."""
-    lease = WatchLease(url, key_prefix, mailbox, lease_s)
+    lease = WatchLease(where, key_prefix, mailbox, lease_s)
     try:
         try:
             holder = lease.take()

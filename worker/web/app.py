@@ -20,7 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import StoreError
 from ..settings import Settings
 from ..store.client import REDIS_UNREACHABLE
-from ..store.core import Store, safe_url
+from ..store.connect import describe
+from ..store.core import Store
 from .auth import Accounts
 from .base import TEMPLATES, form_page, login_url, make_env, render
 from .routes import calls, failures, home, login, patron, pending, rejected, stats
@@ -143,7 +144,7 @@ async def store_unreachable(request: Request, exc: Exception) -> Response:
     log.error("staff web: Redis: %s", exc)
     return render(request, "error.html", status_code=503, title="データベースに接続できません",
                   message="Redis に接続できません。システム担当にご連絡ください。"
-                          f"({safe_url(request.app.state.settings.redis.url)})")
+                          f"({describe(request.app.state.settings.redis)})")
 
 
 def routes() -> list[Any]:

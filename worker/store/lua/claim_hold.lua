@@ -1,34 +1,37 @@
 -- Claim the right to send the ready notice of one hold (idempotency by hold_id).
--- KEYS[1] hold:{hold_id}   KEYS[2] notice:{token} (used only when the hold is new)
+-- KEYS[1] hold:{hold_id}   KEYS[2] notice:{notice} (used only when the hold is new)
 -- KEYS[3] inflight (the sweeper looks at the hold again after two leases)
 -- KEYS[4] (optional) patron:{card}: a claim also reads the patron's contact hash, in the
 --         same call (one round trip per notice less; the read changes nothing)
 -- ARGV[1] now_ms  ARGV[2] lease_ms  ARGV[3] token (fresh for every claim)  ARGV[4] hold_id
--- ARGV[5] ttl_s  ARGV[6..] field/value pairs stored on first claim, the first pair being
+-- ARGV[5] ttl_s  ARGV[6] notice (the hold's notice token, derived from its id)
+-- ARGV[7..] field/value pairs stored on first claim, the first pair being
 -- the event ("event", its JSON), then card, …
 -- Returns {"claimed", token, attempts, first_ms, notice, first_event, contact}
--- | {"done", status, first_event} | {"busy", ms_left}. `first_event` is "" unless the
+-- | {"done", status, first_event} | {"busy", ms_left} (a lease runs, or a retry is due later). `first_event` is "" unless the
 -- hold was claimed before with an event other than the one given now: then it is that
 -- first event, which decides (one hold, one event: worker/app/holds.py). `contact` is
 -- the HGETALL of KEYS[4] (field, value, ...; empty without KEYS[4] or without a patron).
 --
 -- Fencing: every claim stores its own token, and finish_hold.lua writes an outcome only
 -- for the token stored last. A worker whose lease ran out and was taken over can no
--- longer record anything. `notice` is the token of the first claim: it names the notice
--- (Message-ID, notice:{token}) and stays the same through retries and takeovers.
+-- longer record anything. `notice` names the notice (Message-ID, notice:{notice}); it is
+-- stored by the first claim and stays the same through retries and takeovers. It is
+-- derived from the hold id (worker/mail/compose.py notice_token), so a hold whose record
+-- was lost (a failover) and is claimed anew gets the same one again.
 -- Vocabulary: HoldStatus, ClaimVerdict (worker/store/vocab.py)
 local hold = KEYS[1]
 local now = tonumber(ARGV[1])
 
 -- the event the hold was first claimed with, when it is not the one given now ("" if so)
 local function first_event()
-  local first = redis.call("HGET", hold, ARGV[6] or "")
-  if first == ARGV[7] then
+  local first = redis.call("HGET", hold, ARGV[7] or "")
+  if first == ARGV[8] then
     first = false
   end
   return first or ""
 end
--- the patron's contact hash (KEYS[4]), read for the claimed reply only
+-- the patron's contact hash (KEYS[4]), read for a claimed reply only
 local function contact()
   if KEYS[4] then
     return redis.call("HGETALL", KEYS[4])
@@ -39,34 +42,50 @@ local lease = tonumber(ARGV[2])
 local status = redis.call("HGET", hold, "status")
 
 if status == "sending" then
+  if redis.call("HGET", hold, "token") == ARGV[3] then
+    -- this very claim again: its first reply was lost and the client retried (a Redis
+    -- failover, worker/store/connect.py); the hold is this claim's, as first answered
+    return {"claimed", ARGV[3], redis.call("HGET", hold, "attempts"),
+            redis.call("HGET", hold, "first_ms"), redis.call("HGET", hold, "notice") or ARGV[6],
+            first_event(), contact()}
+  end
   local until_ms = tonumber(redis.call("HGET", hold, "lease_until") or "0")
   if until_ms > now then
     return {"busy", tostring(until_ms - now)}
   end
-elseif status and status ~= "retrying" then
+elseif status == "retrying" then
+  -- a retry is set for later (`retry_ms`, worker/app/hold_mail.py): a second message for
+  -- the hold (the ILS announcing it again, a redelivery) waits for it rather than try now;
+  -- the retry's own message comes at that moment (1 s: clocks of two worker hosts)
+  local retry_ms = tonumber(redis.call("HGET", hold, "retry_ms") or "0")
+  if retry_ms > now + 1000 then
+    return {"busy", tostring(retry_ms - now)}
+  end
+elseif status then
   return {"done", status, first_event()}
 end
 
 if not status then
   redis.call("HSET", hold, "status", "sending", "lease_until", now + lease,
-             "token", ARGV[3], "notice", ARGV[3], "attempts", 1, "first_ms", now)
-  for i = 6, #ARGV, 2 do
+             "token", ARGV[3], "notice", ARGV[6], "attempts", 1, "first_ms", now)
+  for i = 7, #ARGV, 2 do
     redis.call("HSET", hold, ARGV[i], ARGV[i + 1])
   end
   redis.call("SET", KEYS[2], ARGV[4], "EX", ARGV[5])
   redis.call("EXPIRE", hold, ARGV[5])
   redis.call("ZADD", KEYS[3], now + 2 * lease, ARGV[4])
-  return {"claimed", ARGV[3], "1", tostring(now), ARGV[3], "", contact()}
+  return {"claimed", ARGV[3], "1", tostring(now), ARGV[6], "", contact()}
 end
 
 -- a retry, or a lease left behind by a worker that died or is still busy mid-send:
 -- the new claim gets the new token, so the old claimant's finish is refused
-local notice = redis.call("HGET", hold, "notice")
+local notice = redis.call("HGET", hold, "notice")  -- a random one, if claimed before 2026-12
 if not notice then  -- a hold claimed before claims had their own tokens
   notice = redis.call("HGET", hold, "token")
   redis.call("HSET", hold, "notice", notice)
 end
 redis.call("HSET", hold, "status", "sending", "lease_until", now + lease, "token", ARGV[3])
+redis.call("HDEL", hold, "retry_ms")
 redis.call("ZADD", KEYS[3], now + 2 * lease, ARGV[4])
 local attempts = redis.call("HINCRBY", hold, "attempts", 1)
 return {"claimed", ARGV[3], tostring(attempts), redis.call("HGET", hold, "first_ms"), notice,

@@ -10,7 +10,22 @@
 -- Vocabulary: GatherVerdict, HoldStatus (what it answers; the statuses it reads and writes)
 local hold = KEYS[1]
 local now = tonumber(ARGV[3])
-if redis.call("HGET", hold, "token") ~= ARGV[1] or redis.call("HGET", hold, "status") ~= "sending" then
+if redis.call("HGET", hold, "token") ~= ARGV[1] then
+  return {"lost"}
+end
+if redis.call("HGET", hold, "status") ~= "sending" then
+  -- this very join again (its first reply lost, the client retried: worker/store/connect.py):
+  -- the hold waits in the window already, the same answer
+  local joined = redis.call("HGET", hold, "gather")
+  if redis.call("HGET", hold, "status") == "retrying" and joined
+      and joined == redis.call("HGET", KEYS[2], "id")
+      and redis.call("HEXISTS", KEYS[2], "h:" .. ARGV[2]) == 1 then
+    local due = tonumber(redis.call("HGET", KEYS[2], "due"))
+    if now >= due then
+      return {"due", joined}
+    end
+    return {"wait", tostring(due - now), joined}
+  end
   return {"lost"}
 end
 local gid = redis.call("HGET", KEYS[2], "id")

@@ -8,6 +8,18 @@
 -- longer this one (another worker took it).
 -- Vocabulary: HoldStatus (the statuses it reads and writes)
 if redis.call("HGET", KEYS[1], "id") ~= ARGV[1] then
+  -- this very take again (its first reply lost, the client retried: worker/store/connect.py)
+  -- finds its holds by its digest token, fresh for every take: the same answer
+  local again = {}
+  for i = 3, #KEYS do
+    if redis.call("HGET", KEYS[i], "digest") == ARGV[2]
+        and redis.call("HGET", KEYS[i], "token") == ARGV[2] then
+      again[#again + 1] = ARGV[i + 2]
+    end
+  end
+  if #again > 0 then
+    return again
+  end
   return false
 end
 redis.call("DEL", KEYS[1])

@@ -14,7 +14,9 @@ for i = 2, #KEYS do
   if redis.call("HGET", hold, "status") ~= "sent" or redis.call("HEXISTS", hold, "closed") == 1
       or redis.call("HEXISTS", hold, "reminded_ms") == 1 then
     redis.call("ZREM", KEYS[1], id)
-  elseif busy <= now then
+  elseif busy <= now or redis.call("HGET", hold, "reminding") == ARGV[1] then
+    -- (this pass's own token: the same take sent again after its reply was lost, by the
+    -- client's retry through a failover, worker/store/connect.py; the same answer)
     redis.call("HSET", hold, "reminding", ARGV[1], "reminding_until", now + tonumber(ARGV[3]))
     taken[#taken + 1] = id
   end
