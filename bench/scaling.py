@@ -3,6 +3,11 @@ Redis memory per patron, per hold and per audit entry, projected for ten years.
 
     .venv/bin/python bench/scaling.py [--n 3000] [--configs 1x1,1x4,1x8,1x16,2x8]
 
+Redis's own CPU per notice (``INFO cpu``, the server's user + system time over the run)
+says how many notices a second one Redis could serve at most, whatever the number of
+worker processes or hosts (docs/operations.md, "More worker hosts"). It counts every
+client of the server: run it on a Redis of its own (``BENCH_REDIS_URL``).
+
 Memory is ``MEMORY USAGE key SAMPLES 0`` of the keys the real worker wrote in the run.
 """
 
@@ -63,6 +68,11 @@ def memory_figures(space, n: int) -> dict[str, float]:
     return {"hold": per_hold, "patron": per_patron, "audit": per_audit}
 
 
+def redis_cpu_s(client) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=3000)
@@ -75,19 +85,24 @@ def main() -> int:
         with key_space() as space:
             activate_patrons(space, a.n)
             sink = make_sink("smtp-sink")
+            client = space.client()
+            cpu0 = redis_cpu_s(client)
             try:
                 r = worker_rate(space, sink, a.n, processes=p, threads=t)
             finally:
                 sink.stop()
+            redis_ms = (redis_cpu_s(client) - cpu0) * 1000 / a.n
+            client.close()
             if not mem:
                 mem = memory_figures(space, a.n)
-        rows.append((p, t, r["rate"]))
-        print(f"  {p} process(es) × {t:2d} threads: {r['rate']:6.0f} mails/s", flush=True)
+        rows.append((p, t, r["rate"], redis_ms))
+        print(f"  {p} process(es) × {t:2d} threads: {r['rate']:6.0f} mails/s, "
+              f"Redis {redis_ms:.3f} ms CPU per notice", flush=True)
     print(f"\nscaling into smtp-sink, N={a.n}")
-    print("| processes × threads | mails/s |")
-    print("|---|---:|")
-    for p, t, rate in rows:
-        print(f"| {p} × {t} | {rate:.0f} |")
+    print("| processes × threads | mails/s | Redis CPU per notice | one Redis core's ceiling |")
+    print("|---|---:|---:|---:|")
+    for p, t, rate, redis_ms in rows:
+        print(f"| {p} × {t} | {rate:.0f} | {redis_ms:.3f} ms | {1000 / redis_ms:,.0f} notices/s |")
     live_holds = HOLDS_PER_YEAR * LIVE_DAYS / 365
     audit_entries = PATRONS * AUDIT_PER_PATRON_YEAR * YEARS
     called = HOLDS_PER_YEAR * PHONED_SHARE * YEARS

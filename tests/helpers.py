@@ -14,9 +14,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -26,6 +26,8 @@ class Received:
     rcpt_wire: list[str]      # the RCPT TO argument exactly as it came over the wire
     rcpt_tos: list[str]       # as aiosmtpd parsed them (unquoted)
     data: bytes
+    peer: str = ""            # the client's address: which host sent it
+    at: float = 0.0           # time.time() when the final "." was read
 
 
 @dataclass
@@ -91,7 +93,8 @@ class _Handler:
         with self.state.lock:
             self.state.messages.append(Received(
                 envelope.mail_from, list(server._wire), list(envelope.rcpt_tos),  # type: ignore[attr-defined]
-                envelope.original_content or b""))
+                envelope.original_content or b"", session.peer[0] if session.peer else "",
+                time.time()))
         return "250 2.0.0 Ok: queued"
 
 
@@ -105,13 +108,13 @@ class _Controller(Controller):
 
 
 class SmtpSink:
-    """aiosmtpd on loopback that records messages and refuses on request."""
+    """aiosmtpd on loopback (or on ``host``) that records messages and refuses on request."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.state = SinkState()
-        self.port = free_port()
+        self.port = free_port(host)
         self.controller = _Controller(_Handler(self.state, self), self.state,
-                                      hostname="127.0.0.1", port=self.port)
+                                      hostname=host, port=self.port)
 
     def start(self) -> None:
         self.controller.start()

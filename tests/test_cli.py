@@ -141,7 +141,8 @@ def test_review_calls_and_called(clean_redis, settings):
     r = cli("review", "called", "H-1", "--staff", "S07", "--note", "留守電に伝言")
     assert r.returncode == 0, r.stderr
     again = cli("review", "called", "H-1", "--staff", "S07")
-    assert again.returncode == 1 and "not on the phone-call list" in again.stderr
+    # a repeat (issue 19: every staff action is safe to repeat): done already, exit 0
+    assert again.returncode == 0 and "marked called already" in again.stdout, again.stderr
     history = [json.loads(x) for x in cli("review", "history", "C-1", "--json").stdout.splitlines()]
     assert history[-1]["staff"] == "S07" and history[-1]["why"] == "留守電に伝言"
     assert cli("review", "called", "H-2", "--staff", "").returncode == 2

@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import hold_event, queue_empty, run_worker, variant, wait_for, with_store
 from worker.app import registration
-from worker.errors import ReviewError
+from worker.errors import AlreadyDone, ReviewError
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_reject_returns_to_previous_state(s, smtp_sink):
     rec = state(s, "C5")
     assert rec["state"] == "active" and rec["address"] == "old@docomo.ne.jp"
     assert "pending_address" not in rec
-    with pytest.raises(ReviewError, match="not awaiting approval"):
+    with pytest.raises(AlreadyDone, match="rejected already"):  # a repeat: nothing changed
         with_store(s, lambda st: registration.reject(st, "C5", "S02", "again", shown="r2"))
 
 

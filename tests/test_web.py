@@ -427,8 +427,9 @@ def test_pending_page_approve_with_the_code(s, web):
     assert patron(s, "C1")["state"] == "active"
     last = history(s, "C1")[-1]
     assert last["staff"] == "S01" and "code checked" in last["what"]
-    page = act(web, "/pending/approve", card="C1", code=code)
-    assert "承認待ちではありません" in flash(page)
+    page = act(web, "/pending/approve", card="C1", code=code)  # sent again: done already
+    assert flash(page) == "ok: カード C1 のこの登録は既に承認済みです。何も変更していません。"
+    assert [h["kind"] for h in history(s, "C1")].count("approved") == 1
 
 
 def test_a_stale_page_approves_and_rejects_nothing_the_patron_registered_since(s, web):
@@ -496,7 +497,10 @@ def test_calls_page_escapes_titles_and_marks_a_call(s, web):
     assert [c["hold_id"] for c in with_store(s, lambda st: st.calls())] == ["H2"]
     last = history(s, "C1")[-1]
     assert last["staff"] == "S07" and last["why"] == "留守電に伝言"
-    assert "電話連絡リストにありません" in flash(act(web, "/calls/called", hold_id="H1"))
+    # pressed again (issue 19: safe to repeat): done already, not an error
+    assert flash(act(web, "/calls/called", hold_id="H1")) == \
+        "ok: 予約 H1 は既に連絡済みです。何も変更していません。"
+    assert "電話連絡リストにありません" in flash(act(web, "/calls/called", hold_id="H404"))
 
 
 def _failure(s, card: str, address: str):
@@ -527,7 +531,7 @@ def test_failures_page_reenable_and_remove(s, web):
                staff="EVIL")
     assert "再開しました" in flash(page)
     assert patron(s, "C1")["state"] == "active"
-    assert "停止中ではありません" in flash(act(web, "/failures/reenable", card="C1", reason="x"))
+    assert "既に使える状態です" in flash(act(web, "/failures/reenable", card="C1", reason="x"))
     page = act(web, "/failures/remove", card="C2", reason="アドレス解約済み", staff="EVIL")
     assert "削除しました" in flash(page)
     assert patron(s, "C2")["state"] == "none"
@@ -709,8 +713,10 @@ def test_a_call_marked_by_mistake_is_undone_in_the_page_and_the_cli(s, web):
     assert [h["what"] for h in history(s, "C1")][-2:] == ["phoned about hold H1",
                                                            "call undone for hold H1"]
     assert history(s, "C1")[-1]["staff"] == "S07"
-    page = act(web, "/calls/uncall", hold_id="H1", anchor="call-H1")
-    assert "連絡済みではないため、取り消せません" in page.text  # shown in the hold's row
+    page = act(web, "/calls/uncall", hold_id="H1", anchor="call-H1")  # undone already
+    assert "予約 H1 は既に電話連絡リストに戻っています" in page.text  # shown in the hold's row
+    page = act(web, "/calls/uncall", hold_id="H404", anchor="call-H1")
+    assert "連絡済みではないため、取り消せません" in page.text
     # the CLI: mark, undo, and nothing to undo once the hold was picked up
     assert cli("review", "called", "H2", "--staff", "S08").returncode == 0
     r = cli("review", "uncall", "H2", "--staff", "S08", "--note", "押し間違い")

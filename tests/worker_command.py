@@ -24,11 +24,14 @@ READY = "Worker process is ready for action"
 
 class WorkerCommand:
     def __init__(self, smtp_port: int, processes: int | None = 1, threads: int | None = 8,
-                 *, tree: Path = ROOT, **env: str) -> None:
+                 *, tree: Path = ROOT, prefix: list[str] | None = None, **env: str) -> None:
         """``processes``/``threads`` None: the settings' own ([worker] in settings.toml).
         ``tree``: the source tree whose ``worker`` package runs (bench/compare.py runs
-        another commit's checkout with this one's virtualenv)."""
+        another commit's checkout with this one's virtualenv). ``prefix``: what the
+        command line starts with, e.g. ``ip netns exec NAME`` (tests/netlab.py), which
+        execs the command: the process is still the worker's."""
         self.tree = tree
+        self.prefix = list(prefix or [])
         self.env = {**os.environ, "OMITAMA_NOTIFY_MAIL__TRANSPORT": "smtp",
                     "OMITAMA_NOTIFY_SMTP__PORT": str(smtp_port), **env}
         if processes is not None:
@@ -47,7 +50,7 @@ class WorkerCommand:
 
     def start(self, timeout: float = 60) -> None:
         self.log.append("---- start\n")
-        self.proc = subprocess.Popen([sys.executable, "-m", self._cli(), "worker"], cwd=self.tree,
+        self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", self._cli(), "worker"], cwd=self.tree,
                                      env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()

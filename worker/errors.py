@@ -56,6 +56,29 @@ class ReviewError(NotifyError):
         super().__init__(message)
 
 
+class AlreadyDone(ReviewError):
+    """Raised when a staff action finds its own effect already there (it is being repeated:
+    a double click, or staff repeating it after :class:`NotConfirmed`): nothing was
+    changed and no audit line written. Not a failure: the page shows it as done, the
+    command prints it and exits 0."""
+
+
+class NotConfirmed(NotifyError):
+    """Raised after a staff action was written to the primary Redis but fewer replicas
+    than ``[staff_writes] replicas`` confirmed it within ``timeout_ms``: a failover now
+    could lose it. Every staff action is safe to repeat; repeating it is what to do."""
+
+    def __init__(self, acked: int, wanted: int, timeout_ms: int, why: str = "") -> None:
+        self.acked = acked
+        self.wanted = wanted
+        self.timeout_ms = timeout_ms
+        self.why = why
+        super().__init__(
+            f"written, but only {acked} of {wanted} replica(s) confirmed it within "
+            f"{timeout_ms} ms{f' ({why})' if why else ''}: it may be lost if Redis fails "
+            "over now; run the same command again (repeating it is safe)")
+
+
 class DeliveryError(NotifyError):
     """Raised when a message could not be handed to the relay."""
 

@@ -361,6 +361,15 @@ class OutcomeSettings(_Section):
     maxlen: int = Field(100_000, ge=100, le=1_000_000_000)
 
 
+class StaffWritesSettings(_Section):
+    # a staff action (approve, reject, remove, re-enable, a call marked done or undone) is
+    # reported done only once this many replicas have it (Redis WAIT; worker/store/replicas.py).
+    # 0: one Redis, no WAIT sent at all. With Sentinel: 1 (see "High availability")
+    replicas: int = Field(0, ge=0, le=5)
+    # how long one action waits for them; then staff are told to repeat it
+    timeout_ms: int = Field(500, ge=10, le=10_000)
+
+
 class DkimSettings(_Section):
     # DKIM signing by the worker (worker/mail/dkim.py); empty key_file: no signing (a
     # relay that signs needs none). The key file is checked when the worker starts.
@@ -435,6 +444,7 @@ class Settings(_Section):
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
     outcomes: OutcomeSettings = OutcomeSettings()
+    staff_writes: StaffWritesSettings = StaffWritesSettings()
     digest: DigestSettings = DigestSettings()
     reminder: ReminderSettings = ReminderSettings()
     dkim: DkimSettings = DkimSettings()

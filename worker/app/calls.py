@@ -8,11 +8,12 @@ from typing import Any
 
 from ..contact import CallReason, ContactState
 from ..contact.changes import AuditKind, audit_entry
-from ..errors import ReviewError
+from ..errors import AlreadyDone, NotConfirmed, ReviewError
 from ..holds.calls import CALL_FIELDS
 from ..holds.retention import undo_offered
 from ..jdate import now_tokyo
 from ..store.core import Store
+from ..store.vocab import HoldStatus
 
 
 # reason (why listed) → patron state now → what the list says instead, so staff do not
@@ -76,6 +77,10 @@ async def mark_called(store: Store, hold_id: str, staff: str, note: str = "") ->
     entry = await store.mark_called(hold_id, {"hold_id": hold_id, "staff": staff, "note": note},
                                     audit_entry(AuditKind.CALLED, staff, note, hold_id=hold_id))
     if entry is None:
+        status, _ = await store.call_state(hold_id)
+        if status == HoldStatus.CALLED:  # a repeat (a double click; after NotConfirmed)
+            raise AlreadyDone(f"hold {hold_id} is marked called already; nothing was changed",
+                              kind="already_called", hold_id=hold_id)
         raise ReviewError(f"hold {hold_id} is not on the phone-call list "
                           "(already called, cancelled, picked up, or never listed)",
                           kind="not_on_call_list", hold_id=hold_id)
@@ -87,13 +92,26 @@ async def mark_entry_called(store: Store, hold_ids: list[str], staff: str,
     """One call told the patron about several holds (an entry of the grouped list, see
     worker/app/call_groups.py): mark each, each audited. Returns the holds marked and
     those no longer on the list (a colleague marked it, or it was cancelled meanwhile);
-    a ReviewError only when none was."""
-    done, gone = [], []
+    a ReviewError only when none was (``AlreadyDone`` when each was marked already: a
+    repeat). Each hold is confirmed by the replicas as it is marked; if any was not,
+    the others are still marked and ``NotConfirmed`` is raised at the end."""
+    done, gone, already = [], [], []
+    unconfirmed: NotConfirmed | None = None
     for hold_id in dict.fromkeys(hold_ids):  # once each, in the order given
         try:
             done.append(await mark_called(store, hold_id, staff, note))
+        except AlreadyDone:
+            already.append(hold_id)
         except ReviewError:
             gone.append(hold_id)
+        except NotConfirmed as e:
+            unconfirmed = e
+    if unconfirmed is not None:
+        raise unconfirmed
+    if not done and already:
+        raise AlreadyDone(f"holds {', '.join(already)} are marked called already; nothing "
+                          "was changed", kind="already_called", hold_id="、".join(already))
+    gone += already
     if not done:
         raise ReviewError(f"none of the holds {', '.join(gone)} is on the phone-call list "
                           "(already called, cancelled, picked up, or never listed)",
@@ -106,6 +124,10 @@ async def uncall(store: Store, hold_id: str, staff: str, note: str = "") -> dict
     entry = await store.uncall(hold_id, {"hold_id": hold_id, "staff": staff, "note": note},
                                audit_entry(AuditKind.UNCALLED, staff, note, hold_id=hold_id))
     if entry is None:
+        status, listed = await store.call_state(hold_id)
+        if listed and status != HoldStatus.CALLED:  # undone already: a repeat
+            raise AlreadyDone(f"hold {hold_id} is back on the phone-call list already; "
+                              "nothing was changed", kind="already_uncalled", hold_id=hold_id)
         raise ReviewError(f"hold {hold_id} is not marked as phoned (never was, already undone, "
                           "or cancelled or picked up since); nothing was changed",
                           kind="not_called", hold_id=hold_id)

@@ -29,8 +29,10 @@ are cut at that deadline; the message itself goes out only while a whole
 ``[smtp] timeout`` is left for the relay's reply — if not, the lease is first
 extended by that much (``extend_lease.lua``, one Redis round trip, only on this slow
 path; refused if the hold was taken over) — and is not cut after that (see
-worker/mail/transport.py). A send cut short never reached the relay: it is a transient
-failure, retried like any other. So a slow relay or a long wait for a connection
+worker/mail/transport.py). A send cut short never reached the relay — its connection is
+reset, so not even the bytes still queued on this host arrive later (a host cut off the
+network mid-message: tests/test_partition.py) — it is a transient failure, retried like
+any other. So a slow relay or a long wait for a connection
 costs time (and, if it never fits the lease, ends on the call list), not a second mail.
 
 The remaining duplicate window. The patron may still get the notice twice — with the

@@ -28,8 +28,8 @@ from ..ils.events import AddressRegistered, AddressRemoved
 from .refusals import RefusalKind, keep_refusal
 from ..jdate import TOKYO, ja_date
 from ..contact.changes import (AuditKind, ContactChange, Record, Registration, approved,
-                              audit_entry, need_code_usable, need_shown, registered, rejected,
-                              removed, wrong_code)
+                              audit_entry, decided, need_code_usable, need_shown, registered,
+                              rejected, removed, wrong_code)
 from ..runtime import Runtime
 from ..settings import Settings
 from ..store.core import Store, now_ms
@@ -125,9 +125,12 @@ async def pending_now(store: Store, card: str) -> str | None:
     """The id of the registration pending for ``card`` now (None: nothing pending), for a
     command line that named none: DESIGN's ``review approve/reject CARD`` predate
     ``--address``, so they act on the registration pending when they run — bound to that
-    very one, so a re-registration between the read and the write still changes nothing."""
+    very one, so a re-registration between the read and the write still changes nothing.
+    With nothing pending, the registration decided last: the command is being repeated
+    (``AlreadyDone`` if it was decided that way; refused as not pending if not)."""
     rec = await store.contacts.get(card)
-    return rec.get("pending_event") or rec.get("pending_address") or None
+    return (rec.get("pending_event") or rec.get("pending_address") or rec.get("reviewed_event")
+            or None)
 
 
 async def approve(store: Store, settings: Settings, card: str, staff: str, *,
@@ -150,6 +153,10 @@ async def approve(store: Store, settings: Settings, card: str, staff: str, *,
     tries = settings.registration.max_code_tries
     if code is not None:
         seen = await reg.get(card)
+        if decided(seen, shown, AuditKind.APPROVED, AuditKind.APPROVED_WITHOUT_CODE):
+            code = None  # a repeat: `approved` says so in the store's step (after the
+            code_hash = ""  # replicas confirm); "" approves nothing if that changed since
+    if code is not None:
         need_shown(card, seen, shown)
         need_code_usable(card, seen, tries, now_ms())
         code_hash = seen.get("code_hash", "")
@@ -163,7 +170,8 @@ async def approve(store: Store, settings: Settings, card: str, staff: str, *,
                               kind="wrong_code_locked", card=card)
     before, _ = await reg.apply(card, lambda b: approved(
         card, b, staff, code_hash=code_hash, reason=reason or "", shown=shown,
-        masked=mask_address(b.get("pending_address", "")), tries=tries, now_ms=now_ms()))
+        masked=mask_address(b.get("pending_address", "")), tries=tries, now_ms=now_ms()),
+        staff=True)
     return before
 
 
@@ -173,7 +181,7 @@ async def reject(store: Store, card: str, staff: str, reason: str, *,
     goes back to the state before. ``shown`` None only where no one was shown a list."""
     before, _ = await store.contacts.apply(card, lambda b: rejected(
         card, b, staff, reason, masked=mask_address(b.get("pending_address", "")),
-        shown=shown))
+        shown=shown), staff=True)
     return before
 
 

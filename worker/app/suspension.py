@@ -30,7 +30,8 @@ async def suspend(store: Store, card: str, *, reason: str, detail: str,
 
 async def reenable(store: Store, card: str, staff: str, reason: str) -> dict[str, str]:
     """Staff put a suspended address back into use (the patron fixed their settings)."""
-    before, _ = await store.contacts.apply(card, lambda b: reenabled(card, b, staff, reason))
+    before, _ = await store.contacts.apply(card, lambda b: reenabled(card, b, staff, reason),
+                                           staff=True)
     return before
 
 
@@ -41,7 +42,7 @@ async def remove_address(store: Store, card: str, staff: str, reason: str) -> di
     # the change of worker.app.registration.remove, with an address required (not
     # imported from there: registration sends mail, and the send path imports this module)
     before, _ = await store.contacts.apply(card, lambda b: removed(
-        b, staff, reason, card=card, need_address=True))
+        b, staff, reason, card=card, need_address=True), staff=True)
     return before
 
 

@@ -1,7 +1,10 @@
 """omitama-notify: hold notices by e-mail for Omitama City Library.
 
 Every command loads the settings first; a bad setting ends the program with one
-line naming the key (exit 2). ``--json`` output is one JSON object per line.
+line naming the key (exit 2). ``--json`` output is one JSON object per line. A staff
+action written but not confirmed by ``[staff_writes] replicas`` ends with one line and
+exit 75 (EX_TEMPFAIL: run it again; every staff action is safe to repeat); a repeated
+action that finds itself done says so and exits 0.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import os
 import sys
 
-from ..errors import ConfigError, NotifyError, StoreError
+from ..errors import AlreadyDone, ConfigError, NotConfirmed, NotifyError, StoreError
 from .bounces import add_bounce_commands
 from .holds import add_holds_commands
 from .ops import add_ops_commands
@@ -25,6 +28,10 @@ from ..store.client import RedisError
 from .sender import add_sender_commands
 from .staff import add_staff_commands
 from .stats import add_stats_command
+
+# a staff action was written but no replica confirmed it in time: repeat it (sysexits'
+# EX_TEMPFAIL, "try again later"); docs/operations.md and docs/staff-guide.ja.md name it
+EXIT_NOT_CONFIRMED = 75
 
 
 # -- worker ---------------------------------------------------------------------
@@ -160,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as e:
         print(f"omitama-notify: {str(e).rstrip('.')}{_how_to_get_redis(e, settings)}", file=sys.stderr)
         return 1
+    except AlreadyDone as e:  # a staff action repeated: done, nothing changed
+        print(f"omitama-notify: {e}")
+        return 0
+    except NotConfirmed as e:  # written; no replica confirmed it: repeat it
+        print(f"omitama-notify: {e}", file=sys.stderr)
+        return EXIT_NOT_CONFIRMED
     except NotifyError as e:
         print(f"omitama-notify: {e}", file=sys.stderr)
         return 1

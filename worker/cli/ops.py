@@ -36,10 +36,24 @@ def _check_redis(s: Settings) -> str:
             if too_old:
                 raise StoreError(f"{too_old}; it answers at {describe(s.redis)}")
             return (f"Redis {version} answers at {describe(s.redis)} "
-                    f"({MIN_REDIS_TEXT} or newer needed)")
+                    f"({MIN_REDIS_TEXT} or newer needed){await _staff_replicas(s, store)}")
         finally:
             await store.close()
     return asyncio.run(go())
+
+
+async def _staff_replicas(s: Settings, store: Store) -> str:
+    """With ``[staff_writes] replicas``: that many are connected, or every staff action
+    would wait out ``timeout_ms`` and be reported as maybe not kept."""
+    want = s.staff_writes.replicas
+    if not want:
+        return ""
+    have = await store.connected_replicas()
+    if have < want:
+        raise StoreError(f"[staff_writes] replicas = {want}, but the primary has {have} replica(s) "
+                         f"connected: every staff action would wait {s.staff_writes.timeout_ms} ms "
+                         "and be reported as maybe not kept")
+    return f"; staff actions confirmed by {want} of its {have} replica(s)"
 
 
 def _check_sentinel(s: Settings) -> str:

@@ -24,6 +24,10 @@ The store applies any change atomically (``Registry.apply``); nothing here does 
 
 Illegal staff actions (approve or reject when nothing is pending, re-enable when not
 suspended) raise :class:`~worker.errors.ReviewError` with a message staff can act on.
+A staff action repeated after it was done (a double click; staff repeating an action
+whose replication was not confirmed) raises :class:`~worker.errors.AlreadyDone` instead:
+nothing written, no second audit line. ``reviewed_event``/``reviewed_kind`` on the record
+name the last registration approved or rejected, so a repeat is told from a mistake.
 Staff approve and reject the registration they were shown (:func:`need_shown`); the
 check is part of the transition, so the store makes it in the same atomic step as the
 change: a registration that replaced the one on the page is never the one approved.
@@ -35,7 +39,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Mapping
 
-from ..errors import ReviewError
+from ..errors import AlreadyDone, ReviewError
 from .state import Confirmation, ContactState
 
 Record = Mapping[str, str]
@@ -47,6 +51,8 @@ PENDING_FIELDS = ("pending_address", "pending_envelope", "pending_key", "pending
                   "code_salt", "code_hash", "code_expires_ms", "code_wrong", "confirmation",
                   "confirmation_detail", "confirmation_lease_ms")
 SUSPENDED_FIELDS = tuple(f"suspended_{f}" for f in ACTIVE_FIELDS)
+# the last registration staff decided on: its id and the audit kind (approved, …, rejected)
+REVIEWED_FIELDS = ("reviewed_event", "reviewed_kind")
 
 
 class AuditKind(StrEnum):
@@ -202,6 +208,31 @@ def need_shown(card: str, before: Record, shown: str | None) -> None:
                           "address with the patron", kind="registration_changed", card=card)
 
 
+def decided(before: Record, shown: str | None, *kinds: AuditKind) -> bool:
+    """Whether the registration staff act on (``shown``: its id or address; None: the one
+    pending, as a command line without ``--address`` means) was already decided as one of
+    ``kinds`` — the action is being repeated. A registration pending now and shown is
+    never decided; one approved is recognised by its id or its address (now the approved
+    one), one rejected by its id, or by any address while nothing is pending (a rejected
+    address is not kept)."""
+    want = (shown or "").strip().lower()
+    pending = state_of(before) is ContactState.PENDING
+    if pending and (not want or is_shown(before, want)):
+        return False
+    if before.get("reviewed_kind") not in kinds:
+        return False
+    if want and want == before.get("reviewed_event", "").lower():
+        return True
+    if pending:
+        return False
+    if not want:
+        return True
+    if "@" in want and AuditKind.REJECTED in kinds:
+        return True
+    return state_of(before) is not ContactState.NONE and want in (
+        before.get("address", "").lower(), before.get("envelope", "").lower())
+
+
 def need_code_usable(card: str, before: Record, tries: int, now_ms: int) -> None:
     """Refuse a code for a registration whose code is locked or expired."""
     if int(before.get("code_wrong") or 0) >= tries:
@@ -231,6 +262,9 @@ def approved(card: str, before: Record, staff: str, *, code_hash: str | None, re
     the hash the code read out was verified against (the code approves that registration
     only, while it is neither locked nor expired); without it, by a stated reason, for
     the registration ``shown``."""
+    if decided(before, shown, AuditKind.APPROVED, AuditKind.APPROVED_WITHOUT_CODE):
+        raise AlreadyDone(f"card {card}: this registration was approved already; nothing was "
+                          "changed", kind="already_approved", card=card)
     need_shown(card, before, shown)
     if code_hash is not None:
         if before.get("code_hash") != code_hash:
@@ -244,7 +278,8 @@ def approved(card: str, before: Record, staff: str, *, code_hash: str | None, re
                     state=ContactState.ACTIVE.value, registration=before.get("pending_event"),
                     code_read=code_hash is not None),
         {"state": ContactState.ACTIVE.value, "address": before["pending_address"],
-         "envelope": before["pending_envelope"], "key": before["pending_key"]},
+         "envelope": before["pending_envelope"], "key": before["pending_key"],
+         **_reviewed(before, kind)},
         PENDING_FIELDS + SUSPENDED_FIELDS, index_add=_keys(before, "pending_key"),
         index_remove=_keys(before, "key", "suspended_key"), off_pending=True)
 
@@ -253,9 +288,12 @@ def rejected(card: str, before: Record, staff: str, reason: str, *,
              masked: str, shown: str | None = None) -> ContactChange:
     """Staff rejected the pending address (the registration ``shown``): back to the state
     before the registration."""
+    if decided(before, shown, AuditKind.REJECTED):
+        raise AlreadyDone(f"card {card}: this registration was rejected already; nothing was "
+                          "changed", kind="already_rejected", card=card)
     need_shown(card, before, shown)
     prev = before.get("prev_state") or ContactState.NONE.value
-    fields: dict[str, Any] = {"state": prev}
+    fields: dict[str, Any] = {"state": prev, **_reviewed(before, AuditKind.REJECTED)}
     if before.get("suspended_address"):
         fields.update({f: before.get(f"suspended_{f}", "") for f in ACTIVE_FIELDS})
     keep = _keys(before, "key", "suspended_key")
@@ -267,17 +305,27 @@ def rejected(card: str, before: Record, staff: str, reason: str, *,
         off_pending=True)
 
 
+def _reviewed(before: Record, kind: AuditKind) -> dict[str, str]:
+    """The fields naming the registration decided now (none for one without an id)."""
+    event = before.get("pending_event", "")
+    return {"reviewed_event": event, "reviewed_kind": kind.value} if event else {}
+
+
 def removed(before: Record, staff: str, why: str, *, card: str = "",
             need_address: bool = False) -> ContactChange:
     """Every address of the card (approved, pending, set aside) is dropped.
     ``need_address``: refuse (staff asked) when the card has none at all."""
     if need_address and not any(before.get(f) for f in ("address", "pending_address",
                                                         "suspended_address")):
+        if before.get("state"):  # a record without an address: removed (or rejected) before
+            raise AlreadyDone(f"card {card} has no e-mail address (removed already); nothing "
+                              "was changed", kind="already_removed", card=card)
         raise ReviewError(f"card {card} has no e-mail address; nothing was changed",
                           kind="no_address", card=card)
     return ContactChange(
         audit_entry(AuditKind.REMOVED, staff, why, state=ContactState.NONE.value),
-        {"state": ContactState.NONE.value}, ACTIVE_FIELDS + PENDING_FIELDS + SUSPENDED_FIELDS,
+        {"state": ContactState.NONE.value},
+        ACTIVE_FIELDS + PENDING_FIELDS + SUSPENDED_FIELDS + REVIEWED_FIELDS,
         index_remove=_keys(before, "key", "pending_key", "suspended_key"), off_pending=True)
 
 
@@ -312,6 +360,9 @@ def reenabled(card: str, before: Record, staff: str, reason: str) -> ContactChan
         raise ReviewError("re-enabling needs a reason (what the patron changed)",
                           kind="reenable_needs_reason")
     state = state_of(before)
+    if state is ContactState.ACTIVE:
+        raise AlreadyDone(f"card {card}: the address is in use already (re-enabled or "
+                          "approved); nothing was changed", kind="already_active", card=card)
     if state is not ContactState.SUSPENDED:
         raise ReviewError(f"card {card} is not suspended (its state is {state}); "
                           "nothing was changed", kind="not_suspended", card=card,

@@ -19,6 +19,8 @@ without PIPELINING.
 from __future__ import annotations
 
 import re
+import socket
+import struct
 from typing import Awaitable, Callable
 
 import aiosmtplib
@@ -29,6 +31,25 @@ from aiosmtplib.protocol import (MAX_RESPONSE_LENGTH, PERIOD_REGEX, SMTPProtocol
 # A plain dot-atom address: aiosmtplib's quote_address() gives exactly ``<addr>`` for it
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
                        r"@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def abandon(client: aiosmtplib.SMTP) -> None:
+    """Close a connection given up mid-transaction (a timeout, a cancelled or failed send)
+    with a reset: SO_LINGER 0 makes the kernel drop whatever of ours it has not yet
+    delivered. A plain close would still deliver it — the rest of a message — whenever the
+    network lets it: to a relay that then accepts a mail we counted as not sent, perhaps
+    after another worker took the hold over and sent it (a host cut off mid-message,
+    tests/test_partition.py). A send given up must never reach the relay later."""
+    transport = client.transport
+    if transport is not None and not transport.is_closing():
+        sock = transport.get_extra_info("socket")
+        try:
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass  # not a TCP socket: a plain close is all there is
+        transport.abort()  # type: ignore[attr-defined]
+    client.close()
 
 
 def _wire_address(addr: str) -> bytes:
@@ -140,7 +161,7 @@ async def pipelined_sendmail(client: aiosmtplib.SMTP, sender: str, recipient: st
                 raise aiosmtplib.SMTPDataError(final.code, final.message)
             return final.message
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
-            client.close()  # as aiosmtplib does: the protocol may be out of step
+            abandon(client)  # the protocol may be out of step, the message half sent
             raise
     except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
         if client.is_connected:

@@ -10,7 +10,9 @@ deadline bounds everything before it — the wait for a pooled connection, conne
 MAIL/RCPT/DATA — and the message goes out only while a whole ``[smtp] timeout``
 is left for the relay's reply, or once the caller extended its deadline by that much;
 from there on the send is never cut short, and ends by the deadline anyway (reply or
-read timeout).
+read timeout). A connection given up mid-transaction is reset, not closed
+(``pipelining.abandon``): what this host had not yet got across is dropped, never
+delivered later.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from aiosmtplib.protocol import SMTPProtocol
 
 from .compose import Notice
 from ..errors import PermanentDeliveryError, TransientDeliveryError
-from .pipelining import PipeliningProtocol, pipelined_sendmail
+from .pipelining import PipeliningProtocol, abandon, pipelined_sendmail
 from ..settings import Settings, SmtpSettings
 
 # A pooled connection idle longer than this is checked with NOOP before use:
@@ -177,7 +179,7 @@ class SmtpTransport:
                 return await self._transaction(conn, notice, gate)
         except (TimeoutError, _NoTimeLeft) as e:
             if conn is not None:
-                conn.client.close()  # cut mid-command or mid-DATA: out of step
+                abandon(conn.client)  # cut mid-command or mid-DATA: out of step
             if isinstance(e, TimeoutError) and not bound.expired():
                 raise
             where = "waiting for a free connection" if conn is None else "before the message"
@@ -188,7 +190,7 @@ class SmtpTransport:
             raise
         except BaseException:
             if conn is not None:  # cancelled, or extend() failed (Redis): maybe mid-DATA
-                conn.client.close()
+                abandon(conn.client)
             raise
         finally:
             if conn is not None:
@@ -214,7 +216,7 @@ class SmtpTransport:
             conn.client.close()
             raise _refusal(e.code, e.message, "", "the transaction") from None
         except (aiosmtplib.SMTPException, OSError) as e:
-            conn.client.close()
+            abandon(conn.client)  # a timeout may leave the message half sent: never later
             raise TransientDeliveryError(f"relay connection failed: {e}") from None
         return reply
 

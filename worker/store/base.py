@@ -58,14 +58,18 @@ def _dumps(obj: Any) -> str:
 
 class Conn:
     """One Redis client and the key names, with what the scripts that append outcomes
-    need (``[outcomes] maxlen``)."""
+    need (``[outcomes] maxlen``) and how many replicas confirm a staff action
+    (``[staff_writes]``)."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys, url: str = "",
-                 outcomes_maxlen: int = DEFAULT_MAXLEN) -> None:
+                 outcomes_maxlen: int = DEFAULT_MAXLEN, *, staff_replicas: int = 0,
+                 staff_timeout_ms: int = 500) -> None:
         self.r = client
         self.k = keys
         self.url = url
         self.outcomes_maxlen = outcomes_maxlen
+        self.staff_replicas = staff_replicas
+        self.staff_timeout_ms = staff_timeout_ms
 
     def outcome_args(self) -> list[str | int]:
         """Appended to the ARGV of a script wrapped by

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import socket
 import time
+from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import redis
 import redis.asyncio as aioredis
@@ -41,14 +42,19 @@ from .sentinels import (AsyncFollowingConnection, AsyncFollowingRedis,
                         AsyncFollowingSSLConnection, AsyncSentinels, FollowingConnection,
                         FollowingRedis, FollowingSSLConnection, MasterNotFoundError, Sentinels)
 
-__all__ = ["aclose", "async_client", "broker_client", "close", "describe", "sync_client",
-           "RETRIED"]
+__all__ = ["aclose", "async_client", "broker_client", "close", "describe", "not_retried",
+           "sync_client", "RETRIED"]
 
 # what a failover looks like to a client: retried (anything else is an answer)
 RETRIED: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError,
                                         socket.timeout, ReadOnlyError)
 # a dead host must not hold a connection attempt for the OS's TCP timeout (minutes)
 CONNECT_TIMEOUT_S = 2.0
+# with Sentinel, a primary silent this long (a frozen or cut-off host: no reset comes) is
+# given up and the command retried on whichever the Sentinels name; a repeat is safe, and
+# every command of ours takes milliseconds (dramatiq's fetch is no blocking pop) but a
+# staff action's WAIT, at most [staff_writes] timeout_ms (10 s: tests/test_sentinel.py)
+NODE_TIMEOUT_S = 15.0
 SENTINEL_TIMEOUT_S = 2.0
 
 # when the outermost retried call gives up (per thread / per asyncio task): redis-py nests
@@ -59,6 +65,19 @@ _deadline: ContextVar[float | None] = ContextVar("omitama_redis_deadline", defau
 def _in_time(error: Exception) -> bool:
     deadline = _deadline.get()
     return deadline is None or time.monotonic() < deadline
+
+
+@contextmanager
+def not_retried() -> Iterator[None]:
+    """Commands in the block are not retried after a connection error: one whose answer
+    is only good from the node that answered (a staff action's WAIT, worker/store/
+    replicas.py: after a failover, the new primary's replicas would confirm nothing of
+    what the old one took). The error reaches the caller at once."""
+    token = _deadline.set(time.monotonic())  # already over: no retry is in time
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 def _backoff() -> ExponentialBackoff:
@@ -172,7 +191,8 @@ def sync_client(where: RedisSettings | str, *, decode: bool = False,
     tls = rs.url.startswith("rediss:")
     return sentinel(rs).master_for(
         rs.master_name, redis_class=FollowingRedis, decode_responses=decode,
-        socket_timeout=socket_timeout, retry=FailoverRetry(rs.failover_wait_s),
+        socket_timeout=min(socket_timeout or NODE_TIMEOUT_S, NODE_TIMEOUT_S),
+        retry=FailoverRetry(rs.failover_wait_s),
         connection_class=FollowingSSLConnection if tls else FollowingConnection)
 
 
@@ -187,7 +207,8 @@ def async_client(where: RedisSettings | str, *, decode: bool = True) -> aioredis
     tls = rs.url.startswith("rediss:")
     return manager.master_for(
         rs.master_name, redis_class=AsyncFollowingRedis, decode_responses=decode,
-        health_check_interval=30, retry=AsyncFailoverRetry(rs.failover_wait_s),
+        health_check_interval=30, socket_timeout=NODE_TIMEOUT_S,
+        retry=AsyncFailoverRetry(rs.failover_wait_s),
         connection_class=AsyncFollowingSSLConnection if tls else AsyncFollowingConnection)
 
 

@@ -21,7 +21,9 @@ from redis.exceptions import WatchError
 
 from ..contact import Confirmation, ContactState
 from ..contact.changes import ContactChange, Record
+from ..errors import AlreadyDone
 from .base import Conn, _dumps, now_iso, now_ms
+from .replicas import confirm_staff_write
 from .stats import count_contact
 
 Transition = Callable[[Record], ContactChange]
@@ -36,11 +38,25 @@ class Registry:
     async def get(self, card: str) -> dict[str, str]:
         return await self.r.hgetall(self.k.patron(card))
 
-    async def apply(self, card: str, transition: Transition) -> tuple[dict[str, str], ContactChange]:
+    async def apply(self, card: str, transition: Transition, *,
+                    staff: bool = False) -> tuple[dict[str, str], ContactChange]:
         """Read the patron under WATCH, compute ``transition(record)`` (pure; it may raise
         to refuse) and write everything it says — record, address index, pending list,
         suspended set, audit entry — in one MULTI. Returns the record as it was before,
-        and the change."""
+        and the change. ``staff``: a staff action, confirmed by replicas afterwards — also
+        when the transition finds it done already (``AlreadyDone``: the state found must
+        survive a failover as much as a new write) — see ``replicas.confirm_staff_write``."""
+        try:
+            done = await self._apply(card, transition)
+        except AlreadyDone:
+            if staff:
+                await confirm_staff_write(self.s)
+            raise
+        if staff:
+            await confirm_staff_write(self.s)
+        return done
+
+    async def _apply(self, card: str, transition: Transition) -> tuple[dict[str, str], ContactChange]:
         key = self.k.patron(card)
         while True:
             async with self.r.pipeline(transaction=True) as p:

@@ -31,6 +31,7 @@ from .notice_secret import notice_secret
 from .outcomes import DEFAULT_MAXLEN, with_outcomes
 from .patron_data import PatronData
 from .reminders import ReminderStore
+from .replicas import confirm_staff_write
 from .retention import RetentionStore
 from .staff import StaffStore
 from .scripts import lua
@@ -78,8 +79,10 @@ class Store(Conn):
     (``store.contacts.apply(…)``), never constructed at a call site."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys, url: str = "",
-                 outcomes_maxlen: int = DEFAULT_MAXLEN) -> None:
-        super().__init__(client, keys, url, outcomes_maxlen)
+                 outcomes_maxlen: int = DEFAULT_MAXLEN, *, staff_replicas: int = 0,
+                 staff_timeout_ms: int = 500) -> None:
+        super().__init__(client, keys, url, outcomes_maxlen, staff_replicas=staff_replicas,
+                         staff_timeout_ms=staff_timeout_ms)
         self._claim = client.register_script(lua("claim_hold"))
         # the scripts that change a hold's state also append its outcome (store/outcomes.py)
         self._finish = client.register_script(with_outcomes("finish_hold"))
@@ -101,16 +104,21 @@ class Store(Conn):
 
     @classmethod
     def connect(cls, where: "RedisSettings | str", prefix: str,
-                outcomes_maxlen: int = DEFAULT_MAXLEN) -> "Store":
+                outcomes_maxlen: int = DEFAULT_MAXLEN, *, staff_replicas: int = 0,
+                staff_timeout_ms: int = 500) -> "Store":
         """``where``: the ``[redis]`` settings (one Redis or Sentinel), or a plain URL."""
-        return cls(async_client(where), Keys(prefix), describe(where), outcomes_maxlen)
+        return cls(async_client(where), Keys(prefix), describe(where), outcomes_maxlen,
+                   staff_replicas=staff_replicas, staff_timeout_ms=staff_timeout_ms)
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "Store":
         """The store every command and process uses: ``[redis] url`` (or its Sentinels)
-        and ``key_prefix``, the outcome stream trimmed to ``[outcomes] maxlen``."""
+        and ``key_prefix``, the outcome stream trimmed to ``[outcomes] maxlen``, staff
+        actions confirmed by ``[staff_writes] replicas``."""
         return cls.connect(settings.redis, settings.redis.key_prefix,
-                           settings.outcomes.maxlen)
+                           settings.outcomes.maxlen,
+                           staff_replicas=settings.staff_writes.replicas,
+                           staff_timeout_ms=settings.staff_writes.timeout_ms)
 
     async def close(self) -> None:
         await aclose(self.r)
@@ -123,6 +131,10 @@ class Store(Conn):
 
     async def server_version(self) -> str:
         return str((await self.r.info("server")).get("redis_version", "?"))
+
+    async def connected_replicas(self) -> int:
+        """Replicas connected to the primary now (what ``[staff_writes] replicas`` waits for)."""
+        return int((await self.r.info("replication")).get("connected_slaves", 0))
 
     # -- patrons ---------------------------------------------------------------
 
@@ -250,9 +262,10 @@ class Store(Conn):
                           audit: dict[str, Any]) -> dict[str, Any] | None:
         """Take a hold off the call list (``mark_called.lua``) and append ``audit`` (its
         branch filled from the entry) to the patron's audit log in the same step; None
-        when the hold is not on the list."""
+        when the hold is not on the list. A staff action: confirmed by replicas
+        (``replicas.confirm_staff_write``), also when nothing was left to do."""
         entry = await self.r.hget(self.k.calls, hold_id)
-        return await self._with_audit(self._called, _card_of(entry), lambda card: dict(
+        return await self._staff_call(self._called, _card_of(entry), lambda card: dict(
             keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called,
                   self.k.audit(card), self.k.outcomes],
             args=[hold_id, _dumps({"at": now_iso(), **record}), now_ms(),
@@ -265,25 +278,36 @@ class Store(Conn):
     async def uncall(self, hold_id: str, record: dict[str, Any],
                      audit: dict[str, Any]) -> dict[str, Any] | None:
         """Undo :meth:`mark_called` (``uncall.lua``), ``audit`` appended in the same step;
-        None when there is nothing to undo."""
+        None when there is nothing to undo. Confirmed by replicas as ``mark_called``."""
         entry = await self.r.hget(self.k.hold(hold_id), "called_entry")
-        return await self._with_audit(self._uncalled, _card_of(entry), lambda card: dict(
+        return await self._staff_call(self._uncalled, _card_of(entry), lambda card: dict(
             keys=[self.k.calls, self.k.calls_due, self.k.hold(hold_id), self.k.called,
                   self.k.audit(card), self.k.outcomes],
             args=[hold_id, _dumps({"at": now_iso(), "undo": True, **record}), card,
                   _audit_arg(card, audit), *self.outcome_args()]))
 
-    async def _with_audit(self, script: Any, card: str,
+    async def _staff_call(self, script: Any, card: str,
                           call: Callable[[str], dict[str, Any]]) -> dict[str, Any] | None:
         """Run a call-list script whose audit key is the card of the entry read just
-        before; if the entry changed to another card meanwhile, once more with that one."""
+        before; if the entry changed to another card meanwhile, once more with that one.
+        Then the replicas' confirmation of the staff action."""
         for _ in range(3):
             res = await script(**call(card))
             if isinstance(res, list):  # [CallVerdict.OTHER_CARD, card]
                 card = str(res[1])
                 continue
+            await confirm_staff_write(self)
             return json.loads(res) if res else None
         raise StoreError("the call-list entry kept changing its card; nothing was changed")
+
+    async def call_state(self, hold_id: str) -> tuple[str | None, bool]:
+        """(the hold's status, whether it is on the call list): is a repeated mark or undo
+        already done?"""
+        async with self.r.pipeline(transaction=False) as p:
+            p.hget(self.k.hold(hold_id), "status")
+            p.hexists(self.k.calls, hold_id)
+            status, listed = await p.execute()
+        return status, bool(listed)
 
     async def recently_called(self, n: int = 20) -> list[dict[str, Any]]:
         """The last ``n`` records of ``called`` (marked and undone), newest first."""

@@ -70,6 +70,9 @@ reminders                   zset   hold_id of a mailed hold, score = ms of its  
                                    pickup reminder (worker/app/reminders.py)
 outcomes                    stream every outcome of a hold, for the ILS          ~[outcomes] maxlen entries
                                    (worker/store/outcomes.py)
+replicas:mark               str    a counter each staff action confirmed by     kept
+                                   replicas increments just before its WAIT
+                                   (worker/store/replicas.py)
 stats:day:{YYYY-MM-DD}      hash   "{branch}|{metric}" → count of that Tokyo day  [retention] stats_days
                                    (worker/stats/fields.py); written by the
                                    outcome scripts and the contact changes
@@ -264,6 +267,10 @@ class Keys:
     @property
     def reminders(self) -> str:
         return f"{self.prefix}reminders"
+
+    @property
+    def replicas_mark(self) -> str:
+        return f"{self.prefix}replicas:mark"
 
     def stats_day(self, day: str) -> str:
         # the outcome scripts derive it from the stream's key: keep the two in step

@@ -19,6 +19,7 @@ from redis.exceptions import WatchError
 from ..contact import CallReason
 from ..holds.calls import call_due, call_entry
 from ..holds.retention import after_forget, retention_s
+from .replicas import confirm_staff_write
 from .base import Conn, _dumps, now_iso
 from .vocab import HoldOutcome, HoldStatus
 
@@ -225,6 +226,9 @@ class PatronData:
         for key in f.address_keys:  # the address's bounce score, once no card holds it
             if not await self.r.exists(k.address(key)):
                 await self.r.delete(k.bounce_score(key))
+        # a staff action: forgotten data must not come back with a failover (a repeat of
+        # `patron forget` leaves the same state: its one audit line)
+        await confirm_staff_write(self.s)
         return listed
 
     def _strip(self, p: Any, hold_id: str, rec: dict[str, str], ttl_ms: int,

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .replicas import confirm_staff_write
 from .base import Conn, now_iso
 
 
 class StaffStore:
     def __init__(self, store: Conn) -> None:
+        self.s = store
         self.r = store.r
         self.k = store.k
 
@@ -51,7 +53,11 @@ class StaffStore:
         return rows
 
     async def log_change(self, entry: dict[str, Any]) -> None:
+        """The account log's line, the last step of every account change (created, password
+        set, removed, logged out everywhere) — then confirmed by replicas as a staff action
+        is: a removed account or an old password must not come back with a failover."""
         await self.r.rpush(self.k.staff_log, json.dumps(entry, ensure_ascii=False))
+        await confirm_staff_write(self.s)
 
     async def changes(self) -> list[dict[str, str]]:
         """Every account change, oldest first."""

@@ -15,12 +15,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..contact import ContactState
-from ..errors import ReviewError
+from ..errors import AlreadyDone, NotConfirmed, ReviewError
 from ..jdate import TOKYO, ja_date, ja_datetime
 from ..settings import Settings
 from ..store.core import Store
 from .auth import Staff, same_token
-from .wording import (CODE_JA, CONFIRMATION_JA, STATE_JA, audit_ja, audit_why_ja, error_ja,
+from .wording import (CODE_JA, CONFIRMATION_JA, NOT_CONFIRMED_JA, STATE_JA, audit_ja, audit_why_ja, error_ja,
                       staff_ja)
 
 
@@ -128,7 +128,9 @@ def action(default_next: str) -> Callable[[Action], Callable[[Request], Awaitabl
     member, and redirects (303) to the form's ``next`` page with a message, back at the
     card acted on: ``fn`` returns the message, or (message, id of the element to return
     to). A :class:`ReviewError` (wrong code, not pending, …) is shown as an error in
-    the card of the form's ``anchor`` field instead."""
+    the card of the form's ``anchor`` field instead; :class:`AlreadyDone` (the action
+    repeated) as done; :class:`NotConfirmed` (written, no replica confirmed it) as a
+    warning asking to check and repeat."""
     def wrap(fn: Action) -> Callable[[Request], Awaitable[Response]]:
         @wraps(fn)
         async def endpoint(request: Request) -> Response:
@@ -142,9 +144,15 @@ def action(default_next: str) -> Callable[[Action], Callable[[Request], Awaitabl
                 done = await fn(request, form, who)
                 text, anchor = done if isinstance(done, tuple) else (done, "")
                 flash(request, "ok", text, anchor)
+            except AlreadyDone as e:  # at the top: the row acted on is gone from its list
+                anchor = ""
+                flash(request, "ok", error_ja(e))
             except ReviewError as e:
                 anchor = text_field(form, "anchor", 200)
                 flash(request, "error", error_ja(e), anchor)
+            except NotConfirmed:  # at the top too: the action was written, its row is gone
+                anchor = ""
+                flash(request, "warn", NOT_CONFIRMED_JA)
             return RedirectResponse(target + (f"#{quote(anchor)}" if anchor else ""),
                                     status_code=303)
         endpoint.is_action = True  # type: ignore[attr-defined]

@@ -53,7 +53,22 @@ ERROR_JA = {
     "not_suspended": "カード {card} はメール停止中ではありません(現在: {state})。何も変更していません。",
     "remove_needs_reason": "アドレスを削除するには理由が必要です。",
     "no_address": "カード {card} にはメールアドレスが登録されていません。何も変更していません。",
+    # the same action again (AlreadyDone): shown as done, not as an error
+    "already_approved": "カード {card} のこの登録は既に承認済みです。何も変更していません。",
+    "already_rejected": "カード {card} のこの登録は既に却下済みです。何も変更していません。",
+    "already_removed": "カード {card} のメールアドレスは既に削除されています。何も変更していません。",
+    "already_active": "カード {card} のメール連絡は既に使える状態です(再開・承認済み)。"
+                      "何も変更していません。",
+    "already_called": "予約 {hold_id} は既に連絡済みです。何も変更していません。",
+    "already_uncalled": "予約 {hold_id} は既に電話連絡リストに戻っています。何も変更していません。",
 }
+
+# a staff action written but not confirmed by a replica (NotConfirmed, [staff_writes])
+NOT_CONFIRMED_JA = ("操作は記録しましたが、予備のサーバーにも写ったことを確認できませんでした"
+                    "(このあとサーバーの障害が重なると、この操作が消えることがあります)。"
+                    "数分たってからこのページを読み込み直し、操作が反映されていなければ、"
+                    "もう一度同じ操作をしてください。同じ操作を繰り返しても、"
+                    "二重に記録されることはありません。")
 
 # audit entries by their stable kind
 KIND_JA: dict[str, str] = {
