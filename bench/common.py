@@ -318,6 +318,26 @@ def raw_rate(sink: Sink, notices: list[Any]) -> float:
 
 # -- the real worker -----------------------------------------------------------------------
 
+def take_purge_days(space: Space) -> None:
+    """Take the daily purge's marker of today and tomorrow (Tokyo) in the bench's key space,
+    as a worker that purged already would have: a worker purges at start when the day's
+    purge is due (worker/queue/periodic.py), and a fresh key space has no marker, so every
+    run paid a purge walking all its patrons' audit lists (~4 % of the CPU per notice,
+    bench/README.md). The worker still asks (one SET NX); the runs measure notices."""
+    from worker.jdate import now_tokyo
+    from worker.store.core import Store
+
+    async def go() -> None:
+        store = Store.connect(REDIS_URL, space.prefix)
+        try:
+            today = now_tokyo().date()
+            for day in (today, today + timedelta(days=1)):
+                await store.retention.take_day(day.isoformat(), "bench")
+        finally:
+            await store.close()
+    asyncio.run(go())
+
+
 class Worker(WorkerCommand):
     """``omitama-notify worker`` (tests/worker_command.py) on a bench key space, with the
     Prometheus exposition on, its output saved to LOG_DIR when it stops."""
@@ -328,6 +348,7 @@ class Worker(WorkerCommand):
         self.run = space.run
         # extra_env overrides the space's own (--digest sets the window the space pins to 0)
         env = {**space.env(), "OMITAMA_NOTIFY_METRICS__PORT": str(free_port()), **(extra_env or {})}
+        take_purge_days(space)
         super().__init__(sink_port, processes, threads, tree=tree, **env)
 
     def stop(self) -> None:

@@ -19,7 +19,7 @@ since 467e91f). Then, per tree: the digest path (the shipped default, with a sho
 so the sitting stays short: the bookkeeping per hold is the same), latency at 50 events/s
 with ``gather_s = 0`` into aiosmtpd, and the peak RSS of a worker process.
 
-``--profile S``: one more run per tree into smtp-sink under ``py-spy record`` for S
+``--profile S``: one more run per tree into smtp-sink (or the one ``--sink``) under ``py-spy record`` for S
 seconds (the ``bench`` extra: ``pip install -e '.[bench]'``), one flame graph per worker
 process in /tmp/omitama-bench-logs, and the top functions by own time printed.
 """
@@ -117,8 +117,8 @@ def spread(values: list[float], fmt: str) -> str:
     return f"{format(med, fmt)} ({format(min(values), fmt)}–{format(max(values), fmt)})"
 
 
-def profile(tree: Path, n: int, seconds: float, tag: str) -> None:
-    """One run into smtp-sink with py-spy attached to each worker process."""
+def profile(tree: Path, kind: str, n: int, seconds: float, tag: str) -> None:
+    """One run into the ``kind`` sink with py-spy attached to each worker process."""
     spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
     if not Path(spy).exists():
         print("  py-spy missing: .venv/bin/python -m pip install -e '.[bench]'")
@@ -126,7 +126,7 @@ def profile(tree: Path, n: int, seconds: float, tag: str) -> None:
     from common import Worker, enqueue_raw, hold_event, queue_drained
     import time
     LOG_DIR.mkdir(exist_ok=True)
-    sink = make_sink("smtp-sink")
+    sink = make_sink(kind)
     try:
         with key_space() as space:
             activate_patrons(space, n)
@@ -216,7 +216,9 @@ def main() -> int:
             lat[tree] = latency.measure(50.0, a.latency, tree=tree)
     if a.profile > 0:
         for tree in names:
-            profile(tree, a.n, a.profile, "this" if tree == ours else names[tree].replace("/", "_"))
+            # into smtp-sink, unless --sink names the other alone
+            profile(tree, kinds[-1], a.n, a.profile,
+                    "this" if tree == ours else names[tree].replace("/", "_"))
 
     this = (ours.name if a.against else
             git("rev-parse", "--short", "HEAD")

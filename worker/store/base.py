@@ -57,7 +57,7 @@ def safe_url(url: str) -> str:
 async def run_and_read(r: aioredis.Redis, script: AsyncScript, keys: list[Any],
                        args: list[Any], read: str) -> tuple[Any, dict[str, str]]:
     """``script``'s reply and the hash ``read`` (HGETALL) in one round trip: a pipeline, the
-    read independent of the script (a claim's contact, a digest take's). When the server
+    read independent of the script (a digest take's contact). When the server
     lost its script cache (a restart) the script did not run: it is loaded and run again."""
     async with r.pipeline(transaction=False) as p:
         p.evalsha(script.sha, len(keys), *keys, *args)

@@ -1,14 +1,17 @@
 -- Claim the right to send the ready notice of one hold (idempotency by hold_id).
 -- KEYS[1] hold:{hold_id}   KEYS[2] notice:{notice} (used only when the hold is new)
 -- KEYS[3] inflight (the sweeper looks at the hold again after two leases)
+-- KEYS[4] (optional) patron:{card}: a claim also reads the patron's contact hash, in the
+--         same call (one round trip per notice less; the read changes nothing)
 -- ARGV[1] now_ms  ARGV[2] lease_ms  ARGV[3] token (fresh for every claim)  ARGV[4] hold_id
 -- ARGV[5] ttl_s  ARGV[6] notice (the hold's notice token, derived from its id)
 -- ARGV[7..] field/value pairs stored on first claim, the first pair being
 -- the event ("event", its JSON), then card, …
--- Returns {"claimed", token, attempts, first_ms, notice, first_event}
+-- Returns {"claimed", token, attempts, first_ms, notice, first_event, contact}
 -- | {"done", status, first_event} | {"busy", ms_left} (a lease runs, or a retry is due later). `first_event` is "" unless the
 -- hold was claimed before with an event other than the one given now: then it is that
--- first event, which decides (one hold, one event: worker/app/holds.py).
+-- first event, which decides (one hold, one event: worker/app/holds.py). `contact` is
+-- the HGETALL of KEYS[4] (field, value, ...; empty without KEYS[4] or without a patron).
 --
 -- Fencing: every claim stores its own token, and finish_hold.lua writes an outcome only
 -- for the token stored last. A worker whose lease ran out and was taken over can no
@@ -28,6 +31,13 @@ local function first_event()
   end
   return first or ""
 end
+-- the patron's contact hash (KEYS[4]), read for a claimed reply only
+local function contact()
+  if KEYS[4] then
+    return redis.call("HGETALL", KEYS[4])
+  end
+  return {}
+end
 local lease = tonumber(ARGV[2])
 local status = redis.call("HGET", hold, "status")
 
@@ -37,7 +47,7 @@ if status == "sending" then
     -- failover, worker/store/connect.py); the hold is this claim's, as first answered
     return {"claimed", ARGV[3], redis.call("HGET", hold, "attempts"),
             redis.call("HGET", hold, "first_ms"), redis.call("HGET", hold, "notice") or ARGV[6],
-            first_event()}
+            first_event(), contact()}
   end
   local until_ms = tonumber(redis.call("HGET", hold, "lease_until") or "0")
   if until_ms > now then
@@ -64,7 +74,7 @@ if not status then
   redis.call("SET", KEYS[2], ARGV[4], "EX", ARGV[5])
   redis.call("EXPIRE", hold, ARGV[5])
   redis.call("ZADD", KEYS[3], now + 2 * lease, ARGV[4])
-  return {"claimed", ARGV[3], "1", tostring(now), ARGV[6], ""}
+  return {"claimed", ARGV[3], "1", tostring(now), ARGV[6], "", contact()}
 end
 
 -- a retry, or a lease left behind by a worker that died or is still busy mid-send:
@@ -79,4 +89,4 @@ redis.call("HDEL", hold, "retry_ms")
 redis.call("ZADD", KEYS[3], now + 2 * lease, ARGV[4])
 local attempts = redis.call("HINCRBY", hold, "attempts", 1)
 return {"claimed", ARGV[3], tostring(attempts), redis.call("HGET", hold, "first_ms"), notice,
-        first_event()}
+        first_event(), contact()}
