@@ -37,7 +37,8 @@ How, on top of the claim/fence machinery of worker/app/holds.py (read its docstr
    changed meanwhile) — or, after a transient failure, every hold still within its retry
    horizon joins a window of its card and branch again, ending at the retry's delay (or
    the open one, if newer holds started one): that window's message comes then, and the
-   next attempt is again one mail for what still belongs together.
+   next attempt is again one mail for what still belongs together. A send that raises
+   (a bug, not Redis out of reach) counts a crash on the holds taken (``CRASH_LIMIT``).
 
 What a message did besides its own hold — the results of holds mailed in a window it
 sent, the windows it opened — goes back to the actor in a :class:`Followup` (counted,
@@ -47,11 +48,12 @@ and the windows' messages scheduled: the app does not enqueue).
 from __future__ import annotations
 
 import logging
+import traceback
 from dataclasses import replace
 from datetime import date
 from typing import Any
 
-from ..contact import CallReason
+from ..contact import CallReason, Contact
 from ..holds.calls import passed_reason
 from ..holds.outcome import Outcome
 from ..holds.policy import pickup_passed
@@ -59,6 +61,8 @@ from ..ils.events import HoldReady
 from ..jdate import now_tokyo
 from ..mail.compose import new_token
 from ..runtime import Runtime
+from ..errors import StoreError
+from ..store.client import REDIS_UNREACHABLE
 from ..store.core import Claim
 from ..store.digest import Joined
 from ..store.vocab import GatherVerdict
@@ -66,6 +70,17 @@ from .hold_mail import Finish, Followup, Member, Result, Window, listing, listin
 from .send import deadline
 
 log = logging.getLogger(__name__)
+
+# Redis out of reach (or holding something unexpected): not the window's fault
+_NOT_A_CRASH: tuple[type[Exception], ...] = (StoreError, *REDIS_UNREACHABLE)
+
+# A window's send that raises after its take (a bug: not a relay's refusal, not Redis out
+# of reach) counts a crash on each hold taken (gather_crash.lua); a hold the sweeper
+# brought back into windows this many times is listed ``worker_error`` at the next take,
+# with the error's last line — as worker/queue/actors.py gives up on a single hold after
+# its ERROR_RETRIES. One round is two leases plus a sweep (~4.5 min at the shipped
+# settings), so about 40 minutes: within the ~2 h a single hold takes.
+CRASH_LIMIT = 8
 
 
 async def gather(rt: Runtime, ev: HoldReady, claim: Claim) -> Result:
@@ -148,6 +163,32 @@ async def send_window(rt: Runtime, card: str, branch: str, gather_id: str,
     taken, contact = took
     if not taken:
         return {}
+    try:
+        results = await _send_taken(rt, card, branch, token, until, taken, contact, follow)
+    except _NOT_A_CRASH:
+        raise  # the sweeper brings its holds back, as before
+    except Exception as e:  # noqa: BLE001 - a bug: counted, then raised as before
+        error = traceback.format_exception_only(e)[-1].strip()[:500]
+        error = error.encode("utf-8", "backslashreplace").decode("utf-8")
+        try:
+            await ds.crashed(token, [hold_id for hold_id, _ in taken], error)
+        except Exception:  # noqa: BLE001 - not counted this time; the error below matters
+            log.exception("digest crash not counted")
+        raise
+    mailed = 0
+    for hold_id, r in results.items():
+        if r.outcome is Outcome.SENT:
+            mailed += 1
+            if mailed > 1:  # one mail: counted once
+                results[hold_id] = r = replace(r, outcome=Outcome.GATHERED)
+        follow.results.append((hold_id, r))
+    return results
+
+
+async def _send_taken(rt: Runtime, card: str, branch: str, token: str, until: float,
+                      taken: list[tuple[str, dict[str, str]]], contact: Contact,
+                      follow: Followup) -> dict[str, Result]:
+    """Mail (or list) the holds a take gave ``token``; each hold's result."""
     members: list[Member] = []
     listed: list[Finish] = []
     now = now_tokyo()
@@ -167,6 +208,9 @@ async def send_window(rt: Runtime, card: str, branch: str, gather_id: str,
                 ev.pickup_by, int(h.get("first_ms") or 0),
                 # a hold claimed again after its digest failed is being retried
                 "retrying" if int(h.get("attempts") or 1) > 1 else "gathering")))
+        elif int(h.get("crashes") or 0) >= CRASH_LIMIT:  # given up on, as a single hold
+            log.error("hold %s: its digest crashed %s times; listed", hold_id, h["crashes"])
+            listed.append(listing_of(ev, CallReason.WORKER_ERROR, h.get("crash") or "worker error"))
         else:
             members.append(Member(ev, int(h.get("attempts") or 1),
                                   int(h.get("first_ms") or now.timestamp() * 1000),
@@ -188,16 +232,8 @@ async def send_window(rt: Runtime, card: str, branch: str, gather_id: str,
                                            detail=error)
         log.warning("digest of %d holds: %s; tried again together", len(again), error)
         return out
-    results = await mail_holds(rt, card, token, members, until, contact=contact,
-                               listed=listed, regather=regather)
-    mailed = 0
-    for hold_id, r in results.items():
-        if r.outcome is Outcome.SENT:
-            mailed += 1
-            if mailed > 1:  # one mail: counted once
-                results[hold_id] = r = replace(r, outcome=Outcome.GATHERED)
-        follow.results.append((hold_id, r))
-    return results
+    return await mail_holds(rt, card, token, members, until, contact=contact,
+                            listed=listed, regather=regather)
 
 
 def _day(h: dict[str, str]) -> date | None:

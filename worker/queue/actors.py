@@ -109,7 +109,9 @@ async def hold_ready(rt: Runtime, ev: HoldReady, key: MessageKey) -> None:
 async def digest_window(window: dict[str, Any]) -> None:
     """A digest window's one message, at the window's end (worker/app/digest.py): send
     it. Scheduled by the handler whose hold opened the window, signed like the other
-    internal actors. If it fails for good, the members come back by the sweeper."""
+    internal actors. If it fails for good, the members come back by the sweeper; a send
+    that raised after its take counted a crash on them, and past digest.CRASH_LIMIT the
+    take lists them ``worker_error`` (as gave_up does a single hold)."""
     await _follow(await digest.window_due(get_runtime(), window))
 
 

@@ -39,6 +39,7 @@ class DigestStore:
         self.k = store.k
         self._join = self.r.register_script(lua("gather_join"))
         self._take = self.r.register_script(lua("gather_take"))
+        self._crash = self.r.register_script(lua("gather_crash"))
 
     async def join(self, hold_id: str, token: str, card: str, branch: str, *, window_ms: int,
                    lease_ms: int, new_id: str, again: bool = False) -> Joined:
@@ -66,6 +67,11 @@ class DigestStore:
             return None
         return ([(res[i], dict(zip(res[i + 1][::2], res[i + 1][1::2])))
                  for i in range(0, len(res), 2)], self._contact(card, h))
+
+    async def crashed(self, token: str, hold_ids: list[str], error: str) -> int:
+        """The send of digest ``token`` raised after its take: one crash more on each of
+        ``hold_ids`` it still owns, ``error`` kept as the reason (``gather_crash.lua``)."""
+        return int(await self._crash(keys=[], args=[token, error, self.k.hold(""), *hold_ids]))
 
     async def finish_all(self, outcomes: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, int]],
                          token: str, card: str) -> list[str]:

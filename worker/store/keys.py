@@ -106,7 +106,9 @@ Fields of ``hold:{hold_id}``, by who writes them (the scripts are in ``lua/``):
 - ``rephone_hold.lua`` (a sent notice bounced): ``status`` (phoned), ``reason``.
 - ``gather_join.lua`` / ``gather_take.lua`` (digests, worker/app/digest.py): ``gather``
   (the window's id), ``digest`` (the digest's token); ``finish_hold.lua`` then also
-  ``digest_holds`` (every hold of the mail, comma-separated).
+  ``digest_holds`` (every hold of the mail, comma-separated); ``gather_crash.lua`` (the
+  digest's send raised after its take): ``crashes`` (how many times), ``crash`` (the
+  error's last line).
 - ``remind_take.lua`` / ``remind_done.lua`` (pickup reminders): ``reminding``,
   ``reminding_until``, then ``reminded_ms`` and ``reminder_id``.
 - for the statistics (worker/stats/fields.py), the send path passes ``carrier`` (docomo,
