@@ -11,6 +11,7 @@ from typing import Any, Callable
 import jinja2
 
 from ..mail.compose import Composer
+from ..store.client import REDIS_UNREACHABLE
 from ..store.connect import describe
 from ..store.devredis import hint
 from ..errors import ConfigError, StoreError
@@ -123,7 +124,7 @@ def cmd_check(args: argparse.Namespace, s: Settings) -> int:
     # the Sentinel view when [redis] sentinels is set; the bounce mailbox when one is set
     checks = [("sentinel", _check_sentinel)] * bool(s.redis.sentinels) + CHECKS + \
         [("bounces", _check_bounces)] * bool(s.bounces.mailbox)
-    no_primary = False
+    no_primary = redis_failed = False
     for name, check in checks:
         if no_primary and name == "redis":
             continue  # it would wait [redis] failover_wait_s for a primary, to say the same
@@ -132,8 +133,9 @@ def cmd_check(args: argparse.Namespace, s: Settings) -> int:
         except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the rest
             failed += 1
             no_primary = no_primary or isinstance(e, NoPrimary)
+            redis_failed = redis_failed or name == "redis"
             print(f"FAIL  {name:<9} {type(e).__name__}: {e}", flush=True)
-    if not no_primary:
+    if not (no_primary or redis_failed):  # the alert is read from Redis: it said why already
         failed += _last_sender_problem(s)
     return 1 if failed else 0
 
@@ -153,6 +155,8 @@ def _last_sender_problem(s: Settings) -> int:
         alert = asyncio.run(go())
     except StoreError:
         return 0  # the redis line above said so already
+    except REDIS_UNREACHABLE:
+        return 0  # Redis went away since the redis line: that line is the one to act on
     if alert is None:
         print("ok    sender    no failure caused by our sender is open (the sending domain's "
               "SPF, DKIM, DMARC and MX: omitama-notify check domain)")

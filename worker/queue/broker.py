@@ -43,7 +43,7 @@ from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import (AgeLimit, AsyncIO, Callbacks, CurrentMessage, Middleware,
                                  Pipelines, Retries, ShutdownNotifications)
 
-from .internal import (GAVE_UP_ACTOR, MALFORMED_ACTOR, Signer, SignInternal,
+from .internal import (DIGEST_ACTOR, GAVE_UP_ACTOR, MALFORMED_ACTOR, Signer, SignInternal,
                        drop_options, internal_problem, short as _short)
 from .process_setup import ProcessSetup, prometheus_middleware
 from ..settings import Settings
@@ -59,7 +59,8 @@ QUEUE = "notifications"
 OUR_QUEUES = (QUEUE, dq_name(QUEUE))  # dramatiq names the delayed retries' queue ".DQ"
 _FIELDS = {"queue_name", "actor_name", "args", "kwargs", "options", "message_id",
            "message_timestamp"}
-_INTERNAL_ARGS = {MALFORMED_ACTOR: (str, str), GAVE_UP_ACTOR: (dict, dict)}
+_INTERNAL_ARGS = {MALFORMED_ACTOR: (str, str), GAVE_UP_ACTOR: (dict, dict),
+                  DIGEST_ACTOR: (dict,)}
 _MAX_TS = 2 ** 53  # ms; far beyond any clock, and exact as a float
 _FETCH = lua("fetch")
 
