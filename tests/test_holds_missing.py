@@ -228,3 +228,19 @@ def test_a_re_announced_hold_in_its_digest_window_stays_in_it(
     [m] = smtp_sink.messages  # one digest for both
     assert "2点" in decoded(m)["Subject"]
     assert Counter(o["hold_id"] for o in outcomes(rclient, s)) == Counter(["H1", "H2"])
+
+
+def test_a_list_saved_by_a_spreadsheet_or_not_utf8_is_read_or_refused_in_one_line(
+        tmp_path: Path) -> None:
+    """A byte-order mark (Excel's "CSV UTF-8") does not hide the first hold; a list that is
+    not UTF-8 stops with one line naming the fix, not a traceback; repeats count once."""
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("\ufeffH-1\nH-2\nH-1\n".encode())
+    with open(bom, encoding="utf-8") as fh:
+        assert read_lines(fh, None, io.StringIO()) == (["H-1", "H-2"], 0, 0)
+    bad = tmp_path / "sjis.txt"
+    bad.write_bytes("H-1\n予約\n".encode("shift_jis"))
+    r = subprocess.run([sys.executable, "-m", "worker.cli", "holds", "missing", str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "not UTF-8" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import IO, Any
 
 from ..app.missing import Known, holds_missing
+from ..errors import InputError
 from ..ils.events import IDENT_PATTERN
 from ..jdate import now_tokyo
 from ..settings import Settings
@@ -42,24 +43,32 @@ def read_lines(fh: IO[str], since: timedelta | None, err: IO[str]
     and how many were not a hold id (each named on ``err``). A line is a hold id, and
     optionally the moment the ILS announced it (ISO 8601; no offset: Tokyo time)."""
     ids: list[str] = []
+    seen: set[str] = set()  # a reconciliation list can hold 100,000 ids: no list search each
     recent = bad = 0
     cutoff = now_tokyo() - since if since is not None else None
-    for n, line in enumerate(fh, 1):
-        parts = line.split()
-        if not parts or parts[0].startswith("#"):
-            continue
-        hold, at = parts[0], _announced_at(parts[1]) if len(parts) == 2 else None
-        if not re.fullmatch(IDENT_PATTERN, hold) or len(parts) > 2 or (len(parts) == 2
-                                                                       and at is None):
-            print(f"line {n}: not 'HOLD_ID' or 'HOLD_ID ANNOUNCED_AT': {line.strip()[:80]!r}",
-                  file=err)
-            bad += 1
-            continue
-        if cutoff is not None and at is not None and at > cutoff:
-            recent += 1  # announced within --since: not yet expected to have an outcome
-            continue
-        if hold not in ids:
-            ids.append(hold)
+    try:
+        for n, line in enumerate(fh, 1):
+            if n == 1:  # a list saved by a spreadsheet starts with a byte-order mark
+                line = line.removeprefix("\ufeff")
+            parts = line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            hold, at = parts[0], _announced_at(parts[1]) if len(parts) == 2 else None
+            if not re.fullmatch(IDENT_PATTERN, hold) or len(parts) > 2 or (
+                    len(parts) == 2 and at is None):
+                print(f"line {n}: not 'HOLD_ID' or 'HOLD_ID ANNOUNCED_AT': "
+                      f"{line.strip()[:80]!r}", file=err)
+                bad += 1
+                continue
+            if cutoff is not None and at is not None and at > cutoff:
+                recent += 1  # announced within --since: not yet expected to have an outcome
+                continue
+            if hold not in seen:
+                seen.add(hold)
+                ids.append(hold)
+    except UnicodeDecodeError as e:
+        raise InputError(f"the hold ids are not UTF-8 text ({e.reason} at byte {e.start}):"
+                         " save the list as UTF-8") from None
     return ids, recent, bad
 
 
