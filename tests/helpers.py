@@ -168,14 +168,21 @@ async def until_lease_over(store: Any, hold_id: str, timeout: float = 5.0) -> No
 
 
 def queue_empty(settings: Any) -> bool:
-    """Every message of the worker's queue (and its delayed queue) acknowledged: the
-    in-process worker has finished with everything sent to it."""
+    """Every message of the worker's queue (and its delayed queue) acknowledged and no
+    digest window open: the in-process worker has finished with everything sent to it."""
     from worker.queue.actors import broker
     from worker.store.queue_keys import QueueKeys, delayed
 
     c, q = broker.client, QueueKeys(settings.redis.namespace)
     return (c.llen(q.queue("notifications")) == 0 and c.hlen(q.messages("notifications")) == 0
-            and c.hlen(q.messages(delayed("notifications"))) == 0)
+            and c.hlen(q.messages(delayed("notifications"))) == 0
+            and windows_open(c, settings.redis.key_prefix) == 0)
+
+
+def windows_open(client: Any, prefix: str) -> int:
+    """Digest windows not yet sent (their entries in ``gather_due``): work still to come,
+    as a queued message is (a window has no message since 2026-12-07)."""
+    return int(client.zcard(f"{prefix}gather_due"))
 
 
 def variant(settings: Any, **sections: dict[str, Any]) -> Any:

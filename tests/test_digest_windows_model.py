@@ -1,13 +1,12 @@
 """Digest windows in Redis against a model (issue 22): any interleaving of holds arriving
-(a first event or a duplicate), cancellations, the window's message taking the window, a
-stale window message, and the digest's record. The store's own steps on a real Redis —
+(a first event or a duplicate), cancellations, a poller taking the window, a stale take
+(a poller that read the window's entry before another took it), and the digest's record. The store's own steps on a real Redis —
 the claim, ``gather_join.lua``, ``gather_take.lua``, ``close_hold.lua``, the digest's
 MULTI of ``finish_hold`` — no worker, so every interleaving is one hypothesis draws.
 
-What must hold: only the hold that opened a window is told so (it schedules the
-window's one message; a duplicate event for it schedules again, harmlessly); a take
-gets exactly the holds waiting in that window, each once; a stale window message gets
-nothing; a hold taken into a digest is fenced from other claims until its lease ends;
+What must hold: an open window has exactly one entry in ``gather_due`` (what the
+pollers send it by: worker/queue/windows.py), due at its end, and none once taken; a take
+gets exactly the holds waiting in that window, each once; a stale take gets nothing; a hold taken into a digest is fenced from other claims until its lease ends;
 every hold ends in one outcome.
 """
 
@@ -56,6 +55,9 @@ async def _run(store: Any, ops: list[tuple[str, str]]) -> None:
             if before == "taken":
                 assert claim.verdict == ClaimVerdict.BUSY, what  # fenced by the digest
                 continue
+            if before == "waiting":  # a duplicate waits for the window's end: not claimed
+                assert claim.verdict == ClaimVerdict.BUSY, what  # again, no attempt more
+                continue
             if before in ("sent", "cancelled"):
                 assert claim.verdict == ClaimVerdict.DONE, what
                 continue
@@ -66,7 +68,6 @@ async def _run(store: Any, ops: list[tuple[str, str]]) -> None:
             if m.window is None:
                 m.window, m.opener, m.members = j.gather_id, h, set()
             assert j.gather_id == m.window, what
-            assert j.opened == (h == m.opener), what  # only the opener schedules
             m.members.add(h)
             m.status[h] = "waiting"
         elif op == "cancel":
@@ -105,6 +106,13 @@ async def _run(store: Any, ops: list[tuple[str, str]]) -> None:
                     assert status == HoldStatus.SENT, what
                     m.status[x] = "sent"
             m.batch = None
+        due = await store.r.zrange(store.k.gather_due, 0, -1, withscores=True)
+        if m.window is None:  # taken (or never opened): nothing left for the pollers
+            assert due == [], what
+        else:  # one entry, "{id} {branch} {card}", due at the window's end
+            [(entry, at)] = due
+            assert entry == f"{m.window} {BRANCH} {CARD}", what
+            assert int(at) == int(await store.r.hget(store.k.gather(CARD, BRANCH), "due")), what
     for h, want in m.status.items():  # Redis agrees with the model at the end
         rec = await store.get_hold(h)
         have = rec.get("status")
@@ -116,7 +124,7 @@ async def _run(store: Any, ops: list[tuple[str, str]]) -> None:
 
 async def _clean(store: Any) -> None:
     await store.r.delete(*(store.k.hold(h) for h in HOLDS), store.k.gather(CARD, BRANCH),
-                         store.k.inflight, store.k.outcomes, store.k.sent(CARD),
+                         store.k.inflight, store.k.gather_due, store.k.outcomes, store.k.sent(CARD),
                          store.k.patron(CARD))
 
 

@@ -35,7 +35,7 @@ import redis
 
 from tests.helpers import (SmtpSink, free_port, hold_event, run_worker, settle, variant, wait_for,
                            with_store)
-from tests.helpers import set_contact
+from tests.helpers import set_contact, windows_open
 from tests.worker_command import WorkerCommand
 from worker.contact import ContactState
 from worker.jdate import TOKYO
@@ -119,8 +119,10 @@ def enqueue(client: redis.Redis, payloads: list[Any], *, raw: bool = False,
 
 
 def drained(client: redis.Redis) -> bool:
+    """No message waiting in the queue or its delayed queue, no digest window open."""
     q = f"{os.environ['OMITAMA_NOTIFY_REDIS__NAMESPACE']}:notifications"
-    return client.hlen(f"{q}.msgs") == 0 and client.hlen(f"{q}.DQ.msgs") == 0
+    return (client.hlen(f"{q}.msgs") == 0 and client.hlen(f"{q}.DQ.msgs") == 0
+            and windows_open(client, os.environ["OMITAMA_NOTIFY_REDIS__KEY_PREFIX"]) == 0)
 
 
 def tally(sink: SmtpSink, expected: set[str]) -> dict[str, int]:

@@ -37,7 +37,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings as hsettings, strategies as st
 
 from tests import hostile as h
-from tests.helpers import SmtpSink, hold_event, set_contact, wait_for, with_store
+from tests.helpers import SmtpSink, hold_event, set_contact, wait_for, windows_open, with_store
 from tests.test_raw_redis_producer import envelope as good_envelope, raw_enqueue
 from tests.worker_command import ROOT, WorkerCommand
 from worker.contact import ContactState
@@ -88,10 +88,12 @@ class Rig:
         q = f"{self.ns}:notifications"
         acks = sum(self.r.scard(k) for k in self.r.scan_iter(f"{self.ns}:__acks__*"))
         return {"queue": self.r.llen(q) + self.r.llen(q + ".DQ"),
-                "msgs": self.r.hlen(q + ".msgs") + self.r.hlen(q + ".DQ.msgs"), "acks": acks}
+                "msgs": self.r.hlen(q + ".msgs") + self.r.hlen(q + ".DQ.msgs"), "acks": acks,
+                "windows": windows_open(self.r, self.s.redis.key_prefix)}
 
     def drained(self, log_from: int) -> None:
-        """The queue, its hash and every ack set empty — or a traceback, which fails now."""
+        """The queue, its hash, every ack set and every digest window empty — or a
+        traceback, which fails now."""
         def done() -> bool:
             if self.tracebacks(log_from):
                 return True

@@ -13,20 +13,20 @@ How, on top of the claim/fence machinery of worker/app/holds.py (read its docstr
    The card and branch are those of the event the hold was first claimed with (one
    hold, one event: a later event naming another card or branch changes neither), so a
    hold belongs to exactly one window. It waits as ``retrying`` — not on the call list,
-   not mailed — and its own message is done. The window has one message of its own:
-   the handler whose hold opened it schedules it for the window's end (a delayed
-   message for the internal actor ``omitama_digest``, worker/queue/actors.py: durable in
-   Redis, so a restart mid-window changes nothing). Each hold's message is handled
-   once, not twice (issue 22: a digest cost ~3.5× a single notice per hold when every
-   member's message came back at the end as a dramatiq retry).
+   not mailed — and its own message is done. A window opened is entered in
+   ``gather_due`` (scored by its end) by the same script; every worker process polls it
+   (worker/queue/windows.py) and the first to find a window due sends it: durable in
+   Redis, so a restart mid-window changes nothing. No message per window: scheduling one
+   through dramatiq's delay queue (two enqueues, two fetches) cost a digest more per hold
+   than a single notice (issue 22).
 2. The safety net: every member stays in ``inflight`` until the window's end plus two
-   leases. If the window's message is lost (the worker died between the join and
-   scheduling it; a message dropped), the sweeper re-sends the members' events then;
-   the first to come finds the window due and sends it (step 3), the others find their
-   holds mailed (``gathered``). A hold's event that finds its card's window due and not
-   yet taken (its message late in a backlog, or lost) sends that window first, then
-   opens the next one.
-3. The window's message (or, as in step 2, an event) *takes* the window
+   leases. If the window was never sent (its entry deleted; a process died after its
+   take), the sweeper re-sends the members' events then; the first to come finds the
+   window due and sends it (step 3), the others find their holds mailed
+   (``gathered``). A hold's event that finds its card's window due and not yet taken
+   (the pollers behind, or the entry lost) sends that window first, then opens the
+   next one.
+3. The poller (or, as in step 2, an event) *takes* the window
    (``gather_take.lua``): the window is closed and every member still waiting in it —
    not cancelled, picked up or listed meanwhile — gets the digest's own token and lease,
    so a member's other claims are fenced out (a duplicate event for it is BUSY, and
@@ -36,17 +36,18 @@ How, on top of the claim/fence machinery of worker/app/holds.py (read its docstr
    every hold recorded (worker/app/hold_mail.py): mailed, listed (a 5xx; the address
    changed meanwhile) — or, after a transient failure, every hold still within its retry
    horizon joins a window of its card and branch again, ending at the retry's delay (or
-   the open one, if newer holds started one): that window's message comes then, and the
+   the open one, if newer holds started one): the pollers send that window then, and the
    next attempt is again one mail for what still belongs together. A send that raises
    (a bug, not Redis out of reach) counts a crash on the holds taken (``CRASH_LIMIT``).
 
 What a message did besides its own hold — the results of holds mailed in a window it
-sent, the windows it opened — goes back to the actor in a :class:`Followup` (counted,
-and the windows' messages scheduled: the app does not enqueue).
+sent — goes back to the actor in a :class:`Followup`, to be counted; the poller's sends
+come back the same way (:func:`send_due`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 from dataclasses import replace
@@ -66,7 +67,7 @@ from ..store.client import REDIS_UNREACHABLE
 from ..store.core import Claim
 from ..store.digest import Joined
 from ..store.vocab import GatherVerdict
-from .hold_mail import Finish, Followup, Member, Result, Window, listing, listing_of, mail_holds
+from .hold_mail import Finish, Followup, Member, Result, listing, listing_of, mail_holds
 from .send import deadline
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,7 @@ async def _join(rt: Runtime, hold_id: str, token: str, card: str, branch: str,
                 window_ms: int, new_id: str, follow: Followup, again: bool = False
                 ) -> Joined | Result | None:
     """Put the hold owned by ``token`` in the open window of ``card`` at ``branch`` (or a
-    new one, ``window_ms`` long: its message goes in ``follow``); a window that is due is
-    sent first. ``again``: after its digest failed (the join counts an attempt). The join
+    new one, ``window_ms`` long); a window that is due is sent first. ``again``: after its digest failed (the join counts an attempt). The join
     (WAIT or LOST), the hold's result when it went out in the window that was due, or
     None when windows kept falling due (the sweeper brings it back)."""
     lease_ms = int(rt.settings.delivery.lease_s * 1000)
@@ -113,8 +113,6 @@ async def _join(rt: Runtime, hold_id: str, token: str, card: str, branch: str,
         j = await rt.store.digest.join(hold_id, token, card, branch, window_ms=window_ms,
                                        lease_ms=lease_ms, new_id=new_id, again=again)
         if j.verdict != GatherVerdict.DUE:
-            if j.opened:
-                follow.windows.append(Window(card, branch, j.gather_id, j.wait_ms))
             return j
         # the window's end has passed and its message has not taken it (late, or lost)
         if await send_window(rt, card, branch, j.gather_id, follow):
@@ -125,14 +123,26 @@ async def _join(rt: Runtime, hold_id: str, token: str, card: str, branch: str,
     return None
 
 
-def window_message(w: Window) -> dict[str, str]:
-    """What the window's message carries (``omitama_digest``, worker/queue/actors.py)."""
-    return {"card_number": w.card, "pickup_branch": w.branch, "gather": w.gather_id}
+async def send_due(rt: Runtime, most: int) -> tuple[int, Followup]:
+    """Send up to ``most`` windows whose end has come (``gather_due``), at once: how many
+    were found, and what came of their holds. A window whose send raises is logged here
+    (a crash is counted on its holds by :func:`send_window`) and does not stop the others."""
+    follow = Followup()
+    due = await rt.store.digest.due(most, int(rt.settings.delivery.lease_s * 1000))
+    sent = await asyncio.gather(*(send_window(rt, w.card, w.branch, w.gather_id, follow)
+                                  for w in due), return_exceptions=True)
+    for w, got in zip(due, sent):
+        if isinstance(got, BaseException):
+            log.error("digest window %s (branch %s) not sent: %s; its holds come back by"
+                      " the sweeper", w.gather_id, w.branch,
+                      traceback.format_exception_only(got)[-1].strip())
+    return len(due), follow
 
 
 async def window_due(rt: Runtime, message: Any) -> Followup:
-    """The window's message: send the window, if it is still the one named (a window
-    sent meanwhile by a member's event, or forgotten, is gone: nothing to do)."""
+    """A window's message, as versions before gather_due scheduled one (a window opened
+    before an upgrade): send the window, if it is still the one named (a window sent
+    meanwhile by the poller or a member's event, or forgotten, is gone: nothing to do)."""
     follow = Followup()
     fields = [message.get(k) for k in ("card_number", "pickup_branch", "gather")] \
         if isinstance(message, dict) else []
@@ -149,7 +159,7 @@ async def window_due(rt: Runtime, message: Any) -> Followup:
 async def send_window(rt: Runtime, card: str, branch: str, gather_id: str,
                       follow: Followup | None = None) -> dict[str, Result] | None:
     """Take window ``gather_id`` and mail its holds; each taken hold's result (also
-    added to ``follow``, with the windows their retries opened), or None when another
+    added to ``follow``), or None when another
     worker took the window first. A mail's first hold counts ``sent``, the others
     ``gathered``."""
     follow = Followup() if follow is None else follow

@@ -42,25 +42,13 @@ from .send import Delivered, send_mail
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Window:
-    """A digest window that was opened: its one message is to be scheduled ``delay_ms``
-    from now (worker/app/digest.py), by the queue layer that handles the message."""
-
-    card: str
-    branch: str
-    gather_id: str
-    delay_ms: int
-
-
 @dataclass
 class Followup:
     """What handling one message did besides its own hold (digests only): the results
     of the other holds of windows sent on the way (a mail's first hold counts ``sent``,
-    the others ``gathered``), and the windows opened, whose messages are to be scheduled."""
+    the others ``gathered``)."""
 
     results: list[tuple[str, "Result"]] = field(default_factory=list)
-    windows: list[Window] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

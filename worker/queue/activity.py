@@ -19,12 +19,20 @@ import time
 from collections import Counter
 
 from ..holds.outcome import Outcome
+from .metrics import count_notice
 
 log = logging.getLogger(__name__)
 
 _counts: Counter[str] = Counter()
 _lock = threading.Lock()
 _interval_s = 0.0
+
+
+def tally(outcome: str, hold_id: str | None = None) -> None:
+    """One hold's outcome: counted for Prometheus (``omitama_notices_total``) and for the
+    summary line."""
+    count_notice(outcome)
+    note(outcome, hold_id)
 
 
 def note(outcome: str, hold_id: str | None = None) -> None:

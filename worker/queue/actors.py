@@ -7,7 +7,6 @@ rejected`` and the message acknowledged), call the domain code, and turn
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any, Awaitable, Callable
@@ -21,9 +20,8 @@ from .broker import QUEUE, build_broker
 from .internal import DIGEST_ACTOR, GAVE_UP_ACTOR, MALFORMED_ACTOR
 from ..ils.events import AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady
 from ..app.intake import Refused, accept, refuse_message
-from .metrics import count_notice
 from ..app.refusals import payload_fingerprint
-from ..app.hold_mail import Followup, Window
+from ..app.hold_mail import Followup
 from ..app.registration import RegistrationResult
 from ..holds.outcome import Outcome
 from ..runtime import Runtime, get_runtime
@@ -88,17 +86,17 @@ def event_actor(handle: Handler) -> Any:
 
 
 def _outcome(result: holds.Result, hold_id: str | None = None) -> None:
-    count_notice(result.outcome.value)
-    activity.note(result.outcome.value, hold_id)
+    activity.tally(result.outcome.value, hold_id)
 
 
 @event_actor
 async def hold_ready(rt: Runtime, ev: HoldReady, key: MessageKey) -> None:
     result = await holds.notify_hold_ready(rt, ev)
     _outcome(result, ev.hold_id)
-    if result.followup is not None:  # a digest's: other holds mailed, windows opened
-        await _follow(result.followup)
-    # a hold gathering in its window is done here: the window's own message sends it
+    if result.followup is not None:  # a digest's: other holds mailed on the way
+        _follow(result.followup)
+    # a hold gathering in its window is done here: the pollers send the window
+    # (worker/queue/windows.py)
     if result.outcome in (Outcome.RETRY, Outcome.BUSY):
         raise dramatiq.Retry(result.detail or result.outcome.value, delay=result.delay_ms)
 
@@ -107,27 +105,16 @@ async def hold_ready(rt: Runtime, ev: HoldReady, key: MessageKey) -> None:
                 min_backoff=int(get_settings().delivery.min_backoff_s * 1000),
                 max_backoff=int(get_settings().delivery.max_backoff_s * 1000))
 async def digest_window(window: dict[str, Any]) -> None:
-    """A digest window's one message, at the window's end (worker/app/digest.py): send
-    it. Scheduled by the handler whose hold opened the window, signed like the other
-    internal actors. If it fails for good, the members come back by the sweeper; a send
-    that raised after its take counted a crash on them, and past digest.CRASH_LIMIT the
-    take lists them ``worker_error`` (as gave_up does a single hold)."""
-    await _follow(await digest.window_due(get_runtime(), window))
+    """A digest window's message at the window's end, as versions before 2026-12-07
+    scheduled one for every window (signed like the other internal actors): kept so that
+    windows opened before an upgrade are sent on time. Nothing sends it now: windows are
+    found due by the pollers (worker/queue/windows.py)."""
+    _follow(await digest.window_due(get_runtime(), window))
 
 
-async def _follow(f: Followup) -> None:
+def _follow(f: Followup) -> None:
     for hold_id, result in f.results:
         _outcome(result, hold_id)
-    if f.windows:
-        # dramatiq's enqueue is a blocking Redis call: off the event loop, which every
-        # worker thread's actor shares
-        await asyncio.to_thread(_schedule, f.windows)
-
-
-def _schedule(windows: list[Window]) -> None:
-    for w in windows:
-        digest_window.send_with_options(args=(digest.window_message(w),),
-                                        delay=max(0, w.delay_ms))
 
 
 @event_actor

@@ -46,6 +46,7 @@ from dramatiq.middleware import (AgeLimit, AsyncIO, Callbacks, CurrentMessage, M
 from .internal import (DIGEST_ACTOR, GAVE_UP_ACTOR, MALFORMED_ACTOR, Signer, SignInternal,
                        drop_options, internal_problem, short as _short)
 from .process_setup import ProcessSetup, prometheus_middleware
+from .windows import DueWindows
 from ..settings import Settings
 from ..store.client import REDIS_UNREACHABLE
 from ..store.connect import broker_client
@@ -405,6 +406,7 @@ def build_broker(settings: Settings) -> RedisBroker:
     if prometheus is not None:
         broker.add_middleware(prometheus)
     broker.add_middleware(ProcessSetup(settings))
+    broker.add_middleware(DueWindows(settings.worker.threads))
     keys = Keys(settings.redis.key_prefix)
     signer = Signer(lambda: _load_secret(broker, keys))
     broker.add_middleware(SignInternal(signer))

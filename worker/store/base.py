@@ -16,8 +16,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
 from ..jdate import TOKYO
 from .keys import Keys
@@ -52,24 +50,6 @@ def safe_url(url: str) -> str:
         netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
-
-
-async def run_and_read(r: aioredis.Redis, script: AsyncScript, keys: list[Any],
-                       args: list[Any], read: str) -> tuple[Any, dict[str, str]]:
-    """``script``'s reply and the hash ``read`` (HGETALL) in one round trip: a pipeline, the
-    read independent of the script (a digest take's contact). When the server
-    lost its script cache (a restart) the script did not run: it is loaded and run again."""
-    async with r.pipeline(transaction=False) as p:
-        p.evalsha(script.sha, len(keys), *keys, *args)
-        p.hgetall(read)
-        res, h = await p.execute(raise_on_error=False)
-    if isinstance(h, Exception):
-        raise h
-    if isinstance(res, NoScriptError):
-        res = await script(keys=keys, args=args)
-    elif isinstance(res, Exception):
-        raise res
-    return res, h
 
 
 def _dumps(obj: Any) -> str:

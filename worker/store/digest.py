@@ -9,7 +9,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from ..contact import Contact
-from .base import Conn, _dumps, now_iso, now_ms, run_and_read
+from .base import Conn, _dumps, now_iso, now_ms
 from .outcomes import outcome_args
 from .scripts import lua
 from .vocab import GatherVerdict
@@ -20,7 +20,20 @@ class Joined:
     verdict: GatherVerdict
     gather_id: str = ""
     wait_ms: int = 0
-    opened: bool = False  # WAIT: the hold opened the window (its message is the caller's to schedule)
+
+
+@dataclass(frozen=True)
+class DueWindow:
+    """A window whose end has come (an entry of ``gather_due``), to be sent."""
+    card: str
+    branch: str
+    gather_id: str
+
+
+def due_entry(card: str, branch: str, gather_id: str = "") -> str:
+    """A window's entry in ``gather_due``: ``"{gather_id} {branch} {card}"`` (neither a
+    branch nor a card number has a space: worker/ils/events.py)."""
+    return f"{gather_id} {branch} {card}"
 
 
 class DigestStore:
@@ -40,16 +53,18 @@ class DigestStore:
         self._join = self.r.register_script(lua("gather_join"))
         self._take = self.r.register_script(lua("gather_take"))
         self._crash = self.r.register_script(lua("gather_crash"))
+        self._due = self.r.register_script(lua("gather_due"))
 
     async def join(self, hold_id: str, token: str, card: str, branch: str, *, window_ms: int,
                    lease_ms: int, new_id: str, again: bool = False) -> Joined:
         """``again``: the hold joins after its digest failed (one attempt more)."""
         res = await self._join(
-            keys=[self.k.hold(hold_id), self.k.gather(card, branch), self.k.inflight],
+            keys=[self.k.hold(hold_id), self.k.gather(card, branch), self.k.inflight,
+                  self.k.gather_due],
             args=[token, hold_id, now_ms(), window_ms, lease_ms, new_id,
-                  window_ms // 1000 + 86400, int(again)])
+                  window_ms // 1000 + 86400, int(again), due_entry(card, branch)[1:]])
         if res[0] == GatherVerdict.WAIT:
-            return Joined(GatherVerdict.WAIT, res[2], int(res[1]), res[3] == "true")
+            return Joined(GatherVerdict.WAIT, res[2], int(res[1]))
         if res[0] == GatherVerdict.DUE:
             return Joined(GatherVerdict.DUE, res[1])
         return Joined(GatherVerdict.LOST)
@@ -58,15 +73,27 @@ class DigestStore:
                    ) -> tuple[list[tuple[str, dict[str, str]]], Contact] | None:
         """The holds of window ``gather_id`` now owned by ``token``, each with its record
         (none may be left: all cancelled or listed meanwhile), and the card's contact read
-        in the same round trip (a pipeline, as the claim's); None when another worker took
-        the window."""
-        keys = [self.k.gather(card, branch), self.k.inflight, self.k.gather_taken(token)]
-        args = [gather_id, token, now_ms(), lease_ms, self.k.hold("")]
-        res, h = await run_and_read(self.r, self._take, keys, args, self.k.patron(card))
+        by the same script (as the claim reads it); None when another worker took the
+        window. Its entry in ``gather_due`` goes either way."""
+        keys = [self.k.gather(card, branch), self.k.inflight, self.k.gather_taken(token),
+                self.k.gather_due, self.k.patron(card)]
+        args = [gather_id, token, now_ms(), lease_ms, self.k.hold(""),
+                due_entry(card, branch, gather_id)]
+        res = await self._take(keys=keys, args=args)
         if res is None:
             return None
+        h = dict(zip(res[0][::2], res[0][1::2]))
         return ([(res[i], dict(zip(res[i + 1][::2], res[i + 1][1::2])))
-                 for i in range(0, len(res), 2)], self._contact(card, h))
+                 for i in range(1, len(res), 2)], self._contact(card, h))
+
+    async def due(self, most: int, own_ms: int) -> list[DueWindow]:
+        """Up to ``most`` windows whose end has come, this caller's for ``own_ms`` (the
+        other processes leave them alone meanwhile; ``gather_due.lua``)."""
+        out = []
+        for entry in await self._due(keys=[self.k.gather_due], args=[now_ms(), most, own_ms]):
+            gather_id, branch, card = entry.split(" ", 2)
+            out.append(DueWindow(card, branch, gather_id))
+        return out
 
     async def crashed(self, token: str, hold_ids: list[str], error: str) -> int:
         """The send of digest ``token`` raised after its take: one crash more on each of

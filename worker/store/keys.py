@@ -67,6 +67,9 @@ gather:{branch}:{card}      hash   the open digest window of a card at a pickup 
                                    branch: id, due (ms), opener (the hold that
                                    opened it), h:{hold_id} per member
                                    (worker/app/digest.py)
+gather_due                  zset   "{gather id} {branch} {card}" of each open    until taken
+                                   window, score = its end (ms): polled by every
+                                   process (worker/queue/windows.py)
 gather_taken:{token}        str    the holds a digest's take took (comma-        the digest's lease
                                    separated), so the same take repeated (a lost
                                    reply) answers them again (gather_take.lua)
@@ -269,6 +272,10 @@ class Keys:
 
     def gather(self, card: str, branch: str) -> str:
         return f"{self.prefix}gather:{branch}:{card}"
+
+    @property
+    def gather_due(self) -> str:
+        return f"{self.prefix}gather_due"
 
     def gather_taken(self, token: str) -> str:
         return f"{self.prefix}gather_taken:{token}"

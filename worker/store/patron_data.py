@@ -46,6 +46,7 @@ class Found:
     address_keys: list[str] = field(default_factory=list)
     outcomes: dict[str, dict[str, str]] = field(default_factory=dict)  # stream id → entry
     gathers: list[str] = field(default_factory=list)  # open digest windows' keys
+    due: list[str] = field(default_factory=list)  # their entries in gather_due (name the card)
     # hold_ready events for the card still in dramatiq's queues, for holds never claimed
     # (no record yet): hold_id → {"pickup_branch", "pickup_by"} as the event names them
     queued: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -153,6 +154,7 @@ class PatronData:
             start = "(" + rows[-1][0]
         f.gathers = [key async for key in r.scan_iter(k.gather(card, "*"), count=500)
                      if key.endswith(":" + card)]
+        f.due = [e async for e, _ in r.zscan_iter(k.gather_due) if e.endswith(" " + card)]
         if namespace:
             async for key in r.scan_iter(f"{namespace}:*.msgs", count=100):
                 for raw in await r.hvals(key):
@@ -218,6 +220,8 @@ class PatronData:
                     p.xdel(k.outcomes, *f.outcomes)
                 for key in f.gathers:
                     p.delete(key)
+                if f.due:
+                    p.zrem(k.gather_due, *f.due)
                 for hold_id in f.holds:
                     p.zrem(k.reminders, hold_id)
                 await p.execute()

@@ -14,7 +14,9 @@ the second time and append no second outcome; ``mark_called``/``uncall`` answer 
 listed"/"nothing to undo"; ``requeue_stranded`` and ``adopt_orphan`` act once (their
 marker); ``fetch`` repeated leaves the first run's messages in the ack set for the sweeper;
 ``extend_lease``, ``lease_keep``, ``purge_hold`` and ``trim_old`` end in the same state;
-``take_stale`` repeated leaves the first run's holds for its next pass. A new script must keep this true."""
+``take_stale`` repeated leaves the first run's holds for its next pass; ``gather_due``
+repeated leaves the first run's windows to be found again a lease later (a window sent
+that much late, never lost). A new script must keep this true."""
 
 from __future__ import annotations
 

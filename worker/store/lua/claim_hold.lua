@@ -54,9 +54,10 @@ if status == "sending" then
     return {"busy", tostring(until_ms - now)}
   end
 elseif status == "retrying" then
-  -- a retry is set for later (`retry_ms`, worker/app/hold_mail.py): a second message for
-  -- the hold (the ILS announcing it again, a redelivery) waits for it rather than try now;
-  -- the retry's own message comes at that moment (1 s: clocks of two worker hosts)
+  -- a retry is set for later (`retry_ms`, worker/app/hold_mail.py), or the hold waits in a
+  -- digest window until its end (gather_join.lua): a second message for the hold (the ILS
+  -- announcing it again, a redelivery) waits for that rather than try now; the retry's
+  -- own message, or the window's take, comes at that moment (1 s: clocks of two hosts)
   local retry_ms = tonumber(redis.call("HGET", hold, "retry_ms") or "0")
   if retry_ms > now + 1000 then
     return {"busy", tostring(retry_ms - now)}

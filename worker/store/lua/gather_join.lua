@@ -1,24 +1,20 @@
 -- A claimed e-mail hold joins the open digest window of its card at its pickup branch
--- (worker/app/digest.py), or opens one. The hold then waits as "retrying": the window's
--- one message (scheduled by the caller whose hold opened it) sends it at its end; if
--- that message is lost, the sweeper re-sends the members' events after `due` + two leases.
--- KEYS[1] hold:{hold_id}  KEYS[2] gather:{branch}:{card}  KEYS[3] inflight
+-- (worker/app/digest.py), or opens one. The hold then waits as "retrying". A window
+-- opened here is entered in `gather_due` (score: its end), which the worker's processes
+-- poll (worker/queue/windows.py): whoever finds it due sends it. The sweeper re-sends the
+-- members' events after `due` + two leases if the window was never sent (its take lost).
+-- KEYS[1] hold:{hold_id}  KEYS[2] gather:{branch}:{card}  KEYS[3] inflight  KEYS[4] gather_due
 -- ARGV[1] token of the claim  ARGV[2] hold_id  ARGV[3] now_ms  ARGV[4] window, ms
 -- ARGV[5] lease_ms  ARGV[6] id for a new window  ARGV[7] the window key's lifetime, s
 -- ARGV[8] "1" when the hold joins again after its digest failed (a 4xx): one attempt more,
 -- as a claim counts it (the backoff grows; no claim comes between a digest's tries)
--- Returns {"wait", ms_left, gather_id, opened} (opened: "true" when this hold opened the
--- window — also when it joins again, so a retried message schedules the window's message
--- again — else "false") | {"due", gather_id} (a window whose end has
+-- ARGV[9] "{branch} {card}": the window's entry in gather_due is "{gather_id} {branch} {card}"
+-- Returns {"wait", ms_left, gather_id} | {"due", gather_id} (a window whose end has
 -- passed and nobody has taken yet: the caller takes it, then joins again) | {"lost"}
 -- (another claim owns the hold now).
 -- Vocabulary: GatherVerdict, HoldStatus (what it answers; the statuses it reads and writes)
 local hold = KEYS[1]
 local now = tonumber(ARGV[3])
--- whether this hold opened the window ("true"/"false"): its caller schedules the message
-local function opened()
-  return tostring(redis.call("HGET", KEYS[2], "opener") == ARGV[2])
-end
 if redis.call("HGET", hold, "token") ~= ARGV[1] then
   return {"lost"}
 end
@@ -33,7 +29,7 @@ if redis.call("HGET", hold, "status") ~= "sending" then
     if now >= due then
       return {"due", joined}
     end
-    return {"wait", tostring(due - now), joined, opened()}
+    return {"wait", tostring(due - now), joined}
   end
   return {"lost"}
 end
@@ -49,12 +45,15 @@ else
   due = now + tonumber(ARGV[4])
   redis.call("HSET", KEYS[2], "id", gid, "due", due, "opener", ARGV[2])
   redis.call("EXPIRE", KEYS[2], ARGV[7])
+  redis.call("ZADD", KEYS[4], due, gid .. " " .. ARGV[9])
 end
 redis.call("HSET", KEYS[2], "h:" .. ARGV[2], now)
-redis.call("HSET", hold, "status", "retrying", "gather", gid)
+-- retry_ms: a claim before the window's end (the ILS announcing the hold again) waits for
+-- it, as for a retry's time (claim_hold.lua), rather than claim the hold a second time
+redis.call("HSET", hold, "status", "retrying", "gather", gid, "retry_ms", due)
 if tonumber(ARGV[8]) == 1 then
   redis.call("HINCRBY", hold, "attempts", 1)
 end
 redis.call("HDEL", hold, "lease_until")
 redis.call("ZADD", KEYS[3], due + 2 * tonumber(ARGV[5]), ARGV[2])
-return {"wait", tostring(due - now), gid, opened()}
+return {"wait", tostring(due - now), gid}
