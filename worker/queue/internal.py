@@ -65,7 +65,7 @@ def signed_text(actor: str, args: Any) -> bytes:
 
 class Signer:
     """Signs and checks internal messages with the deployment's secret, loaded on first
-    use by ``load`` (a Redis read, see worker.store.queue_secret) and cached."""
+    use by ``load`` (a Redis read, see worker.store.kept_secrets) and cached."""
 
     def __init__(self, load: Callable[[], bytes]) -> None:
         self._load = load
