@@ -23,6 +23,7 @@ import pytest
 from tests.helpers import hold_event, run_worker, variant, wait_for
 from tests.test_digest import active, decoded, hold, outcomes
 from tests.test_notice_message_id import announce, message_ids
+from tests.test_raw_redis_producer import envelope, raw_enqueue
 from worker.cli.holds import duration, read_lines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,11 +150,40 @@ def test_a_bad_line_is_named_and_the_rest_answered(clean_redis):
      None),
     ({"actor_name": "hold_ready", "args": [{"hold_id": 5}]}, None),
     ("not json{", None), ([1, 2], None), ({"args": "x"}, None),
+    # an event in kwargs: the decoder refuses the envelope and lists the hold it names
+    ({"actor_name": "hold_ready", "args": [], "kwargs": {"event": {"hold_id": "H6"}}}, "H6"),
+    ({"actor_name": "omitama_gave_up", "args": [
+        {"actor_name": "hold_ready", "args": [], "kwargs": {"event": {"hold_id": "H7"}}}, {}]},
+     "H7"),
+    # a raw text is read one level down only in our own malformed's retry
+    ({"actor_name": "hold_ready", "args": [json.dumps(
+        {"actor_name": "hold_ready", "args": [{"hold_id": "H8"}]})]}, None),
 ])
 def test_which_hold_a_queued_message_names(body, named):
-    from worker.store.hold_states import _named_hold
+    from worker.ils.messages import queued_hold
 
-    assert _named_hold(body if isinstance(body, str) else json.dumps(body)) == named
+    assert queued_hold(body if isinstance(body, str) else json.dumps(body)) == named
+
+
+def test_a_hold_ready_sent_in_kwargs_is_queued_then_listed(
+        settings, smtp_sink, clean_redis, rclient):
+    """The decoder refuses an envelope with the event in ``kwargs`` but lists the hold it
+    names (worker/app/intake.py): while it waits, ``holds missing`` says "queued" — not
+    "unknown", which would have the ILS re-announce a hold whose listing is on the way."""
+    s = settings_for(settings, smtp_sink)
+    active(s, "C1", "taro@example.jp")
+    body = json.loads(envelope("hold_ready", None, None))
+    body.update(args=[], kwargs={"event": hold_event("H1", "C1")})
+    raw_enqueue(rclient, s.redis.namespace, json.dumps(body))
+    out, _ = missing(["H1"], "--json")
+    assert [json.loads(x) for x in out] == [
+        {"hold_id": "H1", "state": "pending", "waiting": "queued"}]
+    with run_worker(s):
+        wait_for(lambda: hold(s, "H1").get("status") == "phoned")
+        wait_for(lambda: not rclient.hlen(f"{s.redis.namespace}:notifications.msgs"))
+    assert missing(["H1"])[0] == []
+    assert [o["outcome"] for o in outcomes(rclient, s)] == ["listed"]
+    assert smtp_sink.messages == []
 
 
 def test_a_re_announced_hold_waiting_for_its_retry_is_not_tried_early(

@@ -262,3 +262,41 @@ def test_redis_away_while_reading_the_queue_secret_is_a_connection_error():
     broker = RedisBroker(url=f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(BrokerConnectionError, match="reading the queue secret"):
         _load_secret(broker, Keys("t:"))
+
+
+def test_each_deployment_secret_is_created_once_by_the_first_to_ask_and_kept(
+        settings, clean_redis, rclient):
+    """worker/store/kept_secrets.py: the notice secret (async store) and the queue secret
+    (dramatiq's sync client) go through one SET NX + GET — each its own key, the value
+    the first asker wrote returned to every later one, whatever the client decodes."""
+    import asyncio
+
+    import redis
+    import redis.asyncio as aioredis
+
+    from worker.store.kept_secrets import notice_secret, queue_secret
+    from worker.store.keys import Keys
+
+    keys, url = Keys(settings.redis.key_prefix), settings.redis.url
+
+    async def notice_twice() -> list[bytes]:
+        client = aioredis.Redis.from_url(url)
+        try:  # two processes asking at once: both get the one written
+            return list(await asyncio.gather(notice_secret(client, keys),
+                                             notice_secret(client, keys)))
+        finally:
+            await client.aclose()
+
+    first, again = asyncio.run(notice_twice())
+    assert first == again and len(first) == 64 and int(first, 16) >= 0
+    assert rclient.get(keys.notice_secret) == first.decode()
+    raw = redis.Redis.from_url(url)
+    try:
+        queue = queue_secret(raw, keys)
+        assert queue != first and len(queue) == 64
+        assert queue_secret(rclient, keys) == queue  # a decoding client: the same bytes
+    finally:
+        raw.close()
+    rclient.set(keys.queue_secret, "an-older-one")  # another worker's, written first
+    assert queue_secret(rclient, keys) == b"an-older-one"
+    assert asyncio.run(notice_twice()) == [first, first]

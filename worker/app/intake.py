@@ -3,12 +3,12 @@ and a refused hold_ready that still names its hold goes on the call list."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import EventError
 from ..ils.events import Event, parse_event
+from ..ils.messages import carried_event, meant_as_hold_ready
 from .holds import Result, phone_refused
 from .refusals import RefusalKind, keep_refusal
 from ..runtime import Runtime
@@ -41,41 +41,8 @@ async def refuse(store: Store, settings: Settings, payload: Any, error: str, *,
     return await phone_refused(store, settings, payload if event is None else event, error)
 
 
-def meant_as_hold_ready(payload: Any, actor: Any) -> bool:
-    """Whether a refused event may be a ready hold: sent to the hold_ready actor, or saying
-    it is a hold_ready wherever it was sent (``hold_ref`` then drops one that says it is
-    another type, and one that names no hold, card and branch)."""
-    return actor == "hold_ready" or (isinstance(payload, dict)
-                                     and payload.get("type") == "hold_ready")
-
-
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def carried_event(raw: str) -> tuple[Any, Any]:
-    """The event a refused message carries (its first object argument, else its first
-    object keyword argument) and the actor it was sent to; (None, None) if unreadable.
-    When that argument is itself a message (the form of the worker's own give-up, which
-    a producer may forge: see worker.queue.internal), the event and actor inside it."""
-    try:
-        fields = json.loads(raw)
-    except ValueError:
-        return None, None
-    event, actor = _carried(fields)
-    if isinstance(event, dict) and "type" not in event and "actor_name" in event \
-            and isinstance(event.get("args"), list):
-        event, actor = _carried(event)
-    return event, actor
-
-
-def _carried(fields: Any) -> tuple[Any, Any]:
-    if not isinstance(fields, dict):
-        return None, None
-    args, kwargs = fields.get("args"), fields.get("kwargs")
-    found = [a for a in args if isinstance(a, dict)] if isinstance(args, list) else []
-    found += [v for v in kwargs.values() if isinstance(v, dict)] if isinstance(kwargs, dict) else []
-    return (found[0] if found else None), fields.get("actor_name")
 
 
 async def refuse_message(store: Store, settings: Settings, raw: str, problem: str,

@@ -46,7 +46,7 @@ def new_token() -> str:
 def notice_token(secret: bytes, hold_ids: Iterable[str]) -> str:
     """The token of the notice mailing ``hold_ids`` (its Message-ID is
     <hold.TOKEN@domain>): an HMAC of the sorted hold ids under the deployment's secret
-    (worker/store/notice_secret.py), so a mail re-sent after any loss — a retry after a
+    (worker/store/kept_secrets.py), so a mail re-sent after any loss — a retry after a
     4xx, a redelivery, an event re-announced after a failover lost the hold's record —
     carries the same Message-ID, the same the relay and the patron's mail app dedup on;
     public, yet not guessable from a hold id. One hold's is its own notice's; a digest's

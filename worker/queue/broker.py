@@ -51,7 +51,7 @@ from ..settings import Settings
 from ..store.client import REDIS_UNREACHABLE
 from ..store.connect import broker_client
 from ..store.queue_keys import QueueKeys
-from ..store.queue_secret import queue_secret
+from ..store.kept_secrets import queue_secret
 from ..store.keys import Keys
 from ..store.scripts import lua
 

@@ -17,7 +17,7 @@ name and the arguments, in ``options.omitama_sig``), and the decoder
 (:class:`worker.queue.broker.EnvelopeEncoder`) refuses one without a valid signature
 like any malformed envelope: it is kept once in ``review rejected``, and when the
 event inside names a hold (a forged give-up wrapping a hold_ready) the hold is listed
-once as ``invalid_event`` (see worker.app.intake.carried_event), never mailed — as for
+once as ``invalid_event`` (see worker.ils.messages.carried_event), never mailed — as for
 every refused envelope. The decoder also drops the options through which dramatiq
 would send a message on a producer's behalf (``on_success``, ``pipe_target``, ...):
 our worker would sign whatever they name.
@@ -45,8 +45,9 @@ from typing import Any, Callable
 import dramatiq
 from dramatiq.middleware import Middleware
 
+from ..ils.messages import MALFORMED_ACTOR
+
 log = logging.getLogger(__name__)
-MALFORMED_ACTOR = "omitama_malformed"
 GAVE_UP_ACTOR = "omitama_gave_up"
 DIGEST_ACTOR = "omitama_digest"
 INTERNAL = frozenset({MALFORMED_ACTOR, GAVE_UP_ACTOR, DIGEST_ACTOR})
@@ -64,7 +65,7 @@ def signed_text(actor: str, args: Any) -> bytes:
 
 class Signer:
     """Signs and checks internal messages with the deployment's secret, loaded on first
-    use by ``load`` (a Redis read, see worker.store.queue_secret) and cached."""
+    use by ``load`` (a Redis read, see worker.store.kept_secrets) and cached."""
 
     def __init__(self, load: Callable[[], bytes]) -> None:
         self._load = load

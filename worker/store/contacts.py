@@ -14,7 +14,7 @@ carrier, typo hint), ``prev_state``, ``code_salt``/``code_hash``/``code_expires_
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
@@ -57,48 +57,51 @@ class Registry:
         return done
 
     async def _apply(self, card: str, transition: Transition) -> tuple[dict[str, str], ContactChange]:
-        key = self.k.patron(card)
-        while True:
-            async with self.r.pipeline(transaction=True) as p:
-                try:
-                    await p.watch(key)
-                    before = await p.hgetall(key)
-                    change = transition(before)
-                    p.multi()
-                    self._write(p, card, change)
-                    if change.audit:  # the statistics, same MULTI
-                        count_contact(p, self.k, before, change.audit)
-                    await p.execute()
-                    return before, change
-                except WatchError:
-                    continue
+        [done] = await self._apply_all([(card, transition)])
+        return done
 
     async def apply_many(self, items: Sequence[tuple[str, Transition]]) -> list[ContactChange]:
-        """``apply`` for many cards in three round trips, all or nothing: WATCH every
-        record, read them in one pipeline, write every change in one MULTI (retried
-        whole if any record moved meanwhile). For bulk set-ups (the benchmarks' patrons);
-        one card appears at most once."""
-        keys = [self.k.patron(card) for card, _ in items]
-        if len(set(keys)) != len(keys):
+        """``apply`` for many cards at once, all or nothing, in as many round trips as one
+        (for bulk set-ups: the tests' and benchmarks' patrons); one card appears at most
+        once."""
+        if len({card for card, _ in items}) != len(items):
             raise ValueError("apply_many: a card appears twice; apply its transitions in turn")
+        return [change for _, change in await self._apply_all(items)]
+
+    async def _apply_all(self, items: Sequence[tuple[str, Transition]]
+                         ) -> list[tuple[dict[str, str], ContactChange]]:
+        """The one path of every contact change, one card (``apply``) or many
+        (``apply_many``): WATCH the records, read them, compute each transition, write
+        every change with its statistics in one MULTI — retried whole if any record moved
+        meanwhile. Each card's record before, and its change."""
+        keys = [self.k.patron(card) for card, _ in items]
         while True:
             async with self.r.pipeline(transaction=True) as p:
                 try:
                     await p.watch(*keys)
-                    async with self.r.pipeline(transaction=False) as read:
-                        for key in keys:
-                            read.hgetall(key)
-                        befores = await read.execute()
-                    changes = [t(b) for (_, t), b in zip(items, befores)]
+                    befores = await self._read(p, keys)
+                    done = [(before, transition(before))
+                            for (_, transition), before in zip(items, befores)]
                     p.multi()
-                    for (card, _), change in zip(items, changes):
-                        self._write(p, card, change)
+                    for (card, _), (before, change) in zip(items, done):
+                        self._write(p, card, before, change)
                     await p.execute()
-                    return changes
+                    return done
                 except WatchError:
                     continue
 
-    def _write(self, p: Pipeline, card: str, c: ContactChange) -> None:
+    async def _read(self, p: Pipeline, keys: list[str]) -> list[dict[str, str]]:
+        """The watched records. One is read on the watching connection; many in one
+        pipeline on another (the watching one sends each command on its own, a round trip
+        per record) — read after the WATCH either way, so a write since aborts the MULTI."""
+        if len(keys) == 1:  # the client decodes: str, not bytes
+            return [cast(dict[str, str], await p.hgetall(keys[0]))]
+        async with self.r.pipeline(transaction=False) as read:
+            for key in keys:
+                read.hgetall(key)
+            return list(await read.execute())
+
+    def _write(self, p: Pipeline, card: str, before: Record, c: ContactChange) -> None:
         key = self.k.patron(card)
         if c.drop:
             p.hdel(key, *c.drop)
@@ -120,6 +123,7 @@ class Registry:
             p.zadd(self.k.pending, {card: c.pending})
         if c.audit is not None:
             p.rpush(self.k.audit(card), _dumps({"at": now_iso(), **c.audit}))
+            count_contact(p, self.k, before, c.audit)  # the statistics, same MULTI
 
     async def set_confirmation(self, card: str, event_id: str, status: Confirmation,
                                detail: str) -> None:

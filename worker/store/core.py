@@ -27,7 +27,7 @@ from .stats import StatsStore
 from .digest import DigestStore
 from .hold_states import HoldStates
 from .keys import Keys
-from .notice_secret import notice_secret
+from .kept_secrets import notice_secret
 from .outcomes import DEFAULT_MAXLEN, with_outcomes
 from .patron_data import PatronData
 from .reminders import ReminderStore

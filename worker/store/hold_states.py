@@ -11,10 +11,10 @@ announced is seen at least once on the way — unless the announcement itself wa
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
+from ..ils.messages import queued_hold
 from .base import Conn
 from .queue_keys import QueueKeys, delayed
 
@@ -31,25 +31,6 @@ class HoldState:
     queued: bool = False   # a message naming the hold waits in dramatiq's queue
 
 
-def _named_hold(body: Any, depth: int = 0) -> str | None:
-    """The hold a queued message is about: a ``hold_ready`` event (its ``hold_id``), or
-    one the worker's own actors carry (a give-up holds the message it gave up on, a
-    malformed message its raw text)."""
-    if isinstance(body, (str, bytes)) and depth < 2:
-        try:
-            body = json.loads(body)
-        except ValueError:
-            return None
-    if not isinstance(body, dict) or depth > 2:
-        return None
-    args = body.get("args")
-    first = args[0] if isinstance(args, list) and args else None
-    if isinstance(first, dict) and "hold_ready" in (body.get("actor_name"), first.get("type")):
-        hold = first.get("hold_id")
-        return hold if isinstance(hold, str) else None
-    return _named_hold(first, depth + 1) if first is not None else None
-
-
 class HoldStates:
     """``store.hold_states``: the read behind ``holds missing``."""
 
@@ -64,7 +45,7 @@ class HoldStates:
         out: set[str] = set()
         for key in (q.messages(delayed(queue)), q.messages(queue)):
             async for _, body in self.r.hscan_iter(key, count=1000):
-                hold = _named_hold(body)
+                hold = queued_hold(body)
                 if hold:
                     out.add(hold)
         return out

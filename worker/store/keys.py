@@ -62,7 +62,7 @@ web:login_missed:{staff_id} str    failed logins since the last good one        
 queue:secret                str    HMAC key signing the worker's own queue      kept (created once,
                                    messages (worker/queue/internal.py)          SET NX)
 secret:notice               str    HMAC key notice tokens (Message-IDs) are     kept (created once,
-                                   derived from (worker/store/notice_secret.py) SET NX)
+                                   derived from (worker/store/kept_secrets.py)  SET NX)
 gather:{branch}:{card}      hash   the open digest window of a card at a pickup  gather_s + 1 day
                                    branch: id, due (ms), opener (the hold that
                                    opened it), h:{hold_id} per member
