@@ -186,16 +186,24 @@ def node_client(rs: RedisSettings, host: str, port: int) -> redis.Redis:
 
 
 def sync_client(where: RedisSettings | str, *, decode: bool = False,
-                socket_timeout: float | None = None) -> redis.Redis:
-    """A synchronous client (the sweeper, the metrics, the bounce watch's lease, check)."""
+                socket_timeout: float | None = None, wait_s: float | None = None
+                ) -> redis.Redis:
+    """A synchronous client (the sweeper, the metrics, the bounce watch's lease, check).
+    ``wait_s``: a command is retried for at most this long (a failover included) instead
+    of ``[redis] failover_wait_s`` — for a caller whose answer is worthless later (the
+    bounce watch's lease, worker/store/watch_lock.py); with one Redis, it replaces
+    redis-py's retry policy, which could wait longer."""
     rs = _settings(where)
     if not rs.sentinels:
+        bounded = {} if wait_s is None else {
+            "retry": FailoverRetry(wait_s), "socket_connect_timeout": min(
+                CONNECT_TIMEOUT_S, socket_timeout or CONNECT_TIMEOUT_S)}
         return redis.Redis.from_url(rs.url, decode_responses=decode,
-                                    socket_timeout=socket_timeout)
+                                    socket_timeout=socket_timeout, **bounded)
     return sentinel(rs).master_for(
         rs.master_name, redis_class=FollowingRedis, decode_responses=decode,
         socket_timeout=min(socket_timeout or NODE_TIMEOUT_S, NODE_TIMEOUT_S),
-        retry=FailoverRetry(rs.failover_wait_s),
+        retry=FailoverRetry(min(wait_s or rs.failover_wait_s, rs.failover_wait_s)),
         connection_class=FollowingSSLConnection if _conn(rs).tls else FollowingConnection)
 
 
