@@ -13,8 +13,9 @@ import pytest
 
 from tests.helpers import hold_event, variant, with_store
 from tests.test_bounce_handling import active, failures, hold, patron, send_and_wait
-from tests.test_web import client_for, logged_in, act
+from tests.test_web import act, client_for, flash, logged_in
 from worker.app import sender_problems
+from worker.web.wording import ERROR_JA
 
 GMAIL_SPF = ("550 5.7.26 This mail has been blocked because the sender is unauthenticated. "
              "Gmail requires all senders to authenticate with either SPF or DKIM.")
@@ -76,7 +77,12 @@ def test_the_failures_page_shows_it_once_at_the_top(s, smtp_sink):
         assert "対応待ち 1件" in html
         page = act(web, "/failures/sender-fixed")
         assert "図書館側の問題" not in page.text
+        # a second click (another tab): done already, nothing written again
+        assert flash(act(web, "/failures/sender-fixed")) == (
+            "ok: " + ERROR_JA["already_sender_fixed"])
     assert alert(s) is None
+    closings = with_store(s, lambda st: st.sender_problems.closings())
+    assert [(c["staff"], c["count"], c["patrons"]) for c in closings] == [("S01", 3, 2)]
 
 
 def test_review_failures_and_check_show_it(s, smtp_sink, capsys):

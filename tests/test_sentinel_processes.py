@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from tests.helpers import hold_event, set_contact, variant, wait_for, with_store
 from tests.redis_lab import Lab, lab_or_skip
@@ -23,6 +24,8 @@ from tests.test_operations import cli
 from tests.test_sentinel import sentinel_settings
 from tests.test_web import act, client_for, flash, logged_in, register
 from worker.contact import ContactState
+from worker.settings import RedisSettings
+from worker.store.connect import sentinel_addrs
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -91,6 +94,9 @@ def test_bad_sentinel_settings_get_one_line(tmp_path):
          "setting [redis] sentinels: Value error, '10.0.0.1' is not host:port"),
         ({"OMITAMA_NOTIFY_REDIS__SENTINELS": "10.0.0.1:26379,10.0.0.2:263790"},
          "setting [redis] sentinels: Value error, '10.0.0.2:263790' is not host:port"),
+        ({"OMITAMA_NOTIFY_REDIS__SENTINELS": "::1:26379"},
+         "setting [redis] sentinels: Value error, '::1:26379' is ambiguous: write an IPv6 "
+         "address in brackets before the port, [::1]:26379 if 26379 is the port"),
         ({"OMITAMA_NOTIFY_REDIS__SENTINELS": "10.0.0.1:26379"},
          "setting [redis] master_name: Value error, is missing: with sentinels set"),
         ({"OMITAMA_NOTIFY_REDIS__MASTER_NAME": "omitama"},
@@ -118,6 +124,36 @@ def test_bad_sentinel_settings_get_one_line(tmp_path):
     assert review.returncode == 1 and len(review.stderr.splitlines()) == 1, review.stderr
     assert "no Sentinel names a primary for 'omitama' (127.0.0.1:1: Connection refused)" \
         in review.stderr
+
+
+@pytest.mark.parametrize("entry,why", [
+    ("::1:26379", "'::1:26379' is ambiguous: write an IPv6 address in brackets before the "
+                  "port, [::1]:26379 if 26379 is the port"),
+    ("2001:db8::11:26379", "[2001:db8::11]:26379 if 26379 is the port"),
+    ("::1", "'::1' is ambiguous: write an IPv6 address in brackets before the port, e.g. "
+            "[::1]:26379"),
+    ("[10.0.0.1]:26379", "brackets hold an IPv6 address only, as in [::1]:26379"),
+    ("[::1:26379", "brackets hold an IPv6 address only"),
+    ("[::1]26379", "is not host:port"),
+    ("[::1]:", "is not host:port"),
+])
+def test_a_sentinel_address_that_is_not_plain_host_port_is_refused(entry, why):
+    """An unbracketed IPv6 address was taken apart at its last colon: `::1:26379` meant
+    ::1 port 26379 to us, and may have meant the address itself to whoever wrote it."""
+    with pytest.raises(ValidationError) as e:
+        RedisSettings(sentinels=[entry], master_name="omitama")
+    [error] = e.value.errors()
+    assert error["loc"] == ("sentinels",) and why in error["msg"], error["msg"]
+
+
+def test_sentinel_addresses_of_every_kind_are_taken_as_written():
+    entries = ["10.0.0.11:26379", "sentinel-2.lib.omitama.local:26379", "[::1]:26379",
+               "[2001:db8::13]:26380", "[fe80::1%eth0]:26379"]
+    rs = RedisSettings(sentinels=entries, master_name="omitama")
+    assert rs.sentinels == entries
+    assert sentinel_addrs(rs) == [("10.0.0.11", 26379), ("sentinel-2.lib.omitama.local", 26379),
+                                  ("::1", 26379), ("2001:db8::13", 26380),
+                                  ("fe80::1%eth0", 26379)]
 
 
 def test_the_worker_command_consumes_across_a_failover(settings, lab, tmp_path):

@@ -403,6 +403,84 @@ def test_after_the_primary_died_the_confirmation_is_not_asked_of_the_new_one(
         asyncio.run(go())
 
 
+# -- the sender-problem alert closed (review sender-fixed, 解決済み): as every staff action --
+
+async def _raise_sender_alert(store: Store) -> None:
+    """A fresh alert: two failures our sender caused, two patrons."""
+    from worker.app.sender_problems import raise_alert
+
+    await store.r.delete(store.k.sender_problem, store.k.sender_cards, store.k.sender_closed)
+    for card in ("C1", "C2"):
+        await raise_alert(store, {"reason": "authfailure", "status": "5.7.26",
+                                  "diagnostic": "550 5.7.26 unauthenticated sender"}, [card])
+
+
+def _closed_by(closings: list[dict[str, Any]], staff: str) -> None:
+    assert [(c["staff"], c["count"], c["patrons"], c["reason"]) for c in closings] == [
+        (staff, 2, 2, "authfailure")], closings
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["replica-up", "replica-stopped"])
+def test_closing_the_sender_problem_alert_is_confirmed_and_names_who_closed_it(
+        lab: Lab, settings: Any, replica_back: None, stopped: bool) -> None:
+    from worker.app.sender_problems import close
+
+    s, short = on_lab(settings, lab), on_lab(settings, lab, timeout_ms=TIMEOUT_MS)
+
+    async def go() -> None:
+        async with _stores(lab, s) as (store, replica), _stores(lab, short) as (hasty, _):
+            await _raise_sender_alert(store)
+            if not stopped:
+                await close(store, "S03")  # kept: no NotConfirmed
+                assert await replica.sender_problems.get() is None
+                _closed_by(await replica.sender_problems.closings(), "S03")
+            else:
+                lab.wait_synced()
+                lab.replicas[0].pause()
+                start = time.monotonic()
+                with pytest.raises(NotConfirmed):
+                    await close(hasty, "S03")
+                assert time.monotonic() - start < TIMEOUT_MS / 1000 + MARGIN_S
+                assert await store.sender_problems.get() is None  # written all the same
+                lab.replicas[0].resume()
+                lab.wait_synced()
+            with pytest.raises(AlreadyDone):  # the repeat: nothing written, kept
+                await close(store, "S03")
+            _closed_by(await replica.sender_problems.closings(), "S03")
+    asyncio.run(go())
+
+
+def test_sender_fixed_exits_75_when_not_confirmed_then_the_repeat_is_done(
+        lab: Lab, settings: Any, replica_back: None) -> None:
+    s = on_lab(settings, lab)
+    with_store(s, _raise_sender_alert)
+    lab.wait_synced()
+    args = ("review", "sender-fixed", "--staff", "S04")
+    lab.replicas[0].pause()
+    try:
+        r = cli(*args, env=_cli_env(lab))
+    finally:
+        lab.replicas[0].resume()
+    assert r.returncode == EXIT_NOT_CONFIRMED, (r.stdout, r.stderr)
+    assert r.stdout == "" and "run the same command again" in r.stderr
+    lab.wait_synced()
+    again = cli(*args, env=_cli_env(lab, KEPT_MS))
+    assert again.returncode == 0 and "closed already" in again.stdout, again.stderr
+    _closed_by(with_store(s, lambda st: st.sender_problems.closings()), "S04")
+
+
+def test_sender_fixed_twice_on_one_redis_names_the_staff_once(clean_redis: Any,
+                                                               settings: Any) -> None:
+    with_store(settings, _raise_sender_alert)
+    first = cli("review", "sender-fixed", "--staff", "S05")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("sender-problem alert closed by S05 (2 failure(s) since ")
+    again = cli("review", "sender-fixed", "--staff", "S05")
+    assert again.returncode == 0 and "closed already" in again.stdout, again.stderr
+    _closed_by(with_store(settings, lambda st: st.sender_problems.closings()), "S05")
+    assert not with_store(settings, lambda st: st.r.exists(st.k.replicas_mark))
+
+
 def test_check_says_whether_the_replicas_to_wait_for_are_there(lab: Lab) -> None:
     ok = cli("check", env=_cli_env(lab))
     assert ok.returncode == 0, ok.stdout

@@ -16,6 +16,7 @@ of a checkout or an operator's file, and never inside ``/etc`` or the installed 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass
@@ -55,6 +56,34 @@ def check_return_path(template: str) -> str:
     if any(c in template for c in "\r\n<>\",; \\") or "@" in local or not domain:
         raise ValueError("must be a plain address with {token} in it")
     return template
+
+
+def check_sentinel_addr(entry: str) -> str:
+    """``entry`` if it is one Sentinel's ``host:port`` (a hostname, IPv4, or IPv6 in
+    brackets), else ValueError saying how to write it. An IPv6 address without brackets
+    is refused: in ``::1:26379`` nothing tells the port from the address's last group."""
+    host, colon, port = entry.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{entry!r} is not host:port (e.g. 10.0.0.1:26379; "
+                         f"IPv6 as [::1]:26379)")
+    if host.startswith("[") or host.endswith("]"):
+        inner = host[1:-1] if host.startswith("[") and host.endswith("]") else ""
+        try:
+            ipaddress.IPv6Address(inner)
+        except ValueError:
+            raise ValueError(f"{entry!r}: brackets hold an IPv6 address only, as in "
+                             f"[::1]:26379") from None
+    elif ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+            guess = f"[{host}]:{port} if {port} is the port"
+        except ValueError:
+            guess = "e.g. [::1]:26379"
+        raise ValueError(f"{entry!r} is ambiguous: write an IPv6 address in brackets before "
+                         f"the port, {guess}")
+    elif any(c.isspace() or c in "[]/@" for c in host):
+        raise ValueError(f"{entry!r} is not host:port (e.g. 10.0.0.1:26379)")
+    return entry
 
 
 class _Section(BaseModel):
@@ -104,11 +133,7 @@ class RedisSettings(_Section):
     @classmethod
     def _host_port(cls, v: list[str], info: ValidationInfo) -> list[str]:
         for entry in v:
-            host, colon, port = entry.strip().rpartition(":")
-            if not colon or not host.strip("[]") or not port.isdigit() \
-                    or not 1 <= int(port) <= 65535:
-                raise ValueError(f"{entry!r} is not host:port (e.g. 10.0.0.1:26379; "
-                                 f"IPv6 as [::1]:26379)")
+            check_sentinel_addr(entry.strip())
         if v and str(info.data.get("url", "")).startswith("unix://"):
             raise ValueError("need [redis] url to be redis:// or rediss:// (its db, user and "
                              "password are used; unix:// names no data node)")

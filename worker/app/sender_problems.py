@@ -6,7 +6,8 @@ the classified result, worker/bounces/model.py) gives no bounce points and suspe
 address (worker/app/bounce_effects.py); the hold still goes to the call list. Here it
 raises — or adds to — the one open alert: the failures page shows it once, at the top,
 with how many patrons it stopped and what to ask the DNS administrator for; ``check``
-shows the last one. Staff close it once DNS is fixed.
+shows the last one. Staff close it once DNS is fixed, a staff action like the others:
+audited (who closed it) and confirmed by the replicas.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..bounces.failures import REASON_JA
+from ..errors import AlreadyDone
 from ..store.core import Store
 
 
@@ -41,5 +43,12 @@ async def current(store: Store) -> dict[str, Any] | None:
     return alert
 
 
-async def close(store: Store) -> None:
-    await store.sender_problems.close()
+async def close(store: Store, staff: str) -> dict[str, Any]:
+    """Staff close the alert once DNS is fixed: who closed it, and what it counted, is
+    kept in the same step; confirmed by replicas as every staff action (``NotConfirmed``:
+    repeat it). :class:`~worker.errors.AlreadyDone` when no alert is open (a repeat)."""
+    closed = await store.sender_problems.close(staff)
+    if closed is None:
+        raise AlreadyDone("no sender-problem alert is open (closed already); nothing was "
+                          "changed", kind="already_sender_fixed")
+    return closed

@@ -208,8 +208,9 @@ def sender_problem_text(alert: dict[str, Any]) -> str:
 
 def cmd_sender_fixed(args: argparse.Namespace, s: Settings) -> int:
     async def run(store: Store) -> int:
-        await sender_problems.close(store)
-        print(f"sender-problem alert closed by {args.staff}")
+        closed = await sender_problems.close(store, args.staff)
+        print(f"sender-problem alert closed by {args.staff} ({closed['count']} failure(s) "
+              f"since {closed['first_at']}, {closed['patrons']} patron(s))")
         return 0
     return with_store(s, run)
 
@@ -283,7 +284,8 @@ def add_review_commands(sub: Any) -> None:
     f.add_argument("--json", action="store_true", help=JSON_HELP)
     f.set_defaults(fn=cmd_failures)
     x = r.add_parser("sender-fixed", help="close the sender-problem alert (DNS fixed)")
-    x.add_argument("--staff", required=True, type=_staff, help=STAFF_HELP)
+    x.add_argument("--staff", required=True, type=_staff,
+                   help="your staff id, kept with the alert's closing")
     x.set_defaults(fn=cmd_sender_fixed)
     e = r.add_parser("reenable", help="re-enable a suspended address")
     e.add_argument("card", help=CARD_HELP)

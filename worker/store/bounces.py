@@ -8,9 +8,12 @@ import json
 from datetime import date
 from typing import Any
 
+from redis.exceptions import WatchError
+
 from ..contact import CallReason
 from .base import Conn, _dumps, now_iso
 from .outcomes import with_outcomes
+from .replicas import confirm_staff_write
 
 # a reader killed while ingesting a mail holds it this long at most; ingesting one mail
 # takes well under a second
@@ -114,6 +117,7 @@ class SenderProblemStore:
     """The one open alert about failures our sender caused (worker/app/sender_problems.py)."""
 
     def __init__(self, store: Conn) -> None:
+        self.s = store
         self.r = store.r
         self.k = store.k
 
@@ -137,5 +141,36 @@ class SenderProblemStore:
         return {**json.loads(found["last"]), "first_at": found.get("first_at"),
                 "count": int(found.get("count") or 0), "patrons": int(patrons)}
 
-    async def close(self) -> None:
-        await self.r.delete(self.k.sender_problem, self.k.sender_cards)
+    async def close(self, staff: str) -> dict[str, Any] | None:
+        """Staff close the open alert: deleted, and its line in ``sender:closed`` (who,
+        when, what it counted; no card, no diagnostic) written in the same MULTI; None
+        when none is open. Then confirmed by replicas as every staff action — also when
+        none was open (a repeat: the closing found must survive a failover too)."""
+        closed = await self._close(staff)
+        await confirm_staff_write(self.s)
+        return closed
+
+    async def _close(self, staff: str) -> dict[str, Any] | None:
+        while True:
+            async with self.r.pipeline(transaction=True) as p:
+                try:
+                    await p.watch(self.k.sender_problem, self.k.sender_cards)
+                    found = await p.hgetall(self.k.sender_problem)
+                    if not found.get("last"):
+                        return None
+                    last = json.loads(found["last"])
+                    line = {"at": now_iso(), "staff": staff, "first_at": found.get("first_at"),
+                            "last_at": last.get("at"), "reason": last.get("reason"),
+                            "count": int(found.get("count") or 0),
+                            "patrons": int(await p.scard(self.k.sender_cards))}
+                    p.multi()
+                    p.delete(self.k.sender_problem, self.k.sender_cards)
+                    p.rpush(self.k.sender_closed, _dumps(line))
+                    await p.execute()
+                    return line
+                except WatchError:
+                    continue
+
+    async def closings(self) -> list[dict[str, Any]]:
+        """Every alert staff closed, oldest first."""
+        return [json.loads(x) for x in await self.r.lrange(self.k.sender_closed, 0, -1)]

@@ -23,7 +23,7 @@ import socket
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import redis
 import redis.asyncio as aioredis
@@ -135,8 +135,16 @@ def sentinel_addrs(rs: RedisSettings) -> list[tuple[str, int]]:
     return out
 
 
-def _node_kwargs(rs: RedisSettings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What the data nodes and what the Sentinels are connected with (no address)."""
+class _Conn(NamedTuple):
+    """How the data nodes and the Sentinels are connected to (no address): the one place
+    ``[redis] url``'s scheme and ``ssl_*`` options become TLS."""
+
+    node: dict[str, Any]  # a data node's client keywords, TLS options included
+    sentinel: dict[str, Any]  # a Sentinel's client keywords
+    tls: bool  # rediss://: TLS to the data nodes and the Sentinels alike
+
+
+def _conn(rs: RedisSettings) -> _Conn:
     parsed = parse_url(rs.url)
     tls = parsed.pop("connection_class", None) is SSLConnection
     parsed.pop("host", None)
@@ -144,19 +152,17 @@ def _node_kwargs(rs: RedisSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     tls_options = {k: v for k, v in parsed.items() if k.startswith("ssl")}
     node = {**parsed, "socket_connect_timeout": CONNECT_TIMEOUT_S}
     sentinel: dict[str, Any] = {**tls_options, "socket_timeout": SENTINEL_TIMEOUT_S,
-                                "socket_connect_timeout": SENTINEL_TIMEOUT_S}
-    if tls:
-        node["ssl"] = sentinel["ssl"] = True
+                                "socket_connect_timeout": SENTINEL_TIMEOUT_S, "ssl": tls}
     password = rs.sentinel_password.get_secret_value()
     if password:
         sentinel["password"] = password
-    return node, sentinel
+    return _Conn(node, sentinel, tls)
 
 
 def sentinel(where: RedisSettings) -> Sentinels:
     """A sync Sentinel manager for ``where`` (its sentinels must be set)."""
-    node, sentinel_kw = _node_kwargs(where)
-    return Sentinels(sentinel_addrs(where), sentinel_kwargs=sentinel_kw, **node)
+    c = _conn(where)
+    return Sentinels(sentinel_addrs(where), sentinel_kwargs=c.sentinel, **c.node)
 
 
 def primary_address(rs: RedisSettings) -> tuple[str, int]:
@@ -174,26 +180,31 @@ def primary_address(rs: RedisSettings) -> tuple[str, int]:
 def node_client(rs: RedisSettings, host: str, port: int) -> redis.Redis:
     """One data node, as the clients connect to it, with no Sentinel and no retry: what
     ``check`` asks about the primary (worker/store/sentinel_view.py)."""
-    node, _ = _node_kwargs(rs)
-    node.pop("ssl", None)
-    tls = rs.url.startswith("rediss:")
-    return redis.Redis(host=host, port=port, ssl=tls, socket_timeout=SENTINEL_TIMEOUT_S,
-                       decode_responses=True, **node)
+    c = _conn(rs)
+    return redis.Redis(host=host, port=port, ssl=c.tls, socket_timeout=SENTINEL_TIMEOUT_S,
+                       decode_responses=True, **c.node)
 
 
 def sync_client(where: RedisSettings | str, *, decode: bool = False,
-                socket_timeout: float | None = None) -> redis.Redis:
-    """A synchronous client (the sweeper, the metrics, the bounce watch's lease, check)."""
+                socket_timeout: float | None = None, wait_s: float | None = None
+                ) -> redis.Redis:
+    """A synchronous client (the sweeper, the metrics, the bounce watch's lease, check).
+    ``wait_s``: a command is retried for at most this long (a failover included) instead
+    of ``[redis] failover_wait_s`` — for a caller whose answer is worthless later (the
+    bounce watch's lease, worker/store/watch_lock.py); with one Redis, it replaces
+    redis-py's retry policy, which could wait longer."""
     rs = _settings(where)
     if not rs.sentinels:
+        bounded = {} if wait_s is None else {
+            "retry": FailoverRetry(wait_s), "socket_connect_timeout": min(
+                CONNECT_TIMEOUT_S, socket_timeout or CONNECT_TIMEOUT_S)}
         return redis.Redis.from_url(rs.url, decode_responses=decode,
-                                    socket_timeout=socket_timeout)
-    tls = rs.url.startswith("rediss:")
+                                    socket_timeout=socket_timeout, **bounded)
     return sentinel(rs).master_for(
         rs.master_name, redis_class=FollowingRedis, decode_responses=decode,
         socket_timeout=min(socket_timeout or NODE_TIMEOUT_S, NODE_TIMEOUT_S),
-        retry=FailoverRetry(rs.failover_wait_s),
-        connection_class=FollowingSSLConnection if tls else FollowingConnection)
+        retry=FailoverRetry(min(wait_s or rs.failover_wait_s, rs.failover_wait_s)),
+        connection_class=FollowingSSLConnection if _conn(rs).tls else FollowingConnection)
 
 
 def async_client(where: RedisSettings | str, *, decode: bool = True) -> aioredis.Redis:
@@ -202,14 +213,13 @@ def async_client(where: RedisSettings | str, *, decode: bool = True) -> aioredis
     if not rs.sentinels:
         return aioredis.Redis.from_url(rs.url, decode_responses=decode,
                                        health_check_interval=30)
-    node, sentinel_kw = _node_kwargs(rs)
-    manager = AsyncSentinels(sentinel_addrs(rs), sentinel_kwargs=sentinel_kw, **node)
-    tls = rs.url.startswith("rediss:")
+    c = _conn(rs)
+    manager = AsyncSentinels(sentinel_addrs(rs), sentinel_kwargs=c.sentinel, **c.node)
     return manager.master_for(
         rs.master_name, redis_class=AsyncFollowingRedis, decode_responses=decode,
         health_check_interval=30, socket_timeout=NODE_TIMEOUT_S,
         retry=AsyncFailoverRetry(rs.failover_wait_s),
-        connection_class=AsyncFollowingSSLConnection if tls else AsyncFollowingConnection)
+        connection_class=AsyncFollowingSSLConnection if c.tls else AsyncFollowingConnection)
 
 
 def broker_client(where: RedisSettings | str) -> redis.Redis:
@@ -238,8 +248,8 @@ def close(client: redis.Redis) -> None:
 
 
 async def aclose(client: aioredis.Redis) -> None:
-    """:func:`close` for the Store's client."""
+    """:func:`close` for the Store's client (redis-py's ``Sentinel.aclose``, 8.1 on)."""
     await client.aclose()
     manager = getattr(client.connection_pool, "sentinel_manager", None)
-    for s in getattr(manager, "sentinels", []):
-        await s.aclose()
+    if manager is not None:
+        await manager.aclose()

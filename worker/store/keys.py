@@ -33,6 +33,9 @@ sender:problem              hash   the open alert of a failure caused by our    
                                    sender (worker/app/sender_problems.py): last
                                    (JSON), first_at, count
 sender:cards                set    cards whose mail a sender problem stopped    with ``sender:problem``
+sender:closed               list   JSON of each alert staff closed: who, when,  kept (audit)
+                                   its count, patrons, first and last failure,
+                                   reason (no card, no diagnostic)
 bounces:weak:{key}:{day}    str    unverified bounces counted for an address    2 days
                                    that day (rate limit, worker/app/ingest.py)
 bounces:overcap             str    unverified bounces past the daily cap: counted, kept
@@ -193,6 +196,10 @@ class Keys:
     @property
     def sender_cards(self) -> str:
         return f"{self.prefix}sender:cards"
+
+    @property
+    def sender_closed(self) -> str:
+        return f"{self.prefix}sender:closed"
     def bounce_taking(self, fingerprint_hash: str) -> str:
         return f"{self.prefix}bounces:taking:{fingerprint_hash}"
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from ..errors import StoreError
 from ..settings import RedisSettings
-from .connect import node_client, sentinel
 from redis.exceptions import ResponseError
 
-from .sentinels import SENTINEL_ERRORS, addr, short
+from .connect import node_client, sentinel
+from .sentinels import SENTINEL_ERRORS, addr, no_primary, short, usable_primary
 
 __all__ = ["NoPrimary", "sentinel_line"]
 
@@ -48,15 +48,16 @@ def _line(rs: RedisSettings, manager: Any) -> str:
             continue
         ask, answered = ask or s, answered + 1
         quorum = int(state.get("quorum", 0))
-        if state["is_master"] and not (state["is_sdown"] or state["is_odown"]):
-            named[f"{state['ip']}:{state['port']}"] += 1
+        found = usable_primary(manager, state)
+        if isinstance(found, tuple):
+            named[f"{found[0]}:{found[1]}"] += 1
         else:
-            said.append(f"{addr(s)} sees the primary down")
+            said.append(f"{addr(s)} {found}")
     if not answered:
         raise NoPrimary(f"no Sentinel in [redis] sentinels answers ({'; '.join(said)}); "
                          f"check that they run and that [redis] sentinel_password is theirs")
     if ask is None or not named:
-        raise NoPrimary(f"no Sentinel names a primary for {name!r} ({'; '.join(said)})")
+        raise NoPrimary(str(no_primary(name, said)))
     primary, count = named.most_common(1)[0]
     others = f"; others: {', '.join(sorted(set(named) - {primary}))}" if len(named) > 1 else ""
     try:

@@ -28,7 +28,7 @@ from redis.sentinel import MasterNotFoundError, Sentinel, SentinelManagedConnect
 
 __all__ = ["FollowingConnection", "FollowingSSLConnection", "AsyncFollowingConnection",
            "AsyncFollowingSSLConnection", "FollowingRedis", "AsyncFollowingRedis", "Sentinels",
-           "AsyncSentinels", "MasterNotFoundError"]
+           "AsyncSentinels", "MasterNotFoundError", "no_primary", "usable_primary"]
 
 SENTINEL_ERRORS = (RedisConnectionError, ResponseError, RedisTimeoutError, OSError)
 
@@ -147,14 +147,16 @@ def short(e: Exception) -> str:
 
 
 def no_primary(name: str, said: list[str]) -> MasterNotFoundError:
-    """What to raise when no Sentinel named a usable primary: each one's answer."""
+    """What to raise when no Sentinel named a usable primary: each one's answer (the
+    clients' error and ``check``'s line, worker/store/sentinel_view.py)."""
     return MasterNotFoundError(f"no Sentinel names a primary for {name!r} ({'; '.join(said)})")
 
 
-def _usable(sentinels: Sentinel | AsyncSentinel, state: dict[str, Any] | None
-            ) -> tuple[str, int] | str:
-    """The primary's address when ``state`` (SENTINEL MASTERS' entry) names a usable one,
-    else why not."""
+def usable_primary(sentinels: Sentinel | AsyncSentinel, state: dict[str, Any] | None
+                   ) -> tuple[str, int] | str:
+    """The primary's address when ``state`` (a Sentinel's entry for the name, from SENTINEL
+    MASTERS or SENTINEL MASTER) names a usable one, else why not — the one test the
+    clients and ``check`` make."""
     if not state:
         return "monitors no primary by that name"
     if sentinels.check_master_state(state, ""):
@@ -180,7 +182,7 @@ class Sentinels(Sentinel):
             except SENTINEL_ERRORS as e:
                 said.append(f"{addr(s)}: {short(e)}")
                 continue
-            found = _usable(self, state)
+            found = usable_primary(self, state)
             if isinstance(found, tuple):
                 self.sentinels[0], self.sentinels[i] = s, self.sentinels[0]  # ask it first
                 return found
@@ -199,7 +201,7 @@ class AsyncSentinels(AsyncSentinel):
             except SENTINEL_ERRORS as e:
                 said.append(f"{addr(s)}: {short(e)}")
                 continue
-            found = _usable(self, state)
+            found = usable_primary(self, state)
             if isinstance(found, tuple):
                 self.sentinels[0], self.sentinels[i] = s, self.sentinels[0]
                 return found

@@ -5,8 +5,14 @@ Two watches reading one mailbox take mails in twice and trip over files the othe
 and renews it every third of :data:`LEASE_S` from a thread; a second is refused with one
 line naming the holder. A watch that was killed stops renewing, so its lease runs out
 and the next start takes over within :data:`LEASE_S` — at once when the killed watch ran
-on the same host (its process is gone). A watch that could not renew in
-time (Redis away longer than the lease) is told it lost the lease and stops.
+on the same host (its process is gone).
+
+A watch must never go on believing in a lease that ran out: another may hold it by then.
+So the lease's client waits for Redis (a failover included) at most a third of the lease,
+not ``[redis] failover_wait_s``; a renewal that failed is tried again only while one more
+could still end before the lease runs out, else the watch gives the lease up and stops;
+and should a renewal hang past that moment all the same, the watch is told to stop when
+the lease runs out (``on_lost``), not when the renewal returns.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +40,8 @@ from .scripts import lua
 log = logging.getLogger(__name__)
 
 LEASE_S = 30.0
+# after a renewal failed: the next try, while one could still end in time
+RETRY_PAUSE_S = 1.0
 
 
 class AlreadyWatched(NotifyError):
@@ -43,6 +52,11 @@ class LeaseUnreachable(StoreError):
     """Redis did not answer when the watch came to take its lease."""
 
 
+class LeaseLost(NotifyError):
+    """The watch stopped because it could not keep its lease: a failure exit, so that
+    systemd starts it again (Restart=on-failure), to take the lease anew or be refused."""
+
+
 def mailbox_id(mailbox: str) -> str:
     """A short stable name of the mailbox for the key (the setting may hold a path)."""
     return hashlib.sha256(mailbox.encode()).hexdigest()[:16]
@@ -51,7 +65,11 @@ def mailbox_id(mailbox: str) -> str:
 class WatchLease:
     def __init__(self, where: RedisSettings | str, key_prefix: str, mailbox: str,
                  lease_s: float = LEASE_S) -> None:
-        self.r = sync_client(where, decode=True, socket_timeout=lease_s / 3)
+        # renewed every third of the lease, and no command waits longer than that: a
+        # renewal that fails is known to have failed while the lease still runs
+        self.every_s = lease_s / 3
+        self.r = sync_client(where, decode=True, socket_timeout=self.every_s,
+                             wait_s=self.every_s)
         self.key = Keys(key_prefix).bounce_watch(mailbox_id(mailbox))
         self.lease_ms = int(lease_s * 1000)
         self.token = uuid.uuid4().hex
@@ -102,20 +120,27 @@ def sole_watcher(where: RedisSettings | str, key_prefix: str, mailbox: str, on_l
                  lease_s: float = LEASE_S) -> Iterator[None]:
     """Hold the mailbox's lease for the ``with`` block (renewed from a thread); raise
     :class:`AlreadyWatched` when another watch holds it; ``on_lost`` is called when the
-    lease could not be kept (the block should stop)."""
+    lease could not be kept (the block should stop), and :class:`LeaseLost` is raised
+    when the block has ended."""
     lease = WatchLease(where, key_prefix, mailbox, lease_s)
     try:
+        taken_at = time.monotonic()  # the lease runs from no earlier than this
         try:
             holder = lease.take()
-        except redis.ConnectionError as e:
+        except (redis.ConnectionError, redis.TimeoutError) as e:
             raise LeaseUnreachable(f"cannot reach Redis to take the bounce mailbox's watch lease "
                              f"({e})") from None
         if holder is not None:
             raise AlreadyWatched(
                 f"another 'bounces watch' already reads this mailbox ({holder}); only one may: "
                 f"stop that one first (a watch that was killed lets go within {lease_s:g} s)")
-        done = threading.Event()
-        renewer = threading.Thread(target=_renew, args=(lease, done, on_lost, lease_s / 3),
+        done, lost = threading.Event(), threading.Event()
+
+        def stop_block() -> None:
+            lost.set()
+            on_lost()
+        renewer = threading.Thread(target=_renew,
+                                   args=(lease, done, stop_block, taken_at + lease_s, lease_s),
                                    name="bounce-watch-lease", daemon=True)
         renewer.start()
         try:
@@ -127,19 +152,53 @@ def sole_watcher(where: RedisSettings | str, key_prefix: str, mailbox: str, on_l
                 lease.give_up()
             except redis.RedisError:
                 pass  # it runs out by itself
+        if lost.is_set():
+            raise LeaseLost("the bounce watch stopped: it could not keep its lease on the "
+                            "mailbox (the log says why), and another watch may read it now; "
+                            "start it again (systemd does)")
     finally:
         lease.close()
 
 
 def _renew(lease: WatchLease, done: threading.Event, on_lost: Callable[[], None],
-           every_s: float) -> None:
-    while not done.wait(every_s):
+           held_until: float, lease_s: float) -> None:
+    """Renew every ``lease.every_s`` until ``done``; ``held_until`` (monotonic) is when the
+    lease runs out at the earliest: ``lease_s`` after the last renewal was sent."""
+    pause = lease.every_s
+    while not done.wait(pause):
+        sent = time.monotonic()
+        expired = threading.Event()
+
+        def ran_out() -> None:
+            expired.set()
+            log.warning("bounce mailbox: the watch's lease ran out while its renewal still "
+                        "waits for Redis (another watch may read the mailbox now); stopping")
+            on_lost()
+        # a renewal hung past the lease's end (a host silent for its socket timeout)
+        watchdog = threading.Timer(max(0.0, held_until - sent), ran_out)
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            if lease.renew():
-                continue
+            renewed: bool | None = lease.renew()
+        except redis.RedisError as e:
+            renewed, why = None, e
+        finally:
+            watchdog.cancel()
+        if expired.is_set():
+            return
+        if renewed:
+            held_until, pause = sent + lease_s, lease.every_s
+            continue
+        if renewed is False:
             log.warning("bounce mailbox: the watch's lease ran out (another watch may read "
                         "the mailbox now); stopping")
             on_lost()
             return
-        except redis.RedisError as e:
-            log.warning("bounce mailbox: cannot renew the watch's lease: %s", e)
+        if time.monotonic() + lease.every_s >= held_until:
+            log.warning("bounce mailbox: cannot renew the watch's lease (%s) before it runs "
+                        "out in %.0f s; giving it up and stopping", why,
+                        max(0.0, held_until - time.monotonic()))
+            on_lost()
+            return
+        log.warning("bounce mailbox: cannot renew the watch's lease: %s; trying again", why)
+        pause = min(RETRY_PAUSE_S, lease.every_s)

@@ -61,6 +61,7 @@ ERROR_JA = {
                       "何も変更していません。",
     "already_called": "予約 {hold_id} は既に連絡済みです。何も変更していません。",
     "already_uncalled": "予約 {hold_id} は既に電話連絡リストに戻っています。何も変更していません。",
+    "already_sender_fixed": "送信元の問題は既に「解決済み」です。何も変更していません。",
 }
 
 # a staff action written but not confirmed by a replica (NotConfirmed, [staff_writes])

@@ -101,6 +101,6 @@ async def remove(request: Request, form: FormData, who: Staff) -> tuple[str, str
 
 @action("/failures")
 async def sender_fixed(request: Request, form: FormData, who: Staff) -> tuple[str, str]:
-    await sender_problems.close(store(request))
+    await sender_problems.close(store(request), who.staff_id)
     return ("送信元の問題を「解決済み」にしました。再び起きたときは、ここにまた表示されます。",
             "sender-problem")
