@@ -47,7 +47,6 @@ come back the same way (:func:`send_due`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import traceback
 from dataclasses import replace
@@ -65,7 +64,7 @@ from ..runtime import Runtime
 from ..errors import StoreError
 from ..store.client import REDIS_UNREACHABLE
 from ..store.core import Claim
-from ..store.digest import Joined
+from ..store.digest import DueWindow, Joined
 from ..store.vocab import GatherVerdict
 from .hold_mail import Finish, Followup, Member, Result, listing, listing_of, mail_holds
 from .send import deadline
@@ -123,20 +122,25 @@ async def _join(rt: Runtime, hold_id: str, token: str, card: str, branch: str,
     return None
 
 
-async def send_due(rt: Runtime, most: int) -> tuple[int, Followup]:
-    """Send up to ``most`` windows whose end has come (``gather_due``), at once: how many
-    were found, and what came of their holds. A window whose send raises is logged here
-    (a crash is counted on its holds by :func:`send_window`) and does not stop the others."""
+async def due_windows(rt: Runtime, most: int) -> tuple[list[DueWindow], int | None]:
+    """Up to ``most`` windows whose end has come (``gather_due``), this process's to send
+    for a lease (the other processes leave them alone meanwhile), and the end (ms since
+    the epoch) of the next one not yet due (None: no window open)."""
+    return await rt.store.digest.due(most, int(rt.settings.delivery.lease_s * 1000))
+
+
+async def send_due(rt: Runtime, w: DueWindow) -> Followup:
+    """Send window ``w`` found due; what came of its holds. A send that raises is logged
+    here (a crash is counted on its holds by :func:`send_window`; they come back by the
+    sweeper) and raises no further: one window's failure stops no other."""
     follow = Followup()
-    due = await rt.store.digest.due(most, int(rt.settings.delivery.lease_s * 1000))
-    sent = await asyncio.gather(*(send_window(rt, w.card, w.branch, w.gather_id, follow)
-                                  for w in due), return_exceptions=True)
-    for w, got in zip(due, sent):
-        if isinstance(got, BaseException):
-            log.error("digest window %s (branch %s) not sent: %s; its holds come back by"
-                      " the sweeper", w.gather_id, w.branch,
-                      traceback.format_exception_only(got)[-1].strip())
-    return len(due), follow
+    try:
+        await send_window(rt, w.card, w.branch, w.gather_id, follow)
+    except Exception as e:  # noqa: BLE001 - logged; the sweeper brings the holds back
+        log.error("digest window %s (branch %s) not sent: %s; its holds come back by the"
+                  " sweeper", w.gather_id, w.branch,
+                  traceback.format_exception_only(e)[-1].strip())
+    return follow
 
 
 async def window_due(rt: Runtime, message: Any) -> Followup:

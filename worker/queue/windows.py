@@ -12,8 +12,10 @@ finding a window leaves it to the others once its claim on it (a lease) is over.
 
 A middleware, so that every dramatiq worker on the project's broker gets it — the
 ``omitama-notify worker`` processes and a test's in-process worker alike. The poll is one
-script call every ``POLL_S`` per process when nothing is due (a window goes out at most
-that late); while windows keep coming due it polls again at once.
+script call every ``POLL_S`` per process when nothing is due, or sooner when the poll
+said a window ends sooner: a window goes out at its end. Up to ``most`` windows are sent at once, and the poller tops up as sends end
+(not batch by batch: a batch waited for its slowest mail, and the window sends after a
+busy window's end ran at a third of what the CPU allows).
 """
 
 from __future__ import annotations
@@ -28,13 +30,15 @@ from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
 from . import activity
-from ..app.digest import send_due
-from ..runtime import get_runtime
+from ..app.digest import due_windows, send_due
+from ..runtime import Runtime, get_runtime
 from ..store.client import REDIS_UNREACHABLE
+from ..store.digest import DueWindow
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.5            # how late a window may go out when the poller is idle
+POLL_S = 0.5            # the longest nap between polls: a window opened by another process
+                        # ending sooner than the one this process knows of waits at most this
 ERROR_PAUSE_S = 5.0     # after a failed poll (Redis out of reach): wait, log once a minute
 STOP_WAIT_S = 30.0      # at shutdown, how long the windows being sent may take
 
@@ -71,26 +75,52 @@ class DueWindows(Middleware):
         self._task = None
 
     async def _run(self, stop: asyncio.Event) -> None:
+        rt = get_runtime()
+        running: set[asyncio.Task[None]] = set()
         logged = 0.0
         while not stop.is_set():
-            try:
-                found, follow = await send_due(get_runtime(), self.most)
-            except Exception as e:  # noqa: BLE001 - Redis out of reach, a bug: poll again
-                if time.monotonic() - logged > 60:
-                    logged = time.monotonic()
-                    log.error("digest windows: poll failed (%s); trying again every %g s",
-                              type(e).__name__, ERROR_PAUSE_S,
-                              exc_info=not isinstance(e, REDIS_UNREACHABLE))
-                await _wait(stop, ERROR_PAUSE_S)
-                continue
-            for hold_id, result in follow.results:
-                activity.tally(result.outcome.value, hold_id)
-            if found < self.most:  # none left due now
-                await _wait(stop, POLL_S)
+            free = self.most - len(running)
+            found, nap = 0, POLL_S
+            # top up when half the places are free (a poll is a round trip: not one per
+            # window), or when nothing is being sent
+            if free >= max(1, self.most // 2) or not running:
+                try:
+                    windows, next_ms = await due_windows(rt, free)
+                except Exception as e:  # noqa: BLE001 - Redis out of reach, a bug: poll again
+                    if time.monotonic() - logged > 60:
+                        logged = time.monotonic()
+                        log.error("digest windows: poll failed (%s); trying again every %g s",
+                                  type(e).__name__, ERROR_PAUSE_S,
+                                  exc_info=not isinstance(e, REDIS_UNREACHABLE))
+                    await _settle(stop, running, ERROR_PAUSE_S)
+                    continue
+                for w in windows:
+                    task = asyncio.create_task(_send(rt, w))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                found = len(windows)
+                if next_ms is not None:  # wake at the next window's end, not up to POLL_S late
+                    nap = min(POLL_S, max(0.0, next_ms / 1000 - time.time()) + 0.002)
+            if found and found == free:
+                await _settle(stop, running, None)  # more may be due: on when a place frees
+            else:
+                await _settle(stop, running, nap)
+        if running:  # stopping: finish what is in hand
+            await asyncio.wait(running)
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
+async def _send(rt: Runtime, w: DueWindow) -> None:
+    for hold_id, result in (await send_due(rt, w)).results:
+        activity.tally(result.outcome.value, hold_id)
+
+
+async def _settle(stop: asyncio.Event, running: set[asyncio.Task[None]],
+                  seconds: float | None) -> None:
+    """Until a send in ``running`` ends, ``seconds`` pass (None: no limit, when something
+    runs), or the poller is stopped."""
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
-        pass
+        await asyncio.wait({stopping, *running}, timeout=seconds,
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()

@@ -86,14 +86,16 @@ class DigestStore:
         return ([(res[i], dict(zip(res[i + 1][::2], res[i + 1][1::2])))
                  for i in range(1, len(res), 2)], self._contact(card, h))
 
-    async def due(self, most: int, own_ms: int) -> list[DueWindow]:
+    async def due(self, most: int, own_ms: int) -> tuple[list[DueWindow], int | None]:
         """Up to ``most`` windows whose end has come, this caller's for ``own_ms`` (the
-        other processes leave them alone meanwhile; ``gather_due.lua``)."""
+        other processes leave them alone meanwhile; ``gather_due.lua``), and the end (ms)
+        of the next window not yet due (None: none open)."""
+        got = await self._due(keys=[self.k.gather_due], args=[now_ms(), most, own_ms])
         out = []
-        for entry in await self._due(keys=[self.k.gather_due], args=[now_ms(), most, own_ms]):
+        for entry in got[1:]:
             gather_id, branch, card = entry.split(" ", 2)
             out.append(DueWindow(card, branch, gather_id))
-        return out
+        return out, int(float(got[0])) if got[0] else None
 
     async def crashed(self, token: str, hold_ids: list[str], error: str) -> int:
         """The send of digest ``token`` raised after its take: one crash more on each of
