@@ -123,6 +123,34 @@ def test_cancelled_during_the_window_and_mixed_contact_choices(s, smtp_sink, rcl
                                 ("H2", "cancelled"): 1})
 
 
+def test_a_hold_joined_at_its_claim_then_listed_is_listed_once_and_mailed_never(
+        s, smtp_sink, rclient):
+    """An event wanting e-mail joins its window in the claim's own call, before the
+    decision (worker/app/digest.py ``join_asked``). When the patron's address is not
+    approved (pending) or the last day has passed, the decision lists the hold: it leaves
+    the window it joined (or opened), whose take finds nothing to mail."""
+    with_store(s, lambda st: set_contact(st, "C-P", ContactState.PENDING,
+                                         address="wait@example.jp"))
+    active(s, "C1", "taro@docomo.ne.jp")
+    with run_worker(s):
+        send(hold_event("H-P", "C-P"))  # pending: the call list
+        send(hold_event("H-L", "C1", pickup_by="2020-01-01"))  # its last day passed
+        send(hold_event("H1", "C1", item=book("こころ")))  # the card's window goes on
+        wait_for(lambda: hold(s, "H-P").get("status") == "phoned"
+                 and hold(s, "H-L").get("status") == "phoned")
+        assert hold(s, "H-L").get("gather")  # it had joined (and opened) a window
+        assert not hold(s, "H-P").get("gather")  # not approved: its claim joined nothing
+        wait_for(lambda: hold(s, "H1").get("status") == "sent", timeout=WINDOW_S + 10)
+        wait_for(lambda: rclient.zcard(f"{s.redis.key_prefix}gather_due") == 0, timeout=10)
+        time.sleep(0.5)  # not a sync: lets a stray mail show up before we count
+    [m] = smtp_sink.messages
+    assert m.rcpt_tos == ["taro@docomo.ne.jp"] and "こころ" in decoded(m).get_content()
+    assert "吾輩は猫である" not in decoded(m).get_content()  # H-L's title
+    per_hold = Counter((o["hold_id"], o["outcome"]) for o in outcomes(rclient, s))
+    assert per_hold == Counter({("H-P", "listed"): 1, ("H-L", "listed"): 1, ("H1", "mailed"): 1})
+    assert {c["hold_id"] for c in with_store(s, lambda st: st.calls())} == {"H-P", "H-L"}
+
+
 def test_redelivered_events_and_many_patrons_no_hold_in_two_mails(s, smtp_sink):
     """Two cards, two branches, every event sent three times, some after the window:
     every hold is in exactly one mail, and each mail is one card at one branch."""

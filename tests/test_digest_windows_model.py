@@ -1,5 +1,6 @@
 """Digest windows in Redis against a model (issue 22): any interleaving of holds arriving
-(a first event or a duplicate), cancellations, a poller taking the window, a stale take
+(a first event or a duplicate; joining its window after its claim, or in the claim's own
+call), cancellations, a poller taking the window, a stale take
 (a poller that read the window's entry before another took it), and the digest's record. The store's own steps on a real Redis —
 the claim, ``gather_join.lua``, ``gather_take.lua``, ``close_hold.lua``, the digest's
 MULTI of ``finish_hold`` — no worker, so every interleaving is one hypothesis draws.
@@ -16,8 +17,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from tests.helpers import with_store
+from tests.helpers import set_contact, with_store
+from worker.contact import ContactState
 from worker.mail.compose import new_token
+from worker.store.digest import JoinAsked
 from worker.store.vocab import ClaimVerdict, GatherVerdict, HoldStatus
 
 HOLDS = [f"HM{i}" for i in range(4)]
@@ -27,6 +30,7 @@ WINDOW_MS = 600_000  # nor a window: its end is when the model's "take" says so
 
 OPS = st.lists(st.one_of(
     st.tuples(st.just("arrive"), st.sampled_from(HOLDS)),
+    st.tuples(st.just("arrive_join"), st.sampled_from(HOLDS)),  # joined in the claim's call
     st.tuples(st.just("cancel"), st.sampled_from(HOLDS)),
     st.tuples(st.just("take"), st.just("")),
     st.tuples(st.just("stale_take"), st.just("")),
@@ -47,10 +51,12 @@ async def _run(store: Any, ops: list[tuple[str, str]]) -> None:
     m = Model()
     for op, h in ops:
         what = f"{op} {h} after {m.status}"
-        if op == "arrive":
+        if op in ("arrive", "arrive_join"):
+            at_claim = {"contact_of": CARD, "join": JoinAsked(CARD, BRANCH, WINDOW_MS, new_token())
+                        } if op == "arrive_join" else {}
             claim = await store.claim_hold(h, token=new_token(), lease_ms=LEASE_MS, ttl_s=3600,
                                            fields={"event": "{}", "card_number": CARD,
-                                                   "pickup_branch": BRANCH})
+                                                   "pickup_branch": BRANCH}, **at_claim)
             before = m.status.get(h)
             if before == "taken":
                 assert claim.verdict == ClaimVerdict.BUSY, what  # fenced by the digest
@@ -62,8 +68,10 @@ async def _run(store: Any, ops: list[tuple[str, str]]) -> None:
                 assert claim.verdict == ClaimVerdict.DONE, what
                 continue
             assert claim.verdict == ClaimVerdict.CLAIMED, what
-            j = await store.digest.join(h, claim.token, CARD, BRANCH, window_ms=WINDOW_MS,
-                                        lease_ms=LEASE_MS, new_id=new_token())
+            j = claim.joined if op == "arrive_join" else await store.digest.join(
+                h, claim.token, CARD, BRANCH, window_ms=WINDOW_MS, lease_ms=LEASE_MS,
+                new_id=new_token())
+            assert j is not None, what
             assert j.verdict == GatherVerdict.WAIT, what
             if m.window is None:
                 m.window, m.opener, m.members = j.gather_id, h, set()
@@ -135,6 +143,8 @@ def test_windows_follow_the_model_whatever_the_interleaving(settings, clean_redi
     async def go(store: Any) -> None:
         await _clean(store)
         try:
+            # approved: a claim joins only for an address that may be mailed
+            await set_contact(store, CARD, ContactState.ACTIVE, address="m@example.jp")
             await _run(store, ops)
         finally:
             await _clean(store)

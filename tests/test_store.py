@@ -76,10 +76,12 @@ def test_a_digest_or_reminder_take_sent_again_answers_as_the_first_time(store_ru
                                             lease_ms=60_000, new_id="w1")
             assert (again.verdict, again.gather_id) == ("wait", joined.gather_id)
         window = store.k.gather("C1", "ogawa")
-        call = {"keys": [window, store.k.inflight, store.k.gather_taken("digest-1")],
-                "args": [joined.gather_id, "digest-1", now_ms(), 60_000, store.k.hold("")]}
-        first = await store.digest._take(**call)  # each hold taken, then its record
-        assert first[::2] == ["G1", "G2"] and "digest-1" in first[1]
+        call = {"keys": [window, store.k.inflight, store.k.gather_taken("digest-1"),
+                         store.k.gather_due, store.k.patron("C1")],
+                "args": [joined.gather_id, "digest-1", now_ms(), 60_000, store.k.hold(""),
+                         f"{joined.gather_id} ogawa C1"]}
+        first = await store.digest._take(**call)  # the contact, each hold taken, its record
+        assert first[1::2] == ["G1", "G2"] and "digest-1" in first[2]
         assert await store.digest._take(**call) == first  # the same call again
         assert await store.digest.take("C1", "ogawa", joined.gather_id, "digest-2",
                                        60_000) is None  # another take: gone
@@ -87,6 +89,43 @@ def test_a_digest_or_reminder_take_sent_again_answers_as_the_first_time(store_ru
         assert await store.reminders.take(["G1"], "pass-1", 60_000) == ["G1"]
         assert await store.reminders.take(["G1"], "pass-1", 60_000) == ["G1"]
         assert await store.reminders.take(["G1"], "pass-2", 60_000) == []  # busy
+    store_run(go)
+
+
+def test_a_claim_that_joined_its_window_sent_again_answers_as_the_first_time(store_run):
+    """A claim that joins the hold's digest window in the same call (claim_hold.lua), sent
+    again as a client retries a call whose reply was lost: claimed, in the same window —
+    not "busy" until the window's end (the hold waits as retrying by then)."""
+    from worker.store.digest import JoinAsked
+
+    async def go(store):
+        await set_contact(store, "C1", ContactState.ACTIVE, address="j@example.jp")
+        call = dict(token="c-J1", lease_ms=60_000, ttl_s=3600, contact_of="C1",
+                    fields={"event": "{}", "card_number": "C1", "pickup_branch": "ogawa"},
+                    join=JoinAsked("C1", "ogawa", 60_000, "w-J"))
+        first = await store.claim_hold("J1", **call)
+        assert first.verdict == "claimed" and first.joined is not None
+        assert (first.joined.verdict, first.joined.gather_id) == ("wait", "w-J")
+        again = await store.claim_hold("J1", **call)
+        assert (again.verdict, again.token, again.attempts) == ("claimed", "c-J1", 1)
+        assert again.joined is not None and again.joined.gather_id == "w-J"
+        other = await store.claim_hold("J1", **{**call, "token": "c-J2"})
+        assert other.verdict == "busy"  # another message for it waits for the window's end
+        # a hold first claimed for another card is never put in this card's window
+        await store.claim_hold("J2", token="c-x", lease_ms=1, ttl_s=3600, fields={
+            "event": "{}", "card_number": "C9", "pickup_branch": "ogawa"})
+        await asyncio.sleep(0.01)  # its lease (1 ms) over: the next claim takes it over
+        took = await store.claim_hold("J2", **{**call, "token": "c-J3"})
+        assert took.verdict == "claimed" and took.joined is None
+        assert await store.r.hget(store.k.gather("C1", "ogawa"), "h:J2") is None
+        # nor a hold whose patron's address is not approved: a call, no window
+        await set_contact(store, "C2", ContactState.PENDING, address="p@example.jp")
+        pend = await store.claim_hold("J3", **{**call, "token": "c-J4", "contact_of": "C2",
+                                               "join": JoinAsked("C2", "ogawa", 60_000, "w-P"),
+                                               "fields": {"event": "{}", "card_number": "C2",
+                                                          "pickup_branch": "ogawa"}})
+        assert pend.verdict == "claimed" and pend.joined is None
+        assert await store.r.exists(store.k.gather("C2", "ogawa")) == 0
     store_run(go)
 
 

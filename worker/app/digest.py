@@ -64,7 +64,7 @@ from ..runtime import Runtime
 from ..errors import StoreError
 from ..store.client import REDIS_UNREACHABLE
 from ..store.core import Claim
-from ..store.digest import DueWindow, Joined
+from ..store.digest import DueWindow, JoinAsked, Joined
 from ..store.vocab import GatherVerdict
 from .hold_mail import Finish, Followup, Member, Result, listing, listing_of, mail_holds
 from .send import deadline
@@ -83,9 +83,23 @@ _NOT_A_CRASH: tuple[type[Exception], ...] = (StoreError, *REDIS_UNREACHABLE)
 CRASH_LIMIT = 8
 
 
+def join_asked(rt: Runtime, ev: HoldReady) -> JoinAsked | None:
+    """The window a hold's claim may join at once (``Store.claim_hold``): with a window
+    on, for an event that wants e-mail — most of them are mailed, and one that is not
+    (its patron's address not approved, its last day passed) is listed all the same,
+    its window's take passing it by. One round trip per digest hold less (issue 22)."""
+    if rt.settings.digest.gather_s <= 0 or ev.contact != "email":
+        return None
+    return JoinAsked(ev.card_number, ev.pickup_branch, int(rt.settings.digest.gather_s * 1000),
+                     new_token())
+
+
 async def gather(rt: Runtime, ev: HoldReady, claim: Claim) -> Result:
-    """A claimed hold to be mailed: wait in its window (opened, if need be), or send the
-    window that is due."""
+    """A claimed hold to be mailed: wait in its window (opened, if need be; joined at the
+    claim, mostly), or send the window that is due."""
+    if claim.joined is not None and claim.joined.verdict == GatherVerdict.WAIT:
+        return Result(Outcome.GATHERING, delay_ms=claim.joined.wait_ms,
+                      detail=claim.joined.gather_id)
     follow = Followup()
     got = await _join(rt, ev.hold_id, claim.token, ev.card_number, ev.pickup_branch,
                       int(rt.settings.digest.gather_s * 1000), new_token(), follow)

@@ -71,7 +71,7 @@ from ..runtime import Runtime
 from ..settings import Settings
 from ..store.core import Claim, Store
 from ..store.vocab import OPEN_STATUSES, ClaimVerdict, HoldStatus
-from .digest import gather
+from .digest import gather, join_asked
 from .hold_mail import Member, Result, listing_of, mail_holds, record
 from .refusals import RefusalKind, keep_refusal
 from .send import deadline
@@ -119,7 +119,8 @@ async def notify_hold_ready(rt: Runtime, ev: HoldReady) -> Result:
         ttl_s=retention_s(ev.pickup_by, now, rt.settings.retention.hold_days),
         fields={"event": ev.model_dump_json(), "card_number": ev.card_number,
                 "pickup_branch": ev.pickup_branch, "pickup_by": ev.pickup_by.isoformat()},
-        contact_of=ev.card_number)  # the contact comes in the same round trip
+        contact_of=ev.card_number,  # the contact comes in the same round trip
+        join=join_asked(rt, ev))  # and, with a window on, the join (worker/app/digest.py)
     if claim.verdict == ClaimVerdict.DONE:
         log.info("hold %s: already %s; duplicate ignored", ev.hold_id, claim.status)
         if claim.first_event:  # the ILS said something else first: staff see what

@@ -24,7 +24,7 @@ from .bounces import BounceStore, SenderProblemStore
 from .connect import aclose, async_client, describe
 from .contacts import Registry
 from .stats import StatsStore
-from .digest import DigestStore
+from .digest import DigestStore, JoinAsked, Joined, due_entry, joined
 from .hold_states import HoldStates
 from .keys import Keys
 from .kept_secrets import notice_secret
@@ -53,6 +53,7 @@ class Claim:
     contact: Contact | None = None  # the patron's contact, when asked for with the claim
     notice: str = ""        # the notice's token (its Message-ID), the same for every claim
     first_event: str = ""   # the event the hold was first claimed with, when not this one
+    joined: Joined | None = None  # the digest window joined at the claim, when asked and done
 
 
 __all__ = ["Claim", "Store", "arrival_us", "now_iso", "now_ms", "safe_url"]
@@ -165,7 +166,8 @@ class Store(Conn):
         return notice_token(self._notice_secret, hold_ids)
 
     async def claim_hold(self, hold_id: str, *, token: str, lease_ms: int, ttl_s: int,
-                         fields: dict[str, str], contact_of: str | None = None) -> Claim:
+                         fields: dict[str, str], contact_of: str | None = None,
+                         join: JoinAsked | None = None) -> Claim:
         """Claim a hold (``claim_hold.lua``) with a ``token`` never used before: it fences
         the claim (see :meth:`finish_hold`). ``fields`` (kept by the first claim) begin
         with ``event``: a later claim with another event gets the first one back
@@ -174,12 +176,19 @@ class Store(Conn):
         of the claim and an HGETALL: ~25 µs less per notice, bench/README.md). The read
         changes no outcome. The notice token (the Message-ID's) is derived from the hold
         id, so it is the same for every claim of the hold, even one after its record was
-        lost (:meth:`notice_name`)."""
+        lost (:meth:`notice_name`). With ``join`` (and ``contact_of``) a claimed hold also
+        joins its digest window in the same call, when the card and branch it was first
+        claimed for are the join's (``Claim.joined``; claim_hold.lua says why that is safe)."""
         notice = await self.notice_name([hold_id])
         keys = [self.k.hold(hold_id), self.k.notice(notice), self.k.inflight]
+        spec = ""
         if contact_of is not None:
             keys.append(self.k.patron(contact_of))
-        args: list[Any] = [now_ms(), lease_ms, token, hold_id, ttl_s, notice]
+            if join is not None:
+                keys += [self.k.gather(join.card, join.branch), self.k.gather_due]
+                spec = (f"{join.window_ms} {join.new_id} {join.window_ms // 1000 + 86400} "
+                        f"{due_entry(join.card, join.branch)[1:]} {ContactState.ACTIVE}")
+        args: list[Any] = [now_ms(), lease_ms, token, hold_id, ttl_s, notice, spec]
         for k, v in fields.items():
             args += [k, v]
         res = await self._claim(keys=keys, args=args)
@@ -190,7 +199,7 @@ class Store(Conn):
                 contact = self._contact(contact_of, dict(zip(flat[::2], flat[1::2])))
             return Claim(ClaimVerdict.CLAIMED, token=res[1], attempts=int(res[2]),
                          first_ms=int(res[3]), contact=contact, notice=res[4],
-                         first_event=res[5])
+                         first_event=res[5], joined=joined(res[7]) if res[7] else None)
         if res[0] == ClaimVerdict.BUSY:
             return Claim(ClaimVerdict.BUSY, busy_ms=int(res[1]))
         return Claim(ClaimVerdict.DONE, status=res[1], first_event=res[2] if len(res) > 2 else "")

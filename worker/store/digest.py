@@ -23,6 +23,25 @@ class Joined:
 
 
 @dataclass(frozen=True)
+class JoinAsked:
+    """A digest window to join at the claim (``Store.claim_hold``): the card's at the
+    branch, or a new one ``window_ms`` long named ``new_id``."""
+    card: str
+    branch: str
+    window_ms: int
+    new_id: str
+
+
+def joined(res: list[Any]) -> Joined:
+    """A join's reply (gather_join.lua, or claim_hold.lua's join) read."""
+    if res[0] == GatherVerdict.WAIT:
+        return Joined(GatherVerdict.WAIT, res[2], int(res[1]))
+    if res[0] == GatherVerdict.DUE:
+        return Joined(GatherVerdict.DUE, res[1])
+    return Joined(GatherVerdict.LOST)
+
+
+@dataclass(frozen=True)
 class DueWindow:
     """A window whose end has come (an entry of ``gather_due``), to be sent."""
     card: str
@@ -63,11 +82,7 @@ class DigestStore:
                   self.k.gather_due],
             args=[token, hold_id, now_ms(), window_ms, lease_ms, new_id,
                   window_ms // 1000 + 86400, int(again), due_entry(card, branch)[1:]])
-        if res[0] == GatherVerdict.WAIT:
-            return Joined(GatherVerdict.WAIT, res[2], int(res[1]))
-        if res[0] == GatherVerdict.DUE:
-            return Joined(GatherVerdict.DUE, res[1])
-        return Joined(GatherVerdict.LOST)
+        return joined(res)
 
     async def take(self, card: str, branch: str, gather_id: str, token: str, lease_ms: int
                    ) -> tuple[list[tuple[str, dict[str, str]]], Contact] | None:

@@ -13,47 +13,17 @@
 -- passed and nobody has taken yet: the caller takes it, then joins again) | {"lost"}
 -- (another claim owns the hold now).
 -- Vocabulary: GatherVerdict, HoldStatus (what it answers; the statuses it reads and writes)
+-- (the join itself is gather_into.lua's, shared with claim_hold.lua's join at the claim)
 local hold = KEYS[1]
 local now = tonumber(ARGV[3])
+-- include: gather_into
 if redis.call("HGET", hold, "token") ~= ARGV[1] then
   return {"lost"}
 end
 if redis.call("HGET", hold, "status") ~= "sending" then
   -- this very join again (its first reply lost, the client retried: worker/store/connect.py):
   -- the hold waits in the window already, the same answer
-  local joined = redis.call("HGET", hold, "gather")
-  if redis.call("HGET", hold, "status") == "retrying" and joined
-      and joined == redis.call("HGET", KEYS[2], "id")
-      and redis.call("HEXISTS", KEYS[2], "h:" .. ARGV[2]) == 1 then
-    local due = tonumber(redis.call("HGET", KEYS[2], "due"))
-    if now >= due then
-      return {"due", joined}
-    end
-    return {"wait", tostring(due - now), joined}
-  end
-  return {"lost"}
+  return waiting_in(hold, KEYS[2], ARGV[2], now) or {"lost"}
 end
-local gid = redis.call("HGET", KEYS[2], "id")
-local due
-if gid then
-  due = tonumber(redis.call("HGET", KEYS[2], "due"))
-  if now >= due then
-    return {"due", gid}
-  end
-else
-  gid = ARGV[6]
-  due = now + tonumber(ARGV[4])
-  redis.call("HSET", KEYS[2], "id", gid, "due", due, "opener", ARGV[2])
-  redis.call("EXPIRE", KEYS[2], ARGV[7])
-  redis.call("ZADD", KEYS[4], due, gid .. " " .. ARGV[9])
-end
-redis.call("HSET", KEYS[2], "h:" .. ARGV[2], now)
--- retry_ms: a claim before the window's end (the ILS announcing the hold again) waits for
--- it, as for a retry's time (claim_hold.lua), rather than claim the hold a second time
-redis.call("HSET", hold, "status", "retrying", "gather", gid, "retry_ms", due)
-if tonumber(ARGV[8]) == 1 then
-  redis.call("HINCRBY", hold, "attempts", 1)
-end
-redis.call("HDEL", hold, "lease_until")
-redis.call("ZADD", KEYS[3], due + 2 * tonumber(ARGV[5]), ARGV[2])
-return {"wait", tostring(due - now), gid}
+return gather_into(hold, KEYS[2], KEYS[3], KEYS[4], ARGV[2], now, tonumber(ARGV[4]),
+                   tonumber(ARGV[5]), ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9])
