@@ -35,9 +35,10 @@ from typing import Iterator
 
 import redis
 
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 
 MASTER_NAME = "omitama"
+NOT_UP = (redis.RedisError, OSError)  # a node starting, loading or failing over: "not yet"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"  # Debian's
 
 
@@ -86,20 +87,6 @@ def have_servers() -> str:
     return ""
 
 
-def _wait(cond, timeout: float, what: str, step: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            v = cond()
-            if v:
-                return v
-        except (redis.RedisError, OSError) as e:
-            last = e
-        time.sleep(step)
-    raise TimeoutError(f"{what} not within {timeout} s" + (f" (last error: {last})" if last else ""))
-
-
 @dataclass
 class Node:
     """One redis-server (or sentinel) process."""
@@ -123,7 +110,8 @@ class Node:
         self.proc = subprocess.Popen(self.args, cwd=self.dir, stdout=log, stderr=log,
                                      stdin=subprocess.DEVNULL)
         log.close()
-        _wait(lambda: self.client().ping(), 10, f"redis on {self.port} answering")
+        wait_for(lambda: self.client().ping(), 10, 0.05, what=f"redis on {self.port} answering",
+                 ignore=NOT_UP)
         self.version = str(self.client().info("server")["redis_version"])
         return self
 
@@ -209,8 +197,9 @@ class Lab:
             for i in range(sentinels):
                 lab.sentinels.append(lab._sentinel(i, down_after_ms, failover_timeout_ms))
             if sentinels:
-                _wait(lambda: all(lab._sentinel_sees_all(s) for s in lab.sentinels), 20,
-                      "every sentinel sees the replicas and the other sentinels")
+                wait_for(lambda: all(lab._sentinel_sees_all(s) for s in lab.sentinels), 20, 0.05,
+                         what="every sentinel sees the replicas and the other sentinels",
+                         ignore=NOT_UP)
             # in the test's captured output: which Redis each node runs
             print("redis lab: " + ", ".join(f"{k} {v}" for k, v in lab.versions().items()))
             yield lab
@@ -270,7 +259,7 @@ class Lab:
             return int(info.get("connected_slaves", 0)) >= len(live) and all(
                 int(r.client().info("replication").get("slave_repl_offset", -1)) >= offset
                 for r in live)
-        _wait(synced, timeout, "replicas in sync")
+        wait_for(synced, timeout, 0.05, what="replicas in sync", ignore=NOT_UP)
 
     def sentinel_primary(self) -> int:
         """The primary's port as the Sentinels now name it."""
@@ -292,7 +281,7 @@ class Lab:
                 return None
             new = next(n for n in self.nodes() if n.port == port)
             return new if new.role() == "master" else None
-        new = _wait(promoted, timeout, "a replica promoted by Sentinel", step=0.1)
+        new = wait_for(promoted, timeout, 0.1, what="a replica promoted by Sentinel", ignore=NOT_UP)
         self.replicas = [n for n in self.nodes() if n is not new]
         self.primary = new
         return new

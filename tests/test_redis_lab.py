@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.redis_lab import REDIS_SERVER, binary_version, lab_or_skip, version_matches
+from tests.helpers import wait_for
+from tests.redis_lab import NOT_UP, REDIS_SERVER, binary_version, lab_or_skip, version_matches
 
 
 def test_sentinel_promotes_the_replica_and_the_old_primary_rejoins(tmp_path: Path) -> None:
@@ -28,15 +29,8 @@ def test_sentinel_promotes_the_replica_and_the_old_primary_rejoins(tmp_path: Pat
         new.client().set("omitama-lab:after", "2")
         lab.restart(old)
         # Sentinel turns the returning node into a replica; it copies the new data set
-        import time
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if old.role() == "slave" and old.client().get("omitama-lab:after") == "2":
-                    break
-            except Exception:  # noqa: BLE001 - still loading
-                pass
-            time.sleep(0.1)
+        wait_for(lambda: old.role() == "slave" and old.client().get("omitama-lab:after") == "2",
+                 30, 0.1, what="the old primary a replica with the new data", ignore=NOT_UP)
         assert old.role() == "slave"
         assert old.client().get("omitama-lab:after") == "2"
         assert lab.sentinel_primary() == new.port
