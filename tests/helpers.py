@@ -134,14 +134,23 @@ class SmtpSink:
             return list(self.state.messages)
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
+def wait_for(cond: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02, *,
+             what: str = "condition", ignore: tuple[type[BaseException], ...] = ()) -> Any:
+    """``cond()``'s first true value within ``timeout`` s. An exception of ``ignore``
+    (a server not up yet: refused, loading) counts as "not yet", and the last one is
+    named in the AssertionError when time runs out."""
     deadline = time.monotonic() + timeout
+    last: BaseException | None = None
     while time.monotonic() < deadline:
-        value = cond()
+        try:
+            value = cond()
+        except ignore as e:
+            last, value = e, None
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
+    raise AssertionError(f"{what} not met within {timeout} s"
+                         + (f" (last error: {last})" if last else ""))
 
 
 def settle(seconds: float) -> None:
@@ -191,6 +200,22 @@ def variant(settings: Any, **sections: dict[str, Any]) -> Any:
     update = {name: type(getattr(settings, name)).model_validate(
         {**dict(getattr(settings, name)), **vals}) for name, vals in sections.items()}
     return settings.model_copy(update=update)
+
+
+SEND_LEASE_S = 4.0  # settings_for's claim lease
+
+
+def settings_for(settings: Any, smtp_sink: Any, gather_s: float = 0.0, *,
+                 lease_s: float = SEND_LEASE_S, backoff_s: float = 0.5) -> Any:
+    """The test settings mailing over SMTP to ``smtp_sink`` (a pool of 2, 2 s timeout),
+    with a digest window of ``gather_s``, a lease of ``lease_s`` and retries 0.2 s up to
+    ``backoff_s`` apart (``backoff_s`` of 1 s or more: 30 s at least, a retry that does not
+    come within the test)."""
+    return variant(settings, mail={"transport": "smtp"},
+                   smtp={"port": smtp_sink.port, "pool_size": 2, "timeout": 2},
+                   delivery={"min_backoff_s": 0.2 if backoff_s < 1 else 30.0,
+                             "max_backoff_s": backoff_s, "lease_s": lease_s},
+                   digest={"gather_s": gather_s})
 
 
 def run_async(coro: Any) -> Any:

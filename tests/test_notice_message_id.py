@@ -14,20 +14,13 @@ import uuid
 
 from hypothesis import given, settings as hsettings, strategies as st
 
-from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
+from tests.helpers import hold_event, run_worker, settings_for, variant, wait_for, with_store
 from tests.test_digest import active, decoded, hold, outcomes
 from tests.test_raw_redis_producer import envelope, raw_enqueue
 from worker.mail.compose import notice_token
 from worker.mail.mime import check_token
 
 IDS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}", fullmatch=True)
-
-
-def settings_for(settings, smtp_sink, gather_s: float = 0.0):
-    return variant(settings, mail={"transport": "smtp"},
-                   smtp={"port": smtp_sink.port, "pool_size": 2, "timeout": 2},
-                   delivery={"min_backoff_s": 0.2, "max_backoff_s": 0.5, "lease_s": 4.0},
-                   digest={"gather_s": gather_s})
 
 
 def announce(r, s, event: dict) -> str:

