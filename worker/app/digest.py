@@ -127,7 +127,7 @@ async def _join(rt: Runtime, hold_id: str, token: str, card: str, branch: str,
                                        lease_ms=lease_ms, new_id=new_id, again=again)
         if j.verdict != GatherVerdict.DUE:
             return j
-        # the window's end has passed and its message has not taken it (late, or lost)
+        # the window's end has passed and no poller has taken it yet (behind, or its entry lost)
         if await send_window(rt, card, branch, j.gather_id, follow):
             for i, (h, r) in enumerate(follow.results):
                 if h == hold_id:  # a member's event after the end (a duplicate, the sweeper's)

@@ -19,5 +19,5 @@ class Outcome(StrEnum):
     LOST = "lost"            # our lease ran out and another worker took the hold over
     GATHERING = "gathering"  # waits for its digest window to end (worker/app/digest.py)
     # mailed in a digest with other holds, not its first (the first counts the mail as
-    # sent): counted by the window's message, nothing was lost
+    # sent): counted by whoever sent the window, nothing was lost
     GATHERED = "gathered"

@@ -4,9 +4,10 @@ Three actors are not event types: ``omitama_malformed`` (a message that was no v
 envelope, kept for ``review rejected``; the decoder builds it in-process),
 ``omitama_gave_up`` (dramatiq's Retries sends it when an event actor failed
 ``ERROR_RETRIES`` times; it lists the hold as ``worker_error`` without mailing) and
-``omitama_digest`` (a digest window's one message, scheduled for the window's end:
-worker/app/digest.py). They reach the queue as ordinary messages — a give-up and a
-window's message are enqueued, and a failed run of any is retried through the delayed
+``omitama_digest`` (a digest window's one message, as versions before 2026-12-07
+scheduled one for the window's end; still handled, for windows opened before an upgrade:
+worker/app/digest.py). They reach the queue as ordinary messages — a give-up (and, before,
+a window's message) is enqueued, and a failed run of any is retried through the delayed
 queue — so a producer could write them too, and make any row appear in ``review
 rejected``, put a hold on the call list as ``worker_error`` without it ever being
 mailed, or send a card's digest before its window ends.
