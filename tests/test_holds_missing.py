@@ -85,6 +85,8 @@ def test_gathering_and_retrying_holds_are_pending_not_lost(
         settings, smtp_sink, clean_redis, rclient):
     """A hold in its card's digest window, and one waiting for its retry after a 4xx:
     neither has an outcome, neither is lost."""
+    # 60 s, not the shipped 900 s: the window must outlast the test, no more (the shipped
+    # window is tests/test_digest_shipped.py's)
     s = settings_for(settings, smtp_sink, gather_s=60.0)
     active(s, "C1", "taro@example.jp")
     with run_worker(s):
@@ -235,6 +237,8 @@ def test_the_raw_redis_reconciliation_pass(settings, smtp_sink, clean_redis, rcl
 
 def test_a_re_announced_hold_in_its_digest_window_stays_in_it(
         settings, smtp_sink, clean_redis, rclient):
+    # 2 s, not the shipped 900 s: the re-announcement must come mid-window and the test
+    # see the window's mail (tests/test_digest_shipped.py runs the shipped one)
     s = settings_for(settings, smtp_sink, gather_s=2.0)
     active(s, "C1", "taro@example.jp")
     with run_worker(s):

@@ -115,6 +115,8 @@ def test_a_digest_retried_or_re_sent_after_a_loss_keeps_its_message_id(
         settings, smtp_sink, clean_redis, rclient, tmp_path):
     from tests.test_bounce_handling import dsn, ingest
 
+    # 1 s, not the shipped 900 s: the digest, its 4xx and its retry's window must all come
+    # within the test (tests/test_digest_shipped.py runs the shipped window)
     s = settings_for(settings, smtp_sink, gather_s=1.0)
     active(s, "C1", "taro@docomo.ne.jp")
     smtp_sink.state.rcpt_rules["taro@docomo.ne.jp"] = ["451 4.3.0 try again later", None]
