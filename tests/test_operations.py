@@ -30,7 +30,7 @@ def test_check_passes_on_outbox_and_fails_on_a_dead_relay(clean_redis, tmp_path)
     ok = cli("check", env={"OMITAMA_NOTIFY_MAIL__OUTBOX_DIR": str(tmp_path)})
     assert ok.returncode == 0, ok.stdout
     assert [line.split()[1] for line in ok.stdout.splitlines()] == ["settings", "redis", "mail",
-                                                                     "templates", "sender"]
+                                                                     "templates", "sender", "digests"]
     bad = cli("check", env={"OMITAMA_NOTIFY_MAIL__TRANSPORT": "smtp",
                             "OMITAMA_NOTIFY_SMTP__PORT": "1",
                             "OMITAMA_NOTIFY_REDIS__URL": "redis://127.0.0.1:1/0"})
@@ -38,6 +38,21 @@ def test_check_passes_on_outbox_and_fails_on_a_dead_relay(clean_redis, tmp_path)
     lines = bad.stdout.splitlines()
     assert lines[1].startswith("FAIL  redis") and lines[2].startswith("FAIL  mail")
     assert lines[3].startswith("ok    templates")
+
+
+def test_check_says_when_digest_windows_wait_past_their_end(clean_redis, settings, tmp_path):
+    """A window whose end passed a minute ago and nobody sent: no worker is running."""
+    import time
+    due = f"{settings.redis.key_prefix}gather_due"
+    env = {"OMITAMA_NOTIFY_MAIL__OUTBOX_DIR": str(tmp_path)}
+    clean_redis.zadd(due, {"w1 ogawa C1": int((time.time() + 600) * 1000)})
+    ok = cli("check", env=env)
+    assert ok.returncode == 0 and "ok    digests   1 digest window open, the next ends in" \
+        in ok.stdout, ok.stdout
+    clean_redis.zadd(due, {"w2 ogawa C2": int((time.time() - 120) * 1000)})
+    late = cli("check", env=env)
+    assert late.returncode == 1, late.stdout
+    assert "FAIL  digests   2 digest windows open, the oldest 120 s past its end" in late.stdout
 
 
 def test_check_talks_ehlo_to_a_real_relay(clean_redis, smtp_sink):

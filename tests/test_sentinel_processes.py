@@ -72,7 +72,7 @@ def test_check_shows_the_sentinel_view(lab, tmp_path):
     assert ok.returncode == 0, ok.stdout + ok.stderr
     lines = ok.stdout.splitlines()
     assert [line.split()[1] for line in lines] == ["settings", "sentinel", "redis", "mail",
-                                                   "templates", "sender"]
+                                                   "templates", "sender", "digests"]
     assert lines[1].startswith(f"ok    sentinel  primary {lab.primary.addr} named by 3 of 3 ")
     assert f"1 replica: {lab.replicas[0].addr} online, lag" in lines[1], lines[1]
     assert f"answers at the primary of {lab.master_name!r} named by Sentinel" in lines[2]

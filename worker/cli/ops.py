@@ -135,9 +135,43 @@ def cmd_check(args: argparse.Namespace, s: Settings) -> int:
             no_primary = no_primary or isinstance(e, NoPrimary)
             redis_failed = redis_failed or name == "redis"
             print(f"FAIL  {name:<9} {type(e).__name__}: {e}", flush=True)
-    if not (no_primary or redis_failed):  # the alert is read from Redis: it said why already
+    if not (no_primary or redis_failed):  # read from Redis: the redis line said why already
         failed += _last_sender_problem(s)
+        failed += _digest_windows(s)
     return 1 if failed else 0
+
+
+OVERDUE_S = 60  # a window this far past its end: no worker process is polling for it
+
+
+def _digest_windows(s: Settings) -> int:
+    """The digest windows waiting (worker/queue/windows.py): 1 if one is overdue."""
+    import time
+
+    async def go() -> tuple[int, int | None]:
+        store = Store.from_settings(s)
+        try:
+            return await store.digest.waiting()
+        finally:
+            await store.close()
+    try:
+        n, first_ms = asyncio.run(go())
+    except StoreError:
+        return 0  # the redis line is the one to act on
+    except REDIS_UNREACHABLE:
+        return 0  # Redis went away since the redis line: that line is the one to act on
+    late = time.time() - first_ms / 1000 if first_ms is not None else 0.0
+    if late > OVERDUE_S:
+        print(f"FAIL  digests   {_windows(n)} open, the oldest {late:.0f} s past its end: no"
+              " worker process is sending them (start `omitama-notify worker`)")
+        return 1
+    print("ok    digests   " + (f"{_windows(n)} open, the next ends in {max(0.0, -late):.0f} s"
+                                if n else "no window open"))
+    return 0
+
+
+def _windows(n: int) -> str:
+    return f"{n} digest window" + ("s" if n != 1 else "")
 
 
 def _last_sender_problem(s: Settings) -> int:

@@ -112,6 +112,15 @@ class DigestStore:
             out.append(DueWindow(card, branch, gather_id))
         return out, int(float(got[0])) if got[0] else None
 
+    async def waiting(self) -> tuple[int, int | None]:
+        """How many windows are open (entries of ``gather_due``) and the earliest end (ms;
+        None: none) — for ``check``."""
+        async with self.r.pipeline(transaction=False) as p:
+            p.zcard(self.k.gather_due)
+            p.zrange(self.k.gather_due, 0, 0, withscores=True)
+            n, first = await p.execute()
+        return int(n), int(first[0][1]) if first else None
+
     async def crashed(self, token: str, hold_ids: list[str], error: str) -> int:
         """The send of digest ``token`` raised after its take: one crash more on each of
         ``hold_ids`` it still owns, ``error`` kept as the reason (``gather_crash.lua``)."""
