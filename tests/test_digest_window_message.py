@@ -145,3 +145,31 @@ def test_a_hold_arriving_while_its_window_goes_out_waits_in_the_next(settings, c
     assert [in_mail(m) for m in smtp_sink.messages] == [["H1", "H2"], ["H3"]]
     assert Counter((o["hold_id"], o["outcome"]) for o in outcomes(clean_redis, s)) == \
         Counter({(h, "mailed"): 1 for h in ("H1", "H2", "H3")})
+
+
+def test_a_window_message_of_a_version_before_gather_due_still_sends_its_window(
+        settings, clean_redis, smtp_sink):
+    """Upgrading mid-window: the version before 2026-12-07 scheduled a signed
+    ``omitama_digest`` message for each window's end. Such a message, still queued after
+    the upgrade, sends the window it names (and takes its ``gather_due`` entry with it)."""
+    from worker.queue.actors import digest_window
+
+    s = variant(settings, mail={"transport": "smtp"},
+                smtp={"port": smtp_sink.port, "pool_size": 2, "timeout": 3},
+                digest={"gather_s": 300})  # the window's own end is far off
+    active(s, "C1", "taro@docomo.ne.jp")
+    with run_worker(s):
+        send(hold_event("H1", "C1", item=titled("H1")))
+        send(hold_event("H2", "C1", item=titled("H2")))
+        wait_for(lambda: all(hold(s, h).get("gather") for h in ("H1", "H2")))
+        gid = hold(s, "H1")["gather"]
+        # the old version's message, signed as our worker signs its own (SignInternal)
+        digest_window.send({"card_number": "C1", "pickup_branch": "ogawa", "gather": gid})
+        wait_for(lambda: all(hold(s, h).get("status") == "sent" for h in ("H1", "H2")),
+                 timeout=10)
+        settle(0.5)  # a second mail would show now
+    [m] = smtp_sink.messages
+    assert in_mail(m) == ["H1", "H2"]
+    assert clean_redis.zcard(f"{s.redis.key_prefix}gather_due") == 0
+    assert Counter((o["hold_id"], o["outcome"]) for o in outcomes(clean_redis, s)) == \
+        Counter({(h, "mailed"): 1 for h in ("H1", "H2")})
