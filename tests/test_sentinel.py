@@ -21,7 +21,8 @@ from tests import redis_lab
 from tests.helpers import set_contact, wait_for
 from tests.redis_lab import Lab, lab_or_skip
 from worker.contact import ContactState
-from worker.queue.broker import QUEUE, Broker
+from worker.queue.envelope import QUEUE
+from worker.queue.fetch import Broker
 from worker.settings import StaffWritesSettings
 from worker.store.connect import NODE_TIMEOUT_S, broker_client, close, sync_client
 from worker.store.core import Store
