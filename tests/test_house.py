@@ -64,7 +64,7 @@ def test_only_the_store_reaches_into_redis_and_builds_its_parts() -> None:
     sub_stores = _sub_store_classes()
     assert {"Registry", "BounceStore", "DigestStore", "PatronData"} <= sub_stores
     # the queue's sweeper and metrics threads are sync stores of their own, and the
-    # broker runs dramatiq's fetch on dramatiq's client (docs/architecture.md)
+    # broker reads the queue secret on dramatiq's client (worker/queue/broker.py)
     allowed = {"worker/queue/broker.py", "worker/queue/sweeper.py", "worker/queue/metrics.py"}
     bad = {}
     for p in _outside_store():

@@ -20,7 +20,7 @@ from tests.helpers import (SmtpSink, hold_event, run_worker, set_contact, varian
 from tests.test_raw_redis_producer import leftovers, raw_enqueue
 from tests.worker_command import WorkerCommand
 from worker.contact import ContactState
-from worker.queue.broker import EnvelopeEncoder
+from worker.queue.envelope import EnvelopeEncoder
 from worker.queue.internal import INTERNAL, MALFORMED_ACTOR, SIG, Signer
 
 CLEAN = {"queue": 0, "msgs": 0, "acks": 0, "dead": 0}
@@ -119,7 +119,7 @@ def test_the_worker_signs_its_own_internal_messages(s, clean_redis):
     import dramatiq
 
     from worker.queue.actors import gave_up, malformed
-    from worker.queue.broker import Fetched
+    from worker.queue.fetch import Fetched
 
     ns = s.redis.namespace
     malformed.send("raw text", "why")

@@ -28,7 +28,7 @@ RELAY_ADAPTER = {"worker.mail.transport", "worker.mail.pipelining"}
 
 # modules outside worker/store/ that may import redis, and why
 REDIS_EXCEPTIONS: dict[str, str] = {}
-# worker.queue.broker is not one: it subclasses dramatiq's RedisBroker and runs its fetch
+# worker.queue.fetch is not one: it subclasses dramatiq's RedisBroker and runs its fetch
 # script on dramatiq's own client (self.client), with the key names from
 # worker.store.queue_keys; it imports no redis itself.
 

@@ -42,7 +42,8 @@ import redis
 
 from tests.helpers import SmtpSink, activate_many, free_port, settle, variant, wait_for, with_store
 from tests.netlab import Monitor, NetLab, unavailable
-from tests.redis_lab import Node, _server_args, server_binary
+from tests.redis_binaries import server_binary
+from tests.redis_lab import Node, _server_args
 from tests.test_faults import addr, card, enqueue, ev, hold
 from tests.worker_command import WorkerCommand
 from worker.store.devredis import redis_server_binary

@@ -120,7 +120,7 @@ def our_decoder():
     """The worker's decoder (it sets the id a message is stored under), restored after."""
     import dramatiq
 
-    from worker.queue.broker import EnvelopeEncoder
+    from worker.queue.envelope import EnvelopeEncoder
     before = dramatiq.get_encoder()
     dramatiq.set_encoder(EnvelopeEncoder(lambda: {"hold_ready"}))
     yield
@@ -130,7 +130,7 @@ def test_a_finished_message_is_acknowledged_with_the_next_fetch(s, clean_redis, 
     """dramatiq acknowledged each message in a Redis round trip of its own; the consumer
     now notes the id and the next fetch acknowledges it (or closing the consumer, or a
     full batch) — until then the message is in the worker's ack set, as while it ran."""
-    from worker.queue.broker import AckOnFetch, Broker
+    from worker.queue.fetch import AckOnFetch, Broker
 
     ns = s.redis.namespace
     broker = Broker(url=s.redis.url, namespace=ns)
@@ -159,7 +159,7 @@ def test_a_finished_message_is_acknowledged_with_the_next_fetch(s, clean_redis, 
 def test_noted_acknowledgements_survive_a_failed_fetch(s, clean_redis, our_decoder):
     """Redis away during the fetch that carries them: the ids stay noted and go with the
     next fetch that succeeds — a message is never left unacknowledged for ever."""
-    from worker.queue.broker import Broker
+    from worker.queue.fetch import Broker
 
     ns = s.redis.namespace
     broker = Broker(url=s.redis.url, namespace=ns)
@@ -190,7 +190,8 @@ def test_a_planned_retry_is_requeued_without_a_traceback_or_an_info_line(s, clea
     import dramatiq
     from dramatiq import Message
 
-    from worker.queue.broker import Broker, PatientRetries
+    from worker.queue.fetch import Broker
+    from worker.queue.retries import PatientRetries
 
     ns = s.redis.namespace
     broker = Broker(url=s.redis.url, namespace=ns)

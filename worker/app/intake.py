@@ -47,7 +47,7 @@ def _text(value: Any) -> str | None:
 
 async def refuse_message(store: Store, settings: Settings, raw: str, problem: str,
                          key: str | None) -> Result | None:
-    """A message that is no valid envelope (see worker.queue.broker): keep it whole, once, under
+    """A message that is no valid envelope (see worker.queue.envelope): keep it whole, once, under
     the event_id and type of the event it carries; and when that event is a hold_ready
     that names its hold, card and branch, list the hold for a call as for any refused
     hold_ready — a wrong envelope does not make the hold less ready."""

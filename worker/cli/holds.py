@@ -73,7 +73,7 @@ def read_lines(fh: IO[str], since: timedelta | None, err: IO[str]
 
 
 def cmd_holds_missing(args: argparse.Namespace, s: Settings) -> int:
-    from ..queue.broker import QUEUE
+    from ..queue.envelope import QUEUE
 
     if args.file == "-":
         ids, recent, bad = read_lines(sys.stdin, args.since, sys.stderr)

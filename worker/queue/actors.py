@@ -16,7 +16,8 @@ from dramatiq.middleware import CurrentMessage
 
 from . import activity
 from ..app import digest, holds, registration
-from .broker import QUEUE, build_broker
+from .broker import build_broker
+from .envelope import QUEUE
 from .internal import DIGEST_ACTOR, GAVE_UP_ACTOR, MALFORMED_ACTOR
 from ..ils.events import AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady
 from ..app.intake import Refused, accept, refuse_message
@@ -141,7 +142,7 @@ async def address_removed(rt: Runtime, ev: AddressRemoved, key: MessageKey) -> N
 
 @dramatiq.actor(actor_name=MALFORMED_ACTOR, queue_name=QUEUE, max_retries=5)
 async def malformed(raw: str, problem: str) -> None:
-    """A message that was not a valid envelope (see worker.queue.broker): keep it, once, and
+    """A message that was not a valid envelope (see worker.queue.envelope): keep it, once, and
     list the hold it still names (see worker.app.intake.refuse_message). Built by the
     decoder in-process; on the queue only as our own signed retry (worker.queue.internal)."""
     rt = get_runtime()

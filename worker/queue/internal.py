@@ -15,7 +15,7 @@ mailed, or send a card's digest before its window ends.
 So every message for one of these actors is signed when our worker enqueues it
 (:class:`SignInternal`, dramatiq's ``before_enqueue``: an HMAC-SHA256 over the actor
 name and the arguments, in ``options.omitama_sig``), and the decoder
-(:class:`worker.queue.broker.EnvelopeEncoder`) refuses one without a valid signature
+(:class:`worker.queue.envelope.EnvelopeEncoder`) refuses one without a valid signature
 like any malformed envelope: it is kept once in ``review rejected``, and when the
 event inside names a hold (a forged give-up wrapping a hold_ready) the hold is listed
 once as ``invalid_event`` (see worker.ils.messages.carried_event), never mailed — as for

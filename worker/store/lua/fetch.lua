@@ -2,7 +2,7 @@
 -- with the id it is stored under: the worker acknowledges by that id, never by what the
 -- payload claims in options.redis_message_id (a producer may leave it out or get it wrong).
 -- It first acknowledges the messages this worker finished since its last fetch (dramatiq's
--- "ack", one round trip a message, folded in here: worker/queue/broker.py, AckOnFetch).
+-- "ack", one round trip a message, folded in here: worker/queue/fetch.py, AckOnFetch).
 -- KEYS[1] <ns>:__heartbeats__  KEYS[2] <ns>:<queue>  KEYS[3] <ns>:<queue>.msgs
 -- KEYS[4] <ns>:__acks__.<worker>.<queue>
 -- ARGV[1] now_ms  ARGV[2] worker id  ARGV[3] how many  ARGV[4..] ids to acknowledge
