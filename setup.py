@@ -2,7 +2,7 @@
 
 The repository keeps them at the top level (``settings.toml``, ``templates/mail/``), where a
 checkout and the editable install of ``./run`` read them. A wheel has no top level, so the
-build copies them into the package as ``worker/_shipped/`` (worker/settings.py looks there).
+build copies them into the package as ``worker/_shipped/`` (worker/settings/source.py looks there).
 """
 
 from pathlib import Path
