@@ -129,6 +129,33 @@ def test_a_claim_that_joined_its_window_sent_again_answers_as_the_first_time(sto
     store_run(go)
 
 
+def test_the_windows_due_are_read_whatever_a_branch_id_holds_and_junk_stalls_nothing(
+        store_run, caplog):
+    """The pollers read gather_due (worker/queue/windows.py). A branch id is a settings
+    key and may hold a space: the entry still names the right card and branch, and the
+    take finds the window. An entry no join wrote (by hand, a bug) is dropped with an
+    ERROR line: it used to raise in every poll, and no window of any card went out."""
+    from worker.store.digest import JoinAsked
+
+    async def go(store):
+        await set_contact(store, "C7", ContactState.ACTIVE, address="s@example.jp")
+        c = await store.claim_hold("S1", token="c-S1", lease_ms=60_000, ttl_s=3600,
+                                   contact_of="C7", join=JoinAsked("C7", "east side", 1, "w-S"),
+                                   fields={"event": "{}", "card_number": "C7",
+                                           "pickup_branch": "east side"})
+        assert c.joined is not None and c.joined.verdict == "wait"
+        await store.r.zadd(store.k.gather_due, {"junk": 0, "": 0})
+        await asyncio.sleep(0.01)  # the 1 ms window has ended
+        due, _ = await store.digest.due(10, 60_000)
+        assert [(w.card, w.branch, w.gather_id) for w in due] == [("C7", "east side", "w-S")]
+        assert await store.r.zrange(store.k.gather_due, 0, -1) == ["w-S east side C7"]
+        took = await store.digest.take("C7", "east side", "w-S", "d-S", 60_000)
+        assert took is not None and [h for h, _ in took[0]] == ["S1"]
+        assert await store.r.zcard(store.k.gather_due) == 0
+    store_run(go)
+    assert "2 entries that name no window dropped" in caplog.text
+
+
 def test_close_during_send_keeps_hold_off_the_call_list(store_run):
     async def go(store):
         c = await store.claim_hold("H3", token="a", lease_ms=60_000, ttl_s=3600, fields={})

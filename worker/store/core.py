@@ -24,7 +24,7 @@ from .bounces import BounceStore, SenderProblemStore
 from .connect import aclose, async_client, describe
 from .contacts import Registry
 from .stats import StatsStore
-from .digest import DigestStore, JoinAsked, Joined, due_entry, joined
+from .digest import DigestStore, JoinAsked, Joined, joined, window_where
 from .hold_states import HoldStates
 from .keys import Keys
 from .kept_secrets import notice_secret
@@ -187,7 +187,7 @@ class Store(Conn):
             if join is not None:
                 keys += [self.k.gather(join.card, join.branch), self.k.gather_due]
                 spec = (f"{join.window_ms} {join.new_id} {join.window_ms // 1000 + 86400} "
-                        f"{due_entry(join.card, join.branch)[1:]} {ContactState.ACTIVE}")
+                        f"{ContactState.ACTIVE} {window_where(join.card, join.branch)}")
         args: list[Any] = [now_ms(), lease_ms, token, hold_id, ttl_s, notice, spec]
         for k, v in fields.items():
             args += [k, v]

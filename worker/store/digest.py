@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -13,6 +14,8 @@ from .base import Conn, _dumps, now_iso, now_ms
 from .outcomes import outcome_args
 from .scripts import lua
 from .vocab import GatherVerdict
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,23 @@ class DueWindow:
     gather_id: str
 
 
-def due_entry(card: str, branch: str, gather_id: str = "") -> str:
-    """A window's entry in ``gather_due``: ``"{gather_id} {branch} {card}"`` (neither a
-    branch nor a card number has a space: worker/ils/events.py)."""
-    return f"{gather_id} {branch} {card}"
+def window_where(card: str, branch: str) -> str:
+    """What names a card's window at a branch in its ``gather_due`` entry: ``"{branch}
+    {card}"``. A card number never has a space (worker/ils/events.py); a branch id is the
+    settings' key and might, so an entry is read with the card as its last word."""
+    return f"{branch} {card}"
+
+
+def due_entry(card: str, branch: str, gather_id: str) -> str:
+    """A window's entry in ``gather_due``: ``"{gather_id} {branch} {card}"``."""
+    return f"{gather_id} {window_where(card, branch)}"
+
+
+def read_entry(entry: str) -> DueWindow | None:
+    """The window a ``gather_due`` entry names, or None when it is not one of ours."""
+    gather_id, _, rest = entry.partition(" ")
+    branch, _, card = rest.rpartition(" ")
+    return DueWindow(card, branch, gather_id) if gather_id and branch and card else None
 
 
 class DigestStore:
@@ -81,7 +97,7 @@ class DigestStore:
             keys=[self.k.hold(hold_id), self.k.gather(card, branch), self.k.inflight,
                   self.k.gather_due],
             args=[token, hold_id, now_ms(), window_ms, lease_ms, new_id,
-                  window_ms // 1000 + 86400, int(again), due_entry(card, branch)[1:]])
+                  window_ms // 1000 + 86400, int(again), window_where(card, branch)])
         return joined(res)
 
     async def take(self, card: str, branch: str, gather_id: str, token: str, lease_ms: int
@@ -106,10 +122,17 @@ class DigestStore:
         other processes leave them alone meanwhile; ``gather_due.lua``), and the end (ms)
         of the next window not yet due (None: none open)."""
         got = await self._due(keys=[self.k.gather_due], args=[now_ms(), most, own_ms])
-        out = []
+        out, junk = [], []
         for entry in got[1:]:
-            gather_id, branch, card = entry.split(" ", 2)
-            out.append(DueWindow(card, branch, gather_id))
+            w = read_entry(entry)
+            if w is None:
+                junk.append(entry)
+            else:
+                out.append(w)
+        if junk:  # not written by a join (by hand, a bug): dropped, so no poll stalls on it
+            log.error("gather_due: %d entries that name no window dropped: %s", len(junk),
+                      ", ".join(repr(e[:80]) for e in junk[:5]))
+            await self.r.zrem(self.k.gather_due, *junk)
         return out, int(float(got[0])) if got[0] else None
 
     async def waiting(self) -> tuple[int, int | None]:

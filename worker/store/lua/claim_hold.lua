@@ -8,7 +8,7 @@
 -- ARGV[1] now_ms  ARGV[2] lease_ms  ARGV[3] token (fresh for every claim)  ARGV[4] hold_id
 -- ARGV[5] ttl_s  ARGV[6] notice (the hold's notice token, derived from its id)
 -- ARGV[7] the join with KEYS[5]: "{window_ms} {new window id} {window key's lifetime, s}
---         {branch} {card} {state}", or "": joined only if the contact's state (KEYS[4]) is
+--         {state} {branch} {card}", or "": joined only if the contact's state (KEYS[4]) is
 --         {state}, the one that may be mailed
 -- ARGV[8..] field/value pairs stored on first claim, the first pair being
 -- the event ("event", its JSON), then card_number, pickup_branch, …
@@ -61,8 +61,9 @@ local function joined()
   if not KEYS[6] or #ARGV[7] == 0 then
     return {}
   end
-  local window, new_id, ttl, branch, card, state =
-    string.match(ARGV[7], "^(%d+) (%S+) (%d+) (%S+) (%S+) (%S+)$")
+  -- the card last: a branch id (a settings key) may hold a space, a card number never
+  local window, new_id, ttl, state, branch, card =
+    string.match(ARGV[7], "^(%d+) (%S+) (%d+) (%S+) (.+) (%S+)$")
   if redis.call("HGET", KEYS[4], "state") ~= state  -- no approved address: a call, no window
       or redis.call("HGET", hold, "card_number") ~= card
       or redis.call("HGET", hold, "pickup_branch") ~= branch then
