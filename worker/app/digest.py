@@ -118,9 +118,10 @@ async def _join(rt: Runtime, hold_id: str, token: str, card: str, branch: str,
                 window_ms: int, new_id: str, follow: Followup, again: bool = False
                 ) -> Joined | Result | None:
     """Put the hold owned by ``token`` in the open window of ``card`` at ``branch`` (or a
-    new one, ``window_ms`` long); a window that is due is sent first. ``again``: after its digest failed (the join counts an attempt). The join
-    (WAIT or LOST), the hold's result when it went out in the window that was due, or
-    None when windows kept falling due (the sweeper brings it back)."""
+    new one, ``window_ms`` long); a window that is due is sent first. ``again``: after its
+    digest failed (the join counts an attempt). The join (WAIT or LOST), the hold's result
+    when it went out in the window that was due, or None when windows kept falling due
+    (the sweeper brings it back)."""
     lease_ms = int(rt.settings.delivery.lease_s * 1000)
     for _ in range(5):  # a window taken by another worker meanwhile: look again
         j = await rt.store.digest.join(hold_id, token, card, branch, window_ms=window_ms,
@@ -145,14 +146,17 @@ async def due_windows(rt: Runtime, most: int) -> tuple[list[DueWindow], int | No
 
 async def send_due(rt: Runtime, w: DueWindow) -> Followup:
     """Send window ``w`` found due; what came of its holds. A send that raises is logged
-    here (a crash is counted on its holds by :func:`send_window`; they come back by the
-    sweeper) and raises no further: one window's failure stops no other."""
+    here and raises no further: one window's failure stops no other. Nothing is lost: a
+    window not yet taken (Redis out of reach before the take) is found due again when
+    this process's claim on its entry ends (a lease); a window taken has its holds in
+    ``inflight``, and the sweeper brings them back (a bug counts a crash on them first,
+    :func:`send_window`)."""
     follow = Followup()
     try:
         await send_window(rt, w.card, w.branch, w.gather_id, follow)
-    except Exception as e:  # noqa: BLE001 - logged; the sweeper brings the holds back
-        log.error("digest window %s (branch %s) not sent: %s; its holds come back by the"
-                  " sweeper", w.gather_id, w.branch,
+    except Exception as e:  # noqa: BLE001 - logged; found again, or swept back
+        log.error("digest window %s (branch %s) not sent: %s; tried again after a lease,"
+                  " or its holds come back by the sweeper", w.gather_id, w.branch,
                   traceback.format_exception_only(e)[-1].strip())
     return follow
 
@@ -176,10 +180,9 @@ async def window_due(rt: Runtime, message: Any) -> Followup:
 
 async def send_window(rt: Runtime, card: str, branch: str, gather_id: str,
                       follow: Followup | None = None) -> dict[str, Result] | None:
-    """Take window ``gather_id`` and mail its holds; each taken hold's result (also
-    added to ``follow``), or None when another
-    worker took the window first. A mail's first hold counts ``sent``, the others
-    ``gathered``."""
+    """Take window ``gather_id`` and mail its holds; each taken hold's result (also added
+    to ``follow``), or None when another worker took the window first. A mail's first
+    hold counts ``sent``, the others ``gathered``."""
     follow = Followup() if follow is None else follow
     d = rt.settings.delivery
     ds = rt.store.digest

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from typing import Any, Iterable
 
 from ..holds.outcome import Outcome
 from .metrics import count_notice
@@ -33,6 +34,13 @@ def tally(outcome: str, hold_id: str | None = None) -> None:
     summary line."""
     count_notice(outcome)
     note(outcome, hold_id)
+
+
+def tally_all(results: Iterable[tuple[str, Any]]) -> None:
+    """:func:`tally` each ``(hold_id, result)`` (a digest's other holds: worker/app/hold_mail.py
+    ``Followup.results``)."""
+    for hold_id, result in results:
+        tally(result.outcome.value, hold_id)
 
 
 def note(outcome: str, hold_id: str | None = None) -> None:

@@ -22,7 +22,6 @@ from .internal import DIGEST_ACTOR, GAVE_UP_ACTOR, MALFORMED_ACTOR
 from ..ils.events import AddressRegistered, AddressRemoved, HoldCancelled, HoldPickedUp, HoldReady
 from ..app.intake import Refused, accept, refuse_message
 from ..app.refusals import payload_fingerprint
-from ..app.hold_mail import Followup
 from ..app.registration import RegistrationResult
 from ..holds.outcome import Outcome
 from ..runtime import Runtime, get_runtime
@@ -95,7 +94,7 @@ async def hold_ready(rt: Runtime, ev: HoldReady, key: MessageKey) -> None:
     result = await holds.notify_hold_ready(rt, ev)
     _outcome(result, ev.hold_id)
     if result.followup is not None:  # a digest's: other holds mailed on the way
-        _follow(result.followup)
+        activity.tally_all(result.followup.results)
     # a hold gathering in its window is done here: the pollers send the window
     # (worker/queue/windows.py)
     if result.outcome in (Outcome.RETRY, Outcome.BUSY):
@@ -110,12 +109,9 @@ async def digest_window(window: dict[str, Any]) -> None:
     scheduled one for every window (signed like the other internal actors): kept so that
     windows opened before an upgrade are sent on time. Nothing sends it now: windows are
     found due by the pollers (worker/queue/windows.py)."""
-    _follow(await digest.window_due(get_runtime(), window))
+    activity.tally_all((await digest.window_due(get_runtime(), window)).results)
 
 
-def _follow(f: Followup) -> None:
-    for hold_id, result in f.results:
-        _outcome(result, hold_id)
 
 
 @event_actor

@@ -110,8 +110,7 @@ class DueWindows(Middleware):
 
 
 async def _send(rt: Runtime, w: DueWindow) -> None:
-    for hold_id, result in (await send_due(rt, w)).results:
-        activity.tally(result.outcome.value, hold_id)
+    activity.tally_all((await send_due(rt, w)).results)
 
 
 async def _settle(stop: asyncio.Event, running: set[asyncio.Task[None]],
